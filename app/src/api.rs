@@ -1,0 +1,393 @@
+//! Server functions: the browser's calls into Pier. Each is a thin wrapper around
+//! `pier_core::Pier`, where validation and permission checks live.
+//!
+//! Reads are `GET`; every state change is a `POST` whose form carries the session's CSRF token
+//! (checked by the server's CSRF layer before any of these run).
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::GetUrl;
+
+use crate::error::AppError;
+
+/// The signed-in user, as the UI needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub id: i64,
+    pub email: String,
+    pub is_admin: bool,
+    pub max_apps: i64,
+    pub max_memory_mb: i64,
+    pub max_cpus: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub me: Option<Me>,
+    /// Goes into every form as the hidden `csrf_token` field.
+    pub csrf: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub has_password: bool,
+    pub created: String,
+    pub last_sign_in: Option<String>,
+    pub max_apps: i64,
+    pub max_memory_mb: i64,
+    pub max_cpus: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub handle: String,
+    pub created: String,
+    pub last_seen: String,
+    pub user_agent: String,
+    pub ip: String,
+    pub current: bool,
+}
+
+/// The outcome of an admin action, shown as a flash message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    pub message: String,
+    /// A link to hand to the user (invite or password reset).
+    pub link: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    //! What every server function needs: the service, the session, and who is asking.
+
+    use std::net::SocketAddr;
+
+    use axum::extract::ConnectInfo;
+    use leptos::prelude::*;
+    use pier_core::{model::Actor, service::Client, Pier};
+    use tower_sessions::Session;
+
+    use crate::error::AppError;
+
+    /// Panel facts the UI needs, provided as context by the server.
+    #[derive(Debug, Clone)]
+    pub struct PanelInfo {
+        /// `https://panel.example.com` when the panel has a public host name.
+        pub public_origin: Option<String>,
+    }
+
+    pub struct Ctx {
+        pub pier: Pier,
+        pub session: Session,
+        pub client: Client,
+        pub origin: String,
+    }
+
+    impl Ctx {
+        pub async fn actor(&self) -> Result<Actor, AppError> {
+            Ok(self.pier.require_actor(&self.session).await?)
+        }
+    }
+
+    /// The TCP peer of a request (also under axum's `MockConnectInfo`, which tests use).
+    pub fn peer_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+        use axum::extract::connect_info::MockConnectInfo;
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+    }
+
+    fn internal(what: &str) -> AppError {
+        pier_core::Error::internal(what).into()
+    }
+
+    pub async fn ctx() -> Result<Ctx, AppError> {
+        let pier = use_context::<Pier>().ok_or_else(|| internal("no Pier in context"))?;
+        let session = leptos_axum::extract::<Session>()
+            .await
+            .map_err(|e| internal(&format!("session layer missing: {e}")))?;
+        let parts = use_context::<http::request::Parts>()
+            .ok_or_else(|| internal("no request parts in context"))?;
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let peer = peer_ip(&parts.extensions);
+        // Only a proxy on this machine (HAProxy) is trusted to say who the client is.
+        let forwarded = header("x-forwarded-for")
+            .and_then(|v| v.rsplit(',').next().map(|s| s.trim().to_owned()))
+            .filter(|s| s.parse::<std::net::IpAddr>().is_ok());
+        let ip = match (peer, forwarded) {
+            (Some(p), Some(f)) if p.is_loopback() => f,
+            (Some(p), _) => p.to_string(),
+            (None, _) => "unknown".into(),
+        };
+        let info = use_context::<PanelInfo>();
+        let origin = info
+            .and_then(|i| i.public_origin)
+            .or_else(|| header("host").map(|h| format!("http://{h}")))
+            .unwrap_or_default();
+        Ok(Ctx {
+            pier,
+            session,
+            client: Client {
+                ip,
+                user_agent: header("user-agent"),
+            },
+            origin,
+        })
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn user_row(u: pier_core::model::User) -> UserRow {
+    use pier_core::{format_time, model::Role, validate::format_cpus};
+    UserRow {
+        id: u.id,
+        is_admin: u.role == Role::Admin,
+        disabled: u.disabled,
+        has_password: u.password_hash.is_some(),
+        created: format_time(u.created_at),
+        last_sign_in: u.last_sign_in_at.map(format_time),
+        max_apps: u.quotas.max_apps,
+        max_memory_mb: u.quotas.max_memory_mb,
+        max_cpus: format_cpus(u.quotas.max_cpus_milli),
+        email: u.email,
+    }
+}
+
+// ----- session ------------------------------------------------------------------------------
+
+#[server(prefix = "/rpc", endpoint = "session", input = GetUrl)]
+pub async fn session_state() -> Result<SessionInfo, AppError> {
+    let c = ssr::ctx().await?;
+    let me = c.pier.current_actor(&c.session).await?.map(|a| Me {
+        id: a.user_id,
+        is_admin: a.is_admin(),
+        max_apps: a.quotas.max_apps,
+        max_memory_mb: a.quotas.max_memory_mb,
+        max_cpus: pier_core::validate::format_cpus(a.quotas.max_cpus_milli),
+        email: a.email,
+    });
+    let csrf = c.pier.csrf_token(&c.session).await?;
+    Ok(SessionInfo { me, csrf })
+}
+
+#[server(prefix = "/rpc", endpoint = "login")]
+pub async fn login(email: String, password: String) -> Result<(), AppError> {
+    let c = ssr::ctx().await?;
+    c.pier
+        .sign_in(&c.session, &email, &password, &c.client)
+        .await?;
+    Ok(())
+}
+
+#[server(prefix = "/rpc", endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    let c = ssr::ctx().await?;
+    c.pier.sign_out(&c.session).await?;
+    Ok(())
+}
+
+// ----- own account --------------------------------------------------------------------------
+
+#[server(prefix = "/rpc", endpoint = "change_password")]
+pub async fn change_password(current: String, new: String, confirm: String) -> Result<(), AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier
+        .change_password(&actor, &c.session, &current, &new, &confirm)
+        .await?;
+    Ok(())
+}
+
+#[server(prefix = "/rpc", endpoint = "my_sessions", input = GetUrl)]
+pub async fn my_sessions() -> Result<Vec<SessionRow>, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let rows = c.pier.list_sessions(&actor, &c.session).await?;
+    Ok(rows
+        .into_iter()
+        .map(|s| SessionRow {
+            handle: s.handle,
+            created: pier_core::format_time(s.created_at),
+            last_seen: pier_core::format_time(s.last_seen_at),
+            user_agent: s.user_agent.unwrap_or_else(|| "unknown browser".into()),
+            ip: s.ip.unwrap_or_else(|| "unknown".into()),
+            current: s.current,
+        })
+        .collect())
+}
+
+#[server(prefix = "/rpc", endpoint = "end_session")]
+pub async fn end_session(handle: String) -> Result<Done, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.end_session(&actor, &c.session, &handle).await?;
+    Ok(Done {
+        message: "Session ended.".into(),
+        link: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "end_other_sessions")]
+pub async fn end_other_sessions() -> Result<Done, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let n = c.pier.end_other_sessions(&actor, &c.session).await?;
+    Ok(Done {
+        message: match n {
+            0 => "There were no other sessions.".into(),
+            1 => "Ended 1 other session.".into(),
+            n => format!("Ended {n} other sessions."),
+        },
+        link: None,
+    })
+}
+
+// ----- invites ------------------------------------------------------------------------------
+
+#[server(prefix = "/rpc", endpoint = "invite_info", input = GetUrl)]
+pub async fn invite_info(token: String) -> Result<String, AppError> {
+    let c = ssr::ctx().await?;
+    Ok(c.pier.invite_email(&token).await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "accept_invite")]
+pub async fn accept_invite(token: String, password: String, confirm: String) -> Result<(), AppError> {
+    let c = ssr::ctx().await?;
+    c.pier.accept_invite(&token, &password, &confirm).await?;
+    Ok(())
+}
+
+// ----- administration -----------------------------------------------------------------------
+
+#[server(prefix = "/rpc", endpoint = "list_users", input = GetUrl)]
+pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    Ok(c.pier
+        .list_users(&actor)
+        .await?
+        .into_iter()
+        .map(user_row)
+        .collect())
+}
+
+#[server(prefix = "/rpc", endpoint = "create_user")]
+pub async fn create_user(
+    email: String,
+    role: String,
+    password: String,
+    max_apps: String,
+    max_memory_mb: String,
+    max_cpus: String,
+) -> Result<Done, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let (user, token) = c
+        .pier
+        .create_user(
+            &actor,
+            pier_core::service::NewUser {
+                email,
+                role,
+                password,
+                max_apps,
+                max_memory_mb,
+                max_cpus,
+            },
+        )
+        .await?;
+    Ok(match token {
+        Some(t) => Done {
+            message: format!(
+                "Created {}. Send them this link to choose a password (valid 48 hours):",
+                user.email
+            ),
+            link: Some(format!("{}/invite/{t}", c.origin)),
+        },
+        None => Done {
+            message: format!("Created {} with the password you chose.", user.email),
+            link: None,
+        },
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "set_role")]
+pub async fn set_role(id: i64, role: String) -> Result<Done, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let u = c.pier.set_role(&actor, id, &role).await?;
+    Ok(Done {
+        message: format!("{} is now {}.", u.email, if role == "admin" { "an admin" } else { "a member" }),
+        link: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "set_disabled")]
+pub async fn set_disabled(id: i64, disabled: bool) -> Result<Done, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let u = c.pier.set_disabled(&actor, id, disabled).await?;
+    Ok(Done {
+        message: if disabled {
+            format!("Disabled {}; their sessions have ended.", u.email)
+        } else {
+            format!("Enabled {}.", u.email)
+        },
+        link: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "reset_password")]
+pub async fn reset_password(id: i64) -> Result<Done, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let (u, token) = c.pier.reset_password(&actor, id).await?;
+    Ok(Done {
+        message: format!(
+            "Send {} this link to choose a new password (valid 48 hours):",
+            u.email
+        ),
+        link: Some(format!("{}/invite/{token}", c.origin)),
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "set_quotas")]
+pub async fn set_quotas(
+    id: i64,
+    max_apps: String,
+    max_memory_mb: String,
+    max_cpus: String,
+) -> Result<Done, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let u = c
+        .pier
+        .set_quotas(&actor, id, &max_apps, &max_memory_mb, &max_cpus)
+        .await?;
+    Ok(Done {
+        message: format!("Saved the quotas of {}.", u.email),
+        link: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "delete_user")]
+pub async fn delete_user(id: i64) -> Result<Done, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.delete_user(&actor, id).await?;
+    Ok(Done {
+        message: "User deleted.".into(),
+        link: None,
+    })
+}

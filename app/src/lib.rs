@@ -1,0 +1,81 @@
+//! Pier's browser UI: Leptos components rendered on the server and hydrated in the browser.
+
+pub mod api;
+pub mod components;
+pub mod error;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{ParentRoute, Route, Router, Routes},
+    hooks::use_location,
+    path, SsrMode,
+};
+
+use crate::{
+    api::{session_state, SessionInfo},
+    error::AppError,
+};
+
+/// The document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body class="min-h-screen bg-slate-50 text-slate-900 antialiased dark:bg-slate-950 dark:text-slate-100">
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// Who is signed in, and the CSRF token for forms; refetched on every navigation so that a
+/// session ended elsewhere is noticed at the next click.
+#[derive(Clone, Copy)]
+pub struct SessionCtx(pub Resource<Result<SessionInfo, AppError>>);
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/pier.css"/>
+        <Title formatter=|t: String| if t.is_empty() { "Pier".to_string() } else { format!("{t} · Pier") }/>
+        <Router>
+            <SessionProvider>
+                <Routes fallback=pages::NotFound>
+                    <Route path=path!("/login") view=pages::login::LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/invite/:token") view=pages::invite::InvitePage ssr=SsrMode::Async/>
+                    <ParentRoute path=path!("") view=pages::Authed ssr=SsrMode::Async>
+                        <Route path=path!("") view=pages::dashboard::Dashboard ssr=SsrMode::Async/>
+                        <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
+                        <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>
+                    </ParentRoute>
+                </Routes>
+            </SessionProvider>
+        </Router>
+    }
+}
+
+#[component]
+fn SessionProvider(children: Children) -> impl IntoView {
+    let location = use_location();
+    let session = Resource::new(move || location.pathname.get(), |_| session_state());
+    provide_context(SessionCtx(session));
+    children()
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,0 +1,240 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::{
+    api::{
+        list_users, CreateUser, DeleteUser, Done, ResetPassword, SetDisabled, SetQuotas, SetRole,
+        UserRow,
+    },
+    components::{
+        field_error, CsrfField, Field, Outcome, BUTTON, BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
+    },
+    error::AppError,
+    pages::Forbidden,
+    SessionCtx,
+};
+
+#[derive(Clone, Copy)]
+struct Actions {
+    role: ServerAction<SetRole>,
+    disabled: ServerAction<SetDisabled>,
+    reset: ServerAction<ResetPassword>,
+    quotas: ServerAction<SetQuotas>,
+    delete: ServerAction<DeleteUser>,
+}
+
+/// `/admin/users`: everyone who can sign in, and what an admin can change about them. The
+/// server checks the role again on every call; this page only hides what would be refused.
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    let session = expect_context::<SessionCtx>().0;
+    let is_admin = move || {
+        session
+            .get()
+            .and_then(Result::ok)
+            .and_then(|s| s.me)
+            .is_some_and(|m| m.is_admin)
+    };
+    view! {
+        <Title text="Users"/>
+        <Show when=is_admin fallback=|| view! { <Forbidden/> }>
+            <UsersAdmin/>
+        </Show>
+    }
+}
+
+#[component]
+fn UsersAdmin() -> impl IntoView {
+    let me = expect_context::<SessionCtx>()
+        .0
+        .get_untracked()
+        .and_then(Result::ok)
+        .and_then(|s| s.me)
+        .map(|m| m.id)
+        .unwrap_or_default();
+    let create = ServerAction::<CreateUser>::new();
+    let acts = Actions {
+        role: ServerAction::new(),
+        disabled: ServerAction::new(),
+        reset: ServerAction::new(),
+        quotas: ServerAction::new(),
+        delete: ServerAction::new(),
+    };
+    let users = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                acts.role.version().get(),
+                acts.disabled.version().get(),
+                acts.quotas.version().get(),
+                acts.delete.version().get(),
+                acts.reset.version().get(),
+            )
+        },
+        |_| list_users(),
+    );
+
+    // One flash for the last row action, whichever it was.
+    let last: RwSignal<Option<Result<Done, AppError>>> = RwSignal::new(None);
+    macro_rules! follow {
+        ($a:expr) => {
+            Effect::new(move |_| {
+                if let Some(v) = $a.value().get() {
+                    last.set(Some(v));
+                }
+            });
+        };
+    }
+    follow!(acts.role);
+    follow!(acts.disabled);
+    follow!(acts.reset);
+    follow!(acts.quotas);
+    follow!(acts.delete);
+
+    let created = create.value();
+    let create_outcome = Signal::derive(move || match created.get() {
+        Some(Err(e)) if !e.fields.is_empty() => None,
+        other => other,
+    });
+
+    view! {
+        <div class="flex items-end justify-between">
+            <div>
+                <h1 class="text-2xl font-bold tracking-tight">"Users"</h1>
+                <p class="mt-1 text-sm text-slate-500">"Everyone who can sign in to this Pier, and their limits."</p>
+            </div>
+        </div>
+        <div class="mt-6 grid gap-6 xl:grid-cols-3">
+            <section class=format!("{CARD} xl:col-span-1") aria-labelledby="new-user">
+                <h2 id="new-user" class="mb-4 text-lg font-semibold">"Add a person"</h2>
+                <div class="mb-4" data-testid="create-outcome"><Outcome value=create_outcome/></div>
+                <ActionForm action=create attr:class="space-y-4" attr:novalidate=true>
+                    <CsrfField/>
+                    <Field label="Email" name="email" kind="email" required=true error=field_error(created, "email")/>
+                    <div class="space-y-1">
+                        <label for="f-role" class="block text-sm font-medium">"Role"</label>
+                        <select id="f-role" name="role" class=INPUT>
+                            <option value="member" selected>"Member"</option>
+                            <option value="admin">"Admin"</option>
+                        </select>
+                        <p class="text-sm text-red-600" role="alert">{move || field_error(created, "role").get()}</p>
+                    </div>
+                    <Field label="Initial password (optional)" name="password" kind="password" autocomplete="new-password"
+                        hint="Leave empty to get an invite link, valid 48 hours, with which they choose their own."
+                        error=field_error(created, "password")/>
+                    <fieldset class="grid grid-cols-3 gap-3">
+                        <legend class="mb-1 text-sm font-medium">"Quota"</legend>
+                        <Field label="Apps" name="max_apps" placeholder="5" error=field_error(created, "max_apps")/>
+                        <Field label="Memory MiB" name="max_memory_mb" placeholder="2048" error=field_error(created, "max_memory_mb")/>
+                        <Field label="CPUs" name="max_cpus" placeholder="2" error=field_error(created, "max_cpus")/>
+                    </fieldset>
+                    <button type="submit" class=BUTTON disabled=move || create.pending().get()>"Add person"</button>
+                </ActionForm>
+            </section>
+            <section class=format!("{CARD} overflow-x-auto xl:col-span-2") aria-labelledby="all-users">
+                <h2 id="all-users" class="mb-4 text-lg font-semibold">"People"</h2>
+                <div class="mb-4" data-testid="row-outcome"><Outcome value=last.into()/></div>
+                <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading…"</p> }>
+                    {move || users.get().map(|r| match r {
+                        Ok(rows) => view! {
+                            <table class="w-full text-left text-sm" data-testid="users">
+                                <thead class="text-xs uppercase tracking-wide text-slate-500">
+                                    <tr>
+                                        <th class="py-2 pr-3">"Person"</th>
+                                        <th class="py-2 pr-3">"Role"</th>
+                                        <th class="py-2 pr-3">"Activity"</th>
+                                        <th class="py-2 pr-3">"Quota"</th>
+                                        <th class="py-2">"Actions"</th>
+                                    </tr>
+                                </thead>
+                                <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
+                                    {rows.into_iter().map(|u| view! { <UserLine u=u acts=acts me=me/> }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => view! { <crate::components::ErrorFlash error=e/> }.into_any(),
+                    })}
+                </Transition>
+            </section>
+        </div>
+    }
+}
+
+#[component]
+fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
+    let uid = u.id;
+    let badge = |text: &'static str, class: &'static str| {
+        view! { <span class=format!("ml-1 rounded-full px-2 py-0.5 text-xs font-medium {class}")>{text}</span> }
+    };
+    let small_input = "w-16 rounded border border-slate-300 bg-white px-1.5 py-1 text-xs dark:border-slate-700 dark:bg-slate-900";
+    view! {
+        <tr data-email=u.email.clone() class="align-top">
+            <td class="py-3 pr-3">
+                <span class="font-medium">{u.email.clone()}</span>
+                {(u.id == me).then(|| badge("you", "bg-indigo-100 text-indigo-800 dark:bg-indigo-900 dark:text-indigo-100"))}
+                {u.disabled.then(|| badge("disabled", "bg-red-100 text-red-800 dark:bg-red-900 dark:text-red-100"))}
+                {(!u.has_password).then(|| badge("invited", "bg-amber-100 text-amber-800 dark:bg-amber-900 dark:text-amber-100"))}
+            </td>
+            <td class="py-3 pr-3">{if u.is_admin { "Admin" } else { "Member" }}</td>
+            <td class="py-3 pr-3 text-xs text-slate-500">
+                <div>"Created " {u.created.clone()}</div>
+                <div>{u.last_sign_in.clone().map(|t| format!("Last sign-in {t}")).unwrap_or_else(|| "Never signed in".into())}</div>
+            </td>
+            <td class="py-3 pr-3">
+                <ActionForm action=acts.quotas attr:class="flex flex-wrap items-center gap-1">
+                    <CsrfField/>
+                    <IdField id=uid/>
+                    <input name="max_apps" aria-label="Apps" title="Apps" class=small_input value=u.max_apps.to_string()/>
+                    <input name="max_memory_mb" aria-label="Memory MiB" title="Memory MiB" class=small_input value=u.max_memory_mb.to_string()/>
+                    <input name="max_cpus" aria-label="CPUs" title="CPUs" class=small_input value=u.max_cpus.clone()/>
+                    <button type="submit" class=BUTTON_SMALL>"Save"</button>
+                </ActionForm>
+            </td>
+            <td class="py-3">
+                <div class="flex flex-wrap gap-1">
+                    <ActionForm action=acts.role>
+                        <CsrfField/>
+                        <IdField id=uid/>
+                        <input type="hidden" name="role" value=if u.is_admin { "member" } else { "admin" }/>
+                        <button type="submit" class=BUTTON_SMALL>{if u.is_admin { "Make member" } else { "Make admin" }}</button>
+                    </ActionForm>
+                    <ActionForm action=acts.disabled>
+                        <CsrfField/>
+                        <IdField id=uid/>
+                        <input type="hidden" name="disabled" value=(!u.disabled).to_string()/>
+                        <button type="submit" class=BUTTON_SMALL data-action="toggle-disabled">{if u.disabled { "Enable" } else { "Disable" }}</button>
+                    </ActionForm>
+                    <ActionForm action=acts.reset>
+                        <CsrfField/>
+                        <IdField id=uid/>
+                        <button type="submit" class=BUTTON_SMALL>"Reset password"</button>
+                    </ActionForm>
+                    <DeleteButton id=u.id action=acts.delete/>
+                </div>
+            </td>
+        </tr>
+    }
+}
+
+/// Delete asks once more before it sends anything.
+#[component]
+fn DeleteButton(id: i64, action: ServerAction<DeleteUser>) -> impl IntoView {
+    let confirm = RwSignal::new(false);
+    view! {
+        <Show when=move || confirm.get() fallback=move || view! {
+            <button type="button" class=BUTTON_SMALL on:click=move |_| confirm.set(true)>"Delete…"</button>
+        }>
+            <ActionForm action=action attr:class="flex gap-1">
+                <CsrfField/>
+                <IdField id=id/>
+                <button type="submit" class=BUTTON_DANGER>"Really delete"</button>
+                <button type="button" class=BUTTON_SMALL on:click=move |_| confirm.set(false)>"Cancel"</button>
+            </ActionForm>
+        </Show>
+    }
+}
+
+#[component]
+fn IdField(id: i64) -> impl IntoView {
+    view! { <input type="hidden" name="id" value=id.to_string()/> }
+}

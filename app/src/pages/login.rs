@@ -1,0 +1,105 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::{components::Redirect, hooks::use_query_map};
+
+use crate::{
+    api::{Login, SessionInfo},
+    components::{
+        field_error, hard_navigate, safe_next, CsrfField, ErrorFlash, Field, Flash, Tone, BUTTON,
+        CARD, INPUT,
+    },
+    SessionCtx,
+};
+
+fn notice(code: &str) -> Option<&'static str> {
+    match code {
+        "signed-out" => Some("You are signed out."),
+        "password-set" => Some("Your password is set. Sign in with it."),
+        _ => None,
+    }
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let session = expect_context::<SessionCtx>().0;
+    let query = use_query_map();
+    let next = move || safe_next(query.read().get("next"));
+    view! {
+        <Title text="Sign in"/>
+        <Suspense>
+            {move || Suspend::new(async move {
+                match session.await {
+                    Ok(SessionInfo { me: Some(_), .. }) => view! { <Redirect path=next()/> }.into_any(),
+                    _ => view! { <LoginForm next=next()/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn LoginForm(next: String) -> impl IntoView {
+    let query = use_query_map();
+    let login = ServerAction::<Login>::new();
+    let value = login.value();
+    let (show, set_show) = signal(false);
+    let target = next.clone();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = value.get() {
+            hard_navigate(&target);
+        }
+    });
+    let general = move || match value.get() {
+        Some(Err(e)) if e.fields.is_empty() => Some(view! { <ErrorFlash error=e/> }),
+        _ => None,
+    };
+    let info = move || {
+        query
+            .read()
+            .get("notice")
+            .and_then(|n| notice(&n))
+            .map(|m| view! { <Flash tone=Tone::Info>{m}</Flash> })
+    };
+    view! {
+        <main class="mx-auto flex min-h-screen max-w-md flex-col justify-center px-4 py-12">
+            <div class="mb-8 flex items-center justify-center gap-2 text-2xl font-bold tracking-tight">
+                <span aria-hidden="true" class="inline-block h-8 w-8 rounded-lg bg-indigo-600"></span>
+                "Pier"
+            </div>
+            <div class=CARD>
+                <h1 class="mb-6 text-xl font-semibold">"Sign in"</h1>
+                <div class="mb-4 space-y-3">{info}{general}</div>
+                <ActionForm action=login attr:class="space-y-4" attr:novalidate=true>
+                    <CsrfField/>
+                    <Field label="Email" name="email" kind="email" autocomplete="username" required=true
+                        error=field_error(value, "email")/>
+                    <div class="space-y-1">
+                        <div class="flex items-center justify-between">
+                            <label for="f-password" class="block text-sm font-medium">"Password"</label>
+                            <button type="button" data-testid="toggle-password"
+                                class="text-xs font-medium text-indigo-600 hover:underline"
+                                aria-controls="f-password"
+                                on:click=move |_| set_show.update(|s| *s = !*s)>
+                                {move || if show.get() { "Hide" } else { "Show" }}
+                            </button>
+                        </div>
+                        <input id="f-password" name="password" autocomplete="current-password" required
+                            type=move || if show.get() { "text" } else { "password" }
+                            class=INPUT
+                            aria-invalid=move || field_error(value, "password").get().is_some().to_string()
+                            aria-describedby="f-password-error"/>
+                        <p id="f-password-error" class="text-sm text-red-600 dark:text-red-400" role="alert">
+                            {move || field_error(value, "password").get()}
+                        </p>
+                    </div>
+                    <button type="submit" class=format!("{BUTTON} w-full") disabled=move || login.pending().get()>
+                        {move || if login.pending().get() { "Signing in…" } else { "Sign in" }}
+                    </button>
+                </ActionForm>
+            </div>
+            <p class="mt-6 text-center text-xs text-slate-500">
+                "No account? Pier is invite-only: ask the person who runs it."
+            </p>
+        </main>
+    }
+}

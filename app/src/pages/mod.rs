@@ -1,0 +1,131 @@
+//! The pages, and the layout that guards the signed-in ones.
+
+pub mod account;
+pub mod admin;
+pub mod dashboard;
+pub mod invite;
+pub mod login;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::{
+    components::{Outlet, Redirect, A},
+    hooks::use_location,
+};
+
+use crate::{
+    api::{Logout, Me, SessionInfo},
+    components::{encode_component, hard_navigate, CsrfField, ErrorFlash, CARD},
+    SessionCtx,
+};
+
+/// Sets the HTTP status of the page being rendered on the server.
+pub fn set_status(code: u16) {
+    #[cfg(feature = "ssr")]
+    if let (Some(resp), Ok(status)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::StatusCode::from_u16(code),
+    ) {
+        resp.set_status(status);
+    }
+    #[cfg(not(feature = "ssr"))]
+    let _ = code;
+}
+
+/// The layout of every signed-in page: navigation, then the page. Anyone not signed in is sent
+/// to the sign-in page, and comes back here afterwards.
+#[component]
+pub fn Authed() -> impl IntoView {
+    let session = expect_context::<SessionCtx>().0;
+    let location = use_location();
+    view! {
+        <Transition fallback=|| view! { <p class="p-8 text-sm text-slate-500">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match session.await {
+                    Ok(SessionInfo { me: Some(me), .. }) => view! {
+                        <Nav me=me/>
+                        <main class="mx-auto max-w-6xl px-4 py-8">
+                            <Outlet/>
+                        </main>
+                    }
+                    .into_any(),
+                    Ok(_) => {
+                        let path = location.pathname.get_untracked();
+                        let to = if path == "/" {
+                            "/login".to_string()
+                        } else {
+                            format!("/login?next={}", encode_component(&path))
+                        };
+                        view! { <Redirect path=to/> }.into_any()
+                    }
+                    Err(e) => view! {
+                        <main class="mx-auto max-w-xl px-4 py-16"><ErrorFlash error=e/></main>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Nav(me: Me) -> impl IntoView {
+    let logout = ServerAction::<Logout>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = logout.value().get() {
+            hard_navigate("/login?notice=signed-out");
+        }
+    });
+    let link = "rounded-md px-3 py-2 text-sm font-medium text-slate-600 hover:bg-slate-100 hover:text-slate-900 \
+                aria-[current=page]:bg-slate-100 aria-[current=page]:text-slate-900 dark:text-slate-300 \
+                dark:hover:bg-slate-800 dark:aria-[current=page]:bg-slate-800 dark:aria-[current=page]:text-white";
+    view! {
+        <header class="border-b border-slate-200 bg-white/80 backdrop-blur dark:border-slate-800 dark:bg-slate-900/80">
+            <div class="mx-auto flex max-w-6xl flex-wrap items-center gap-2 px-4 py-3">
+                <A href="/" attr:class="mr-4 flex items-center gap-2 text-lg font-bold tracking-tight">
+                    <span aria-hidden="true" class="inline-block h-6 w-6 rounded-md bg-indigo-600"></span>
+                    "Pier"
+                </A>
+                <nav aria-label="Main" class="flex flex-1 flex-wrap items-center gap-1">
+                    <A href="/" exact=true attr:class=link>"Apps"</A>
+                    <A href="/account" attr:class=link>"Account"</A>
+                    {me.is_admin.then(|| view! { <A href="/admin/users" attr:class=link>"Users"</A> })}
+                </nav>
+                <span class="hidden text-sm text-slate-500 sm:inline" data-testid="me">{me.email.clone()}</span>
+                <ActionForm action=logout>
+                    <CsrfField/>
+                    <button type="submit" class="rounded-md px-3 py-2 text-sm font-medium text-slate-600 hover:bg-slate-100 dark:text-slate-300 dark:hover:bg-slate-800">
+                        "Sign out"
+                    </button>
+                </ActionForm>
+            </div>
+        </header>
+    }
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    set_status(404);
+    view! {
+        <Title text="Not found"/>
+        <main class="mx-auto max-w-xl px-4 py-24 text-center">
+            <div class=CARD>
+                <h1 class="text-2xl font-bold">"Page not found"</h1>
+                <p class="mt-2 text-slate-500">"There is nothing at this address."</p>
+                <a href="/" class="mt-6 inline-block text-indigo-600 hover:underline">"Back to your apps"</a>
+            </div>
+        </main>
+    }
+}
+
+#[component]
+pub fn Forbidden() -> impl IntoView {
+    set_status(403);
+    view! {
+        <Title text="Not allowed"/>
+        <div class=CARD>
+            <h1 class="text-2xl font-bold">"Admins only"</h1>
+            <p class="mt-2 text-slate-500">"You need to be an admin to open this page."</p>
+        </div>
+    }
+}

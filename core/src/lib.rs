@@ -1,0 +1,33 @@
+//! Pier's domain layer.
+//!
+//! Everything that decides *whether* something may happen lives here: validation, permission
+//! checks, throttling and the SQL behind them. The Leptos server functions (`app`) and the REST
+//! API (`server`) both call [`service::Pier`], so each rule is written once.
+
+pub mod db;
+pub mod error;
+pub mod model;
+pub mod password;
+pub mod repo;
+pub mod secret;
+pub mod service;
+pub mod session_store;
+pub mod throttle;
+pub mod validate;
+
+pub use error::{Error, FieldError, Result};
+pub use service::Pier;
+
+/// Seconds since the Unix epoch; every timestamp in the database uses this unit.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Formats a Unix timestamp for people: `2026-11-22 14:05 UTC`.
+pub fn format_time(ts: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| "—".into())
+}

@@ -1,0 +1,97 @@
+//! Domain types shared by the repository and the services.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// Per-user limits, set by an admin and enforced by the apps engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quotas {
+    pub max_apps: i64,
+    pub max_memory_mb: i64,
+    /// Thousandths of a CPU (1500 = 1.5 CPUs).
+    pub max_cpus_milli: i64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            max_apps: 5,
+            max_memory_mb: 2048,
+            max_cpus_milli: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub role: Role,
+    pub disabled: bool,
+    pub quotas: Quotas,
+    pub created_at: i64,
+    pub last_sign_in_at: Option<i64>,
+}
+
+/// Who is acting: the signed-in user, as loaded for this request.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: i64,
+    pub email: String,
+    pub role: Role,
+    pub quotas: Quotas,
+}
+
+impl From<User> for Actor {
+    fn from(u: User) -> Self {
+        Actor {
+            user_id: u.id,
+            email: u.email,
+            role: u.role,
+            quotas: u.quotas,
+        }
+    }
+}
+
+impl Actor {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// One of a user's browser sessions, as shown on the account page.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    /// A handle derived from the session id; the id itself (the cookie value) is never shown.
+    pub handle: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub current: bool,
+}

@@ -1,0 +1,549 @@
+//! The service layer: every operation a person can ask for, with its permission check. Browser
+//! server functions and the REST API call these, never the repository directly.
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tower_sessions::Session;
+
+use crate::{
+    db::Db,
+    model::{Actor, Quotas, Role, SessionSummary, User},
+    now, password, repo,
+    secret::SecretKey,
+    session_store::{AuthData, AUTH_KEY, CSRF_KEY},
+    throttle::{Policy, Throttle},
+    validate::{self, Checks},
+    Error, Result,
+};
+
+/// Tunables, with production defaults; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A signed-in session ends after this long without a request.
+    pub session_idle_secs: i64,
+    /// A signed-in session ends this long after sign-in, however active.
+    pub session_absolute_secs: i64,
+    pub invite_ttl_secs: i64,
+    pub default_quotas: Quotas,
+    pub throttle: Policy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            session_idle_secs: 7 * 24 * 3600,
+            session_absolute_secs: 30 * 24 * 3600,
+            invite_ttl_secs: 48 * 3600,
+            default_quotas: Quotas::default(),
+            throttle: Policy::default(),
+        }
+    }
+}
+
+/// How often an active session pushes back its idle expiry (each push is one write).
+const REFRESH_EVERY_SECS: i64 = 300;
+
+/// Where a request comes from, for throttling and the session list.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+/// A user to create, as typed into the admin form.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub email: String,
+    pub role: String,
+    /// Empty: the user gets an invite link to choose a password.
+    pub password: String,
+    pub max_apps: String,
+    pub max_memory_mb: String,
+    pub max_cpus: String,
+}
+
+#[derive(Clone)]
+pub struct Pier(Arc<Inner>);
+
+struct Inner {
+    db: Db,
+    key: SecretKey,
+    settings: Settings,
+    throttle: Throttle,
+}
+
+fn session_err(e: tower_sessions::session::Error) -> Error {
+    Error::internal(format!("session: {e}"))
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The handle shown for a session instead of its id (which is the cookie value).
+fn session_handle(id: &str) -> String {
+    sha256_hex(&format!("pier session handle\0{id}"))[..16].to_owned()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+impl Pier {
+    pub fn new(db: Db, key: SecretKey, settings: Settings) -> Self {
+        let throttle = Throttle::new(settings.throttle);
+        Pier(Arc::new(Inner {
+            db,
+            key,
+            settings,
+            throttle,
+        }))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+
+    pub fn key(&self) -> &SecretKey {
+        &self.0.key
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    // ----- CSRF -----------------------------------------------------------------------------
+
+    /// The session's CSRF token, created on first use.
+    pub async fn csrf_token(&self, session: &Session) -> Result<String> {
+        if let Some(t) = session.get::<String>(CSRF_KEY).await.map_err(session_err)? {
+            return Ok(t);
+        }
+        let t = random_token();
+        session.insert(CSRF_KEY, &t).await.map_err(session_err)?;
+        Ok(t)
+    }
+
+    pub async fn check_csrf(&self, session: &Session, presented: Option<&str>) -> Result<()> {
+        let expected = session.get::<String>(CSRF_KEY).await.map_err(session_err)?;
+        match (expected, presented) {
+            (Some(e), Some(p)) if bool::from(e.as_bytes().ct_eq(p.as_bytes())) => Ok(()),
+            _ => Err(Error::Csrf),
+        }
+    }
+
+    // ----- signing in and out ---------------------------------------------------------------
+
+    pub async fn sign_in(
+        &self,
+        session: &Session,
+        email: &str,
+        password: &str,
+        client: &Client,
+    ) -> Result<Actor> {
+        let mut c = Checks::default();
+        let email = c.check("email", validate::email(email));
+        if password.is_empty() {
+            c.check::<()>("password", Err("Enter your password.".into()));
+        } else if password.len() > 4 * validate::PASSWORD_MAX_CHARS {
+            c.check::<()>("password", Err("That password is too long.".into()));
+        }
+        c.finish()?;
+        let email = email.unwrap_or_default();
+
+        let throttle = &self.0.throttle;
+        throttle
+            .check(&email, &client.ip)
+            .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
+
+        let user = repo::users::by_email(self.db(), &email).await?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        if !password::verify(password.to_owned(), hash).await? {
+            throttle.record_failure(&email, &client.ip);
+            tracing::info!(ip = %client.ip, "failed sign-in");
+            return Err(Error::BadCredentials);
+        }
+        let user = user.expect("a verified password belongs to a user");
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        throttle.clear_account(&email);
+
+        // A fresh id and CSRF token at every sign-in (no session fixation).
+        session.cycle_id().await.map_err(session_err)?;
+        let t = now();
+        let auth = AuthData {
+            user_id: user.id,
+            signed_in_at: t,
+            refreshed_at: t,
+            user_agent: client.user_agent.as_deref().map(|u| truncate(u, 256)),
+            ip: Some(truncate(&client.ip, 64)),
+        };
+        session.insert(AUTH_KEY, &auth).await.map_err(session_err)?;
+        session
+            .insert(CSRF_KEY, random_token())
+            .await
+            .map_err(session_err)?;
+        repo::users::touch_sign_in(self.db(), user.id, t).await?;
+        tracing::info!(user_id = user.id, "signed in");
+        Ok(Actor::from(user))
+    }
+
+    pub async fn sign_out(&self, session: &Session) -> Result<()> {
+        session.flush().await.map_err(session_err)
+    }
+
+    /// The signed-in user for this session, if any. Ends the session when it is past its
+    /// absolute lifetime or its user was disabled or deleted.
+    pub async fn current_actor(&self, session: &Session) -> Result<Option<Actor>> {
+        let Some(mut auth) = session.get::<AuthData>(AUTH_KEY).await.map_err(session_err)? else {
+            return Ok(None);
+        };
+        let t = now();
+        if t - auth.signed_in_at >= self.0.settings.session_absolute_secs {
+            session.flush().await.map_err(session_err)?;
+            return Ok(None);
+        }
+        let user = match repo::users::by_id(self.db(), auth.user_id).await? {
+            Some(u) if !u.disabled => u,
+            _ => {
+                session.flush().await.map_err(session_err)?;
+                return Ok(None);
+            }
+        };
+        if t - auth.refreshed_at >= REFRESH_EVERY_SECS {
+            auth.refreshed_at = t;
+            session.insert(AUTH_KEY, &auth).await.map_err(session_err)?;
+        }
+        Ok(Some(Actor::from(user)))
+    }
+
+    pub async fn require_actor(&self, session: &Session) -> Result<Actor> {
+        self.current_actor(session)
+            .await?
+            .ok_or(Error::Unauthenticated)
+    }
+
+    fn require_admin(actor: &Actor) -> Result<()> {
+        if actor.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+
+    // ----- own account ----------------------------------------------------------------------
+
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        session: &Session,
+        current: &str,
+        new: &str,
+        confirm: &str,
+    ) -> Result<()> {
+        let mut c = Checks::default();
+        if current.is_empty() {
+            c.check::<()>("current", Err("Enter your current password.".into()));
+        }
+        c.check("new", validate::password(new));
+        if new != confirm {
+            c.check::<()>("confirm", Err("The two new passwords differ.".into()));
+        }
+        c.finish()?;
+        let user = repo::users::by_id(self.db(), actor.user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if !password::verify(current.to_owned(), user.password_hash).await? {
+            return Err(Error::field("current", "That is not your current password."));
+        }
+        let hash = password::hash(new.to_owned()).await?;
+        let keep = session.id().map(|id| id.to_string()).unwrap_or_default();
+        let mut tx = self.db().begin().await?;
+        repo::users::set_password(&mut *tx, user.id, &hash).await?;
+        repo::sessions::delete_for_user_except(&mut *tx, user.id, &keep).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = user.id, "password changed; other sessions ended");
+        Ok(())
+    }
+
+    pub async fn list_sessions(&self, actor: &Actor, session: &Session) -> Result<Vec<SessionSummary>> {
+        let current = session.id().map(|id| id.to_string());
+        let rows = repo::sessions::list_for_user(self.db(), actor.user_id, now()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionSummary {
+                handle: session_handle(&r.id),
+                current: current.as_deref() == Some(r.id.as_str()),
+                created_at: r.created_at,
+                last_seen_at: r.last_seen_at,
+                expires_at: r.expires_at,
+                user_agent: r.user_agent,
+                ip: r.ip,
+            })
+            .collect())
+    }
+
+    /// Ends one of the actor's own sessions, named by its handle.
+    pub async fn end_session(&self, actor: &Actor, session: &Session, handle: &str) -> Result<()> {
+        let rows = repo::sessions::list_for_user(self.db(), actor.user_id, now()).await?;
+        let row = rows
+            .into_iter()
+            .find(|r| session_handle(&r.id) == handle)
+            .ok_or(Error::NotFound)?;
+        if session.id().map(|id| id.to_string()).as_deref() == Some(row.id.as_str()) {
+            return self.sign_out(session).await;
+        }
+        repo::sessions::delete(self.db(), &row.id).await
+    }
+
+    pub async fn end_other_sessions(&self, actor: &Actor, session: &Session) -> Result<u64> {
+        let keep = session.id().map(|id| id.to_string()).unwrap_or_default();
+        repo::sessions::delete_for_user_except(self.db(), actor.user_id, &keep).await
+    }
+
+    // ----- invites --------------------------------------------------------------------------
+
+    async fn new_invite(&self, db: &mut sqlx::SqliteConnection, user_id: i64) -> Result<String> {
+        let token = random_token();
+        let t = now();
+        repo::invites::delete_unused(&mut *db, user_id).await?;
+        repo::invites::insert(
+            &mut *db,
+            user_id,
+            &sha256_hex(&token),
+            t,
+            t + self.0.settings.invite_ttl_secs,
+        )
+        .await?;
+        Ok(token)
+    }
+
+    /// Checks an invite link and returns the email it is for.
+    pub async fn invite_email(&self, token: &str) -> Result<String> {
+        let (_, user) = self.valid_invite(token).await?;
+        Ok(user.email)
+    }
+
+    async fn valid_invite(&self, token: &str) -> Result<(repo::invites::Invite, User)> {
+        let gone = |m: &str| Error::Gone {
+            message: m.to_owned(),
+        };
+        let invalid = "This invite link is not valid. Ask your admin for a new one.";
+        if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(gone(invalid));
+        }
+        let invite = repo::invites::by_token_hash(self.db(), &sha256_hex(token))
+            .await?
+            .ok_or_else(|| gone(invalid))?;
+        if invite.used_at.is_some() {
+            return Err(gone(
+                "This invite link was already used. Sign in, or ask your admin for a new link.",
+            ));
+        }
+        if invite.expires_at <= now() {
+            return Err(gone(
+                "This invite link has expired. Ask your admin for a new one.",
+            ));
+        }
+        let user = repo::users::by_id(self.db(), invite.user_id)
+            .await?
+            .ok_or_else(|| gone(invalid))?;
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        Ok((invite, user))
+    }
+
+    /// Sets a password through an invite link. The link works once; every existing session of
+    /// the user ends.
+    pub async fn accept_invite(&self, token: &str, new: &str, confirm: &str) -> Result<String> {
+        let (invite, user) = self.valid_invite(token).await?;
+        let mut c = Checks::default();
+        c.check("password", validate::password(new));
+        if new != confirm {
+            c.check::<()>("confirm", Err("The two passwords differ.".into()));
+        }
+        c.finish()?;
+        let hash = password::hash(new.to_owned()).await?;
+        let mut tx = self.db().begin().await?;
+        if !repo::invites::mark_used(&mut *tx, invite.id, now()).await? {
+            return Err(Error::Gone {
+                message: "This invite link was already used.".into(),
+            });
+        }
+        repo::users::set_password(&mut *tx, user.id, &hash).await?;
+        repo::sessions::delete_for_user(&mut *tx, user.id).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = user.id, "password set through invite");
+        Ok(user.email)
+    }
+
+    // ----- administration -------------------------------------------------------------------
+
+    pub async fn list_users(&self, actor: &Actor) -> Result<Vec<User>> {
+        Self::require_admin(actor)?;
+        repo::users::list(self.db()).await
+    }
+
+    /// Creates a user. Without a password, returns an invite token for them to choose one.
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<(User, Option<String>)> {
+        Self::require_admin(actor)?;
+        self.create_user_unchecked(new).await
+    }
+
+    async fn create_user_unchecked(&self, new: NewUser) -> Result<(User, Option<String>)> {
+        let mut c = Checks::default();
+        let email = c.check("email", validate::email(&new.email));
+        let role = c.check(
+            "role",
+            Role::parse(new.role.trim()).ok_or_else(|| "Choose admin or member.".to_string()),
+        );
+        if !new.password.is_empty() {
+            c.check("password", validate::password(&new.password));
+        }
+        let d = self.0.settings.default_quotas;
+        let or = |s: &str, v: String| if s.trim().is_empty() { v } else { s.to_owned() };
+        let quotas = validate::quotas_into(
+            &mut c,
+            &or(&new.max_apps, d.max_apps.to_string()),
+            &or(&new.max_memory_mb, d.max_memory_mb.to_string()),
+            &or(&new.max_cpus, validate::format_cpus(d.max_cpus_milli)),
+        );
+        if let Some(e) = &email {
+            if repo::users::by_email(self.db(), e).await?.is_some() {
+                c.check::<()>("email", Err("A user with this email already exists.".into()));
+            }
+        }
+        c.finish()?;
+        let (email, role, quotas) = (
+            email.unwrap_or_default(),
+            role.unwrap_or(Role::Member),
+            quotas.unwrap_or(d),
+        );
+        let hash = if new.password.is_empty() {
+            None
+        } else {
+            Some(password::hash(new.password.clone()).await?)
+        };
+        let mut tx = self.db().begin().await?;
+        let id = match repo::users::insert(&mut *tx, &email, hash.as_deref(), role, quotas, now()).await {
+            Ok(id) => id,
+            Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
+                return Err(Error::field("email", "A user with this email already exists."))
+            }
+            Err(e) => return Err(e),
+        };
+        let token = if hash.is_none() {
+            Some(self.new_invite(&mut tx, id).await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        let user = repo::users::by_id(self.db(), id).await?.ok_or(Error::NotFound)?;
+        tracing::info!(user_id = id, role = role.as_str(), "user created");
+        Ok((user, token))
+    }
+
+    /// The operator's way in: creates an admin from the command line, where no one is signed in.
+    pub async fn create_admin_from_cli(&self, email: &str, password: &str) -> Result<User> {
+        let (user, _) = self
+            .create_user_unchecked(NewUser {
+                email: email.to_owned(),
+                role: "admin".into(),
+                password: password.to_owned(),
+                ..NewUser::default()
+            })
+            .await?;
+        Ok(user)
+    }
+
+    async fn target(&self, id: i64) -> Result<User> {
+        repo::users::by_id(self.db(), id).await?.ok_or(Error::NotFound)
+    }
+
+    const LAST_ADMIN: &'static str =
+        "This is the last enabled admin. Make someone else an admin first.";
+
+    pub async fn set_role(&self, actor: &Actor, id: i64, role: &str) -> Result<User> {
+        Self::require_admin(actor)?;
+        let role = Role::parse(role).ok_or_else(|| Error::field("role", "Choose admin or member."))?;
+        self.target(id).await?;
+        if !repo::users::set_role_keeping_an_admin(self.db(), id, role).await? {
+            return Err(Error::Conflict(Self::LAST_ADMIN.into()));
+        }
+        tracing::info!(user_id = id, by = actor.user_id, role = role.as_str(), "role changed");
+        self.target(id).await
+    }
+
+    /// Disables (ending every session of the user at once) or enables a user.
+    pub async fn set_disabled(&self, actor: &Actor, id: i64, disabled: bool) -> Result<User> {
+        Self::require_admin(actor)?;
+        self.target(id).await?;
+        let mut tx = self.db().begin().await?;
+        if !repo::users::set_disabled_keeping_an_admin(&mut *tx, id, disabled).await? {
+            return Err(Error::Conflict(Self::LAST_ADMIN.into()));
+        }
+        if disabled {
+            repo::sessions::delete_for_user(&mut *tx, id).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(user_id = id, by = actor.user_id, disabled, "user status changed");
+        self.target(id).await
+    }
+
+    /// Issues a new invite link with which the user chooses a new password.
+    pub async fn reset_password(&self, actor: &Actor, id: i64) -> Result<(User, String)> {
+        Self::require_admin(actor)?;
+        let user = self.target(id).await?;
+        let mut conn = self.db().acquire().await?;
+        let token = self.new_invite(&mut conn, id).await?;
+        tracing::info!(user_id = id, by = actor.user_id, "password reset link issued");
+        Ok((user, token))
+    }
+
+    pub async fn set_quotas(
+        &self,
+        actor: &Actor,
+        id: i64,
+        max_apps: &str,
+        max_memory_mb: &str,
+        max_cpus: &str,
+    ) -> Result<User> {
+        Self::require_admin(actor)?;
+        let q = validate::quotas(max_apps, max_memory_mb, max_cpus)?;
+        if !repo::users::set_quotas(self.db(), id, q).await? {
+            return Err(Error::NotFound);
+        }
+        self.target(id).await
+    }
+
+    pub async fn delete_user(&self, actor: &Actor, id: i64) -> Result<()> {
+        Self::require_admin(actor)?;
+        let user = self.target(id).await?;
+        if id == actor.user_id {
+            return Err(Error::Conflict(
+                "You cannot delete your own account; ask another admin.".into(),
+            ));
+        }
+        if !repo::users::delete_keeping_an_admin(self.db(), id).await? {
+            return Err(Error::Conflict(Self::LAST_ADMIN.into()));
+        }
+        tracing::info!(user_id = id, email = %user.email, by = actor.user_id, "user deleted");
+        Ok(())
+    }
+
+    /// Removes expired sessions; run periodically.
+    pub async fn purge_expired_sessions(&self) -> Result<u64> {
+        repo::sessions::delete_expired(self.db(), now()).await
+    }
+}

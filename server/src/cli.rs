@@ -1,0 +1,137 @@
+//! What each command does: open the data dir, then serve or run an operator task.
+
+use std::{io::BufRead, path::Path, time::Duration};
+
+use anyhow::{bail, Context};
+use pier_core::{db, secret::SecretKey, service::Settings, Pier};
+
+use crate::{
+    config::{AdminCommand, Cli, Command, ServeArgs},
+    http,
+};
+
+/// Opens the data dir (created 0700 when absent), its database and its secret key.
+pub async fn open(data_dir: &Path) -> anyhow::Result<Pier> {
+    if !data_dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    }
+    let key = SecretKey::load_or_create(&data_dir.join("secret.key"))?;
+    let db = db::open(&data_dir.join("pier.db"))
+        .await
+        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    Ok(Pier::new(db, key, Settings::default()))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let pier = open(&cli.data_dir).await?;
+    match cli.command {
+        Command::Serve(args) => serve(pier, args).await,
+        Command::Admin {
+            command: AdminCommand::Create { email, .. },
+        } => {
+            let password = read_password_line(std::io::stdin().lock())?;
+            match pier.create_admin_from_cli(&email, &password).await {
+                Ok(user) => {
+                    println!("Created admin {} (id {}).", user.email, user.id);
+                    Ok(())
+                }
+                Err(e) => {
+                    let detail: Vec<String> = e.fields().iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
+                    if detail.is_empty() {
+                        bail!("{}", e.public_message())
+                    } else {
+                        bail!("{}", detail.join("; "))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The first line of standard input, without its line ending.
+fn read_password_line(mut input: impl BufRead) -> anyhow::Result<String> {
+    let mut line = String::new();
+    input.read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!("no password on standard input (pipe it in: `printf '%s\\n' \"$PW\" | pier admin create --email … --password-stdin`)");
+    }
+    Ok(password.to_owned())
+}
+
+async fn serve(pier: Pier, args: ServeArgs) -> anyhow::Result<()> {
+    let state = http::AppState::new(pier.clone(), &args);
+    let app = http::router(state);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(addr = %args.listen, "Pier is listening");
+
+    // Expired sessions are removed hourly.
+    let janitor = {
+        let pier = pier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                match pier.purge_expired_sessions().await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+                }
+            }
+        })
+    };
+
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    janitor.abort();
+    pier.db().close().await;
+    tracing::info!("Pier stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_line() {
+        assert_eq!(read_password_line(&b"secret pass 123\n"[..]).unwrap(), "secret pass 123");
+        assert_eq!(read_password_line(&b"crlf password!\r\nrest"[..]).unwrap(), "crlf password!");
+        assert!(read_password_line(&b"\n"[..]).is_err());
+        assert!(read_password_line(&b""[..]).is_err());
+    }
+}

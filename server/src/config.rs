@@ -1,0 +1,96 @@
+//! The command line and `PIER_*` environment, parsed once into typed configuration.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "pier", version, about = "Pier: a self-hosted container panel for friends")]
+pub struct Cli {
+    /// Where Pier keeps its database, secret key and generated files.
+    #[arg(long, env = "PIER_DATA_DIR", default_value = "/var/lib/pier", global = true)]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the panel.
+    Serve(ServeArgs),
+    /// Operator tasks on users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin. The password is read from standard input, never from the command line.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The panel's own HTTP address.
+    #[arg(long, env = "PIER_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Apps also get `<app>-<tenant>.<base domain>`.
+    #[arg(long, env = "PIER_BASE_DOMAIN", value_parser = parse_host)]
+    pub base_domain: Option<String>,
+
+    /// The host name the panel is served at (through HAProxy, over HTTPS).
+    #[arg(long, env = "PIER_PANEL_HOST", value_parser = parse_host)]
+    pub panel_host: Option<String>,
+
+    /// The built site (wasm, JS, CSS) from `cargo leptos build`.
+    #[arg(long, env = "PIER_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+}
+
+fn parse_host(s: &str) -> Result<String, String> {
+    pier_core::validate::hostname(s)
+}
+
+impl ServeArgs {
+    /// `https://<panel host>` when the panel has a public name; invite links use it.
+    pub fn public_origin(&self) -> Option<String> {
+        self.panel_host.as_ref().map(|h| format!("https://{h}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_serve_and_rejects_bad_hosts() {
+        let cli = Cli::try_parse_from(["pier", "--data-dir", "/tmp/p", "serve", "--listen", "127.0.0.1:4000"]).unwrap();
+        match cli.command {
+            Command::Serve(a) => {
+                assert_eq!(a.listen.port(), 4000);
+                assert_eq!(a.public_origin(), None);
+            }
+            _ => panic!("not serve"),
+        }
+        assert!(Cli::try_parse_from(["pier", "serve", "--panel-host", "bad host\n"]).is_err());
+        let cli = Cli::try_parse_from(["pier", "serve", "--panel-host", "Panel.Example.com"]).unwrap();
+        let Command::Serve(a) = cli.command else { panic!() };
+        assert_eq!(a.public_origin().as_deref(), Some("https://panel.example.com"));
+    }
+
+    #[test]
+    fn admin_create_needs_password_stdin() {
+        assert!(Cli::try_parse_from(["pier", "admin", "create", "--email", "a@b.co"]).is_err());
+        assert!(Cli::try_parse_from(["pier", "admin", "create", "--email", "a@b.co", "--password-stdin"]).is_ok());
+    }
+}

@@ -1,0 +1,6 @@
+//! The Pier server: configuration, the HTTP router, and the command line behind `main.rs`.
+
+pub mod cli;
+pub mod config;
+pub mod csrf;
+pub mod http;

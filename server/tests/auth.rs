@@ -1,0 +1,220 @@
+//! Signing in and out, throttling, CSRF, session lifetime.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use pier_core::service::Settings;
+use sqlx::SqlitePool;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sign_in_rotates_the_session_and_sign_out_ends_it(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.browser();
+    assert_eq!(b.me().await, None);
+    let anonymous_cookie = b.cookie.clone().expect("a session for the CSRF token");
+    let anonymous_csrf = b.csrf().await;
+
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(b.me().await.as_deref(), Some(ADMIN_EMAIL));
+    assert_ne!(b.cookie.as_deref(), Some(anonymous_cookie.as_str()), "session id must change at sign-in");
+    assert_ne!(b.csrf().await, anonymous_csrf, "CSRF token must change at sign-in");
+
+    // The old (pre-sign-in) cookie is worth nothing.
+    let mut fixated = app.browser();
+    fixated.cookie = Some(anonymous_cookie);
+    assert_eq!(fixated.me().await, None);
+
+    let r = b.call("logout", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(b.me().await, None);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn session_cookie_is_httponly_lax_and_secure_only_over_https(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.browser();
+    let r = b.read("session").await;
+    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("pier_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    let mut https = app.browser();
+    let r = https
+        .send(
+            axum::http::Request::get("/rpc/session")
+                .header("x-forwarded-proto", "https")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn unknown_email_and_wrong_password_get_the_same_answer(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.browser();
+    let wrong = b.sign_in(ADMIN_EMAIL, "not the password at all").await.unwrap_err();
+    let unknown = b.sign_in("nobody@example.com", "not the password at all").await.unwrap_err();
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status, unknown.status);
+    assert_eq!(wrong.body, unknown.body);
+    assert_eq!(wrong.json()["message"], "Wrong email or password.");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn bad_sign_in_input_is_named_per_field(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.browser();
+    let r = b.sign_in("not-an-email", "").await.unwrap_err();
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.field_error("email").unwrap().contains("valid email"));
+    assert_eq!(r.field_error("password").unwrap(), "Enter your password.");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn failed_sign_ins_are_throttled_per_account(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.browser();
+    for _ in 0..5 {
+        let r = b.sign_in(ADMIN_EMAIL, "wrong password 123").await.unwrap_err();
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    // Locked now, even with the right password, and from another address.
+    let mut elsewhere = app.browser();
+    elsewhere.forwarded_for = Some("203.0.113.9".into());
+    let r = elsewhere.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap_err();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.json()["message"].as_str().unwrap().contains("Try again in 15 minutes"), "{}", r.body);
+    // An unknown account is throttled the same way (no hint that it does not exist).
+    for _ in 0..5 {
+        let _ = b.sign_in("ghost@example.com", "wrong password 123").await;
+    }
+    let r = elsewhere.sign_in("ghost@example.com", "wrong password 123").await.unwrap_err();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn failed_sign_ins_are_throttled_per_address(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut attacker = app.browser();
+    attacker.forwarded_for = Some("198.51.100.7".into());
+    for i in 0..20 {
+        let _ = attacker.sign_in(&format!("user{i}@example.com"), "wrong password 123").await;
+    }
+    let r = attacker.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap_err();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Someone else is unaffected.
+    let mut friend = app.browser();
+    friend.forwarded_for = Some("192.0.2.1".into());
+    friend.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn state_changes_need_the_csrf_token(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.admin().await;
+    let fields = [("email", "x@example.com"), ("role", "member"), ("password", ""), ("max_apps", ""), ("max_memory_mb", ""), ("max_cpus", "")];
+
+    // No token.
+    let r = b.post_form("create_user", &fields).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.error_code(), "csrf");
+    // A forged token.
+    let mut forged = fields.to_vec();
+    forged.push(("csrf_token", "0000000000000000000000000000000000000000000000000000000000000000"));
+    let r = b.post_form("create_user", &forged).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.json()["message"].as_str().unwrap().contains("Reload the page"));
+    // Another session's token.
+    let other_token = app.browser().csrf().await;
+    let mut stolen = fields.to_vec();
+    stolen.push(("csrf_token", &other_token));
+    assert_eq!(b.post_form("create_user", &stolen).await.status, StatusCode::FORBIDDEN);
+    // Nothing was created.
+    assert!(pier_core::repo::users::by_email(app.pier.db(), "x@example.com").await.unwrap().is_none());
+
+    // A browser that says the request is cross-site is refused even with the token.
+    let token = b.csrf().await;
+    let body = format!("email=y%40example.com&role=member&password=&max_apps=&max_memory_mb=&max_cpus=&csrf_token={token}");
+    let r = b
+        .send(
+            axum::http::Request::post("/rpc/create_user")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", "cross-site")
+                .body(axum::body::Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = b
+        .send(
+            axum::http::Request::post("/rpc/create_user")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("origin", "https://evil.example")
+                .header("host", "127.0.0.1:3000")
+                .body(axum::body::Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // With the token, the same form works.
+    let r = b.call("create_user", &fields).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sign_in_itself_needs_the_csrf_token(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.browser();
+    let r = b.post_form("login", &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(b.me().await, None);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn idle_sessions_expire(db: SqlitePool) {
+    let app = TestApp::new(db.clone()).await;
+    let mut b = app.admin().await;
+    assert!(b.me().await.is_some());
+    // Let the idle deadline pass.
+    sqlx::query("UPDATE sessions SET expires_at = strftime('%s','now') - 1")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(b.me().await, None);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sessions_end_at_their_absolute_lifetime(db: SqlitePool) {
+    let settings = Settings {
+        session_absolute_secs: 1,
+        ..Settings::default()
+    };
+    let app = TestApp::with_settings(db, settings).await;
+    let mut b = app.admin().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(b.me().await, None, "signed in longer than the absolute lifetime");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn active_sessions_push_back_their_idle_expiry(db: SqlitePool) {
+    let app = TestApp::new(db.clone()).await;
+    let mut b = app.admin().await;
+    // Pretend the last refresh was long ago and the deadline is near.
+    sqlx::query("UPDATE sessions SET expires_at = strftime('%s','now') + 60, data = json_set(data, '$.\"pier.auth\".refreshed_at', 0)")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert!(b.me().await.is_some());
+    let exp: i64 = sqlx::query_scalar("SELECT MAX(expires_at) - strftime('%s','now') FROM sessions WHERE user_id IS NOT NULL")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(exp > 6 * 24 * 3600, "expiry not pushed back: {exp}s left");
+}

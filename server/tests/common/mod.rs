@@ -1,0 +1,218 @@
+//! Drives the real router in-process, like a browser: a cookie jar, the CSRF token from the page,
+//! and form posts to server functions.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use axum::{
+    body::Body,
+    extract::connect_info::MockConnectInfo,
+    http::{header, HeaderMap, Method, Request, StatusCode},
+    Router,
+};
+use http_body_util::BodyExt;
+use pier::{
+    config::ServeArgs,
+    http::{router, AppState},
+};
+use pier_core::{secret::SecretKey, service::Settings, Pier};
+use sqlx::SqlitePool;
+use tower::ServiceExt;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub pier: Pier,
+    pub router: Router,
+}
+
+pub fn serve_args() -> ServeArgs {
+    ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        base_domain: None,
+        panel_host: None,
+        site_root: "target/site".into(),
+    }
+}
+
+impl TestApp {
+    pub async fn new(db: SqlitePool) -> Self {
+        Self::with_settings(db, Settings::default()).await
+    }
+
+    pub async fn with_settings(db: SqlitePool, settings: Settings) -> Self {
+        let pier = Pier::new(db, SecretKey::generate(), settings);
+        pier.create_admin_from_cli(ADMIN_EMAIL, ADMIN_PASSWORD)
+            .await
+            .expect("bootstrap admin");
+        let state = AppState::new(pier.clone(), &serve_args());
+        let router = router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        TestApp { pier, router }
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser {
+            router: self.router.clone(),
+            cookie: None,
+            forwarded_for: None,
+        }
+    }
+
+    /// A browser signed in as the bootstrap admin.
+    pub async fn admin(&self) -> Browser {
+        let mut b = self.browser();
+        b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.expect("admin signs in");
+        b
+    }
+
+    /// Creates a member with a password, and a browser signed in as them.
+    pub async fn member(&self, email: &str) -> Browser {
+        let mut admin = self.admin().await;
+        let r = admin
+            .call("create_user", &[("email", email), ("role", "member"), ("password", "member password 1"),
+                ("max_apps", ""), ("max_memory_mb", ""), ("max_cpus", "")])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let mut b = self.browser();
+        b.sign_in(email, "member password 1").await.expect("member signs in");
+        b
+    }
+
+    pub async fn user_id(&self, email: &str) -> i64 {
+        pier_core::repo::users::by_email(self.pier.db(), email)
+            .await
+            .unwrap()
+            .expect("user exists")
+            .id
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The message of a server function error.
+    pub fn error_code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn field_error(&self, field: &str) -> Option<String> {
+        self.json()["fields"]
+            .as_array()?
+            .iter()
+            .find(|f| f[0] == field)
+            .map(|f| f[1].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+pub struct Browser {
+    router: Router,
+    pub cookie: Option<String>,
+    pub forwarded_for: Option<String>,
+}
+
+impl Browser {
+    pub async fn send(&mut self, req: Request<Body>) -> Reply {
+        let mut req = req;
+        if let Some(c) = &self.cookie {
+            req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
+        }
+        if let Some(ip) = &self.forwarded_for {
+            req.headers_mut().insert("x-forwarded-for", ip.parse().unwrap());
+        }
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        for sc in res.headers().get_all(header::SET_COOKIE) {
+            let sc = sc.to_str().unwrap();
+            let pair = sc.split(';').next().unwrap();
+            if sc.contains("Max-Age=0") {
+                self.cookie = None;
+            } else {
+                self.cookie = Some(pair.to_owned());
+            }
+        }
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(Request::get(path).header(header::ACCEPT, "text/html").body(Body::empty()).unwrap())
+            .await
+    }
+
+    /// The session state as the page sees it (`me` and the CSRF token).
+    pub async fn session(&mut self) -> serde_json::Value {
+        let r = self
+            .send(Request::get("/rpc/session").header(header::ACCEPT, "application/json").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.json()
+    }
+
+    pub async fn csrf(&mut self) -> String {
+        self.session().await["csrf"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts a form to a server function with the session's CSRF token, as `ActionForm` does.
+    pub async fn call(&mut self, endpoint: &str, fields: &[(&str, &str)]) -> Reply {
+        let token = self.csrf().await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf_token", &token));
+        self.post_form(endpoint, &all).await
+    }
+
+    /// Posts a form exactly as given (no token added).
+    pub async fn post_form(&mut self, endpoint: &str, fields: &[(&str, &str)]) -> Reply {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.send(
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("/rpc/{endpoint}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ACCEPT, "application/json")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// A GET server function returning JSON.
+    pub async fn read(&mut self, endpoint: &str) -> Reply {
+        self.send(
+            Request::get(format!("/rpc/{endpoint}"))
+                .header(header::ACCEPT, "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> Result<(), Reply> {
+        let r = self.call("login", &[("email", email), ("password", password)]).await;
+        if r.status == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    }
+
+    pub async fn me(&mut self) -> Option<String> {
+        self.session().await["me"]["email"].as_str().map(str::to_owned)
+    }
+}
