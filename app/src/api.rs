@@ -99,7 +99,11 @@ pub mod ssr {
         extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
-            .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+            .or_else(|| {
+                extensions
+                    .get::<MockConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip())
+            })
     }
 
     fn internal(what: &str) -> AppError {
@@ -182,7 +186,9 @@ pub async fn session_state() -> Result<SessionInfo, AppError> {
 }
 
 #[server(prefix = "/rpc", endpoint = "login")]
-pub async fn login(email: String, password: String) -> Result<(), AppError> {
+pub async fn login(email: String, password: String, csrf_token: String) -> Result<(), AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     c.pier
         .sign_in(&c.session, &email, &password, &c.client)
@@ -191,7 +197,9 @@ pub async fn login(email: String, password: String) -> Result<(), AppError> {
 }
 
 #[server(prefix = "/rpc", endpoint = "logout")]
-pub async fn logout() -> Result<(), AppError> {
+pub async fn logout(csrf_token: String) -> Result<(), AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     c.pier.sign_out(&c.session).await?;
     Ok(())
@@ -200,7 +208,14 @@ pub async fn logout() -> Result<(), AppError> {
 // ----- own account --------------------------------------------------------------------------
 
 #[server(prefix = "/rpc", endpoint = "change_password")]
-pub async fn change_password(current: String, new: String, confirm: String) -> Result<(), AppError> {
+pub async fn change_password(
+    current: String,
+    new: String,
+    confirm: String,
+    csrf_token: String,
+) -> Result<(), AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     c.pier
@@ -228,7 +243,9 @@ pub async fn my_sessions() -> Result<Vec<SessionRow>, AppError> {
 }
 
 #[server(prefix = "/rpc", endpoint = "end_session")]
-pub async fn end_session(handle: String) -> Result<Done, AppError> {
+pub async fn end_session(handle: String, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     c.pier.end_session(&actor, &c.session, &handle).await?;
@@ -239,7 +256,9 @@ pub async fn end_session(handle: String) -> Result<Done, AppError> {
 }
 
 #[server(prefix = "/rpc", endpoint = "end_other_sessions")]
-pub async fn end_other_sessions() -> Result<Done, AppError> {
+pub async fn end_other_sessions(csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     let n = c.pier.end_other_sessions(&actor, &c.session).await?;
@@ -262,7 +281,14 @@ pub async fn invite_info(token: String) -> Result<String, AppError> {
 }
 
 #[server(prefix = "/rpc", endpoint = "accept_invite")]
-pub async fn accept_invite(token: String, password: String, confirm: String) -> Result<(), AppError> {
+pub async fn accept_invite(
+    token: String,
+    password: String,
+    confirm: String,
+    csrf_token: String,
+) -> Result<(), AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     c.pier.accept_invite(&token, &password, &confirm).await?;
     Ok(())
@@ -290,7 +316,10 @@ pub async fn create_user(
     max_apps: String,
     max_memory_mb: String,
     max_cpus: String,
+    csrf_token: String,
 ) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     let (user, token) = c
@@ -323,18 +352,30 @@ pub async fn create_user(
 }
 
 #[server(prefix = "/rpc", endpoint = "set_role")]
-pub async fn set_role(id: i64, role: String) -> Result<Done, AppError> {
+pub async fn set_role(id: i64, role: String, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     let u = c.pier.set_role(&actor, id, &role).await?;
     Ok(Done {
-        message: format!("{} is now {}.", u.email, if role == "admin" { "an admin" } else { "a member" }),
+        message: format!(
+            "{} is now {}.",
+            u.email,
+            if role == "admin" {
+                "an admin"
+            } else {
+                "a member"
+            }
+        ),
         link: None,
     })
 }
 
 #[server(prefix = "/rpc", endpoint = "set_disabled")]
-pub async fn set_disabled(id: i64, disabled: bool) -> Result<Done, AppError> {
+pub async fn set_disabled(id: i64, disabled: bool, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     let u = c.pier.set_disabled(&actor, id, disabled).await?;
@@ -349,7 +390,9 @@ pub async fn set_disabled(id: i64, disabled: bool) -> Result<Done, AppError> {
 }
 
 #[server(prefix = "/rpc", endpoint = "reset_password")]
-pub async fn reset_password(id: i64) -> Result<Done, AppError> {
+pub async fn reset_password(id: i64, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     let (u, token) = c.pier.reset_password(&actor, id).await?;
@@ -368,7 +411,10 @@ pub async fn set_quotas(
     max_apps: String,
     max_memory_mb: String,
     max_cpus: String,
+    csrf_token: String,
 ) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     let u = c
@@ -382,7 +428,9 @@ pub async fn set_quotas(
 }
 
 #[server(prefix = "/rpc", endpoint = "delete_user")]
-pub async fn delete_user(id: i64) -> Result<Done, AppError> {
+pub async fn delete_user(id: i64, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
     c.pier.delete_user(&actor, id).await?;

@@ -5,15 +5,18 @@ use leptos::prelude::*;
 
 use crate::{api::Done, error::AppError, SessionCtx};
 
-pub const INPUT: &str = "block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-sm shadow-sm \
+pub const INPUT: &str =
+    "block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-sm shadow-sm \
      focus:border-indigo-500 focus:outline-none focus:ring-2 focus:ring-indigo-500/40 \
      aria-[invalid=true]:border-red-500 dark:border-slate-700 dark:bg-slate-900";
 pub const BUTTON: &str = "inline-flex items-center justify-center gap-2 rounded-md bg-indigo-600 px-4 py-2 \
      text-sm font-semibold text-white shadow-sm hover:bg-indigo-500 focus:outline-none focus:ring-2 \
      focus:ring-indigo-500/50 disabled:opacity-60";
-pub const BUTTON_SMALL: &str = "rounded-md border border-slate-300 px-2.5 py-1 text-xs font-medium \
+pub const BUTTON_SMALL: &str =
+    "rounded-md border border-slate-300 px-2.5 py-1 text-xs font-medium \
      hover:bg-slate-100 dark:border-slate-700 dark:hover:bg-slate-800";
-pub const BUTTON_DANGER: &str = "rounded-md bg-red-600 px-2.5 py-1 text-xs font-semibold text-white hover:bg-red-500";
+pub const BUTTON_DANGER: &str =
+    "rounded-md bg-red-600 px-2.5 py-1 text-xs font-semibold text-white hover:bg-red-500";
 pub const CARD: &str = "rounded-xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900";
 
 /// The hidden field every state-changing form carries.
@@ -97,7 +100,11 @@ pub fn Flash(tone: Tone, children: Children) -> impl IntoView {
         Tone::Error => "border-red-300 bg-red-50 text-red-900 dark:border-red-800 dark:bg-red-950 dark:text-red-100",
         Tone::Info => "border-sky-300 bg-sky-50 text-sky-900 dark:border-sky-800 dark:bg-sky-950 dark:text-sky-100",
     };
-    let role = if tone == Tone::Error { "alert" } else { "status" };
+    let role = if tone == Tone::Error {
+        "alert"
+    } else {
+        "status"
+    };
     view! {
         <div role=role data-flash=match tone { Tone::Success => "success", Tone::Error => "error", Tone::Info => "info" }
             class=format!("rounded-lg border px-4 py-3 text-sm {class}")>
@@ -189,6 +196,9 @@ mod tests {
 
     #[test]
     fn encodes_query_components() {
-        assert_eq!(encode_component("/admin/users?x=1&y"), "/admin/users%3Fx%3D1%26y");
+        assert_eq!(
+            encode_component("/admin/users?x=1&y"),
+            "/admin/users%3Fx%3D1%26y"
+        );
     }
 }

@@ -145,7 +145,9 @@ mod tests {
 
     #[test]
     fn rate_limit_message_rounds_up_to_minutes() {
-        let e = Error::RateLimited { retry_after_secs: 61 };
+        let e = Error::RateLimited {
+            retry_after_secs: 61,
+        };
         assert_eq!(
             e.public_message(),
             "Too many failed sign-in attempts. Try again in 2 minutes."

@@ -108,9 +108,11 @@ pub mod users {
     }
 
     pub async fn count(db: impl SqliteExecutor<'_>) -> Result<i64> {
-        Ok(sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM users"#)
-            .fetch_one(db)
-            .await?)
+        Ok(
+            sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM users"#)
+                .fetch_one(db)
+                .await?,
+        )
     }
 
     /// Changes a role unless that would leave no enabled admin. Returns false when refused (or
@@ -329,7 +331,11 @@ pub mod sessions {
         Ok(())
     }
 
-    pub async fn load(db: impl SqliteExecutor<'_>, id: &str, now: i64) -> Result<Option<(String, i64)>> {
+    pub async fn load(
+        db: impl SqliteExecutor<'_>,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<(String, i64)>> {
         let row = sqlx::query!(
             "SELECT data, expires_at FROM sessions WHERE id = ? AND expires_at > ?",
             id,
@@ -369,7 +375,11 @@ pub mod sessions {
         Ok(done.rows_affected())
     }
 
-    pub async fn list_for_user(db: impl SqliteExecutor<'_>, user_id: i64, now: i64) -> Result<Vec<Row>> {
+    pub async fn list_for_user(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        now: i64,
+    ) -> Result<Vec<Row>> {
         Ok(sqlx::query_as!(
             Row,
             r#"SELECT id AS "id!", created_at, last_seen_at, expires_at, user_agent, ip

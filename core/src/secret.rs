@@ -127,9 +127,14 @@ mod tests {
         let k = SecretKey::generate();
         let sealed = k.encrypt(b"hunter2", "app:1:env:DB_PASSWORD");
         assert!(!sealed.contains("hunter2"));
-        assert_eq!(k.decrypt(&sealed, "app:1:env:DB_PASSWORD").unwrap(), b"hunter2");
+        assert_eq!(
+            k.decrypt(&sealed, "app:1:env:DB_PASSWORD").unwrap(),
+            b"hunter2"
+        );
         assert!(k.decrypt(&sealed, "app:2:env:DB_PASSWORD").is_err());
-        assert!(SecretKey::generate().decrypt(&sealed, "app:1:env:DB_PASSWORD").is_err());
+        assert!(SecretKey::generate()
+            .decrypt(&sealed, "app:1:env:DB_PASSWORD")
+            .is_err());
         assert_eq!(format!("{k:?}"), "SecretKey(…)");
     }
 

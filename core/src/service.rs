@@ -205,7 +205,11 @@ impl Pier {
     /// The signed-in user for this session, if any. Ends the session when it is past its
     /// absolute lifetime or its user was disabled or deleted.
     pub async fn current_actor(&self, session: &Session) -> Result<Option<Actor>> {
-        let Some(mut auth) = session.get::<AuthData>(AUTH_KEY).await.map_err(session_err)? else {
+        let Some(mut auth) = session
+            .get::<AuthData>(AUTH_KEY)
+            .await
+            .map_err(session_err)?
+        else {
             return Ok(None);
         };
         let t = now();
@@ -264,7 +268,10 @@ impl Pier {
             .await?
             .ok_or(Error::Unauthenticated)?;
         if !password::verify(current.to_owned(), user.password_hash).await? {
-            return Err(Error::field("current", "That is not your current password."));
+            return Err(Error::field(
+                "current",
+                "That is not your current password.",
+            ));
         }
         let hash = password::hash(new.to_owned()).await?;
         let keep = session.id().map(|id| id.to_string()).unwrap_or_default();
@@ -276,7 +283,11 @@ impl Pier {
         Ok(())
     }
 
-    pub async fn list_sessions(&self, actor: &Actor, session: &Session) -> Result<Vec<SessionSummary>> {
+    pub async fn list_sessions(
+        &self,
+        actor: &Actor,
+        session: &Session,
+    ) -> Result<Vec<SessionSummary>> {
         let current = session.id().map(|id| id.to_string());
         let rows = repo::sessions::list_for_user(self.db(), actor.user_id, now()).await?;
         Ok(rows
@@ -421,7 +432,10 @@ impl Pier {
         );
         if let Some(e) = &email {
             if repo::users::by_email(self.db(), e).await?.is_some() {
-                c.check::<()>("email", Err("A user with this email already exists.".into()));
+                c.check::<()>(
+                    "email",
+                    Err("A user with this email already exists.".into()),
+                );
             }
         }
         c.finish()?;
@@ -436,10 +450,15 @@ impl Pier {
             Some(password::hash(new.password.clone()).await?)
         };
         let mut tx = self.db().begin().await?;
-        let id = match repo::users::insert(&mut *tx, &email, hash.as_deref(), role, quotas, now()).await {
+        let id = match repo::users::insert(&mut *tx, &email, hash.as_deref(), role, quotas, now())
+            .await
+        {
             Ok(id) => id,
             Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
-                return Err(Error::field("email", "A user with this email already exists."))
+                return Err(Error::field(
+                    "email",
+                    "A user with this email already exists.",
+                ))
             }
             Err(e) => return Err(e),
         };
@@ -449,7 +468,9 @@ impl Pier {
             None
         };
         tx.commit().await?;
-        let user = repo::users::by_id(self.db(), id).await?.ok_or(Error::NotFound)?;
+        let user = repo::users::by_id(self.db(), id)
+            .await?
+            .ok_or(Error::NotFound)?;
         tracing::info!(user_id = id, role = role.as_str(), "user created");
         Ok((user, token))
     }
@@ -468,7 +489,9 @@ impl Pier {
     }
 
     async fn target(&self, id: i64) -> Result<User> {
-        repo::users::by_id(self.db(), id).await?.ok_or(Error::NotFound)
+        repo::users::by_id(self.db(), id)
+            .await?
+            .ok_or(Error::NotFound)
     }
 
     const LAST_ADMIN: &'static str =
@@ -476,12 +499,18 @@ impl Pier {
 
     pub async fn set_role(&self, actor: &Actor, id: i64, role: &str) -> Result<User> {
         Self::require_admin(actor)?;
-        let role = Role::parse(role).ok_or_else(|| Error::field("role", "Choose admin or member."))?;
+        let role =
+            Role::parse(role).ok_or_else(|| Error::field("role", "Choose admin or member."))?;
         self.target(id).await?;
         if !repo::users::set_role_keeping_an_admin(self.db(), id, role).await? {
             return Err(Error::Conflict(Self::LAST_ADMIN.into()));
         }
-        tracing::info!(user_id = id, by = actor.user_id, role = role.as_str(), "role changed");
+        tracing::info!(
+            user_id = id,
+            by = actor.user_id,
+            role = role.as_str(),
+            "role changed"
+        );
         self.target(id).await
     }
 
@@ -497,7 +526,12 @@ impl Pier {
             repo::sessions::delete_for_user(&mut *tx, id).await?;
         }
         tx.commit().await?;
-        tracing::info!(user_id = id, by = actor.user_id, disabled, "user status changed");
+        tracing::info!(
+            user_id = id,
+            by = actor.user_id,
+            disabled,
+            "user status changed"
+        );
         self.target(id).await
     }
 
@@ -507,7 +541,11 @@ impl Pier {
         let user = self.target(id).await?;
         let mut conn = self.db().acquire().await?;
         let token = self.new_invite(&mut conn, id).await?;
-        tracing::info!(user_id = id, by = actor.user_id, "password reset link issued");
+        tracing::info!(
+            user_id = id,
+            by = actor.user_id,
+            "password reset link issued"
+        );
         Ok((user, token))
     }
 

@@ -45,7 +45,8 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// The record's data as stored, and who it belongs to.
 fn encode(record: &Record) -> StoreResult<(String, Option<AuthData>)> {
-    let data = serde_json::to_string(&record.data).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let data =
+        serde_json::to_string(&record.data).map_err(|e| StoreError::Encode(e.to_string()))?;
     let auth = record
         .data
         .get(AUTH_KEY)

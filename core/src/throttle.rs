@@ -66,8 +66,7 @@ impl Throttle {
         let mut wait = 0u64;
         for (key, limit) in self.keys(account, address) {
             if let Some(q) = map.get(&key) {
-                let recent: Vec<&Instant> =
-                    q.iter().filter(|t| now - **t < limit.window).collect();
+                let recent: Vec<&Instant> = q.iter().filter(|t| now - **t < limit.window).collect();
                 if recent.len() >= limit.max_failures {
                     let oldest = recent[recent.len() - limit.max_failures];
                     let left = limit.window.saturating_sub(now - *oldest);

@@ -40,7 +40,9 @@ pub fn email(input: &str) -> Result<String, String> {
         return Err("Enter an email address.".into());
     }
     if e.len() > EMAIL_MAX {
-        return Err(format!("An email address has at most {EMAIL_MAX} characters."));
+        return Err(format!(
+            "An email address has at most {EMAIL_MAX} characters."
+        ));
     }
     let bad = || Err("Enter a valid email address, like name@example.com.".into());
     let Some((local, domain)) = e.split_once('@') else {
@@ -103,7 +105,9 @@ pub fn hostname(input: &str) -> Result<String, String> {
     if ok {
         Ok(h)
     } else {
-        Err(format!("{input:?} is not a valid host name, like pier.example.com."))
+        Err(format!(
+            "{input:?} is not a valid host name, like pier.example.com."
+        ))
     }
 }
 
@@ -132,7 +136,11 @@ pub fn cpus_milli(input: &str) -> Result<i64, String> {
     {
         return Err(msg());
     }
-    let w: i64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| msg())? };
+    let w: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| msg())?
+    };
     let f: i64 = format!("{frac:0<3}").parse().map_err(|_| msg())?;
     let milli = w * 1000 + f;
     if milli > 256_000 {
@@ -186,6 +194,8 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(email("  Ada@Example.COM ").unwrap(), "ada@example.com");
+        // Surrounding white space (a pasted newline) is trimmed, never kept.
+        assert_eq!(email("ada@example.com\n").unwrap(), "ada@example.com");
         assert!(email("a.b+tag@mail.example.org").is_ok());
         for bad in [
             "",
@@ -196,7 +206,7 @@ mod tests {
             "a..b@example.com",
             "ada@-x.com",
             "ada@exa mple.com",
-            "ada@example.com\n",
+            "ada@exa\nmple.com",
             "ada\n@example.com",
             "a@b@example.com",
         ] {
@@ -209,7 +219,17 @@ mod tests {
     #[test]
     fn hostnames() {
         assert_eq!(hostname("Pier.Example.com.").unwrap(), "pier.example.com");
-        for bad in ["", "localhost", "a..b", "-a.b", "a b.c", "a.b\nc", "a.b#c", "%[x].b", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "localhost",
+            "a..b",
+            "-a.b",
+            "a b.c",
+            "a.b\nc",
+            "a.b#c",
+            "%[x].b",
+            &"a".repeat(64),
+        ] {
             assert!(hostname(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -41,7 +41,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Err(e) => {
-                    let detail: Vec<String> = e.fields().iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
+                    let detail: Vec<String> = e
+                        .fields()
+                        .iter()
+                        .map(|f| format!("{}: {}", f.field, f.message))
+                        .collect();
                     if detail.is_empty() {
                         bail!("{}", e.public_message())
                     } else {
@@ -56,7 +60,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// The first line of standard input, without its line ending.
 fn read_password_line(mut input: impl BufRead) -> anyhow::Result<String> {
     let mut line = String::new();
-    input.read_line(&mut line).context("reading the password from standard input")?;
+    input
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
     if password.is_empty() {
@@ -129,8 +135,14 @@ mod tests {
 
     #[test]
     fn password_line() {
-        assert_eq!(read_password_line(&b"secret pass 123\n"[..]).unwrap(), "secret pass 123");
-        assert_eq!(read_password_line(&b"crlf password!\r\nrest"[..]).unwrap(), "crlf password!");
+        assert_eq!(
+            read_password_line(&b"secret pass 123\n"[..]).unwrap(),
+            "secret pass 123"
+        );
+        assert_eq!(
+            read_password_line(&b"crlf password!\r\nrest"[..]).unwrap(),
+            "crlf password!"
+        );
         assert!(read_password_line(&b"\n"[..]).is_err());
         assert!(read_password_line(&b""[..]).is_err());
     }

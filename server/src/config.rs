@@ -5,10 +5,19 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "pier", version, about = "Pier: a self-hosted container panel for friends")]
+#[command(
+    name = "pier",
+    version,
+    about = "Pier: a self-hosted container panel for friends"
+)]
 pub struct Cli {
     /// Where Pier keeps its database, secret key and generated files.
-    #[arg(long, env = "PIER_DATA_DIR", default_value = "/var/lib/pier", global = true)]
+    #[arg(
+        long,
+        env = "PIER_DATA_DIR",
+        default_value = "/var/lib/pier",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     #[command(subcommand)]
@@ -74,7 +83,15 @@ mod tests {
 
     #[test]
     fn parses_serve_and_rejects_bad_hosts() {
-        let cli = Cli::try_parse_from(["pier", "--data-dir", "/tmp/p", "serve", "--listen", "127.0.0.1:4000"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "pier",
+            "--data-dir",
+            "/tmp/p",
+            "serve",
+            "--listen",
+            "127.0.0.1:4000",
+        ])
+        .unwrap();
         match cli.command {
             Command::Serve(a) => {
                 assert_eq!(a.listen.port(), 4000);
@@ -83,14 +100,28 @@ mod tests {
             _ => panic!("not serve"),
         }
         assert!(Cli::try_parse_from(["pier", "serve", "--panel-host", "bad host\n"]).is_err());
-        let cli = Cli::try_parse_from(["pier", "serve", "--panel-host", "Panel.Example.com"]).unwrap();
-        let Command::Serve(a) = cli.command else { panic!() };
-        assert_eq!(a.public_origin().as_deref(), Some("https://panel.example.com"));
+        let cli =
+            Cli::try_parse_from(["pier", "serve", "--panel-host", "Panel.Example.com"]).unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            a.public_origin().as_deref(),
+            Some("https://panel.example.com")
+        );
     }
 
     #[test]
     fn admin_create_needs_password_stdin() {
         assert!(Cli::try_parse_from(["pier", "admin", "create", "--email", "a@b.co"]).is_err());
-        assert!(Cli::try_parse_from(["pier", "admin", "create", "--email", "a@b.co", "--password-stdin"]).is_ok());
+        assert!(Cli::try_parse_from([
+            "pier",
+            "admin",
+            "create",
+            "--email",
+            "a@b.co",
+            "--password-stdin"
+        ])
+        .is_ok());
     }
 }

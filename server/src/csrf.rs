@@ -17,7 +17,12 @@ use crate::http::AppState;
 /// Form bodies larger than this are not buffered for the token (the whole request is refused).
 const MAX_FORM: usize = 1024 * 1024;
 
-pub async fn protect(State(state): State<AppState>, session: Session, req: Request, next: Next) -> Response {
+pub async fn protect(
+    State(state): State<AppState>,
+    session: Session,
+    req: Request,
+    next: Next,
+) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         || req.uri().path().starts_with("/api/")
     {
@@ -68,10 +73,12 @@ fn cross_site(headers: &HeaderMap) -> bool {
     }
     match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
         // "null" (an opaque origin) has no host and is refused too.
-        (Some(origin), Some(host)) => match origin.to_str().ok().and_then(|o| o.split_once("://")) {
-            Some((_, origin_host)) => origin_host.as_bytes() != host.as_bytes(),
-            None => true,
-        },
+        (Some(origin), Some(host)) => {
+            match origin.to_str().ok().and_then(|o| o.split_once("://")) {
+                Some((_, origin_host)) => origin_host.as_bytes() != host.as_bytes(),
+                None => true,
+            }
+        }
         _ => false,
     }
 }
@@ -118,8 +125,17 @@ mod tests {
         assert!(!cross_site(&headers(&[])));
         assert!(!cross_site(&headers(&[("sec-fetch-site", "same-origin")])));
         assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
-        assert!(!cross_site(&headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")])));
-        assert!(cross_site(&headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:3000")])));
-        assert!(cross_site(&headers(&[("origin", "null"), ("host", "127.0.0.1:3000")])));
+        assert!(!cross_site(&headers(&[
+            ("origin", "http://127.0.0.1:3000"),
+            ("host", "127.0.0.1:3000")
+        ])));
+        assert!(cross_site(&headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:3000")
+        ])));
+        assert!(cross_site(&headers(&[
+            ("origin", "null"),
+            ("host", "127.0.0.1:3000")
+        ])));
     }
 }

@@ -12,8 +12,13 @@ use axum::{
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
 use pier_core::{session_store::DbSessionStore, Pier};
-use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer};
-use tower_sessions::{cookie::{Key, SameSite}, Expiry, SessionManagerLayer};
+use tower_http::{
+    limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer,
+};
+use tower_sessions::{
+    cookie::{Key, SameSite},
+    Expiry, SessionManagerLayer,
+};
 
 use crate::config::ServeArgs;
 
@@ -67,7 +72,9 @@ pub fn router(state: AppState) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(false)
-        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(settings.session_idle_secs)))
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            settings.session_idle_secs,
+        )))
         .with_signed(Key::from(&state.pier.key().derive("session cookie")));
 
     let server_fns = {
@@ -85,10 +92,14 @@ pub fn router(state: AppState) -> Router {
             let options = state.leptos.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-            context, shell,
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::csrf::protect,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::csrf::protect))
         .layer(sessions)
         .layer(middleware::from_fn(secure_cookies_over_https))
         .layer(RequestBodyLimitLayer::new(2 * 1024 * 1024))
@@ -123,7 +134,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
 /// Marks the session cookie `Secure` when the browser reached the panel over HTTPS, as told by
 /// the proxy on this machine (HAProxy) in `X-Forwarded-Proto`.
 async fn secure_cookies_over_https(req: Request, next: Next) -> Response {
-    let from_local_proxy = app::api::ssr::peer_ip(req.extensions()).is_some_and(|ip| ip.is_loopback());
+    let from_local_proxy =
+        app::api::ssr::peer_ip(req.extensions()).is_some_and(|ip| ip.is_loopback());
     let https = from_local_proxy
         && req
             .headers()
@@ -131,7 +143,12 @@ async fn secure_cookies_over_https(req: Request, next: Next) -> Response {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let mut res = next.run(req).await;
     if https {
-        let cookies: Vec<HeaderValue> = res.headers().get_all(header::SET_COOKIE).iter().cloned().collect();
+        let cookies: Vec<HeaderValue> = res
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
         res.headers_mut().remove(header::SET_COOKIE);
         for c in cookies {
             let c = match c.to_str() {
@@ -145,4 +162,3 @@ async fn secure_cookies_over_https(req: Request, next: Next) -> Response {
     }
     res
 }
-

@@ -11,20 +11,60 @@ async fn change_password_needs_the_current_one_and_ends_other_sessions(db: Sqlit
     let app = TestApp::new(db).await;
     let mut phone = app.member("m@example.com").await;
     let mut laptop = app.browser();
-    laptop.sign_in("m@example.com", "member password 1").await.unwrap();
+    laptop
+        .sign_in("m@example.com", "member password 1")
+        .await
+        .unwrap();
 
-    let r = laptop.call("change_password", &[("current", "wrong password!"), ("new", "next password 22"), ("confirm", "next password 22")]).await;
+    let r = laptop
+        .call(
+            "change_password",
+            &[
+                ("current", "wrong password!"),
+                ("new", "next password 22"),
+                ("confirm", "next password 22"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.field_error("current").unwrap(), "That is not your current password.");
-    let r = laptop.call("change_password", &[("current", "member password 1"), ("new", "short"), ("confirm", "other")]).await;
+    assert_eq!(
+        r.field_error("current").unwrap(),
+        "That is not your current password."
+    );
+    let r = laptop
+        .call(
+            "change_password",
+            &[
+                ("current", "member password 1"),
+                ("new", "short"),
+                ("confirm", "other"),
+            ],
+        )
+        .await;
     assert!(r.field_error("new").is_some() && r.field_error("confirm").is_some());
 
-    let r = laptop.call("change_password", &[("current", "member password 1"), ("new", "next password 22"), ("confirm", "next password 22")]).await;
+    let r = laptop
+        .call(
+            "change_password",
+            &[
+                ("current", "member password 1"),
+                ("new", "next password 22"),
+                ("confirm", "next password 22"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(laptop.me().await.is_some(), "this session stays");
     assert_eq!(phone.me().await, None, "other sessions end");
-    assert!(app.browser().sign_in("m@example.com", "member password 1").await.is_err());
-    app.browser().sign_in("m@example.com", "next password 22").await.unwrap();
+    assert!(app
+        .browser()
+        .sign_in("m@example.com", "member password 1")
+        .await
+        .is_err());
+    app.browser()
+        .sign_in("m@example.com", "next password 22")
+        .await
+        .unwrap();
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -32,16 +72,31 @@ async fn list_and_end_own_sessions_only(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut a = app.member("a@example.com").await;
     let mut a2 = app.browser();
-    a2.sign_in("a@example.com", "member password 1").await.unwrap();
+    a2.sign_in("a@example.com", "member password 1")
+        .await
+        .unwrap();
     let mut b = app.member("b@example.com").await;
 
     let sessions = a.read("my_sessions").await.json();
     let list = sessions.as_array().unwrap();
     assert_eq!(list.len(), 2, "{sessions}");
     assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
-    let other = list.iter().find(|s| s["current"] == false).unwrap()["handle"].as_str().unwrap().to_owned();
+    let other = list.iter().find(|s| s["current"] == false).unwrap()["handle"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(other.len(), 16);
-    assert!(!sessions.to_string().contains(a2.cookie.as_ref().unwrap().split('=').nth(1).unwrap().split('.').next().unwrap()));
+    assert!(!sessions.to_string().contains(
+        a2.cookie
+            .as_ref()
+            .unwrap()
+            .split('=')
+            .nth(1)
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+    ));
 
     // B cannot end A's session by handle.
     let r = b.call("end_session", &[("handle", &other)]).await;
@@ -52,7 +107,9 @@ async fn list_and_end_own_sessions_only(db: SqlitePool) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(a2.me().await, None);
 
-    a2.sign_in("a@example.com", "member password 1").await.unwrap();
+    a2.sign_in("a@example.com", "member password 1")
+        .await
+        .unwrap();
     let r = a.call("end_other_sessions", &[]).await;
     assert_eq!(r.json()["message"], "Ended 1 other session.");
     assert_eq!(a2.me().await, None);

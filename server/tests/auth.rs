@@ -17,8 +17,16 @@ async fn sign_in_rotates_the_session_and_sign_out_ends_it(db: SqlitePool) {
 
     b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
     assert_eq!(b.me().await.as_deref(), Some(ADMIN_EMAIL));
-    assert_ne!(b.cookie.as_deref(), Some(anonymous_cookie.as_str()), "session id must change at sign-in");
-    assert_ne!(b.csrf().await, anonymous_csrf, "CSRF token must change at sign-in");
+    assert_ne!(
+        b.cookie.as_deref(),
+        Some(anonymous_cookie.as_str()),
+        "session id must change at sign-in"
+    );
+    assert_ne!(
+        b.csrf().await,
+        anonymous_csrf,
+        "CSRF token must change at sign-in"
+    );
 
     // The old (pre-sign-in) cookie is worth nothing.
     let mut fixated = app.browser();
@@ -35,7 +43,13 @@ async fn session_cookie_is_httponly_lax_and_secure_only_over_https(db: SqlitePoo
     let app = TestApp::new(db).await;
     let mut b = app.browser();
     let r = b.read("session").await;
-    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    let cookie = r
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.starts_with("pier_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
@@ -58,8 +72,14 @@ async fn session_cookie_is_httponly_lax_and_secure_only_over_https(db: SqlitePoo
 async fn unknown_email_and_wrong_password_get_the_same_answer(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut b = app.browser();
-    let wrong = b.sign_in(ADMIN_EMAIL, "not the password at all").await.unwrap_err();
-    let unknown = b.sign_in("nobody@example.com", "not the password at all").await.unwrap_err();
+    let wrong = b
+        .sign_in(ADMIN_EMAIL, "not the password at all")
+        .await
+        .unwrap_err();
+    let unknown = b
+        .sign_in("nobody@example.com", "not the password at all")
+        .await
+        .unwrap_err();
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.status, unknown.status);
     assert_eq!(wrong.body, unknown.body);
@@ -81,20 +101,36 @@ async fn failed_sign_ins_are_throttled_per_account(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut b = app.browser();
     for _ in 0..5 {
-        let r = b.sign_in(ADMIN_EMAIL, "wrong password 123").await.unwrap_err();
+        let r = b
+            .sign_in(ADMIN_EMAIL, "wrong password 123")
+            .await
+            .unwrap_err();
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     // Locked now, even with the right password, and from another address.
     let mut elsewhere = app.browser();
     elsewhere.forwarded_for = Some("203.0.113.9".into());
-    let r = elsewhere.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap_err();
+    let r = elsewhere
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .unwrap_err();
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.json()["message"].as_str().unwrap().contains("Try again in 15 minutes"), "{}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("Try again in 15 minutes"),
+        "{}",
+        r.body
+    );
     // An unknown account is throttled the same way (no hint that it does not exist).
     for _ in 0..5 {
         let _ = b.sign_in("ghost@example.com", "wrong password 123").await;
     }
-    let r = elsewhere.sign_in("ghost@example.com", "wrong password 123").await.unwrap_err();
+    let r = elsewhere
+        .sign_in("ghost@example.com", "wrong password 123")
+        .await
+        .unwrap_err();
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
@@ -104,9 +140,14 @@ async fn failed_sign_ins_are_throttled_per_address(db: SqlitePool) {
     let mut attacker = app.browser();
     attacker.forwarded_for = Some("198.51.100.7".into());
     for i in 0..20 {
-        let _ = attacker.sign_in(&format!("user{i}@example.com"), "wrong password 123").await;
+        let _ = attacker
+            .sign_in(&format!("user{i}@example.com"), "wrong password 123")
+            .await;
     }
-    let r = attacker.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap_err();
+    let r = attacker
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .unwrap_err();
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     // Someone else is unaffected.
     let mut friend = app.browser();
@@ -118,7 +159,14 @@ async fn failed_sign_ins_are_throttled_per_address(db: SqlitePool) {
 async fn state_changes_need_the_csrf_token(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut b = app.admin().await;
-    let fields = [("email", "x@example.com"), ("role", "member"), ("password", ""), ("max_apps", ""), ("max_memory_mb", ""), ("max_cpus", "")];
+    let fields = [
+        ("email", "x@example.com"),
+        ("role", "member"),
+        ("password", ""),
+        ("max_apps", ""),
+        ("max_memory_mb", ""),
+        ("max_cpus", ""),
+    ];
 
     // No token.
     let r = b.post_form("create_user", &fields).await;
@@ -126,17 +174,31 @@ async fn state_changes_need_the_csrf_token(db: SqlitePool) {
     assert_eq!(r.error_code(), "csrf");
     // A forged token.
     let mut forged = fields.to_vec();
-    forged.push(("csrf_token", "0000000000000000000000000000000000000000000000000000000000000000"));
+    forged.push((
+        "csrf_token",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    ));
     let r = b.post_form("create_user", &forged).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.json()["message"].as_str().unwrap().contains("Reload the page"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("Reload the page"));
     // Another session's token.
     let other_token = app.browser().csrf().await;
     let mut stolen = fields.to_vec();
     stolen.push(("csrf_token", &other_token));
-    assert_eq!(b.post_form("create_user", &stolen).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        b.post_form("create_user", &stolen).await.status,
+        StatusCode::FORBIDDEN
+    );
     // Nothing was created.
-    assert!(pier_core::repo::users::by_email(app.pier.db(), "x@example.com").await.unwrap().is_none());
+    assert!(
+        pier_core::repo::users::by_email(app.pier.db(), "x@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // A browser that says the request is cross-site is refused even with the token.
     let token = b.csrf().await;
@@ -172,7 +234,12 @@ async fn state_changes_need_the_csrf_token(db: SqlitePool) {
 async fn sign_in_itself_needs_the_csrf_token(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut b = app.browser();
-    let r = b.post_form("login", &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]).await;
+    let r = b
+        .post_form(
+            "login",
+            &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(b.me().await, None);
 }
@@ -199,7 +266,11 @@ async fn sessions_end_at_their_absolute_lifetime(db: SqlitePool) {
     let app = TestApp::with_settings(db, settings).await;
     let mut b = app.admin().await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(b.me().await, None, "signed in longer than the absolute lifetime");
+    assert_eq!(
+        b.me().await,
+        None,
+        "signed in longer than the absolute lifetime"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -212,9 +283,11 @@ async fn active_sessions_push_back_their_idle_expiry(db: SqlitePool) {
         .await
         .unwrap();
     assert!(b.me().await.is_some());
-    let exp: i64 = sqlx::query_scalar("SELECT MAX(expires_at) - strftime('%s','now') FROM sessions WHERE user_id IS NOT NULL")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let exp: i64 = sqlx::query_scalar(
+        "SELECT MAX(expires_at) - strftime('%s','now') FROM sessions WHERE user_id IS NOT NULL",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
     assert!(exp > 6 * 24 * 3600, "expiry not pushed back: {exp}s left");
 }

@@ -10,7 +10,11 @@ use sqlx::SqlitePool;
 async fn signed_in_pages_redirect_strangers_to_sign_in(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut b = app.browser();
-    for (path, to) in [("/", "/login"), ("/account", "/login?next=/account"), ("/admin/users", "/login?next=/admin/users")] {
+    for (path, to) in [
+        ("/", "/login"),
+        ("/account", "/login?next=/account"),
+        ("/admin/users", "/login?next=/admin/users"),
+    ] {
         let r = b.get(path).await;
         assert_eq!(r.status, StatusCode::FOUND, "{path}");
         assert_eq!(r.headers.get("location").unwrap(), to, "{path}");
@@ -28,7 +32,10 @@ async fn admin_page_is_for_admins_only(db: SqlitePool) {
     let r = member.get("/admin/users").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.body.contains("Admins only"));
-    assert!(!r.body.contains("admin@example.com"), "no user data leaks to members");
+    assert!(
+        !r.body.contains("admin@example.com"),
+        "no user data leaks to members"
+    );
 
     let mut admin = app.admin().await;
     let r = admin.get("/admin/users").await;
@@ -44,7 +51,10 @@ async fn dashboard_and_account_render_for_the_user(db: SqlitePool) {
     let r = member.get("/").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("Your apps") && r.body.contains("member@example.com"));
-    assert!(!r.body.contains("href=\"/admin/users\""), "members get no admin link");
+    assert!(
+        !r.body.contains("href=\"/admin/users\""),
+        "members get no admin link"
+    );
     let r = member.get("/account").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("Change password"));
@@ -69,5 +79,8 @@ async fn unknown_pages_are_404_and_health_is_200(db: SqlitePool) {
     assert_eq!(r.headers.get("x-frame-options").unwrap(), "DENY");
     assert_eq!(r.headers.get("referrer-policy").unwrap(), "same-origin");
     db.close().await;
-    assert_eq!(b.get("/healthz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        b.get("/healthz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }

@@ -47,7 +47,8 @@ impl TestApp {
             .await
             .expect("bootstrap admin");
         let state = AppState::new(pier.clone(), &serve_args());
-        let router = router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let router =
+            router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         TestApp { pier, router }
     }
 
@@ -62,7 +63,9 @@ impl TestApp {
     /// A browser signed in as the bootstrap admin.
     pub async fn admin(&self) -> Browser {
         let mut b = self.browser();
-        b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.expect("admin signs in");
+        b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+            .await
+            .expect("admin signs in");
         b
     }
 
@@ -70,12 +73,23 @@ impl TestApp {
     pub async fn member(&self, email: &str) -> Browser {
         let mut admin = self.admin().await;
         let r = admin
-            .call("create_user", &[("email", email), ("role", "member"), ("password", "member password 1"),
-                ("max_apps", ""), ("max_memory_mb", ""), ("max_cpus", "")])
+            .call(
+                "create_user",
+                &[
+                    ("email", email),
+                    ("role", "member"),
+                    ("password", "member password 1"),
+                    ("max_apps", ""),
+                    ("max_memory_mb", ""),
+                    ("max_cpus", ""),
+                ],
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let mut b = self.browser();
-        b.sign_in(email, "member password 1").await.expect("member signs in");
+        b.sign_in(email, "member password 1")
+            .await
+            .expect("member signs in");
         b
     }
 
@@ -127,7 +141,8 @@ impl Browser {
             req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
         }
         if let Some(ip) = &self.forwarded_for {
-            req.headers_mut().insert("x-forwarded-for", ip.parse().unwrap());
+            req.headers_mut()
+                .insert("x-forwarded-for", ip.parse().unwrap());
         }
         let res = self.router.clone().oneshot(req).await.unwrap();
         for sc in res.headers().get_all(header::SET_COOKIE) {
@@ -150,14 +165,24 @@ impl Browser {
     }
 
     pub async fn get(&mut self, path: &str) -> Reply {
-        self.send(Request::get(path).header(header::ACCEPT, "text/html").body(Body::empty()).unwrap())
-            .await
+        self.send(
+            Request::get(path)
+                .header(header::ACCEPT, "text/html")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
     }
 
     /// The session state as the page sees it (`me` and the CSRF token).
     pub async fn session(&mut self) -> serde_json::Value {
         let r = self
-            .send(Request::get("/rpc/session").header(header::ACCEPT, "application/json").body(Body::empty()).unwrap())
+            .send(
+                Request::get("/rpc/session")
+                    .header(header::ACCEPT, "application/json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.json()
@@ -204,7 +229,9 @@ impl Browser {
     }
 
     pub async fn sign_in(&mut self, email: &str, password: &str) -> Result<(), Reply> {
-        let r = self.call("login", &[("email", email), ("password", password)]).await;
+        let r = self
+            .call("login", &[("email", email), ("password", password)])
+            .await;
         if r.status == StatusCode::OK {
             Ok(())
         } else {
@@ -213,6 +240,8 @@ impl Browser {
     }
 
     pub async fn me(&mut self) -> Option<String> {
-        self.session().await["me"]["email"].as_str().map(str::to_owned)
+        self.session().await["me"]["email"]
+            .as_str()
+            .map(str::to_owned)
     }
 }

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Panel benchmark: resident memory idle and after 1,000 sign-ins, and p50/p99 latency of the
+server-rendered dashboard under a bounded load (wrk, 127.0.0.1 only).
+
+Usage: bench/panel.py [--bin target/release/pier] [--site target/site] [--signins 1000]
+Build first: `cargo leptos build --release` (bench/run.sh does both).
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+EMAIL = "bench@example.com"
+PASSWORD = "bench password 1234"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class Browser:
+    """One cookie, like a browser tab."""
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookie = None
+
+    def request(self, method, path, body=None, headers=None):
+        h = dict(headers or {})
+        if self.cookie:
+            h["Cookie"] = self.cookie
+        self.conn.request(method, path, body=body, headers=h)
+        r = self.conn.getresponse()
+        data = r.read()
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie" and v.startswith("pier_session="):
+                self.cookie = v.split(";", 1)[0]
+        return r.status, data
+
+    def sign_in(self):
+        status, data = self.request("GET", "/rpc/session", headers={"Accept": "application/json"})
+        assert status == 200, (status, data)
+        csrf = json.loads(data)["csrf"]
+        form = urllib.parse.urlencode({"email": EMAIL, "password": PASSWORD, "csrf_token": csrf})
+        status, data = self.request(
+            "POST", "/rpc/login", body=form,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        )
+        assert status == 200, (status, data)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--bin", default=os.path.join(root, "target/release/pier"))
+    ap.add_argument("--site", default=os.path.join(root, "target/site"))
+    ap.add_argument("--signins", type=int, default=1000)
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args()
+
+    data_dir = tempfile.mkdtemp(prefix="pier-bench-")
+    port = free_port()
+    env = dict(os.environ, PIER_LOG="warn")
+    subprocess.run([args.bin, "--data-dir", data_dir, "admin", "create", "--email", EMAIL, "--password-stdin"],
+                   input=PASSWORD + "\n", text=True, check=True, env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([args.bin, "--data-dir", data_dir, "serve", "--listen", f"127.0.0.1:{port}",
+                             "--site-root", args.site], env=env)
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit("pier did not start")
+            time.sleep(0.1)
+        time.sleep(1)
+        idle = rss_kib(proc.pid)
+
+        # 1,000 sign-ins, two at a time (the machine has two cores).
+        t0 = time.time()
+        per_thread = [args.signins // 2, args.signins - args.signins // 2]
+
+        def work(n):
+            b = Browser(port)
+            for _ in range(n):
+                b.cookie = None
+                b.sign_in()
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in per_thread]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        signin_secs = time.time() - t0
+        after = rss_kib(proc.pid)
+
+        # Dashboard under a bounded load.
+        b = Browser(port)
+        b.sign_in()
+        status, body = b.request("GET", "/")
+        assert status == 200 and b"Your apps" in body, status
+        wrk = shutil.which("wrk")
+        if not wrk:
+            raise SystemExit("wrk is missing (apt-get install wrk)")
+        out = subprocess.run(
+            [wrk, "-t2", "-c8", f"-d{args.seconds}s", "--latency", "-H", f"Cookie: {b.cookie}",
+             f"http://127.0.0.1:{port}/"],
+            capture_output=True, text=True, check=True, timeout=args.seconds + 30,
+        ).stdout
+        p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
+        p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
+        rps = re.search(r"Requests/sec:\s+(\S+)", out).group(1)
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        loaded = rss_kib(proc.pid)
+
+        print("Pier panel benchmark (127.0.0.1, release build)")
+        print(f"  resident memory idle after start:        {idle / 1024:8.1f} MiB")
+        print(f"  resident memory after {args.signins} sign-ins:     {after / 1024:8.1f} MiB"
+              f"   ({args.signins / signin_secs:.1f} sign-ins/s, argon2id m=19MiB t=2)")
+        print(f"  dashboard (SSR) under wrk -t2 -c8 {args.seconds}s: p50 {p50}  p99 {p99}  {rps} req/s"
+              f"  non-2xx: {errors.group(1) if errors else 0}")
+        print(f"  resident memory after the load:          {loaded / 1024:8.1f} MiB")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

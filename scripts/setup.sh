@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what building and running Pier needs, skipping whatever is already there.
+#   scripts/setup.sh            build tools + runtime
+#   scripts/setup.sh --test     also what the tests need (chromium, chromedriver)
+# Safe to run again; Debian 12, as root (or with sudo available).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[[ "${1:-}" == "--test" ]] && with_tests=1
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+apt_updated=0
+need_apt() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    if ((apt_updated == 0)); then
+      say "apt-get update"
+      $SUDO apt-get update -qq
+      apt_updated=1
+    fi
+    say "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+# Build tools: a C compiler for -sys crates, Node.js/npm for the Tailwind CLI and wasm-opt.
+need_apt ca-certificates gcc pkg-config sqlite3
+# A machine may already have Node.js from elsewhere (with npm inside); only add Debian's when absent.
+command -v npm >/dev/null || need_apt nodejs npm
+if ((with_tests)); then
+  need_apt chromium chromium-driver
+fi
+
+command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup first" >&2; exit 1; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# cargo-leptos 0.3.11 needs a newer rustc than this machine's; 0.3.10 builds with --locked.
+if [[ "$(cargo leptos --version 2>/dev/null || true)" != *"0.3.10"* ]]; then
+  say "cargo install cargo-leptos 0.3.10 (a long build, once)"
+  cargo install cargo-leptos --version 0.3.10 --locked
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly; cargo-leptos would
+# otherwise try to download it.
+wbg=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
+if [[ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wbg" ]]; then
+  say "cargo install wasm-bindgen-cli $wbg"
+  cargo install wasm-bindgen-cli --version "$wbg"
+fi
+
+# Tailwind v4 CLI and binaryen (wasm-opt); cargo-leptos finds them in node_modules/.bin.
+if [[ ! -x node_modules/.bin/tailwindcss || ! -x node_modules/.bin/wasm-opt || package-lock.json -nt node_modules ]]; then
+  say "npm ci (tailwindcss, binaryen)"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch node_modules
+fi
+say "setup done"

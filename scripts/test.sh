@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every check and test Pier has, on a fresh Debian 12 machine or a warm one:
+# formatting, clippy (server and wasm), unit + integration tests, and the browser tests against a
+# real `pier serve` in headless chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh --test
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+t0=$(date +%s)
+
+# Queries are checked against the committed offline data (.sqlx), never a live database.
+export SQLX_OFFLINE=true
+# cargo-leptos builds with this set; leptos reads it at compile time (the wasm file name).
+# Setting it for every cargo call keeps test, clippy and leptos builds from invalidating each other.
+export LEPTOS_OUTPUT_NAME=pier
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (server side)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo clippy (browser side, wasm)"
+cargo clippy -p app --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+
+step "cargo leptos build (server binary + wasm + CSS)"
+cargo leptos build
+
+step "cargo test (unit, integration, browser)"
+cargo test --workspace -- --test-threads=2
+
+echo
+echo "all checks passed in $(( $(date +%s) - t0 ))s"
