@@ -17,7 +17,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock package.json package-lock.json ./
 RUN wbg=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock) \
  && cargo install wasm-bindgen-cli --version "$wbg" \
- && npm ci --no-audit --no-fund
+ && npm install --no-audit --no-fund
 COPY . .
 ENV SQLX_OFFLINE=true
 RUN cargo leptos build --release

@@ -62,8 +62,10 @@ fi
 
 # Tailwind v4 CLI and binaryen (wasm-opt); cargo-leptos finds them in node_modules/.bin.
 if [[ ! -x node_modules/.bin/tailwindcss || ! -x node_modules/.bin/wasm-opt || package-lock.json -nt node_modules ]]; then
-  say "npm ci (tailwindcss, binaryen)"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install` with the committed lock file (npm 11's `npm ci` rejects this lock file over
+  # optional platform packages of other operating systems).
+  say "npm install (tailwindcss, binaryen)"
+  npm install --no-audit --no-fund --loglevel=error
   touch node_modules
 fi
 say "setup done"
