@@ -148,6 +148,21 @@ pub fn ErrorFlash(error: AppError) -> impl IntoView {
     }
 }
 
+/// Clears a form once its action succeeded, ready for the next entry.
+pub fn reset_on_success<T, S>(value: S, form: NodeRef<leptos::html::Form>)
+where
+    T: Send + Sync + 'static,
+    S: With<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
+{
+    Effect::new(move |_| {
+        if value.with(|v| matches!(v, Some(Ok(_)))) {
+            if let Some(f) = form.get() {
+                f.reset();
+            }
+        }
+    });
+}
+
 /// A full-page navigation, so the next page is rendered afresh by the server with the new
 /// session (and its new CSRF token).
 pub fn hard_navigate(to: &str) {

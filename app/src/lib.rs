@@ -47,6 +47,14 @@ pub struct SessionCtx(pub Resource<Result<SessionInfo, AppError>>);
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // Effects run only in the browser, once the wasm has hydrated the page: mark it, so tests
+    // (and anyone curious) can tell a hydrated page from server-rendered HTML.
+    Effect::new(|_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
     view! {
         <Stylesheet id="leptos" href="/pkg/pier.css"/>
         <Title formatter=|t: String| if t.is_empty() { "Pier".to_string() } else { format!("{t} · Pier") }/>

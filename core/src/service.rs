@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tower_sessions::Session;
+use tower_sessions::{Expiry, Session};
 
 use crate::{
     db::Db,
@@ -45,6 +45,9 @@ impl Default for Settings {
 
 /// How often an active session pushes back its idle expiry (each push is one write).
 const REFRESH_EVERY_SECS: i64 = 300;
+
+/// How long a session that never signed in (it only holds a CSRF token) lasts without use.
+const ANONYMOUS_IDLE_SECS: i64 = 2 * 3600;
 
 /// Where a request comes from, for throttling and the session list.
 #[derive(Debug, Clone)]
@@ -130,6 +133,18 @@ impl Pier {
         }
         let t = random_token();
         session.insert(CSRF_KEY, &t).await.map_err(session_err)?;
+        // A visitor who has not signed in keeps a session only for the token: let it lapse soon,
+        // so passers-by do not fill the sessions table. Signing in gives the full lifetime.
+        if session
+            .get_value(AUTH_KEY)
+            .await
+            .map_err(session_err)?
+            .is_none()
+        {
+            session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(
+                ANONYMOUS_IDLE_SECS,
+            ))));
+        }
         Ok(t)
     }
 
@@ -178,8 +193,12 @@ impl Pier {
         }
         throttle.clear_account(&email);
 
-        // A fresh id and CSRF token at every sign-in (no session fixation).
+        // A fresh id and CSRF token at every sign-in (no session fixation), and the full idle
+        // lifetime.
         session.cycle_id().await.map_err(session_err)?;
+        session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(
+            self.0.settings.session_idle_secs,
+        ))));
         let t = now();
         let auth = AuthData {
             user_id: user.id,

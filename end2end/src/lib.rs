@@ -213,8 +213,8 @@ impl Driver {
         let serde_json::Value::Object(caps) = caps else {
             unreachable!()
         };
-        fantoccini::ClientBuilder::rustls()
-            .expect("rustls")
+        let http = hyper_util::client::legacy::connect::HttpConnector::new();
+        fantoccini::ClientBuilder::new(http)
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await

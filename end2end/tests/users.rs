@@ -2,10 +2,10 @@
 //! sets a password and signs in, cannot open the admin page, and is sent to sign-in at the next
 //! click once the admin disables them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use end2end::{Driver, Panel};
-use fantoccini::{Client, Locator};
+use fantoccini::{elements::Element, Client, Locator};
 
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PW: &str = "admin password 123";
@@ -13,7 +13,7 @@ const MEMBER: &str = "member@example.com";
 const MEMBER_PW: &str = "member password 456";
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
+async fn wait_for(c: &Client, css: &str) -> Element {
     c.wait()
         .at_most(WAIT)
         .for_element(Locator::Css(css))
@@ -21,8 +21,30 @@ async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
 }
 
+async fn type_into(c: &Client, css: &str, text: &str) {
+    wait_for(c, css).await.send_keys(text).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    wait_for(c, css).await.click().await.unwrap();
+}
+
+async fn click_link(c: &Client, text: &str) {
+    let link = c.find(Locator::LinkText(text)).await;
+    link.unwrap_or_else(|e| panic!("no link {text:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Loads a page and waits until the wasm has hydrated it (a browser-only effect marks the body).
+async fn open(c: &Client, url: &str) {
+    c.goto(url).await.unwrap();
+    wait_for(c, "body[data-hydrated]").await;
+}
+
 async fn wait_for_path(c: &Client, path: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     loop {
         let url = c.current_url().await.unwrap();
         let here = match url.query() {
@@ -33,7 +55,7 @@ async fn wait_for_path(c: &Client, path: &str) {
             return;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "still at {here}, expected {path}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -41,74 +63,47 @@ async fn wait_for_path(c: &Client, path: &str) {
 }
 
 async fn wait_for_text(c: &Client, css: &str, text: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     loop {
         if let Ok(e) = c.find(Locator::Css(css)).await {
             if e.text().await.unwrap_or_default().contains(text) {
                 return;
             }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{css} never showed {text:?}"
-        );
+        assert!(Instant::now() < deadline, "{css} never showed {text:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Waits until the wasm has hydrated the sign-in page: the show-password toggle only works then.
-async fn wait_for_hydration(c: &Client) {
-    let deadline = std::time::Instant::now() + WAIT;
+/// The show-password toggle works only with the wasm loaded: proof that hydration ran.
+async fn toggle_password_visibility(c: &Client) {
     let password = wait_for(c, "#f-password").await;
-    loop {
-        assert_eq!(
-            password.attr("type").await.unwrap().as_deref(),
-            Some("password")
-        );
-        c.find(Locator::Css("[data-testid=toggle-password]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        if password.attr("type").await.unwrap().as_deref() == Some("text") {
-            // Hydrated: the click changed the input. Put it back.
-            c.find(Locator::Css("[data-testid=toggle-password]"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            return;
-        }
+    assert_eq!(
+        password.attr("type").await.unwrap().as_deref(),
+        Some("password")
+    );
+    click(c, "[data-testid=toggle-password]").await;
+    let deadline = Instant::now() + WAIT;
+    while password.attr("type").await.unwrap().as_deref() != Some("text") {
         assert!(
-            std::time::Instant::now() < deadline,
-            "the page never hydrated"
+            Instant::now() < deadline,
+            "the show-password toggle did nothing"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    click(c, "[data-testid=toggle-password]").await;
+}
+
+async fn submit_sign_in(c: &Client, base: &str, email: &str, password: &str) {
+    open(c, &format!("{base}/login")).await;
+    toggle_password_visibility(c).await;
+    type_into(c, "#f-email", email).await;
+    type_into(c, "#f-password", password).await;
+    click(c, "form button[type=submit]").await;
 }
 
 async fn sign_in(c: &Client, base: &str, email: &str, password: &str) {
-    c.goto(&format!("{base}/login")).await.unwrap();
-    wait_for_hydration(c).await;
-    wait_for(c, "#f-email")
-        .await
-        .send_keys(email)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#f-password"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_sign_in(c, base, email, password).await;
     wait_for_path(c, "/").await;
     wait_for_text(c, "[data-testid=me]", email).await;
 }
@@ -116,52 +111,26 @@ async fn sign_in(c: &Client, base: &str, email: &str, password: &str) {
 async fn story(base: String, admin: Client, member: Client) {
     let (admin, member) = (&admin, &member);
     let url = |p: &str| format!("{base}{p}");
+
     // A wrong password is refused on the page, with the form still there.
-    admin.goto(&url("/login")).await.unwrap();
-    wait_for_hydration(admin).await;
-    wait_for(admin, "#f-email")
-        .await
-        .send_keys(ADMIN)
-        .await
-        .unwrap();
-    admin
-        .find(Locator::Css("#f-password"))
-        .await
-        .unwrap()
-        .send_keys("not my password")
-        .await
-        .unwrap();
-    admin
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_sign_in(admin, &base, ADMIN, "not my password").await;
     wait_for_text(admin, "[data-flash=error]", "Wrong email or password").await;
+    wait_for_path(admin, "/login").await;
 
     sign_in(admin, &base, ADMIN, ADMIN_PW).await;
     wait_for_text(admin, "h1", "Your apps").await;
 
     // The admin adds a member, who gets an invite link.
+    click_link(admin, "Users").await;
+    wait_for_path(admin, "/admin/users").await;
+    type_into(admin, "#f-email", MEMBER).await;
     admin
-        .find(Locator::LinkText("Users"))
+        .find(Locator::XPath("//button[normalize-space()='Add person']"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    wait_for_path(admin, "/admin/users").await;
-    wait_for(admin, "#f-email")
-        .await
-        .send_keys(MEMBER)
-        .await
-        .unwrap();
-    let create = admin
-        .find(Locator::XPath("//button[normalize-space()='Add person']"))
-        .await
-        .unwrap();
-    create.click().await.unwrap();
     let link = wait_for(
         admin,
         "[data-testid=create-outcome] input[data-testid=link]",
@@ -172,71 +141,44 @@ async fn story(base: String, admin: Client, member: Client) {
     wait_for(admin, &format!("tr[data-email='{MEMBER}']")).await;
 
     // The member chooses a password through the link, then signs in.
-    member.goto(&invite).await.unwrap();
+    open(member, &invite).await;
     wait_for_text(member, "[data-testid=invite-email]", MEMBER).await;
-    // Hydration: the first submit must go through the wasm ActionForm (it navigates on success).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    wait_for(member, "#f-password")
-        .await
-        .send_keys(MEMBER_PW)
-        .await
-        .unwrap();
-    member
-        .find(Locator::Css("#f-confirm"))
-        .await
-        .unwrap()
-        .send_keys(MEMBER_PW)
-        .await
-        .unwrap();
-    member
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(member, "#f-password", MEMBER_PW).await;
+    type_into(member, "#f-confirm", MEMBER_PW).await;
+    click(member, "form button[type=submit]").await;
     wait_for_path(member, "/login?notice=password-set").await;
     wait_for_text(member, "[data-flash=info]", "Your password is set").await;
     sign_in(member, &base, MEMBER, MEMBER_PW).await;
 
+    // The link works once.
+    open(admin, &invite).await;
+    wait_for_text(admin, "[data-flash=error]", "already used").await;
+
     // Members have no way into the admin page.
     assert!(member.find(Locator::LinkText("Users")).await.is_err());
-    member.goto(&url("/admin/users")).await.unwrap();
+    open(member, &url("/admin/users")).await;
     wait_for_text(member, "h1", "Admins only").await;
     assert!(!member.source().await.unwrap().contains(ADMIN));
-    member
-        .find(Locator::LinkText("Apps"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_link(member, "Apps").await;
     wait_for_path(member, "/").await;
 
     // The admin disables the member…
-    admin.refresh().await.unwrap();
-    let toggle = wait_for(
+    open(admin, &url("/admin/users")).await;
+    click(
         admin,
         &format!("tr[data-email='{MEMBER}'] button[data-action=toggle-disabled]"),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    toggle.click().await.unwrap();
     wait_for_text(
         admin,
         "[data-testid=row-outcome]",
         "their sessions have ended",
     )
     .await;
+    wait_for_text(admin, &format!("tr[data-email='{MEMBER}']"), "disabled").await;
 
     // …and the member's next click lands on the sign-in page.
-    member
-        .find(Locator::LinkText("Account"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_link(member, "Account").await;
     wait_for_path(member, "/login?next=/account").await;
     wait_for(member, "#f-email").await;
 }

@@ -291,3 +291,21 @@ async fn active_sessions_push_back_their_idle_expiry(db: SqlitePool) {
     .unwrap();
     assert!(exp > 6 * 24 * 3600, "expiry not pushed back: {exp}s left");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn visitors_sessions_are_short_until_they_sign_in(db: SqlitePool) {
+    let app = TestApp::new(db.clone()).await;
+    let mut b = app.browser();
+    b.csrf().await;
+    let left = || async {
+        sqlx::query_scalar::<_, i64>("SELECT MAX(expires_at) - strftime('%s','now') FROM sessions")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let anonymous = left().await;
+    assert!((7000..=7200).contains(&anonymous), "{anonymous}");
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    let signed_in = left().await;
+    assert!(signed_in > 6 * 24 * 3600, "{signed_in}");
+}

@@ -4,7 +4,8 @@ use leptos_meta::Title;
 use crate::{
     api::{my_sessions, ChangePassword, EndOtherSessions, EndSession},
     components::{
-        field_error, CsrfField, ErrorFlash, Field, Flash, Outcome, Tone, BUTTON, BUTTON_SMALL, CARD,
+        field_error, reset_on_success, CsrfField, ErrorFlash, Field, Flash, Outcome, Tone, BUTTON,
+        BUTTON_SMALL, CARD,
     },
 };
 
@@ -24,6 +25,8 @@ pub fn AccountPage() -> impl IntoView {
         |_| my_sessions(),
     );
     let value = change.value();
+    let change_form = NodeRef::new();
+    reset_on_success(value, change_form);
     let outcome = Signal::derive(move || {
         // The most recent of the two session actions.
         end_others.value().get().or_else(|| end_one.value().get())
@@ -43,7 +46,7 @@ pub fn AccountPage() -> impl IntoView {
                         _ => None,
                     }}
                 </div>
-                <ActionForm action=change attr:class="space-y-4" attr:novalidate=true>
+                <ActionForm action=change node_ref=change_form attr:class="space-y-4" attr:novalidate=true>
                     <CsrfField/>
                     <Field label="Current password" name="current" kind="password"
                         autocomplete="current-password" required=true error=field_error(value, "current")/>
@@ -75,7 +78,7 @@ pub fn AccountPage() -> impl IntoView {
                                         </p>
                                     </div>
                                     {if s.current {
-                                        view! { <span class="rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-medium text-emerald-800 dark:bg-emerald-900 dark:text-emerald-100">"This browser"</span> }.into_any()
+                                        view! { <span class="shrink-0 whitespace-nowrap rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-medium text-emerald-800 dark:bg-emerald-900 dark:text-emerald-100">"This browser"</span> }.into_any()
                                     } else {
                                         view! {
                                             <ActionForm action=end_one>

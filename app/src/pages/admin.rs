@@ -7,7 +7,8 @@ use crate::{
         UserRow,
     },
     components::{
-        field_error, CsrfField, Field, Outcome, BUTTON, BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
+        field_error, reset_on_success, CsrfField, Field, Outcome, BUTTON, BUTTON_DANGER,
+        BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
     pages::Forbidden,
@@ -92,6 +93,8 @@ fn UsersAdmin() -> impl IntoView {
     follow!(acts.delete);
 
     let created = create.value();
+    let create_form = NodeRef::new();
+    reset_on_success(created, create_form);
     let create_outcome = Signal::derive(move || match created.get() {
         Some(Err(e)) if !e.fields.is_empty() => None,
         other => other,
@@ -108,7 +111,7 @@ fn UsersAdmin() -> impl IntoView {
             <section class=format!("{CARD} xl:col-span-1") aria-labelledby="new-user">
                 <h2 id="new-user" class="mb-4 text-lg font-semibold">"Add a person"</h2>
                 <div class="mb-4" data-testid="create-outcome"><Outcome value=create_outcome/></div>
-                <ActionForm action=create attr:class="space-y-4" attr:novalidate=true>
+                <ActionForm action=create node_ref=create_form attr:class="space-y-4" attr:novalidate=true>
                     <CsrfField/>
                     <Field label="Email" name="email" kind="email" required=true error=field_error(created, "email")/>
                     <div class="space-y-1">
