@@ -309,3 +309,13 @@ async fn visitors_sessions_are_short_until_they_sign_in(db: SqlitePool) {
     let signed_in = left().await;
     assert!(signed_in > 6 * 24 * 3600, "{signed_in}");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_restart_keeps_people_signed_in(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let b = app.admin().await;
+    let after = app.restarted();
+    let mut same_browser = after.browser();
+    same_browser.cookie = b.cookie.clone();
+    assert_eq!(same_browser.me().await.as_deref(), Some(ADMIN_EMAIL));
+}

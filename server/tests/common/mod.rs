@@ -52,6 +52,19 @@ impl TestApp {
         TestApp { pier, router }
     }
 
+    /// The same database and key behind a brand-new service and router, as after a restart.
+    pub fn restarted(&self) -> TestApp {
+        let pier = Pier::new(
+            self.pier.db().clone(),
+            self.pier.key().clone(),
+            self.pier.settings().clone(),
+        );
+        let state = AppState::new(pier.clone(), &serve_args());
+        let router =
+            router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        TestApp { pier, router }
+    }
+
     pub fn browser(&self) -> Browser {
         Browser {
             router: self.router.clone(),
