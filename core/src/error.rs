@@ -17,6 +17,10 @@ pub enum Error {
     Unauthenticated,
     #[error("wrong email or password")]
     BadCredentials,
+    /// A bearer token that is missing, malformed, unknown, revoked or expired (the message says
+    /// which, never anything about other tokens).
+    #[error("{0}")]
+    BadToken(&'static str),
     #[error("this account is disabled")]
     AccountDisabled,
     #[error("not allowed")]
@@ -57,7 +61,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Invalid(_) => 422,
-            Error::Unauthenticated | Error::BadCredentials => 401,
+            Error::Unauthenticated | Error::BadCredentials | Error::BadToken(_) => 401,
             Error::AccountDisabled | Error::Forbidden | Error::Csrf => 403,
             Error::NotFound => 404,
             Error::Conflict(_) => 409,
@@ -73,6 +77,7 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::Unauthenticated => "unauthenticated",
             Error::BadCredentials => "bad_credentials",
+            Error::BadToken(_) => "invalid_token",
             Error::AccountDisabled => "account_disabled",
             Error::Forbidden => "forbidden",
             Error::NotFound => "not_found",
@@ -90,6 +95,7 @@ impl Error {
             Error::Invalid(_) => "Please correct the highlighted fields.".into(),
             Error::Unauthenticated => "Please sign in to continue.".into(),
             Error::BadCredentials => "Wrong email or password.".into(),
+            Error::BadToken(m) => (*m).into(),
             Error::AccountDisabled => {
                 "This account is disabled. Ask an administrator to enable it.".into()
             }

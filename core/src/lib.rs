@@ -13,6 +13,7 @@ pub mod secret;
 pub mod service;
 pub mod session_store;
 pub mod throttle;
+pub mod tokens;
 pub mod validate;
 
 pub use error::{Error, FieldError, Result};

@@ -82,13 +82,13 @@ fn session_err(e: tower_sessions::session::Error) -> Error {
     Error::internal(format!("session: {e}"))
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
     hex::encode(b)
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
@@ -256,7 +256,7 @@ impl Pier {
             .ok_or(Error::Unauthenticated)
     }
 
-    fn require_admin(actor: &Actor) -> Result<()> {
+    pub(crate) fn require_admin(actor: &Actor) -> Result<()> {
         if actor.is_admin() {
             Ok(())
         } else {

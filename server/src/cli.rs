@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use pier_core::{db, secret::SecretKey, service::Settings, Pier};
 
 use crate::{
-    config::{AdminCommand, Cli, Command, ServeArgs},
+    config::{AdminCommand, Cli, Command, ServeArgs, TokenCommand},
     http,
 };
 
@@ -35,25 +35,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::Create { email, .. },
         } => {
             let password = read_password_line(std::io::stdin().lock())?;
-            match pier.create_admin_from_cli(&email, &password).await {
-                Ok(user) => {
-                    println!("Created admin {} (id {}).", user.email, user.id);
-                    Ok(())
-                }
-                Err(e) => {
-                    let detail: Vec<String> = e
-                        .fields()
-                        .iter()
-                        .map(|f| format!("{}: {}", f.field, f.message))
-                        .collect();
-                    if detail.is_empty() {
-                        bail!("{}", e.public_message())
-                    } else {
-                        bail!("{}", detail.join("; "))
-                    }
-                }
-            }
+            let user = pier
+                .create_admin_from_cli(&email, &password)
+                .await
+                .map_err(explain)?;
+            println!("Created admin {} (id {}).", user.email, user.id);
+            Ok(())
         }
+        Command::Token {
+            command: TokenCommand::Create { email, name, scope },
+        } => {
+            let (token, secret) = pier
+                .create_token_from_cli(&email, &name, &scope)
+                .await
+                .map_err(explain)?;
+            eprintln!(
+                "Created token {} ({}, scope {}) for {email}. It is shown once:",
+                token.id,
+                token.name,
+                token.scope.as_str()
+            );
+            println!("{secret}");
+            Ok(())
+        }
+    }
+}
+
+/// A domain error as one line for the terminal.
+fn explain(e: pier_core::Error) -> anyhow::Error {
+    let detail: Vec<String> = e
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.message))
+        .collect();
+    if detail.is_empty() {
+        anyhow::anyhow!("{}", e.public_message())
+    } else {
+        anyhow::anyhow!("{}", detail.join("; "))
     }
 }
 

@@ -33,6 +33,25 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Personal access tokens for the REST API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a user and print it on standard output (shown once).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// read, write or admin (admin only for admins).
+        #[arg(long, default_value = "write")]
+        scope: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(healthz))
+        .nest("/api/v1", crate::api::router())
         .route("/rpc/{*fn_name}", get(server_fns.clone()).post(server_fns))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos.clone();

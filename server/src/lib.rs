@@ -1,5 +1,6 @@
 //! The Pier server: configuration, the HTTP router, and the command line behind `main.rs`.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod csrf;

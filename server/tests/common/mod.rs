@@ -106,6 +106,39 @@ impl TestApp {
         b
     }
 
+    /// A REST call with an optional bearer token and JSON body.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"));
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.browser().send(req).await
+    }
+
+    /// A token for a user, as `pier token create` makes it.
+    pub async fn token(&self, email: &str, scope: &str) -> String {
+        self.pier
+            .create_token_from_cli(email, "test", scope)
+            .await
+            .expect("token")
+            .1
+    }
+
     pub async fn user_id(&self, email: &str) -> i64 {
         pier_core::repo::users::by_email(self.pier.db(), email)
             .await

@@ -1,0 +1,239 @@
+//! Personal access tokens for the REST API: `pier_` and 64 hex characters (256 random bits).
+//! Stored as a SHA-256 (a fast hash is right for a random secret; argon2 would make every API
+//! call slow), shown once, scoped read < write < admin, optionally expiring, revocable.
+
+use crate::{
+    model::{Actor, ApiToken, Role, Scope},
+    now, repo,
+    service::{random_token, sha256_hex},
+    validate::Checks,
+    Error, Pier, Result,
+};
+
+pub const TOKEN_PREFIX: &str = "pier_";
+/// How many characters after `pier_` are kept in clear to tell tokens apart.
+const VISIBLE: usize = 8;
+const MAX_TOKENS_PER_USER: usize = 50;
+/// `last_used_at` is written at most this often per token.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// Is this a well-formed token (`pier_` + 64 lower-case hex)?
+pub fn well_formed(token: &str) -> bool {
+    token.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn token_name(input: &str) -> Result<String, String> {
+    let n = input.trim();
+    if n.is_empty() {
+        Err("Give the token a name, like \"deploy script\".".into())
+    } else if n.chars().count() > 64 {
+        Err("A token name has at most 64 characters.".into())
+    } else if n.chars().any(char::is_control) {
+        Err("A token name cannot contain control characters.".into())
+    } else {
+        Ok(n.to_owned())
+    }
+}
+
+fn expiry_days(input: Option<i64>) -> Result<Option<i64>, String> {
+    match input {
+        None => Ok(None),
+        Some(d) if (1..=3650).contains(&d) => Ok(Some(d)),
+        Some(_) => Err("Expiry is between 1 and 3650 days (or none).".into()),
+    }
+}
+
+impl Pier {
+    /// Creates a token for the actor. Returns it and its secret, which is never shown again.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        scope: &str,
+        expires_in_days: Option<i64>,
+    ) -> Result<(ApiToken, String)> {
+        let mut c = Checks::default();
+        let name = c.check("name", token_name(name));
+        let scope = c.check(
+            "scope",
+            Scope::parse(scope.trim()).ok_or_else(|| "Choose read, write or admin.".to_string()),
+        );
+        let days = c.check("expires_in_days", expiry_days(expires_in_days));
+        c.finish()?;
+        let (name, scope, days) = (
+            name.unwrap_or_default(),
+            scope.unwrap_or(Scope::Read),
+            days.flatten(),
+        );
+        if scope == Scope::Admin && !actor.is_admin() {
+            return Err(Error::Forbidden);
+        }
+        if repo::tokens::list_for_user(self.db(), actor.user_id)
+            .await?
+            .len()
+            >= MAX_TOKENS_PER_USER
+        {
+            return Err(Error::Conflict(format!(
+                "You have {MAX_TOKENS_PER_USER} tokens already. Revoke one you no longer use first."
+            )));
+        }
+        let secret = format!("{TOKEN_PREFIX}{}", random_token());
+        let prefix = secret[..TOKEN_PREFIX.len() + VISIBLE].to_owned();
+        let t = now();
+        let id = repo::tokens::insert(
+            self.db(),
+            &repo::tokens::NewToken {
+                user_id: actor.user_id,
+                name: &name,
+                prefix: &prefix,
+                secret_hash: &sha256_hex(&secret),
+                scope,
+                expires_at: days.map(|d| t + d * 86_400),
+            },
+            t,
+        )
+        .await?;
+        tracing::info!(
+            user_id = actor.user_id,
+            token_id = id,
+            scope = scope.as_str(),
+            "API token created"
+        );
+        let token = repo::tokens::list_for_user(self.db(), actor.user_id)
+            .await?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or(Error::NotFound)?;
+        Ok((token, secret))
+    }
+
+    /// For operators on the host: a token for any user, by email.
+    pub async fn create_token_from_cli(
+        &self,
+        email: &str,
+        name: &str,
+        scope: &str,
+    ) -> Result<(ApiToken, String)> {
+        let email = crate::validate::email(email).map_err(|m| Error::field("email", m))?;
+        let user = repo::users::by_email(self.db(), &email)
+            .await?
+            .ok_or_else(|| Error::field("email", "No user has this email."))?;
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        self.create_token(&Actor::from(user), name, scope, None)
+            .await
+    }
+
+    pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<ApiToken>> {
+        repo::tokens::list_for_user(self.db(), actor.user_id).await
+    }
+
+    /// Revokes one of the actor's own tokens; someone else's is "not found".
+    pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<()> {
+        if repo::tokens::delete_for_user(self.db(), actor.user_id, id).await? {
+            tracing::info!(user_id = actor.user_id, token_id = id, "API token revoked");
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// Who an `Authorization` header speaks for, and with which scope. A token never has more
+    /// power than its owner has now: an admin token of a demoted admin acts as a write token.
+    pub async fn authenticate_bearer(&self, authorization: Option<&str>) -> Result<(Actor, Scope)> {
+        let header = authorization.ok_or(Error::BadToken(
+            "Send a personal access token: Authorization: Bearer pier_…",
+        ))?;
+        let token = match header.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            _ => {
+                return Err(Error::BadToken(
+                    "The Authorization header must be: Bearer <token>.",
+                ))
+            }
+        };
+        if !well_formed(token) {
+            return Err(Error::BadToken(
+                "That is not a Pier token (pier_ and 64 hex characters).",
+            ));
+        }
+        let invalid = Error::BadToken("This token is not valid: it was revoked or never existed.");
+        let found = repo::tokens::by_hash(self.db(), &sha256_hex(token))
+            .await?
+            .ok_or(invalid)?;
+        let t = now();
+        if found.expires_at.is_some_and(|e| e <= t) {
+            return Err(Error::BadToken("This token has expired. Create a new one."));
+        }
+        let user = repo::users::by_id(self.db(), found.user_id)
+            .await?
+            .ok_or(Error::BadToken(
+                "This token is not valid: it was revoked or never existed.",
+            ))?;
+        if user.disabled {
+            return Err(Error::BadToken(
+                "The account this token belongs to is disabled.",
+            ));
+        }
+        if found.last_used_at.is_none_or(|u| t - u >= TOUCH_EVERY_SECS) {
+            repo::tokens::touch(self.db(), found.id, t).await?;
+        }
+        let scope = if user.role == Role::Admin {
+            found.scope
+        } else {
+            found.scope.min(Scope::Write)
+        };
+        Ok((Actor::from(user), scope))
+    }
+}
+
+/// Refuses an action that needs more than the token's scope.
+pub fn require_scope(have: Scope, need: Scope) -> Result<()> {
+    if have >= need {
+        Ok(())
+    } else {
+        Err(Error::Forbidden)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_grammar() {
+        let good = format!("pier_{}", "0123456789abcdef".repeat(4));
+        assert!(well_formed(&good));
+        assert!(!well_formed(&good.to_uppercase()));
+        assert!(!well_formed(&good[..good.len() - 1]));
+        assert!(!well_formed(&format!("{good}0")));
+        assert!(!well_formed(&format!("pier-{}", "a".repeat(64))));
+        assert!(!well_formed(&format!("pier_{}\n", "a".repeat(63))));
+    }
+
+    #[test]
+    fn scopes_are_ordered() {
+        assert!(require_scope(Scope::Admin, Scope::Write).is_ok());
+        assert!(require_scope(Scope::Write, Scope::Read).is_ok());
+        assert!(require_scope(Scope::Read, Scope::Write).is_err());
+        assert!(require_scope(Scope::Write, Scope::Admin).is_err());
+    }
+
+    #[test]
+    fn names_and_expiry() {
+        assert_eq!(token_name("  deploy  ").unwrap(), "deploy");
+        assert!(token_name("").is_err());
+        assert!(token_name("a\nb").is_err());
+        assert!(token_name(&"x".repeat(65)).is_err());
+        assert_eq!(expiry_days(None), Ok(None));
+        assert_eq!(expiry_days(Some(30)), Ok(Some(30)));
+        assert!(expiry_days(Some(0)).is_err());
+        assert!(expiry_days(Some(3651)).is_err());
+    }
+}

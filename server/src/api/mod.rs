@@ -1,0 +1,201 @@
+//! The REST API, `/api/v1`: JSON in and out, personal access tokens only (no cookies, so no CSRF
+//! surface). Handlers call the same `pier_core::Pier` methods as the browser's server functions.
+
+mod tokens;
+mod users;
+
+use axum::{
+    extract::{rejection::JsonRejection, FromRequest, FromRequestParts, Query, Request},
+    http::{header, request::Parts, StatusCode},
+    response::{IntoResponse, Response},
+    Json, Router,
+};
+use pier_core::{
+    model::{Actor, Scope},
+    tokens::require_scope,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::json;
+
+use crate::http::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(tokens::router())
+        .merge(users::router())
+        .fallback(|| async { ApiError::from(pier_core::Error::NotFound) })
+}
+
+/// Every API error has one shape: `{"error": {"code", "message", "fields"?}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    fields: Vec<(String, String)>,
+}
+
+impl From<pier_core::Error> for ApiError {
+    fn from(e: pier_core::Error) -> Self {
+        e.log();
+        ApiError {
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: e.code(),
+            message: e.public_message(),
+            fields: e
+                .fields()
+                .iter()
+                .map(|f| (f.field.clone(), f.message.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if !self.fields.is_empty() {
+            error["fields"] = self
+                .fields
+                .iter()
+                .map(|(f, m)| json!({ "field": f, "message": m }))
+                .collect();
+        }
+        let mut res = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"pier\""),
+            );
+        }
+        res
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+fn bad_request(code: &'static str, message: String) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code,
+        message,
+        fields: Vec::new(),
+    }
+}
+
+/// The caller, from `Authorization: Bearer <token>`.
+pub struct Caller {
+    pub actor: Actor,
+    pub scope: Scope,
+}
+
+impl Caller {
+    pub fn require(&self, need: Scope) -> ApiResult<()> {
+        Ok(require_scope(self.scope, need)?)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        let (actor, scope) = state.pier.authenticate_bearer(header).await?;
+        Ok(Caller { actor, scope })
+    }
+}
+
+/// A JSON body whose problems are answered in the API's error shape.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid",
+                message: format!("The JSON does not fit: {}", e.body_text()),
+                fields: Vec::new(),
+            }),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(bad_request(
+                "bad_request",
+                "Send JSON with Content-Type: application/json.".into(),
+            )),
+            Err(e) => Err(bad_request(
+                "bad_request",
+                format!("The body is not valid JSON: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+/// `?page=&per_page=` on list routes (pages count from 1; at most 100 per page).
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: usize,
+}
+
+impl PageQuery {
+    pub fn paginate<T>(&self, all: Vec<T>) -> ApiResult<Page<T>> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(50);
+        if page == 0 || !(1..=100).contains(&per_page) {
+            return Err(pier_core::Error::Invalid(vec![pier_core::FieldError {
+                field: "per_page".into(),
+                message: "page starts at 1; per_page is between 1 and 100.".into(),
+            }])
+            .into());
+        }
+        let total = all.len();
+        let items = all
+            .into_iter()
+            .skip(((page - 1) * per_page) as usize)
+            .take(per_page as usize)
+            .collect();
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
+    }
+}
+
+/// Query strings whose problems are answered in the API's error shape.
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|e| bad_request("bad_request", e.body_text()))
+    }
+}
+
+pub fn format_time(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

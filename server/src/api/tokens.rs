@@ -1,0 +1,106 @@
+//! `/api/v1/tokens`: the caller's own personal access tokens.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{delete, get},
+    Json, Router,
+};
+use pier_core::model::{ApiToken, Scope};
+use serde::{Deserialize, Serialize};
+
+use super::{format_time, ApiResult, Body, Caller, Page, PageQuery, Q};
+use crate::http::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tokens", get(list).post(create))
+        .route("/tokens/{id}", delete(revoke))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    id: i64,
+    name: String,
+    /// The first characters of the token, to tell it apart.
+    prefix: String,
+    scope: Scope,
+    created_at: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+}
+
+impl From<ApiToken> for TokenView {
+    fn from(t: ApiToken) -> Self {
+        TokenView {
+            id: t.id,
+            name: t.name,
+            prefix: t.prefix,
+            scope: t.scope,
+            created_at: format_time(t.created_at),
+            expires_at: t.expires_at.map(format_time),
+            last_used_at: t.last_used_at.map(format_time),
+        }
+    }
+}
+
+async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<Page<TokenView>>> {
+    caller.require(Scope::Read)?;
+    let all = s.pier.list_tokens(&caller.actor).await?;
+    Ok(Json(q.paginate(
+        all.into_iter().map(TokenView::from).collect(),
+    )?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    scope: String,
+    expires_in_days: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Created {
+    token: TokenView,
+    /// Shown once: store it now.
+    secret: String,
+}
+
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(new): Body<NewToken>,
+) -> ApiResult<(StatusCode, Json<Created>)> {
+    caller.require(Scope::Write)?;
+    // A token cannot mint one stronger than itself.
+    if pier_core::model::Scope::parse(new.scope.trim()).is_some_and(|want| want > caller.scope) {
+        return Err(pier_core::Error::Forbidden.into());
+    }
+    let (token, secret) = s
+        .pier
+        .create_token(&caller.actor, &new.name, &new.scope, new.expires_in_days)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            token: token.into(),
+            secret,
+        }),
+    ))
+}
+
+async fn revoke(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Write)?;
+    let id: i64 = id.parse().map_err(|_| pier_core::Error::NotFound)?;
+    s.pier.revoke_token(&caller.actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

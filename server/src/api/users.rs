@@ -1,0 +1,220 @@
+//! `/api/v1/users`: user administration, for admins with an admin-scoped token.
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderMap, StatusCode},
+    routing::get,
+    Json, Router,
+};
+use pier_core::{
+    model::{Role, Scope, User},
+    service::NewUser,
+    validate::format_cpus,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{format_time, ApiResult, Body, Caller, Page, PageQuery, Q};
+use crate::http::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list).post(create))
+        .route("/users/{id}", axum::routing::patch(update).delete(remove))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Quotas {
+    max_apps: i64,
+    max_memory_mb: i64,
+    /// CPUs as a decimal string ("1.5").
+    max_cpus: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    id: i64,
+    email: String,
+    role: Role,
+    disabled: bool,
+    has_password: bool,
+    created_at: String,
+    last_sign_in_at: Option<String>,
+    quotas: Quotas,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            id: u.id,
+            role: u.role,
+            disabled: u.disabled,
+            has_password: u.password_hash.is_some(),
+            created_at: format_time(u.created_at),
+            last_sign_in_at: u.last_sign_in_at.map(format_time),
+            quotas: Quotas {
+                max_apps: u.quotas.max_apps,
+                max_memory_mb: u.quotas.max_memory_mb,
+                max_cpus: format_cpus(u.quotas.max_cpus_milli),
+            },
+            email: u.email,
+        }
+    }
+}
+
+fn id_of(raw: &str) -> ApiResult<i64> {
+    Ok(raw.parse().map_err(|_| pier_core::Error::NotFound)?)
+}
+
+async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<Page<UserView>>> {
+    caller.require(Scope::Admin)?;
+    let all = s.pier.list_users(&caller.actor).await?;
+    Ok(Json(
+        q.paginate(all.into_iter().map(UserView::from).collect())?,
+    ))
+}
+
+/// A number of CPUs given as a JSON number (1.5) or string ("1.5").
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Cpus {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+impl Cpus {
+    fn text(&self) -> String {
+        match self {
+            Cpus::Number(n) => n.to_string(),
+            Cpus::Text(s) => s.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserBody {
+    email: String,
+    /// Without one, the response carries an invite link (valid 48 hours).
+    password: Option<String>,
+    role: String,
+    max_apps: Option<i64>,
+    max_memory_mb: Option<i64>,
+    max_cpus: Option<Cpus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedUser {
+    user: UserView,
+    invite_url: Option<String>,
+}
+
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(b): Body<NewUserBody>,
+) -> ApiResult<(StatusCode, Json<CreatedUser>)> {
+    caller.require(Scope::Admin)?;
+    let (user, token) = s
+        .pier
+        .create_user(
+            &caller.actor,
+            NewUser {
+                email: b.email,
+                role: b.role,
+                password: b.password.unwrap_or_default(),
+                max_apps: b.max_apps.map(|n| n.to_string()).unwrap_or_default(),
+                max_memory_mb: b.max_memory_mb.map(|n| n.to_string()).unwrap_or_default(),
+                max_cpus: b.max_cpus.map(|c| c.text()).unwrap_or_default(),
+            },
+        )
+        .await?;
+    let origin = s.panel.public_origin.clone().unwrap_or_else(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedUser {
+            user: user.into(),
+            invite_url: token.map(|t| format!("{origin}/invite/{t}")),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUser {
+    role: Option<String>,
+    disabled: Option<bool>,
+    max_apps: Option<i64>,
+    max_memory_mb: Option<i64>,
+    max_cpus: Option<Cpus>,
+}
+
+async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(p): Body<PatchUser>,
+) -> ApiResult<Json<UserView>> {
+    caller.require(Scope::Admin)?;
+    let id = id_of(&id)?;
+    let actor = &caller.actor;
+    // Everything is checked before anything changes.
+    let current = s
+        .pier
+        .list_users(actor)
+        .await?
+        .into_iter()
+        .find(|u| u.id == id)
+        .ok_or(pier_core::Error::NotFound)?;
+    if let Some(r) = &p.role {
+        Role::parse(r).ok_or_else(|| pier_core::Error::field("role", "Choose admin or member."))?;
+    }
+    let quotas_given = p.max_apps.is_some() || p.max_memory_mb.is_some() || p.max_cpus.is_some();
+    let quota_text = (
+        p.max_apps.unwrap_or(current.quotas.max_apps).to_string(),
+        p.max_memory_mb
+            .unwrap_or(current.quotas.max_memory_mb)
+            .to_string(),
+        p.max_cpus
+            .map(|c| c.text())
+            .unwrap_or_else(|| format_cpus(current.quotas.max_cpus_milli)),
+    );
+    if quotas_given {
+        pier_core::validate::quotas(&quota_text.0, &quota_text.1, &quota_text.2)?;
+    }
+
+    let mut user = current;
+    if let Some(r) = &p.role {
+        user = s.pier.set_role(actor, id, r).await?;
+    }
+    if let Some(d) = p.disabled {
+        user = s.pier.set_disabled(actor, id, d).await?;
+    }
+    if quotas_given {
+        user = s
+            .pier
+            .set_quotas(actor, id, &quota_text.0, &quota_text.1, &quota_text.2)
+            .await?;
+    }
+    Ok(Json(user.into()))
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Admin)?;
+    s.pier.delete_user(&caller.actor, id_of(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
