@@ -37,6 +37,13 @@ need_apt ca-certificates gcc pkg-config sqlite3
 command -v npm >/dev/null || need_apt nodejs npm
 if ((with_tests)); then
   need_apt chromium chromium-driver
+  # schemathesis (PyPI) fuzzes the REST API against its OpenAPI document.
+  if ! command -v schemathesis >/dev/null; then
+    command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip
+    say "pip install schemathesis"
+    python3 -m pip install -q --disable-pip-version-check schemathesis 2>/dev/null \
+      || python3 -m pip install -q --disable-pip-version-check --break-system-packages schemathesis
+  fi
 fi
 
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup first" >&2; exit 1; }

@@ -31,5 +31,9 @@ cargo leptos build
 step "cargo test (unit, integration, browser)"
 cargo test --workspace -- --test-threads=2
 
+step "schemathesis against the served OpenAPI document"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+./scripts/api-fuzz.sh "$target_dir/debug/pier"
+
 echo
 echo "all checks passed in $(( $(date +%s) - t0 ))s"

@@ -43,6 +43,27 @@ pub struct UserRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub created: String,
+    pub expires: Option<String>,
+    pub last_used: Option<String>,
+}
+
+/// One REST endpoint, for the API reference page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub tag: String,
+    pub method: String,
+    pub path: String,
+    pub summary: String,
+    pub statuses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRow {
     pub handle: String,
     pub created: String,
@@ -56,8 +77,8 @@ pub struct SessionRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Done {
     pub message: String,
-    /// A link to hand to the user (invite or password reset).
-    pub link: Option<String>,
+    /// Something to copy: an invite link to hand on, or a token shown only this once.
+    pub copy: Option<String>,
 }
 
 #[cfg(feature = "ssr")]
@@ -78,6 +99,8 @@ pub mod ssr {
     pub struct PanelInfo {
         /// `https://panel.example.com` when the panel has a public host name.
         pub public_origin: Option<String>,
+        /// The REST API's OpenAPI document, for the API reference page.
+        pub api_doc: std::sync::Arc<serde_json::Value>,
     }
 
     pub struct Ctx {
@@ -251,7 +274,7 @@ pub async fn end_session(handle: String, csrf_token: String) -> Result<Done, App
     c.pier.end_session(&actor, &c.session, &handle).await?;
     Ok(Done {
         message: "Session ended.".into(),
-        link: None,
+        copy: None,
     })
 }
 
@@ -268,7 +291,7 @@ pub async fn end_other_sessions(csrf_token: String) -> Result<Done, AppError> {
             1 => "Ended 1 other session.".into(),
             n => format!("Ended {n} other sessions."),
         },
-        link: None,
+        copy: None,
     })
 }
 
@@ -342,11 +365,11 @@ pub async fn create_user(
                 "Created {}. Send them this link to choose a password (valid 48 hours):",
                 user.email
             ),
-            link: Some(format!("{}/invite/{t}", c.origin)),
+            copy: Some(format!("{}/invite/{t}", c.origin)),
         },
         None => Done {
             message: format!("Created {} with the password you chose.", user.email),
-            link: None,
+            copy: None,
         },
     })
 }
@@ -368,7 +391,7 @@ pub async fn set_role(id: i64, role: String, csrf_token: String) -> Result<Done,
                 "a member"
             }
         ),
-        link: None,
+        copy: None,
     })
 }
 
@@ -385,7 +408,7 @@ pub async fn set_disabled(id: i64, disabled: bool, csrf_token: String) -> Result
         } else {
             format!("Enabled {}.", u.email)
         },
-        link: None,
+        copy: None,
     })
 }
 
@@ -401,7 +424,7 @@ pub async fn reset_password(id: i64, csrf_token: String) -> Result<Done, AppErro
             "Send {} this link to choose a new password (valid 48 hours):",
             u.email
         ),
-        link: Some(format!("{}/invite/{token}", c.origin)),
+        copy: Some(format!("{}/invite/{token}", c.origin)),
     })
 }
 
@@ -423,7 +446,7 @@ pub async fn set_quotas(
         .await?;
     Ok(Done {
         message: format!("Saved the quotas of {}.", u.email),
-        link: None,
+        copy: None,
     })
 }
 
@@ -436,6 +459,105 @@ pub async fn delete_user(id: i64, csrf_token: String) -> Result<Done, AppError> 
     c.pier.delete_user(&actor, id).await?;
     Ok(Done {
         message: "User deleted.".into(),
-        link: None,
+        copy: None,
     })
+}
+
+// ----- API tokens and reference -------------------------------------------------------------
+
+#[server(prefix = "/rpc", endpoint = "my_tokens", input = GetUrl)]
+pub async fn my_tokens() -> Result<Vec<TokenRow>, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let fmt = pier_core::format_time;
+    Ok(c.pier
+        .list_tokens(&actor)
+        .await?
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id,
+            name: t.name,
+            prefix: t.prefix,
+            scope: t.scope.as_str().into(),
+            created: fmt(t.created_at),
+            expires: t.expires_at.map(fmt),
+            last_used: t.last_used_at.map(fmt),
+        })
+        .collect())
+}
+
+#[server(prefix = "/rpc", endpoint = "create_token")]
+pub async fn create_token(
+    name: String,
+    scope: String,
+    expires_in_days: String,
+    csrf_token: String,
+) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let days = match expires_in_days.trim() {
+        "" => None,
+        d => Some(d.parse::<i64>().map_err(|_| {
+            pier_core::Error::field(
+                "expires_in_days",
+                "Enter a whole number of days, or leave it empty.",
+            )
+        })?),
+    };
+    let (token, secret) = c.pier.create_token(&actor, &name, &scope, days).await?;
+    Ok(Done {
+        message: format!(
+            "Created \"{}\" ({}). Copy it now: it is not shown again.",
+            token.name,
+            token.scope.as_str()
+        ),
+        copy: Some(secret),
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "revoke_token")]
+pub async fn revoke_token(id: i64, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.revoke_token(&actor, id).await?;
+    Ok(Done {
+        message: "Token revoked; it stops working at once.".into(),
+        copy: None,
+    })
+}
+
+/// The REST endpoints, read from the OpenAPI document the server generates.
+#[server(prefix = "/rpc", endpoint = "api_reference", input = GetUrl)]
+pub async fn api_reference() -> Result<Vec<Endpoint>, AppError> {
+    let c = ssr::ctx().await?;
+    c.actor().await?;
+    let doc = use_context::<ssr::PanelInfo>()
+        .map(|p| p.api_doc)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, ops) in paths {
+            let Some(ops) = ops.as_object() else { continue };
+            for (method, op) in ops {
+                let mut statuses: Vec<String> = op["responses"]
+                    .as_object()
+                    .map(|r| r.keys().cloned().collect())
+                    .unwrap_or_default();
+                statuses.sort();
+                out.push(Endpoint {
+                    tag: op["tags"][0].as_str().unwrap_or("other").into(),
+                    method: method.to_uppercase(),
+                    path: path.clone(),
+                    summary: op["summary"].as_str().unwrap_or_default().into(),
+                    statuses,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.tag, &a.path, &a.method).cmp(&(&b.tag, &b.path, &b.method)));
+    Ok(out)
 }

@@ -121,7 +121,7 @@ pub fn Outcome(value: Signal<Option<Result<Done, AppError>>>) -> impl IntoView {
             Ok(done) => view! {
                 <Flash tone=Tone::Success>
                     <p>{done.message}</p>
-                    {done.link.map(|l| view! {
+                    {done.copy.map(|l| view! {
                         <input readonly value=l data-testid="link"
                             class=format!("{INPUT} mt-2 font-mono text-xs")/>
                     })}

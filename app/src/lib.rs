@@ -67,6 +67,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("") view=pages::dashboard::Dashboard ssr=SsrMode::Async/>
                         <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>
+                        <Route path=path!("api-docs") view=pages::api_docs::ApiDocsPage ssr=SsrMode::Async/>
                     </ParentRoute>
                 </Routes>
             </SessionProvider>

@@ -150,6 +150,26 @@ async fn story(base: String, admin: Client, member: Client) {
     wait_for_text(member, "[data-flash=info]", "Your password is set").await;
     sign_in(member, &base, MEMBER, MEMBER_PW).await;
 
+    // The member makes an API token; it is shown once.
+    click_link(member, "Account").await;
+    wait_for_path(member, "/account").await;
+    type_into(member, "input[name=name]", "laptop").await;
+    member
+        .find(Locator::XPath("//button[normalize-space()='Create token']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let secret = wait_for(
+        member,
+        "[data-testid=token-outcome] input[data-testid=link]",
+    )
+    .await;
+    let secret = secret.prop("value").await.unwrap().unwrap_or_default();
+    assert!(secret.starts_with("pier_"), "{secret}");
+    wait_for_text(member, "[data-testid=tokens]", "laptop").await;
+
     // The link works once.
     open(admin, &invite).await;
     wait_for_text(admin, "[data-flash=error]", "already used").await;

@@ -50,6 +50,9 @@ impl AppState {
             leptos,
             panel: PanelInfo {
                 public_origin: args.public_origin(),
+                api_doc: std::sync::Arc::new(
+                    serde_json::to_value(crate::api::openapi()).unwrap_or_default(),
+                ),
             },
         }
     }

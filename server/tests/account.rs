@@ -116,3 +116,84 @@ async fn list_and_end_own_sessions_only(db: SqlitePool) {
     assert!(a.me().await.is_some());
     assert!(b.me().await.is_some());
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn tokens_from_the_account_page_work_on_the_api(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut m = app.member("m@example.com").await;
+    let r = m
+        .call(
+            "create_token",
+            &[
+                ("name", "laptop"),
+                ("scope", "write"),
+                ("expires_in_days", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let secret = r.json()["copy"].as_str().unwrap().to_owned();
+    assert!(pier_core::tokens::well_formed(&secret));
+    assert_eq!(
+        app.api("GET", "/tokens", Some(&secret), None).await.status,
+        StatusCode::OK
+    );
+
+    let list = m.read("my_tokens").await.json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains(&secret[5..]));
+    let id = list[0]["id"].as_i64().unwrap().to_string();
+
+    // Bad input per field; a member cannot pick the admin scope.
+    let r = m
+        .call(
+            "create_token",
+            &[
+                ("name", ""),
+                ("scope", "write"),
+                ("expires_in_days", "soon"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.field_error("expires_in_days").is_some());
+    let r = m
+        .call(
+            "create_token",
+            &[("name", "x"), ("scope", "admin"), ("expires_in_days", "")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Another user cannot revoke it; its owner can, effective at once.
+    let mut other = app.member("o@example.com").await;
+    assert_eq!(
+        other.call("revoke_token", &[("id", &id)]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        m.call("revoke_token", &[("id", &id)]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.api("GET", "/tokens", Some(&secret), None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_api_reference_page_lists_the_endpoints(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut m = app.member("m@example.com").await;
+    let r = m.get("/api-docs").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("/api/v1/tokens/{id}") && r.body.contains("Revokes one of the caller"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        app.browser().get("/api-docs").await.status,
+        StatusCode::FOUND
+    );
+}

@@ -86,7 +86,7 @@ async fn invite_link_sets_a_password_once(db: SqlitePool) {
     let mut admin = app.admin().await;
     let r = admin.call("create_user", &NEW_USER).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let link = r.json()["link"].as_str().unwrap().to_owned();
+    let link = r.json()["copy"].as_str().unwrap().to_owned();
     assert!(link.contains("/invite/"), "{link}");
     let token = token_of(&link);
 
@@ -208,7 +208,7 @@ async fn invite_links_expire(db: SqlitePool) {
     .await;
     let mut admin = app.admin().await;
     let r = admin.call("create_user", &NEW_USER).await;
-    let token = token_of(r.json()["link"].as_str().unwrap());
+    let token = token_of(r.json()["copy"].as_str().unwrap());
     let r = app
         .browser()
         .call(
@@ -453,7 +453,7 @@ async fn role_quota_reset_and_delete(db: SqlitePool) {
 
     // Reset: a new link; the old password keeps working until the link is used.
     let r = admin.call("reset_password", &[("id", &id)]).await;
-    let token = token_of(r.json()["link"].as_str().unwrap());
+    let token = token_of(r.json()["copy"].as_str().unwrap());
     let r = app
         .browser()
         .call(

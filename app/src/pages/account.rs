@@ -2,10 +2,13 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
-    api::{my_sessions, ChangePassword, EndOtherSessions, EndSession},
+    api::{
+        my_sessions, my_tokens, ChangePassword, CreateToken, EndOtherSessions, EndSession,
+        RevokeToken,
+    },
     components::{
         field_error, reset_on_success, CsrfField, ErrorFlash, Field, Flash, Outcome, Tone, BUTTON,
-        BUTTON_SMALL, CARD,
+        BUTTON_SMALL, CARD, INPUT,
     },
 };
 
@@ -96,5 +99,100 @@ pub fn AccountPage() -> impl IntoView {
                 </Transition>
             </section>
         </div>
+        <ApiTokens/>
+    }
+}
+
+/// Personal access tokens for the REST API: create (shown once), list, revoke.
+#[component]
+fn ApiTokens() -> impl IntoView {
+    let create = ServerAction::<CreateToken>::new();
+    let revoke = ServerAction::<RevokeToken>::new();
+    let tokens = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| my_tokens(),
+    );
+    let created = create.value();
+    let form = NodeRef::new();
+    reset_on_success(created, form);
+    let create_outcome = Signal::derive(move || match created.get() {
+        Some(Err(e)) if !e.fields.is_empty() => None,
+        other => other,
+    });
+    let is_admin = expect_context::<crate::SessionCtx>()
+        .0
+        .get_untracked()
+        .and_then(Result::ok)
+        .and_then(|s| s.me)
+        .is_some_and(|m| m.is_admin);
+    view! {
+        <section class=format!("{CARD} mt-6") aria-labelledby="tokens-title">
+            <div class="mb-4 flex flex-wrap items-baseline justify-between gap-2">
+                <h2 id="tokens-title" class="text-lg font-semibold">"API tokens"</h2>
+                <a href="/api-docs" class="text-sm text-indigo-600 hover:underline">"API reference"</a>
+            </div>
+            <p class="mb-4 text-sm text-slate-500">
+                "Scripts use these with " <code class="font-mono text-xs">"Authorization: Bearer pier_…"</code>
+                ". A token is shown once, when you create it."
+            </p>
+            <div class="mb-4" data-testid="token-outcome"><Outcome value=create_outcome/></div>
+            <ActionForm action=create node_ref=form attr:class="grid gap-3 sm:grid-cols-4 sm:items-start" attr:novalidate=true>
+                <CsrfField/>
+                <div class="sm:col-span-2">
+                    <Field label="Name" name="name" placeholder="deploy script" required=true error=field_error(created, "name")/>
+                </div>
+                <div class="space-y-1">
+                    <label for="f-scope" class="block text-sm font-medium">"Scope"</label>
+                    <select id="f-scope" name="scope" class=INPUT>
+                        <option value="read">"read"</option>
+                        <option value="write" selected>"write"</option>
+                        {is_admin.then(|| view! { <option value="admin">"admin"</option> })}
+                    </select>
+                    <p class="text-sm text-red-600" role="alert">{move || field_error(created, "scope").get()}</p>
+                </div>
+                <Field label="Expires in days" name="expires_in_days" placeholder="never" error=field_error(created, "expires_in_days")/>
+                <div class="sm:col-span-4">
+                    <button type="submit" class=BUTTON>"Create token"</button>
+                </div>
+            </ActionForm>
+            <div class="mt-4"><Outcome value=revoke.value().into()/></div>
+            <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading…"</p> }>
+                <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="tokens">
+                    {move || tokens.get().map(|r| match r {
+                        Ok(rows) if rows.is_empty() => view! {
+                            <li class="py-3 text-sm text-slate-500">"No tokens yet."</li>
+                        }.into_any(),
+                        Ok(rows) => rows.into_iter().map(|t| view! {
+                            <li class="flex items-center justify-between gap-3 py-3 text-sm">
+                                <div class="min-w-0">
+                                    <p class="font-medium">{t.name.clone()}
+                                        <span class="ml-2 rounded bg-slate-100 px-1.5 py-0.5 font-mono text-xs dark:bg-slate-800">{format!("{}…", t.prefix)}</span>
+                                        <span class="ml-1 rounded-full bg-indigo-100 px-2 py-0.5 text-xs text-indigo-800 dark:bg-indigo-900 dark:text-indigo-100">{t.scope.clone()}</span>
+                                    </p>
+                                    <p class="text-xs text-slate-500">
+                                        {format!("created {} · {} · {}", t.created,
+                                            t.expires.clone().map(|e| format!("expires {e}")).unwrap_or_else(|| "never expires".into()),
+                                            t.last_used.clone().map(|u| format!("last used {u}")).unwrap_or_else(|| "never used".into()))}
+                                    </p>
+                                </div>
+                                <RevokeButton id=t.id action=revoke/>
+                            </li>
+                        }).collect_view().into_any(),
+                        Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
+                    })}
+                </ul>
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn RevokeButton(id: i64, action: ServerAction<RevokeToken>) -> impl IntoView {
+    view! {
+        <ActionForm action=action>
+            <CsrfField/>
+            <input type="hidden" name="id" value=id.to_string()/>
+            <button type="submit" class=BUTTON_SMALL>"Revoke"</button>
+        </ActionForm>
     }
 }

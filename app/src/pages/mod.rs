@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_docs;
 pub mod dashboard;
 pub mod invite;
 pub mod login;
@@ -89,6 +90,7 @@ fn Nav(me: Me) -> impl IntoView {
                 <nav aria-label="Main" class="flex flex-1 flex-wrap items-center gap-1">
                     <A href="/" exact=true attr:class=link>"Apps"</A>
                     <A href="/account" attr:class=link>"Account"</A>
+                    <A href="/api-docs" attr:class=link>"API"</A>
                     {me.is_admin.then(|| view! { <A href="/admin/users" attr:class=link>"Users"</A> })}
                 </nav>
                 <span class="hidden text-sm text-slate-500 sm:inline" data-testid="me">{me.email.clone()}</span>

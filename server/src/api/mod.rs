@@ -1,6 +1,7 @@
 //! The REST API, `/api/v1`: JSON in and out, personal access tokens only (no cookies, so no CSRF
 //! surface). Handlers call the same `pier_core::Pier` methods as the browser's server functions.
 
+mod doc;
 mod tokens;
 mod users;
 
@@ -15,14 +16,21 @@ use pier_core::{
     tokens::require_scope,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::http::AppState;
+
+/// The OpenAPI document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    doc::ApiDoc::openapi()
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(tokens::router())
         .merge(users::router())
+        .merge(doc::router())
         .fallback(|| async { ApiError::from(pier_core::Error::NotFound) })
 }
 
@@ -53,15 +61,19 @@ impl From<pier_core::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if !self.fields.is_empty() {
-            error["fields"] = self
-                .fields
-                .iter()
-                .map(|(f, m)| json!({ "field": f, "message": m }))
-                .collect();
-        }
-        let mut res = (self.status, Json(json!({ "error": error }))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+                fields: (!self.fields.is_empty()).then(|| {
+                    self.fields
+                        .into_iter()
+                        .map(|(field, message)| FieldMessage { field, message })
+                        .collect()
+                }),
+            },
+        };
+        let mut res = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -73,6 +85,29 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: invalid, invalid_token, forbidden, not_found, conflict, …
+    pub code: String,
+    /// Safe to show to a person.
+    pub message: String,
+    /// Per-field messages, for invalid input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<FieldMessage>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldMessage {
+    pub field: String,
+    pub message: String,
+}
 
 fn bad_request(code: &'static str, message: String) -> ApiError {
     ApiError {
@@ -135,14 +170,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     }
 }
 
-/// `?page=&per_page=` on list routes (pages count from 1; at most 100 per page).
-#[derive(Debug, Deserialize)]
+/// `?page=&per_page=` on list routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// Items per page, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub page: u32,
@@ -162,11 +203,9 @@ impl PageQuery {
             .into());
         }
         let total = all.len();
-        let items = all
-            .into_iter()
-            .skip(((page - 1) * per_page) as usize)
-            .take(per_page as usize)
-            .collect();
+        // Widened and saturating: any page number is an empty page, never an overflow.
+        let skip = (page as usize - 1).saturating_mul(per_page as usize);
+        let items = all.into_iter().skip(skip).take(per_page as usize).collect();
         Ok(Page {
             items,
             page,

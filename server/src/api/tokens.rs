@@ -9,6 +9,10 @@ use axum::{
 use pier_core::model::{ApiToken, Scope};
 use serde::{Deserialize, Serialize};
 
+use utoipa::ToSchema;
+
+#[allow(unused_imports)]
+use super::ErrorBody;
 use super::{format_time, ApiResult, Body, Caller, Page, PageQuery, Q};
 use crate::http::AppState;
 
@@ -18,12 +22,15 @@ pub fn router() -> Router<AppState> {
         .route("/tokens/{id}", delete(revoke))
 }
 
-#[derive(Debug, Serialize)]
+/// A personal access token, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenView {
     id: i64,
     name: String,
     /// The first characters of the token, to tell it apart.
     prefix: String,
+    /// read, write or admin.
+    #[schema(value_type = String, example = "write")]
     scope: Scope,
     created_at: String,
     expires_at: Option<String>,
@@ -44,7 +51,12 @@ impl From<ApiToken> for TokenView {
     }
 }
 
-async fn list(
+/// The caller's tokens.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageQuery),
+    security(("token" = [])),
+    responses((status = 200, body = Page<TokenView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     Q(q): Q<PageQuery>,
@@ -56,22 +68,32 @@ async fn list(
     )?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    /// 1–64 characters, e.g. "deploy script".
     name: String,
+    /// read, write or admin (admin only for admins, and not above the calling token's own).
+    #[schema(example = "write")]
     scope: String,
+    /// 1–3650; none means it never expires.
     expires_in_days: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Created {
     token: TokenView,
     /// Shown once: store it now.
     secret: String,
 }
 
-async fn create(
+/// Creates a token; its secret is in this response only.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+    security(("token" = [])),
+    responses((status = 201, body = Created), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
     Body(new): Body<NewToken>,
@@ -94,7 +116,13 @@ async fn create(
     ))
 }
 
-async fn revoke(
+/// Revokes one of the caller's tokens, effective at the next request.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "The token's id")),
+    security(("token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn revoke(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -13,6 +13,10 @@ use pier_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use utoipa::ToSchema;
+
+#[allow(unused_imports)]
+use super::ErrorBody;
 use super::{format_time, ApiResult, Body, Caller, Page, PageQuery, Q};
 use crate::http::AppState;
 
@@ -22,7 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/users/{id}", axum::routing::patch(update).delete(remove))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Quotas {
     max_apps: i64,
     max_memory_mb: i64,
@@ -30,10 +34,12 @@ pub struct Quotas {
     max_cpus: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     id: i64,
     email: String,
+    /// admin or member.
+    #[schema(value_type = String, example = "member")]
     role: Role,
     disabled: bool,
     has_password: bool,
@@ -65,7 +71,13 @@ fn id_of(raw: &str) -> ApiResult<i64> {
     Ok(raw.parse().map_err(|_| pier_core::Error::NotFound)?)
 }
 
-async fn list(
+/// Every user (admin scope).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
+    security(("token" = [])),
+    responses((status = 200, body = Page<UserView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     Q(q): Q<PageQuery>,
@@ -78,10 +90,10 @@ async fn list(
 }
 
 /// A number of CPUs given as a JSON number (1.5) or string ("1.5").
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Cpus {
-    Number(serde_json::Number),
+    Number(f64),
     Text(String),
 }
 
@@ -94,25 +106,33 @@ impl Cpus {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
     email: String,
     /// Without one, the response carries an invite link (valid 48 hours).
     password: Option<String>,
+    /// admin or member.
+    #[schema(example = "member")]
     role: String,
     max_apps: Option<i64>,
     max_memory_mb: Option<i64>,
     max_cpus: Option<Cpus>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedUser {
     user: UserView,
     invite_url: Option<String>,
 }
 
-async fn create(
+/// Creates a user (admin scope); without a password the response has an invite link.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUserBody,
+    security(("token" = [])),
+    responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
@@ -149,7 +169,7 @@ async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
     role: Option<String>,
@@ -159,7 +179,15 @@ pub struct PatchUser {
     max_cpus: Option<Cpus>,
 }
 
-async fn update(
+/// Changes a user's role, status or quotas (admin scope); all or nothing on invalid input.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = PatchUser,
+    params(("id" = String, Path, description = "The user's id")),
+    security(("token" = [])),
+    responses((status = 200, body = UserView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -209,7 +237,13 @@ async fn update(
     Ok(Json(user.into()))
 }
 
-async fn remove(
+/// Deletes a user (admin scope); never yourself or the last admin.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user's id")),
+    security(("token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

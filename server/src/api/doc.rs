@@ -1,0 +1,50 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
+
+use axum::{extract::State, routing::get, Json, Router};
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use super::{tokens, users, ErrorBody, ErrorDetail, FieldMessage};
+use crate::http::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pier API",
+        version = "1",
+        description = "Everything a tenant can do in the browser, for scripts. Authenticate with \
+                       a personal access token: `Authorization: Bearer pier_…`."
+    ),
+    paths(
+        tokens::list, tokens::create, tokens::revoke,
+        users::list, users::create, users::update, users::remove,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, FieldMessage)),
+    modifiers(&BearerToken),
+    tags(
+        (name = "tokens", description = "Your personal access tokens"),
+        (name = "users", description = "User administration (admin scope)"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/openapi.json",
+        get(|State(s): State<AppState>| async move { Json(s.panel.api_doc.as_ref().clone()) }),
+    )
+}
