@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Panel benchmark: resident memory idle and after 1,000 sign-ins, and p50/p99 latency of the
-server-rendered dashboard under a bounded load (wrk, 127.0.0.1 only).
+"""Panel benchmark: resident memory idle and after 1,000 sign-ins, p50/p99 latency of the
+server-rendered dashboard, and requests/s and p99 of an authenticated REST call (a bearer token,
+`GET /api/v1/tokens`), each under a bounded load (wrk, 127.0.0.1 only).
 
 Usage: bench/panel.py [--bin target/release/pier] [--site target/site] [--signins 1000]
 Build first: `cargo leptos build --release` (bench/run.sh does both).
@@ -83,6 +84,9 @@ def main():
     env = dict(os.environ, PIER_LOG="warn")
     subprocess.run([args.bin, "--data-dir", data_dir, "admin", "create", "--email", EMAIL, "--password-stdin"],
                    input=PASSWORD + "\n", text=True, check=True, env=env, stdout=subprocess.DEVNULL)
+    token = subprocess.run([args.bin, "--data-dir", data_dir, "token", "create", "--email", EMAIL,
+                            "--name", "bench", "--scope", "read"],
+                           capture_output=True, text=True, check=True, env=env).stdout.strip()
     proc = subprocess.Popen([args.bin, "--data-dir", data_dir, "serve", "--listen", f"127.0.0.1:{port}",
                              "--site-root", args.site], env=env)
     try:
@@ -127,15 +131,22 @@ def main():
         wrk = shutil.which("wrk")
         if not wrk:
             raise SystemExit("wrk is missing (apt-get install wrk)")
-        out = subprocess.run(
-            [wrk, "-t2", "-c8", f"-d{args.seconds}s", "--latency", "-H", f"Cookie: {b.cookie}",
-             f"http://127.0.0.1:{port}/"],
-            capture_output=True, text=True, check=True, timeout=args.seconds + 30,
-        ).stdout
-        p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
-        p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
-        rps = re.search(r"Requests/sec:\s+(\S+)", out).group(1)
-        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        def load(path, header):
+            out = subprocess.run(
+                [wrk, "-t2", "-c8", f"-d{args.seconds}s", "--latency", "-H", header,
+                 f"http://127.0.0.1:{port}{path}"],
+                capture_output=True, text=True, check=True, timeout=args.seconds + 30,
+            ).stdout
+            p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
+            p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
+            rps = re.search(r"Requests/sec:\s+(\S+)", out).group(1)
+            errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+            return p50, p99, rps, errors.group(1) if errors else 0
+
+        p50, p99, rps, errors = load("/", f"Cookie: {b.cookie}")
+        status, _ = Browser(port).request("GET", "/api/v1/tokens", headers={"Authorization": f"Bearer {token}"})
+        assert status == 200, status
+        a50, a99, arps, aerrors = load("/api/v1/tokens", f"Authorization: Bearer {token}")
         loaded = rss_kib(proc.pid)
 
         print("Pier panel benchmark (127.0.0.1, release build)")
@@ -143,7 +154,9 @@ def main():
         print(f"  resident memory after {args.signins} sign-ins:     {after / 1024:8.1f} MiB"
               f"   ({args.signins / signin_secs:.1f} sign-ins/s, argon2id m=19MiB t=2)")
         print(f"  dashboard (SSR) under wrk -t2 -c8 {args.seconds}s: p50 {p50}  p99 {p99}  {rps} req/s"
-              f"  non-2xx: {errors.group(1) if errors else 0}")
+              f"  non-2xx: {errors}")
+        print(f"  GET /api/v1/tokens (bearer) wrk -t2 -c8 {args.seconds}s: p50 {a50}  p99 {a99}  {arps} req/s"
+              f"  non-2xx: {aerrors}")
         print(f"  resident memory after the load:          {loaded / 1024:8.1f} MiB")
     finally:
         proc.send_signal(signal.SIGTERM)
