@@ -29,7 +29,11 @@ step "cargo leptos build (server binary + wasm + CSS)"
 cargo leptos build
 
 step "cargo test (unit, integration, browser)"
-cargo test --workspace -- --test-threads=2
+# One test at a time: every #[sqlx::test] runs its own tokio runtime, and two of them rendering
+# pages at once in one process occasionally never finish (about 1 run in 12 of the pages tests;
+# never with one at a time, and never in the server's single runtime under wrk load). The timeout
+# turns any future hang into a failure with a message instead of a silent CI stall.
+timeout --foreground 1200 cargo test --workspace -- --test-threads=1
 
 step "schemathesis against the served OpenAPI document"
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

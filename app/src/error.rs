@@ -69,11 +69,7 @@ impl From<pier_core::Error> for AppError {
         AppError {
             code: e.code().into(),
             message: e.public_message(),
-            fields: e
-                .fields()
-                .iter()
-                .map(|f| (f.field.clone(), f.message.clone()))
-                .collect(),
+            fields: e.field_messages(),
         }
     }
 }

@@ -125,6 +125,14 @@ impl Error {
         }
     }
 
+    /// The per-field messages as (field, message) pairs, for an error response.
+    pub fn field_messages(&self) -> Vec<(String, String)> {
+        self.fields()
+            .iter()
+            .map(|f| (f.field.clone(), f.message.clone()))
+            .collect()
+    }
+
     /// Logs internal detail for server errors; call where an error leaves the domain.
     pub fn log(&self) {
         if self.status() >= 500 {

@@ -6,14 +6,13 @@
 //! were kept by the allocator's per-thread arenas and grew the process by hundreds of MiB), and a
 //! burst of sign-ins queues instead of exhausting memory.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use argon2::{
     password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString},
     Algorithm, Argon2, Block, Params, Version,
 };
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 use crate::{Error, Result};
 
@@ -21,22 +20,62 @@ fn params() -> Params {
     Params::new(Params::DEFAULT_M_COST, 2, 1, None).expect("valid argon2 parameters")
 }
 
-/// Reusable argon2 memory, one buffer per permit.
+/// Reusable argon2 memory: at most `max` buffers exist; a hash waits (on a blocking-pool thread,
+/// never an async worker) until one is free. Plain std primitives, so the pool works the same
+/// from any tokio runtime (each test has its own).
 struct Pool {
-    permits: Semaphore,
-    buffers: Mutex<Vec<Vec<Block>>>,
+    max: usize,
+    state: Mutex<(usize, Vec<Vec<Block>>)>,
+    freed: Condvar,
 }
 
-fn pool() -> &'static Arc<Pool> {
-    static POOL: OnceLock<Arc<Pool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let n = std::thread::available_parallelism()
+impl Pool {
+    fn take(&self) -> Vec<Block> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(buf) = s.1.pop() {
+                return buf;
+            }
+            if s.0 < self.max {
+                s.0 += 1;
+                return Vec::new();
+            }
+            s = self.freed.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn give(&self, buf: Vec<Block>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .push(buf);
+        self.freed.notify_one();
+    }
+}
+
+/// Hands the buffer back even if hashing panicked.
+struct Lease<'a> {
+    pool: &'a Pool,
+    buf: Option<Vec<Block>>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.pool.give(b);
+        }
+    }
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        max: std::thread::available_parallelism()
             .map_or(2, |n| n.get())
-            .clamp(1, 4);
-        Arc::new(Pool {
-            permits: Semaphore::new(n),
-            buffers: Mutex::new(Vec::new()),
-        })
+            .clamp(1, 4),
+        state: Mutex::new((0, Vec::new())),
+        freed: Condvar::new(),
     })
 }
 
@@ -45,22 +84,17 @@ async fn with_memory<T: Send + 'static>(
     blocks: usize,
     f: impl FnOnce(&mut [Block]) -> T + Send + 'static,
 ) -> Result<T> {
-    let pool = pool().clone();
-    let _permit = pool.permits.acquire().await.map_err(Error::internal)?;
-    let buffers = pool.clone();
     tokio::task::spawn_blocking(move || {
-        let mut mem = buffers
-            .buffers
-            .lock()
-            .expect("argon2 pool")
-            .pop()
-            .unwrap_or_default();
+        let pool = pool();
+        let mut lease = Lease {
+            pool,
+            buf: Some(pool.take()),
+        };
+        let mem = lease.buf.as_mut().expect("leased");
         if mem.len() < blocks {
             mem.resize(blocks, Block::default());
         }
-        let out = f(&mut mem[..blocks]);
-        buffers.buffers.lock().expect("argon2 pool").push(mem);
-        out
+        f(&mut mem[..blocks])
     })
     .await
     .map_err(Error::internal)

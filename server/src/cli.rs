@@ -64,9 +64,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// A domain error as one line for the terminal.
 fn explain(e: pier_core::Error) -> anyhow::Error {
     let detail: Vec<String> = e
-        .fields()
-        .iter()
-        .map(|f| format!("{}: {}", f.field, f.message))
+        .field_messages()
+        .into_iter()
+        .map(|(field, message)| format!("{field}: {message}"))
         .collect();
     if detail.is_empty() {
         anyhow::anyhow!("{}", e.public_message())

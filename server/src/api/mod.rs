@@ -50,11 +50,7 @@ impl From<pier_core::Error> for ApiError {
             status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code: e.code(),
             message: e.public_message(),
-            fields: e
-                .fields()
-                .iter()
-                .map(|f| (f.field.clone(), f.message.clone()))
-                .collect(),
+            fields: e.field_messages(),
         }
     }
 }
