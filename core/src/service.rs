@@ -507,6 +507,12 @@ impl Pier {
         Ok(user)
     }
 
+    /// One user, for an admin.
+    pub async fn user(&self, actor: &Actor, id: i64) -> Result<User> {
+        Self::require_admin(actor)?;
+        self.target(id).await
+    }
+
     async fn target(&self, id: i64) -> Result<User> {
         repo::users::by_id(self.db(), id)
             .await?

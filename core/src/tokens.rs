@@ -85,6 +85,7 @@ impl Pier {
         let secret = format!("{TOKEN_PREFIX}{}", random_token());
         let prefix = secret[..TOKEN_PREFIX.len() + VISIBLE].to_owned();
         let t = now();
+        let expires_at = days.map(|d| t + d * 86_400);
         let id = repo::tokens::insert(
             self.db(),
             &repo::tokens::NewToken {
@@ -93,7 +94,7 @@ impl Pier {
                 prefix: &prefix,
                 secret_hash: &sha256_hex(&secret),
                 scope,
-                expires_at: days.map(|d| t + d * 86_400),
+                expires_at,
             },
             t,
         )
@@ -104,11 +105,17 @@ impl Pier {
             scope = scope.as_str(),
             "API token created"
         );
-        let token = repo::tokens::list_for_user(self.db(), actor.user_id)
-            .await?
-            .into_iter()
-            .find(|k| k.id == id)
-            .ok_or(Error::NotFound)?;
+        // Everything about the new row is known here; no need to read it back.
+        let token = ApiToken {
+            id,
+            user_id: actor.user_id,
+            name,
+            prefix,
+            scope,
+            created_at: t,
+            expires_at,
+            last_used_at: None,
+        };
         Ok((token, secret))
     }
 

@@ -358,20 +358,7 @@ async fn the_last_admin_cannot_be_removed(db: SqlitePool) {
             .contains("last enabled admin"));
     }
     // With a second admin, the first may step down; then the second is the last one.
-    let r = admin
-        .call(
-            "create_user",
-            &[
-                ("email", "second@example.com"),
-                ("role", "admin"),
-                ("password", "second admin pw"),
-                ("max_apps", ""),
-                ("max_memory_mb", ""),
-                ("max_cpus", ""),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.second_admin(&mut admin, "second@example.com").await;
     let second = app.user_id("second@example.com").await.to_string();
     let mut second_b = app.browser();
     second_b

@@ -399,19 +399,7 @@ async fn users_need_an_admin_with_an_admin_token(db: SqlitePool) {
 async fn a_demoted_admins_token_loses_admin_power(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut admin = app.admin().await;
-    admin
-        .call(
-            "create_user",
-            &[
-                ("email", "second@example.com"),
-                ("role", "admin"),
-                ("password", "second admin pw"),
-                ("max_apps", ""),
-                ("max_memory_mb", ""),
-                ("max_cpus", ""),
-            ],
-        )
-        .await;
+    app.second_admin(&mut admin, "second@example.com").await;
     let token = app.token("second@example.com", "admin").await;
     assert_eq!(
         app.api("GET", "/users", Some(&token), None).await.status,

@@ -197,13 +197,7 @@ pub async fn update(
     let id = id_of(&id)?;
     let actor = &caller.actor;
     // Everything is checked before anything changes.
-    let current = s
-        .pier
-        .list_users(actor)
-        .await?
-        .into_iter()
-        .find(|u| u.id == id)
-        .ok_or(pier_core::Error::NotFound)?;
+    let current = s.pier.user(actor, id).await?;
     if let Some(r) = &p.role {
         Role::parse(r).ok_or_else(|| pier_core::Error::field("role", "Choose admin or member."))?;
     }

@@ -139,6 +139,24 @@ impl TestApp {
             .1
     }
 
+    /// Has the bootstrap admin add another admin (password "second admin pw").
+    pub async fn second_admin(&self, admin: &mut Browser, email: &str) {
+        let r = admin
+            .call(
+                "create_user",
+                &[
+                    ("email", email),
+                    ("role", "admin"),
+                    ("password", "second admin pw"),
+                    ("max_apps", ""),
+                    ("max_memory_mb", ""),
+                    ("max_cpus", ""),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+
     pub async fn user_id(&self, email: &str) -> i64 {
         pier_core::repo::users::by_email(self.pier.db(), email)
             .await
