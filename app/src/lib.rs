@@ -1,6 +1,7 @@
 //! Pier's browser UI: Leptos components rendered on the server and hydrated in the browser.
 
 pub mod api;
+pub mod api_apps;
 pub mod components;
 pub mod error;
 pub mod pages;
@@ -64,7 +65,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=pages::login::LoginPage ssr=SsrMode::Async/>
                     <Route path=path!("/invite/:token") view=pages::invite::InvitePage ssr=SsrMode::Async/>
                     <ParentRoute path=path!("") view=pages::Authed ssr=SsrMode::Async>
-                        <Route path=path!("") view=pages::dashboard::Dashboard ssr=SsrMode::Async/>
+                        <Route path=path!("") view=pages::apps::AppsPage ssr=SsrMode::Async/>
+                        <Route path=path!("apps/new") view=pages::apps::NewAppPage ssr=SsrMode::Async/>
+                        <Route path=path!("apps/:name") view=pages::apps::AppPage ssr=SsrMode::Async/>
+                        <Route path=path!("registries") view=pages::apps::RegistriesPage ssr=SsrMode::Async/>
                         <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>
                         <Route path=path!("api-docs") view=pages::api_docs::ApiDocsPage ssr=SsrMode::Async/>

@@ -29,6 +29,12 @@ pub enum Error {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// A quota would be exceeded; the message names the limit.
+    #[error("{0}")]
+    Quota(String),
+    /// Something Pier depends on (the container engine) does not answer.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{message}")]
     Gone { message: String },
     #[error("too many attempts")]
@@ -62,11 +68,12 @@ impl Error {
         match self {
             Error::Invalid(_) => 422,
             Error::Unauthenticated | Error::BadCredentials | Error::BadToken(_) => 401,
-            Error::AccountDisabled | Error::Forbidden | Error::Csrf => 403,
+            Error::AccountDisabled | Error::Forbidden | Error::Csrf | Error::Quota(_) => 403,
             Error::NotFound => 404,
             Error::Conflict(_) => 409,
             Error::Gone { .. } => 410,
             Error::RateLimited { .. } => 429,
+            Error::Unavailable(_) => 503,
             Error::Database(_) | Error::Migrate(_) | Error::Internal(_) => 500,
         }
     }
@@ -82,6 +89,8 @@ impl Error {
             Error::Forbidden => "forbidden",
             Error::NotFound => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Quota(_) => "quota_exceeded",
+            Error::Unavailable(_) => "unavailable",
             Error::Gone { .. } => "gone",
             Error::RateLimited { .. } => "rate_limited",
             Error::Csrf => "csrf",
@@ -101,7 +110,7 @@ impl Error {
             }
             Error::Forbidden => "You are not allowed to do that.".into(),
             Error::NotFound => "Not found.".into(),
-            Error::Conflict(m) => m.clone(),
+            Error::Conflict(m) | Error::Quota(m) | Error::Unavailable(m) => m.clone(),
             Error::Gone { message } => message.clone(),
             Error::RateLimited { retry_after_secs } => {
                 let minutes = retry_after_secs.div_ceil(60).max(1);

@@ -4,14 +4,17 @@
 //! checks, throttling and the SQL behind them. The Leptos server functions (`app`) and the REST
 //! API (`server`) both call [`service::Pier`], so each rule is written once.
 
+pub mod apps;
 pub mod db;
 pub mod error;
 pub mod model;
 pub mod password;
 pub mod repo;
+pub mod runtime;
 pub mod secret;
 pub mod service;
 pub mod session_store;
+pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
 pub mod validate;

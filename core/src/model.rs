@@ -139,3 +139,140 @@ pub struct ApiToken {
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
 }
+
+/// One environment variable as stored: a plain value, or a value sealed with the operator's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEnv {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+impl StoredEnv {
+    pub fn is_secret(&self) -> bool {
+        self.sealed.is_some()
+    }
+}
+
+/// What the tenant wants an app to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    Running,
+    Stopped,
+}
+
+impl Desired {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Desired::Running => "running",
+            Desired::Stopped => "stopped",
+        }
+    }
+}
+
+/// Where a deployment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployStatus {
+    Queued,
+    Pulling,
+    Starting,
+    Running,
+    Superseded,
+    Failed,
+    Cancelled,
+}
+
+impl DeployStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::Queued => "queued",
+            DeployStatus::Pulling => "pulling",
+            DeployStatus::Starting => "starting",
+            DeployStatus::Running => "running",
+            DeployStatus::Superseded => "superseded",
+            DeployStatus::Failed => "failed",
+            DeployStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> DeployStatus {
+        match s {
+            "queued" => DeployStatus::Queued,
+            "pulling" => DeployStatus::Pulling,
+            "starting" => DeployStatus::Starting,
+            "running" => DeployStatus::Running,
+            "superseded" => DeployStatus::Superseded,
+            "cancelled" => DeployStatus::Cancelled,
+            _ => DeployStatus::Failed,
+        }
+    }
+
+    /// Still being rolled out.
+    pub fn in_progress(self) -> bool {
+        matches!(
+            self,
+            DeployStatus::Queued | DeployStatus::Pulling | DeployStatus::Starting
+        )
+    }
+
+    /// Rolled out successfully at some point (so it can be rolled back to).
+    pub fn succeeded(self) -> bool {
+        matches!(self, DeployStatus::Running | DeployStatus::Superseded)
+    }
+}
+
+/// What an app should run (its spec) and what the tenant wants of it.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub image: String,
+    pub port: u16,
+    pub env: Vec<StoredEnv>,
+    pub memory_mb: i64,
+    pub cpus_milli: i64,
+    pub health_path: Option<String>,
+    pub read_only: bool,
+    pub desired: Desired,
+    pub current_deployment_id: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One rollout of an app, with the spec it ran.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub id: i64,
+    pub app_id: i64,
+    pub number: i64,
+    pub cause: String,
+    pub image: String,
+    pub digest: Option<String>,
+    pub env: Vec<StoredEnv>,
+    pub port: u16,
+    pub memory_mb: i64,
+    pub cpus_milli: i64,
+    pub health_path: Option<String>,
+    pub read_only: bool,
+    pub status: DeployStatus,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// A tenant's login for a registry (the password stays sealed).
+#[derive(Debug, Clone)]
+pub struct RegistryCredential {
+    pub id: i64,
+    pub user_id: i64,
+    pub registry: String,
+    pub username: String,
+    pub sealed_password: String,
+    pub created_at: i64,
+}

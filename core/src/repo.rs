@@ -4,8 +4,11 @@
 use sqlx::SqliteExecutor;
 
 use crate::{
-    model::{ApiToken, Quotas, Role, Scope, User},
-    Result,
+    model::{
+        ApiToken, App, DeployStatus, Deployment, Desired, Quotas, RegistryCredential, Role, Scope,
+        StoredEnv, User,
+    },
+    Error, Result,
 };
 
 struct UserRow {
@@ -511,5 +514,587 @@ pub mod tokens {
         .execute(db)
         .await?;
         Ok(())
+    }
+}
+
+pub mod instance {
+    use super::*;
+
+    /// This installation's id (created by the migration).
+    pub async fn id(db: impl SqliteExecutor<'_>) -> Result<String> {
+        Ok(
+            sqlx::query_scalar!(r#"SELECT id AS "id!" FROM instance LIMIT 1"#)
+                .fetch_one(db)
+                .await?,
+        )
+    }
+}
+
+fn env_from_json(s: &str) -> Result<Vec<StoredEnv>> {
+    serde_json::from_str(s).map_err(|e| Error::internal(format!("stored env is not JSON: {e}")))
+}
+
+fn env_to_json(env: &[StoredEnv]) -> String {
+    serde_json::to_string(env).expect("env serialises")
+}
+
+pub mod apps {
+    use super::*;
+
+    pub(crate) struct AppRow {
+        id: i64,
+        user_id: i64,
+        name: String,
+        image: String,
+        port: i64,
+        env: String,
+        memory_mb: i64,
+        cpus_milli: i64,
+        health_path: Option<String>,
+        read_only: bool,
+        desired: String,
+        current_deployment_id: Option<i64>,
+        last_error: Option<String>,
+        created_at: i64,
+        updated_at: i64,
+    }
+
+    impl AppRow {
+        fn into_app(self) -> Result<App> {
+            Ok(App {
+                id: self.id,
+                user_id: self.user_id,
+                name: self.name,
+                image: self.image,
+                port: u16::try_from(self.port).unwrap_or(0),
+                env: env_from_json(&self.env)?,
+                memory_mb: self.memory_mb,
+                cpus_milli: self.cpus_milli,
+                health_path: self.health_path,
+                read_only: self.read_only,
+                desired: if self.desired == "stopped" {
+                    Desired::Stopped
+                } else {
+                    Desired::Running
+                },
+                current_deployment_id: self.current_deployment_id,
+                last_error: self.last_error,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+            })
+        }
+    }
+
+    fn all(rows: Vec<AppRow>) -> Result<Vec<App>> {
+        rows.into_iter().map(AppRow::into_app).collect()
+    }
+
+    /// An app's spec as written by create and update.
+    pub struct Spec<'a> {
+        pub image: &'a str,
+        pub port: u16,
+        pub env: &'a [StoredEnv],
+        pub memory_mb: i64,
+        pub cpus_milli: i64,
+        pub health_path: Option<&'a str>,
+        pub read_only: bool,
+    }
+
+    /// Inserts an app unless that would take the owner past their quotas (checked in the same
+    /// statement, so two concurrent creates cannot both squeeze in). None when over quota.
+    pub async fn insert_within_quota(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        name: &str,
+        spec: &Spec<'_>,
+        q: Quotas,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let env = env_to_json(spec.env);
+        let port = i64::from(spec.port);
+        Ok(sqlx::query_scalar!(
+            r#"INSERT INTO apps (user_id, name, image, port, env, memory_mb, cpus_milli, health_path, read_only, created_at, updated_at)
+               SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10
+               WHERE (SELECT COUNT(*) FROM apps WHERE user_id = ?1) < ?11
+                 AND (SELECT COALESCE(SUM(memory_mb), 0) FROM apps WHERE user_id = ?1) + ?6 <= ?12
+                 AND (SELECT COALESCE(SUM(cpus_milli), 0) FROM apps WHERE user_id = ?1) + ?7 <= ?13
+               RETURNING id AS "id!: i64""#,
+            user_id,
+            name,
+            spec.image,
+            port,
+            env,
+            spec.memory_mb,
+            spec.cpus_milli,
+            spec.health_path,
+            spec.read_only,
+            now,
+            q.max_apps,
+            q.max_memory_mb,
+            q.max_cpus_milli
+        )
+        .fetch_optional(db)
+        .await?)
+    }
+
+    /// Replaces an app's spec unless the owner's quotas would be exceeded. False when over.
+    pub async fn update_within_quota(
+        db: impl SqliteExecutor<'_>,
+        id: i64,
+        user_id: i64,
+        spec: &Spec<'_>,
+        q: Quotas,
+        now: i64,
+    ) -> Result<bool> {
+        let env = env_to_json(spec.env);
+        let port = i64::from(spec.port);
+        let done = sqlx::query!(
+            r#"UPDATE apps SET image = ?3, port = ?4, env = ?5, memory_mb = ?6, cpus_milli = ?7,
+                   health_path = ?8, read_only = ?9, updated_at = ?10
+               WHERE id = ?1 AND user_id = ?2
+                 AND (SELECT COALESCE(SUM(memory_mb), 0) FROM apps WHERE user_id = ?2 AND id != ?1) + ?6 <= ?11
+                 AND (SELECT COALESCE(SUM(cpus_milli), 0) FROM apps WHERE user_id = ?2 AND id != ?1) + ?7 <= ?12"#,
+            id,
+            user_id,
+            spec.image,
+            port,
+            env,
+            spec.memory_mb,
+            spec.cpus_milli,
+            spec.health_path,
+            spec.read_only,
+            now,
+            q.max_memory_mb,
+            q.max_cpus_milli
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Apps, memory and CPU a user's apps take, optionally leaving one app out.
+    pub async fn usage(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        except: Option<i64>,
+    ) -> Result<(i64, i64, i64)> {
+        let except = except.unwrap_or(0);
+        let r = sqlx::query!(
+            r#"SELECT COUNT(*) AS "apps!: i64", COALESCE(SUM(memory_mb), 0) AS "memory!: i64",
+                      COALESCE(SUM(cpus_milli), 0) AS "cpus!: i64"
+               FROM apps WHERE user_id = ? AND id != ?"#,
+            user_id,
+            except
+        )
+        .fetch_one(db)
+        .await?;
+        Ok((r.apps, r.memory, r.cpus))
+    }
+
+    pub async fn by_name(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        name: &str,
+    ) -> Result<Option<App>> {
+        sqlx::query_as!(
+            AppRow,
+            r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+               FROM apps WHERE user_id = ? AND name = ?"#,
+            user_id,
+            name
+        )
+        .fetch_optional(db)
+        .await?
+        .map(AppRow::into_app)
+        .transpose()
+    }
+
+    pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<App>> {
+        sqlx::query_as!(
+            AppRow,
+            r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+               FROM apps WHERE id = ?"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+        .map(AppRow::into_app)
+        .transpose()
+    }
+
+    pub async fn list_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<Vec<App>> {
+        all(sqlx::query_as!(
+            AppRow,
+            r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+               FROM apps WHERE user_id = ? ORDER BY name"#,
+            user_id
+        )
+        .fetch_all(db)
+        .await?)
+    }
+
+    /// Every app of every tenant: the reconciler's desired state.
+    pub async fn list_all(db: impl SqliteExecutor<'_>) -> Result<Vec<App>> {
+        all(sqlx::query_as!(
+            AppRow,
+            r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+               FROM apps ORDER BY id"#
+        )
+        .fetch_all(db)
+        .await?)
+    }
+
+    pub async fn count_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM apps WHERE user_id = ?"#,
+            user_id
+        )
+        .fetch_one(db)
+        .await?)
+    }
+
+    pub async fn set_desired(
+        db: impl SqliteExecutor<'_>,
+        id: i64,
+        desired: Desired,
+        now: i64,
+    ) -> Result<()> {
+        let d = desired.as_str();
+        sqlx::query!(
+            "UPDATE apps SET desired = ?, last_error = NULL, updated_at = ? WHERE id = ?",
+            d,
+            now,
+            id
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_last_error(
+        db: impl SqliteExecutor<'_>,
+        id: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query!("UPDATE apps SET last_error = ? WHERE id = ?", error, id)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete(db: impl SqliteExecutor<'_>, id: i64, user_id: i64) -> Result<bool> {
+        let done = sqlx::query!("DELETE FROM apps WHERE id = ? AND user_id = ?", id, user_id)
+            .execute(db)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+pub mod deployments {
+    use super::*;
+
+    pub(crate) struct DeploymentRow {
+        id: i64,
+        app_id: i64,
+        number: i64,
+        cause: String,
+        image: String,
+        digest: Option<String>,
+        env: String,
+        port: i64,
+        memory_mb: i64,
+        cpus_milli: i64,
+        health_path: Option<String>,
+        read_only: bool,
+        status: String,
+        error: Option<String>,
+        created_at: i64,
+        finished_at: Option<i64>,
+    }
+
+    impl DeploymentRow {
+        fn into_deployment(self) -> Result<Deployment> {
+            Ok(Deployment {
+                id: self.id,
+                app_id: self.app_id,
+                number: self.number,
+                cause: self.cause,
+                image: self.image,
+                digest: self.digest,
+                env: env_from_json(&self.env)?,
+                port: u16::try_from(self.port).unwrap_or(0),
+                memory_mb: self.memory_mb,
+                cpus_milli: self.cpus_milli,
+                health_path: self.health_path,
+                read_only: self.read_only,
+                status: DeployStatus::parse(&self.status),
+                error: self.error,
+                created_at: self.created_at,
+                finished_at: self.finished_at,
+            })
+        }
+    }
+
+    /// Queues a deployment of the app's current spec (the digest pins an exact image, for
+    /// rollbacks), cancelling any rollout still in progress. Returns its id.
+    pub async fn queue(
+        conn: &mut sqlx::SqliteConnection,
+        app: &App,
+        cause: &str,
+        digest: Option<&str>,
+        now: i64,
+    ) -> Result<i64> {
+        sqlx::query!(
+            "UPDATE deployments SET status = 'cancelled', finished_at = ?
+             WHERE app_id = ? AND status IN ('queued', 'pulling', 'starting')",
+            now,
+            app.id
+        )
+        .execute(&mut *conn)
+        .await?;
+        let env = env_to_json(&app.env);
+        let port = i64::from(app.port);
+        let id = sqlx::query_scalar!(
+            r#"INSERT INTO deployments (app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+                                        health_path, read_only, status, created_at)
+               VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM deployments WHERE app_id = ?1),
+                       ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11)
+               RETURNING id AS "id!: i64""#,
+            app.id,
+            cause,
+            app.image,
+            digest,
+            env,
+            port,
+            app.memory_mb,
+            app.cpus_milli,
+            app.health_path,
+            app.read_only,
+            now
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        sqlx::query!(
+            "UPDATE apps SET last_error = NULL, updated_at = ? WHERE id = ?",
+            now,
+            app.id
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<Deployment>> {
+        sqlx::query_as!(
+            DeploymentRow,
+            r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+                      health_path, read_only, status, error, created_at, finished_at
+               FROM deployments WHERE id = ?"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+        .map(DeploymentRow::into_deployment)
+        .transpose()
+    }
+
+    pub async fn by_number(
+        db: impl SqliteExecutor<'_>,
+        app_id: i64,
+        number: i64,
+    ) -> Result<Option<Deployment>> {
+        sqlx::query_as!(
+            DeploymentRow,
+            r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+                      health_path, read_only, status, error, created_at, finished_at
+               FROM deployments WHERE app_id = ? AND number = ?"#,
+            app_id,
+            number
+        )
+        .fetch_optional(db)
+        .await?
+        .map(DeploymentRow::into_deployment)
+        .transpose()
+    }
+
+    /// An app's deployments, newest first.
+    pub async fn list_for_app(
+        db: impl SqliteExecutor<'_>,
+        app_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Deployment>> {
+        sqlx::query_as!(
+            DeploymentRow,
+            r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+                      health_path, read_only, status, error, created_at, finished_at
+               FROM deployments WHERE app_id = ? ORDER BY number DESC LIMIT ? OFFSET ?"#,
+            app_id,
+            limit,
+            offset
+        )
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(DeploymentRow::into_deployment)
+        .collect()
+    }
+
+    /// Every deployment still being rolled out, across all apps.
+    pub async fn in_progress(db: impl SqliteExecutor<'_>) -> Result<Vec<Deployment>> {
+        sqlx::query_as!(
+            DeploymentRow,
+            r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+                      health_path, read_only, status, error, created_at, finished_at
+               FROM deployments WHERE status IN ('queued', 'pulling', 'starting') ORDER BY id"#
+        )
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(DeploymentRow::into_deployment)
+        .collect()
+    }
+
+    /// Moves an in-progress deployment on; false when it is no longer in progress (cancelled).
+    pub async fn advance(
+        db: impl SqliteExecutor<'_>,
+        id: i64,
+        status: DeployStatus,
+    ) -> Result<bool> {
+        let s = status.as_str();
+        let done = sqlx::query!(
+            "UPDATE deployments SET status = ? WHERE id = ? AND status IN ('queued', 'pulling', 'starting')",
+            s,
+            id
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_digest(db: impl SqliteExecutor<'_>, id: i64, digest: &str) -> Result<()> {
+        sqlx::query!("UPDATE deployments SET digest = ? WHERE id = ?", digest, id)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends an in-progress deployment as failed with its reason; false when it had already ended.
+    pub async fn fail(db: impl SqliteExecutor<'_>, id: i64, error: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE deployments SET status = 'failed', error = ?, finished_at = ?
+             WHERE id = ? AND status IN ('queued', 'pulling', 'starting')",
+            error,
+            now,
+            id
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Makes a healthy deployment the one that serves: it becomes `running`, the app points at
+    /// it and the deployment it replaces becomes `superseded` — all or nothing. False when the
+    /// deployment was cancelled meanwhile.
+    pub async fn promote(conn: &mut sqlx::SqliteConnection, id: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE deployments SET status = 'running', error = NULL, finished_at = ?
+             WHERE id = ? AND status IN ('queued', 'pulling', 'starting')",
+            now,
+            id
+        )
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query!(
+            "UPDATE deployments SET status = 'superseded'
+             WHERE app_id = (SELECT app_id FROM deployments WHERE id = ?1) AND status = 'running' AND id != ?1",
+            id
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query!(
+            "UPDATE apps SET current_deployment_id = ?1, last_error = NULL
+             WHERE id = (SELECT app_id FROM deployments WHERE id = ?1)",
+            id
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(true)
+    }
+}
+
+pub mod registries {
+    use super::*;
+
+    pub async fn upsert(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        registry: &str,
+        username: &str,
+        sealed_password: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "INSERT INTO registry_credentials (user_id, registry, username, password, created_at)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (user_id, registry) DO UPDATE SET username = excluded.username,
+                 password = excluded.password, created_at = excluded.created_at",
+            user_id,
+            registry,
+            username,
+            sealed_password,
+            now
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_for_user(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+    ) -> Result<Vec<RegistryCredential>> {
+        Ok(sqlx::query_as!(
+            RegistryCredential,
+            r#"SELECT id AS "id!", user_id, registry, username, password AS sealed_password, created_at
+               FROM registry_credentials WHERE user_id = ? ORDER BY registry"#,
+            user_id
+        )
+        .fetch_all(db)
+        .await?)
+    }
+
+    pub async fn for_registry(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        registry: &str,
+    ) -> Result<Option<RegistryCredential>> {
+        Ok(sqlx::query_as!(
+            RegistryCredential,
+            r#"SELECT id AS "id!", user_id, registry, username, password AS sealed_password, created_at
+               FROM registry_credentials WHERE user_id = ? AND registry = ?"#,
+            user_id,
+            registry
+        )
+        .fetch_optional(db)
+        .await?)
+    }
+
+    pub async fn delete(db: impl SqliteExecutor<'_>, user_id: i64, registry: &str) -> Result<bool> {
+        let done = sqlx::query!(
+            "DELETE FROM registry_credentials WHERE user_id = ? AND registry = ?",
+            user_id,
+            registry
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -12,8 +12,10 @@ use crate::{
     db::Db,
     model::{Actor, Quotas, Role, SessionSummary, User},
     now, password, repo,
+    runtime::Runtime,
     secret::SecretKey,
     session_store::{AuthData, AUTH_KEY, CSRF_KEY},
+    telemetry::Telemetry,
     throttle::{Policy, Throttle},
     validate::{self, Checks},
     Error, Result,
@@ -29,6 +31,37 @@ pub struct Settings {
     pub invite_ttl_secs: i64,
     pub default_quotas: Quotas,
     pub throttle: Policy,
+    pub engine: EngineSettings,
+}
+
+/// How the apps engine behaves; tests shorten the waits.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// A full comparison of desired and actual state runs at least this often.
+    pub resync_secs: u64,
+    /// A new container must answer within this long or its deployment fails.
+    pub health_timeout_secs: u64,
+    /// CPU and memory are sampled this often.
+    pub stats_every_secs: u64,
+    /// Seconds a container gets to stop after SIGTERM.
+    pub stop_timeout_secs: i64,
+    /// Process limit of every container.
+    pub pids_limit: i64,
+    /// Extra labels on everything the engine creates (tests mark theirs).
+    pub extra_labels: Vec<(String, String)>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            resync_secs: 15,
+            health_timeout_secs: 60,
+            stats_every_secs: 30,
+            stop_timeout_secs: 10,
+            pids_limit: 512,
+            extra_labels: Vec::new(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -39,6 +72,7 @@ impl Default for Settings {
             invite_ttl_secs: 48 * 3600,
             default_quotas: Quotas::default(),
             throttle: Policy::default(),
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -76,6 +110,10 @@ struct Inner {
     key: SecretKey,
     settings: Settings,
     throttle: Throttle,
+    runtime: Arc<dyn Runtime>,
+    telemetry: Telemetry,
+    wake: tokio::sync::Notify,
+    instance: tokio::sync::OnceCell<String>,
 }
 
 fn session_err(e: tower_sessions::session::Error) -> Error {
@@ -102,14 +140,45 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 impl Pier {
-    pub fn new(db: Db, key: SecretKey, settings: Settings) -> Self {
+    pub fn new(db: Db, key: SecretKey, settings: Settings, runtime: Arc<dyn Runtime>) -> Self {
         let throttle = Throttle::new(settings.throttle);
         Pier(Arc::new(Inner {
             db,
             key,
             settings,
             throttle,
+            runtime,
+            telemetry: Telemetry::default(),
+            wake: tokio::sync::Notify::new(),
+            instance: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.0.runtime
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.0.telemetry
+    }
+
+    /// Tells the reconciler that desired state changed.
+    pub fn wake_engine(&self) {
+        self.0.wake.notify_one();
+    }
+
+    /// Waits until [`Pier::wake_engine`] is called (a call made before waiting counts).
+    pub async fn engine_woken(&self) {
+        self.0.wake.notified().await;
+    }
+
+    /// This installation's id, on every container and network it owns.
+    pub async fn instance_id(&self) -> Result<String> {
+        self.0
+            .instance
+            .get_or_try_init(|| repo::instance::id(&self.0.db))
+            .await
+            .cloned()
     }
 
     pub fn db(&self) -> &Db {
@@ -597,6 +666,14 @@ impl Pier {
             return Err(Error::Conflict(
                 "You cannot delete your own account; ask another admin.".into(),
             ));
+        }
+        let apps = repo::apps::count_for_user(self.db(), id).await?;
+        if apps > 0 {
+            return Err(Error::Conflict(format!(
+                "{} still has {apps} app{}. Delete them first, or disable the account instead.",
+                user.email,
+                if apps == 1 { "" } else { "s" }
+            )));
         }
         if !repo::users::delete_keeping_an_admin(self.db(), id).await? {
             return Err(Error::Conflict(Self::LAST_ADMIN.into()));

@@ -187,6 +187,284 @@ pub fn format_cpus(milli: i64) -> String {
     }
 }
 
+// ----- apps -------------------------------------------------------------------------------
+
+/// Limits on what one app's environment may hold.
+pub const MAX_ENV_VARS: usize = 200;
+pub const MAX_ENV_NAME: usize = 255;
+pub const MAX_ENV_VALUE: usize = 32 * 1024;
+pub const MAX_ENV_TOTAL: usize = 256 * 1024;
+/// The smallest memory limit an app may have; less and most runtimes cannot start.
+pub const MIN_APP_MEMORY_MB: i64 = 16;
+/// The smallest CPU share an app may have (0.05 CPU).
+pub const MIN_APP_CPUS_MILLI: i64 = 50;
+
+/// An app name: a DNS label (it becomes part of host names and container names).
+pub fn app_name(input: &str) -> Result<String, String> {
+    let n = input.trim();
+    let ok = !n.is_empty()
+        && n.len() <= 40
+        && !n.starts_with('-')
+        && !n.ends_with('-')
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(n.to_owned())
+    } else {
+        Err("Use 1–40 lower-case letters, digits and hyphens, not starting or ending with a hyphen, like my-app.".into())
+    }
+}
+
+/// A parsed, normalised image reference (`registry/repository[:tag][@digest]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// `registry/repository`, what Docker's pull API calls `fromImage`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The full normalised reference.
+    pub fn whole(&self) -> String {
+        let mut s = self.name();
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    }
+
+    /// The same image pinned to a digest (tag dropped), for reproducible rollbacks.
+    pub fn pinned(&self, digest: &str) -> ImageRef {
+        ImageRef {
+            tag: None,
+            digest: Some(digest.to_owned()),
+            ..self.clone()
+        }
+    }
+}
+
+/// An image reference, checked against the Docker/OCI distribution grammar (`oci-spec`'s
+/// parser) and normalised (`nginx` → `docker.io/library/nginx:latest`).
+pub fn image(input: &str) -> Result<ImageRef, String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("Enter an image reference, like ghcr.io/owner/app:1.2 or nginx:1.27.".into());
+    }
+    if s.len() > 512 || s.contains("://") {
+        return Err(format!(
+            "{s:?} is not an image reference. Write it as registry/repository:tag, without https://."
+        ));
+    }
+    let r: oci_spec::distribution::Reference =
+        s.parse().map_err(|e: oci_spec::distribution::ParseError| {
+            format!("{s:?} is not a valid image reference: {e}.")
+        })?;
+    Ok(ImageRef {
+        registry: r.registry().to_owned(),
+        repository: r.repository().to_owned(),
+        tag: r.tag().map(str::to_owned),
+        digest: r.digest().map(str::to_owned),
+    })
+}
+
+/// A registry host as written in image references: `host[:port]`.
+pub fn registry_host(input: &str) -> Result<String, String> {
+    let s = input.trim().trim_end_matches('/').to_ascii_lowercase();
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(&s)
+        .to_owned();
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s.as_str(), None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if host_ok && port_ok {
+        Ok(s)
+    } else {
+        Err(format!(
+            "{input:?} is not a registry host. Write it as it appears in image references, like ghcr.io or registry.example.com:5000."
+        ))
+    }
+}
+
+/// A container port.
+pub fn port(input: &str) -> Result<u16, String> {
+    match input.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err("Enter the port your app listens on inside the container, 1–65535.".into()),
+    }
+}
+
+/// An app's memory limit in MiB.
+pub fn memory_mb(input: &str) -> Result<i64, String> {
+    whole_number(input, MIN_APP_MEMORY_MB, 1_048_576, "MiB")
+}
+
+/// An app's CPU limit (decimal CPUs) in thousandths.
+pub fn app_cpus_milli(input: &str) -> Result<i64, String> {
+    let m = cpus_milli(input)?;
+    if m < MIN_APP_CPUS_MILLI {
+        Err("Give the app at least 0.05 CPU.".into())
+    } else {
+        Ok(m)
+    }
+}
+
+/// An optional health-check path: empty for none, else an absolute URL path of safe characters.
+pub fn health_path(input: &str) -> Result<Option<String>, String> {
+    let p = input.trim();
+    if p.is_empty() {
+        return Ok(None);
+    }
+    let ok = p.starts_with('/')
+        && p.len() <= 200
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:@?".contains(c));
+    if ok {
+        Ok(Some(p.to_owned()))
+    } else {
+        Err("Enter a path starting with /, like /healthz, or leave it empty.".into())
+    }
+}
+
+/// An environment variable name.
+pub fn env_name(input: &str) -> Result<String, String> {
+    let n = input.trim();
+    let mut chars = n.chars();
+    let ok = n.len() <= MAX_ENV_NAME
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(n.to_owned())
+    } else if n.is_empty() {
+        Err("Every variable needs a name.".into())
+    } else {
+        Err(format!(
+            "{n:?} is not a variable name: use letters, digits and _, not starting with a digit."
+        ))
+    }
+}
+
+/// An environment variable value.
+pub fn env_value(name: &str, value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        Err(format!("The value of {name} contains a NUL character."))
+    } else if value.len() > MAX_ENV_VALUE {
+        Err(format!(
+            "The value of {name} is longer than {} KiB.",
+            MAX_ENV_VALUE / 1024
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// One line of a pasted `.env` file that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DotenvError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Reads a `.env` file: `NAME=value` lines, optional `export `, `#` comments and blank lines,
+/// values unquoted (trailing ` # comment` dropped), in 'single quotes' (literal) or "double
+/// quotes" (with \n, \t, \", \\ escapes; may span lines).
+pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, DotenvError> {
+    let mut out = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let lineno = i + 1;
+        let raw = lines[i].trim();
+        i += 1;
+        if raw.is_empty() || raw.starts_with('#') {
+            continue;
+        }
+        let line = raw.strip_prefix("export ").unwrap_or(raw).trim_start();
+        let err = |m: String| DotenvError {
+            line: lineno,
+            message: m,
+        };
+        let (name, rest) = line
+            .split_once('=')
+            .ok_or_else(|| err("expected NAME=value".into()))?;
+        let name = env_name(name.trim_end()).map_err(err)?;
+        let rest = rest.trim_start();
+        let value = if let Some(body) = rest.strip_prefix('\'') {
+            let end = body
+                .find('\'')
+                .ok_or_else(|| err("the single quote is never closed".into()))?;
+            body[..end].to_owned()
+        } else if let Some(body) = rest.strip_prefix('"') {
+            // Double-quoted values may continue over the following lines.
+            let mut buf = body.to_owned();
+            loop {
+                if let Some(v) = unescape_until_quote(&buf) {
+                    break v;
+                }
+                if i >= lines.len() {
+                    return Err(err("the double quote is never closed".into()));
+                }
+                buf.push('\n');
+                buf.push_str(lines[i]);
+                i += 1;
+            }
+        } else {
+            match rest.find(" #") {
+                Some(pos) => rest[..pos].trim_end().to_owned(),
+                None => rest.trim_end().to_owned(),
+            }
+        };
+        env_value(&name, &value).map_err(err)?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// The text up to the first unescaped `"`, with escapes resolved; None when there is none.
+fn unescape_until_quote(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some(o) => out.push(o),
+                None => out.push('\\'),
+            },
+            o => out.push(o),
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +549,108 @@ mod tests {
                 max_cpus_milli: 500
             }
         );
+    }
+
+    #[test]
+    fn app_names() {
+        assert_eq!(app_name(" blog ").unwrap(), "blog");
+        assert!(app_name("my-app-2").is_ok());
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "My",
+            "a_b",
+            "a.b",
+            "a b",
+            &"a".repeat(41),
+            "é",
+        ] {
+            assert!(app_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn image_references() {
+        let r = image("nginx").unwrap();
+        assert_eq!(r.whole(), "docker.io/library/nginx:latest");
+        let r = image("127.0.0.1:5123/pier-test/hello:1").unwrap();
+        assert_eq!(r.registry, "127.0.0.1:5123");
+        assert_eq!(r.repository, "pier-test/hello");
+        assert_eq!(r.tag.as_deref(), Some("1"));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = image(&format!("ghcr.io/o/app@{d}")).unwrap();
+        assert_eq!(r.digest.as_deref(), Some(d.as_str()));
+        assert_eq!(r.pinned(&d).whole(), format!("ghcr.io/o/app@{d}"));
+        for bad in [
+            "",
+            "Nginx",
+            "https://ghcr.io/o/app",
+            "nginx:",
+            "nginx:bad tag",
+            "a b",
+            "nginx;rm -rf /",
+            "nginx\n",
+            "ghcr.io/o/app@sha256:abc",
+            "-x",
+        ] {
+            assert!(image(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn registry_hosts() {
+        assert_eq!(registry_host("GHCR.io").unwrap(), "ghcr.io");
+        assert_eq!(
+            registry_host("https://127.0.0.1:5123/").unwrap(),
+            "127.0.0.1:5123"
+        );
+        for bad in ["", "a b", "host:0", "host:99999", "h/x", "-a.com"] {
+            assert!(registry_host(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn env_names_values_and_limits() {
+        assert!(env_name("DATABASE_URL").is_ok());
+        assert!(env_name("_x1").is_ok());
+        for bad in ["", "1A", "A-B", "A B", "A=B", "Ä"] {
+            assert!(env_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(env_value("A", "ünïcode = fine").is_ok());
+        assert!(env_value("A", "nul\0").is_err());
+        assert!(env_value("A", &"x".repeat(MAX_ENV_VALUE + 1)).is_err());
+        assert_eq!(port("8080").unwrap(), 8080);
+        for bad in ["0", "65536", "x", ""] {
+            assert!(port(bad).is_err());
+        }
+        assert_eq!(health_path("").unwrap(), None);
+        assert_eq!(
+            health_path("/healthz").unwrap().as_deref(),
+            Some("/healthz")
+        );
+        for bad in ["healthz", "/a b", "/a\r\nHost: x", "/\"x"] {
+            assert!(health_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(memory_mb("8").is_err());
+        assert_eq!(app_cpus_milli("0.25").unwrap(), 250);
+        assert!(app_cpus_milli("0.01").is_err());
+    }
+
+    #[test]
+    fn dotenv_files() {
+        let text = "# comment\n\nexport A=1\nB = two words # note\nC='lit $x \\n'\nD=\"a\\nb \\\"q\\\"\"\nE=\"multi\nline\"\nF=\n";
+        let vars = parse_dotenv(text).unwrap();
+        let get = |n: &str| vars.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        assert_eq!(get("A"), "1");
+        assert_eq!(get("B"), "two words");
+        assert_eq!(get("C"), "lit $x \\n");
+        assert_eq!(get("D"), "a\nb \"q\"");
+        assert_eq!(get("E"), "multi\nline");
+        assert_eq!(get("F"), "");
+        let e = parse_dotenv("A=1\nnot a line\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert_eq!(parse_dotenv("1X=2").unwrap_err().line, 1);
+        assert!(parse_dotenv("A=\"open").is_err());
     }
 }

@@ -24,7 +24,14 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<Pier> {
     let db = db::open(&data_dir.join("pier.db"))
         .await
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    Ok(Pier::new(db, key, Settings::default()))
+    let runtime = crate::engine::docker::DockerRuntime::connect()
+        .context("setting up the Docker engine client")?;
+    Ok(Pier::new(
+        db,
+        key,
+        Settings::default(),
+        std::sync::Arc::new(runtime),
+    ))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -96,6 +103,7 @@ async fn serve(pier: Pier, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(addr = %args.listen, "Pier is listening");
+    let engine = crate::engine::spawn(pier.clone());
 
     // Expired sessions are removed hourly.
     let janitor = {
@@ -120,6 +128,9 @@ async fn serve(pier: Pier, args: ServeArgs) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     janitor.abort();
+    for task in engine {
+        task.abort();
+    }
     pier.db().close().await;
     tracing::info!("Pier stopped");
     Ok(())

@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/events/apps/{name}/logs", get(crate::events::app_logs))
         .nest("/api/v1", crate::api::router())
         .route("/rpc/{*fn_name}", get(server_fns.clone()).post(server_fns))
         .leptos_routes_with_context(&state, routes, context.clone(), {

@@ -4,4 +4,6 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod csrf;
+pub mod engine;
+pub mod events;
 pub mod http;

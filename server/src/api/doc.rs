@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{tokens, users, ErrorBody, ErrorDetail, FieldMessage};
+use super::{apps, registries, tokens, users, ErrorBody, ErrorDetail, FieldMessage};
 use crate::http::AppState;
 
 #[derive(OpenApi)]
@@ -20,12 +20,23 @@ use crate::http::AppState;
     paths(
         tokens::list, tokens::create, tokens::revoke,
         users::list, users::create, users::update, users::remove,
+        apps::list, apps::create, apps::show, apps::update, apps::remove,
+        apps::start, apps::stop, apps::restart, apps::redeploy, apps::rollback,
+        apps::deployments, apps::logs, apps::metrics,
+        registries::list, registries::set, registries::remove,
     ),
-    components(schemas(ErrorBody, ErrorDetail, FieldMessage)),
+    components(schemas(
+        ErrorBody, ErrorDetail, FieldMessage,
+        apps::AppOut, apps::EnvOut, apps::RolloutOut, apps::PullOut, apps::DeploymentOut,
+        apps::MetricOut, apps::NewApp, apps::PatchApp, apps::RollbackBody,
+        registries::RegistryOut, registries::RegistryLogin,
+    )),
     modifiers(&BearerToken),
     tags(
         (name = "tokens", description = "Your personal access tokens"),
         (name = "users", description = "User administration (admin scope)"),
+        (name = "apps", description = "Your apps, their deployments, logs and metrics"),
+        (name = "registries", description = "Your logins for private image registries"),
     )
 )]
 pub struct ApiDoc;

@@ -1,7 +1,9 @@
 //! The REST API, `/api/v1`: JSON in and out, personal access tokens only (no cookies, so no CSRF
 //! surface). Handlers call the same `pier_core::Pier` methods as the browser's server functions.
 
+mod apps;
 mod doc;
+mod registries;
 mod tokens;
 mod users;
 
@@ -30,6 +32,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(tokens::router())
         .merge(users::router())
+        .merge(apps::router())
+        .merge(registries::router())
         .merge(doc::router())
         .fallback(|| async { ApiError::from(pier_core::Error::NotFound) })
 }

@@ -25,6 +25,26 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub pier: Pier,
     pub router: Router,
+    /// The reconciler and sampler tasks (stopped with the test's runtime).
+    engine: Vec<tokio::task::JoinHandle<()>>,
+    /// This installation's id: everything it makes in Docker carries it.
+    pub instance: String,
+}
+
+/// Settings for tests: short engine waits, and every container and network marked
+/// `pier.test=1` so `scripts/services.sh stop` can sweep up after a crashed test.
+pub fn test_settings() -> Settings {
+    let mut s = Settings::default();
+    s.engine.resync_secs = 2;
+    s.engine.health_timeout_secs = 20;
+    s.engine.stats_every_secs = 1;
+    s.engine.stop_timeout_secs = 3;
+    s.engine.extra_labels = vec![("pier.test".into(), "1".into())];
+    s
+}
+
+fn docker() -> std::sync::Arc<dyn pier_core::runtime::Runtime> {
+    std::sync::Arc::new(pier::engine::docker::DockerRuntime::connect().expect("docker client"))
 }
 
 pub fn serve_args() -> ServeArgs {
@@ -38,31 +58,54 @@ pub fn serve_args() -> ServeArgs {
 
 impl TestApp {
     pub async fn new(db: SqlitePool) -> Self {
-        Self::with_settings(db, Settings::default()).await
+        Self::with_settings(db, test_settings()).await
     }
 
     pub async fn with_settings(db: SqlitePool, settings: Settings) -> Self {
-        let pier = Pier::new(db, SecretKey::generate(), settings);
+        let pier = Pier::new(db, SecretKey::generate(), settings, docker());
         pier.create_admin_from_cli(ADMIN_EMAIL, ADMIN_PASSWORD)
             .await
             .expect("bootstrap admin");
+        let instance = pier.instance_id().await.expect("instance id");
+        Self::around(pier, instance)
+    }
+
+    fn around(pier: Pier, instance: String) -> TestApp {
         let state = AppState::new(pier.clone(), &serve_args());
         let router =
             router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        TestApp { pier, router }
+        let engine = pier::engine::spawn(pier.clone());
+        TestApp {
+            pier,
+            router,
+            engine,
+            instance,
+        }
     }
 
-    /// The same database and key behind a brand-new service and router, as after a restart.
+    /// The same database and key behind a brand-new service, router and engine, as after a
+    /// restart. Call [`TestApp::kill`] on the old one first to model a crash.
     pub fn restarted(&self) -> TestApp {
         let pier = Pier::new(
             self.pier.db().clone(),
             self.pier.key().clone(),
             self.pier.settings().clone(),
+            docker(),
         );
-        let state = AppState::new(pier.clone(), &serve_args());
-        let router =
-            router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        TestApp { pier, router }
+        Self::around(pier, self.instance.clone())
+    }
+
+    /// Stops this panel's engine at once, wherever it is (mid-pull, mid-create…), as a crash.
+    pub fn kill(&mut self) {
+        for t in self.engine.drain(..) {
+            t.abort();
+        }
+    }
+
+    /// This installation's containers, straight from Docker.
+    pub async fn containers(&self) -> Vec<pier_core::runtime::Container> {
+        let instance = self.pier.instance_id().await.unwrap();
+        self.pier.runtime().containers(&instance).await.unwrap()
     }
 
     pub fn browser(&self) -> Browser {
@@ -308,4 +351,72 @@ impl Browser {
             .as_str()
             .map(str::to_owned)
     }
+}
+
+impl Drop for TestApp {
+    /// Removes every container and network this installation made (found by its label).
+    fn drop(&mut self) {
+        self.kill();
+        sweep(&self.instance);
+    }
+}
+
+/// `docker rm -f` and `docker network rm` of everything labelled with this instance.
+pub fn sweep(instance: &str) {
+    let filter = format!("label=pier.instance={instance}");
+    let ids = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &filter])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .output();
+    }
+    let nets = std::process::Command::new("docker")
+        .args(["network", "ls", "-q", "--filter", &filter])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if !nets.is_empty() {
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm"])
+            .args(&nets)
+            .output();
+    }
+}
+
+/// The local registry `scripts/services.sh start` runs (its env file is read when the variables
+/// are not set), as (host:port, user, password).
+pub fn registry() -> (String, String, String) {
+    if std::env::var("PIER_TEST_REGISTRY").is_err() {
+        let path =
+            std::env::var("PIER_SERVICES_DIR").unwrap_or_else(|_| "/tmp/pier-services".into());
+        let text = std::fs::read_to_string(format!("{path}/env")).unwrap_or_else(|_| {
+            panic!("no test registry: run `scripts/services.sh start` (scripts/test.sh does)")
+        });
+        for line in text.lines() {
+            if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+                std::env::set_var(k, v.trim_matches(|c| c == '"' || c == '\''));
+            }
+        }
+    }
+    let get = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    (
+        get("PIER_TEST_REGISTRY"),
+        get("PIER_TEST_REGISTRY_USER"),
+        get("PIER_TEST_REGISTRY_PASSWORD"),
+    )
 }

@@ -1,0 +1,459 @@
+//! Server functions for apps, deployments and registry logins: thin wrappers around
+//! `pier_core::Pier`, which checks input and permissions and scopes everything to the caller.
+// The create and update forms have one argument per field.
+#![allow(clippy::too_many_arguments)]
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::GetUrl;
+
+use crate::{api::Done, error::AppError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRow {
+    pub number: i64,
+    pub status: String,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    pub layers_done: u32,
+    pub layers: u32,
+    pub pull_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRow {
+    pub name: String,
+    pub image: String,
+    /// deploying, running, crashed, stopped, stopping, starting, failed, unknown.
+    pub state: String,
+    pub host_port: Option<u16>,
+    pub memory_mb: i64,
+    pub cpus: String,
+    pub current: Option<i64>,
+    pub rollout: Option<RolloutRow>,
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvView {
+    pub name: String,
+    /// Empty for secret values: they are never sent to the browser.
+    pub value: String,
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployRow {
+    pub number: i64,
+    pub cause: String,
+    pub image: String,
+    pub digest: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub created: String,
+    pub finished: Option<String>,
+    pub current: bool,
+    pub can_rollback: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    pub at: i64,
+    pub cpu_percent: f64,
+    pub memory_mb: f64,
+    pub limit_mb: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub row: AppRow,
+    pub port: u16,
+    pub health_path: String,
+    pub read_only: bool,
+    pub stopped: bool,
+    pub env: Vec<EnvView>,
+    pub deployments: Vec<DeployRow>,
+    pub metrics: Vec<MetricPoint>,
+}
+
+/// What is left of the caller's quota (for the create form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaRoom {
+    pub apps: i64,
+    pub max_apps: i64,
+    pub memory_mb: i64,
+    pub max_memory_mb: i64,
+    pub cpus: String,
+    pub max_cpus: String,
+}
+
+/// One row of the env editor, as the form sends it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnvField {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+    /// "on" when the secret box is ticked.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryRow {
+    pub registry: String,
+    pub username: String,
+    pub saved: String,
+}
+
+#[cfg(feature = "ssr")]
+mod convert {
+    use super::*;
+    use pier_core::{apps::AppView, format_time, validate::format_cpus};
+
+    pub fn row(v: &AppView) -> AppRow {
+        let problem = v.app.last_error.clone().or_else(|| {
+            v.last_failed
+                .as_ref()
+                .and_then(|d| d.error.clone())
+                .map(|e| {
+                    format!(
+                        "Deployment #{} failed: {e}",
+                        v.last_failed.as_ref().map(|d| d.number).unwrap_or(0)
+                    )
+                })
+        });
+        AppRow {
+            name: v.app.name.clone(),
+            image: v.app.image.clone(),
+            state: v.state.as_str().into(),
+            host_port: v.host_port,
+            memory_mb: v.app.memory_mb,
+            cpus: format_cpus(v.app.cpus_milli),
+            current: v.current.as_ref().map(|d| d.number),
+            rollout: v.rollout.as_ref().map(|(d, p)| {
+                let p = p.clone().unwrap_or_default();
+                RolloutRow {
+                    number: d.number,
+                    status: d.status.as_str().into(),
+                    done_bytes: p.done_bytes,
+                    total_bytes: p.total_bytes,
+                    layers_done: p.layers_done,
+                    layers: p.layers,
+                    pull_status: p.status,
+                }
+            }),
+            problem,
+        }
+    }
+
+    pub fn deploy_row(d: pier_core::model::Deployment, current: Option<i64>) -> DeployRow {
+        DeployRow {
+            current: Some(d.id) == current,
+            can_rollback: d.status.succeeded() && Some(d.id) != current,
+            number: d.number,
+            cause: d.cause,
+            image: d.image,
+            digest: d.digest,
+            status: d.status.as_str().into(),
+            error: d.error,
+            created: format_time(d.created_at),
+            finished: d.finished_at.map(format_time),
+        }
+    }
+
+    pub fn input(
+        name: String,
+        image: String,
+        port: String,
+        env: Vec<EnvField>,
+        dotenv: String,
+        dotenv_secret: Option<String>,
+        memory_mb: String,
+        cpus: String,
+        health_path: String,
+        read_only: Option<String>,
+    ) -> pier_core::apps::AppInput {
+        pier_core::apps::AppInput {
+            name,
+            image,
+            port,
+            env: env
+                .into_iter()
+                .map(|e| pier_core::apps::EnvInput {
+                    name: e.name,
+                    value: e.value,
+                    secret: e.secret.is_some(),
+                })
+                .collect(),
+            dotenv,
+            dotenv_secret: dotenv_secret.is_some(),
+            memory_mb,
+            cpus,
+            health_path,
+            read_only: read_only.is_some(),
+        }
+    }
+}
+
+#[server(prefix = "/rpc", endpoint = "list_apps", input = GetUrl)]
+pub async fn list_apps() -> Result<Vec<AppRow>, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    Ok(c.pier
+        .list_apps(&actor)
+        .await?
+        .iter()
+        .map(convert::row)
+        .collect())
+}
+
+#[server(prefix = "/rpc", endpoint = "app_detail", input = GetUrl)]
+pub async fn app_detail(name: String) -> Result<AppInfo, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let v = c.pier.app_view(&actor, &name).await?;
+    let current = v.app.current_deployment_id;
+    let deployments = c
+        .pier
+        .deployments(&actor, &name, 50, 0)
+        .await?
+        .into_iter()
+        .map(|d| convert::deploy_row(d, current))
+        .collect();
+    let metrics = c
+        .pier
+        .app_metrics(&actor, &name)
+        .await?
+        .into_iter()
+        .map(|p| MetricPoint {
+            at: p.at,
+            cpu_percent: p.cpu_percent,
+            memory_mb: p.memory_bytes as f64 / 1048576.0,
+            limit_mb: p.memory_limit as f64 / 1048576.0,
+        })
+        .collect();
+    Ok(AppInfo {
+        row: convert::row(&v),
+        port: v.app.port,
+        health_path: v.app.health_path.clone().unwrap_or_default(),
+        read_only: v.app.read_only,
+        stopped: v.app.desired == pier_core::model::Desired::Stopped,
+        env: v
+            .app
+            .env
+            .iter()
+            .map(|e| EnvView {
+                name: e.name.clone(),
+                value: e.value.clone().unwrap_or_default(),
+                secret: e.is_secret(),
+            })
+            .collect(),
+        deployments,
+        metrics,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "quota_left", input = GetUrl)]
+pub async fn quota_left() -> Result<QuotaRoom, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let (apps, mem, cpus) = pier_core::repo::apps::usage(c.pier.db(), actor.user_id, None).await?;
+    let q = actor.quotas;
+    let f = pier_core::validate::format_cpus;
+    Ok(QuotaRoom {
+        apps: (q.max_apps - apps).max(0),
+        max_apps: q.max_apps,
+        memory_mb: (q.max_memory_mb - mem).max(0),
+        max_memory_mb: q.max_memory_mb,
+        cpus: f((q.max_cpus_milli - cpus).max(0)),
+        max_cpus: f(q.max_cpus_milli),
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "create_app")]
+pub async fn create_app(
+    name: String,
+    image: String,
+    port: String,
+    #[server(default)] env: Vec<EnvField>,
+    #[server(default)] dotenv: String,
+    #[server(default)] dotenv_secret: Option<String>,
+    #[server(default)] memory_mb: String,
+    #[server(default)] cpus: String,
+    #[server(default)] health_path: String,
+    #[server(default)] read_only: Option<String>,
+    csrf_token: String,
+) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let app = c
+        .pier
+        .create_app(
+            &actor,
+            convert::input(
+                name,
+                image,
+                port,
+                env,
+                dotenv,
+                dotenv_secret,
+                memory_mb,
+                cpus,
+                health_path,
+                read_only,
+            ),
+        )
+        .await?;
+    Ok(Done {
+        message: format!("Created {}; deploying it now.", app.name),
+        copy: Some(app.name),
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "update_app")]
+pub async fn update_app(
+    app: String,
+    image: String,
+    port: String,
+    #[server(default)] env: Vec<EnvField>,
+    #[server(default)] dotenv: String,
+    #[server(default)] dotenv_secret: Option<String>,
+    #[server(default)] memory_mb: String,
+    #[server(default)] cpus: String,
+    #[server(default)] health_path: String,
+    #[server(default)] read_only: Option<String>,
+    csrf_token: String,
+) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let a = c
+        .pier
+        .update_app(
+            &actor,
+            &app,
+            convert::input(
+                String::new(),
+                image,
+                port,
+                env,
+                dotenv,
+                dotenv_secret,
+                memory_mb,
+                cpus,
+                health_path,
+                read_only,
+            ),
+        )
+        .await?;
+    Ok(Done {
+        message: format!("Saved; deploying the new settings of {}.", a.name),
+        copy: None,
+    })
+}
+
+/// start, stop, restart, redeploy or delete.
+#[server(prefix = "/rpc", endpoint = "app_action")]
+pub async fn app_action(app: String, action: String, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let p = &c.pier;
+    let message = match action.as_str() {
+        "start" => {
+            p.set_app_running(&actor, &app, true).await?;
+            format!("Starting {app}.")
+        }
+        "stop" => {
+            p.set_app_running(&actor, &app, false).await?;
+            format!("Stopping {app}.")
+        }
+        "restart" => {
+            p.restart_app(&actor, &app).await?;
+            format!("Restarted {app}.")
+        }
+        "redeploy" => {
+            let d = p.redeploy_app(&actor, &app).await?;
+            format!("Deployment #{} of {app} is under way.", d.number)
+        }
+        "delete" => {
+            p.delete_app(&actor, &app).await?;
+            format!("Deleted {app}; its container is being removed.")
+        }
+        _ => return Err(pier_core::Error::field("action", "Unknown action.").into()),
+    };
+    Ok(Done {
+        message,
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "rollback_app")]
+pub async fn rollback_app(app: String, number: i64, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let d = c.pier.rollback_app(&actor, &app, number).await?;
+    Ok(Done {
+        message: format!("Rolling back to #{number} (deployment #{}).", d.number),
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "my_registries", input = GetUrl)]
+pub async fn my_registries() -> Result<Vec<RegistryRow>, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    Ok(c.pier
+        .registry_credentials(&actor)
+        .await?
+        .into_iter()
+        .map(|r| RegistryRow {
+            registry: r.registry,
+            username: r.username,
+            saved: pier_core::format_time(r.created_at),
+        })
+        .collect())
+}
+
+#[server(prefix = "/rpc", endpoint = "save_registry")]
+pub async fn save_registry(
+    registry: String,
+    username: String,
+    password: String,
+    csrf_token: String,
+) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let host = c
+        .pier
+        .set_registry_credential(&actor, &registry, &username, &password)
+        .await?;
+    Ok(Done {
+        message: format!(
+            "Saved the login for {host}. The password is stored encrypted and not shown again."
+        ),
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "delete_registry")]
+pub async fn delete_registry(registry: String, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.delete_registry_credential(&actor, &registry).await?;
+    Ok(Done {
+        message: format!("Removed the login for {registry}."),
+        copy: None,
+    })
+}

@@ -1,0 +1,570 @@
+//! Apps: the list (home page), the create form, an app's page, and registry logins.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+use crate::{
+    api::Done,
+    api_apps::*,
+    components::{
+        field_error, reset_on_success, CsrfField, ErrorFlash, Field, Outcome, BUTTON,
+        BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
+    },
+    error::AppError,
+};
+
+/// Refetches `r` every `secs` seconds while the page is open (in the browser only).
+fn poll<T>(r: Resource<T>, secs: u64)
+where
+    T: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            if let Ok(h) =
+                set_interval_with_handle(move || r.refetch(), std::time::Duration::from_secs(secs))
+            {
+                on_cleanup(move || h.clear());
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (r, secs);
+    });
+}
+
+fn badge(state: &str) -> &'static str {
+    match state {
+        "running" => "bg-emerald-100 text-emerald-800 dark:bg-emerald-900 dark:text-emerald-100",
+        "deploying" | "starting" | "stopping" => {
+            "bg-sky-100 text-sky-800 dark:bg-sky-900 dark:text-sky-100"
+        }
+        "crashed" | "failed" => "bg-red-100 text-red-800 dark:bg-red-900 dark:text-red-100",
+        _ => "bg-slate-100 text-slate-700 dark:bg-slate-800 dark:text-slate-200",
+    }
+}
+
+#[component]
+fn StateBadge(state: String) -> impl IntoView {
+    view! {
+        <span class=format!("rounded-full px-2 py-0.5 text-xs font-medium {}", badge(&state)) data-testid="app-state">
+            {state.clone()}
+        </span>
+    }
+}
+
+#[component]
+fn PullBar(r: RolloutRow) -> impl IntoView {
+    let pct = (r.done_bytes * 100)
+        .checked_div(r.total_bytes)
+        .unwrap_or(0)
+        .min(100);
+    let label = match r.status.as_str() {
+        "queued" => "Queued".to_string(),
+        "pulling" if r.total_bytes > 0 => format!(
+            "Pulling the image: {:.1} of {:.1} MB, {} of {} layers",
+            r.done_bytes as f64 / 1e6,
+            r.total_bytes as f64 / 1e6,
+            r.layers_done,
+            r.layers
+        ),
+        "pulling" => format!("Pulling the image… {}", r.pull_status),
+        _ => "Starting the container and waiting until it answers…".to_string(),
+    };
+    let width = if r.status == "starting" { 100 } else { pct };
+    view! {
+        <div class="mt-2" data-testid="rollout">
+            <p class="text-xs text-slate-500">{format!("Deployment #{}: {label}", r.number)}</p>
+            <div class="mt-1 h-2 w-full overflow-hidden rounded bg-slate-200 dark:bg-slate-800" role="progressbar"
+                aria-valuemin="0" aria-valuemax="100" aria-valuenow=width.to_string()>
+                <div class="h-2 rounded bg-indigo-500 transition-all" style=format!("width: {width}%")></div>
+            </div>
+        </div>
+    }
+}
+
+/// The signed-in home: the tenant's apps with live status.
+#[component]
+pub fn AppsPage() -> impl IntoView {
+    let apps = Resource::new(|| (), |_| list_apps());
+    poll(apps, 3);
+    view! {
+        <Title text="Apps"/>
+        <div class="flex flex-wrap items-end justify-between gap-4">
+            <div>
+                <h1 class="text-2xl font-bold tracking-tight">"Your apps"</h1>
+                <p class="mt-1 text-sm text-slate-500">"Containers Pier runs for you, kept the way you asked."</p>
+            </div>
+            <div class="flex gap-2">
+                <a href="/registries" class=BUTTON_SMALL>"Registry logins"</a>
+                <a href="/apps/new" class=BUTTON data-testid="new-app">"New app"</a>
+            </div>
+        </div>
+        <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-500">"Loading…"</p> }>
+            {move || apps.get().map(|r| match r {
+                Ok(rows) if rows.is_empty() => view! {
+                    <section class=format!("{CARD} mt-6 text-center") data-testid="apps-empty">
+                        <h2 class="text-lg font-semibold">"No apps yet"</h2>
+                        <p class="mx-auto mt-2 max-w-md text-sm text-slate-500">
+                            "Paste a container image and its environment variables, and Pier keeps it running."
+                        </p>
+                        <a href="/apps/new" class=format!("{BUTTON} mt-4")>"Create your first app"</a>
+                    </section>
+                }.into_any(),
+                Ok(rows) => view! {
+                    <ul class=format!("{CARD} mt-6 divide-y divide-slate-200 p-0 dark:divide-slate-800") data-testid="apps">
+                        {rows.into_iter().map(|a| view! {
+                            <li class="px-6 py-4">
+                                <div class="flex flex-wrap items-center justify-between gap-3">
+                                    <div class="min-w-0">
+                                        <a href=format!("/apps/{}", a.name) class="font-semibold text-indigo-700 hover:underline dark:text-indigo-300">{a.name.clone()}</a>
+                                        <p class="truncate font-mono text-xs text-slate-500">{a.image.clone()}</p>
+                                    </div>
+                                    <div class="flex items-center gap-3 text-xs text-slate-500">
+                                        <span>{format!("{} MiB · {} CPU", a.memory_mb, a.cpus)}</span>
+                                        <StateBadge state=a.state.clone()/>
+                                    </div>
+                                </div>
+                                {a.rollout.clone().map(|r| view! { <PullBar r/> })}
+                                {a.problem.clone().map(|p| view! { <p class="mt-2 whitespace-pre-wrap text-xs text-red-600">{p}</p> })}
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                }.into_any(),
+                Err(e) => view! { <div class="mt-6"><ErrorFlash error=e/></div> }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
+/// The fields of an app's settings, shared by the create and edit forms.
+#[component]
+fn SpecFields(
+    value: Signal<Option<Result<Done, AppError>>>,
+    #[prop(optional)] initial: Option<AppInfo>,
+) -> impl IntoView {
+    let init_env: Vec<EnvView> = initial.as_ref().map(|d| d.env.clone()).unwrap_or_default();
+    let first = init_env.len().max(1) + 1;
+    let rows = RwSignal::new((0..first).collect::<Vec<usize>>());
+    let next = StoredValue::new(first);
+    let init_env = StoredValue::new(init_env);
+    let image = initial
+        .as_ref()
+        .map(|d| d.row.image.clone())
+        .unwrap_or_default();
+    let port = initial
+        .as_ref()
+        .map(|d| d.port.to_string())
+        .unwrap_or_default();
+    let memory = initial
+        .as_ref()
+        .map(|d| d.row.memory_mb.to_string())
+        .unwrap_or_default();
+    let cpus = initial
+        .as_ref()
+        .map(|d| d.row.cpus.clone())
+        .unwrap_or_default();
+    let health = initial
+        .as_ref()
+        .map(|d| d.health_path.clone())
+        .unwrap_or_default();
+    let read_only = initial.as_ref().is_some_and(|d| d.read_only);
+    view! {
+        <Field label="Image" name="image" value=image placeholder="ghcr.io/you/app:1.0" required=true
+            hint="Any image reference Docker understands; private registries need a login (Registry logins)."
+            error=field_error(value, "image")/>
+        <div class="grid gap-4 sm:grid-cols-3">
+            <Field label="Container port" name="port" value=port placeholder="8080" required=true
+                hint="The port your app listens on inside the container." error=field_error(value, "port")/>
+            <Field label="Memory (MiB)" name="memory_mb" value=memory placeholder="256" error=field_error(value, "memory_mb")/>
+            <Field label="CPUs" name="cpus" value=cpus placeholder="0.5" error=field_error(value, "cpus")/>
+        </div>
+        <Field label="Health-check path" name="health_path" value=health placeholder="/healthz"
+            hint="Optional. A new deployment gets traffic once this path answers 2xx/3xx; without it, once the app answers HTTP at all."
+            error=field_error(value, "health_path")/>
+        <label class="flex items-center gap-2 text-sm">
+            <input type="checkbox" name="read_only" checked=read_only class="h-4 w-4"/>
+            "Read-only root filesystem (with a writable /tmp)"
+        </label>
+        <fieldset class="space-y-2">
+            <legend class="text-sm font-medium">"Environment variables"</legend>
+            <p class="text-xs text-slate-500">"Secret values are encrypted at rest and never shown again; leave a secret empty to keep its saved value."</p>
+            <For each=move || rows.get() key=|i| *i let:i>
+                {
+                    let init = init_env.with_value(|e| e.get(i).cloned());
+                    let (n, v, s) = init.map(|e| (e.name, e.value, e.secret)).unwrap_or_default();
+                    view! {
+                        <div class="flex flex-wrap items-center gap-2" data-testid="env-row">
+                            <input name=format!("env[{i}][name]") value=n placeholder="NAME" aria-label="Variable name"
+                                class=format!("{INPUT} w-48 font-mono")/>
+                            <input name=format!("env[{i}][value]") value=v aria-label="Value"
+                                placeholder=if s { "unchanged (secret)" } else { "value" }
+                                type=if s { "password" } else { "text" }
+                                class=format!("{INPUT} min-w-0 flex-1 font-mono")/>
+                            <label class="flex items-center gap-1 text-xs">
+                                <input type="checkbox" name=format!("env[{i}][secret]") checked=s/>"secret"
+                            </label>
+                            <button type="button" class=BUTTON_SMALL aria-label="Remove variable"
+                                on:click=move |_| rows.update(|r| r.retain(|x| *x != i))>"×"</button>
+                        </div>
+                    }
+                }
+            </For>
+            <button type="button" class=BUTTON_SMALL on:click=move |_| {
+                let n = next.get_value();
+                next.set_value(n + 1);
+                rows.update(|r| r.push(n));
+            }>"Add variable"</button>
+            <div class="space-y-1 pt-2">
+                <label for="f-dotenv" class="block text-sm font-medium">"Or paste a .env file"</label>
+                <textarea id="f-dotenv" name="dotenv" rows="4" placeholder="DATABASE_URL=postgres://…\nLOG_LEVEL=info"
+                    class=format!("{INPUT} font-mono")></textarea>
+                <label class="flex items-center gap-2 text-xs">
+                    <input type="checkbox" name="dotenv_secret"/>"Treat the pasted values as secrets"
+                </label>
+            </div>
+            <p class="text-sm text-red-600 dark:text-red-400" role="alert" data-testid="env-error">{move || field_error(value, "env").get()}</p>
+        </fieldset>
+    }
+}
+
+#[component]
+pub fn NewAppPage() -> impl IntoView {
+    let create = ServerAction::<CreateApp>::new();
+    let quota = Resource::new(|| (), |_| quota_left());
+    let value = create.value();
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(done)) = value.get() {
+            if let Some(name) = done.copy {
+                navigate(&format!("/apps/{name}"), Default::default());
+            }
+        }
+    });
+    let outcome = Signal::derive(move || match value.get() {
+        Some(Err(e)) if !e.fields.is_empty() => None,
+        other => other,
+    });
+    view! {
+        <Title text="New app"/>
+        <h1 class="text-2xl font-bold tracking-tight">"New app"</h1>
+        <Suspense fallback=|| ()>
+            {move || quota.get().and_then(Result::ok).map(|q| view! {
+                <p class="mt-1 text-sm text-slate-500" data-testid="quota-left">
+                    {format!("Your quota has room for {} more app(s), {} MiB of {} MiB memory and {} of {} CPUs.",
+                        q.apps, q.memory_mb, q.max_memory_mb, q.cpus, q.max_cpus)}
+                </p>
+            })}
+        </Suspense>
+        <section class=format!("{CARD} mt-6")>
+            <div class="mb-4"><Outcome value=outcome/></div>
+            <ActionForm action=create attr:class="space-y-4" attr:novalidate=true>
+                <CsrfField/>
+                <Field label="Name" name="name" placeholder="my-app" required=true
+                    hint="Lower-case letters, digits and hyphens; it names the app in its addresses."
+                    error=field_error(value, "name")/>
+                <SpecFields value=value.into()/>
+                <button type="submit" class=BUTTON data-testid="create-app">"Create and deploy"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+/// A small line chart of the last hour.
+#[component]
+fn Chart(
+    title: &'static str,
+    unit: &'static str,
+    points: Vec<(i64, f64)>,
+    max: f64,
+) -> impl IntoView {
+    let (w, h) = (600.0, 100.0);
+    let latest = points.last().map(|p| p.1);
+    let path = if points.len() >= 2 {
+        let t0 = points.first().map(|p| p.0).unwrap_or(0) as f64;
+        let t1 = points.last().map(|p| p.0).unwrap_or(1) as f64;
+        let span = (t1 - t0).max(1.0);
+        let top = max
+            .max(points.iter().map(|p| p.1).fold(0.0, f64::max))
+            .max(1e-9);
+        points
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", (*t as f64 - t0) / span * w, h - v / top * h))
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        String::new()
+    };
+    view! {
+        <figure class="space-y-1">
+            <figcaption class="flex justify-between text-xs text-slate-500">
+                <span>{title}</span>
+                <span class="font-mono" data-testid="metric-now">{latest.map(|v| format!("{v:.1} {unit}")).unwrap_or_else(|| "—".into())}</span>
+            </figcaption>
+            <svg viewBox=format!("0 0 {w} {h}") preserveAspectRatio="none" class="h-20 w-full rounded bg-slate-50 dark:bg-slate-800" role="img" aria-label=title>
+                <polyline points=path fill="none" stroke="currentColor" stroke-width="2" class="text-indigo-500" vector-effect="non-scaling-stroke"/>
+            </svg>
+        </figure>
+    }
+}
+
+/// The app's log, streamed from the server (server-sent events) once the page has hydrated.
+#[component]
+fn Logs(name: String) -> impl IntoView {
+    let lines = RwSignal::new(Vec::<(bool, String)>::new());
+    let status = RwSignal::new("Connecting…".to_string());
+    let url = format!(
+        "/events/apps/{}/logs?tail=200",
+        crate::components::encode_component(&name)
+    );
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::{closure::Closure, JsCast};
+            let Ok(es) = web_sys::EventSource::new(&url) else {
+                status.set("Live logs are not available in this browser.".into());
+                return;
+            };
+            let on_open = Closure::<dyn FnMut()>::new(move || {
+                lines.set(Vec::new());
+                status.set("Live".into());
+            });
+            let handler = |err: bool| {
+                Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                    let text = e.data().as_string().unwrap_or_default();
+                    lines.update(|l| {
+                        l.push((err, text));
+                        if l.len() > 2000 {
+                            l.drain(..l.len() - 2000);
+                        }
+                    });
+                })
+            };
+            let on_out = handler(false);
+            let on_err = handler(true);
+            let on_error = Closure::<dyn FnMut()>::new(move || status.set("Reconnecting…".into()));
+            es.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+            let _ = es.add_event_listener_with_callback("stdout", on_out.as_ref().unchecked_ref());
+            let _ = es.add_event_listener_with_callback("stderr", on_err.as_ref().unchecked_ref());
+            es.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+            let keep = send_wrapper::SendWrapper::new((es, on_open, on_out, on_err, on_error));
+            on_cleanup(move || keep.0.close());
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (&url, lines, status);
+    });
+    view! {
+        <div class="flex items-baseline justify-between">
+            <h2 class="text-lg font-semibold">"Logs"</h2>
+            <span class="text-xs text-slate-500" data-testid="logs-status">{move || status.get()}</span>
+        </div>
+        <pre class="mt-2 h-72 overflow-auto rounded bg-slate-950 p-3 font-mono text-xs text-slate-100" data-testid="logs">
+            {move || lines.get().into_iter().map(|(err, l)| view! {
+                <div class=if err { "text-red-300" } else { "" }>{l}</div>
+            }).collect_view()}
+        </pre>
+    }
+}
+
+#[component]
+fn ActionButton(
+    app: String,
+    action: &'static str,
+    label: &'static str,
+    act: ServerAction<AppAction>,
+    #[prop(optional)] danger: bool,
+) -> impl IntoView {
+    view! {
+        <ActionForm action=act>
+            <CsrfField/>
+            <input type="hidden" name="app" value=app/>
+            <input type="hidden" name="action" value=action/>
+            <button type="submit" class=if danger { BUTTON_DANGER } else { BUTTON_SMALL } data-testid=format!("action-{action}")>{label}</button>
+        </ActionForm>
+    }
+}
+
+#[component]
+pub fn AppPage() -> impl IntoView {
+    let params = use_params_map();
+    let name = move || params.read().get("name").unwrap_or_default();
+    let act = ServerAction::<AppAction>::new();
+    let rollback = ServerAction::<RollbackApp>::new();
+    let update = ServerAction::<UpdateApp>::new();
+    let detail = Resource::new(
+        move || {
+            (
+                name(),
+                act.version().get(),
+                rollback.version().get(),
+                update.version().get(),
+            )
+        },
+        |(n, ..)| app_detail(n),
+    );
+    poll(detail, 2);
+    let navigate = use_navigate();
+    let act_value = act.value();
+    Effect::new(move |_| {
+        if let Some(Ok(d)) = act_value.get() {
+            if d.message.starts_with("Deleted") {
+                navigate("/", Default::default());
+            }
+        }
+    });
+    let update_value = update.value();
+    let update_outcome = Signal::derive(move || match update_value.get() {
+        Some(Err(e)) if !e.fields.is_empty() => None,
+        other => other,
+    });
+    view! {
+        <Title text=move || name()/>
+        <div class="space-y-1"><Outcome value=act.value().into()/><Outcome value=rollback.value().into()/></div>
+        <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading…"</p> }>
+            {move || detail.get().map(|r| match r {
+                Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
+                Ok(d) => {
+                    let n = d.row.name.clone();
+                    let n_settings = n.clone();
+                    let n_delete = n.clone();
+                    let cpu: Vec<(i64, f64)> = d.metrics.iter().map(|p| (p.at, p.cpu_percent)).collect();
+                    let mem: Vec<(i64, f64)> = d.metrics.iter().map(|p| (p.at, p.memory_mb)).collect();
+                    let limit = d.row.memory_mb as f64;
+                    view! {
+                        <div class="flex flex-wrap items-center justify-between gap-4">
+                            <div>
+                                <h1 class="flex items-center gap-3 text-2xl font-bold tracking-tight">
+                                    {n.clone()} <StateBadge state=d.row.state.clone()/>
+                                </h1>
+                                <p class="font-mono text-xs text-slate-500">{d.row.image.clone()}</p>
+                                <p class="text-xs text-slate-500">
+                                    {d.row.current.map(|c| format!("Serving deployment #{c}")).unwrap_or_else(|| "Not deployed yet".into())}
+                                    {d.row.host_port.map(|p| format!(" · answering on 127.0.0.1:{p}"))}
+                                </p>
+                            </div>
+                            <div class="flex flex-wrap gap-2">
+                                {if d.stopped {
+                                    view! { <ActionButton app=n.clone() action="start" label="Start" act/> }.into_any()
+                                } else {
+                                    view! {
+                                        <ActionButton app=n.clone() action="stop" label="Stop" act/>
+                                        <ActionButton app=n.clone() action="restart" label="Restart" act/>
+                                    }.into_any()
+                                }}
+                                <ActionButton app=n.clone() action="redeploy" label="Redeploy" act/>
+                            </div>
+                        </div>
+                        {d.row.rollout.clone().map(|r| view! { <PullBar r/> })}
+                        {d.row.problem.clone().map(|p| view! {
+                            <p class="mt-3 whitespace-pre-wrap rounded border border-red-200 bg-red-50 p-3 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200" data-testid="app-problem">{p}</p>
+                        })}
+                        <section class=format!("{CARD} mt-6 grid gap-4 sm:grid-cols-2") aria-label="Resource use">
+                            <Chart title="CPU (% of one CPU), last hour" unit="%" points=cpu max=100.0/>
+                            <Chart title="Memory (MiB), last hour" unit="MiB" points=mem max=limit/>
+                        </section>
+                        <section class=format!("{CARD} mt-6")>
+                            <Logs name=n.clone()/>
+                        </section>
+                        <section class=format!("{CARD} mt-6") aria-labelledby="deploys-title">
+                            <h2 id="deploys-title" class="text-lg font-semibold">"Deployments"</h2>
+                            <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="deployments">
+                                {d.deployments.clone().into_iter().map({ let n = n.clone(); move |dep| {
+                                    let n = n.clone();
+                                    view! {
+                                        <li class="flex flex-wrap items-start justify-between gap-3 py-3 text-sm">
+                                            <div class="min-w-0">
+                                                <p class="font-medium">{format!("#{} · {}", dep.number, dep.cause)}
+                                                    <span class=format!("ml-2 rounded-full px-2 py-0.5 text-xs {}", badge(if dep.status == "superseded" { "stopped" } else { &dep.status }))>{dep.status.clone()}</span>
+                                                    {dep.current.then(|| view! { <span class="ml-1 text-xs text-emerald-700">"serving"</span> })}
+                                                </p>
+                                                <p class="truncate font-mono text-xs text-slate-500">{dep.image.clone()}{dep.digest.clone().map(|d| format!(" @ {}", &d[..d.len().min(19)]))}</p>
+                                                <p class="text-xs text-slate-500">{format!("{}{}", dep.created, dep.finished.clone().map(|f| format!(" → {f}")).unwrap_or_default())}</p>
+                                                {dep.error.clone().map(|e| view! { <p class="mt-1 whitespace-pre-wrap text-xs text-red-600">{e}</p> })}
+                                            </div>
+                                            {dep.can_rollback.then(|| view! {
+                                                <ActionForm action=rollback>
+                                                    <CsrfField/>
+                                                    <input type="hidden" name="app" value=n.clone()/>
+                                                    <input type="hidden" name="number" value=dep.number.to_string()/>
+                                                    <button type="submit" class=BUTTON_SMALL>{format!("Roll back to #{}", dep.number)}</button>
+                                                </ActionForm>
+                                            })}
+                                        </li>
+                                    }
+                                }}).collect_view()}
+                            </ul>
+                        </section>
+                        <section class=format!("{CARD} mt-6") aria-labelledby="settings-title">
+                            <h2 id="settings-title" class="text-lg font-semibold">"Settings"</h2>
+                            <p class="mb-4 text-sm text-slate-500">"Saving deploys the new settings; the running version keeps serving until the new one answers."</p>
+                            <div class="mb-4"><Outcome value=update_outcome/></div>
+                            <ActionForm action=update attr:class="space-y-4" attr:novalidate=true>
+                                <CsrfField/>
+                                <input type="hidden" name="app" value=n_settings/>
+                                <SpecFields value=update_value.into() initial=d.clone()/>
+                                <button type="submit" class=BUTTON>"Save and deploy"</button>
+                            </ActionForm>
+                        </section>
+                        <details class=format!("{CARD} mt-6")>
+                            <summary class="cursor-pointer font-semibold text-red-700">"Delete this app"</summary>
+                            <p class="my-3 text-sm text-slate-500">"Its container is removed and its history is lost. This cannot be undone."</p>
+                            <ActionButton app=n_delete action="delete" label="Yes, delete this app" act danger=true/>
+                        </details>
+                    }.into_any()
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// Registry logins for pulling private images.
+#[component]
+pub fn RegistriesPage() -> impl IntoView {
+    let save = ServerAction::<SaveRegistry>::new();
+    let remove = ServerAction::<DeleteRegistry>::new();
+    let list = Resource::new(
+        move || (save.version().get(), remove.version().get()),
+        |_| my_registries(),
+    );
+    let value = save.value();
+    let form = NodeRef::new();
+    reset_on_success(value, form);
+    let outcome = Signal::derive(move || match value.get() {
+        Some(Err(e)) if !e.fields.is_empty() => None,
+        other => other,
+    });
+    view! {
+        <Title text="Registry logins"/>
+        <h1 class="text-2xl font-bold tracking-tight">"Registry logins"</h1>
+        <p class="mt-1 text-sm text-slate-500">"Pier uses these to pull your images from registries that need a login. Passwords are stored encrypted and never shown again."</p>
+        <section class=format!("{CARD} mt-6")>
+            <div class="mb-4"><Outcome value=outcome/></div>
+            <ActionForm action=save node_ref=form attr:class="grid gap-3 sm:grid-cols-3 sm:items-start" attr:novalidate=true>
+                <CsrfField/>
+                <Field label="Registry" name="registry" placeholder="ghcr.io" required=true error=field_error(value, "registry")/>
+                <Field label="User name" name="username" required=true autocomplete="off" error=field_error(value, "username")/>
+                <Field label="Password or token" name="password" kind="password" required=true autocomplete="new-password" error=field_error(value, "password")/>
+                <div class="sm:col-span-3"><button type="submit" class=BUTTON>"Save login"</button></div>
+            </ActionForm>
+            <div class="mt-4"><Outcome value=remove.value().into()/></div>
+            <Transition fallback=|| ()>
+                <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="registries">
+                    {move || list.get().map(|r| match r {
+                        Ok(rows) if rows.is_empty() => view! { <li class="py-3 text-sm text-slate-500">"No logins yet."</li> }.into_any(),
+                        Ok(rows) => rows.into_iter().map(|r| view! {
+                            <li class="flex items-center justify-between py-3 text-sm">
+                                <span><span class="font-mono">{r.registry.clone()}</span>{format!(" as {} · saved {}", r.username, r.saved)}</span>
+                                <ActionForm action=remove>
+                                    <CsrfField/>
+                                    <input type="hidden" name="registry" value=r.registry.clone()/>
+                                    <button type="submit" class=BUTTON_SMALL>"Remove"</button>
+                                </ActionForm>
+                            </li>
+                        }).collect_view().into_any(),
+                        Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
+                    })}
+                </ul>
+            </Transition>
+        </section>
+    }
+}

@@ -1,0 +1,744 @@
+//! The apps service: what a tenant may do with their apps, deployments and registry logins.
+//! Every lookup is scoped to the acting tenant; another tenant's app is simply not found.
+
+use std::collections::{HashMap, HashSet};
+
+use futures_util::stream::BoxStream;
+
+use crate::{
+    model::{Actor, App, DeployStatus, Deployment, Desired, RegistryCredential, StoredEnv},
+    now, repo,
+    runtime::{Container, LogLine, PullProgress, RegistryAuth, RuntimeError},
+    secret::SecretKey,
+    telemetry::Point,
+    validate::{self, Checks},
+    Error, Pier, Result,
+};
+
+/// Memory and CPU an app gets when the form leaves them empty.
+pub const DEFAULT_MEMORY_MB: i64 = 256;
+pub const DEFAULT_CPUS_MILLI: i64 = 500;
+/// The most log lines one request may ask for.
+pub const MAX_LOG_TAIL: usize = 5000;
+
+/// One environment variable as typed into a form or sent to the API.
+#[derive(Debug, Clone, Default)]
+pub struct EnvInput {
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+/// An app's settings as typed; everything is checked by the service.
+#[derive(Debug, Clone, Default)]
+pub struct AppInput {
+    /// Only read when creating.
+    pub name: String,
+    pub image: String,
+    pub port: String,
+    pub env: Vec<EnvInput>,
+    /// A pasted `.env` file, added to `env`.
+    pub dotenv: String,
+    /// Mark the variables from `dotenv` secret.
+    pub dotenv_secret: bool,
+    /// Empty: the default (or, on update, unchanged).
+    pub memory_mb: String,
+    pub cpus: String,
+    pub health_path: String,
+    pub read_only: bool,
+}
+
+/// What an app is doing, as a person would say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppState {
+    /// A deployment is being rolled out.
+    Deploying,
+    Running,
+    /// The container exited or keeps restarting.
+    Crashed,
+    Stopped,
+    /// Wanted stopped, still running.
+    Stopping,
+    /// Wanted running, not running yet (the engine is on it).
+    Starting,
+    /// Never deployed successfully.
+    Failed,
+    /// The container engine does not answer.
+    Unknown,
+}
+
+impl AppState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Deploying => "deploying",
+            AppState::Running => "running",
+            AppState::Crashed => "crashed",
+            AppState::Stopped => "stopped",
+            AppState::Stopping => "stopping",
+            AppState::Starting => "starting",
+            AppState::Failed => "failed",
+            AppState::Unknown => "unknown",
+        }
+    }
+}
+
+/// An app with what it is doing now.
+#[derive(Debug, Clone)]
+pub struct AppView {
+    pub app: App,
+    pub state: AppState,
+    /// The loopback port its container answers on.
+    pub host_port: Option<u16>,
+    pub current: Option<Deployment>,
+    /// The deployment being rolled out, with its pull progress.
+    pub rollout: Option<(Deployment, Option<PullProgress>)>,
+    /// The latest deployment when it failed (its error explains why).
+    pub last_failed: Option<Deployment>,
+}
+
+/// The label of the network a tenant's apps share.
+pub fn network_name(instance: &str, user_id: i64) -> String {
+    format!("pier-{instance}-t{user_id}")
+}
+
+/// The container of one deployment; the name makes a second create of the same one fail.
+pub fn container_name(instance: &str, app: &App, deployment_id: i64) -> String {
+    format!(
+        "pier-{instance}-t{}-{}-d{deployment_id}",
+        app.user_id, app.name
+    )
+}
+
+fn env_context(user_id: i64, app: &str, var: &str) -> String {
+    format!("tenant:{user_id}:app:{app}:env:{var}")
+}
+
+fn registry_context(user_id: i64, registry: &str) -> String {
+    format!("tenant:{user_id}:registry:{registry}")
+}
+
+/// The env as the container gets it: secret values decrypted.
+pub fn open_env(
+    key: &SecretKey,
+    user_id: i64,
+    app: &str,
+    env: &[StoredEnv],
+) -> Result<Vec<(String, String)>> {
+    env.iter()
+        .map(|v| {
+            let value = match (&v.value, &v.sealed) {
+                (_, Some(sealed)) => {
+                    String::from_utf8(key.decrypt(sealed, &env_context(user_id, app, &v.name))?)
+                        .map_err(|_| Error::internal("a sealed env value is not UTF-8"))?
+                }
+                (Some(plain), None) => plain.clone(),
+                (None, None) => String::new(),
+            };
+            Ok((v.name.clone(), value))
+        })
+        .collect()
+}
+
+/// The quota message for memory or CPU.
+fn over(what: &str, want: String, free: String, limit: String) -> Error {
+    Error::Quota(format!(
+        "This app needs {want} of {what}, but only {free} of your {limit} {what} quota is free. Lower it, make room, or ask an admin to raise your quota."
+    ))
+}
+
+impl Pier {
+    /// Checks a form into a spec. `old` is the app being changed (its secret values are kept
+    /// when the form leaves them empty).
+    fn check_app_input(
+        &self,
+        actor: &Actor,
+        input: &AppInput,
+        old: Option<&App>,
+    ) -> Result<(String, CheckedSpec)> {
+        let mut c = Checks::default();
+        let name = match old {
+            Some(a) => Some(a.name.clone()),
+            None => c.check("name", validate::app_name(&input.name)),
+        };
+        let image = c.check("image", validate::image(&input.image));
+        let port = c.check("port", validate::port(&input.port));
+        let memory_mb = match (input.memory_mb.trim(), old) {
+            ("", Some(a)) => Some(a.memory_mb),
+            ("", None) => Some(DEFAULT_MEMORY_MB),
+            (m, _) => c.check("memory_mb", validate::memory_mb(m)),
+        };
+        let cpus_milli = match (input.cpus.trim(), old) {
+            ("", Some(a)) => Some(a.cpus_milli),
+            ("", None) => Some(DEFAULT_CPUS_MILLI),
+            (m, _) => c.check("cpus", validate::app_cpus_milli(m)),
+        };
+        let health_path = c
+            .check("health_path", validate::health_path(&input.health_path))
+            .unwrap_or(None);
+
+        // Environment: rows, then the pasted file.
+        let mut vars: Vec<(String, String, bool)> = Vec::new();
+        let mut problems: Vec<String> = Vec::new();
+        for row in &input.env {
+            if row.name.trim().is_empty() && row.value.is_empty() {
+                continue;
+            }
+            match validate::env_name(&row.name) {
+                Ok(n) => vars.push((n, row.value.clone(), row.secret)),
+                Err(e) => problems.push(e),
+            }
+        }
+        if !input.dotenv.trim().is_empty() {
+            match validate::parse_dotenv(&input.dotenv) {
+                Ok(list) => vars.extend(list.into_iter().map(|(n, v)| (n, v, input.dotenv_secret))),
+                Err(e) => problems.push(format!("Pasted .env, line {}: {}", e.line, e.message)),
+            }
+        }
+        let mut seen = HashSet::new();
+        let mut total = 0usize;
+        for (n, v, _) in &vars {
+            if !seen.insert(n.clone()) {
+                problems.push(format!("{n} is set more than once."));
+            }
+            if let Err(e) = validate::env_value(n, v) {
+                problems.push(e);
+            }
+            total += n.len() + v.len();
+        }
+        if vars.len() > validate::MAX_ENV_VARS {
+            problems.push(format!(
+                "At most {} variables, please.",
+                validate::MAX_ENV_VARS
+            ));
+        }
+        if total > validate::MAX_ENV_TOTAL {
+            problems.push(format!(
+                "The variables take more than {} KiB together.",
+                validate::MAX_ENV_TOTAL / 1024
+            ));
+        }
+        if !problems.is_empty() {
+            c.check::<()>("env", Err(problems.join(" ")));
+        }
+        c.finish()?;
+        let name = name.expect("checked");
+        let old_env: HashMap<&str, &StoredEnv> = old
+            .map(|a| a.env.iter().map(|v| (v.name.as_str(), v)).collect())
+            .unwrap_or_default();
+        let env = vars
+            .into_iter()
+            .map(|(n, v, secret)| {
+                if secret {
+                    // An empty secret in an edit form means "unchanged".
+                    if v.is_empty() {
+                        if let Some(prev) = old_env.get(n.as_str()).filter(|p| p.is_secret()) {
+                            return (*prev).clone();
+                        }
+                    }
+                    let sealed = self
+                        .key()
+                        .encrypt(v.as_bytes(), &env_context(actor.user_id, &name, &n));
+                    StoredEnv {
+                        name: n,
+                        value: None,
+                        sealed: Some(sealed),
+                    }
+                } else {
+                    StoredEnv {
+                        name: n,
+                        value: Some(v),
+                        sealed: None,
+                    }
+                }
+            })
+            .collect();
+        Ok((
+            name,
+            CheckedSpec {
+                image: image.expect("checked").whole(),
+                port: port.expect("checked"),
+                env,
+                memory_mb: memory_mb.expect("checked"),
+                cpus_milli: cpus_milli.expect("checked"),
+                health_path,
+                read_only: input.read_only,
+            },
+        ))
+    }
+
+    /// Explains which quota a spec would break (after the SQL guard refused it).
+    async fn quota_error(&self, actor: &Actor, spec: &CheckedSpec, app: Option<i64>) -> Error {
+        let q = match repo::users::by_id(self.db(), actor.user_id).await {
+            Ok(Some(u)) => u.quotas,
+            Ok(None) => return Error::NotFound,
+            Err(e) => return e,
+        };
+        let (apps, mem, cpus) = match repo::apps::usage(self.db(), actor.user_id, app).await {
+            Ok(u) => u,
+            Err(e) => return e,
+        };
+        let cpu = validate::format_cpus;
+        if app.is_none() && apps >= q.max_apps {
+            Error::Quota(format!(
+                "You have {apps} of the {} apps your quota allows. Delete one or ask an admin to raise it.",
+                q.max_apps
+            ))
+        } else if mem + spec.memory_mb > q.max_memory_mb {
+            over(
+                "memory",
+                format!("{} MiB", spec.memory_mb),
+                format!("{} MiB", (q.max_memory_mb - mem).max(0)),
+                format!("{} MiB", q.max_memory_mb),
+            )
+        } else if cpus + spec.cpus_milli > q.max_cpus_milli {
+            over(
+                "CPU",
+                cpu(spec.cpus_milli),
+                cpu((q.max_cpus_milli - cpus).max(0)),
+                cpu(q.max_cpus_milli),
+            )
+        } else {
+            Error::Conflict("Your quota changed meanwhile; try again.".into())
+        }
+    }
+
+    /// The caller's app by name, or 404.
+    pub async fn own_app(&self, actor: &Actor, name: &str) -> Result<App> {
+        repo::apps::by_name(self.db(), actor.user_id, name.trim())
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    pub async fn create_app(&self, actor: &Actor, input: AppInput) -> Result<App> {
+        let (name, spec) = self.check_app_input(actor, &input, None)?;
+        let q = repo::users::by_id(self.db(), actor.user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?
+            .quotas;
+        let mut tx = self.db().begin().await?;
+        let id = match repo::apps::insert_within_quota(
+            &mut *tx,
+            actor.user_id,
+            &name,
+            &spec.as_repo(),
+            q,
+            now(),
+        )
+        .await
+        {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                drop(tx);
+                return Err(self.quota_error(actor, &spec, None).await);
+            }
+            Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
+                return Err(Error::field(
+                    "name",
+                    format!("You already have an app called {name}."),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let app = repo::apps::by_id(&mut *tx, id)
+            .await?
+            .ok_or_else(|| Error::internal("app vanished"))?;
+        repo::deployments::queue(&mut tx, &app, "created", None, now()).await?;
+        tx.commit().await?;
+        tracing::info!(app = %app.name, tenant = actor.user_id, "app created");
+        self.wake_engine();
+        Ok(app)
+    }
+
+    /// Changes an app's settings and rolls them out.
+    pub async fn update_app(&self, actor: &Actor, name: &str, input: AppInput) -> Result<App> {
+        let old = self.own_app(actor, name).await?;
+        let (_, spec) = self.check_app_input(actor, &input, Some(&old))?;
+        let q = repo::users::by_id(self.db(), actor.user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?
+            .quotas;
+        let mut tx = self.db().begin().await?;
+        if !repo::apps::update_within_quota(
+            &mut *tx,
+            old.id,
+            actor.user_id,
+            &spec.as_repo(),
+            q,
+            now(),
+        )
+        .await?
+        {
+            drop(tx);
+            return Err(self.quota_error(actor, &spec, Some(old.id)).await);
+        }
+        let app = repo::apps::by_id(&mut *tx, old.id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        repo::deployments::queue(&mut tx, &app, "settings changed", None, now()).await?;
+        tx.commit().await?;
+        self.wake_engine();
+        Ok(app)
+    }
+
+    pub async fn delete_app(&self, actor: &Actor, name: &str) -> Result<()> {
+        let app = self.own_app(actor, name).await?;
+        if !repo::apps::delete(self.db(), app.id, actor.user_id).await? {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(app = %app.name, tenant = actor.user_id, "app deleted");
+        self.wake_engine();
+        Ok(())
+    }
+
+    pub async fn set_app_running(&self, actor: &Actor, name: &str, running: bool) -> Result<App> {
+        let app = self.own_app(actor, name).await?;
+        let desired = if running {
+            Desired::Running
+        } else {
+            Desired::Stopped
+        };
+        repo::apps::set_desired(self.db(), app.id, desired, now()).await?;
+        self.wake_engine();
+        self.own_app(actor, name).await
+    }
+
+    /// Restarts the app's container in place.
+    pub async fn restart_app(&self, actor: &Actor, name: &str) -> Result<()> {
+        let app = self.own_app(actor, name).await?;
+        if app.desired == Desired::Stopped {
+            return Err(Error::Conflict(
+                "The app is stopped; start it instead.".into(),
+            ));
+        }
+        let container = self
+            .current_container(&app)
+            .await?
+            .ok_or_else(|| Error::Conflict("The app has no container to restart yet.".into()))?;
+        self.runtime()
+            .restart(&container.id, self.settings().engine.stop_timeout_secs)
+            .await
+            .map_err(engine_error)?;
+        Ok(())
+    }
+
+    /// Deploys the app's settings again (pulling the image tag afresh).
+    pub async fn redeploy_app(&self, actor: &Actor, name: &str) -> Result<Deployment> {
+        let app = self.own_app(actor, name).await?;
+        let mut tx = self.db().begin().await?;
+        let id = repo::deployments::queue(&mut tx, &app, "redeploy", None, now()).await?;
+        tx.commit().await?;
+        self.wake_engine();
+        repo::deployments::by_id(self.db(), id)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    /// Deploys exactly what deployment `number` ran (same image digest, same env and limits).
+    pub async fn rollback_app(&self, actor: &Actor, name: &str, number: i64) -> Result<Deployment> {
+        let app = self.own_app(actor, name).await?;
+        let target = repo::deployments::by_number(self.db(), app.id, number)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if !target.status.succeeded() {
+            return Err(Error::Conflict(format!(
+                "Deployment #{number} never ran successfully; pick one that did."
+            )));
+        }
+        let q = repo::users::by_id(self.db(), actor.user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?
+            .quotas;
+        let spec = CheckedSpec {
+            image: target.image.clone(),
+            port: target.port,
+            env: target.env.clone(),
+            memory_mb: target.memory_mb,
+            cpus_milli: target.cpus_milli,
+            health_path: target.health_path.clone(),
+            read_only: target.read_only,
+        };
+        let mut tx = self.db().begin().await?;
+        if !repo::apps::update_within_quota(
+            &mut *tx,
+            app.id,
+            actor.user_id,
+            &spec.as_repo(),
+            q,
+            now(),
+        )
+        .await?
+        {
+            drop(tx);
+            return Err(self.quota_error(actor, &spec, Some(app.id)).await);
+        }
+        let app = repo::apps::by_id(&mut *tx, app.id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let id = repo::deployments::queue(
+            &mut tx,
+            &app,
+            &format!("rollback to #{number}"),
+            target.digest.as_deref(),
+            now(),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake_engine();
+        repo::deployments::by_id(self.db(), id)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    pub async fn deployments(
+        &self,
+        actor: &Actor,
+        name: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Deployment>> {
+        let app = self.own_app(actor, name).await?;
+        repo::deployments::list_for_app(self.db(), app.id, limit.clamp(1, 500), offset.max(0)).await
+    }
+
+    /// The caller's apps with their state, from one look at the engine.
+    pub async fn list_apps(&self, actor: &Actor) -> Result<Vec<AppView>> {
+        let apps = repo::apps::list_for_user(self.db(), actor.user_id).await?;
+        let containers = self.containers_of(&apps).await;
+        let mut out = Vec::with_capacity(apps.len());
+        for app in apps {
+            out.push(self.view(app, containers.as_ref()).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn app_view(&self, actor: &Actor, name: &str) -> Result<AppView> {
+        let app = self.own_app(actor, name).await?;
+        let containers = self.containers_of(std::slice::from_ref(&app)).await;
+        self.view(app, containers.as_ref()).await
+    }
+
+    /// This installation's containers (None when the engine does not answer).
+    async fn containers_of(&self, apps: &[App]) -> Option<Vec<Container>> {
+        if apps.is_empty() {
+            return Some(Vec::new());
+        }
+        let instance = self.instance_id().await.ok()?;
+        match self.runtime().containers(&instance).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing containers failed");
+                None
+            }
+        }
+    }
+
+    async fn view(&self, app: App, containers: Option<&Vec<Container>>) -> Result<AppView> {
+        let current = match app.current_deployment_id {
+            Some(id) => repo::deployments::by_id(self.db(), id).await?,
+            None => None,
+        };
+        let latest = repo::deployments::list_for_app(self.db(), app.id, 1, 0)
+            .await?
+            .into_iter()
+            .next();
+        let rollout = latest.clone().filter(|d| d.status.in_progress()).map(|d| {
+            let p = self.telemetry().pull(d.id);
+            (d, p)
+        });
+        let last_failed = latest.filter(|d| d.status == DeployStatus::Failed);
+        let container = containers.and_then(|cs| {
+            cs.iter()
+                .filter(|c| c.app_id() == Some(app.id))
+                .find(|c| {
+                    c.deployment_id().is_some() && c.deployment_id() == app.current_deployment_id
+                })
+                .cloned()
+        });
+        let state = match (containers, &container) {
+            _ if rollout.is_some() && app.desired == Desired::Running => AppState::Deploying,
+            (None, _) => AppState::Unknown,
+            (Some(_), Some(c)) if app.desired == Desired::Stopped => {
+                if c.running() {
+                    AppState::Stopping
+                } else {
+                    AppState::Stopped
+                }
+            }
+            (Some(_), None) if app.desired == Desired::Stopped => AppState::Stopped,
+            (Some(_), Some(c)) if c.running() => AppState::Running,
+            (Some(_), Some(c)) if c.state == "created" => AppState::Starting,
+            (Some(_), Some(_)) => AppState::Crashed,
+            (Some(_), None) if current.is_some() => AppState::Starting,
+            (Some(_), None) if last_failed.is_some() => AppState::Failed,
+            (Some(_), None) => AppState::Starting,
+        };
+        Ok(AppView {
+            host_port: container
+                .as_ref()
+                .filter(|c| c.running())
+                .and_then(|c| c.host_port),
+            state,
+            current,
+            rollout,
+            last_failed,
+            app,
+        })
+    }
+
+    /// The container of the deployment that serves, if there is one.
+    pub(crate) async fn current_container(&self, app: &App) -> Result<Option<Container>> {
+        let instance = self.instance_id().await?;
+        let all = self
+            .runtime()
+            .containers(&instance)
+            .await
+            .map_err(engine_error)?;
+        Ok(all.into_iter().find(|c| {
+            c.app_id() == Some(app.id)
+                && c.deployment_id().is_some()
+                && c.deployment_id() == app.current_deployment_id
+        }))
+    }
+
+    /// The app's log: the last `tail` lines, then new ones when `follow`.
+    pub async fn app_logs(
+        &self,
+        actor: &Actor,
+        name: &str,
+        tail: usize,
+        follow: bool,
+    ) -> Result<BoxStream<'static, Result<LogLine, RuntimeError>>> {
+        let app = self.own_app(actor, name).await?;
+        let container = self.current_container(&app).await?.ok_or_else(|| {
+            Error::Conflict("The app has no container yet, so there are no logs.".into())
+        })?;
+        Ok(self
+            .runtime()
+            .logs(&container.id, tail.min(MAX_LOG_TAIL), follow))
+    }
+
+    /// CPU and memory of the last hour.
+    pub async fn app_metrics(&self, actor: &Actor, name: &str) -> Result<Vec<Point>> {
+        let app = self.own_app(actor, name).await?;
+        Ok(self.telemetry().history(app.id))
+    }
+
+    // ----- registry logins ------------------------------------------------------------------
+
+    pub async fn registry_credentials(&self, actor: &Actor) -> Result<Vec<RegistryCredential>> {
+        repo::registries::list_for_user(self.db(), actor.user_id).await
+    }
+
+    pub async fn set_registry_credential(
+        &self,
+        actor: &Actor,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<String> {
+        let mut c = Checks::default();
+        let registry = c.check("registry", validate::registry_host(registry));
+        let username = username.trim();
+        if username.is_empty() || username.len() > 255 || username.chars().any(char::is_control) {
+            c.check::<()>(
+                "username",
+                Err("Enter the user name for this registry.".into()),
+            );
+        }
+        if password.is_empty() || password.len() > 4096 || password.contains('\0') {
+            c.check::<()>(
+                "password",
+                Err("Enter the password or access token for this registry.".into()),
+            );
+        }
+        c.finish()?;
+        let registry = registry.expect("checked");
+        let sealed = self.key().encrypt(
+            password.as_bytes(),
+            &registry_context(actor.user_id, &registry),
+        );
+        repo::registries::upsert(
+            self.db(),
+            actor.user_id,
+            &registry,
+            username,
+            &sealed,
+            now(),
+        )
+        .await?;
+        Ok(registry)
+    }
+
+    pub async fn delete_registry_credential(&self, actor: &Actor, registry: &str) -> Result<()> {
+        let registry = validate::registry_host(registry).map_err(|_| Error::NotFound)?;
+        if repo::registries::delete(self.db(), actor.user_id, &registry).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// The login the engine uses to pull `registry` for a tenant.
+    pub async fn registry_auth(
+        &self,
+        user_id: i64,
+        registry: &str,
+    ) -> Result<Option<RegistryAuth>> {
+        let Some(cred) = repo::registries::for_registry(self.db(), user_id, registry).await? else {
+            return Ok(None);
+        };
+        let password = String::from_utf8(
+            self.key()
+                .decrypt(&cred.sealed_password, &registry_context(user_id, registry))?,
+        )
+        .map_err(|_| Error::internal("a registry password is not UTF-8"))?;
+        Ok(Some(RegistryAuth {
+            server: cred.registry,
+            username: cred.username,
+            password,
+        }))
+    }
+}
+
+/// An engine failure as a person sees it.
+pub fn engine_error(e: RuntimeError) -> Error {
+    match e {
+        RuntimeError::Unavailable(detail) => {
+            tracing::error!(%detail, "container engine unreachable");
+            Error::Unavailable(
+                "The container engine is not answering; try again in a minute.".into(),
+            )
+        }
+        RuntimeError::NotFound => {
+            Error::Conflict("The container is gone; the engine is recreating it.".into())
+        }
+        RuntimeError::Conflict(m) | RuntimeError::Failed(m) => Error::Conflict(m),
+    }
+}
+
+/// A checked spec, ready to store.
+#[derive(Debug, Clone)]
+struct CheckedSpec {
+    image: String,
+    port: u16,
+    env: Vec<StoredEnv>,
+    memory_mb: i64,
+    cpus_milli: i64,
+    health_path: Option<String>,
+    read_only: bool,
+}
+
+impl CheckedSpec {
+    fn as_repo(&self) -> repo::apps::Spec<'_> {
+        repo::apps::Spec {
+            image: &self.image,
+            port: self.port,
+            env: &self.env,
+            memory_mb: self.memory_mb,
+            cpus_milli: self.cpus_milli,
+            health_path: self.health_path.as_deref(),
+            read_only: self.read_only,
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The container engine as the apps service and the reconciler see it: a small trait, so the
+//! rules can be tested without Docker. The real adapter (bollard) lives in the server crate.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+
+use crate::validate::ImageRef;
+
+/// Labels on every container and network Pier creates.
+pub const LABEL_INSTANCE: &str = "pier.instance";
+pub const LABEL_TENANT: &str = "pier.tenant";
+pub const LABEL_APP: &str = "pier.app";
+pub const LABEL_DEPLOYMENT: &str = "pier.deployment";
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// The engine did not answer; worth retrying later.
+    #[error("the Docker engine is not reachable ({0})")]
+    Unavailable(String),
+    #[error("no such container, image or network")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    /// The engine refused; the text is the engine's own and is shown to the app's owner.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RuntimeError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RuntimeError::Unavailable(_))
+    }
+}
+
+/// Login for a registry. Its `Debug` never shows the password.
+#[derive(Clone)]
+pub struct RegistryAuth {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegistryAuth({}@{}, …)", self.username, self.server)
+    }
+}
+
+/// How far an image pull has come, summed over its layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PullProgress {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    pub layers_done: u32,
+    pub layers: u32,
+    pub status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The local image id (`sha256:…`), what the container is created from.
+    pub image_id: String,
+    /// The registry digest of what was pulled (`sha256:…`), for exact rollbacks.
+    pub digest: Option<String>,
+}
+
+/// Everything needed to create one app container. Its `Debug` never shows env values.
+#[derive(Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub env: Vec<(String, String)>,
+    pub port: u16,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    pub read_only: bool,
+    /// The network's id.
+    pub network: String,
+    pub labels: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for ContainerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerSpec")
+            .field("name", &self.name)
+            .field("image", &self.image)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("port", &self.port)
+            .field("memory_bytes", &self.memory_bytes)
+            .field("nano_cpus", &self.nano_cpus)
+            .field("read_only", &self.read_only)
+            .field("network", &self.network)
+            .finish()
+    }
+}
+
+/// A container as listed by the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    /// Docker's state: created, running, restarting, exited, paused, dead.
+    pub state: String,
+    /// The loopback port Docker chose for the app's port.
+    pub host_port: Option<u16>,
+    pub created: i64,
+}
+
+impl Container {
+    fn label_id(&self, key: &str) -> Option<i64> {
+        self.labels.get(key).and_then(|v| v.parse().ok())
+    }
+    pub fn tenant(&self) -> Option<i64> {
+        self.label_id(LABEL_TENANT)
+    }
+    pub fn app_id(&self) -> Option<i64> {
+        self.label_id(LABEL_APP)
+    }
+    pub fn deployment_id(&self) -> Option<i64> {
+        self.label_id(LABEL_DEPLOYMENT)
+    }
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub tenant: Option<i64>,
+}
+
+/// Why a container stopped, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub running: bool,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub error: String,
+}
+
+impl ExitInfo {
+    pub fn describe(&self) -> String {
+        if self.oom_killed {
+            "it ran out of memory (killed by the memory limit)".into()
+        } else if !self.error.is_empty() {
+            format!("it could not start: {}", self.error)
+        } else {
+            format!("it exited with code {}", self.exit_code)
+        }
+    }
+}
+
+/// Cumulative counters read from the engine; CPU use is the difference of two readings.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub cpu_ns: u64,
+    pub system_ns: u64,
+    pub online_cpus: u32,
+    pub memory_bytes: u64,
+    pub memory_limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    /// "stdout" or "stderr".
+    pub stream: String,
+    pub text: String,
+}
+
+pub type ProgressFn = Box<dyn Fn(PullProgress) + Send + Sync>;
+
+/// The operations Pier needs from a container engine.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Every container (running or not) labelled with this installation's id.
+    async fn containers(&self, instance: &str) -> Result<Vec<Container>, RuntimeError>;
+    async fn pull(
+        &self,
+        image: &ImageRef,
+        auth: Option<RegistryAuth>,
+        progress: ProgressFn,
+    ) -> Result<Pulled, RuntimeError>;
+    async fn networks(&self, instance: &str) -> Result<Vec<Network>, RuntimeError>;
+    /// Creates the network unless it exists; its id.
+    async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<String, RuntimeError>;
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Creates a container; `Conflict` when one with that name exists.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
+    async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn stop(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError>;
+    async fn restart(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError>;
+    /// Removes a container, stopping it first; a missing container is not an error.
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn exit_info(&self, id: &str) -> Result<ExitInfo, RuntimeError>;
+    /// The last `tail` lines, then (when `follow`) new lines as they are written.
+    fn logs(
+        &self,
+        id: &str,
+        tail: usize,
+        follow: bool,
+    ) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
+    async fn usage(&self, id: &str) -> Result<Usage, RuntimeError>;
+}

@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# Starts and stops the outside services Pier's container-engine tests talk to, on this machine:
+#   - dockerd (only when it is not already running; then we also stop it again),
+#   - a local image registry with htpasswd (bcrypt) auth on 127.0.0.1 (the Debian `docker-registry`),
+#   - test images built FROM scratch out of /usr/bin/busybox, pushed there and removed locally, so
+#     whoever uses them must really pull (with credentials) from the registry:
+#       REGISTRY/pier-test/hello:1     busybox httpd on :8080 serving "${GREETING:-hello from pier}"
+#                                      at / and "ok" at /healthz (works with --read-only --tmpfs /tmp)
+#       REGISTRY/pier-test/hello:2     the same, default text "hello from pier v2"
+#       REGISTRY/pier-test/sleeper:1   `sleep 3600`, never answers HTTP
+#
+#   scripts/services.sh start   start everything (again: restarts the registry with a new password)
+#   scripts/services.sh stop    stop what `start` started; remove everything labelled pier.test=1
+#   scripts/services.sh env     print the path of the env file: source "$(scripts/services.sh env)"
+#
+# The env file exports PIER_TEST_REGISTRY (host:port), PIER_TEST_REGISTRY_USER,
+# PIER_TEST_REGISTRY_PASSWORD and PIER_TEST_SERVICES (the state directory).
+#   PIER_SERVICES_DIR          state directory (default /tmp/pier-services)
+#   PIER_TEST_REGISTRY_PORT    registry port on 127.0.0.1 (default 5123)
+# Needs root (dockerd), and: docker.io docker-registry busybox-static apache2-utils curl
+# (scripts/setup.sh --test installs them). Only ever talks to 127.0.0.1.
+set -euo pipefail
+# No job control: a background child then stays in this script's process group (it does not lead
+# one of its own), so `setsid` below never has to fork and `$!` is the daemon's own pid.
+set +m
+
+STATE=${PIER_SERVICES_DIR:-/tmp/pier-services}
+PORT=${PIER_TEST_REGISTRY_PORT:-5123}
+REGISTRY="127.0.0.1:$PORT"
+REG_USER=pier-test
+ENV_FILE="$STATE/env"
+LABEL=pier.test=1
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'services.sh: %s\n' "$*" >&2; exit 1; }
+
+# Prints the last lines of a log file to stderr (for error messages).
+log_tail() {
+  [[ -f "$1" ]] || return 0
+  printf -- '--- last lines of %s ---\n' "$1" >&2
+  tail -n 30 "$1" >&2
+}
+
+# Succeeds when pid file $1 names a live process whose command name is $2 (guards against a stale
+# pid file whose number now belongs to some other process).
+pid_alive() {
+  local pid
+  [[ -f "$1" ]] || return 1
+  pid=$(<"$1")
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [[ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == "$2" ]]
+}
+
+# Stops the process in pid file $1 (command name $2): SIGTERM, wait up to $3 seconds, then SIGKILL.
+# Removes the pid file. Does nothing (but remove a stale pid file) if it is not running.
+stop_pidfile() {
+  local file=$1 name=$2 timeout=$3 pid i
+  if pid_alive "$file" "$name"; then
+    pid=$(<"$file")
+    say "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+      [[ -d "/proc/$pid" ]] || break
+      sleep 0.1
+    done
+    if [[ -d "/proc/$pid" ]]; then
+      say "$name did not exit within ${timeout}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while [[ -d "/proc/$pid" ]]; do sleep 0.1; done
+    fi
+  fi
+  rm -f "$file"
+}
+
+# A random password: 16 bytes from /dev/urandom as 32 hex digits.
+random_hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
+
+# curl against the local registry only; never through a proxy.
+rcurl() { curl --noproxy '*' -s --max-time 10 "$@"; }
+
+# --- start, step 1: dockerd -------------------------------------------------------------------
+
+start_dockerd() {
+  local i pid
+  if docker info >/dev/null 2>&1; then
+    # Already up. A pid file of ours whose process is gone is stale; drop it so `stop` never
+    # kills a daemon someone else started since.
+    pid_alive "$STATE/dockerd.pid" dockerd || rm -f "$STATE/dockerd.pid"
+    say "dockerd already running"
+    return
+  fi
+  if pgrep -x dockerd >/dev/null; then
+    # Someone else's dockerd is still coming up: wait for it, but it is not ours to stop.
+    say "waiting for a dockerd we did not start"
+  else
+    say "starting dockerd (log: $STATE/dockerd.log)"
+    # setsid: its own session, so it outlives this script and its caller's process group.
+    setsid dockerd >"$STATE/dockerd.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$STATE/dockerd.pid"
+  fi
+  for ((i = 0; i < 120; i++)); do
+    docker info >/dev/null 2>&1 && return
+    if [[ -n "${pid:-}" && ! -d "/proc/$pid" ]]; then
+      rm -f "$STATE/dockerd.pid"
+      log_tail "$STATE/dockerd.log"
+      die "dockerd exited during startup"
+    fi
+    sleep 0.5
+  done
+  log_tail "$STATE/dockerd.log"
+  die "docker info still fails after 60 s"
+}
+
+# --- start, step 2: the registry ---------------------------------------------------------------
+
+# Writes "$REG_USER:<bcrypt hash>" for password $1 to stdout: htpasswd (apache2-utils), installing
+# it if missing, else python3's bcrypt module. The registry only accepts bcrypt entries.
+htpasswd_line() {
+  if ! command -v htpasswd >/dev/null && ! python3 -c 'import bcrypt' 2>/dev/null; then
+    say "apt-get install apache2-utils (for htpasswd)"
+    apt-get update -qq >&2 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >&2 || true
+  fi
+  if command -v htpasswd >/dev/null; then
+    htpasswd -Bbn "$REG_USER" "$1" | sed '/^$/d'
+  elif python3 -c 'import bcrypt' 2>/dev/null; then
+    PW="$1" python3 -c 'import bcrypt, os, sys
+sys.stdout.write(sys.argv[1] + ":" + bcrypt.hashpw(os.environ["PW"].encode(), bcrypt.gensalt()).decode() + "\n")' "$REG_USER"
+  else
+    die "no way to make a bcrypt htpasswd: install apache2-utils (or python3-bcrypt)"
+  fi
+}
+
+start_registry() {
+  local password=$1 i code pid
+  stop_pidfile "$STATE/registry.pid" docker-registry 10
+  # Something else on the port would answer the 401 below in our registry's stead.
+  code=$(rcurl -o /dev/null -w '%{http_code}' "http://$REGISTRY/" || true)
+  [[ "$code" == 000 ]] || die "something else already listens on $REGISTRY (set PIER_TEST_REGISTRY_PORT)"
+
+  mkdir -p "$STATE/registry-data"
+  (umask 077 && htpasswd_line "$password" >"$STATE/htpasswd")
+  # A registry of its own (the Debian package's /etc/docker/registry/config.yml is left alone).
+  # The random http secret only signs upload state; one instance, so it need not persist.
+  cat >"$STATE/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  fields:
+    service: pier-test-registry
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry-data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+  secret: $(random_hex)
+auth:
+  htpasswd:
+    realm: pier-test-registry
+    path: $STATE/htpasswd
+EOF
+  chmod 600 "$STATE/registry.yml"
+
+  say "starting docker-registry on $REGISTRY (log: $STATE/registry.log)"
+  setsid docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$STATE/registry.pid"
+  # Up when /v2/ asks for credentials (401) while our process still runs.
+  for ((i = 0; i < 60; i++)); do
+    if [[ ! -d "/proc/$pid" ]]; then
+      rm -f "$STATE/registry.pid"
+      log_tail "$STATE/registry.log"
+      die "docker-registry exited during startup (port $PORT in use?)"
+    fi
+    code=$(rcurl -o /dev/null -w '%{http_code}' "http://$REGISTRY/v2/" || true)
+    [[ "$code" == 401 ]] && return
+    sleep 0.5
+  done
+  log_tail "$STATE/registry.log"
+  die "registry on $REGISTRY does not answer 401 on /v2/ after 30 s (last: ${code:-none})"
+}
+
+# --- start, step 3: the test images ------------------------------------------------------------
+
+# Builds image $1 from a context holding busybox and entrypoint script $2 (its text on stdin);
+# $3 is an extra Dockerfile line (EXPOSE) or nothing.
+build_image() {
+  local tag=$1 ctx
+  ctx=$(mktemp -d)
+  cp /usr/bin/busybox "$ctx/busybox"
+  cat >"$ctx/$2"
+  chmod 755 "$ctx/$2"
+  cat >"$ctx/Dockerfile" <<EOF
+FROM scratch
+LABEL pier.test=1
+COPY busybox /bin/busybox
+RUN ["/bin/busybox","--install","-s","/bin"]
+# /tmp exists (sticky, world-writable) even without a tmpfs over it.
+RUN ["/bin/mkdir","-p","-m","1777","/tmp"]
+COPY $2 /$2
+${3:-}
+CMD ["/bin/sh","/$2"]
+EOF
+  # The legacy builder: BuildKit would want to pull its frontend; the build log goes to a file.
+  if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm -t "$tag" "$ctx" >>"$STATE/build.log" 2>&1; then
+    rm -rf "$ctx"
+    log_tail "$STATE/build.log"
+    die "docker build $tag failed"
+  fi
+  rm -rf "$ctx"
+}
+
+# PID 1 in a container ignores every signal it has no handler for, and neither busybox httpd nor
+# sleep installs one: run directly (`exec httpd ...`), `docker stop` waited its full 10 s timeout
+# and then killed them. So a shell stays PID 1, runs the program in the background, and on
+# SIGTERM/SIGINT stops it and exits 0, as a well-behaved service would. $1 is the program.
+pid1_wrapper() {
+  cat <<EOF
+$1 &
+child=\$!
+trap 'kill "\$child" 2>/dev/null; wait "\$child" || true; exit 0' TERM INT
+wait "\$child"
+EOF
+}
+
+# The HTTP server's entrypoint, with $1 as the default greeting. Only /tmp is written, so a
+# read-only root with a tmpfs on /tmp works.
+serve_script() {
+  cat <<EOF
+#!/bin/sh
+set -e
+mkdir -p /tmp/www
+printf '%s\n' "\${GREETING:-$1}" >/tmp/www/index.html
+echo ok >/tmp/www/healthz
+echo "serving on port 8080"
+EOF
+  # -v: one log line per request, on stderr, so the app has a log to stream.
+  pid1_wrapper "httpd -f -v -p 8080 -h /tmp/www"
+}
+
+build_and_push_images() {
+  local password=$1 images tags
+  images=("$REGISTRY/pier-test/hello:1" "$REGISTRY/pier-test/hello:2" "$REGISTRY/pier-test/sleeper:1")
+  : >"$STATE/build.log"
+  say "building test images (log: $STATE/build.log)"
+  serve_script "hello from pier" | build_image "${images[0]}" serve.sh "EXPOSE 8080"
+  serve_script "hello from pier v2" | build_image "${images[1]}" serve.sh "EXPOSE 8080"
+  { echo '#!/bin/sh'; pid1_wrapper "sleep 3600"; } | build_image "${images[2]}" sleep.sh
+
+  say "pushing them to $REGISTRY"
+  # A private client config: the login never lands in (or clobbers) ~/.docker/config.json.
+  (
+    export DOCKER_CONFIG="$STATE/docker-config"
+    mkdir -p "$DOCKER_CONFIG"
+    printf '%s' "$password" | docker login "$REGISTRY" -u "$REG_USER" --password-stdin >>"$STATE/build.log" 2>&1 \
+      || { log_tail "$STATE/build.log"; die "docker login $REGISTRY failed"; }
+    for image in "${images[@]}"; do
+      docker push "$image" >>"$STATE/build.log" 2>&1 \
+        || { docker logout "$REGISTRY" >/dev/null 2>&1 || true; log_tail "$STATE/build.log"; die "docker push $image failed"; }
+    done
+    docker logout "$REGISTRY" >>"$STATE/build.log" 2>&1
+  )
+  # Gone locally (with the builder's intermediate images): users must pull from the registry.
+  docker rmi "${images[@]}" >>"$STATE/build.log" 2>&1
+
+  tags=$(rcurl -u "$REG_USER:$password" "http://$REGISTRY/v2/pier-test/hello/tags/list" || true)
+  [[ "$tags" == *'"1"'* && "$tags" == *'"2"'* ]] \
+    || die "the registry does not list hello:1 and hello:2 (tags/list said: ${tags:-nothing})"
+}
+
+# --- subcommands -------------------------------------------------------------------------------
+
+cmd_start() {
+  local t0 ms password
+  t0=$(date +%s%N)
+  start_dockerd
+  password=$(random_hex)
+  # The old env file's password is about to be wrong.
+  rm -f "$ENV_FILE"
+  start_registry "$password"
+  build_and_push_images "$password"
+  # Readable by us only: it holds the password.
+  (
+    umask 077
+    {
+      printf 'export PIER_TEST_REGISTRY=%q\n' "$REGISTRY"
+      printf 'export PIER_TEST_REGISTRY_USER=%q\n' "$REG_USER"
+      printf 'export PIER_TEST_REGISTRY_PASSWORD=%q\n' "$password"
+      printf 'export PIER_TEST_SERVICES=%q\n' "$STATE"
+    } >"$ENV_FILE"
+  )
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  printf 'services up in %d.%ds: dockerd (%s), registry %s (user %s), images pier-test/hello:1,2 pier-test/sleeper:1; env: %s\n' \
+    $((ms / 1000)) $((ms % 1000 / 100)) \
+    "$([[ -f "$STATE/dockerd.pid" ]] && echo "ours, pid $(<"$STATE/dockerd.pid")" || echo "not ours, left alone by stop")" \
+    "$REGISTRY" "$REG_USER" "$ENV_FILE"
+}
+
+cmd_stop() {
+  local ids
+  stop_pidfile "$STATE/registry.pid" docker-registry 10
+  rm -f "$ENV_FILE"
+  if docker info >/dev/null 2>&1; then
+    say "removing containers, networks, volumes and images labelled $LABEL"
+    ids=$(docker ps -aq --filter "label=$LABEL")
+    # shellcheck disable=SC2086 # one id per word
+    [[ -z "$ids" ]] || docker rm -f $ids >/dev/null
+    ids=$(docker network ls -q --filter "label=$LABEL")
+    # shellcheck disable=SC2086
+    [[ -z "$ids" ]] || docker network rm $ids >/dev/null
+    ids=$(docker volume ls -q --filter "label=$LABEL")
+    # shellcheck disable=SC2086
+    [[ -z "$ids" ]] || docker volume rm -f $ids >/dev/null
+    ids=$(docker images -q --filter "label=$LABEL" | sort -u)
+    # shellcheck disable=SC2086
+    [[ -z "$ids" ]] || docker rmi -f $ids >/dev/null
+  fi
+  # dockerd only if we started it (its pid file exists); never anyone else's.
+  if [[ -f "$STATE/dockerd.pid" ]]; then
+    stop_pidfile "$STATE/dockerd.pid" dockerd 60
+  fi
+  say "services stopped"
+}
+
+mkdir -p "$STATE"
+chmod 700 "$STATE"
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  env) echo "$ENV_FILE" ;;
+  *)
+    echo "usage: $0 start|stop|env" >&2
+    exit 2
+    ;;
+esac

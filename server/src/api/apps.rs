@@ -1,0 +1,668 @@
+//! `/api/v1/apps`: the caller's apps, their deployments, logs and metrics.
+//!
+//! Handlers only translate JSON to the service's input and its results back; every rule
+//! (validation, quotas, tenancy: another tenant's app is simply not found) is the service's.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use futures_util::StreamExt;
+use pier_core::{
+    apps::{engine_error, AppInput, AppView, EnvInput, MAX_LOG_TAIL},
+    model::{Deployment, Scope},
+    runtime::PullProgress,
+    telemetry::Point,
+    validate::format_cpus,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[allow(unused_imports)]
+use super::ErrorBody;
+use super::{format_time, users::Cpus, ApiResult, Body, Caller, Page, PageQuery, Q};
+use crate::http::AppState;
+
+/// How many log lines a request gets when it names no `tail`.
+const DEFAULT_LOG_TAIL: usize = 200;
+/// How many of an app's latest deployments the deployments list pages through.
+const DEPLOYMENTS_LISTED: i64 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/apps", get(list).post(create))
+        .route("/apps/{name}", get(show).patch(update).delete(remove))
+        .route("/apps/{name}/start", post(start))
+        .route("/apps/{name}/stop", post(stop))
+        .route("/apps/{name}/restart", post(restart))
+        .route("/apps/{name}/redeploy", post(redeploy))
+        .route("/apps/{name}/rollback", post(rollback))
+        .route("/apps/{name}/deployments", get(deployments))
+        .route("/apps/{name}/logs", get(logs))
+        .route("/apps/{name}/metrics", get(metrics))
+}
+
+// ----- views ----------------------------------------------------------------------------------
+
+/// One environment variable. Secret values are never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvOut {
+    name: String,
+    /// The value; null when the variable is secret.
+    value: Option<String>,
+    secret: bool,
+}
+
+/// How far the image pull of a rollout has come.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PullOut {
+    done_bytes: u64,
+    total_bytes: u64,
+    layers_done: u32,
+    layers: u32,
+    status: String,
+}
+
+impl From<PullProgress> for PullOut {
+    fn from(p: PullProgress) -> Self {
+        PullOut {
+            done_bytes: p.done_bytes,
+            total_bytes: p.total_bytes,
+            layers_done: p.layers_done,
+            layers: p.layers,
+            status: p.status,
+        }
+    }
+}
+
+/// The deployment being rolled out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolloutOut {
+    /// The deployment's number.
+    number: i64,
+    /// queued, pulling or starting.
+    #[schema(example = "pulling")]
+    status: String,
+    /// The image pull's progress, once the pull has begun.
+    pull: Option<PullOut>,
+}
+
+/// An app: its settings and what it is doing now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppOut {
+    #[schema(example = "my-app")]
+    name: String,
+    /// The image reference, normalised (`nginx` → `docker.io/library/nginx:latest`).
+    #[schema(example = "ghcr.io/owner/app:1.2")]
+    image: String,
+    /// The port the app listens on inside its container.
+    port: u16,
+    env: Vec<EnvOut>,
+    memory_mb: i64,
+    /// CPUs as a decimal string ("0.5").
+    #[schema(example = "0.5")]
+    cpus: String,
+    health_path: Option<String>,
+    read_only: bool,
+    /// What the owner asked for: running or stopped.
+    #[schema(example = "running")]
+    desired: String,
+    /// deploying, running, crashed, stopped, stopping, starting, failed or unknown (the
+    /// container engine does not answer).
+    #[schema(example = "running")]
+    state: String,
+    /// The loopback port its running container answers on.
+    host_port: Option<u16>,
+    /// The number of the deployment that serves.
+    current_deployment: Option<i64>,
+    /// The deployment being rolled out, if one is.
+    rollout: Option<RolloutOut>,
+    /// Why the last attempt to run the app failed.
+    last_error: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<AppView> for AppOut {
+    fn from(v: AppView) -> Self {
+        let app = v.app;
+        AppOut {
+            env: app
+                .env
+                .iter()
+                .map(|e| EnvOut {
+                    name: e.name.clone(),
+                    value: if e.is_secret() {
+                        None
+                    } else {
+                        Some(e.value.clone().unwrap_or_default())
+                    },
+                    secret: e.is_secret(),
+                })
+                .collect(),
+            port: app.port,
+            memory_mb: app.memory_mb,
+            cpus: format_cpus(app.cpus_milli),
+            read_only: app.read_only,
+            desired: app.desired.as_str().to_owned(),
+            state: v.state.as_str().to_owned(),
+            host_port: v.host_port,
+            current_deployment: v.current.as_ref().map(|d| d.number),
+            rollout: v.rollout.map(|(d, pull)| RolloutOut {
+                number: d.number,
+                status: d.status.as_str().to_owned(),
+                pull: pull.map(PullOut::from),
+            }),
+            last_error: app
+                .last_error
+                .or_else(|| v.last_failed.and_then(|d| d.error)),
+            created_at: format_time(app.created_at),
+            updated_at: format_time(app.updated_at),
+            health_path: app.health_path,
+            image: app.image,
+            name: app.name,
+        }
+    }
+}
+
+/// One rollout of an app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentOut {
+    /// Counts up from 1 per app.
+    number: i64,
+    /// Why it was made: created, settings changed, redeploy, rollback to #N, …
+    #[schema(example = "created")]
+    cause: String,
+    image: String,
+    /// The registry digest of the image it ran (`sha256:…`), once pulled.
+    digest: Option<String>,
+    /// queued, pulling, starting, running, superseded, failed or cancelled.
+    #[schema(example = "running")]
+    status: String,
+    /// Why it failed.
+    error: Option<String>,
+    created_at: String,
+    finished_at: Option<String>,
+}
+
+impl From<Deployment> for DeploymentOut {
+    fn from(d: Deployment) -> Self {
+        DeploymentOut {
+            number: d.number,
+            cause: d.cause,
+            image: d.image,
+            digest: d.digest,
+            status: d.status.as_str().to_owned(),
+            error: d.error,
+            created_at: format_time(d.created_at),
+            finished_at: d.finished_at.map(format_time),
+        }
+    }
+}
+
+/// One reading of an app's container.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricOut {
+    at: String,
+    /// Percent of one CPU (150 = one and a half CPUs busy).
+    cpu_percent: f64,
+    memory_bytes: u64,
+    memory_limit: u64,
+}
+
+impl From<Point> for MetricOut {
+    fn from(p: Point) -> Self {
+        MetricOut {
+            at: format_time(p.at),
+            cpu_percent: p.cpu_percent,
+            memory_bytes: p.memory_bytes,
+            memory_limit: p.memory_limit,
+        }
+    }
+}
+
+// ----- bodies ---------------------------------------------------------------------------------
+
+/// A new app. Left-out limits get the defaults (256 MiB, 0.5 CPU).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApp {
+    /// 1–40 lower-case letters, digits and hyphens.
+    #[schema(example = "my-app")]
+    name: String,
+    #[schema(example = "ghcr.io/owner/app:1.2")]
+    image: String,
+    /// The port the app listens on inside its container, 1–65535.
+    port: i64,
+    /// Environment variables, name to value.
+    env: Option<BTreeMap<String, String>>,
+    /// Which of the variables in `env` are secret (stored encrypted, never shown again).
+    secret_env: Option<Vec<String>>,
+    memory_mb: Option<i64>,
+    /// Decimal CPUs, as a number (0.5) or a string ("0.5").
+    cpus: Option<Cpus>,
+    /// A path answering 2xx/3xx once the app is ready, like /healthz.
+    health_path: Option<String>,
+    /// Run with a read-only root file system.
+    read_only: Option<bool>,
+}
+
+/// Changes to an app; what is left out stays as it is. The change is rolled out as a new
+/// deployment.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchApp {
+    image: Option<String>,
+    port: Option<i64>,
+    /// Replaces the whole environment. A secret variable sent with an empty value keeps its
+    /// current value.
+    env: Option<BTreeMap<String, String>>,
+    /// Which variables in `env` are secret; only with `env`. Without it, the variables in `env`
+    /// that are secret now stay secret.
+    secret_env: Option<Vec<String>>,
+    memory_mb: Option<i64>,
+    /// Decimal CPUs, as a number (0.5) or a string ("0.5").
+    cpus: Option<Cpus>,
+    /// "" removes the health check.
+    health_path: Option<String>,
+    read_only: Option<bool>,
+}
+
+/// Which deployment to run again.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// The number of a deployment that once ran successfully.
+    deployment: i64,
+}
+
+/// `?tail=&follow=` on the logs route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// How many of the last lines to send (default 200, at most 5000).
+    #[param(minimum = 0, maximum = 5000)]
+    tail: Option<usize>,
+    /// Keep the response open and send new lines as they are written (default false).
+    follow: Option<bool>,
+}
+
+fn cpus_text(c: &Cpus) -> String {
+    match c {
+        Cpus::Number(n) => n.to_string(),
+        Cpus::Text(t) => t.clone(),
+    }
+}
+
+/// The names in `secret_env`, each of which must be a variable of `env`.
+fn secret_names(env: &BTreeMap<String, String>, names: Vec<String>) -> ApiResult<HashSet<String>> {
+    if let Some(missing) = names.iter().find(|n| !env.contains_key(n.as_str())) {
+        return Err(pier_core::Error::field(
+            "secret_env",
+            format!("{missing:?} is not in env: secret_env names variables that env sets."),
+        )
+        .into());
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// The variables as the service takes them (in name order).
+fn env_input(env: BTreeMap<String, String>, secret: &HashSet<String>) -> Vec<EnvInput> {
+    env.into_iter()
+        .map(|(name, value)| EnvInput {
+            secret: secret.contains(&name),
+            name,
+            value,
+        })
+        .collect()
+}
+
+async fn app_out(s: &AppState, caller: &Caller, name: &str) -> ApiResult<Json<AppOut>> {
+    Ok(Json(s.pier.app_view(&caller.actor, name).await?.into()))
+}
+
+// ----- handlers -------------------------------------------------------------------------------
+
+/// The caller's apps, with what each is doing now.
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", operation_id = "list_apps",
+    params(PageQuery),
+    security(("token" = [])),
+    responses((status = 200, body = Page<AppOut>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<Page<AppOut>>> {
+    caller.require(Scope::Read)?;
+    let all = s.pier.list_apps(&caller.actor).await?;
+    Ok(Json(
+        q.paginate(all.into_iter().map(AppOut::from).collect())?,
+    ))
+}
+
+/// Creates an app and queues its first deployment; 403 `quota_exceeded` names the limit.
+#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", operation_id = "create_app",
+    request_body = NewApp,
+    security(("token" = [])),
+    responses((status = 201, body = AppOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<NewApp>,
+) -> ApiResult<(StatusCode, Json<AppOut>)> {
+    caller.require(Scope::Write)?;
+    let env = b.env.unwrap_or_default();
+    let secret = secret_names(&env, b.secret_env.unwrap_or_default())?;
+    let input = AppInput {
+        name: b.name,
+        image: b.image,
+        port: b.port.to_string(),
+        env: env_input(env, &secret),
+        memory_mb: b.memory_mb.map(|m| m.to_string()).unwrap_or_default(),
+        cpus: b.cpus.as_ref().map(cpus_text).unwrap_or_default(),
+        health_path: b.health_path.unwrap_or_default(),
+        read_only: b.read_only.unwrap_or(false),
+        ..Default::default()
+    };
+    let app = s.pier.create_app(&caller.actor, input).await?;
+    let Json(out) = app_out(&s, &caller, &app.name).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// One app.
+#[utoipa::path(get, path = "/api/v1/apps/{name}", tag = "apps", operation_id = "show_app",
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 200, body = AppOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<AppOut>> {
+    caller.require(Scope::Read)?;
+    app_out(&s, &caller, &name).await
+}
+
+/// Changes an app's settings (what is left out is kept) and rolls them out.
+#[utoipa::path(patch, path = "/api/v1/apps/{name}", tag = "apps", operation_id = "update_app",
+    request_body = PatchApp,
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 200, body = AppOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(p): Body<PatchApp>,
+) -> ApiResult<Json<AppOut>> {
+    caller.require(Scope::Write)?;
+    let actor = &caller.actor;
+    let current = s.pier.own_app(actor, &name).await?;
+    let env = match (p.env, p.secret_env) {
+        (Some(env), Some(names)) => {
+            let secret = secret_names(&env, names)?;
+            env_input(env, &secret)
+        }
+        (Some(env), None) => {
+            let secret: HashSet<String> = current
+                .env
+                .iter()
+                .filter(|v| v.is_secret())
+                .map(|v| v.name.clone())
+                .collect();
+            env_input(env, &secret)
+        }
+        (None, Some(_)) => {
+            return Err(pier_core::Error::field(
+                "secret_env",
+                "Send secret_env together with env: it says which variables of env are secret.",
+            )
+            .into())
+        }
+        // Unchanged: plain values as they are, secret ones empty (which the service keeps).
+        (None, None) => current
+            .env
+            .iter()
+            .map(|v| EnvInput {
+                name: v.name.clone(),
+                value: if v.is_secret() {
+                    String::new()
+                } else {
+                    v.value.clone().unwrap_or_default()
+                },
+                secret: v.is_secret(),
+            })
+            .collect(),
+    };
+    let input = AppInput {
+        name: current.name.clone(),
+        image: p.image.unwrap_or_else(|| current.image.clone()),
+        port: p
+            .port
+            .map_or_else(|| current.port.to_string(), |n| n.to_string()),
+        env,
+        // Empty means unchanged to the service.
+        memory_mb: p.memory_mb.map(|m| m.to_string()).unwrap_or_default(),
+        cpus: p.cpus.as_ref().map(cpus_text).unwrap_or_default(),
+        health_path: p
+            .health_path
+            .unwrap_or_else(|| current.health_path.clone().unwrap_or_default()),
+        read_only: p.read_only.unwrap_or(current.read_only),
+        ..Default::default()
+    };
+    let app = s.pier.update_app(actor, &current.name, input).await?;
+    app_out(&s, &caller, &app.name).await
+}
+
+/// Deletes an app, its deployments and its container.
+#[utoipa::path(delete, path = "/api/v1/apps/{name}", tag = "apps", operation_id = "delete_app",
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn remove(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Write)?;
+    s.pier.delete_app(&caller.actor, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Wants the app running; the engine starts it.
+#[utoipa::path(post, path = "/api/v1/apps/{name}/start", tag = "apps", operation_id = "start_app",
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 200, body = AppOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn start(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<AppOut>> {
+    caller.require(Scope::Write)?;
+    let app = s.pier.set_app_running(&caller.actor, &name, true).await?;
+    app_out(&s, &caller, &app.name).await
+}
+
+/// Wants the app stopped; the engine stops it.
+#[utoipa::path(post, path = "/api/v1/apps/{name}/stop", tag = "apps", operation_id = "stop_app",
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 200, body = AppOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn stop(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<AppOut>> {
+    caller.require(Scope::Write)?;
+    let app = s.pier.set_app_running(&caller.actor, &name, false).await?;
+    app_out(&s, &caller, &app.name).await
+}
+
+/// Restarts the app's container in place (no new deployment); answers once it has restarted.
+/// 409 when the app is stopped or has no container yet.
+#[utoipa::path(post, path = "/api/v1/apps/{name}/restart", tag = "apps",
+    operation_id = "restart_app",
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn restart(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Write)?;
+    s.pier.restart_app(&caller.actor, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Queues a new deployment of the app's settings, pulling the image tag afresh.
+#[utoipa::path(post, path = "/api/v1/apps/{name}/redeploy", tag = "apps",
+    operation_id = "redeploy_app",
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 202, body = DeploymentOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn redeploy(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<DeploymentOut>)> {
+    caller.require(Scope::Write)?;
+    let d = s.pier.redeploy_app(&caller.actor, &name).await?;
+    Ok((StatusCode::ACCEPTED, Json(d.into())))
+}
+
+/// Queues a deployment of exactly what an earlier one ran (same image digest, env and limits).
+/// 409 when that deployment never ran successfully.
+#[utoipa::path(post, path = "/api/v1/apps/{name}/rollback", tag = "apps",
+    operation_id = "rollback_app", request_body = RollbackBody,
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 202, body = DeploymentOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn rollback(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(b): Body<RollbackBody>,
+) -> ApiResult<(StatusCode, Json<DeploymentOut>)> {
+    caller.require(Scope::Write)?;
+    let d = s
+        .pier
+        .rollback_app(&caller.actor, &name, b.deployment)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(d.into())))
+}
+
+/// The app's latest 500 deployments, newest first.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/deployments", tag = "apps",
+    operation_id = "app_deployments",
+    params(("name" = String, Path, description = "The app's name"), PageQuery),
+    security(("token" = [])),
+    responses((status = 200, body = Page<DeploymentOut>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn deployments(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<Page<DeploymentOut>>> {
+    caller.require(Scope::Read)?;
+    let all = s
+        .pier
+        .deployments(&caller.actor, &name, DEPLOYMENTS_LISTED, 0)
+        .await?;
+    Ok(Json(q.paginate(
+        all.into_iter().map(DeploymentOut::from).collect(),
+    )?))
+}
+
+/// The app's log as plain text, one line per line; with `follow=true` the response stays open
+/// and new lines are sent as they are written. 409 when the app has no container yet.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/logs", tag = "apps", operation_id = "app_logs",
+    params(("name" = String, Path, description = "The app's name"), LogsQuery),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The log lines", body = String,
+            content_type = "text/plain"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn logs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Q(q): Q<LogsQuery>,
+) -> ApiResult<Response> {
+    caller.require(Scope::Read)?;
+    let tail = q.tail.unwrap_or(DEFAULT_LOG_TAIL).min(MAX_LOG_TAIL);
+    let follow = q.follow.unwrap_or(false);
+    let mut lines = s.pier.app_logs(&caller.actor, &name, tail, follow).await?;
+    let headers = [
+        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    if !follow {
+        let mut text = String::new();
+        while let Some(line) = lines.next().await {
+            let line = line.map_err(engine_error)?;
+            text.push_str(&line.text);
+            text.push('\n');
+        }
+        return Ok((headers, text).into_response());
+    }
+    // An engine error mid-stream ends the stream cleanly (the client sees the end of the body).
+    let body = lines
+        .take_while(|line| {
+            if let Err(e) = line {
+                tracing::debug!(error = %e, "app log stream ended");
+            }
+            std::future::ready(line.is_ok())
+        })
+        .map(|line| {
+            let mut text = line.map(|l| l.text).unwrap_or_default();
+            text.push('\n');
+            Ok::<Bytes, std::io::Error>(Bytes::from(text))
+        });
+    Ok((headers, axum::body::Body::from_stream(body)).into_response())
+}
+
+/// The app's CPU and memory readings of the last hour, oldest first.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/metrics", tag = "apps",
+    operation_id = "app_metrics",
+    params(("name" = String, Path, description = "The app's name")),
+    security(("token" = [])),
+    responses((status = 200, body = Vec<MetricOut>), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn metrics(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<MetricOut>>> {
+    caller.require(Scope::Read)?;
+    let points = s.pier.app_metrics(&caller.actor, &name).await?;
+    Ok(Json(points.into_iter().map(MetricOut::from).collect()))
+}

@@ -1,0 +1,506 @@
+//! The Docker engine behind [`Runtime`], through bollard. Every container gets the hardened
+//! defaults here, whatever the spec says: no privileges, no capabilities, no new privileges,
+//! limits on memory, CPU and processes, an init process, a port published on loopback only.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bollard::{
+    auth::DockerCredentials,
+    container::LogOutput,
+    errors::Error as DockerError,
+    models::{
+        ContainerCreateBody, HostConfig, HostConfigLogConfig, NetworkCreateRequest, PortBinding,
+        RestartPolicy, RestartPolicyNameEnum,
+    },
+    query_parameters::{
+        CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+        ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+    },
+    Docker,
+};
+use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
+use pier_core::{
+    runtime::{
+        Container, ContainerSpec, ExitInfo, LogLine, Network, ProgressFn, PullProgress, Pulled,
+        RegistryAuth, Runtime, RuntimeError, Usage, LABEL_INSTANCE, LABEL_TENANT,
+    },
+    validate::ImageRef,
+};
+
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connects lazily: nothing is sent until the first call, so Pier starts (and shows the
+    /// engine as unreachable) even when dockerd is down.
+    pub fn connect() -> anyhow::Result<Self> {
+        let docker = Docker::connect_with_local_defaults()?
+            .with_timeout(std::time::Duration::from_secs(120));
+        Ok(DockerRuntime { docker })
+    }
+}
+
+fn map_err(e: DockerError) -> RuntimeError {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        } => RuntimeError::NotFound,
+        DockerError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => RuntimeError::Conflict(message),
+        DockerError::DockerResponseServerError { message, .. } => RuntimeError::Failed(message),
+        DockerError::DockerStreamError { error } => RuntimeError::Failed(error),
+        other => RuntimeError::Unavailable(other.to_string()),
+    }
+}
+
+fn label_filter(instance: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_INSTANCE}={instance}")],
+    )])
+}
+
+/// Sums a pull's per-layer progress messages.
+#[derive(Default)]
+struct PullTally {
+    layers: HashMap<String, (u64, u64, bool)>,
+}
+
+impl PullTally {
+    fn add(&mut self, id: Option<&str>, status: &str, current: Option<i64>, total: Option<i64>) {
+        let Some(id) = id.filter(|i| i.len() >= 12 && i.chars().all(|c| c.is_ascii_hexdigit()))
+        else {
+            return;
+        };
+        let e = self.layers.entry(id.to_owned()).or_default();
+        if status == "Downloading" {
+            if let Some(t) = total.filter(|t| *t > 0) {
+                e.1 = t as u64;
+            }
+            if let Some(c) = current {
+                e.0 = c.max(0) as u64;
+            }
+        }
+        if matches!(
+            status,
+            "Download complete" | "Pull complete" | "Already exists"
+        ) {
+            e.0 = e.1;
+            e.2 = true;
+        }
+    }
+
+    fn progress(&self, status: &str) -> PullProgress {
+        PullProgress {
+            done_bytes: self.layers.values().map(|l| l.0).sum(),
+            total_bytes: self.layers.values().map(|l| l.1).sum(),
+            layers_done: self.layers.values().filter(|l| l.2).count() as u32,
+            layers: self.layers.len() as u32,
+            status: status.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn containers(&self, instance: &str) -> Result<Vec<Container>, RuntimeError> {
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&label_filter(instance))
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(map_err)?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let host_port = c.ports.unwrap_or_default().into_iter().find_map(|p| {
+                    (p.ip.as_deref() == Some("127.0.0.1"))
+                        .then_some(p.public_port)
+                        .flatten()
+                });
+                Container {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_owned(),
+                    labels,
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    host_port,
+                    created: c.created.unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    async fn pull(
+        &self,
+        image: &ImageRef,
+        auth: Option<RegistryAuth>,
+        progress: ProgressFn,
+    ) -> Result<Pulled, RuntimeError> {
+        let name = image.name();
+        let reference = image
+            .digest
+            .clone()
+            .or_else(|| image.tag.clone())
+            .unwrap_or_else(|| "latest".into());
+        let opts = CreateImageOptionsBuilder::new()
+            .from_image(&name)
+            .tag(&reference)
+            .build();
+        let creds = auth.map(|a| DockerCredentials {
+            username: Some(a.username),
+            password: Some(a.password),
+            serveraddress: Some(a.server),
+            ..Default::default()
+        });
+        let mut stream = self.docker.create_image(Some(opts), None, creds);
+        let mut tally = PullTally::default();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(map_err)?;
+            let status = info.status.unwrap_or_default();
+            let (cur, tot) = info
+                .progress_detail
+                .map(|d| (d.current, d.total))
+                .unwrap_or((None, None));
+            tally.add(info.id.as_deref(), &status, cur, tot);
+            progress(tally.progress(&status));
+        }
+        let local = match &image.digest {
+            Some(d) => format!("{name}@{d}"),
+            None => format!("{name}:{reference}"),
+        };
+        let inspect = self.docker.inspect_image(&local).await.map_err(map_err)?;
+        let digests = inspect.repo_digests.unwrap_or_default();
+        let short = name
+            .strip_prefix("docker.io/")
+            .map(|n| n.strip_prefix("library/").unwrap_or(n).to_owned());
+        let digest = digests
+            .iter()
+            .find(|d| {
+                let repo = d.split('@').next().unwrap_or_default();
+                repo == name || Some(repo) == short.as_deref()
+            })
+            .or(digests.first())
+            .and_then(|d| d.split_once('@').map(|(_, dg)| dg.to_owned()));
+        Ok(Pulled {
+            image_id: inspect.id.unwrap_or(local),
+            digest,
+        })
+    }
+
+    async fn networks(&self, instance: &str) -> Result<Vec<Network>, RuntimeError> {
+        let opts = ListNetworksOptionsBuilder::new()
+            .filters(&label_filter(instance))
+            .build();
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(map_err)?;
+        Ok(list
+            .into_iter()
+            .map(|n| Network {
+                tenant: n
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_TENANT))
+                    .and_then(|t| t.parse().ok()),
+                name: n.name.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<String, RuntimeError> {
+        // Docker does not keep network names unique: a create racing another (a panel killed
+        // mid-create and restarted) can make two. So the oldest of that name is the network,
+        // found by listing, and any younger twin is removed.
+        let named = || async {
+            let opts = ListNetworksOptionsBuilder::new()
+                .filters(&HashMap::from([(
+                    "name".to_string(),
+                    vec![name.to_string()],
+                )]))
+                .build();
+            let mut found: Vec<(String, String)> = self
+                .docker
+                .list_networks(Some(opts))
+                .await
+                .map_err(map_err)?
+                .into_iter()
+                .filter(|n| n.name.as_deref() == Some(name))
+                .map(|n| (n.created.unwrap_or_default(), n.id.unwrap_or_default()))
+                .collect();
+            found.sort();
+            Ok::<_, RuntimeError>(found)
+        };
+        let mut found = named().await?;
+        if found.is_empty() {
+            let req = NetworkCreateRequest {
+                name: name.to_owned(),
+                driver: Some("bridge".into()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            };
+            match self.docker.create_network(req).await.map_err(map_err) {
+                Ok(_) | Err(RuntimeError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            found = named().await?;
+        }
+        let Some((_, keep)) = found.first().cloned() else {
+            return Err(RuntimeError::Failed(format!(
+                "network {name} vanished after creation"
+            )));
+        };
+        for (_, twin) in found.iter().skip(1) {
+            tracing::warn!(%name, id = %twin, "removing a duplicate network");
+            let _ = self.docker.remove_network(twin).await;
+        }
+        Ok(keep)
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.remove_network(name).await.map_err(map_err) {
+            Ok(()) | Err(RuntimeError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let port_key = format!("{}/tcp", spec.port);
+        let host = HostConfig {
+            memory: Some(spec.memory_bytes),
+            // Equal to memory: no swap on top of the limit.
+            memory_swap: Some(spec.memory_bytes),
+            nano_cpus: Some(spec.nano_cpus),
+            pids_limit: Some(spec.pids_limit),
+            init: Some(true),
+            privileged: Some(false),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            readonly_rootfs: Some(spec.read_only),
+            tmpfs: spec.read_only.then(|| {
+                HashMap::from([("/tmp".to_string(), "rw,noexec,nosuid,size=64m".to_string())])
+            }),
+            network_mode: Some(spec.network.clone()),
+            publish_all_ports: Some(false),
+            port_bindings: Some(HashMap::from([(
+                port_key.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    // Empty: Docker picks a free port.
+                    host_port: Some(String::new()),
+                }]),
+            )])),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), "10m".to_string()),
+                    ("max-file".to_string(), "3".to_string()),
+                ])),
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(spec.labels.clone()),
+            exposed_ports: Some(vec![port_key]),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(map_err)?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already running.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn stop(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
+        let opts = StopContainerOptionsBuilder::new()
+            .t(timeout_secs as i32)
+            .build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn restart(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
+        let opts = RestartContainerOptionsBuilder::new()
+            .t(timeout_secs as i32)
+            .build();
+        self.docker
+            .restart_container(id, Some(opts))
+            .await
+            .map_err(map_err)
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).build();
+        match self
+            .docker
+            .remove_container(id, Some(opts))
+            .await
+            .map_err(map_err)
+        {
+            Ok(()) | Err(RuntimeError::NotFound) => Ok(()),
+            // Removal already in progress.
+            Err(RuntimeError::Conflict(m)) if m.contains("already in progress") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn exit_info(&self, id: &str) -> Result<ExitInfo, RuntimeError> {
+        let c = self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(map_err)?;
+        let s = c.state.unwrap_or_default();
+        Ok(ExitInfo {
+            running: s.running.unwrap_or(false),
+            exit_code: s.exit_code.unwrap_or_default(),
+            oom_killed: s.oom_killed.unwrap_or(false),
+            error: s.error.unwrap_or_default(),
+        })
+    }
+
+    fn logs(
+        &self,
+        id: &str,
+        tail: usize,
+        follow: bool,
+    ) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(&tail.to_string())
+            .build();
+        self.docker
+            .logs(id, Some(opts))
+            .map_err(map_err)
+            .map_ok(|out| {
+                let stream = match out {
+                    LogOutput::StdErr { .. } => "stderr",
+                    _ => "stdout",
+                };
+                let text = String::from_utf8_lossy(out.as_ref());
+                let lines: Vec<Result<LogLine, RuntimeError>> = text
+                    .split_terminator('\n')
+                    .map(|l| {
+                        Ok(LogLine {
+                            stream: stream.into(),
+                            text: l.trim_end_matches('\r').to_owned(),
+                        })
+                    })
+                    .collect();
+                futures_util::stream::iter(lines)
+            })
+            .try_flatten()
+            .boxed()
+    }
+
+    async fn usage(&self, id: &str) -> Result<Usage, RuntimeError> {
+        let opts = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let s = self
+            .docker
+            .stats(id, Some(opts))
+            .next()
+            .await
+            .ok_or(RuntimeError::NotFound)?
+            .map_err(map_err)?;
+        let cpu = s.cpu_stats.unwrap_or_default();
+        let mem = s.memory_stats.unwrap_or_default();
+        // What `docker stats` shows: usage minus the page cache.
+        let cache = mem
+            .stats
+            .as_ref()
+            .and_then(|m| m.get("total_inactive_file").or(m.get("inactive_file")))
+            .copied()
+            .unwrap_or(0);
+        Ok(Usage {
+            cpu_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+            system_ns: cpu.system_cpu_usage.unwrap_or(0),
+            online_cpus: cpu.online_cpus.unwrap_or(1),
+            memory_bytes: mem.usage.unwrap_or(0).saturating_sub(cache),
+            memory_limit: mem.limit.unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_progress_sums_layers() {
+        let mut t = PullTally::default();
+        let a = "aaaaaaaaaaaa";
+        let b = "bbbbbbbbbbbb";
+        t.add(Some(a), "Pulling fs layer", None, None);
+        t.add(Some(b), "Pulling fs layer", None, None);
+        t.add(Some(a), "Downloading", Some(50), Some(100));
+        t.add(Some(b), "Downloading", Some(10), Some(300));
+        let p = t.progress("Downloading");
+        assert_eq!(
+            (p.done_bytes, p.total_bytes, p.layers_done, p.layers),
+            (60, 400, 0, 2)
+        );
+        t.add(Some(a), "Pull complete", None, None);
+        // Messages about the image as a whole carry no layer id.
+        t.add(Some("1"), "Pulling from pier-test/hello", None, None);
+        let p = t.progress("Pull complete");
+        assert_eq!((p.done_bytes, p.layers_done, p.layers), (110, 1, 2));
+    }
+}

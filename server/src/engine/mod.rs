@@ -1,0 +1,311 @@
+//! The reconciler: makes the Docker engine match what the database wants.
+//!
+//! Each pass reads the desired state (apps, their serving and in-progress deployments), lists
+//! the containers and networks labelled with this installation's id, asks [`plan::plan`] for
+//! the difference and applies it. Passes run when something changes (the service wakes the
+//! engine), after every finished rollout, and every `resync_secs` regardless. Every step is
+//! idempotent, so a panel killed at any point converges when it starts again: an interrupted
+//! rollout is driven again from the top (a pull of a present image is cheap; a container that
+//! already exists for the deployment is adopted, its name is unique).
+
+pub mod docker;
+pub mod plan;
+mod rollout;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use pier_core::{
+    model::Desired,
+    now, repo,
+    runtime::{RuntimeError, Usage},
+    telemetry::Point,
+    Pier,
+};
+
+use self::plan::{Step, Want};
+
+/// Deployments whose rollout task is running.
+type Busy = Arc<Mutex<HashSet<i64>>>;
+
+/// Per-app retry delays after failed steps: 2 s doubling to 5 min.
+#[derive(Default)]
+struct Backoff(HashMap<i64, (u32, Instant)>);
+
+impl Backoff {
+    fn ready(&self, app: i64) -> bool {
+        self.0.get(&app).is_none_or(|(_, at)| Instant::now() >= *at)
+    }
+    fn failed(&mut self, app: i64) -> Duration {
+        let e = self.0.entry(app).or_insert((0, Instant::now()));
+        e.0 = (e.0 + 1).min(10);
+        let delay = Duration::from_secs((1u64 << e.0).min(300));
+        e.1 = Instant::now() + delay;
+        delay
+    }
+    fn succeeded(&mut self, app: i64) {
+        self.0.remove(&app);
+    }
+}
+
+/// Starts the reconciler and the metrics sampler; they run until the runtime shuts down.
+pub fn spawn(pier: Pier) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(reconcile_forever(pier.clone())),
+        tokio::spawn(sample_forever(pier)),
+    ]
+}
+
+async fn reconcile_forever(pier: Pier) {
+    let busy: Busy = Arc::default();
+    let mut backoff = Backoff::default();
+    let resync = Duration::from_secs(pier.settings().engine.resync_secs.max(1));
+    let mut failures = 0u32;
+    // Rollouts in flight; dropped (so aborted) with this task, as in a crash.
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let wait = match pass(&pier, &busy, &mut backoff, &mut tasks).await {
+            Ok(()) => {
+                failures = 0;
+                resync
+            }
+            Err(e) => {
+                failures = (failures + 1).min(8);
+                let d = Duration::from_secs((1u64 << failures).min(60));
+                tracing::warn!(error = %e, retry_in_secs = d.as_secs(), "reconcile pass failed");
+                d
+            }
+        };
+        tokio::select! {
+            _ = pier.engine_woken() => {}
+            _ = tokio::time::sleep(wait) => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+}
+
+/// One comparison of desired and actual state, and the steps that follow from it.
+async fn pass(
+    pier: &Pier,
+    busy: &Busy,
+    backoff: &mut Backoff,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<()> {
+    let instance = pier.instance_id().await?;
+    let apps = repo::apps::list_all(pier.db()).await?;
+    let mut targets: HashMap<i64, i64> = HashMap::new();
+    for d in repo::deployments::in_progress(pier.db()).await? {
+        let t = targets.entry(d.app_id).or_insert(d.id);
+        *t = (*t).max(d.id);
+    }
+    let rt = pier.runtime();
+    let containers = rt.containers(&instance).await?;
+    let networks = rt.networks(&instance).await?;
+    let wants: Vec<Want> = apps
+        .iter()
+        .map(|a| Want {
+            app_id: a.id,
+            tenant: a.user_id,
+            running: a.desired == Desired::Running,
+            current: a.current_deployment_id,
+            target: targets.get(&a.id).copied(),
+        })
+        .collect();
+    let busy_now = busy.lock().expect("busy lock").clone();
+    let steps = plan::plan(&wants, &containers, &networks, &busy_now);
+    let ids: HashSet<i64> = apps.iter().map(|a| a.id).collect();
+    pier.telemetry().retain_apps(&|id| ids.contains(&id));
+
+    for step in steps {
+        match step {
+            Step::Rollout {
+                app_id,
+                deployment_id,
+            } => spawn_rollout(tasks, pier, busy, app_id, deployment_id, true),
+            Step::Recreate {
+                app_id,
+                deployment_id,
+            } if backoff.ready(app_id) => {
+                spawn_rollout(tasks, pier, busy, app_id, deployment_id, false)
+            }
+            Step::Start { app_id, container } if backoff.ready(app_id) => {
+                let r = rt.start(&container).await;
+                record(pier, backoff, app_id, "start", r).await;
+            }
+            Step::Stop { app_id, container } if backoff.ready(app_id) => {
+                let r = rt
+                    .stop(&container, pier.settings().engine.stop_timeout_secs)
+                    .await;
+                record(pier, backoff, app_id, "stop", r).await;
+            }
+            Step::Remove { container, why } => {
+                tracing::info!(%container, why, "removing container");
+                if let Err(e) = rt.remove(&container).await {
+                    tracing::warn!(%container, error = %e, "removing container failed");
+                }
+            }
+            Step::RemoveNetwork { name } => {
+                if let Err(e) = rt.remove_network(&name).await {
+                    // Still in use by a container being removed: next pass.
+                    tracing::debug!(%name, error = %e, "network not removed yet");
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Notes the outcome of a step on the app: its error is shown on the app page.
+async fn record(
+    pier: &Pier,
+    backoff: &mut Backoff,
+    app_id: i64,
+    what: &str,
+    r: Result<(), RuntimeError>,
+) {
+    match r {
+        Ok(()) => {
+            backoff.succeeded(app_id);
+            let _ = repo::apps::set_last_error(pier.db(), app_id, None).await;
+        }
+        Err(e) => {
+            let delay = backoff.failed(app_id);
+            tracing::warn!(app_id, what, error = %e, "engine step failed");
+            let msg = format!(
+                "Could not {what} the container: {e}. Retrying in {} s.",
+                delay.as_secs()
+            );
+            let _ = repo::apps::set_last_error(pier.db(), app_id, Some(&msg)).await;
+        }
+    }
+}
+
+fn spawn_rollout(
+    tasks: &mut tokio::task::JoinSet<()>,
+    pier: &Pier,
+    busy: &Busy,
+    app_id: i64,
+    deployment_id: i64,
+    promote: bool,
+) {
+    if !busy.lock().expect("busy lock").insert(deployment_id) {
+        return;
+    }
+    let pier = pier.clone();
+    let busy = busy.clone();
+    tasks.spawn(async move {
+        let r = rollout::run(&pier, deployment_id, promote).await;
+        if let Err(e) = r {
+            tracing::warn!(app_id, deployment_id, error = %e, "rollout step failed; will retry");
+            let _ = repo::apps::set_last_error(
+                pier.db(),
+                app_id,
+                Some(&format!("{e}. Retrying shortly.")),
+            )
+            .await;
+            // A transient failure (engine unreachable): try again after a pause.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        busy.lock().expect("busy lock").remove(&deployment_id);
+        pier.wake_engine();
+    });
+}
+
+/// Samples CPU and memory of every serving container.
+async fn sample_forever(pier: Pier) {
+    let every = Duration::from_secs(pier.settings().engine.stats_every_secs.max(1));
+    let mut last: HashMap<String, Usage> = HashMap::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(instance) = pier.instance_id().await else {
+            continue;
+        };
+        let Ok(containers) = pier.runtime().containers(&instance).await else {
+            continue;
+        };
+        let Ok(apps) = repo::apps::list_all(pier.db()).await else {
+            continue;
+        };
+        let serving: HashMap<i64, i64> = apps
+            .iter()
+            .filter_map(|a| a.current_deployment_id.map(|d| (d, a.id)))
+            .collect();
+        let mut seen = HashSet::new();
+        for c in containers.iter().filter(|c| c.running()) {
+            let Some(app_id) = c.deployment_id().and_then(|d| serving.get(&d)) else {
+                continue;
+            };
+            let Ok(u) = pier.runtime().usage(&c.id).await else {
+                continue;
+            };
+            seen.insert(c.id.clone());
+            if let Some(prev) = last.insert(c.id.clone(), u) {
+                pier.telemetry().record(*app_id, point(&prev, &u, now()));
+            }
+        }
+        last.retain(|id, _| seen.contains(id));
+    }
+}
+
+/// CPU use between two readings, in percent of one CPU.
+pub fn point(prev: &Usage, cur: &Usage, at: i64) -> Point {
+    let cpu = cur.cpu_ns.saturating_sub(prev.cpu_ns) as f64;
+    let sys = cur.system_ns.saturating_sub(prev.system_ns) as f64;
+    let cpu_percent = if sys > 0.0 {
+        cpu / sys * f64::from(cur.online_cpus.max(1)) * 100.0
+    } else {
+        0.0
+    };
+    Point {
+        at,
+        cpu_percent,
+        memory_bytes: cur.memory_bytes,
+        memory_limit: cur.memory_limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_percent_from_two_readings() {
+        let a = Usage {
+            cpu_ns: 1_000,
+            system_ns: 10_000,
+            online_cpus: 2,
+            memory_bytes: 1,
+            memory_limit: 2,
+        };
+        let b = Usage {
+            cpu_ns: 2_000,
+            system_ns: 20_000,
+            ..a
+        };
+        // 10% of all CPU time on a 2-CPU machine = 20% of one CPU.
+        assert!((point(&a, &b, 0).cpu_percent - 20.0).abs() < 1e-9);
+        assert_eq!(point(&b, &b, 0).cpu_percent, 0.0);
+    }
+
+    #[test]
+    fn backoff_doubles_and_resets() {
+        let mut b = Backoff::default();
+        assert!(b.ready(1));
+        assert_eq!(b.failed(1), Duration::from_secs(2));
+        assert_eq!(b.failed(1), Duration::from_secs(4));
+        assert!(!b.ready(1));
+        b.succeeded(1);
+        assert!(b.ready(1));
+        for _ in 0..20 {
+            b.failed(2);
+        }
+        assert_eq!(b.failed(2), Duration::from_secs(300));
+    }
+}

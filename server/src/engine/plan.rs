@@ -1,0 +1,360 @@
+//! The pure half of the reconciler: given what the database wants and what the engine has,
+//! the list of steps that make them match. No I/O, so every rule has a unit test.
+
+use std::collections::{HashMap, HashSet};
+
+use pier_core::runtime::{Container, Network};
+
+/// One app as the database wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    pub app_id: i64,
+    pub tenant: i64,
+    pub running: bool,
+    /// The deployment that serves.
+    pub current: Option<i64>,
+    /// The deployment being rolled out.
+    pub target: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Pull, create, start, wait until healthy, then make it current.
+    Rollout {
+        app_id: i64,
+        deployment_id: i64,
+    },
+    /// The serving deployment has no container: create and start it again.
+    Recreate {
+        app_id: i64,
+        deployment_id: i64,
+    },
+    Start {
+        app_id: i64,
+        container: String,
+    },
+    Stop {
+        app_id: i64,
+        container: String,
+    },
+    Remove {
+        container: String,
+        why: &'static str,
+    },
+    RemoveNetwork {
+        name: String,
+    },
+}
+
+/// `busy`: deployments whose rollout is running right now; their containers are left alone.
+pub fn plan(
+    wants: &[Want],
+    containers: &[Container],
+    networks: &[Network],
+    busy: &HashSet<i64>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let by_app: HashMap<i64, &Want> = wants.iter().map(|w| (w.app_id, w)).collect();
+
+    // Containers of each (app, deployment) we keep; everything else goes.
+    let mut kept: HashMap<(i64, i64), &Container> = HashMap::new();
+    let mut sorted: Vec<&Container> = containers.iter().collect();
+    // Running first, then newest: when there are duplicates, that is the one kept.
+    sorted.sort_by_key(|c| (!c.running(), -c.created));
+    for c in sorted {
+        let (Some(app_id), Some(dep)) = (c.app_id(), c.deployment_id()) else {
+            steps.push(Step::Remove {
+                container: c.id.clone(),
+                why: "unlabelled",
+            });
+            continue;
+        };
+        if busy.contains(&dep) {
+            continue;
+        }
+        let Some(w) = by_app.get(&app_id) else {
+            steps.push(Step::Remove {
+                container: c.id.clone(),
+                why: "app deleted",
+            });
+            continue;
+        };
+        let wanted = Some(dep) == w.current || (w.running && Some(dep) == w.target);
+        if !wanted {
+            steps.push(Step::Remove {
+                container: c.id.clone(),
+                why: "old deployment",
+            });
+        } else {
+            match kept.entry((app_id, dep)) {
+                std::collections::hash_map::Entry::Occupied(_) => steps.push(Step::Remove {
+                    container: c.id.clone(),
+                    why: "duplicate",
+                }),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(c);
+                }
+            }
+        }
+    }
+
+    for w in wants {
+        if w.running {
+            if let Some(t) = w.target.filter(|t| !busy.contains(t)) {
+                steps.push(Step::Rollout {
+                    app_id: w.app_id,
+                    deployment_id: t,
+                });
+            }
+            if let Some(cur) = w.current.filter(|c| !busy.contains(c)) {
+                match kept.get(&(w.app_id, cur)) {
+                    None => steps.push(Step::Recreate {
+                        app_id: w.app_id,
+                        deployment_id: cur,
+                    }),
+                    // Docker's restart policy revives crashes; a container that is merely
+                    // exited (stopped by hand, or the engine restarted) is started again.
+                    Some(c) if c.state == "exited" || c.state == "created" => {
+                        steps.push(Step::Start {
+                            app_id: w.app_id,
+                            container: c.id.clone(),
+                        })
+                    }
+                    Some(_) => {}
+                }
+            }
+        } else if let Some(c) = w.current.and_then(|cur| kept.get(&(w.app_id, cur))) {
+            if c.running() || c.state == "restarting" {
+                steps.push(Step::Stop {
+                    app_id: w.app_id,
+                    container: c.id.clone(),
+                });
+            }
+        }
+    }
+
+    // A tenant's network goes with their last app.
+    let tenants: HashSet<i64> = wants.iter().map(|w| w.tenant).collect();
+    for n in networks {
+        if n.tenant.is_none_or(|t| !tenants.contains(&t)) {
+            steps.push(Step::RemoveNetwork {
+                name: n.name.clone(),
+            });
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pier_core::runtime::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_TENANT};
+
+    fn c(id: &str, app: i64, dep: i64, state: &str, created: i64) -> Container {
+        Container {
+            id: id.into(),
+            name: id.into(),
+            labels: HashMap::from([
+                (LABEL_TENANT.to_string(), "1".to_string()),
+                (LABEL_APP.to_string(), app.to_string()),
+                (LABEL_DEPLOYMENT.to_string(), dep.to_string()),
+            ]),
+            state: state.into(),
+            host_port: Some(40000),
+            created,
+        }
+    }
+
+    fn want(app: i64, running: bool, current: Option<i64>, target: Option<i64>) -> Want {
+        Want {
+            app_id: app,
+            tenant: 1,
+            running,
+            current,
+            target,
+        }
+    }
+
+    fn none() -> HashSet<i64> {
+        HashSet::new()
+    }
+
+    #[test]
+    fn in_sync_means_nothing_to_do() {
+        let steps = plan(
+            &[want(1, true, Some(10), None)],
+            &[c("a", 1, 10, "running", 1)],
+            &[],
+            &none(),
+        );
+        assert!(steps.is_empty(), "{steps:?}");
+    }
+
+    #[test]
+    fn new_app_is_rolled_out() {
+        let steps = plan(&[want(1, true, None, Some(10))], &[], &[], &none());
+        assert_eq!(
+            steps,
+            [Step::Rollout {
+                app_id: 1,
+                deployment_id: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn a_busy_rollout_is_not_started_twice_and_its_container_is_left_alone() {
+        let busy = HashSet::from([11]);
+        let steps = plan(
+            &[want(1, true, Some(10), Some(11))],
+            &[c("old", 1, 10, "running", 1), c("new", 1, 11, "created", 2)],
+            &[],
+            &busy,
+        );
+        assert!(steps.is_empty(), "{steps:?}");
+    }
+
+    #[test]
+    fn interrupted_rollout_resumes_and_keeps_its_container() {
+        // Panel killed after creating the new container: the rollout runs again (and will
+        // adopt the container), the old one keeps serving meanwhile.
+        let steps = plan(
+            &[want(1, true, Some(10), Some(11))],
+            &[c("old", 1, 10, "running", 1), c("new", 1, 11, "created", 2)],
+            &[],
+            &none(),
+        );
+        assert_eq!(
+            steps,
+            [Step::Rollout {
+                app_id: 1,
+                deployment_id: 11
+            }]
+        );
+    }
+
+    #[test]
+    fn superseded_and_orphaned_containers_are_removed() {
+        let steps = plan(
+            &[want(1, true, Some(11), None)],
+            &[
+                c("old", 1, 10, "running", 1),
+                c("new", 1, 11, "running", 2),
+                c("gone", 2, 20, "running", 1),
+            ],
+            &[],
+            &none(),
+        );
+        assert!(steps.contains(&Step::Remove {
+            container: "old".into(),
+            why: "old deployment"
+        }));
+        assert!(steps.contains(&Step::Remove {
+            container: "gone".into(),
+            why: "app deleted"
+        }));
+        assert_eq!(steps.len(), 2);
+    }
+
+    #[test]
+    fn duplicates_keep_the_running_one() {
+        let steps = plan(
+            &[want(1, true, Some(10), None)],
+            &[c("x", 1, 10, "exited", 5), c("y", 1, 10, "running", 1)],
+            &[],
+            &none(),
+        );
+        assert_eq!(
+            steps,
+            [Step::Remove {
+                container: "x".into(),
+                why: "duplicate"
+            }]
+        );
+    }
+
+    #[test]
+    fn missing_container_is_recreated_and_exited_one_started() {
+        let steps = plan(
+            &[want(1, true, Some(10), None), want(2, true, Some(20), None)],
+            &[c("b", 2, 20, "exited", 1)],
+            &[],
+            &none(),
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::Recreate {
+                    app_id: 1,
+                    deployment_id: 10
+                },
+                Step::Start {
+                    app_id: 2,
+                    container: "b".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn stopped_app_is_stopped_and_its_rollout_waits() {
+        let steps = plan(
+            &[want(1, false, Some(10), Some(11))],
+            &[c("a", 1, 10, "running", 1), c("b", 1, 11, "created", 2)],
+            &[],
+            &none(),
+        );
+        assert!(steps.contains(&Step::Stop {
+            app_id: 1,
+            container: "a".into()
+        }));
+        assert!(steps.contains(&Step::Remove {
+            container: "b".into(),
+            why: "old deployment"
+        }));
+        assert_eq!(steps.len(), 2);
+        // Already stopped: nothing more.
+        let steps = plan(
+            &[want(1, false, Some(10), None)],
+            &[c("a", 1, 10, "exited", 1)],
+            &[],
+            &none(),
+        );
+        assert!(steps.is_empty());
+    }
+
+    #[test]
+    fn networks_of_tenants_without_apps_are_removed() {
+        let nets = [
+            Network {
+                name: "n1".into(),
+                tenant: Some(1),
+            },
+            Network {
+                name: "n2".into(),
+                tenant: Some(2),
+            },
+        ];
+        let steps = plan(
+            &[want(1, true, Some(10), None)],
+            &[c("a", 1, 10, "running", 1)],
+            &nets,
+            &none(),
+        );
+        assert_eq!(steps, [Step::RemoveNetwork { name: "n2".into() }]);
+    }
+
+    #[test]
+    fn unlabelled_containers_of_this_instance_are_removed() {
+        let mut odd = c("odd", 1, 10, "running", 1);
+        odd.labels.remove(LABEL_DEPLOYMENT);
+        let steps = plan(&[], &[odd], &[], &none());
+        assert_eq!(
+            steps,
+            [Step::Remove {
+                container: "odd".into(),
+                why: "unlabelled"
+            }]
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! Driving one deployment to a running container: pull, create, start, wait until it answers,
+//! then make it the one that serves. Each step tolerates having been done before.
+
+use std::{collections::HashMap, time::Duration};
+
+use futures_util::StreamExt;
+use pier_core::{
+    apps::{container_name, network_name, open_env},
+    model::{DeployStatus, Deployment},
+    now, repo,
+    runtime::{
+        ContainerSpec, RuntimeError, LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_TENANT,
+    },
+    validate, Pier,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Runs deployment `id`. With `promote`, it is a rollout (the deployment becomes current once
+/// healthy); without, the serving deployment's container is being recreated.
+///
+/// Errors returned here are transient (the engine did not answer): the caller retries. Anything
+/// the deployment itself got wrong ends it as failed, with the reason, and returns Ok.
+pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
+    let Some(dep) = repo::deployments::by_id(pier.db(), id).await? else {
+        return Ok(());
+    };
+    let Some(app) = repo::apps::by_id(pier.db(), dep.app_id).await? else {
+        return Ok(());
+    };
+    if promote && !dep.status.in_progress() {
+        return Ok(());
+    }
+    let instance = pier.instance_id().await?;
+    let rt = pier.runtime();
+    let fail = |msg: String| async move {
+        tracing::info!(deployment = id, reason = %msg, "deployment failed");
+        if promote {
+            repo::deployments::fail(pier.db(), id, &msg, now()).await?;
+        } else {
+            repo::apps::set_last_error(pier.db(), dep.app_id, Some(&msg)).await?;
+        }
+        anyhow::Ok(())
+    };
+
+    // 1. Pull (by digest when the deployment pins one).
+    if promote && !repo::deployments::advance(pier.db(), id, DeployStatus::Pulling).await? {
+        return Ok(());
+    }
+    let Ok(mut image) = validate::image(&dep.image) else {
+        return fail(format!("{:?} is not a valid image reference.", dep.image)).await;
+    };
+    if let Some(d) = &dep.digest {
+        image = image.pinned(d);
+    }
+    let auth = pier.registry_auth(app.user_id, &image.registry).await?;
+    let had_auth = auth.is_some();
+    let telemetry_pier = pier.clone();
+    let pulled = rt
+        .pull(
+            &image,
+            auth,
+            Box::new(move |p| telemetry_pier.telemetry().set_pull(id, p)),
+        )
+        .await;
+    pier.telemetry().clear_pull(id);
+    let pulled = match pulled {
+        Ok(p) => p,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => return fail(pull_failure(&image.whole(), had_auth, &e)).await,
+    };
+    if dep.digest.is_none() {
+        if let Some(d) = &pulled.digest {
+            repo::deployments::set_digest(pier.db(), id, d).await?;
+        }
+    }
+
+    // 2. Create (or adopt) and start the container.
+    if promote && !repo::deployments::advance(pier.db(), id, DeployStatus::Starting).await? {
+        return Ok(());
+    }
+    let mut labels: HashMap<String, String> = pier
+        .settings()
+        .engine
+        .extra_labels
+        .iter()
+        .cloned()
+        .collect();
+    labels.insert(LABEL_INSTANCE.into(), instance.clone());
+    labels.insert(LABEL_TENANT.into(), app.user_id.to_string());
+    let network = network_name(&instance, app.user_id);
+    rt.ensure_network(&network, &labels)
+        .await
+        .map_err(anyhow::Error::from)?;
+    labels.insert(LABEL_APP.into(), app.id.to_string());
+    labels.insert(LABEL_DEPLOYMENT.into(), id.to_string());
+    let spec = ContainerSpec {
+        name: container_name(&instance, &app, id),
+        image: pulled.image_id,
+        env: open_env(pier.key(), app.user_id, &app.name, &dep.env)?,
+        port: dep.port,
+        memory_bytes: dep.memory_mb * 1024 * 1024,
+        nano_cpus: dep.cpus_milli * 1_000_000,
+        pids_limit: pier.settings().engine.pids_limit,
+        read_only: dep.read_only,
+        network,
+        labels,
+    };
+    let container = match rt.create(&spec).await {
+        Ok(cid) => cid,
+        Err(RuntimeError::Conflict(_)) => {
+            // Created before a crash: adopt it.
+            match rt
+                .containers(&instance)
+                .await?
+                .into_iter()
+                .find(|c| c.name == spec.name)
+            {
+                Some(c) => c.id,
+                None => anyhow::bail!("container {} exists but is not listed", spec.name),
+            }
+        }
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => return fail(format!("Docker refused to create the container: {e}")).await,
+    };
+    match rt.start(&container).await {
+        Ok(()) => {}
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => {
+            let _ = rt.remove(&container).await;
+            return fail(format!("The container did not start: {e}")).await;
+        }
+    }
+    if !promote {
+        repo::apps::set_last_error(pier.db(), app.id, None).await?;
+        return Ok(());
+    }
+
+    // 3. Wait until it answers, then let it serve.
+    if let Err(reason) = wait_healthy(pier, &instance, &container, &dep).await? {
+        let tail = last_lines(pier, &container).await;
+        let _ = rt.remove(&container).await;
+        let msg = if tail.is_empty() {
+            reason
+        } else {
+            format!("{reason}\nLast log lines:\n{tail}")
+        };
+        return fail(msg).await;
+    }
+    let mut tx = pier.db().begin().await?;
+    let promoted = repo::deployments::promote(&mut tx, id, now()).await?;
+    tx.commit().await?;
+    if promoted {
+        tracing::info!(app = %app.name, deployment = dep.number, "deployment is live");
+    } else {
+        // Cancelled while starting (a newer deployment was asked for).
+        let _ = rt.remove(&container).await;
+    }
+    Ok(())
+}
+
+fn pull_failure(image: &str, had_auth: bool, e: &RuntimeError) -> String {
+    let m = e.to_string();
+    let lower = m.to_ascii_lowercase();
+    let hint = if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("no basic auth")
+        || lower.contains("denied")
+    {
+        if had_auth {
+            " The registry refused the saved login: check the user name and password on the Registries page."
+        } else {
+            " The registry wants a login: add one on the Registries page."
+        }
+    } else if lower.contains("not found") || lower.contains("manifest unknown") {
+        " Check the image name and tag."
+    } else {
+        ""
+    };
+    format!("Pulling {image} failed: {m}.{hint}")
+}
+
+/// Ok(Ok) once the container answers HTTP (its health path with 2xx/3xx, else anything);
+/// Ok(Err(reason)) when it exits or the time is up; Err when the engine does not answer.
+async fn wait_healthy(
+    pier: &Pier,
+    instance: &str,
+    container: &str,
+    dep: &Deployment,
+) -> anyhow::Result<Result<(), String>> {
+    let timeout = pier.settings().engine.health_timeout_secs;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let mut last = String::from("no answer yet");
+    loop {
+        let listed = pier.runtime().containers(instance).await?;
+        let Some(c) = listed.into_iter().find(|c| c.id == container) else {
+            return Ok(Err("The container disappeared while starting.".into()));
+        };
+        if matches!(c.state.as_str(), "exited" | "dead" | "restarting") {
+            let info = pier.runtime().exit_info(container).await?;
+            if !info.running {
+                return Ok(Err(format!(
+                    "The container stopped while starting: {}.",
+                    info.describe()
+                )));
+            }
+        }
+        if let Some(port) = c.host_port.filter(|_| c.running()) {
+            match probe(port, dep.health_path.as_deref()).await {
+                Ok(()) => return Ok(Ok(())),
+                Err(e) => last = e,
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let what = match &dep.health_path {
+                Some(p) => format!("{p} did not answer with a success status"),
+                None => format!("it did not answer HTTP on port {}", dep.port),
+            };
+            return Ok(Err(format!(
+                "The new container never became healthy: {what} within {timeout} s (last: {last}). The previous deployment keeps serving."
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One HTTP request to the container's loopback port.
+pub async fn probe(port: u16, path: Option<&str>) -> Result<(), String> {
+    let attempt = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connection failed: {e}"))?;
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: pier-health\r\nConnection: close\r\n\r\n",
+            path.unwrap_or("/")
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("sending failed: {e}"))?;
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let r = s
+                .read(&mut buf[n..])
+                .await
+                .map_err(|e| format!("reading failed: {e}"))?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        let head = String::from_utf8_lossy(&buf[..n]);
+        let code: u16 = head
+            .strip_prefix("HTTP/1.")
+            .and_then(|r| r.get(2..5))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| "closed without an HTTP answer".to_string())?;
+        match path {
+            Some(_) if !(200..400).contains(&code) => Err(format!("status {code}")),
+            _ => Ok(()),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), attempt)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+async fn last_lines(pier: &Pier, container: &str) -> String {
+    let lines = pier.runtime().logs(container, 15, false);
+    let collected = tokio::time::timeout(Duration::from_secs(3), lines.collect::<Vec<_>>())
+        .await
+        .unwrap_or_default();
+    collected
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|l| l.text)
+        .collect::<Vec<_>>()
+        .join("\n")
+}

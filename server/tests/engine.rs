@@ -1,0 +1,549 @@
+//! The apps engine against real components: dockerd, the local registry (with a login) and the
+//! busybox test images `scripts/services.sh start` pushed there. Traffic goes only to
+//! 127.0.0.1 (the containers' published loopback ports).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{registry, Browser, TestApp};
+use serde_json::Value;
+use sqlx::SqlitePool;
+
+/// `GET path` on a loopback port; the body, or None when nothing answers.
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    (head.starts_with("HTTP/1.") && head.get(8..13) == Some(" 200 ")).then(|| body.to_owned())
+}
+
+async fn detail(b: &mut Browser, name: &str) -> Value {
+    let r = b.read(&format!("app_detail?name={name}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()
+}
+
+/// Polls the app page until `pred` holds (or panics with the last state after `secs`).
+async fn until(b: &mut Browser, name: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let d = detail(b, name).await;
+        if pred(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "timed out; last state: {d:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn serving(n: i64) -> impl Fn(&Value) -> bool {
+    move |d| {
+        d["row"]["state"] == "running" && d["row"]["current"] == n && d["row"]["host_port"].is_u64()
+    }
+}
+
+async fn login_to_registry(b: &mut Browser, password: Option<&str>) {
+    let (host, user, pw) = registry();
+    let r = b
+        .call(
+            "save_registry",
+            &[
+                ("registry", host.as_str()),
+                ("username", user.as_str()),
+                ("password", password.unwrap_or(&pw)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+fn image(name: &str) -> String {
+    format!("{}/pier-test/{name}", registry().0)
+}
+
+async fn create(b: &mut Browser, name: &str, image: &str, greeting: &str, extra: &[(&str, &str)]) {
+    let mut fields = vec![
+        ("name", name),
+        ("image", image),
+        ("port", "8080"),
+        ("env[0][name]", "GREETING"),
+        ("env[0][value]", greeting),
+        ("env[1][name]", "API_SECRET"),
+        ("env[1][value]", "s3cr3t-value-42"),
+        ("env[1][secret]", "on"),
+    ];
+    fields.extend_from_slice(extra);
+    let r = b.call("create_app", &fields).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+async fn update_greeting(
+    b: &mut Browser,
+    name: &str,
+    image: &str,
+    greeting: &str,
+) -> axum::http::StatusCode {
+    let r = b
+        .call(
+            "update_app",
+            &[
+                ("app", name),
+                ("image", image),
+                ("port", "8080"),
+                ("env[0][name]", "GREETING"),
+                ("env[0][value]", greeting),
+                ("env[1][name]", "API_SECRET"),
+                ("env[1][value]", ""),
+                ("env[1][secret]", "on"),
+                ("health_path", "/healthz"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.status
+}
+
+async fn action(b: &mut Browser, name: &str, action: &str) {
+    let r = b
+        .call("app_action", &[("app", name), ("action", action)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
+}
+
+fn inspect(id: &str) -> Value {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", id])
+        .output()
+        .expect("docker inspect");
+    serde_json::from_slice::<Value>(&out.stdout).expect("inspect JSON")[0].clone()
+}
+
+fn network_exists(name: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["network", "inspect", name])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_app_runs_hardened_redeploys_stops_rolls_back_and_goes(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.member("ada@example.com").await;
+    login_to_registry(&mut b, None).await;
+    create(
+        &mut b,
+        "hello",
+        &image("hello:1"),
+        "hi from the test",
+        &[("health_path", "/healthz")],
+    )
+    .await;
+
+    // Running, reachable on its loopback port, with its env var.
+    let d = until(&mut b, "hello", 60, serving(1)).await;
+    let port = d["row"]["host_port"].as_u64().unwrap() as u16;
+    assert_eq!(
+        http_get(port, "/").await.as_deref(),
+        Some("hi from the test\n")
+    );
+    assert_eq!(d["deployments"][0]["status"], "running");
+    assert!(d["deployments"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    // The secret is masked for the browser and sealed in the database.
+    let secret = d["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "API_SECRET")
+        .unwrap()
+        .clone();
+    assert_eq!(secret["secret"], true);
+    assert_eq!(secret["value"], "");
+    let stored: String = sqlx::query_scalar("SELECT env FROM apps")
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap();
+    assert!(!stored.contains("s3cr3t-value-42"), "{stored}");
+
+    // Hardening, as Docker reports it.
+    let containers = app.containers().await;
+    assert_eq!(containers.len(), 1);
+    let c = inspect(&containers[0].id);
+    let h = &c["HostConfig"];
+    assert_eq!(h["Privileged"], false);
+    assert_eq!(h["CapDrop"], serde_json::json!(["ALL"]));
+    assert!(h["SecurityOpt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o.as_str().unwrap().starts_with("no-new-privileges")));
+    assert_eq!(h["Memory"], 256 * 1024 * 1024);
+    assert_eq!(h["MemorySwap"], 256 * 1024 * 1024);
+    assert_eq!(h["NanoCpus"], 500_000_000);
+    assert_eq!(h["PidsLimit"], 512);
+    assert_eq!(h["Init"], true);
+    assert_eq!(h["RestartPolicy"]["Name"], "unless-stopped");
+    assert!(h["Binds"].is_null() && h["Mounts"].as_array().is_none_or(|m| m.is_empty()));
+    assert_eq!(h["PidMode"], "");
+    let nets: Vec<String> = c["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(nets.len(), 1, "{nets:?}");
+    let net = nets[0].clone();
+    assert!(
+        net.starts_with("pier-")
+            && net.ends_with(&format!("-t{}", app.user_id("ada@example.com").await)),
+        "{net}"
+    );
+    for binding in h["PortBindings"]["8080/tcp"].as_array().unwrap() {
+        assert_eq!(binding["HostIp"], "127.0.0.1");
+    }
+    let env: Vec<&str> = c["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"API_SECRET=s3cr3t-value-42"));
+    for label in [
+        "pier.instance",
+        "pier.tenant",
+        "pier.app",
+        "pier.deployment",
+    ] {
+        assert!(c["Config"]["Labels"][label].is_string(), "{label}");
+    }
+
+    // Logs stream over server-sent events (read the first events, then hang up).
+    {
+        use futures_util::StreamExt;
+        use tower::ServiceExt;
+        let req = axum::http::Request::get("/events/apps/hello/logs?tail=50")
+            .header("cookie", b.cookie.clone().unwrap())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = app.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        let mut body = res.into_body().into_data_stream();
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !seen.contains("serving on port 8080") {
+            assert!(Instant::now() < deadline, "no log events: {seen}");
+            if let Ok(Some(Ok(chunk))) =
+                tokio::time::timeout(Duration::from_secs(5), body.next()).await
+            {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+        assert!(seen.contains("event: stdout"), "{seen}");
+    }
+
+    // Change env → deployment #2, the new value answers, one container left.
+    update_greeting(&mut b, "hello", &image("hello:1"), "changed greeting").await;
+    let d = until(&mut b, "hello", 60, serving(2)).await;
+    let port = d["row"]["host_port"].as_u64().unwrap() as u16;
+    assert_eq!(
+        http_get(port, "/").await.as_deref(),
+        Some("changed greeting\n")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.containers().await.len() != 1 {
+        assert!(Instant::now() < deadline, "old container not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The secret kept its value though the form left it empty.
+    let c = inspect(&app.containers().await[0].id);
+    assert!(c["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "API_SECRET=s3cr3t-value-42"));
+
+    // Stop, start.
+    action(&mut b, "hello", "stop").await;
+    until(&mut b, "hello", 30, |d| d["row"]["state"] == "stopped").await;
+    assert!(http_get(port, "/").await.is_none());
+    action(&mut b, "hello", "start").await;
+    let d = until(&mut b, "hello", 30, serving(2)).await;
+    let port = d["row"]["host_port"].as_u64().unwrap() as u16;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(port, "/").await.as_deref() != Some("changed greeting\n") {
+        assert!(Instant::now() < deadline, "not answering after start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Roll back to #1: same digest, old env.
+    let r = b
+        .call("rollback_app", &[("app", "hello"), ("number", "1")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let d = until(&mut b, "hello", 60, serving(3)).await;
+    assert_eq!(d["deployments"][0]["cause"], "rollback to #1");
+    let port = d["row"]["host_port"].as_u64().unwrap() as u16;
+    assert_eq!(
+        http_get(port, "/").await.as_deref(),
+        Some("hi from the test\n")
+    );
+
+    // Logs (tail) through the service.
+    let actor = pier_core::model::Actor::from(
+        pier_core::repo::users::by_email(app.pier.db(), "ada@example.com")
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    use futures_util::StreamExt;
+    let lines: Vec<_> = app
+        .pier
+        .app_logs(&actor, "hello", 50, false)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(
+        lines.iter().any(|l| l
+            .as_ref()
+            .is_ok_and(|l| l.text.contains("serving on port 8080"))),
+        "{lines:?}"
+    );
+
+    // Metrics are sampled.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let d = detail(&mut b, "hello").await;
+        if d["metrics"].as_array().is_some_and(|m| !m.is_empty()) {
+            assert!(d["metrics"][0]["memory_mb"].as_f64().unwrap() > 0.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no metrics");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Delete: container and the tenant's network go.
+    action(&mut b, "hello", "delete").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !app.containers().await.is_empty() || network_exists(&net) {
+        assert!(
+            Instant::now() < deadline,
+            "container or network left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn failed_deployments_keep_the_previous_one_serving(db: SqlitePool) {
+    let mut settings = common::test_settings();
+    settings.engine.health_timeout_secs = 5;
+    let app = TestApp::with_settings(db, settings).await;
+    let mut b = app.admin().await;
+
+    // No login: a clear failure, nothing running.
+    create(&mut b, "web", &image("hello:1"), "first", &[]).await;
+    let d = until(&mut b, "web", 60, |d| {
+        d["deployments"][0]["status"] == "failed"
+    })
+    .await;
+    let err = d["deployments"][0]["error"].as_str().unwrap();
+    assert!(err.contains("Pulling") && err.contains("login"), "{err}");
+    assert_eq!(d["row"]["state"], "failed");
+
+    login_to_registry(&mut b, None).await;
+    action(&mut b, "web", "redeploy").await;
+    let d = until(&mut b, "web", 60, serving(2)).await;
+    let port = d["row"]["host_port"].as_u64().unwrap() as u16;
+
+    // A wrong password: failed with the reason, #2 still serving.
+    login_to_registry(&mut b, Some("not-the-password")).await;
+    update_greeting(&mut b, "web", &image("hello:2"), "second").await;
+    let d = until(&mut b, "web", 60, |d| {
+        d["deployments"][0]["status"] == "failed"
+    })
+    .await;
+    let err = d["deployments"][0]["error"].as_str().unwrap();
+    assert!(err.contains("refused the saved login"), "{err}");
+    assert_eq!(d["row"]["current"], 2);
+    assert_eq!(http_get(port, "/").await.as_deref(), Some("first\n"));
+
+    // An image that never answers: no traffic, failed with the reason, #2 still serving.
+    login_to_registry(&mut b, None).await;
+    update_greeting(&mut b, "web", &image("sleeper:1"), "third").await;
+    let d = until(&mut b, "web", 60, |d| {
+        d["deployments"][0]["status"] == "failed"
+    })
+    .await;
+    let err = d["deployments"][0]["error"].as_str().unwrap();
+    assert!(err.contains("never became healthy"), "{err}");
+    assert_eq!(http_get(port, "/").await.as_deref(), Some("first\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.containers().await.len() != 1 {
+        assert!(Instant::now() < deadline, "failed container left behind");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A bad image reference never gets that far.
+    let r = b
+        .call(
+            "update_app",
+            &[("app", "web"), ("image", "Not An Image!"), ("port", "8080")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r
+        .field_error("image")
+        .unwrap()
+        .contains("not a valid image reference"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_panel_killed_mid_deployment_converges_to_one_container(db: SqlitePool) {
+    let mut first = TestApp::new(db).await;
+    let mut b = first.admin().await;
+    login_to_registry(&mut b, None).await;
+    create(&mut b, "crashy", &image("hello:1"), "v1", &[]).await;
+    // Kill as soon as the rollout has begun (pulling or starting).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = detail(&mut b, "crashy").await;
+        if d["row"]["rollout"]["status"] != "queued" && !d["row"]["rollout"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rollout never started: {d:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill();
+    let second = first.restarted();
+    let mut b = second.admin().await;
+    until(&mut b, "crashy", 60, serving(1)).await;
+
+    // Mid-replace: kill once the new container exists, next to the old one.
+    update_greeting(&mut b, "crashy", &image("hello:1"), "v2").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while second.containers().await.len() < 2 {
+        assert!(Instant::now() < deadline, "second container never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut second = second;
+    second.kill();
+    // Apps keep running while the panel is down.
+    let d = detail(&mut b, "crashy").await;
+    assert_eq!(d["row"]["current"], 1);
+    let third = second.restarted();
+    let mut b = third.admin().await;
+    let d = until(&mut b, "crashy", 60, serving(2)).await;
+    let port = d["row"]["host_port"].as_u64().unwrap() as u16;
+    assert_eq!(http_get(port, "/").await.as_deref(), Some("v2\n"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cs = third.containers().await;
+        if cs.len() == 1 && cs[0].running() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not exactly one container: {cs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(second);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn tenants_cannot_reach_each_others_apps_and_quotas_hold(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut a = app.member("ada@example.com").await;
+    let mut other = app.member("bob@example.com").await;
+    create(&mut a, "private", &image("hello:1"), "mine", &[]).await;
+
+    let r = other.read("app_detail?name=private").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = other.read("list_apps").await;
+    assert_eq!(r.json(), serde_json::json!([]));
+    for act in ["start", "stop", "restart", "redeploy", "delete"] {
+        let r = other
+            .call("app_action", &[("app", "private"), ("action", act)])
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{act}: {}", r.body);
+    }
+    let r = other
+        .call("rollback_app", &[("app", "private"), ("number", "1")])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = other
+        .call(
+            "update_app",
+            &[("app", "private"), ("image", "x"), ("port", "80")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = other.get("/events/apps/private/logs").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Same name is fine for another tenant.
+    create(&mut other, "private", &image("hello:1"), "theirs", &[]).await;
+
+    // Quota: 2048 MiB by default; 3 × 1024 does not fit, and the message names the limit.
+    create(
+        &mut a,
+        "big",
+        &image("hello:1"),
+        "x",
+        &[("memory_mb", "1024")],
+    )
+    .await;
+    let r = a
+        .call(
+            "create_app",
+            &[
+                ("name", "bigger"),
+                ("image", &image("hello:1")),
+                ("port", "8080"),
+                ("memory_mb", "1024"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.error_code(), "quota_exceeded");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("2048 MiB"),
+        "{}",
+        r.body
+    );
+    let names: Vec<String> = a
+        .read("list_apps")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["big", "private"]);
+
+    // An admin cannot delete a user who still has apps.
+    let mut admin = app.admin().await;
+    let id = app.user_id("ada@example.com").await.to_string();
+    let r = admin.call("delete_user", &[("id", &id)]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("still has 2 apps"));
+}
