@@ -13,6 +13,9 @@ export PIER_LISTEN=${PIER_LISTEN:-127.0.0.1:3000}
 export PIER_SITE_ROOT=${PIER_SITE_ROOT:-$PWD/target/site}
 export SQLX_OFFLINE=true
 
+# Pier runs apps on the local Docker engine: start it when it is not running.
+./scripts/services.sh dockerd
+
 printf '\033[1m==> %s\033[0m\n' "cargo leptos build --release"
 cargo leptos build --release
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

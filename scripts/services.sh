@@ -12,6 +12,7 @@
 #   scripts/services.sh start   start everything (again: restarts the registry with a new password)
 #   scripts/services.sh stop    stop what `start` started; remove everything labelled pier.test=1
 #   scripts/services.sh env     print the path of the env file: source "$(scripts/services.sh env)"
+#   scripts/services.sh dockerd only make sure dockerd runs (scripts/run.sh); it is left running
 #
 # The env file exports PIER_TEST_REGISTRY (host:port), PIER_TEST_REGISTRY_USER,
 # PIER_TEST_REGISTRY_PASSWORD and PIER_TEST_SERVICES (the state directory).
@@ -332,8 +333,13 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   env) echo "$ENV_FILE" ;;
+  dockerd)
+    start_dockerd
+    # Pier's dockerd outlives this script: forget its pid so a later `stop` leaves it alone.
+    rm -f "$STATE/dockerd.pid"
+    ;;
   *)
-    echo "usage: $0 start|stop|env" >&2
+    echo "usage: $0 start|stop|env|dockerd" >&2
     exit 2
     ;;
 esac

@@ -25,6 +25,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo clippy (browser side, wasm)"
 cargo clippy -p app --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
+step "services: dockerd, a local registry with a login, busybox test images"
+# Stopped again on exit (dockerd only when this run started it), whatever happens.
+trap './scripts/services.sh stop || true' EXIT
+./scripts/services.sh start
+# shellcheck disable=SC1090
+source "$(./scripts/services.sh env)"
+
 step "cargo leptos build (server binary + wasm + CSS)"
 cargo leptos build
 

@@ -56,7 +56,7 @@ impl Default for EngineSettings {
         EngineSettings {
             resync_secs: 15,
             health_timeout_secs: 60,
-            stats_every_secs: 30,
+            stats_every_secs: 15,
             stop_timeout_secs: 10,
             pids_limit: 512,
             extra_labels: Vec::new(),

@@ -109,7 +109,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 pub struct Panel {
     pub port: u16,
     pub data_dir: PathBuf,
-    _proc: Proc,
+    proc: Option<Proc>,
 }
 
 impl Panel {
@@ -155,7 +155,7 @@ impl Panel {
         Panel {
             port,
             data_dir,
-            _proc: proc,
+            proc: Some(proc),
         }
     }
 
@@ -165,7 +165,34 @@ impl Panel {
 }
 
 impl Drop for Panel {
+    /// Stops the panel, then removes the containers and networks it made (by its instance label).
     fn drop(&mut self) {
+        drop(self.proc.take());
+        let db = self.data_dir.join("pier.db");
+        let instance = Command::new("sqlite3")
+            .arg(&db)
+            .arg("SELECT id FROM instance")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        if !instance.is_empty() {
+            let filter = format!("label=pier.instance={instance}");
+            for (list, remove) in [
+                (vec!["ps", "-aq"], vec!["rm", "-f"]),
+                (vec!["network", "ls", "-q"], vec!["network", "rm"]),
+            ] {
+                let ids = Command::new("docker")
+                    .args(&list)
+                    .args(["--filter", &filter])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                    .unwrap_or_default();
+                let ids: Vec<&str> = ids.split_whitespace().collect();
+                if !ids.is_empty() {
+                    let _ = Command::new("docker").args(&remove).args(&ids).output();
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
@@ -220,4 +247,119 @@ impl Driver {
             .await
             .expect("a chromium session")
     }
+}
+
+/// Browser helpers shared by the tests: wait for an element, type, click, follow the URL.
+pub mod ui {
+    use std::time::{Duration, Instant};
+
+    use fantoccini::{elements::Element, Client, Locator};
+
+    pub const WAIT: Duration = Duration::from_secs(20);
+
+    pub async fn wait_for(c: &Client, css: &str) -> Element {
+        c.wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    pub async fn type_into(c: &Client, css: &str, text: &str) {
+        wait_for(c, css).await.send_keys(text).await.unwrap();
+    }
+
+    pub async fn click(c: &Client, css: &str) {
+        wait_for(c, css).await.click().await.unwrap();
+    }
+
+    pub async fn click_link(c: &Client, text: &str) {
+        let link = c.find(Locator::LinkText(text)).await;
+        link.unwrap_or_else(|e| panic!("no link {text:?}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Loads a page and waits until the wasm has hydrated it (a browser-only effect marks the body).
+    pub async fn open(c: &Client, url: &str) {
+        c.goto(url).await.unwrap();
+        wait_for(c, "body[data-hydrated]").await;
+    }
+
+    pub async fn wait_for_path(c: &Client, path: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = c.current_url().await.unwrap();
+            let here = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            if here == path {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still at {here}, expected {path}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_for_text(c: &Client, css: &str, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(e) = c.find(Locator::Css(css)).await {
+                if e.text().await.unwrap_or_default().contains(text) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{css} never showed {text:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits up to `timeout` until the element shows `text`.
+    pub async fn wait_for_text_within(c: &Client, css: &str, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(e) = c.find(Locator::Css(css)).await {
+                if e.text().await.unwrap_or_default().contains(text) {
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                let page = match c.find(Locator::Css("body")).await {
+                    Ok(b) => b.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                panic!("{css} never showed {text:?}; the page says:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Signs in through the login form and waits for the apps page.
+    pub async fn sign_in_as(c: &Client, base: &str, email: &str, password: &str) {
+        open(c, &format!("{base}/login")).await;
+        type_into(c, "#f-email", email).await;
+        type_into(c, "#f-password", password).await;
+        click(c, "form button[type=submit]").await;
+        wait_for_path(c, "/").await;
+    }
+}
+
+/// The test registry `scripts/services.sh start` runs: (host:port, user, password), from the
+/// variables its env file exports (scripts/test.sh sources it).
+pub fn test_registry() -> (String, String, String) {
+    let get = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: run `source \"$(scripts/services.sh env)\"` after `scripts/services.sh start`")
+        })
+    };
+    (
+        get("PIER_TEST_REGISTRY"),
+        get("PIER_TEST_REGISTRY_USER"),
+        get("PIER_TEST_REGISTRY_PASSWORD"),
+    )
 }

@@ -4,77 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use end2end::{Driver, Panel};
-use fantoccini::{elements::Element, Client, Locator};
+use end2end::{ui::*, Driver, Panel};
+use fantoccini::{Client, Locator};
 
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PW: &str = "admin password 123";
 const MEMBER: &str = "member@example.com";
 const MEMBER_PW: &str = "member password 456";
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn wait_for(c: &Client, css: &str) -> Element {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-}
-
-async fn type_into(c: &Client, css: &str, text: &str) {
-    wait_for(c, css).await.send_keys(text).await.unwrap();
-}
-
-async fn click(c: &Client, css: &str) {
-    wait_for(c, css).await.click().await.unwrap();
-}
-
-async fn click_link(c: &Client, text: &str) {
-    let link = c.find(Locator::LinkText(text)).await;
-    link.unwrap_or_else(|e| panic!("no link {text:?}: {e}"))
-        .click()
-        .await
-        .unwrap();
-}
-
-/// Loads a page and waits until the wasm has hydrated it (a browser-only effect marks the body).
-async fn open(c: &Client, url: &str) {
-    c.goto(url).await.unwrap();
-    wait_for(c, "body[data-hydrated]").await;
-}
-
-async fn wait_for_path(c: &Client, path: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let url = c.current_url().await.unwrap();
-        let here = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        };
-        if here == path {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still at {here}, expected {path}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_for_text(c: &Client, css: &str, text: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            if e.text().await.unwrap_or_default().contains(text) {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{css} never showed {text:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The show-password toggle works only with the wasm loaded: proof that hydration ran.
 async fn toggle_password_visibility(c: &Client) {
     let password = wait_for(c, "#f-password").await;

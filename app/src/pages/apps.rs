@@ -544,7 +544,7 @@ pub fn RegistriesPage() -> impl IntoView {
                 <Field label="Registry" name="registry" placeholder="ghcr.io" required=true error=field_error(value, "registry")/>
                 <Field label="User name" name="username" required=true autocomplete="off" error=field_error(value, "username")/>
                 <Field label="Password or token" name="password" kind="password" required=true autocomplete="new-password" error=field_error(value, "password")/>
-                <div class="sm:col-span-3"><button type="submit" class=BUTTON>"Save login"</button></div>
+                <div class="sm:col-span-3"><button type="submit" class=BUTTON data-testid="save-registry">"Save login"</button></div>
             </ActionForm>
             <div class="mt-4"><Outcome value=remove.value().into()/></div>
             <Transition fallback=|| ()>
