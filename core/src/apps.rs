@@ -161,7 +161,21 @@ impl Pier {
             Some(a) => Some(a.name.clone()),
             None => c.check("name", validate::app_name(&input.name)),
         };
-        let image = c.check("image", validate::image(&input.image));
+        let allowed = &self.settings().engine.allowed_registries;
+        let image = c.check(
+            "image",
+            validate::image(&input.image).and_then(|i| {
+                if allowed.is_empty() || allowed.contains(&i.registry) {
+                    Ok(i)
+                } else {
+                    Err(format!(
+                        "This Pier only pulls images from {}; {} is not one of them.",
+                        allowed.join(", "),
+                        i.registry
+                    ))
+                }
+            }),
+        );
         let port = c.check("port", validate::port(&input.port));
         let memory_mb = match (input.memory_mb.trim(), old) {
             ("", Some(a)) => Some(a.memory_mb),

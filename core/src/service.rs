@@ -49,6 +49,8 @@ pub struct EngineSettings {
     pub pids_limit: i64,
     /// Extra labels on everything the engine creates (tests mark theirs).
     pub extra_labels: Vec<(String, String)>,
+    /// Registries images may come from (`host[:port]`); empty means any.
+    pub allowed_registries: Vec<String>,
 }
 
 impl Default for EngineSettings {
@@ -60,6 +62,7 @@ impl Default for EngineSettings {
             stop_timeout_secs: 10,
             pids_limit: 512,
             extra_labels: Vec::new(),
+            allowed_registries: Vec::new(),
         }
     }
 }

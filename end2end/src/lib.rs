@@ -147,7 +147,12 @@ impl Panel {
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .arg("--site-root")
                 .arg(site_root())
-                .env("PIER_LOG", "warn"),
+                .env("PIER_LOG", "warn")
+                // Docker never reaches past this machine in tests: only the local registry.
+                .env(
+                    "PIER_ALLOWED_REGISTRIES",
+                    std::env::var("PIER_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5123".into()),
+                ),
         );
         wait_until("pier /healthz", Duration::from_secs(20), || {
             http_status(port, "/healthz") == Some(200)

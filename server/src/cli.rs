@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// Opens the data dir (created 0700 when absent), its database and its secret key.
-pub async fn open(data_dir: &Path) -> anyhow::Result<Pier> {
+pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
     if !data_dir.exists() {
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true);
@@ -35,7 +35,11 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<Pier> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let pier = open(&cli.data_dir).await?;
+    let mut settings = Settings::default();
+    if let Command::Serve(args) = &cli.command {
+        settings.engine.allowed_registries = args.allowed_registries.clone();
+    }
+    let pier = open(&cli.data_dir, settings).await?;
     match cli.command {
         Command::Serve(args) => serve(pier, args).await,
         Command::Admin {

@@ -83,6 +83,14 @@ pub struct ServeArgs {
     /// The built site (wasm, JS, CSS) from `cargo leptos build`.
     #[arg(long, env = "PIER_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+
+    /// Only pull images from these registries (comma-separated `host[:port]`); empty: any.
+    #[arg(long, env = "PIER_ALLOWED_REGISTRIES", value_delimiter = ',', value_parser = parse_registry)]
+    pub allowed_registries: Vec<String>,
+}
+
+fn parse_registry(s: &str) -> Result<String, String> {
+    pier_core::validate::registry_host(s)
 }
 
 fn parse_host(s: &str) -> Result<String, String> {
@@ -119,6 +127,18 @@ mod tests {
             _ => panic!("not serve"),
         }
         assert!(Cli::try_parse_from(["pier", "serve", "--panel-host", "bad host\n"]).is_err());
+        let cli = Cli::try_parse_from([
+            "pier",
+            "serve",
+            "--allowed-registries",
+            "GHCR.io,127.0.0.1:5123",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.allowed_registries, ["ghcr.io", "127.0.0.1:5123"]);
+        assert!(Cli::try_parse_from(["pier", "serve", "--allowed-registries", "a b"]).is_err());
         let cli =
             Cli::try_parse_from(["pier", "serve", "--panel-host", "Panel.Example.com"]).unwrap();
         let Command::Serve(a) = cli.command else {

@@ -496,6 +496,18 @@ async fn tenants_cannot_reach_each_others_apps_and_quotas_hold(db: SqlitePool) {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = other.get("/events/apps/private/logs").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Images from registries this Pier does not allow are refused before anything is stored.
+    let r = a
+        .call(
+            "create_app",
+            &[("name", "outside"), ("image", "nginx:1.27"), ("port", "80")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r
+        .field_error("image")
+        .unwrap()
+        .contains("only pulls images from"));
     // Same name is fine for another tenant.
     create(&mut other, "private", &image("hello:1"), "theirs", &[]).await;
 

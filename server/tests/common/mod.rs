@@ -40,6 +40,9 @@ pub fn test_settings() -> Settings {
     s.engine.stats_every_secs = 1;
     s.engine.stop_timeout_secs = 3;
     s.engine.extra_labels = vec![("pier.test".into(), "1".into())];
+    // Never let a test make Docker reach out past this machine: only loopback registries.
+    let local = std::env::var("PIER_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5123".into());
+    s.engine.allowed_registries = vec![local, "127.0.0.1:9".into()];
     s
 }
 
@@ -53,6 +56,7 @@ pub fn serve_args() -> ServeArgs {
         base_domain: None,
         panel_host: None,
         site_root: "target/site".into(),
+        allowed_registries: Vec::new(),
     }
 }
 
