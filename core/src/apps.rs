@@ -515,39 +515,39 @@ impl Pier {
         repo::deployments::list_for_app(self.db(), app.id, limit.clamp(1, 500), offset.max(0)).await
     }
 
-    /// The caller's apps with their state, from one look at the engine.
+    /// The caller's apps with their state, from one look at the engine and two queries.
     pub async fn list_apps(&self, actor: &Actor) -> Result<Vec<AppView>> {
         let apps = repo::apps::list_for_user(self.db(), actor.user_id).await?;
         let containers = self.containers_of(&apps).await;
-        let mut out = Vec::with_capacity(apps.len());
-        for app in apps {
-            out.push(self.view(app, containers.as_ref()).await?);
+        let deps: HashMap<i64, Deployment> =
+            repo::deployments::current_and_latest_for_user(self.db(), actor.user_id)
+                .await?
+                .into_iter()
+                .map(|d| (d.id, d))
+                .collect();
+        let mut latest: HashMap<i64, &Deployment> = HashMap::new();
+        for d in deps.values() {
+            let e = latest.entry(d.app_id).or_insert(d);
+            if d.number > e.number {
+                *e = d;
+            }
         }
-        Ok(out)
+        Ok(apps
+            .into_iter()
+            .map(|app| {
+                let current = app
+                    .current_deployment_id
+                    .and_then(|id| deps.get(&id))
+                    .cloned();
+                let last = latest.get(&app.id).map(|d| (*d).clone());
+                self.view(app, current, last, containers.as_ref())
+            })
+            .collect())
     }
 
     pub async fn app_view(&self, actor: &Actor, name: &str) -> Result<AppView> {
         let app = self.own_app(actor, name).await?;
         let containers = self.containers_of(std::slice::from_ref(&app)).await;
-        self.view(app, containers.as_ref()).await
-    }
-
-    /// This installation's containers (None when the engine does not answer).
-    async fn containers_of(&self, apps: &[App]) -> Option<Vec<Container>> {
-        if apps.is_empty() {
-            return Some(Vec::new());
-        }
-        let instance = self.instance_id().await.ok()?;
-        match self.runtime().containers(&instance).await {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing containers failed");
-                None
-            }
-        }
-    }
-
-    async fn view(&self, app: App, containers: Option<&Vec<Container>>) -> Result<AppView> {
         let current = match app.current_deployment_id {
             Some(id) => repo::deployments::by_id(self.db(), id).await?,
             None => None,
@@ -556,6 +556,39 @@ impl Pier {
             .await?
             .into_iter()
             .next();
+        Ok(self.view(app, current, latest, containers.as_ref()))
+    }
+
+    /// This installation's containers as seen at most a second ago (None when the engine does
+    /// not answer).
+    async fn containers_of(&self, apps: &[App]) -> Option<Vec<Container>> {
+        if apps.is_empty() {
+            return Some(Vec::new());
+        }
+        // Pages poll; one engine call a second serves them all.
+        if let Some(fresh) = self.observed_containers(std::time::Duration::from_secs(1)) {
+            return Some(fresh);
+        }
+        let instance = self.instance_id().await.ok()?;
+        match self.runtime().containers(&instance).await {
+            Ok(c) => {
+                self.observe_containers(c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listing containers failed");
+                None
+            }
+        }
+    }
+
+    fn view(
+        &self,
+        app: App,
+        current: Option<Deployment>,
+        latest: Option<Deployment>,
+        containers: Option<&Vec<Container>>,
+    ) -> AppView {
         let rollout = latest.clone().filter(|d| d.status.in_progress()).map(|d| {
             let p = self.telemetry().pull(d.id);
             (d, p)
@@ -587,7 +620,7 @@ impl Pier {
             (Some(_), None) if last_failed.is_some() => AppState::Failed,
             (Some(_), None) => AppState::Starting,
         };
-        Ok(AppView {
+        AppView {
             host_port: container
                 .as_ref()
                 .filter(|c| c.running())
@@ -597,7 +630,7 @@ impl Pier {
             rollout,
             last_failed,
             app,
-        })
+        }
     }
 
     /// The container of the deployment that serves, if there is one.

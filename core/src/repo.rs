@@ -944,6 +944,30 @@ pub mod deployments {
         .collect()
     }
 
+    /// For each of a user's apps, its serving deployment and its latest one (one query for a
+    /// whole apps list).
+    pub async fn current_and_latest_for_user(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+    ) -> Result<Vec<Deployment>> {
+        sqlx::query_as!(
+            DeploymentRow,
+            r#"SELECT d.id AS "id!", d.app_id, d.number, d.cause, d.image, d.digest, d.env, d.port,
+                      d.memory_mb, d.cpus_milli, d.health_path, d.read_only, d.status, d.error,
+                      d.created_at, d.finished_at
+               FROM deployments d JOIN apps a ON a.id = d.app_id
+               WHERE a.user_id = ?1
+                 AND (d.id = a.current_deployment_id
+                      OR d.number = (SELECT MAX(number) FROM deployments WHERE app_id = a.id))"#,
+            user_id
+        )
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(DeploymentRow::into_deployment)
+        .collect()
+    }
+
     /// Every deployment still being rolled out, across all apps.
     pub async fn in_progress(db: impl SqliteExecutor<'_>) -> Result<Vec<Deployment>> {
         sqlx::query_as!(

@@ -117,6 +117,8 @@ struct Inner {
     telemetry: Telemetry,
     wake: tokio::sync::Notify,
     instance: tokio::sync::OnceCell<String>,
+    /// The engine's last container list and when it was taken.
+    observed: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::runtime::Container>)>>,
 }
 
 fn session_err(e: tower_sessions::session::Error) -> Error {
@@ -154,7 +156,27 @@ impl Pier {
             telemetry: Telemetry::default(),
             wake: tokio::sync::Notify::new(),
             instance: tokio::sync::OnceCell::new(),
+            observed: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// Records what the engine listed (the reconciler does after every look).
+    pub fn observe_containers(&self, list: Vec<crate::runtime::Container>) {
+        *self.0.observed.lock().expect("observed lock") = Some((std::time::Instant::now(), list));
+    }
+
+    /// The last container list, if taken within `max_age`.
+    pub fn observed_containers(
+        &self,
+        max_age: std::time::Duration,
+    ) -> Option<Vec<crate::runtime::Container>> {
+        self.0
+            .observed
+            .lock()
+            .expect("observed lock")
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() <= max_age)
+            .map(|(_, list)| list.clone())
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {

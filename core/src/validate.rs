@@ -590,7 +590,7 @@ mod tests {
             "nginx:bad tag",
             "a b",
             "nginx;rm -rf /",
-            "nginx\n",
+            "ngi\nnx",
             "ghcr.io/o/app@sha256:abc",
             "-x",
         ] {

@@ -26,12 +26,7 @@ pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
     let runtime = crate::engine::docker::DockerRuntime::connect()
         .context("setting up the Docker engine client")?;
-    Ok(Pier::new(
-        db,
-        key,
-        Settings::default(),
-        std::sync::Arc::new(runtime),
-    ))
+    Ok(Pier::new(db, key, settings, std::sync::Arc::new(runtime)))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

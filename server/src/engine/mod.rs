@@ -104,6 +104,7 @@ async fn pass(
     }
     let rt = pier.runtime();
     let containers = rt.containers(&instance).await?;
+    pier.observe_containers(containers.clone());
     let networks = rt.networks(&instance).await?;
     let wants: Vec<Want> = apps
         .iter()
