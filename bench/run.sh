@@ -7,3 +7,9 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 SQLX_OFFLINE=true cargo leptos build --release
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 python3 bench/panel.py --bin "$target_dir/release/pier" --site "$PWD/target/site" "$@"
+# Apps benchmark: needs dockerd, the local registry and its test images (stopped again on exit).
+trap './scripts/services.sh stop' EXIT
+./scripts/services.sh start
+# shellcheck disable=SC1090
+source "$(./scripts/services.sh env)"
+python3 bench/apps.py --bin "$target_dir/release/pier" --site "$PWD/target/site"

@@ -106,6 +106,34 @@ async fn create_an_app_see_it_run_and_read_its_logs() {
         .await;
         wait_for_text(&c, "[data-testid=deployments]", "#1 · created").await;
 
+        // Change the env var in the settings form; what is typed survives the page's status
+        // refreshes (every 2 s), and saving rolls out deployment #2.
+        let value = wait_for(&c, "input[name='env[0][value]']").await;
+        value.clear().await.unwrap();
+        value.send_keys("changed in the browser").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let kept = wait_for(&c, "input[name='env[0][value]']")
+            .await
+            .prop("value")
+            .await
+            .unwrap();
+        assert_eq!(kept.as_deref(), Some("changed in the browser"));
+        click(&c, "[data-testid=save-settings]").await;
+        wait_for_text_within(
+            &c,
+            "[data-testid=deployments]",
+            "#2 · settings changed",
+            Duration::from_secs(10),
+        )
+        .await;
+        wait_for_text_within(
+            &c,
+            "h1 + p + p",
+            "Serving deployment #2",
+            Duration::from_secs(60),
+        )
+        .await;
+
         // Delete, with confirmation.
         c.find(Locator::XPath(
             "//summary[normalize-space()='Delete this app']",

@@ -317,7 +317,11 @@ fn Logs(name: String) -> impl IntoView {
         "/events/apps/{}/logs?tail=200",
         crate::components::encode_component(&name)
     );
+    // Bumped to connect again when the server refused the stream (no container yet: the
+    // browser's EventSource gives up on a non-200 answer, so we retry ourselves).
+    let attempt = RwSignal::new(0u32);
     Effect::new(move |_| {
+        attempt.track();
         #[cfg(feature = "hydrate")]
         {
             use wasm_bindgen::{closure::Closure, JsCast};
@@ -342,7 +346,18 @@ fn Logs(name: String) -> impl IntoView {
             };
             let on_out = handler(false);
             let on_err = handler(true);
-            let on_error = Closure::<dyn FnMut()>::new(move || status.set("Reconnecting…".into()));
+            let es2 = send_wrapper::SendWrapper::new(es.clone());
+            let on_error = Closure::<dyn FnMut()>::new(move || {
+                if es2.ready_state() == web_sys::EventSource::CLOSED {
+                    status.set("Waiting for the app's container…".into());
+                    set_timeout(
+                        move || attempt.update(|a| *a += 1),
+                        std::time::Duration::from_secs(2),
+                    );
+                } else {
+                    status.set("Reconnecting…".into());
+                }
+            });
             es.set_onopen(Some(on_open.as_ref().unchecked_ref()));
             let _ = es.add_event_listener_with_callback("stdout", on_out.as_ref().unchecked_ref());
             let _ = es.add_event_listener_with_callback("stderr", on_err.as_ref().unchecked_ref());
@@ -403,6 +418,11 @@ pub fn AppPage() -> impl IntoView {
         |(n, ..)| app_detail(n),
     );
     poll(detail, 2);
+    // The settings form's values: read once, and again after a save or rollback.
+    let settings = Resource::new(
+        move || (name(), rollback.version().get(), update.version().get()),
+        |(n, ..)| app_detail(n),
+    );
     let navigate = use_navigate();
     let act_value = act.value();
     Effect::new(move |_| {
@@ -425,8 +445,6 @@ pub fn AppPage() -> impl IntoView {
                 Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
                 Ok(d) => {
                     let n = d.row.name.clone();
-                    let n_settings = n.clone();
-                    let n_delete = n.clone();
                     let cpu: Vec<(i64, f64)> = d.metrics.iter().map(|p| (p.at, p.cpu_percent)).collect();
                     let mem: Vec<(i64, f64)> = d.metrics.iter().map(|p| (p.at, p.memory_mb)).collect();
                     let limit = d.row.memory_mb as f64;
@@ -462,9 +480,6 @@ pub fn AppPage() -> impl IntoView {
                             <Chart title="CPU (% of one CPU), last hour" unit="%" points=cpu max=100.0/>
                             <Chart title="Memory (MiB), last hour" unit="MiB" points=mem max=limit/>
                         </section>
-                        <section class=format!("{CARD} mt-6")>
-                            <Logs name=n.clone()/>
-                        </section>
                         <section class=format!("{CARD} mt-6") aria-labelledby="deploys-title">
                             <h2 id="deploys-title" class="text-lg font-semibold">"Deployments"</h2>
                             <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="deployments">
@@ -494,15 +509,30 @@ pub fn AppPage() -> impl IntoView {
                                 }}).collect_view()}
                             </ul>
                         </section>
+                    }.into_any()
+                }
+            })}
+        </Transition>
+        // Not inside the polled view above: the log stream stays connected and what is typed
+        // into the settings form stays put while the status refreshes.
+        {move || {
+            let n = name();
+            view! { <section class=format!("{CARD} mt-6")><Logs name=n/></section> }
+        }}
+        <Transition fallback=|| ()>
+            {move || settings.get().and_then(Result::ok).map(|d| {
+                let n = d.row.name.clone();
+                let n_delete = n.clone();
+                view! {
                         <section class=format!("{CARD} mt-6") aria-labelledby="settings-title">
                             <h2 id="settings-title" class="text-lg font-semibold">"Settings"</h2>
                             <p class="mb-4 text-sm text-slate-500">"Saving deploys the new settings; the running version keeps serving until the new one answers."</p>
                             <div class="mb-4"><Outcome value=update_outcome/></div>
                             <ActionForm action=update attr:class="space-y-4" attr:novalidate=true>
                                 <CsrfField/>
-                                <input type="hidden" name="app" value=n_settings/>
+                                <input type="hidden" name="app" value=n.clone()/>
                                 <SpecFields value=update_value.into() initial=d.clone()/>
-                                <button type="submit" class=BUTTON>"Save and deploy"</button>
+                                <button type="submit" class=BUTTON data-testid="save-settings">"Save and deploy"</button>
                             </ActionForm>
                         </section>
                         <details class=format!("{CARD} mt-6")>
@@ -510,7 +540,6 @@ pub fn AppPage() -> impl IntoView {
                             <p class="my-3 text-sm text-slate-500">"Its container is removed and its history is lost. This cannot be undone."</p>
                             <ActionButton app=n_delete action="delete" label="Yes, delete this app" act danger=true/>
                         </details>
-                    }.into_any()
                 }
             })}
         </Transition>
