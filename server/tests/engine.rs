@@ -559,3 +559,31 @@ async fn tenants_cannot_reach_each_others_apps_and_quotas_hold(db: SqlitePool) {
         .unwrap()
         .contains("still has 2 apps"));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn parallel_rollouts_of_one_tenant_share_one_network(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.admin().await;
+    login_to_registry(&mut b, None).await;
+    let names = ["p1", "p2", "p3", "p4"];
+    for n in names {
+        create(&mut b, n, &image("hello:1"), n, &[("memory_mb", "64")]).await;
+    }
+    for n in names {
+        until(&mut b, n, 60, serving(1)).await;
+    }
+    let out = std::process::Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=pier.instance={}", app.instance),
+        ])
+        .output()
+        .unwrap();
+    let nets = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .count();
+    assert_eq!(nets, 1, "one network per tenant");
+}

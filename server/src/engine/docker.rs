@@ -31,6 +31,9 @@ use pier_core::{
 
 pub struct DockerRuntime {
     docker: Docker,
+    /// Network creation one at a time: Docker allows two networks with one name, and parallel
+    /// rollouts of one tenant's apps would otherwise race to make theirs.
+    networks: tokio::sync::Mutex<()>,
 }
 
 impl DockerRuntime {
@@ -39,7 +42,10 @@ impl DockerRuntime {
     pub fn connect() -> anyhow::Result<Self> {
         let docker = Docker::connect_with_local_defaults()?
             .with_timeout(std::time::Duration::from_secs(120));
-        Ok(DockerRuntime { docker })
+        Ok(DockerRuntime {
+            docker,
+            networks: tokio::sync::Mutex::new(()),
+        })
     }
 }
 
@@ -228,6 +234,7 @@ impl Runtime for DockerRuntime {
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<String, RuntimeError> {
+        let _one_at_a_time = self.networks.lock().await;
         // Docker does not keep network names unique: a create racing another (a panel killed
         // mid-create and restarted) can make two. So the oldest of that name is the network,
         // found by listing, and any younger twin is removed.

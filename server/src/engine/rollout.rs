@@ -222,7 +222,15 @@ async fn wait_healthy(
                 "The new container never became healthy: {what} within {timeout} s (last: {last}). The previous deployment keeps serving."
             )));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Quick polls at first (most apps answer within a second), then gentler ones.
+        let waited =
+            Duration::from_secs(timeout).saturating_sub(deadline - tokio::time::Instant::now());
+        let pause = if waited < Duration::from_secs(3) {
+            40
+        } else {
+            250
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 
