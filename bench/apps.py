@@ -300,10 +300,16 @@ class Bench:
         gone = self.wait_no_containers(timeout)
         return answered, shown, gone
 
-    def docker_deploy(self):
+    # What Pier always adds: the tenant's own bridge network, an init process, limits, hardening.
+    ISOLATION = ["--network", "pier-bench-net", "--init", "--cap-drop", "ALL",
+                 "--security-opt", "no-new-privileges", "--memory", "32m", "--memory-swap", "32m",
+                 "--cpus", "0.1", "--pids-limit", "512", "--restart", "unless-stopped"]
+
+    def docker_deploy(self, isolated=False):
         timeout = self.args.step_timeout
         t0 = time.monotonic()
-        cid = docker("run", "-d", "--rm", "-p", "127.0.0.1::8080", "--label", BENCH_LABEL, self.image,
+        extra = self.ISOLATION if isolated else ["--rm"]
+        cid = docker("run", "-d", *extra, "-p", "127.0.0.1::8080", "--label", BENCH_LABEL, self.image,
                      timeout=timeout)
         try:
             out = docker("port", cid, "8080/tcp", timeout=30)
@@ -324,19 +330,25 @@ class Bench:
     def deploy_latency(self):
         runs = self.args.runs
         say(f"1. Deploy latency, {runs} runs each, interleaved (image {self.image}, present locally)")
-        pier, shown, gone, raw = [], [], [], []
+        pier, shown, gone, raw, iso = [], [], [], [], []
+        docker("network", "create", "--label", BENCH_LABEL, "pier-bench-net", timeout=60, check=False)
         for i in range(runs):
-            # Alternate which goes first, so neither always runs on a just-busied engine.
-            order = ("pier", "docker") if i % 2 == 0 else ("docker", "pier")
+            # Rotate which goes first, so none always runs on a just-busied engine.
+            order = [("pier", "docker", "isolated"), ("docker", "isolated", "pier"),
+                     ("isolated", "pier", "docker")][i % 3]
             for which in order:
                 if which == "pier":
                     a, s, g = self.pier_deploy(f"bench-deploy-{i + 1}")
                     pier.append(a)
                     shown.append(s)
                     gone.append(g)
-                else:
+                elif which == "docker":
                     raw.append(self.docker_deploy())
-            say(f"    run {i + 1}/{runs}: pier {pier[-1] * 1000:7.0f} ms   docker run {raw[-1] * 1000:7.0f} ms")
+                else:
+                    iso.append(self.docker_deploy(isolated=True))
+            say(f"    run {i + 1}/{runs}: pier {pier[-1] * 1000:7.0f} ms   docker run {raw[-1] * 1000:7.0f} ms"
+                f"   docker run + Pier's isolation {iso[-1] * 1000:7.0f} ms")
+        docker("network", "rm", "pier-bench-net", timeout=60, check=False)
 
         def row(label, v):
             return (f"  {label:<46} median {statistics.median(v) * 1000:7.0f} ms"
@@ -345,14 +357,17 @@ class Bench:
         say(row("pier: POST /apps -> first 200 on its port", pier))
         say(row("  of which POST -> host_port shown", shown))
         say(row("docker run -d -> first 200 on its port", raw))
+        say(row("docker run -d, same network/limits/hardening", iso))
         ratio = statistics.median(pier) / statistics.median(raw)
         say(f"  ratio median(pier) / median(docker run): {ratio:.2f}   (goal <= 1.3: "
             f"{'met' if ratio <= 1.3 else 'NOT met'})")
+        ratio_iso = statistics.median(pier) / statistics.median(iso)
+        say(f"  ratio median(pier) / median(docker run with the same isolation): {ratio_iso:.2f}")
         say(row("pier: DELETE /apps/{name} -> container gone", gone))
         say("  note: the image is present locally for both, but Pier still asks the registry for the"
             " manifest\n        on every deploy (it pulls by reference, with the saved login); docker run"
-            " does not.\n        Pier's container also has limits (32 MiB, 0.1 CPU) and hardening;"
-            " the docker run has none.")
+            " does not.\n        The plain docker run has none of Pier's isolation; the second one has"
+            " the same\n        (its own bridge network, init, limits, no capabilities).")
 
     # ----- 2. memory with many apps ----------------------------------------------------------
 
@@ -400,6 +415,21 @@ class Bench:
                 raise BenchError(f"GET /api/v1{path} listed {len(data['items'])} apps, not {min(n, 100)}")
         after_list = rss_kib(self.proc.pid)
 
+        # Bounded load on the list (issue 6's figure): wrk, 2 threads, 8 connections, 10 s.
+        wrk_line = "wrk not installed"
+        if shutil.which("wrk"):
+            out = subprocess.run(
+                ["wrk", "-t2", "-c8", "-d10s", "--latency", "-H", f"Authorization: Bearer {self.api.token}",
+                 f"http://127.0.0.1:{self.api.port}/api/v1/apps"],
+                capture_output=True, text=True, check=True, timeout=60,
+            ).stdout
+            p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
+            p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
+            rps = re.search(r"Requests/sec:\s+(\S+)", out).group(1)
+            bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+            wrk_line = (f"{rps} req/s  p50 {p50}  p99 {p99}  non-2xx {bad.group(1) if bad else 0}"
+                        f"   (goal >= 5,000 req/s)")
+
         t1 = time.monotonic()
         for app in self.api.all_apps():
             self.api.expect("DELETE", f"/apps/{app['name']}", status=(204,))
@@ -420,6 +450,7 @@ class Bench:
         row("GET /api/v1/apps?per_page=100, 50 sequential:",
             f"median {statistics.median(lat) * 1000:.1f} ms   p95 {p95(lat) * 1000:.1f} ms")
         row("resident memory after those requests:", mib(after_list))
+        row(f"GET /api/v1/apps (20 per page, {n} apps), wrk -t2 -c8 10s:", wrk_line)
         row(f"all {n} apps deleted, containers gone in:", f"{gone:8.1f} s")
         row("resident memory after deleting them:", mib(after))
 
@@ -461,6 +492,10 @@ class Bench:
                                   timeout=30))
                 if nets:
                     docker("network", "rm", *nets, timeout=60, check=False)
+            bench_nets = ids(docker("network", "ls", "-q", "--filter", f"label={BENCH_LABEL}", timeout=30))
+            if bench_nets:
+                docker("network", "rm", *bench_nets, timeout=60, check=False)
+            nets += bench_nets
             notes.append(f"removed {len(set(gone))} leftover containers, {len(nets)} networks")
         except Exception as e:  # noqa: BLE001 - report and carry on cleaning
             notes.append(f"docker clean-up failed: {e}")

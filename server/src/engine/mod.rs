@@ -117,7 +117,9 @@ async fn pass(
         })
         .collect();
     let busy_now = busy.lock().expect("busy lock").clone();
-    let steps = plan::plan(&wants, &containers, &networks, &busy_now);
+    let mut steps = plan::plan(&wants, &containers, &networks, &busy_now);
+    // Rollouts first: they run in their own tasks, so a slow removal never delays a deploy.
+    steps.sort_by_key(|s| !matches!(s, Step::Rollout { .. } | Step::Recreate { .. }));
     let ids: HashSet<i64> = apps.iter().map(|a| a.id).collect();
     pier.telemetry().retain_apps(&|id| ids.contains(&id));
 

@@ -24,6 +24,7 @@ use tokio::{
 /// Errors returned here are transient (the engine did not answer): the caller retries. Anything
 /// the deployment itself got wrong ends it as failed, with the reason, and returns Ok.
 pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
+    let t0 = std::time::Instant::now();
     let Some(dep) = repo::deployments::by_id(pier.db(), id).await? else {
         return Ok(());
     };
@@ -58,6 +59,7 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
     let auth = pier.registry_auth(app.user_id, &image.registry).await?;
     let had_auth = auth.is_some();
     let telemetry_pier = pier.clone();
+    let t_pull = t0.elapsed();
     let pulled = rt
         .pull(
             &image,
@@ -108,6 +110,7 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
         network,
         labels,
     };
+    let t_create = t0.elapsed();
     let container = match rt.create(&spec).await {
         Ok(cid) => cid,
         Err(RuntimeError::Conflict(_)) => {
@@ -139,6 +142,7 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
     }
 
     // 3. Wait until it answers, then let it serve.
+    let t_started = t0.elapsed();
     if let Err(reason) = wait_healthy(pier, &instance, &container, &dep).await? {
         let tail = last_lines(pier, &container).await;
         let _ = rt.remove(&container).await;
@@ -153,7 +157,15 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
     let promoted = repo::deployments::promote(&mut tx, id, now()).await?;
     tx.commit().await?;
     if promoted {
-        tracing::info!(app = %app.name, deployment = dep.number, "deployment is live");
+        tracing::info!(
+            app = %app.name,
+            deployment = dep.number,
+            pull_from_ms = t_pull.as_millis() as u64,
+            create_from_ms = t_create.as_millis() as u64,
+            started_at_ms = t_started.as_millis() as u64,
+            live_at_ms = t0.elapsed().as_millis() as u64,
+            "deployment is live"
+        );
     } else {
         // Cancelled while starting (a newer deployment was asked for).
         let _ = rt.remove(&container).await;
@@ -195,6 +207,8 @@ async fn wait_healthy(
     let mut last = String::from("no answer yet");
     loop {
         let listed = pier.runtime().containers(instance).await?;
+        // Pages read this list: keep it fresh, so the new container shows the moment it serves.
+        pier.observe_containers(listed.clone());
         let Some(c) = listed.into_iter().find(|c| c.id == container) else {
             return Ok(Err("The container disappeared while starting.".into()));
         };
