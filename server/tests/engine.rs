@@ -567,11 +567,43 @@ async fn parallel_rollouts_of_one_tenant_share_one_network(db: SqlitePool) {
     login_to_registry(&mut b, None).await;
     let names = ["p1", "p2", "p3", "p4"];
     for n in names {
-        create(&mut b, n, &image("hello:1"), n, &[("memory_mb", "64")]).await;
+        // p4 with a read-only root: it writes only to /tmp, which Pier mounts as a tmpfs.
+        let ro: &[(&str, &str)] = if n == "p4" {
+            &[("memory_mb", "64"), ("read_only", "on")]
+        } else {
+            &[("memory_mb", "64")]
+        };
+        create(&mut b, n, &image("hello:1"), n, ro).await;
     }
     for n in names {
         until(&mut b, n, 60, serving(1)).await;
     }
+    let d = detail(&mut b, "p4").await;
+    assert_eq!(d["read_only"], true);
+    let port = d["row"]["host_port"].as_u64().unwrap() as u16;
+    assert_eq!(http_get(port, "/").await.as_deref(), Some("p4\n"));
+    let id = &app
+        .containers()
+        .await
+        .into_iter()
+        .find(|c| c.name.contains("-p4-"))
+        .unwrap()
+        .id;
+    let c = inspect(id);
+    assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true);
+    assert!(
+        c["HostConfig"]["Tmpfs"]["/tmp"].is_string(),
+        "{}",
+        c["HostConfig"]["Tmpfs"]
+    );
+    let id = &app
+        .containers()
+        .await
+        .into_iter()
+        .find(|c| c.name.contains("-p1-"))
+        .unwrap()
+        .id;
+    assert_eq!(inspect(id)["HostConfig"]["ReadonlyRootfs"], false);
     let out = std::process::Command::new("docker")
         .args([
             "network",
