@@ -517,10 +517,21 @@ impl Pier {
 
     /// The caller's apps with their state, from one look at the engine and two queries.
     pub async fn list_apps(&self, actor: &Actor) -> Result<Vec<AppView>> {
-        let apps = repo::apps::list_for_user(self.db(), actor.user_id).await?;
+        Ok(self.list_apps_page(actor, i64::MAX, 0).await?.0)
+    }
+
+    /// One page of the caller's apps (by name) with their state, and how many there are.
+    pub async fn list_apps_page(
+        &self,
+        actor: &Actor,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<AppView>, usize)> {
+        let total = repo::apps::count_for_user(self.db(), actor.user_id).await?;
+        let apps = repo::apps::page_for_user(self.db(), actor.user_id, limit, offset).await?;
         let containers = self.containers_of(&apps).await;
         let deps: HashMap<i64, Deployment> =
-            repo::deployments::current_and_latest_for_user(self.db(), actor.user_id)
+            repo::deployments::current_and_latest_for_user(self.db(), actor.user_id, limit, offset)
                 .await?
                 .into_iter()
                 .map(|d| (d.id, d))
@@ -532,7 +543,7 @@ impl Pier {
                 *e = d;
             }
         }
-        Ok(apps
+        let views = apps
             .into_iter()
             .map(|app| {
                 let current = app
@@ -540,9 +551,10 @@ impl Pier {
                     .and_then(|id| deps.get(&id))
                     .cloned();
                 let last = latest.get(&app.id).map(|d| (*d).clone());
-                self.view(app, current, last, containers.as_ref())
+                self.view(app, current, last, containers.as_deref().map(Vec::as_slice))
             })
-            .collect())
+            .collect();
+        Ok((views, usize::try_from(total).unwrap_or(0)))
     }
 
     pub async fn app_view(&self, actor: &Actor, name: &str) -> Result<AppView> {
@@ -556,14 +568,19 @@ impl Pier {
             .await?
             .into_iter()
             .next();
-        Ok(self.view(app, current, latest, containers.as_ref()))
+        Ok(self.view(
+            app,
+            current,
+            latest,
+            containers.as_deref().map(Vec::as_slice),
+        ))
     }
 
     /// This installation's containers as seen at most a second ago (None when the engine does
     /// not answer).
-    async fn containers_of(&self, apps: &[App]) -> Option<Vec<Container>> {
+    async fn containers_of(&self, apps: &[App]) -> Option<std::sync::Arc<Vec<Container>>> {
         if apps.is_empty() {
-            return Some(Vec::new());
+            return Some(Default::default());
         }
         // Pages poll; one engine call a second serves them all.
         if let Some(fresh) = self.observed_containers(std::time::Duration::from_secs(1)) {
@@ -571,10 +588,7 @@ impl Pier {
         }
         let instance = self.instance_id().await.ok()?;
         match self.runtime().containers(&instance).await {
-            Ok(c) => {
-                self.observe_containers(c.clone());
-                Some(c)
-            }
+            Ok(c) => Some(self.observe_containers(c)),
             Err(e) => {
                 tracing::warn!(error = %e, "listing containers failed");
                 None
@@ -587,7 +601,7 @@ impl Pier {
         app: App,
         current: Option<Deployment>,
         latest: Option<Deployment>,
-        containers: Option<&Vec<Container>>,
+        containers: Option<&[Container]>,
     ) -> AppView {
         let rollout = latest.clone().filter(|d| d.status.in_progress()).map(|d| {
             let p = self.telemetry().pull(d.id);

@@ -736,6 +736,26 @@ pub mod apps {
         .await?)
     }
 
+    /// One page of a user's apps, by name.
+    pub async fn page_for_user(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<App>> {
+        all(sqlx::query_as!(
+            AppRow,
+            r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+               FROM apps WHERE user_id = ? ORDER BY name LIMIT ? OFFSET ?"#,
+            user_id,
+            limit,
+            offset
+        )
+        .fetch_all(db)
+        .await?)
+    }
+
     /// Every app of every tenant: the reconciler's desired state.
     pub async fn list_all(db: impl SqliteExecutor<'_>) -> Result<Vec<App>> {
         all(sqlx::query_as!(
@@ -944,11 +964,13 @@ pub mod deployments {
         .collect()
     }
 
-    /// For each of a user's apps, its serving deployment and its latest one (one query for a
-    /// whole apps list).
+    /// For each app of one page of a user's apps (by name), its serving deployment and its
+    /// latest one: one query for a whole list.
     pub async fn current_and_latest_for_user(
         db: impl SqliteExecutor<'_>,
         user_id: i64,
+        limit: i64,
+        offset: i64,
     ) -> Result<Vec<Deployment>> {
         sqlx::query_as!(
             DeploymentRow,
@@ -956,10 +978,12 @@ pub mod deployments {
                       d.memory_mb, d.cpus_milli, d.health_path, d.read_only, d.status, d.error,
                       d.created_at, d.finished_at
                FROM deployments d JOIN apps a ON a.id = d.app_id
-               WHERE a.user_id = ?1
+               WHERE a.id IN (SELECT id FROM apps WHERE user_id = ?1 ORDER BY name LIMIT ?2 OFFSET ?3)
                  AND (d.id = a.current_deployment_id
                       OR d.number = (SELECT MAX(number) FROM deployments WHERE app_id = a.id))"#,
-            user_id
+            user_id,
+            limit,
+            offset
         )
         .fetch_all(db)
         .await?

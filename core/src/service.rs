@@ -118,7 +118,8 @@ struct Inner {
     wake: tokio::sync::Notify,
     instance: tokio::sync::OnceCell<String>,
     /// The engine's last container list and when it was taken.
-    observed: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::runtime::Container>)>>,
+    #[allow(clippy::type_complexity)]
+    observed: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::runtime::Container>>)>>,
 }
 
 fn session_err(e: tower_sessions::session::Error) -> Error {
@@ -161,15 +162,21 @@ impl Pier {
     }
 
     /// Records what the engine listed (the reconciler does after every look).
-    pub fn observe_containers(&self, list: Vec<crate::runtime::Container>) {
-        *self.0.observed.lock().expect("observed lock") = Some((std::time::Instant::now(), list));
+    pub fn observe_containers(
+        &self,
+        list: Vec<crate::runtime::Container>,
+    ) -> Arc<Vec<crate::runtime::Container>> {
+        let list = Arc::new(list);
+        *self.0.observed.lock().expect("observed lock") =
+            Some((std::time::Instant::now(), list.clone()));
+        list
     }
 
     /// The last container list, if taken within `max_age`.
     pub fn observed_containers(
         &self,
         max_age: std::time::Duration,
-    ) -> Option<Vec<crate::runtime::Container>> {
+    ) -> Option<Arc<Vec<crate::runtime::Container>>> {
         self.0
             .observed
             .lock()

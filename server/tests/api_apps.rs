@@ -904,3 +904,35 @@ async fn the_openapi_document_lists_the_new_routes(db: SqlitePool) {
     assert!(doc["paths"]["/api/v1/apps"]["post"]["responses"]["201"].is_object());
     assert!(doc["paths"]["/api/v1/apps/{name}/redeploy"]["post"]["responses"]["202"].is_object());
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_apps_list_pages_by_name_in_the_database(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "a@example.com").await;
+    for name in ["cherry", "apple", "banana"] {
+        create(&app, &t, minimal(name)).await;
+    }
+    let page = |p: u32| {
+        let app = &app;
+        let t = t.clone();
+        async move {
+            let r = app
+                .api("GET", &format!("/apps?per_page=2&page={p}"), Some(&t), None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let j = r.json();
+            assert_eq!(j["total"], 3);
+            j["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(1).await, ["apple", "banana"]);
+    assert_eq!(page(2).await, ["cherry"]);
+    assert!(page(3).await.is_empty());
+    let r = app.api("GET", "/apps?per_page=0", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -342,10 +342,19 @@ pub async fn list(
     Q(q): Q<PageQuery>,
 ) -> ApiResult<Json<Page<AppOut>>> {
     caller.require(Scope::Read)?;
-    let all = s.pier.list_apps(&caller.actor).await?;
-    Ok(Json(
-        q.paginate(all.into_iter().map(AppOut::from).collect())?,
-    ))
+    let (page, per_page, skip) = q.bounds()?;
+    // One page from the database, not every app then a slice.
+    let offset = i64::try_from(skip).unwrap_or(i64::MAX);
+    let (views, total) = s
+        .pier
+        .list_apps_page(&caller.actor, i64::from(per_page), offset)
+        .await?;
+    Ok(Json(Page {
+        items: views.into_iter().map(AppOut::from).collect(),
+        page,
+        per_page,
+        total,
+    }))
 }
 
 /// Creates an app and queues its first deployment; 403 `quota_exceeded` names the limit.

@@ -192,7 +192,8 @@ pub struct Page<T> {
 }
 
 impl PageQuery {
-    pub fn paginate<T>(&self, all: Vec<T>) -> ApiResult<Page<T>> {
+    /// The checked page number, page size and the number of items before the page.
+    pub fn bounds(&self) -> ApiResult<(u32, u32, usize)> {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(50);
         if page == 0 || !(1..=100).contains(&per_page) {
@@ -202,9 +203,14 @@ impl PageQuery {
             }])
             .into());
         }
-        let total = all.len();
         // Widened and saturating: any page number is an empty page, never an overflow.
         let skip = (page as usize - 1).saturating_mul(per_page as usize);
+        Ok((page, per_page, skip))
+    }
+
+    pub fn paginate<T>(&self, all: Vec<T>) -> ApiResult<Page<T>> {
+        let (page, per_page, skip) = self.bounds()?;
+        let total = all.len();
         let items = all.into_iter().skip(skip).take(per_page as usize).collect();
         Ok(Page {
             items,

@@ -103,8 +103,7 @@ async fn pass(
         *t = (*t).max(d.id);
     }
     let rt = pier.runtime();
-    let containers = rt.containers(&instance).await?;
-    pier.observe_containers(containers.clone());
+    let containers = pier.observe_containers(rt.containers(&instance).await?);
     let networks = rt.networks(&instance).await?;
     let wants: Vec<Want> = apps
         .iter()

@@ -206,10 +206,9 @@ async fn wait_healthy(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let mut last = String::from("no answer yet");
     loop {
-        let listed = pier.runtime().containers(instance).await?;
-        // Pages read this list: keep it fresh, so the new container shows the moment it serves.
-        pier.observe_containers(listed.clone());
-        let Some(c) = listed.into_iter().find(|c| c.id == container) else {
+        // Pages read this list too: keep it fresh, so the new container shows the moment it serves.
+        let listed = pier.observe_containers(pier.runtime().containers(instance).await?);
+        let Some(c) = listed.iter().find(|c| c.id == container).cloned() else {
             return Ok(Err("The container disappeared while starting.".into()));
         };
         if matches!(c.state.as_str(), "exited" | "dead" | "restarting") {
