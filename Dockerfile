@@ -2,8 +2,14 @@
 # not build this; `scripts/run.sh` is the tested way to run Pier.)
 #
 #   docker build -t pier .
-#   docker run -d --name pier -v pier-data:/var/lib/pier -p 127.0.0.1:3000:3000 pier
+#   docker run -d --name pier --network host \
+#     -v pier-data:/var/lib/pier \
+#     -v /var/run/docker.sock:/var/run/docker.sock --group-add "$(stat -c %g /var/run/docker.sock)" \
+#     -e PIER_LISTEN=127.0.0.1:3000 pier
 #   docker exec -i pier pier admin create --email you@example.com --password-stdin <<< "$PASSWORD"
+#
+# Pier drives the host's Docker engine (the socket, and the group that may use it) and checks its
+# apps on the host's loopback ports, where they are published: hence the host network.
 
 # --- build: the release server binary, the wasm bundle and the CSS -----------------------------
 FROM rust:1.95-bookworm AS build

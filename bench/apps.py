@@ -450,7 +450,7 @@ class Bench:
         row("GET /api/v1/apps?per_page=100, 50 sequential:",
             f"median {statistics.median(lat) * 1000:.1f} ms   p95 {p95(lat) * 1000:.1f} ms")
         row("resident memory after those requests:", mib(after_list))
-        row(f"GET /api/v1/apps (20 per page, {n} apps), wrk -t2 -c8 10s:", wrk_line)
+        row(f"GET /api/v1/apps (default 50 per page, {n} apps), wrk -t2 -c8 10s:", wrk_line)
         row(f"all {n} apps deleted, containers gone in:", f"{gone:8.1f} s")
         row("resident memory after deleting them:", mib(after))
 
