@@ -528,30 +528,17 @@ impl Pier {
         offset: i64,
     ) -> Result<(Vec<AppView>, usize)> {
         let total = repo::apps::count_for_user(self.db(), actor.user_id).await?;
-        let apps = repo::apps::page_for_user(self.db(), actor.user_id, limit, offset).await?;
-        let containers = self.containers_of(&apps).await;
-        let deps: HashMap<i64, Deployment> =
-            repo::deployments::current_and_latest_for_user(self.db(), actor.user_id, limit, offset)
-                .await?
-                .into_iter()
-                .map(|d| (d.id, d))
-                .collect();
-        let mut latest: HashMap<i64, &Deployment> = HashMap::new();
-        for d in deps.values() {
-            let e = latest.entry(d.app_id).or_insert(d);
-            if d.number > e.number {
-                *e = d;
-            }
-        }
-        let views = apps
+        let rows = repo::app_list::page(self.db(), actor.user_id, limit, offset).await?;
+        let containers = self.containers_of(!rows.is_empty()).await;
+        let views = rows
             .into_iter()
-            .map(|app| {
-                let current = app
-                    .current_deployment_id
-                    .and_then(|id| deps.get(&id))
-                    .cloned();
-                let last = latest.get(&app.id).map(|d| (*d).clone());
-                self.view(app, current, last, containers.as_deref().map(Vec::as_slice))
+            .map(|(app, current, latest)| {
+                self.view(
+                    app,
+                    current,
+                    latest,
+                    containers.as_deref().map(Vec::as_slice),
+                )
             })
             .collect();
         Ok((views, usize::try_from(total).unwrap_or(0)))
@@ -559,7 +546,7 @@ impl Pier {
 
     pub async fn app_view(&self, actor: &Actor, name: &str) -> Result<AppView> {
         let app = self.own_app(actor, name).await?;
-        let containers = self.containers_of(std::slice::from_ref(&app)).await;
+        let containers = self.containers_of(true).await;
         let current = match app.current_deployment_id {
             Some(id) => repo::deployments::by_id(self.db(), id).await?,
             None => None,
@@ -578,8 +565,8 @@ impl Pier {
 
     /// This installation's containers as seen at most a second ago (None when the engine does
     /// not answer).
-    async fn containers_of(&self, apps: &[App]) -> Option<std::sync::Arc<Vec<Container>>> {
-        if apps.is_empty() {
+    async fn containers_of(&self, needed: bool) -> Option<std::sync::Arc<Vec<Container>>> {
+        if !needed {
             return Some(Default::default());
         }
         // Pages poll; one engine call a second serves them all.
