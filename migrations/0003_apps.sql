@@ -1,5 +1,8 @@
 -- The apps engine: what each tenant wants running (apps), every rollout of it (deployments),
 -- and the registry credentials used to pull private images.
+--
+-- App and deployment ids are AUTOINCREMENT: they name containers and label them, so an id must
+-- never come back after a delete (a new app could otherwise inherit a deleted one's container).
 
 -- One row: this installation's id, put on every container and network Pier creates so that
 -- several installations (or test runs) can share one Docker engine without touching each
@@ -14,7 +17,7 @@ INSERT INTO instance (id, created_at) VALUES (lower(hex(randomblob(6))), CAST(st
 -- [{"name": "A", "value": "plain"} | {"name": "B", "sealed": "<ciphertext>"}] — secret values are
 -- encrypted with the operator's key, bound to the tenant, app and variable name.
 CREATE TABLE apps (
-    id                    INTEGER PRIMARY KEY,
+    id                    INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id               INTEGER NOT NULL REFERENCES users (id) ON DELETE RESTRICT,
     name                  TEXT    NOT NULL,
     image                 TEXT    NOT NULL,
@@ -38,7 +41,7 @@ CREATE TABLE apps (
 -- Every rollout, with a snapshot of the spec it ran. `status` moves
 -- queued → pulling → starting → running → superseded, or ends in failed / cancelled.
 CREATE TABLE deployments (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     app_id      INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
     number      INTEGER NOT NULL,
     cause       TEXT    NOT NULL,

@@ -266,7 +266,28 @@ impl Pier {
                     }
                 }
             })
-            .collect();
+            .collect::<Vec<StoredEnv>>();
+        // Kept secrets count too (the form sent them empty): ciphertext is hex, about twice the
+        // plaintext, plus a nonce and tag.
+        let stored: usize = env
+            .iter()
+            .map(|v| {
+                v.name.len()
+                    + v.value.as_ref().map_or(0, String::len)
+                    + v.sealed
+                        .as_ref()
+                        .map_or(0, |s| s.len().saturating_sub(80) / 2)
+            })
+            .sum();
+        if stored > validate::MAX_ENV_TOTAL {
+            return Err(Error::field(
+                "env",
+                format!(
+                    "The variables take more than {} KiB together.",
+                    validate::MAX_ENV_TOTAL / 1024
+                ),
+            ));
+        }
         Ok((
             name,
             CheckedSpec {

@@ -888,8 +888,8 @@ pub mod app_list {
                    'health_path', a.health_path, 'read_only', a.read_only, 'desired', a.desired,
                    'current_deployment_id', a.current_deployment_id, 'last_error', a.last_error,
                    'created_at', a.created_at, 'updated_at', a.updated_at,
-                   'current', (SELECT json(doc) FROM dep WHERE dep.id = a.current_deployment_id),
-                   'latest', (SELECT json(doc) FROM dep WHERE dep.app_id = a.id ORDER BY number DESC LIMIT 1)
+                   'current', json((SELECT doc FROM dep WHERE dep.id = a.current_deployment_id)),
+                   'latest', json((SELECT doc FROM dep WHERE dep.app_id = a.id ORDER BY number DESC LIMIT 1))
                )) AS "apps!: String"
                FROM page a"#,
             user_id,

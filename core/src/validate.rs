@@ -271,7 +271,8 @@ pub fn image(input: &str) -> Result<ImageRef, String> {
             format!("{s:?} is not a valid image reference: {e}.")
         })?;
     Ok(ImageRef {
-        registry: r.registry().to_owned(),
+        // Host names are case-insensitive; saved registry logins are kept in lower case.
+        registry: r.registry().to_ascii_lowercase(),
         repository: r.repository().to_owned(),
         tag: r.tag().map(str::to_owned),
         digest: r.digest().map(str::to_owned),
@@ -418,12 +419,14 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, DotenvError> {
             let end = body
                 .find('\'')
                 .ok_or_else(|| err("the single quote is never closed".into()))?;
+            after_quote(&body[end + 1..]).map_err(err)?;
             body[..end].to_owned()
         } else if let Some(body) = rest.strip_prefix('"') {
             // Double-quoted values may continue over the following lines.
             let mut buf = body.to_owned();
             loop {
-                if let Some(v) = unescape_until_quote(&buf) {
+                if let Some((v, tail)) = unescape_until_quote(&buf) {
+                    after_quote(&tail).map_err(err)?;
                     break v;
                 }
                 if i >= lines.len() {
@@ -445,24 +448,40 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, DotenvError> {
     Ok(out)
 }
 
-/// The text up to the first unescaped `"`, with escapes resolved; None when there is none.
-fn unescape_until_quote(s: &str) -> Option<String> {
+/// The text up to the first unescaped `"`, with `\n \t \r \" \\` resolved (any other
+/// backslash stays as written), and what follows the quote; None when there is no closing quote.
+fn unescape_until_quote(s: &str) -> Option<(String, String)> {
     let mut out = String::new();
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         match c {
-            '"' => return Some(out),
+            '"' => return Some((out, chars.collect())),
             '\\' => match chars.next() {
                 Some('n') => out.push('\n'),
                 Some('t') => out.push('\t'),
                 Some('r') => out.push('\r'),
-                Some(o) => out.push(o),
+                Some('"') => out.push('"'),
+                Some('\\') => out.push('\\'),
+                Some(o) => {
+                    out.push('\\');
+                    out.push(o);
+                }
                 None => out.push('\\'),
             },
             o => out.push(o),
         }
     }
     None
+}
+
+/// After a closing quote only blanks and a `# comment` may follow.
+fn after_quote(tail: &str) -> Result<(), String> {
+    let t = tail.trim_start();
+    if t.is_empty() || t.starts_with('#') {
+        Ok(())
+    } else {
+        Err(format!("unexpected text after the closing quote: {t:?}"))
+    }
 }
 
 #[cfg(test)]
@@ -652,5 +671,13 @@ mod tests {
         assert_eq!(e.line, 2);
         assert_eq!(parse_dotenv("1X=2").unwrap_err().line, 1);
         assert!(parse_dotenv("A=\"open").is_err());
+        // Unknown escapes stay as written (regexes, Windows paths).
+        let v = parse_dotenv("R=\"^\\d+$\"\nP=\"C:\\new\\x\"").unwrap();
+        assert_eq!(v[0].1, "^\\d+$");
+        assert_eq!(v[1].1, "C:\\new\\x".replace("\\n", "\n"));
+        // Nothing but a comment may follow a closing quote.
+        assert!(parse_dotenv("A=\"x\" # fine").is_ok());
+        assert!(parse_dotenv("A='x' tail").is_err());
+        assert!(parse_dotenv("A=\"x\"tail").is_err());
     }
 }

@@ -936,3 +936,26 @@ async fn the_apps_list_pages_by_name_in_the_database(db: SqlitePool) {
     let r = app.api("GET", "/apps?per_page=0", Some(&t), None).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn ids_of_deleted_apps_and_deployments_never_come_back(db: SqlitePool) {
+    // Containers are named and labelled by these ids: a new app must never inherit an old one's.
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "a@example.com").await;
+    create(&app, &t, minimal("first")).await;
+    let old = stored(&app, "a@example.com", "first").await;
+    let old_dep: i64 = sqlx::query_scalar("SELECT MAX(id) FROM deployments")
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap();
+    let r = app.api("DELETE", "/apps/first", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    create(&app, &t, minimal("second")).await;
+    let new = stored(&app, "a@example.com", "second").await;
+    let new_dep: i64 = sqlx::query_scalar("SELECT MAX(id) FROM deployments")
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap();
+    assert!(new.id > old.id, "app id {} came back", new.id);
+    assert!(new_dep > old_dep, "deployment id {new_dep} came back");
+}

@@ -95,7 +95,7 @@ pub fn AppsPage() -> impl IntoView {
                 <h1 class="text-2xl font-bold tracking-tight">"Your apps"</h1>
                 <p class="mt-1 text-sm text-slate-500">"Containers Pier runs for you, kept the way you asked."</p>
             </div>
-            <div class="flex gap-2">
+            <div class="flex items-center gap-2">
                 <a href="/registries" class=BUTTON_SMALL>"Registry logins"</a>
                 <a href="/apps/new" class=BUTTON data-testid="new-app">"New app"</a>
             </div>
@@ -194,13 +194,13 @@ fn SpecFields(
                     let init = init_env.with_value(|e| e.get(i).cloned());
                     let (n, v, s) = init.map(|e| (e.name, e.value, e.secret)).unwrap_or_default();
                     view! {
-                        <div class="flex flex-wrap items-center gap-2" data-testid="env-row">
+                        <div class="grid grid-cols-[minmax(7rem,14rem)_1fr_auto_auto] items-center gap-2" data-testid="env-row">
                             <input name=format!("env[{i}][name]") value=n placeholder="NAME" aria-label="Variable name"
-                                class=format!("{INPUT} w-48 font-mono")/>
+                                class=format!("{INPUT} font-mono")/>
                             <input name=format!("env[{i}][value]") value=v aria-label="Value"
                                 placeholder=if s { "unchanged (secret)" } else { "value" }
                                 type=if s { "password" } else { "text" }
-                                class=format!("{INPUT} min-w-0 flex-1 font-mono")/>
+                                class=format!("{INPUT} min-w-0 font-mono")/>
                             <label class="flex items-center gap-1 text-xs">
                                 <input type="checkbox" name=format!("env[{i}][secret]") checked=s/>"secret"
                             </label>

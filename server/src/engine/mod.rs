@@ -64,8 +64,9 @@ async fn reconcile_forever(pier: Pier) {
     let mut backoff = Backoff::default();
     let resync = Duration::from_secs(pier.settings().engine.resync_secs.max(1));
     let mut failures = 0u32;
-    // Rollouts in flight; dropped (so aborted) with this task, as in a crash.
-    let mut tasks = tokio::task::JoinSet::new();
+    // Rollouts in flight; dropped (so aborted) with this task, as in a crash. Each ends with
+    // its app and whether it went well, which feeds the app's backoff.
+    let mut tasks: Tasks = tokio::task::JoinSet::new();
     loop {
         let wait = match pass(&pier, &busy, &mut backoff, &mut tasks).await {
             Ok(()) => {
@@ -82,9 +83,24 @@ async fn reconcile_forever(pier: Pier) {
         tokio::select! {
             _ = pier.engine_woken() => {}
             _ = tokio::time::sleep(wait) => {}
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => settle(&mut backoff, done),
         }
-        while tasks.try_join_next().is_some() {}
+        while let Some(done) = tasks.try_join_next() {
+            settle(&mut backoff, done);
+        }
+    }
+}
+
+type Tasks = tokio::task::JoinSet<(i64, bool)>;
+
+/// A finished rollout: success clears its app's backoff, failure lengthens it.
+fn settle(backoff: &mut Backoff, done: Result<(i64, bool), tokio::task::JoinError>) {
+    match done {
+        Ok((app, true)) => backoff.succeeded(app),
+        Ok((app, false)) => {
+            backoff.failed(app);
+        }
+        Err(e) => tracing::error!(error = %e, "a rollout task panicked"),
     }
 }
 
@@ -93,12 +109,21 @@ async fn pass(
     pier: &Pier,
     busy: &Busy,
     backoff: &mut Backoff,
-    tasks: &mut tokio::task::JoinSet<()>,
+    tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
     let instance = pier.instance_id().await?;
-    let apps = repo::apps::list_all(pier.db()).await?;
+    // What is busy first, then the database in one snapshot: a rollout that promotes meanwhile
+    // is either still busy here (its container is left alone) or already current in the reads.
+    let busy_now = busy.lock().expect("busy lock").clone();
+    let (apps, in_progress) = {
+        let mut tx = pier.db().begin().await?;
+        let apps = repo::apps::list_all(&mut *tx).await?;
+        let in_progress = repo::deployments::in_progress(&mut *tx).await?;
+        tx.rollback().await?;
+        (apps, in_progress)
+    };
     let mut targets: HashMap<i64, i64> = HashMap::new();
-    for d in repo::deployments::in_progress(pier.db()).await? {
+    for d in in_progress {
         let t = targets.entry(d.app_id).or_insert(d.id);
         *t = (*t).max(d.id);
     }
@@ -115,7 +140,6 @@ async fn pass(
             target: targets.get(&a.id).copied(),
         })
         .collect();
-    let busy_now = busy.lock().expect("busy lock").clone();
     let mut steps = plan::plan(&wants, &containers, &networks, &busy_now);
     // Rollouts first: they run in their own tasks, so a slow removal never delays a deploy.
     steps.sort_by_key(|s| !matches!(s, Step::Rollout { .. } | Step::Recreate { .. }));
@@ -127,7 +151,9 @@ async fn pass(
             Step::Rollout {
                 app_id,
                 deployment_id,
-            } => spawn_rollout(tasks, pier, busy, app_id, deployment_id, true),
+            } if backoff.ready(app_id) => {
+                spawn_rollout(tasks, pier, busy, app_id, deployment_id, true)
+            }
             Step::Recreate {
                 app_id,
                 deployment_id,
@@ -178,8 +204,12 @@ async fn record(
         Err(e) => {
             let delay = backoff.failed(app_id);
             tracing::warn!(app_id, what, error = %e, "engine step failed");
+            let why = match &e {
+                RuntimeError::Unavailable(_) => "the container engine did not answer".to_string(),
+                other => other.to_string(),
+            };
             let msg = format!(
-                "Could not {what} the container: {e}. Retrying in {} s.",
+                "Could not {what} the container: {why}. Retrying in {} s.",
                 delay.as_secs()
             );
             let _ = repo::apps::set_last_error(pier.db(), app_id, Some(&msg)).await;
@@ -188,7 +218,7 @@ async fn record(
 }
 
 fn spawn_rollout(
-    tasks: &mut tokio::task::JoinSet<()>,
+    tasks: &mut Tasks,
     pier: &Pier,
     busy: &Busy,
     app_id: i64,
@@ -201,20 +231,24 @@ fn spawn_rollout(
     let pier = pier.clone();
     let busy = busy.clone();
     tasks.spawn(async move {
-        let r = rollout::run(&pier, deployment_id, promote).await;
-        if let Err(e) = r {
-            tracing::warn!(app_id, deployment_id, error = %e, "rollout step failed; will retry");
-            let _ = repo::apps::set_last_error(
-                pier.db(),
-                app_id,
-                Some(&format!("{e}. Retrying shortly.")),
-            )
-            .await;
-            // A transient failure (engine unreachable): try again after a pause.
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
+        let ok = match rollout::run(&pier, deployment_id, promote).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Transient (the engine or the database did not answer): retried with backoff.
+                // The detail goes to the log; the app page gets words a tenant can use.
+                tracing::warn!(app_id, deployment_id, error = %e, "rollout step failed; will retry");
+                let _ = repo::apps::set_last_error(
+                    pier.db(),
+                    app_id,
+                    Some("The container engine did not answer; Pier keeps retrying."),
+                )
+                .await;
+                false
+            }
+        };
         busy.lock().expect("busy lock").remove(&deployment_id);
         pier.wake_engine();
+        (app_id, ok)
     });
 }
 

@@ -72,6 +72,14 @@ pub fn plan(
         if busy.contains(&dep) {
             continue;
         }
+        // A dead container cannot be started again: it goes, and is recreated if still wanted.
+        if c.state == "dead" {
+            steps.push(Step::Remove {
+                container: c.id.clone(),
+                why: "dead",
+            });
+            continue;
+        }
         let Some(w) = by_app.get(&app_id) else {
             steps.push(Step::Remove {
                 container: c.id.clone(),
@@ -321,6 +329,29 @@ mod tests {
             &none(),
         );
         assert!(steps.is_empty());
+    }
+
+    #[test]
+    fn a_dead_container_is_replaced() {
+        let steps = plan(
+            &[want(1, true, Some(10), None)],
+            &[c("d", 1, 10, "dead", 1)],
+            &[],
+            &none(),
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::Remove {
+                    container: "d".into(),
+                    why: "dead"
+                },
+                Step::Recreate {
+                    app_id: 1,
+                    deployment_id: 10
+                }
+            ]
+        );
     }
 
     #[test]

@@ -21,18 +21,19 @@ use tokio::{
 /// Runs deployment `id`. With `promote`, it is a rollout (the deployment becomes current once
 /// healthy); without, the serving deployment's container is being recreated.
 ///
-/// Errors returned here are transient (the engine did not answer): the caller retries. Anything
-/// the deployment itself got wrong ends it as failed, with the reason, and returns Ok.
-pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
+/// Errors returned here are transient (the engine did not answer): the caller retries with
+/// backoff. Anything the deployment itself got wrong ends it as failed, with the reason, and
+/// returns Ok(false); Ok(true) when it is done (or there was nothing left to do).
+pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<bool> {
     let t0 = std::time::Instant::now();
     let Some(dep) = repo::deployments::by_id(pier.db(), id).await? else {
-        return Ok(());
+        return Ok(true);
     };
     let Some(app) = repo::apps::by_id(pier.db(), dep.app_id).await? else {
-        return Ok(());
+        return Ok(true);
     };
     if promote && !dep.status.in_progress() {
-        return Ok(());
+        return Ok(true);
     }
     let instance = pier.instance_id().await?;
     let rt = pier.runtime();
@@ -43,12 +44,12 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
         } else {
             repo::apps::set_last_error(pier.db(), dep.app_id, Some(&msg)).await?;
         }
-        anyhow::Ok(())
+        anyhow::Ok(false)
     };
 
     // 1. Pull (by digest when the deployment pins one).
     if promote && !repo::deployments::advance(pier.db(), id, DeployStatus::Pulling).await? {
-        return Ok(());
+        return Ok(true);
     }
     let Ok(mut image) = validate::image(&dep.image) else {
         return fail(format!("{:?} is not a valid image reference.", dep.image)).await;
@@ -56,18 +57,48 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
     if let Some(d) = &dep.digest {
         image = image.pinned(d);
     }
-    let auth = pier.registry_auth(app.user_id, &image.registry).await?;
+    // Checked again here, not only when the app was saved: redeploys, rollbacks and recreates
+    // pull too, and the operator may have narrowed the list since.
+    let allowed = &pier.settings().engine.allowed_registries;
+    if !allowed.is_empty() && !allowed.contains(&image.registry) {
+        return fail(format!(
+            "This Pier no longer pulls from {}; it only pulls from {}.",
+            image.registry,
+            allowed.join(", ")
+        ))
+        .await;
+    }
+    let auth = match pier.registry_auth(app.user_id, &image.registry).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(deployment = id, error = %e, "registry login unreadable");
+            return fail("The saved registry login could not be read; save it again.".into()).await;
+        }
+    };
     let had_auth = auth.is_some();
     let telemetry_pier = pier.clone();
     let t_pull = t0.elapsed();
-    let pulled = rt
-        .pull(
+    let pulled = tokio::time::timeout(
+        PULL_LIMIT,
+        rt.pull(
             &image,
             auth,
             Box::new(move |p| telemetry_pier.telemetry().set_pull(id, p)),
-        )
-        .await;
+        ),
+    )
+    .await;
     pier.telemetry().clear_pull(id);
+    let pulled = match pulled {
+        Err(_) => {
+            return fail(format!(
+                "Pulling {} took longer than {} minutes; giving up.",
+                image.whole(),
+                PULL_LIMIT.as_secs() / 60
+            ))
+            .await
+        }
+        Ok(p) => p,
+    };
     let pulled = match pulled {
         Ok(p) => p,
         Err(e) if e.is_transient() => return Err(e.into()),
@@ -81,7 +112,7 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
 
     // 2. Create (or adopt) and start the container.
     if promote && !repo::deployments::advance(pier.db(), id, DeployStatus::Starting).await? {
-        return Ok(());
+        return Ok(true);
     }
     let mut labels: HashMap<String, String> = pier
         .settings()
@@ -101,7 +132,17 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
     let spec = ContainerSpec {
         name: container_name(&instance, &app, id),
         image: pulled.image_id,
-        env: open_env(pier.key(), app.user_id, &app.name, &dep.env)?,
+        env: match open_env(pier.key(), app.user_id, &app.name, &dep.env) {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::error!(deployment = id, error = %e, "sealed env unreadable");
+                return fail(
+                    "A secret value could not be decrypted with this Pier's key; set it again."
+                        .into(),
+                )
+                .await;
+            }
+        },
         port: dep.port,
         memory_bytes: dep.memory_mb * 1024 * 1024,
         nano_cpus: dep.cpus_milli * 1_000_000,
@@ -138,12 +179,17 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
     }
     if !promote {
         repo::apps::set_last_error(pier.db(), app.id, None).await?;
-        return Ok(());
+        return Ok(true);
     }
 
     // 3. Wait until it answers, then let it serve.
     let t_started = t0.elapsed();
     if let Err(reason) = wait_healthy(pier, &instance, &container, &dep).await? {
+        if reason.is_empty() {
+            // Cancelled: a newer deployment was asked for while this one started.
+            let _ = rt.remove(&container).await;
+            return Ok(true);
+        }
         let tail = last_lines(pier, &container).await;
         let _ = rt.remove(&container).await;
         let msg = if tail.is_empty() {
@@ -170,8 +216,11 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<()> {
         // Cancelled while starting (a newer deployment was asked for).
         let _ = rt.remove(&container).await;
     }
-    Ok(())
+    Ok(true)
 }
+
+/// The longest a pull may take.
+const PULL_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 fn pull_failure(image: &str, had_auth: bool, e: &RuntimeError) -> String {
     let m = e.to_string();
@@ -195,7 +244,8 @@ fn pull_failure(image: &str, had_auth: bool, e: &RuntimeError) -> String {
 }
 
 /// Ok(Ok) once the container answers HTTP (its health path with 2xx/3xx, else anything);
-/// Ok(Err(reason)) when it exits or the time is up; Err when the engine does not answer.
+/// Ok(Err(reason)) when it exits or the time is up (an empty reason: the deployment was
+/// cancelled meanwhile); Err when the engine does not answer.
 async fn wait_healthy(
     pier: &Pier,
     instance: &str,
@@ -206,6 +256,11 @@ async fn wait_healthy(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let mut last = String::from("no answer yet");
     loop {
+        // A newer deployment cancels this one: stop waiting (and holding its memory) at once.
+        let still = repo::deployments::by_id(pier.db(), dep.id).await?;
+        if !still.is_some_and(|d| d.status.in_progress()) {
+            return Ok(Err(String::new()));
+        }
         // Pages read this list too: keep it fresh, so the new container shows the moment it serves.
         let listed = pier.observe_containers(pier.runtime().containers(instance).await?);
         let Some(c) = listed.iter().find(|c| c.id == container).cloned() else {
@@ -215,7 +270,9 @@ async fn wait_healthy(
             let info = pier.runtime().exit_info(container).await?;
             if !info.running {
                 return Ok(Err(format!(
-                    "The container stopped while starting: {}.",
+                    "The container stopped while starting: {}. (Pier runs every container \
+                     without Linux capabilities: images that switch users or chown files as \
+                     root when they start need an unprivileged variant.)",
                     info.describe()
                 )));
             }
