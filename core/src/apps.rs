@@ -209,6 +209,16 @@ impl Pier {
                 Err(e) => problems.push(format!("Pasted .env, line {}: {}", e.line, e.message)),
             }
         }
+        // An empty secret keeps its saved value; with none saved (a new or renamed variable, or
+        // one just marked secret) there is nothing to keep, so it must be typed.
+        for (n, v, secret) in &vars {
+            let saved = old.is_some_and(|a| a.env.iter().any(|e| &e.name == n && e.is_secret()));
+            if *secret && v.is_empty() && !saved {
+                problems.push(format!(
+                    "Enter a value for the secret {n}: only a saved secret can be left empty."
+                ));
+            }
+        }
         let mut seen = HashSet::new();
         let mut total = 0usize;
         for (n, v, _) in &vars {

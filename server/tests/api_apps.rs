@@ -959,3 +959,44 @@ async fn ids_of_deleted_apps_and_deployments_never_come_back(db: SqlitePool) {
     assert!(new.id > old.id, "app id {} came back", new.id);
     assert!(new_dep > old_dep, "deployment id {new_dep} came back");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_empty_secret_needs_a_saved_value_to_keep(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "a@example.com").await;
+    let mut body = minimal("web");
+    body["env"] = json!({"TOKEN": ""});
+    body["secret_env"] = json!(["TOKEN"]);
+    let r = app.api("POST", "/apps", Some(&t), Some(body)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(field_message(&r, "env").contains("Enter a value for the secret TOKEN"));
+    assert_eq!(total(&app, &t, "/apps").await, 0);
+    // With a saved value, empty means "keep it".
+    let mut body = minimal("web");
+    body["env"] = json!({"TOKEN": "s3cret"});
+    body["secret_env"] = json!(["TOKEN"]);
+    create(&app, &t, body).await;
+    let r = app
+        .api(
+            "PATCH",
+            "/apps/web",
+            Some(&t),
+            Some(json!({"env": {"TOKEN": ""}, "secret_env": ["TOKEN"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        opened_env(&app, "a@example.com", "web").await,
+        [("TOKEN".to_string(), "s3cret".to_string())]
+    );
+    // Renamed: nothing saved under the new name, so it must be typed.
+    let r = app
+        .api(
+            "PATCH",
+            "/apps/web",
+            Some(&t),
+            Some(json!({"env": {"API_TOKEN": ""}, "secret_env": ["API_TOKEN"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+}
