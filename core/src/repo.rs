@@ -1028,8 +1028,21 @@ pub mod deployments {
         )
         .execute(&mut *conn)
         .await?;
+        // History is bounded: the newest deployments, and always the one that serves.
+        sqlx::query!(
+            "DELETE FROM deployments WHERE app_id = ?1
+               AND id != COALESCE((SELECT current_deployment_id FROM apps WHERE id = ?1), 0)
+               AND id NOT IN (SELECT id FROM deployments WHERE app_id = ?1 ORDER BY number DESC LIMIT ?2)",
+            app.id,
+            KEEP_DEPLOYMENTS
+        )
+        .execute(&mut *conn)
+        .await?;
         Ok(id)
     }
+
+    /// How many deployments of an app are kept (plus the serving one).
+    pub const KEEP_DEPLOYMENTS: i64 = 50;
 
     pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<Deployment>> {
         sqlx::query_as!(

@@ -37,10 +37,15 @@ pub async fn app_logs(
     .await;
     match result {
         Ok(lines) => {
+            // When the container's log ends (it stopped, or was replaced), say so: the page then
+            // reconnects after a pause instead of at once.
             let events = lines
                 .take_while(|l| std::future::ready(l.is_ok()))
                 .filter_map(|l| async move { l.ok() })
-                .map(|l| Ok::<_, Infallible>(Event::default().event(l.stream).data(l.text)));
+                .map(|l| Ok::<_, Infallible>(Event::default().event(l.stream).data(l.text)))
+                .chain(futures_util::stream::once(async {
+                    Ok(Event::default().event("end").data("the log ended"))
+                }));
             Sse::new(events)
                 .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
                 .into_response()

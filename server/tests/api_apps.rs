@@ -1000,3 +1000,22 @@ async fn an_empty_secret_needs_a_saved_value_to_keep(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn deployment_history_is_bounded(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "a@example.com").await;
+    create(&app, &t, minimal("web")).await;
+    for _ in 0..55 {
+        let r = app.api("POST", "/apps/web/redeploy", Some(&t), None).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    }
+    let r = app
+        .api("GET", "/apps/web/deployments?per_page=100", Some(&t), None)
+        .await;
+    let j = r.json();
+    assert_eq!(j["total"], 50, "{j}");
+    // The newest are the ones kept.
+    assert_eq!(j["items"][0]["number"], 56);
+    assert_eq!(j["items"][49]["number"], 7);
+}

@@ -329,13 +329,20 @@ fn Logs(name: String) -> impl IntoView {
                 status.set("Live logs are not available in this browser.".into());
                 return;
             };
+            // The tail is sent again on every connection: replace the old lines when the first
+            // new one arrives (not on connect), so a reconnect does not blank the panel.
+            let fresh = StoredValue::new(false);
             let on_open = Closure::<dyn FnMut()>::new(move || {
-                lines.set(Vec::new());
+                fresh.set_value(true);
                 status.set("Live".into());
             });
             let handler = |err: bool| {
                 Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
                     let text = e.data().as_string().unwrap_or_default();
+                    if fresh.get_value() {
+                        fresh.set_value(false);
+                        lines.set(Vec::new());
+                    }
                     lines.update(|l| {
                         l.push((err, text));
                         if l.len() > 2000 {
@@ -346,6 +353,16 @@ fn Logs(name: String) -> impl IntoView {
             };
             let on_out = handler(false);
             let on_err = handler(true);
+            let es_end = send_wrapper::SendWrapper::new(es.clone());
+            let on_end = Closure::<dyn FnMut()>::new(move || {
+                // The container's log ended (stopped or replaced): look again in a while.
+                es_end.close();
+                status.set("Not running: these are its last lines.".into());
+                set_timeout(
+                    move || attempt.update(|a| *a += 1),
+                    std::time::Duration::from_secs(4),
+                );
+            });
             let es2 = send_wrapper::SendWrapper::new(es.clone());
             let on_error = Closure::<dyn FnMut()>::new(move || {
                 if es2.ready_state() == web_sys::EventSource::CLOSED {
@@ -361,8 +378,10 @@ fn Logs(name: String) -> impl IntoView {
             es.set_onopen(Some(on_open.as_ref().unchecked_ref()));
             let _ = es.add_event_listener_with_callback("stdout", on_out.as_ref().unchecked_ref());
             let _ = es.add_event_listener_with_callback("stderr", on_err.as_ref().unchecked_ref());
+            let _ = es.add_event_listener_with_callback("end", on_end.as_ref().unchecked_ref());
             es.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-            let keep = send_wrapper::SendWrapper::new((es, on_open, on_out, on_err, on_error));
+            let keep =
+                send_wrapper::SendWrapper::new((es, on_open, on_out, on_err, on_error, on_end));
             on_cleanup(move || keep.0.close());
         }
         #[cfg(not(feature = "hydrate"))]

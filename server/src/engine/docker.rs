@@ -29,23 +29,36 @@ use pier_core::{
     validate::ImageRef,
 };
 
+/// The longest a pull may go without a progress message.
+const PULL_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 pub struct DockerRuntime {
-    docker: Docker,
+    /// Connected on first use, and again after a failed connect: Pier starts (and shows the
+    /// engine as unreachable) when dockerd is down, and recovers when it comes up.
+    client: std::sync::Mutex<Option<Docker>>,
     /// Network creation one at a time: Docker allows two networks with one name, and parallel
     /// rollouts of one tenant's apps would otherwise race to make theirs.
     networks: tokio::sync::Mutex<()>,
 }
 
 impl DockerRuntime {
-    /// Connects lazily: nothing is sent until the first call, so Pier starts (and shows the
-    /// engine as unreachable) even when dockerd is down.
     pub fn connect() -> anyhow::Result<Self> {
-        let docker = Docker::connect_with_local_defaults()?
-            .with_timeout(std::time::Duration::from_secs(120));
         Ok(DockerRuntime {
-            docker,
+            client: std::sync::Mutex::new(None),
             networks: tokio::sync::Mutex::new(()),
         })
+    }
+
+    fn docker(&self) -> Result<Docker, RuntimeError> {
+        let mut c = self.client.lock().expect("docker client lock");
+        if let Some(d) = c.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Docker::connect_with_local_defaults()
+            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?
+            .with_timeout(std::time::Duration::from_secs(120));
+        *c = Some(d.clone());
+        Ok(d)
     }
 }
 
@@ -120,7 +133,7 @@ impl Runtime for DockerRuntime {
             .filters(&label_filter(instance))
             .build();
         let list = self
-            .docker
+            .docker()?
             .list_containers(Some(opts))
             .await
             .map_err(map_err)?;
@@ -172,9 +185,19 @@ impl Runtime for DockerRuntime {
             serveraddress: Some(a.server),
             ..Default::default()
         });
-        let mut stream = self.docker.create_image(Some(opts), None, creds);
+        let mut stream = self.docker()?.create_image(Some(opts), None, creds);
         let mut tally = PullTally::default();
-        while let Some(item) = stream.next().await {
+        loop {
+            // A registry that stops sending mid-pull must not hold the deployment forever.
+            let next = tokio::time::timeout(PULL_IDLE_LIMIT, stream.next())
+                .await
+                .map_err(|_| {
+                    RuntimeError::Failed(format!(
+                        "the registry sent nothing for {} minutes",
+                        PULL_IDLE_LIMIT.as_secs() / 60
+                    ))
+                })?;
+            let Some(item) = next else { break };
             let info = item.map_err(map_err)?;
             let status = info.status.unwrap_or_default();
             let (cur, tot) = info
@@ -188,7 +211,11 @@ impl Runtime for DockerRuntime {
             Some(d) => format!("{name}@{d}"),
             None => format!("{name}:{reference}"),
         };
-        let inspect = self.docker.inspect_image(&local).await.map_err(map_err)?;
+        let inspect = self
+            .docker()?
+            .inspect_image(&local)
+            .await
+            .map_err(map_err)?;
         let digests = inspect.repo_digests.unwrap_or_default();
         let short = name
             .strip_prefix("docker.io/")
@@ -212,7 +239,7 @@ impl Runtime for DockerRuntime {
             .filters(&label_filter(instance))
             .build();
         let list = self
-            .docker
+            .docker()?
             .list_networks(Some(opts))
             .await
             .map_err(map_err)?;
@@ -246,7 +273,7 @@ impl Runtime for DockerRuntime {
                 )]))
                 .build();
             let mut found: Vec<(String, String)> = self
-                .docker
+                .docker()?
                 .list_networks(Some(opts))
                 .await
                 .map_err(map_err)?
@@ -265,7 +292,7 @@ impl Runtime for DockerRuntime {
                 labels: Some(labels.clone()),
                 ..Default::default()
             };
-            match self.docker.create_network(req).await.map_err(map_err) {
+            match self.docker()?.create_network(req).await.map_err(map_err) {
                 Ok(_) | Err(RuntimeError::Conflict(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -278,13 +305,13 @@ impl Runtime for DockerRuntime {
         };
         for (_, twin) in found.iter().skip(1) {
             tracing::warn!(%name, id = %twin, "removing a duplicate network");
-            let _ = self.docker.remove_network(twin).await;
+            let _ = self.docker()?.remove_network(twin).await;
         }
         Ok(keep)
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
-        match self.docker.remove_network(name).await.map_err(map_err) {
+        match self.docker()?.remove_network(name).await.map_err(map_err) {
             Ok(()) | Err(RuntimeError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
@@ -341,7 +368,7 @@ impl Runtime for DockerRuntime {
             .name(&spec.name)
             .build();
         let created = self
-            .docker
+            .docker()?
             .create_container(Some(opts), body)
             .await
             .map_err(map_err)?;
@@ -350,7 +377,7 @@ impl Runtime for DockerRuntime {
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         match self
-            .docker
+            .docker()?
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
         {
@@ -367,7 +394,7 @@ impl Runtime for DockerRuntime {
         let opts = StopContainerOptionsBuilder::new()
             .t(timeout_secs as i32)
             .build();
-        match self.docker.stop_container(id, Some(opts)).await {
+        match self.docker()?.stop_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(DockerError::DockerResponseServerError {
                 status_code: 304, ..
@@ -380,7 +407,7 @@ impl Runtime for DockerRuntime {
         let opts = RestartContainerOptionsBuilder::new()
             .t(timeout_secs as i32)
             .build();
-        self.docker
+        self.docker()?
             .restart_container(id, Some(opts))
             .await
             .map_err(map_err)
@@ -389,7 +416,7 @@ impl Runtime for DockerRuntime {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let opts = RemoveContainerOptionsBuilder::new().force(true).build();
         match self
-            .docker
+            .docker()?
             .remove_container(id, Some(opts))
             .await
             .map_err(map_err)
@@ -403,7 +430,7 @@ impl Runtime for DockerRuntime {
 
     async fn exit_info(&self, id: &str) -> Result<ExitInfo, RuntimeError> {
         let c = self
-            .docker
+            .docker()?
             .inspect_container(
                 id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
@@ -431,7 +458,11 @@ impl Runtime for DockerRuntime {
             .follow(follow)
             .tail(&tail.to_string())
             .build();
-        self.docker
+        let docker = match self.docker() {
+            Ok(d) => d,
+            Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
+        };
+        docker
             .logs(id, Some(opts))
             .map_err(map_err)
             .map_ok(|out| {
@@ -461,7 +492,7 @@ impl Runtime for DockerRuntime {
             .one_shot(true)
             .build();
         let s = self
-            .docker
+            .docker()?
             .stats(id, Some(opts))
             .next()
             .await
