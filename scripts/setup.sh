@@ -41,6 +41,8 @@ if ((with_tests)); then
   need_apt chromium chromium-driver
   # scripts/services.sh: a local registry with htpasswd (bcrypt) auth and busybox test images.
   need_apt docker-registry busybox-static apache2-utils curl
+  # tests/proxy.rs: the rendered HAProxy configuration on a real haproxy, with a self-signed cert.
+  need_apt haproxy openssl
   # schemathesis (PyPI) fuzzes the REST API against its OpenAPI document.
   if ! command -v schemathesis >/dev/null; then
     command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip

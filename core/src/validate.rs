@@ -187,6 +187,58 @@ pub fn format_cpus(milli: i64) -> String {
     }
 }
 
+// ----- domains ----------------------------------------------------------------------------
+
+/// A domain a tenant registers: IDNA-normalised to lower-case ASCII (`Bücher.example` →
+/// `xn--bcher-kva.example`), LDH labels of 1–63 characters, at most 253 in all, at least one
+/// label under a public suffix (no bare `co.uk`), and a leading `*.` only when wildcards are
+/// allowed. What passes is safe to write into HAProxy maps and configuration.
+pub fn domain(input: &str, allow_wildcard: bool) -> Result<String, String> {
+    let raw = input.trim().trim_end_matches('.');
+    let bad = || format!("{input:?} is not a domain name like app.example.com.");
+    if raw.is_empty() || raw.len() > 253 * 4 {
+        return Err(bad());
+    }
+    let (wild, rest) = match raw.strip_prefix("*.") {
+        Some(r) => (true, r),
+        None => (false, raw),
+    };
+    if wild && !allow_wildcard {
+        return Err("Wildcard domains are not allowed on this Pier.".into());
+    }
+    // Only letters, digits, hyphens, dots (and non-ASCII letters for IDNA) go in.
+    if rest
+        .chars()
+        .any(|c| c.is_ascii() && !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        || rest.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(bad());
+    }
+    let ascii = idna::domain_to_ascii_strict(rest).map_err(|_| bad())?;
+    let labels: Vec<&str> = ascii.split('.').collect();
+    let ldh = ascii.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    if !ldh {
+        return Err(bad());
+    }
+    match psl::domain_str(&ascii) {
+        Some(_) => {}
+        None => {
+            return Err(format!(
+                "{ascii} is a top-level name or public suffix (like com or co.uk): register a name under it."
+            ))
+        }
+    }
+    Ok(if wild { format!("*.{ascii}") } else { ascii })
+}
+
 // ----- apps -------------------------------------------------------------------------------
 
 /// Limits on what one app's environment may hold.
@@ -679,5 +731,49 @@ mod tests {
         assert!(parse_dotenv("A=\"x\" # fine").is_ok());
         assert!(parse_dotenv("A='x' tail").is_err());
         assert!(parse_dotenv("A=\"x\"tail").is_err());
+    }
+
+    #[test]
+    fn domains() {
+        assert_eq!(
+            domain(" App.Example.COM. ", false).unwrap(),
+            "app.example.com"
+        );
+        assert_eq!(
+            domain("bücher.example", false).unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(domain("example.co.uk", false).unwrap(), "example.co.uk");
+        assert_eq!(domain("*.example.com", true).unwrap(), "*.example.com");
+        assert!(domain("*.example.com", false)
+            .unwrap_err()
+            .contains("Wildcard"));
+        for suffix in ["com", "co.uk", "github.io"] {
+            assert!(
+                domain(suffix, false).unwrap_err().contains("public suffix"),
+                "{suffix}"
+            );
+        }
+        // Nothing that could break out of a HAProxy map line or config statement.
+        for bad in [
+            "",
+            "a b.com",
+            "a\nb.com",
+            "evil.com\nhttp-request deny",
+            "evil.com#x",
+            "%[req.hdr(host)].com",
+            "a\\b.com",
+            "a/b.com",
+            "a:80.com",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            "*.*.example.com",
+            "ex*ample.com",
+            &format!("{}.com", "a".repeat(64)),
+            &format!("{}com", "a.".repeat(130)),
+        ] {
+            assert!(domain(bad, true).is_err(), "{bad:?}");
+        }
     }
 }

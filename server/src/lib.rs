@@ -7,3 +7,4 @@ pub mod csrf;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod proxy;

@@ -1,0 +1,4 @@
+//! HAProxy, the only thing facing the internet (groundwork for the routing issue: the
+//! configuration renderer, checked against a real haproxy in `tests/proxy.rs`).
+
+pub mod config;

@@ -1,0 +1,218 @@
+//! The rendered HAProxy configuration against a real `haproxy` on loopback ports: it validates,
+//! routes HTTPS by host name to the mapped loopback port, answers unknown hosts with 404,
+//! redirects plain HTTP to HTTPS and sends ACME challenges to the panel.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use axum::{routing::get, Router};
+use pier::proxy::config::{render, render_map, ProxyConfig};
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A tiny HTTP server on a loopback port answering `body` (and ACME tokens for the panel).
+async fn serve(body: &'static str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/", get(move || async move { body }))
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            get(
+                move |axum::extract::Path(t): axum::extract::Path<String>| async move {
+                    format!("{body}:{t}")
+                },
+            ),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+/// haproxy, killed when dropped.
+struct Haproxy(Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `curl` on loopback: (status, body, redirect target).
+fn curl(args: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "5",
+            "-w",
+            "\n%{http_code} %{redirect_url}",
+        ])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut parts = tail.splitn(2, ' ');
+    let status = parts.next().unwrap_or("0").parse().unwrap_or(0);
+    (
+        status,
+        body.to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    )
+}
+
+fn self_signed(dir: &Path) -> std::path::PathBuf {
+    let (key, cert) = (dir.join("k.pem"), dir.join("c.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "1", "-subj", "/CN=pier-default"])
+        .output()
+        .expect("openssl")
+        .status
+        .success();
+    assert!(ok, "openssl could not make a certificate");
+    let pem = dir.join("default.pem");
+    let both = [std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()].concat();
+    std::fs::write(&pem, both).unwrap();
+    pem
+}
+
+#[tokio::test]
+async fn rendered_config_routes_by_host_on_a_real_haproxy() {
+    let dir = std::env::temp_dir().join(format!("pier-proxy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let app_port = serve("app says hi").await;
+    let panel_port = serve("panel").await;
+    let cfg = ProxyConfig {
+        http_addr: free_addr(),
+        https_addr: free_addr(),
+        panel_addr: SocketAddr::from(([127, 0, 0, 1], panel_port)),
+        panel_host: Some("panel.example.com".into()),
+        stats_socket: dir.join("admin.sock"),
+        hosts_map: dir.join("hosts.map"),
+        default_cert: self_signed(&dir),
+        crt_list: dir.join("certs.list"),
+    };
+    std::fs::write(&cfg.crt_list, "").unwrap();
+    std::fs::write(
+        &cfg.hosts_map,
+        render_map(&[("a.example.com".into(), app_port)]),
+    )
+    .unwrap();
+    let file = dir.join("haproxy.cfg");
+    std::fs::write(&file, render(&cfg)).unwrap();
+
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "haproxy -c: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&check.stderr).contains("WARNING"),
+        "warnings: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _haproxy = Haproxy(
+        Command::new("haproxy")
+            .arg("-W")
+            .arg("-f")
+            .arg(&file)
+            .spawn()
+            .expect("haproxy"),
+    );
+    let https = cfg.https_addr.port();
+    let resolve = |host: &str| format!("{host}:{https}:127.0.0.1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpListener::bind(cfg.https_addr).is_ok() {
+        assert!(Instant::now() < deadline, "haproxy never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let c = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&args)
+    };
+    // HTTPS by host name to the mapped loopback port (blocking curl off the runtime).
+    let r = tokio::task::spawn_blocking({
+        let (r, u) = (
+            resolve("a.example.com"),
+            format!("https://a.example.com:{https}/"),
+        );
+        move || c(vec!["--resolve".into(), r, u])
+    })
+    .await
+    .unwrap();
+    assert_eq!((r.0, r.1.as_str()), (200, "app says hi"));
+    // The panel's own host name goes to the panel.
+    let r = tokio::task::spawn_blocking({
+        let (r, u) = (
+            resolve("panel.example.com"),
+            format!("https://panel.example.com:{https}/"),
+        );
+        move || c(vec!["--resolve".into(), r, u])
+    })
+    .await
+    .unwrap();
+    assert_eq!((r.0, r.1.as_str()), (200, "panel"));
+    // Unknown host: a clean 404 from HAProxy itself.
+    let r = tokio::task::spawn_blocking({
+        let (r, u) = (
+            resolve("b.example.com"),
+            format!("https://b.example.com:{https}/"),
+        );
+        move || c(vec!["--resolve".into(), r, u])
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.0, 404);
+    assert!(r.1.contains("No site is served"), "{}", r.1);
+    // Plain HTTP: redirected to HTTPS, except ACME challenges, which the panel answers.
+    let http = format!("http://127.0.0.1:{}", cfg.http_addr.port());
+    let r = tokio::task::spawn_blocking({
+        let u = format!("{http}/some/page");
+        move || c(vec!["-H".into(), "Host: a.example.com".into(), u])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.0, r.2.as_str()),
+        (301, "https://a.example.com/some/page")
+    );
+    let r = tokio::task::spawn_blocking({
+        let u = format!("{http}/.well-known/acme-challenge/tok123");
+        move || c(vec!["-H".into(), "Host: a.example.com".into(), u])
+    })
+    .await
+    .unwrap();
+    assert_eq!((r.0, r.1.as_str()), (200, "panel:tok123"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
