@@ -1,6 +1,7 @@
 //! The rendered HAProxy configuration against a real `haproxy` on loopback ports: it validates,
 //! routes HTTPS by host name to the mapped loopback port, answers unknown hosts with 404,
-//! redirects plain HTTP to HTTPS and sends ACME challenges to the panel.
+//! redirects plain HTTP to HTTPS, sends ACME challenges to the panel, and takes route changes
+//! through the runtime API at once.
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -214,5 +215,43 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
     .await
     .unwrap();
     assert_eq!((r.0, r.1.as_str()), (200, "panel:tok123"));
+
+    // Route changes through the runtime API, effective at once, no reload.
+    use pier::proxy::runtime::{command, remove_route, set_route};
+    let sock = cfg.stats_socket.clone();
+    set_route(&sock, &cfg.hosts_map, "c.example.com", panel_port)
+        .await
+        .unwrap();
+    let get = |host: &'static str| {
+        let (r, u) = (resolve(host), format!("https://{host}:{https}/"));
+        tokio::task::spawn_blocking(move || c(vec!["--resolve".into(), r, u]))
+    };
+    let r = get("c.example.com").await.unwrap();
+    assert_eq!((r.0, r.1.as_str()), (200, "panel"));
+    // Moved to another port, then removed.
+    set_route(&sock, &cfg.hosts_map, "c.example.com", app_port)
+        .await
+        .unwrap();
+    assert_eq!(get("c.example.com").await.unwrap().1, "app says hi");
+    remove_route(&sock, &cfg.hosts_map, "c.example.com")
+        .await
+        .unwrap();
+    assert_eq!(get("c.example.com").await.unwrap().0, 404);
+    // Nothing unchecked reaches the socket: a second command smuggled in a host is refused.
+    for bad in [
+        "x.example.com\nshutdown frontend https",
+        "x.example.com; del map",
+        "X.Example.com",
+    ] {
+        assert!(
+            set_route(&sock, &cfg.hosts_map, bad, 1).await.is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(command(&sock, "show map")
+        .await
+        .unwrap()
+        .contains("hosts.map"));
+    assert_eq!(get("a.example.com").await.unwrap().1, "app says hi");
     let _ = std::fs::remove_dir_all(&dir);
 }

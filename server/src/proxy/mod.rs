@@ -1,4 +1,6 @@
 //! HAProxy, the only thing facing the internet (groundwork for the routing issue: the
-//! configuration renderer, checked against a real haproxy in `tests/proxy.rs`).
+//! configuration renderer and the runtime API, checked against a real haproxy in
+//! `tests/proxy.rs`).
 
 pub mod config;
+pub mod runtime;
