@@ -42,7 +42,18 @@ async fn serve(body: &'static str) -> u16 {
 struct Haproxy(Child);
 
 impl Drop for Haproxy {
+    /// SIGTERM to the master, which stops its worker and exits; SIGKILL if it lingers.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
