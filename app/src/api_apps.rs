@@ -258,7 +258,7 @@ pub async fn app_detail(name: String) -> Result<AppInfo, AppError> {
 pub async fn quota_left() -> Result<QuotaRoom, AppError> {
     let c = crate::api::ssr::ctx().await?;
     let actor = c.actor().await?;
-    let (apps, mem, cpus) = pier_core::repo::apps::usage(c.pier.db(), actor.user_id, None).await?;
+    let (apps, mem, cpus) = c.pier.quota_usage(&actor).await?;
     let q = actor.quotas;
     let f = pier_core::validate::format_cpus;
     Ok(QuotaRoom {

@@ -348,6 +348,11 @@ impl Pier {
         }
     }
 
+    /// What the caller's apps take now: (apps, MiB, thousandths of a CPU).
+    pub async fn quota_usage(&self, actor: &Actor) -> Result<(i64, i64, i64)> {
+        repo::apps::usage(self.db(), actor.user_id, None).await
+    }
+
     /// The caller's app by name, or 404.
     pub async fn own_app(&self, actor: &Actor, name: &str) -> Result<App> {
         repo::apps::by_name(self.db(), actor.user_id, name.trim())

@@ -57,15 +57,7 @@ pub fn email(input: &str) -> Result<String, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = labels.len() >= 2
-        && domain.len() <= 253
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+    let domain_ok = labels.len() >= 2 && domain.len() <= 253 && labels.iter().all(|l| ldh_label(l));
     if local_ok && domain_ok {
         Ok(e)
     } else {
@@ -88,20 +80,21 @@ pub fn password(input: &str) -> Result<(), String> {
     }
 }
 
+/// One DNS label: letters, digits and hyphens, 1–63 characters, no hyphen at either end.
+fn ldh_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 /// A DNS host name: lower-case LDH labels of 1–63 characters, at least two labels, at most
 /// 253 characters. Used for configured names that end up in HAProxy config and links.
 pub fn hostname(input: &str) -> Result<String, String> {
     let h = input.trim().trim_end_matches('.').to_ascii_lowercase();
     let labels: Vec<&str> = h.split('.').collect();
-    let ok = h.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+    let ok = h.len() <= 253 && labels.len() >= 2 && labels.iter().all(|l| ldh_label(l));
     if ok {
         Ok(h)
     } else {
@@ -217,14 +210,9 @@ pub fn domain(input: &str, allow_wildcard: bool) -> Result<String, String> {
     let ascii = idna::domain_to_ascii_strict(rest).map_err(|_| bad())?;
     let labels: Vec<&str> = ascii.split('.').collect();
     let ldh = ascii.len() <= 253
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        });
+        && labels
+            .iter()
+            .all(|l| ldh_label(l) && !l.bytes().any(|b| b.is_ascii_uppercase()));
     if !ldh {
         return Err(bad());
     }
@@ -343,15 +331,7 @@ pub fn registry_host(input: &str) -> Result<String, String> {
         Some((h, p)) => (h, Some(p)),
         None => (s.as_str(), None),
     };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+    let host_ok = !host.is_empty() && host.len() <= 253 && host.split('.').all(ldh_label);
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     if host_ok && port_ok {
         Ok(s)

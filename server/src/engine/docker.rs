@@ -41,12 +41,19 @@ pub struct DockerRuntime {
     networks: tokio::sync::Mutex<()>,
 }
 
+impl Default for DockerRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DockerRuntime {
-    pub fn connect() -> anyhow::Result<Self> {
-        Ok(DockerRuntime {
+    /// Nothing is sent (or even connected) until the first call.
+    pub fn new() -> Self {
+        DockerRuntime {
             client: std::sync::Mutex::new(None),
             networks: tokio::sync::Mutex::new(()),
-        })
+        }
     }
 
     fn docker(&self) -> Result<Docker, RuntimeError> {

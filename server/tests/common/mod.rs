@@ -47,7 +47,7 @@ pub fn test_settings() -> Settings {
 }
 
 fn docker() -> std::sync::Arc<dyn pier_core::runtime::Runtime> {
-    std::sync::Arc::new(pier::engine::docker::DockerRuntime::connect().expect("docker client"))
+    std::sync::Arc::new(pier::engine::docker::DockerRuntime::new())
 }
 
 pub fn serve_args() -> ServeArgs {
@@ -368,37 +368,24 @@ impl Drop for TestApp {
 /// `docker rm -f` and `docker network rm` of everything labelled with this instance.
 pub fn sweep(instance: &str) {
     let filter = format!("label=pier.instance={instance}");
-    let ids = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter", &filter])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    if !ids.is_empty() {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f"])
-            .args(&ids)
-            .output();
-    }
-    let nets = std::process::Command::new("docker")
-        .args(["network", "ls", "-q", "--filter", &filter])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    if !nets.is_empty() {
-        let _ = std::process::Command::new("docker")
-            .args(["network", "rm"])
-            .args(&nets)
-            .output();
+    // Containers first: a network still in use cannot go.
+    for (list, remove) in [
+        (&["ps", "-aq"][..], &["rm", "-f"][..]),
+        (&["network", "ls", "-q"][..], &["network", "rm"][..]),
+    ] {
+        let ids = std::process::Command::new("docker")
+            .args(list)
+            .args(["--filter", &filter])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .args(remove)
+                .args(&ids)
+                .output();
+        }
     }
 }
 
