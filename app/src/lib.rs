@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod api_apps;
+pub mod api_domains;
 pub mod components;
 pub mod error;
 pub mod pages;
@@ -69,6 +70,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("apps/new") view=pages::apps::NewAppPage ssr=SsrMode::Async/>
                         <Route path=path!("apps/:name") view=pages::apps::AppPage ssr=SsrMode::Async/>
                         <Route path=path!("registries") view=pages::apps::RegistriesPage ssr=SsrMode::Async/>
+                        <Route path=path!("domains") view=pages::domains::DomainsPage ssr=SsrMode::Async/>
                         <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>
                         <Route path=path!("api-docs") view=pages::api_docs::ApiDocsPage ssr=SsrMode::Async/>

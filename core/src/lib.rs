@@ -6,6 +6,7 @@
 
 pub mod apps;
 pub mod db;
+pub mod domains;
 pub mod error;
 pub mod model;
 pub mod password;

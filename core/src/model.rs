@@ -276,3 +276,15 @@ pub struct RegistryCredential {
     pub sealed_password: String,
     pub created_at: i64,
 }
+
+/// A domain a tenant registered, and the app it is attached to (if any).
+#[derive(Debug, Clone)]
+pub struct Domain {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub app_id: Option<i64>,
+    pub app_name: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

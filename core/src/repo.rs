@@ -72,6 +72,51 @@ pub mod users {
         Ok(id)
     }
 
+    /// Gives a new user a handle (the tenant part of platform host names): their e-mail's local
+    /// part as a DNS label, or with `-<id>` when taken, or `u<id>`.
+    pub async fn assign_handle(
+        conn: &mut sqlx::SqliteConnection,
+        id: i64,
+        email: &str,
+    ) -> Result<String> {
+        let base = crate::validate::handle_from_email(email);
+        let candidates = [base.clone(), format!("{base}-{id}"), format!("u{id}")];
+        for h in candidates.iter().filter(|h| !h.is_empty()) {
+            let done = sqlx::query!(
+                "UPDATE users SET handle = ? WHERE id = ?
+                   AND NOT EXISTS (SELECT 1 FROM users WHERE handle = ?)",
+                h,
+                id,
+                h
+            )
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 1 {
+                return Ok(h.clone());
+            }
+        }
+        Err(Error::internal("no free handle"))
+    }
+
+    /// Every user's handle, by id.
+    pub async fn handles(db: impl SqliteExecutor<'_>) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!: i64", handle AS "handle!" FROM users WHERE handle IS NOT NULL"#
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r.handle)).collect())
+    }
+
+    pub async fn handle(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar!("SELECT handle FROM users WHERE id = ?", id)
+                .fetch_optional(db)
+                .await?
+                .flatten(),
+        )
+    }
+
     pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<User>> {
         let row = sqlx::query_as!(
             UserRow,
@@ -1252,5 +1297,144 @@ pub mod registries {
         .execute(db)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+pub mod domains {
+    use super::*;
+    use crate::model::Domain;
+
+    pub async fn insert(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        name: &str,
+        app_id: Option<i64>,
+        now: i64,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar!(
+            r#"INSERT INTO domains (user_id, name, app_id, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
+            user_id,
+            name,
+            app_id,
+            now,
+            now
+        )
+        .fetch_one(db)
+        .await?)
+    }
+
+    /// Whose the name is, if anyone's (to tell "yours already" from "taken").
+    pub async fn owner(db: impl SqliteExecutor<'_>, name: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar!("SELECT user_id FROM domains WHERE name = ?", name)
+                .fetch_optional(db)
+                .await?,
+        )
+    }
+
+    pub async fn by_name(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        name: &str,
+    ) -> Result<Option<Domain>> {
+        Ok(sqlx::query_as!(
+            Domain,
+            r#"SELECT d.id AS "id!", d.user_id, d.name, d.app_id, a.name AS "app_name?",
+                      d.created_at, d.updated_at
+               FROM domains d LEFT JOIN apps a ON a.id = d.app_id
+               WHERE d.user_id = ? AND d.name = ?"#,
+            user_id,
+            name
+        )
+        .fetch_optional(db)
+        .await?)
+    }
+
+    pub async fn page(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Domain>> {
+        Ok(sqlx::query_as!(
+            Domain,
+            r#"SELECT d.id AS "id!", d.user_id, d.name, d.app_id, a.name AS "app_name?",
+                      d.created_at, d.updated_at
+               FROM domains d LEFT JOIN apps a ON a.id = d.app_id
+               WHERE d.user_id = ? ORDER BY d.name LIMIT ? OFFSET ?"#,
+            user_id,
+            limit,
+            offset
+        )
+        .fetch_all(db)
+        .await?)
+    }
+
+    pub async fn count_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar!("SELECT COUNT(*) FROM domains WHERE user_id = ?", user_id)
+                .fetch_one(db)
+                .await?,
+        )
+    }
+
+    /// The domains an app serves, by name.
+    pub async fn names_for_app(db: impl SqliteExecutor<'_>, app_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT name FROM domains WHERE app_id = ? ORDER BY name",
+            app_id
+        )
+        .fetch_all(db)
+        .await?)
+    }
+
+    /// Points a domain at one of the same tenant's apps, or at none. The app is looked up in the
+    /// same statement, scoped to the domain's owner, so no other tenant's app can be attached.
+    pub async fn set_app(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        name: &str,
+        app_id: Option<i64>,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE domains SET app_id = (SELECT id FROM apps WHERE id = ? AND user_id = ?),
+                 updated_at = ?
+             WHERE user_id = ? AND name = ?
+               AND (? IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = ? AND user_id = ?))",
+            app_id,
+            user_id,
+            now,
+            user_id,
+            name,
+            app_id,
+            app_id,
+            user_id
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete(db: impl SqliteExecutor<'_>, user_id: i64, name: &str) -> Result<bool> {
+        let done = sqlx::query!(
+            "DELETE FROM domains WHERE user_id = ? AND name = ?",
+            user_id,
+            name
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every attached domain with its app: what HAProxy should route.
+    pub async fn attached(db: impl SqliteExecutor<'_>) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query!(
+            r#"SELECT name, app_id AS "app_id!" FROM domains WHERE app_id IS NOT NULL ORDER BY name"#
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.name, r.app_id)).collect())
     }
 }

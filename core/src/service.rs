@@ -32,6 +32,31 @@ pub struct Settings {
     pub default_quotas: Quotas,
     pub throttle: Policy,
     pub engine: EngineSettings,
+    pub routing: RoutingSettings,
+}
+
+/// How host names reach apps.
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    /// Apps also answer at `<app>-<handle>.<base domain>`.
+    pub base_domain: Option<String>,
+    /// The panel's own public host name (no tenant may register it).
+    pub panel_host: Option<String>,
+    /// Whether tenants may register `*.example.com`.
+    pub allow_wildcards: bool,
+    /// Domains one tenant may register.
+    pub max_domains_per_user: i64,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        RoutingSettings {
+            base_domain: None,
+            panel_host: None,
+            allow_wildcards: false,
+            max_domains_per_user: 100,
+        }
+    }
 }
 
 /// How the apps engine behaves; tests shorten the waits.
@@ -51,6 +76,9 @@ pub struct EngineSettings {
     pub extra_labels: Vec<(String, String)>,
     /// Registries images may come from (`host[:port]`); empty means any.
     pub allowed_registries: Vec<String>,
+    /// After a new deployment takes over its routes, the old container runs this much longer so
+    /// requests it is answering finish.
+    pub drain_ms: u64,
 }
 
 impl Default for EngineSettings {
@@ -63,6 +91,7 @@ impl Default for EngineSettings {
             pids_limit: 512,
             extra_labels: Vec::new(),
             allowed_registries: Vec::new(),
+            drain_ms: 2000,
         }
     }
 }
@@ -76,9 +105,22 @@ impl Default for Settings {
             default_quotas: Quotas::default(),
             throttle: Policy::default(),
             engine: EngineSettings::default(),
+            routing: RoutingSettings::default(),
         }
     }
 }
+
+/// HAProxy as the admin page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProxyStatus {
+    pub running: bool,
+    pub workers: Vec<u32>,
+    pub routes: usize,
+    /// A refused configuration or a failed start, while it stands.
+    pub error: Option<String>,
+}
+
+type ProxyStatusSource = Arc<dyn Fn() -> ProxyStatus + Send + Sync>;
 
 /// How often an active session pushes back its idle expiry (each push is one write).
 const REFRESH_EVERY_SECS: i64 = 300;
@@ -120,6 +162,7 @@ struct Inner {
     /// The engine's last container list and when it was taken.
     #[allow(clippy::type_complexity)]
     observed: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::runtime::Container>>)>>,
+    proxy_status: std::sync::OnceLock<ProxyStatusSource>,
 }
 
 fn session_err(e: tower_sessions::session::Error) -> Error {
@@ -156,6 +199,7 @@ impl Pier {
             runtime,
             telemetry: Telemetry::default(),
             wake: tokio::sync::Notify::new(),
+            proxy_status: std::sync::OnceLock::new(),
             instance: tokio::sync::OnceCell::new(),
             observed: std::sync::Mutex::new(None),
         }))
@@ -184,6 +228,19 @@ impl Pier {
             .as_ref()
             .filter(|(at, _)| at.elapsed() <= max_age)
             .map(|(_, list)| list.clone())
+    }
+
+    /// Where HAProxy's state is read from (set once, when the server starts it).
+    pub fn set_proxy_status_source(&self, source: ProxyStatusSource) {
+        let _ = self.0.proxy_status.set(source);
+    }
+
+    /// HAProxy's state for admins; None when this Pier runs without it.
+    pub fn proxy_status(&self, actor: &Actor) -> Result<Option<ProxyStatus>> {
+        if actor.role != crate::model::Role::Admin {
+            return Err(Error::Forbidden);
+        }
+        Ok(self.0.proxy_status.get().map(|f| f()))
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -582,6 +639,7 @@ impl Pier {
             }
             Err(e) => return Err(e),
         };
+        repo::users::assign_handle(&mut tx, id, &email).await?;
         let token = if hash.is_none() {
             Some(self.new_invite(&mut tx, id).await?)
         } else {

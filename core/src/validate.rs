@@ -240,6 +240,26 @@ pub const MIN_APP_MEMORY_MB: i64 = 16;
 pub const MIN_APP_CPUS_MILLI: i64 = 50;
 
 /// An app name: a DNS label (it becomes part of host names and container names).
+/// A DNS label made from an e-mail's local part (before `@` and any `+tag`): lower case,
+/// letters and digits, other runs turned into one hyphen, at most 22 characters (an app name of
+/// 40, a hyphen and this still fit a 63-character label). Empty when nothing usable is left.
+pub fn handle_from_email(email: &str) -> String {
+    let local = email.split('@').next().unwrap_or("");
+    let local = local.split('+').next().unwrap_or("");
+    let mut out = String::new();
+    for c in local.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+        if out.len() >= 22 {
+            break;
+        }
+    }
+    out.trim_matches('-').to_owned()
+}
+
 pub fn app_name(input: &str) -> Result<String, String> {
     let n = input.trim();
     let ok = !n.is_empty()
@@ -600,6 +620,20 @@ mod tests {
                 max_cpus_milli: 500
             }
         );
+    }
+
+    #[test]
+    fn handles_from_emails() {
+        assert_eq!(
+            handle_from_email("Alice.Smith+pier@example.com"),
+            "alice-smith"
+        );
+        assert_eq!(handle_from_email("__bob__@x.io"), "bob");
+        assert_eq!(handle_from_email("élodie@x.fr"), "lodie");
+        assert_eq!(handle_from_email("+++@x"), "");
+        let long = handle_from_email("abcdefghijklmnopqrstuvwxyz0123@x.io");
+        assert_eq!(long, "abcdefghijklmnopqrstuv");
+        assert!(ldh_label(&format!("{}-{long}", "a".repeat(40))));
     }
 
     #[test]

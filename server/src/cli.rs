@@ -32,10 +32,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::default();
     if let Command::Serve(args) = &cli.command {
         settings.engine.allowed_registries = args.allowed_registries.clone();
+        settings.routing.base_domain = args.base_domain.clone();
+        settings.routing.panel_host = args.panel_host.clone();
+        settings.routing.allow_wildcards = args.allow_wildcard_domains;
     }
     let pier = open(&cli.data_dir, settings).await?;
     match cli.command {
-        Command::Serve(args) => serve(pier, args).await,
+        Command::Serve(args) => serve(pier, args, &cli.data_dir).await,
         Command::Admin {
             command: AdminCommand::Create { email, .. },
         } => {
@@ -94,14 +97,46 @@ fn read_password_line(mut input: impl BufRead) -> anyhow::Result<String> {
     Ok(password.to_owned())
 }
 
-async fn serve(pier: Pier, args: ServeArgs) -> anyhow::Result<()> {
+/// What the admin page shows about HAProxy, read when asked.
+pub fn proxy_status(
+    proxy: std::sync::Arc<crate::proxy::Proxy>,
+) -> std::sync::Arc<dyn Fn() -> pier_core::service::ProxyStatus + Send + Sync> {
+    std::sync::Arc::new(move || {
+        let s = proxy.status();
+        pier_core::service::ProxyStatus {
+            running: s.running,
+            workers: s.workers,
+            routes: s.routes,
+            error: s.error,
+        }
+    })
+}
+
+async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     let state = http::AppState::new(pier.clone(), &args);
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(addr = %args.listen, "Pier is listening");
-    let engine = crate::engine::spawn(pier.clone());
+    let proxy = if args.no_proxy {
+        None
+    } else {
+        let files = crate::proxy::Files::in_dir(&data_dir.join("haproxy"));
+        let cfg = files.config(
+            args.http_addr,
+            args.https_addr,
+            args.listen,
+            args.panel_host.clone(),
+        );
+        let proxy = crate::proxy::Proxy::start(files, cfg)
+            .await
+            .context("starting HAProxy (or run with --no-proxy)")?;
+        tracing::info!(http = %args.http_addr, https = %args.https_addr, "HAProxy is serving");
+        pier.set_proxy_status_source(proxy_status(proxy.clone()));
+        Some(proxy)
+    };
+    let engine = crate::engine::spawn(pier.clone(), proxy);
 
     // Expired sessions are removed hourly.
     let janitor = {

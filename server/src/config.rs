@@ -80,6 +80,22 @@ pub struct ServeArgs {
     #[arg(long, env = "PIER_PANEL_HOST", value_parser = parse_host)]
     pub panel_host: Option<String>,
 
+    /// Where HAProxy takes plain HTTP (redirects to HTTPS, ACME challenges).
+    #[arg(long, env = "PIER_HTTP_ADDR", default_value = "0.0.0.0:80")]
+    pub http_addr: SocketAddr,
+
+    /// Where HAProxy serves HTTPS for the panel and every app.
+    #[arg(long, env = "PIER_HTTPS_ADDR", default_value = "0.0.0.0:443")]
+    pub https_addr: SocketAddr,
+
+    /// Run without HAProxy (apps are reachable on their loopback ports only).
+    #[arg(long, env = "PIER_NO_PROXY")]
+    pub no_proxy: bool,
+
+    /// Let tenants register wildcard domains (`*.example.com`).
+    #[arg(long, env = "PIER_ALLOW_WILDCARD_DOMAINS")]
+    pub allow_wildcard_domains: bool,
+
     /// The built site (wasm, JS, CSS) from `cargo leptos build`.
     #[arg(long, env = "PIER_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

@@ -314,7 +314,7 @@ async fn visitors_sessions_are_short_until_they_sign_in(db: SqlitePool) {
 async fn a_restart_keeps_people_signed_in(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let b = app.admin().await;
-    let after = app.restarted();
+    let after = app.restarted().await;
     let mut same_browser = after.browser();
     same_browser.cookie = b.cookie.clone();
     assert_eq!(same_browser.me().await.as_deref(), Some(ADMIN_EMAIL));

@@ -430,7 +430,7 @@ async fn a_panel_killed_mid_deployment_converges_to_one_container(db: SqlitePool
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.kill();
-    let second = first.restarted();
+    let second = first.restarted().await;
     let mut b = second.admin().await;
     until(&mut b, "crashy", 60, serving(1)).await;
 
@@ -446,7 +446,7 @@ async fn a_panel_killed_mid_deployment_converges_to_one_container(db: SqlitePool
     // Apps keep running while the panel is down.
     let d = detail(&mut b, "crashy").await;
     assert_eq!(d["row"]["current"], 1);
-    let third = second.restarted();
+    let third = second.restarted().await;
     let mut b = third.admin().await;
     let d = until(&mut b, "crashy", 60, serving(2)).await;
     let port = d["row"]["host_port"].as_u64().unwrap() as u16;

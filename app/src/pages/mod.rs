@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod api_docs;
 pub mod apps;
+pub mod domains;
 pub mod invite;
 pub mod login;
 
@@ -89,6 +90,7 @@ fn Nav(me: Me) -> impl IntoView {
                 </A>
                 <nav aria-label="Main" class="flex flex-1 flex-wrap items-center gap-1">
                     <A href="/" exact=true attr:class=link>"Apps"</A>
+                    <A href="/domains" attr:class=link>"Domains"</A>
                     <A href="/registries" attr:class=link>"Registries"</A>
                     <A href="/account" attr:class=link>"Account"</A>
                     <A href="/api-docs" attr:class=link>"API"</A>

@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{apps, registries, tokens, users, ErrorBody, ErrorDetail, FieldMessage};
+use super::{apps, domains, registries, tokens, users, ErrorBody, ErrorDetail, FieldMessage};
 use crate::http::AppState;
 
 #[derive(OpenApi)]
@@ -24,12 +24,14 @@ use crate::http::AppState;
         apps::start, apps::stop, apps::restart, apps::redeploy, apps::rollback,
         apps::deployments, apps::logs, apps::metrics,
         registries::list, registries::set, registries::remove,
+        domains::list, domains::create, domains::show, domains::update, domains::remove,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldMessage,
         apps::AppOut, apps::EnvOut, apps::RolloutOut, apps::PullOut, apps::DeploymentOut,
         apps::MetricOut, apps::NewApp, apps::PatchApp, apps::RollbackBody,
         registries::RegistryOut, registries::RegistryLogin,
+        domains::DomainOut, domains::NewDomain, domains::PatchDomain,
     )),
     modifiers(&BearerToken),
     tags(
@@ -37,6 +39,7 @@ use crate::http::AppState;
         (name = "users", description = "User administration (admin scope)"),
         (name = "apps", description = "Your apps, their deployments, logs and metrics"),
         (name = "registries", description = "Your logins for private image registries"),
+        (name = "domains", description = "Your domains and the apps they route to"),
     )
 )]
 pub struct ApiDoc;

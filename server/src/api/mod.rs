@@ -3,6 +3,7 @@
 
 mod apps;
 mod doc;
+mod domains;
 mod registries;
 mod tokens;
 mod users;
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(apps::router())
         .merge(registries::router())
+        .merge(domains::router())
         .merge(doc::router())
         .fallback(|| async { ApiError::from(pier_core::Error::NotFound) })
 }

@@ -11,10 +11,11 @@
 pub mod docker;
 pub mod plan;
 mod rollout;
+pub mod routing;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -26,10 +27,11 @@ use pier_core::{
     Pier,
 };
 
-use self::plan::{Step, Want};
-
-/// Deployments whose rollout task is running.
-type Busy = Arc<Mutex<HashSet<i64>>>;
+use self::{
+    plan::{Step, Want},
+    routing::Routing,
+};
+use crate::proxy::Proxy;
 
 /// Per-app retry delays after failed steps: 2 s doubling to 5 min.
 #[derive(Default)]
@@ -51,16 +53,20 @@ impl Backoff {
     }
 }
 
-/// Starts the reconciler and the metrics sampler; they run until the runtime shuts down.
-pub fn spawn(pier: Pier) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
-        tokio::spawn(reconcile_forever(pier.clone())),
+/// Starts the reconciler and the metrics sampler (and, with a proxy, its supervisor); they run
+/// until the runtime shuts down.
+pub fn spawn(pier: Pier, proxy: Option<Arc<Proxy>>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(reconcile_forever(pier.clone(), Routing::new(proxy.clone()))),
         tokio::spawn(sample_forever(pier)),
-    ]
+    ];
+    if let Some(p) = proxy {
+        tasks.push(tokio::spawn(p.supervise()));
+    }
+    tasks
 }
 
-async fn reconcile_forever(pier: Pier) {
-    let busy: Busy = Arc::default();
+async fn reconcile_forever(pier: Pier, routing: Routing) {
     let mut backoff = Backoff::default();
     let resync = Duration::from_secs(pier.settings().engine.resync_secs.max(1));
     let mut failures = 0u32;
@@ -68,7 +74,7 @@ async fn reconcile_forever(pier: Pier) {
     // its app and whether it went well, which feeds the app's backoff.
     let mut tasks: Tasks = tokio::task::JoinSet::new();
     loop {
-        let wait = match pass(&pier, &busy, &mut backoff, &mut tasks).await {
+        let wait = match pass(&pier, &routing, &mut backoff, &mut tasks).await {
             Ok(()) => {
                 failures = 0;
                 resync
@@ -107,10 +113,11 @@ fn settle(backoff: &mut Backoff, done: Result<(i64, bool), tokio::task::JoinErro
 /// One comparison of desired and actual state, and the steps that follow from it.
 async fn pass(
     pier: &Pier,
-    busy: &Busy,
+    routing: &Routing,
     backoff: &mut Backoff,
     tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
+    let busy = &routing.busy;
     let instance = pier.instance_id().await?;
     // What is busy first, then the database in one snapshot: a rollout that promotes meanwhile
     // is either still busy here (its container is left alone) or already current in the reads.
@@ -152,13 +159,13 @@ async fn pass(
                 app_id,
                 deployment_id,
             } if backoff.ready(app_id) => {
-                spawn_rollout(tasks, pier, busy, app_id, deployment_id, true)
+                spawn_rollout(tasks, pier, routing, app_id, deployment_id, true)
             }
             Step::Recreate {
                 app_id,
                 deployment_id,
             } if backoff.ready(app_id) => {
-                spawn_rollout(tasks, pier, busy, app_id, deployment_id, false)
+                spawn_rollout(tasks, pier, routing, app_id, deployment_id, false)
             }
             Step::Start { app_id, container } if backoff.ready(app_id) => {
                 let r = rt.start(&container).await;
@@ -184,6 +191,13 @@ async fn pass(
             }
             _ => {}
         }
+    }
+    // Domains attached or moved, apps stopped or started, containers replaced: HAProxy follows.
+    if let Err(e) = routing.sync(pier).await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "routes not applied; next pass retries"
+        );
     }
     Ok(())
 }
@@ -220,18 +234,19 @@ async fn record(
 fn spawn_rollout(
     tasks: &mut Tasks,
     pier: &Pier,
-    busy: &Busy,
+    routing: &Routing,
     app_id: i64,
     deployment_id: i64,
     promote: bool,
 ) {
+    let busy = routing.busy.clone();
     if !busy.lock().expect("busy lock").insert(deployment_id) {
         return;
     }
     let pier = pier.clone();
-    let busy = busy.clone();
+    let routing = routing.clone();
     tasks.spawn(async move {
-        let ok = match rollout::run(&pier, deployment_id, promote).await {
+        let ok = match rollout::run(&pier, &routing, deployment_id, promote).await {
             Ok(ok) => ok,
             Err(e) => {
                 // Transient (the engine or the database did not answer): retried with backoff.

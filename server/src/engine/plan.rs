@@ -1,7 +1,7 @@
 //! The pure half of the reconciler: given what the database wants and what the engine has,
 //! the list of steps that make them match. No I/O, so every rule has a unit test.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pier_core::runtime::{Container, Network};
 
@@ -151,6 +151,36 @@ pub fn plan(
         }
     }
     steps
+}
+
+/// One app as routing sees it: its host names and the deployment that should serve them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub app_id: i64,
+    pub running: bool,
+    pub current: Option<i64>,
+    pub hosts: Vec<String>,
+}
+
+/// Host → loopback port: every host of a running app goes to its serving deployment's running
+/// container. A host whose app is stopped, still deploying its first version or whose container
+/// is down is left out (HAProxy answers it with its "no site" page).
+pub fn routes(apps: &[Served], containers: &[Container]) -> BTreeMap<String, u16> {
+    let ports: HashMap<(i64, i64), u16> = containers
+        .iter()
+        .filter(|c| c.running())
+        .filter_map(|c| Some(((c.app_id()?, c.deployment_id()?), c.host_port?)))
+        .collect();
+    let mut out = BTreeMap::new();
+    for a in apps.iter().filter(|a| a.running) {
+        let Some(port) = a.current.and_then(|d| ports.get(&(a.app_id, d))) else {
+            continue;
+        };
+        for h in &a.hosts {
+            out.insert(h.clone(), *port);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -387,5 +417,41 @@ mod tests {
                 why: "unlabelled"
             }]
         );
+    }
+
+    #[test]
+    fn routes_go_to_the_serving_container_only() {
+        let served = |app, running, current, hosts: &[&str]| Served {
+            app_id: app,
+            running,
+            current,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        };
+        let mut old = c("old", 1, 10, "running", 1);
+        old.host_port = Some(40010);
+        let mut new = c("new", 1, 11, "running", 2);
+        new.host_port = Some(40011);
+        let mut down = c("down", 2, 20, "exited", 1);
+        down.host_port = Some(40020);
+        let containers = [old, new, down];
+        let r = routes(
+            &[
+                served(1, true, Some(11), &["a.io", "a-x.pier.test"]),
+                served(2, true, Some(20), &["b.io"]),
+                served(3, false, Some(30), &["c.io"]),
+                served(4, true, None, &["d.io"]),
+            ],
+            &containers,
+        );
+        assert_eq!(
+            r,
+            BTreeMap::from([
+                ("a-x.pier.test".to_string(), 40011),
+                ("a.io".to_string(), 40011)
+            ])
+        );
+        // Before the switch, the old deployment serves.
+        let r = routes(&[served(1, true, Some(10), &["a.io"])], &containers);
+        assert_eq!(r.get("a.io"), Some(&40010));
     }
 }

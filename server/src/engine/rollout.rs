@@ -13,6 +13,8 @@ use pier_core::{
     },
     validate, Pier,
 };
+
+use super::routing::Routing;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -24,7 +26,7 @@ use tokio::{
 /// Errors returned here are transient (the engine did not answer): the caller retries with
 /// backoff. Anything the deployment itself got wrong ends it as failed, with the reason, and
 /// returns Ok(false); Ok(true) when it is done (or there was nothing left to do).
-pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<bool> {
+pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyhow::Result<bool> {
     let t0 = std::time::Instant::now();
     let Some(dep) = repo::deployments::by_id(pier.db(), id).await? else {
         return Ok(true);
@@ -199,10 +201,26 @@ pub async fn run(pier: &Pier, id: i64, promote: bool) -> anyhow::Result<bool> {
         };
         return fail(msg).await;
     }
+    // The deployment serving until now keeps its container while its routes move and its
+    // last requests finish (the planner leaves held deployments alone).
+    let serving = repo::apps::by_id(pier.db(), app.id)
+        .await?
+        .and_then(|a| a.current_deployment_id);
+    let _draining = routing.hold(serving);
     let mut tx = pier.db().begin().await?;
     let promoted = repo::deployments::promote(&mut tx, id, now()).await?;
     tx.commit().await?;
     if promoted {
+        // Switch: HAProxy sends new requests to the new container from here on.
+        if let Err(e) = routing.sync(pier).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "routes not switched yet; the next pass retries"
+            );
+        }
+        if serving.is_some() {
+            tokio::time::sleep(routing.drain(pier)).await;
+        }
         tracing::info!(
             app = %app.name,
             deployment = dep.number,

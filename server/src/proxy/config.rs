@@ -60,7 +60,7 @@ pub fn render(c: &ProxyConfig) -> String {
     let _ = writeln!(w, "frontend https");
     let _ = writeln!(
         w,
-        "    bind {} ssl crt {} crt-list {}",
+        "    bind {} ssl crt {} crt-list {} alpn h2,http/1.1",
         c.https_addr,
         c.default_cert.display(),
         c.crt_list.display()
@@ -69,6 +69,12 @@ pub fn render(c: &ProxyConfig) -> String {
     let _ = writeln!(
         w,
         "    http-request set-var(txn.route) req.hdr(host),lower,field(1,:),map({})",
+        c.hosts_map.display()
+    );
+    // No exact entry: a wildcard one (`*.example.com` for `shop.example.com`).
+    let _ = writeln!(
+        w,
+        "    http-request set-var(txn.route) req.hdr(host),lower,field(1,:),regsub(^[^.]*,*),map({}) unless {{ var(txn.route) -m found }}",
         c.hosts_map.display()
     );
     if let Some(h) = &c.panel_host {

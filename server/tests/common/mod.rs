@@ -2,7 +2,7 @@
 //! and form posts to server functions.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     body::Body,
@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use pier::{
     config::ServeArgs,
     http::{router, AppState},
+    proxy::{config::ProxyConfig, Files, Proxy},
 };
 use pier_core::{secret::SecretKey, service::Settings, Pier};
 use sqlx::SqlitePool;
@@ -29,6 +30,53 @@ pub struct TestApp {
     engine: Vec<tokio::task::JoinHandle<()>>,
     /// This installation's id: everything it makes in Docker carries it.
     pub instance: String,
+    /// The HAProxy this panel runs, when the test asked for one.
+    pub proxy: Option<Arc<Proxy>>,
+}
+
+/// HAProxy for a test: its own directory and free loopback ports; the panel behind it is this
+/// test's router served on another loopback port.
+pub struct TestProxy {
+    pub files: Files,
+    pub config: ProxyConfig,
+}
+
+impl TestProxy {
+    pub async fn new(router: Router) -> TestProxy {
+        let dir = std::env::temp_dir().join(format!(
+            "pier-haproxy-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let panel = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap()
+        });
+        let files = Files::in_dir(&dir);
+        let config = files.config(
+            free_addr(),
+            free_addr(),
+            panel,
+            Some("panel.pier.test".into()),
+        );
+        TestProxy { files, config }
+    }
+}
+
+static NEXT_DIR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// Settings for tests: short engine waits, and every container and network marked
@@ -43,6 +91,9 @@ pub fn test_settings() -> Settings {
     // Never let a test make Docker reach out past this machine: only loopback registries.
     let local = std::env::var("PIER_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5123".into());
     s.engine.allowed_registries = vec![local, "127.0.0.1:9".into()];
+    s.engine.drain_ms = 300;
+    s.routing.base_domain = Some("apps.pier.test".into());
+    s.routing.panel_host = Some("panel.pier.test".into());
     s
 }
 
@@ -57,6 +108,10 @@ pub fn serve_args() -> ServeArgs {
         panel_host: None,
         site_root: "target/site".into(),
         allowed_registries: Vec::new(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        https_addr: "127.0.0.1:0".parse().unwrap(),
+        no_proxy: true,
+        allow_wildcard_domains: false,
     }
 }
 
@@ -71,32 +126,67 @@ impl TestApp {
             .await
             .expect("bootstrap admin");
         let instance = pier.instance_id().await.expect("instance id");
-        Self::around(pier, instance)
+        Self::around(pier, instance, None)
     }
 
-    fn around(pier: Pier, instance: String) -> TestApp {
+    /// A panel with its own real HAProxy on loopback ports (stopped when the test ends).
+    pub async fn with_proxy(db: SqlitePool) -> Self {
+        let pier = Pier::new(db, SecretKey::generate(), test_settings(), docker());
+        pier.create_admin_from_cli(ADMIN_EMAIL, ADMIN_PASSWORD)
+            .await
+            .expect("bootstrap admin");
+        let instance = pier.instance_id().await.expect("instance id");
+        let tp = TestProxy::new(Self::router_for(&pier)).await;
+        let proxy = Proxy::start(tp.files, tp.config)
+            .await
+            .expect("haproxy starts");
+        Self::around(pier, instance, Some(proxy))
+    }
+
+    fn router_for(pier: &Pier) -> Router {
         let state = AppState::new(pier.clone(), &serve_args());
-        let router =
-            router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        let engine = pier::engine::spawn(pier.clone());
+        router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))))
+    }
+
+    fn around(pier: Pier, instance: String, proxy: Option<Arc<Proxy>>) -> TestApp {
+        let router = Self::router_for(&pier);
+        if let Some(p) = &proxy {
+            pier.set_proxy_status_source(pier::cli::proxy_status(p.clone()));
+        }
+        let engine = pier::engine::spawn(pier.clone(), proxy.clone());
         TestApp {
             pier,
             router,
             engine,
             instance,
+            proxy,
         }
+    }
+
+    /// The HAProxy of this panel.
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        self.proxy.as_ref().expect("a TestApp made with_proxy")
     }
 
     /// The same database and key behind a brand-new service, router and engine, as after a
     /// restart. Call [`TestApp::kill`] on the old one first to model a crash.
-    pub fn restarted(&self) -> TestApp {
+    pub async fn restarted(&self) -> TestApp {
         let pier = Pier::new(
             self.pier.db().clone(),
             self.pier.key().clone(),
             self.pier.settings().clone(),
             docker(),
         );
-        Self::around(pier, self.instance.clone())
+        // HAProxy kept running; the new panel adopts it.
+        let proxy = match &self.proxy {
+            Some(p) => Some(
+                Proxy::start(p.files().clone(), p.config().clone())
+                    .await
+                    .expect("haproxy adopted"),
+            ),
+            None => None,
+        };
+        Self::around(pier, self.instance.clone(), proxy)
     }
 
     /// Stops this panel's engine at once, wherever it is (mid-pull, mid-create…), as a crash.
@@ -362,6 +452,10 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.kill();
         sweep(&self.instance);
+        if let Some(p) = &self.proxy {
+            pier::proxy::kill_pidfile(&p.files().pidfile);
+            let _ = std::fs::remove_dir_all(&p.files().dir);
+        }
     }
 }
 

@@ -1,0 +1,105 @@
+//! Server functions for domains: thin wrappers around `pier_core::Pier`, which checks the name
+//! (IDNA, public suffix list), that the app is the caller's, and that no one else has the name.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::GetUrl;
+
+use crate::{api::Done, error::AppError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainRow {
+    pub name: String,
+    pub app: Option<String>,
+    pub serving: bool,
+    pub certificate: String,
+    pub added: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainsData {
+    pub domains: Vec<DomainRow>,
+    /// The caller's apps, to attach domains to.
+    pub apps: Vec<String>,
+    /// (app, platform host name) when the operator set a base domain.
+    pub platform: Vec<(String, String)>,
+}
+
+#[server(prefix = "/rpc", endpoint = "my_domains", input = GetUrl)]
+pub async fn my_domains() -> Result<DomainsData, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let (views, _) = c.pier.list_domains_page(&actor, i64::MAX, 0).await?;
+    let apps = c.pier.app_names(&actor).await?;
+    let platform = c.pier.platform_hosts(&actor).await?;
+    Ok(DomainsData {
+        domains: views
+            .into_iter()
+            .map(|d| DomainRow {
+                name: d.name,
+                app: d.app,
+                serving: d.serving,
+                certificate: d.certificate,
+                added: pier_core::format_time(d.created_at),
+            })
+            .collect(),
+        apps,
+        platform,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "add_domain")]
+pub async fn add_domain(domain: String, app: String, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let d = c
+        .pier
+        .register_domain(&actor, &domain, Some(app.as_str()))
+        .await?;
+    let message = match &d.app {
+        Some(a) => format!("Added {}; it serves {a} as soon as {a} runs.", d.name),
+        None => format!("Added {}. Attach it to an app to serve it.", d.name),
+    };
+    Ok(Done {
+        message,
+        copy: None,
+    })
+}
+
+/// Attaches, moves (`app` set) or detaches (`app` empty) a domain.
+#[server(prefix = "/rpc", endpoint = "attach_domain")]
+pub async fn attach_domain(
+    domain: String,
+    app: String,
+    csrf_token: String,
+) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let d = c
+        .pier
+        .set_domain_app(&actor, &domain, Some(app.as_str()))
+        .await?;
+    let message = match &d.app {
+        Some(a) => format!("{} now goes to {a}.", d.name),
+        None => format!("{} is detached; it serves nothing now.", d.name),
+    };
+    Ok(Done {
+        message,
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "remove_domain")]
+pub async fn remove_domain(domain: String, csrf_token: String) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.delete_domain(&actor, &domain).await?;
+    Ok(Done {
+        message: format!("Deleted {}.", domain.trim()),
+        copy: None,
+    })
+}

@@ -1,0 +1,148 @@
+//! Domains: register a name, attach it to an app, move or detach it, delete it.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::{
+    api_domains::*,
+    components::{
+        field_error, reset_on_success, CsrfField, ErrorFlash, Field, Outcome, BUTTON,
+        BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
+    },
+};
+
+/// `<select name="app">` with "not attached" and the caller's apps; `current` selected.
+fn app_select(apps: &[String], current: Option<&str>, label: &'static str) -> impl IntoView {
+    let options = apps
+        .iter()
+        .map(|a| {
+            let selected = current == Some(a.as_str());
+            view! { <option value=a.clone() selected=selected>{a.clone()}</option> }
+        })
+        .collect_view();
+    view! {
+        <select name="app" aria-label=label class=INPUT data-testid="domain-app">
+            <option value="" selected=current.is_none()>"— not attached —"</option>
+            {options}
+        </select>
+    }
+}
+
+#[component]
+pub fn DomainsPage() -> impl IntoView {
+    let add = ServerAction::<AddDomain>::new();
+    let attach = ServerAction::<AttachDomain>::new();
+    let remove = ServerAction::<RemoveDomain>::new();
+    let data = Resource::new(
+        move || {
+            (
+                add.version().get(),
+                attach.version().get(),
+                remove.version().get(),
+            )
+        },
+        |_| my_domains(),
+    );
+    let value = add.value();
+    let form = NodeRef::new();
+    reset_on_success(value, form);
+    let outcome = Signal::derive(move || match value.get() {
+        Some(Err(e)) if !e.fields.is_empty() => None,
+        other => other,
+    });
+    view! {
+        <Title text="Domains"/>
+        <h1 class="text-2xl font-bold tracking-tight">"Domains"</h1>
+        <p class="mt-1 text-sm text-slate-500">
+            "Point a domain's DNS (an A or AAAA record) at this server, add it here and attach it to an app: HTTPS requests for it reach the app. A domain belongs to one person on this Pier."
+        </p>
+        <section class=format!("{CARD} mt-6")>
+            <div class="mb-4"><Outcome value=outcome/></div>
+            <Transition fallback=|| ()>
+                {move || data.get().map(|d| match d {
+                    Ok(d) => view! {
+                        <ActionForm action=add node_ref=form attr:class="grid gap-3 sm:grid-cols-3 sm:items-end" attr:novalidate=true>
+                            <CsrfField/>
+                            <Field label="Domain" name="domain" placeholder="blog.example.com" required=true autocomplete="off" error=field_error(value, "domain")/>
+                            <label class="block text-sm">
+                                <span class="font-medium">"Serves app"</span>
+                                <div class="mt-1">{app_select(&d.apps, None, "Serves app")}</div>
+                                {move || field_error(value, "app").get().map(|e| view! { <p class="mt-1 text-sm text-red-600">{e}</p> })}
+                            </label>
+                            <div><button type="submit" class=BUTTON data-testid="add-domain">"Add domain"</button></div>
+                        </ActionForm>
+                    }.into_any(),
+                    Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
+                })}
+            </Transition>
+        </section>
+        <section class=format!("{CARD} mt-6")>
+            <h2 class="text-lg font-semibold">"Your domains"</h2>
+            <div class="mt-2"><Outcome value=attach.value().into()/></div>
+            <div class="mt-2"><Outcome value=remove.value().into()/></div>
+            <Transition fallback=|| ()>
+                <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="domains">
+                    {move || data.get().map(|d| match d {
+                        Ok(d) if d.domains.is_empty() => view! { <li class="py-3 text-sm text-slate-500">"No domains yet."</li> }.into_any(),
+                        Ok(d) => d.domains.into_iter().map(|row| {
+                            let apps = d.apps.clone();
+                            let name = row.name.clone();
+                            let (n1, n2, n3, n4) = (name.clone(), name.clone(), name.clone(), name.clone());
+                            let link = (!name.starts_with("*.")).then(|| format!("https://{name}/"));
+                            let state = if row.serving { "serving" } else if row.app.is_some() { "waiting for the app to run" } else { "not attached" };
+                            let cert = if row.certificate == "self-signed" {
+                                "self-signed certificate for now: browsers warn until a CA certificate is issued".to_string()
+                            } else {
+                                row.certificate.clone()
+                            };
+                            view! {
+                                <li class="flex flex-wrap items-center justify-between gap-3 py-3 text-sm" data-testid="domain-row" data-domain=n1>
+                                    <div class="min-w-0">
+                                        {match link {
+                                            Some(href) => view! { <a href=href class="font-mono text-indigo-700 hover:underline dark:text-indigo-400" target="_blank" rel="noopener">{n2}</a> }.into_any(),
+                                            None => view! { <span class="font-mono">{n2}</span> }.into_any(),
+                                        }}
+                                        <p class="text-xs text-slate-500" data-testid="domain-state">{format!("{state} · {cert} · added {}", row.added)}</p>
+                                    </div>
+                                    <div class="flex items-center gap-2">
+                                        <ActionForm action=attach attr:class="flex items-center gap-2">
+                                            <CsrfField/>
+                                            <input type="hidden" name="domain" value=n3/>
+                                            {app_select(&apps, row.app.as_deref(), "Attached to")}
+                                            <button type="submit" class=BUTTON_SMALL data-testid="attach-domain">"Save"</button>
+                                        </ActionForm>
+                                        <details class="relative">
+                                            <summary class=format!("{BUTTON_SMALL} cursor-pointer list-none")>"Delete"</summary>
+                                            <div class="absolute right-0 z-10 mt-2 w-64 rounded-md border border-slate-200 bg-white p-3 shadow dark:border-slate-700 dark:bg-slate-900">
+                                                <p class="text-xs">"Its traffic stops at once and someone else may register it."</p>
+                                                <ActionForm action=remove attr:class="mt-2">
+                                                    <CsrfField/>
+                                                    <input type="hidden" name="domain" value=n4/>
+                                                    <button type="submit" class=BUTTON_DANGER data-testid="delete-domain">"Delete domain"</button>
+                                                </ActionForm>
+                                            </div>
+                                        </details>
+                                    </div>
+                                </li>
+                            }
+                        }).collect_view().into_any(),
+                        Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
+                    })}
+                </ul>
+            </Transition>
+        </section>
+        <Transition fallback=|| ()>
+            {move || data.get().and_then(|d| d.ok()).filter(|d| !d.platform.is_empty()).map(|d| view! {
+                <section class=format!("{CARD} mt-6")>
+                    <h2 class="text-lg font-semibold">"Platform addresses"</h2>
+                    <p class="mt-1 text-sm text-slate-500">"Every app also answers here, with no DNS setup on your side."</p>
+                    <ul class="mt-2 space-y-1 text-sm" data-testid="platform-hosts">
+                        {d.platform.into_iter().map(|(app, host)| view! {
+                            <li><span class="font-medium">{app}</span>" → "<a class="font-mono text-indigo-700 hover:underline dark:text-indigo-400" href=format!("https://{host}/") target="_blank" rel="noopener">{host.clone()}</a></li>
+                        }).collect_view()}
+                    </ul>
+                </section>
+            })}
+        </Transition>
+    }
+}

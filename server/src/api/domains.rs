@@ -1,0 +1,179 @@
+//! `/api/v1/domains`: the caller's domains — register, attach to an app, move, detach, delete.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::get,
+    Json, Router,
+};
+use pier_core::{domains::DomainView, model::Scope};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+#[allow(unused_imports)]
+use super::ErrorBody;
+use super::{format_time, ApiResult, Body, Caller, Page, PageQuery, Q};
+use crate::http::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/domains", get(list).post(create))
+        .route("/domains/{domain}", get(show).patch(update).delete(remove))
+}
+
+/// A domain and where its traffic goes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DomainOut {
+    /// IDNA-normalised (ASCII, lower case).
+    #[schema(example = "blog.example.com")]
+    domain: String,
+    /// The app it is attached to; null when detached.
+    app: Option<String>,
+    /// Whether HAProxy sends its traffic to a running app now.
+    serving: bool,
+    /// `self-signed` until the domain has a certificate from a CA.
+    certificate: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<DomainView> for DomainOut {
+    fn from(d: DomainView) -> Self {
+        DomainOut {
+            domain: d.name,
+            app: d.app,
+            serving: d.serving,
+            certificate: d.certificate,
+            created_at: format_time(d.created_at),
+            updated_at: format_time(d.updated_at),
+        }
+    }
+}
+
+/// A domain to register, optionally attached to one of your apps at once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDomain {
+    #[schema(example = "blog.example.com")]
+    domain: String,
+    app: Option<String>,
+}
+
+/// `app`: an app's name attaches or moves the domain there; null detaches it; absent keeps it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchDomain {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    app: Option<Option<String>>,
+}
+
+/// A field that is present (even as null) is `Some`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The caller's domains, by name.
+#[utoipa::path(get, path = "/api/v1/domains", tag = "domains", operation_id = "list_domains",
+    params(PageQuery),
+    security(("token" = [])),
+    responses((status = 200, body = Page<DomainOut>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<Page<DomainOut>>> {
+    caller.require(Scope::Read)?;
+    let (page, per_page, skip) = q.bounds()?;
+    let offset = i64::try_from(skip).unwrap_or(i64::MAX);
+    let (views, total) = s
+        .pier
+        .list_domains_page(&caller.actor, i64::from(per_page), offset)
+        .await?;
+    Ok(Json(Page {
+        items: views.into_iter().map(DomainOut::from).collect(),
+        page,
+        per_page,
+        total,
+    }))
+}
+
+/// Registers a domain (409 when anyone on this Pier has it already).
+#[utoipa::path(post, path = "/api/v1/domains", tag = "domains", operation_id = "create_domain",
+    request_body = NewDomain,
+    security(("token" = [])),
+    responses((status = 201, body = DomainOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<NewDomain>,
+) -> ApiResult<(StatusCode, Json<DomainOut>)> {
+    caller.require(Scope::Write)?;
+    let d = s
+        .pier
+        .register_domain(&caller.actor, &b.domain, b.app.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(d.into())))
+}
+
+/// One domain.
+#[utoipa::path(get, path = "/api/v1/domains/{domain}", tag = "domains", operation_id = "show_domain",
+    params(("domain" = String, Path, description = "The domain name")),
+    security(("token" = [])),
+    responses((status = 200, body = DomainOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> ApiResult<Json<DomainOut>> {
+    caller.require(Scope::Read)?;
+    Ok(Json(s.pier.domain(&caller.actor, &domain).await?.into()))
+}
+
+/// Attaches the domain to an app, moves it to another, or detaches it.
+#[utoipa::path(patch, path = "/api/v1/domains/{domain}", tag = "domains",
+    operation_id = "update_domain", request_body = PatchDomain,
+    params(("domain" = String, Path, description = "The domain name")),
+    security(("token" = [])),
+    responses((status = 200, body = DomainOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+    Body(p): Body<PatchDomain>,
+) -> ApiResult<Json<DomainOut>> {
+    caller.require(Scope::Write)?;
+    let d = match p.app {
+        Some(app) => {
+            s.pier
+                .set_domain_app(&caller.actor, &domain, app.as_deref())
+                .await?
+        }
+        None => s.pier.domain(&caller.actor, &domain).await?,
+    };
+    Ok(Json(d.into()))
+}
+
+/// Deletes the domain; its traffic stops at once.
+#[utoipa::path(delete, path = "/api/v1/domains/{domain}", tag = "domains",
+    operation_id = "delete_domain",
+    params(("domain" = String, Path, description = "The domain name")),
+    security(("token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn remove(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Write)?;
+    s.pier.delete_domain(&caller.actor, &domain).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

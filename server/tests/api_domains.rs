@@ -1,0 +1,387 @@
+//! Domains through the REST API and the browser's server functions: the name grammar (IDNA,
+//! public suffix list, no wildcards unless allowed, nothing that could smuggle a line into
+//! HAProxy), uniqueness across tenants, attach / move / detach, scopes and tenancy.
+//! No container is ever started: apps point at a registry nobody listens on.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{test_settings, TestApp};
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+
+const IMAGE: &str = "127.0.0.1:9/pier-test/none:1";
+
+async fn tenant(app: &TestApp, email: &str) -> String {
+    let _ = app.member(email).await;
+    app.token(email, "write").await
+}
+
+async fn new_app(app: &TestApp, token: &str, name: &str) {
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(token),
+            Some(json!({"name": name, "image": IMAGE, "port": 8080})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+fn code(r: &common::Reply) -> String {
+    r.json()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn field(r: &common::Reply) -> Option<String> {
+    r.json()["error"]["fields"][0]["field"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+async fn count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM domains")
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap()
+}
+
+/// Names that must never reach a HAProxy file or command.
+const HOSTILE: &[&str] = &[
+    "a.example.com\nbind :1",
+    "a.example.com\r\nuse_backend panel",
+    "a b.example.com",
+    "a.example.com#x",
+    "%[req.hdr(host)].example.com",
+    "a\\.example.com",
+    "a.example.com;show map",
+    "a.example.com 127.0.0.1:22",
+    "",
+    "com",
+    "co.uk",
+    "-bad.example.com",
+    "*.example.com",
+    "..example.com",
+    "panel.pier.test",
+    "x.apps.pier.test",
+];
+
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn register_attach_move_detach_delete(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "ann@example.com").await;
+    new_app(&app, &t, "blog").await;
+    new_app(&app, &t, "shop").await;
+
+    // Registered with an app, normalised (IDNA, lower case, no trailing dot).
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&t),
+            Some(json!({"domain": "Bücher.Example.COM.", "app": "blog"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let d = r.json();
+    assert_eq!(d["domain"], "xn--bcher-kva.example.com");
+    assert_eq!(d["app"], "blog");
+    assert_eq!(d["serving"], false, "blog has not deployed");
+    assert_eq!(d["certificate"], "self-signed");
+
+    // Found by the name as typed, too.
+    let r = app
+        .api("GET", "/domains/B%C3%BCcher.example.com", Some(&t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Move, keep (absent field), detach (null), attach again.
+    let path = "/domains/xn--bcher-kva.example.com";
+    let r = app
+        .api("PATCH", path, Some(&t), Some(json!({"app": "shop"})))
+        .await;
+    assert_eq!(r.json()["app"], "shop", "{}", r.body);
+    let r = app.api("PATCH", path, Some(&t), Some(json!({}))).await;
+    assert_eq!(r.json()["app"], "shop", "{}", r.body);
+    let r = app
+        .api("PATCH", path, Some(&t), Some(json!({"app": null})))
+        .await;
+    assert_eq!(r.json()["app"], Value::Null, "{}", r.body);
+    let r = app
+        .api("PATCH", path, Some(&t), Some(json!({"app": "nope"})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(field(&r).as_deref(), Some("app"));
+    let r = app
+        .api(
+            "PATCH",
+            path,
+            Some(&t),
+            Some(json!({"app": "blog", "x": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+
+    // A second, unattached; the list is by name and paginated.
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&t),
+            Some(json!({"domain": "a.example.org"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app.api("GET", "/domains?per_page=1", Some(&t), None).await;
+    let j = r.json();
+    assert_eq!(j["total"], 2);
+    assert_eq!(j["items"][0]["domain"], "a.example.org");
+    let r = app
+        .api("GET", "/domains?per_page=1&page=2", Some(&t), None)
+        .await;
+    assert_eq!(r.json()["items"][0]["domain"], "xn--bcher-kva.example.com");
+
+    // Registering it again: 409, saying it is yours.
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&t),
+            Some(json!({"domain": "A.example.org"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("already registered"), "{}", r.body);
+
+    // Deleting an app detaches its domains.
+    let r = app
+        .api("PATCH", path, Some(&t), Some(json!({"app": "blog"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app.api("DELETE", "/apps/blog", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = app.api("GET", path, Some(&t), None).await;
+    assert_eq!(r.json()["app"], Value::Null, "{}", r.body);
+
+    let r = app.api("DELETE", path, Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = app.api("GET", path, Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(count(&app).await, 1);
+}
+
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn bad_names_are_refused_and_nothing_is_written(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "ann@example.com").await;
+    let long = format!("{}.example.com", "a".repeat(64));
+    let longer = format!("{}example.com", "abcdefghi.".repeat(30));
+    let mut names: Vec<&str> = HOSTILE.to_vec();
+    names.push(&long);
+    names.push(&longer);
+    for name in names {
+        let r = app
+            .api("POST", "/domains", Some(&t), Some(json!({"domain": name})))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name:?}: {}",
+            r.body
+        );
+        assert_eq!(code(&r), "invalid", "{name:?}");
+        assert_eq!(field(&r).as_deref(), Some("domain"), "{name:?}");
+    }
+    // Through the browser's server function as well.
+    let mut ann = app.browser();
+    ann.sign_in("ann@example.com", "member password 1")
+        .await
+        .unwrap();
+    for name in HOSTILE {
+        let r = ann
+            .call("add_domain", &[("domain", name), ("app", "")])
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name:?}: {}",
+            r.body
+        );
+        assert!(r.field_error("domain").is_some(), "{name:?}: {}", r.body);
+    }
+    assert_eq!(count(&app).await, 0);
+    // The same names as a path are simply not found (never an error page with the input).
+    let r = app
+        .api("GET", "/domains/a.example.com%0Abind", Some(&t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn wildcards_only_when_the_operator_allows_them(db: SqlitePool) {
+    let mut settings = test_settings();
+    settings.routing.allow_wildcards = true;
+    let app = TestApp::with_settings(db, settings).await;
+    let t = tenant(&app, "ann@example.com").await;
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&t),
+            Some(json!({"domain": "*.Example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["domain"], "*.example.com");
+    // Still no wildcard over a public suffix.
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&t),
+            Some(json!({"domain": "*.co.uk"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+}
+
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn one_tenants_domain_is_invisible_to_another(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let a = tenant(&app, "ann@example.com").await;
+    let b = tenant(&app, "bob@example.com").await;
+    new_app(&app, &a, "site").await;
+    new_app(&app, &b, "site").await;
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&a),
+            Some(json!({"domain": "ann.example.com", "app": "site"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    // B cannot register it (409 naming no one), nor see, change or delete it (404).
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&b),
+            Some(json!({"domain": "ANN.example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(
+        r.body.contains("someone else") && !r.body.contains("ann@"),
+        "{}",
+        r.body
+    );
+    for (method, body) in [
+        ("GET", None),
+        ("PATCH", Some(json!({"app": "site"}))),
+        ("PATCH", Some(json!({"app": null}))),
+        ("DELETE", None),
+    ] {
+        let r = app
+            .api(method, "/domains/ann.example.com", Some(&b), body)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method}: {}", r.body);
+    }
+    let r = app.api("GET", "/domains", Some(&b), None).await;
+    assert_eq!(r.json()["total"], 0);
+    let mut bob = app.browser();
+    bob.sign_in("bob@example.com", "member password 1")
+        .await
+        .unwrap();
+    for (f, fields) in [
+        (
+            "attach_domain",
+            vec![("domain", "ann.example.com"), ("app", "site")],
+        ),
+        ("remove_domain", vec![("domain", "ann.example.com")]),
+    ] {
+        let r = bob.call(f, &fields).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{f}: {}", r.body);
+    }
+    let mine = bob.read("my_domains").await;
+    assert!(!mine.body.contains("ann.example.com"), "{}", mine.body);
+
+    // A cannot attach their domain to B's app (B's app names mean nothing to A... but A has an
+    // app of the same name, so attach by a name only B has).
+    new_app(&app, &b, "bobs-only").await;
+    let r = app
+        .api(
+            "PATCH",
+            "/domains/ann.example.com",
+            Some(&a),
+            Some(json!({"app": "bobs-only"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = app
+        .api("GET", "/domains/ann.example.com", Some(&a), None)
+        .await;
+    assert_eq!(r.json()["app"], "site");
+    // The repository refuses too, even if asked with B's app id directly.
+    let bobs: i64 = sqlx::query_scalar("SELECT id FROM apps WHERE name = 'bobs-only'")
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap();
+    let ann_id = app.user_id("ann@example.com").await;
+    let moved =
+        pier_core::repo::domains::set_app(app.pier.db(), ann_id, "ann.example.com", Some(bobs), 0)
+            .await
+            .unwrap();
+    assert!(!moved);
+}
+
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn scopes_and_tokens(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let _ = app.member("ann@example.com").await;
+    let read = app.token("ann@example.com", "read").await;
+    let r = app.api("GET", "/domains", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = app.api("GET", "/domains", Some("pier_bogus"), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = app.api("GET", "/domains", Some(&read), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&read),
+            Some(json!({"domain": "a.example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(count(&app).await, 0);
+}
+
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn handles_and_platform_host_names(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "Ann.Lee+pier@example.com").await;
+    let _ = app.member("ann.lee@example.org").await;
+    new_app(&app, &t, "blog").await;
+    let handles = pier_core::repo::users::handles(app.pier.db())
+        .await
+        .unwrap();
+    let names: Vec<&str> = handles.iter().map(|(_, h)| h.as_str()).collect();
+    assert!(names.contains(&"ann-lee"), "{names:?}");
+    let second = app.user_id("ann.lee@example.org").await;
+    assert!(
+        names.contains(&format!("ann-lee-{second}").as_str()),
+        "{names:?}"
+    );
+    let mut ann = app.browser();
+    ann.sign_in("Ann.Lee+pier@example.com", "member password 1")
+        .await
+        .unwrap();
+    let r = ann.read("my_domains").await;
+    assert!(r.body.contains("blog-ann-lee.apps.pier.test"), "{}", r.body);
+}
