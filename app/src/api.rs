@@ -319,6 +319,28 @@ pub async fn accept_invite(
 
 // ----- administration -----------------------------------------------------------------------
 
+/// HAProxy as the admin sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyRow {
+    pub running: bool,
+    pub workers: Vec<u32>,
+    pub routes: usize,
+    pub error: Option<String>,
+}
+
+/// None when this Pier runs without HAProxy.
+#[server(prefix = "/rpc", endpoint = "proxy_status", input = GetUrl)]
+pub async fn proxy_status() -> Result<Option<ProxyRow>, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    Ok(c.pier.proxy_status(&actor)?.map(|s| ProxyRow {
+        running: s.running,
+        workers: s.workers,
+        routes: s.routes,
+        error: s.error,
+    }))
+}
+
 #[server(prefix = "/rpc", endpoint = "list_users", input = GetUrl)]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
     let c = ssr::ctx().await?;

@@ -162,7 +162,7 @@ struct Inner {
     /// The engine's last container list and when it was taken.
     #[allow(clippy::type_complexity)]
     observed: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::runtime::Container>>)>>,
-    proxy_status: std::sync::OnceLock<ProxyStatusSource>,
+    proxy_status: std::sync::RwLock<Option<ProxyStatusSource>>,
 }
 
 fn session_err(e: tower_sessions::session::Error) -> Error {
@@ -199,7 +199,7 @@ impl Pier {
             runtime,
             telemetry: Telemetry::default(),
             wake: tokio::sync::Notify::new(),
-            proxy_status: std::sync::OnceLock::new(),
+            proxy_status: std::sync::RwLock::new(None),
             instance: tokio::sync::OnceCell::new(),
             observed: std::sync::Mutex::new(None),
         }))
@@ -230,9 +230,9 @@ impl Pier {
             .map(|(_, list)| list.clone())
     }
 
-    /// Where HAProxy's state is read from (set once, when the server starts it).
+    /// Where HAProxy's state is read from (set when the server starts or adopts it).
     pub fn set_proxy_status_source(&self, source: ProxyStatusSource) {
-        let _ = self.0.proxy_status.set(source);
+        *self.0.proxy_status.write().expect("proxy status lock") = Some(source);
     }
 
     /// HAProxy's state for admins; None when this Pier runs without it.
@@ -240,7 +240,13 @@ impl Pier {
         if actor.role != crate::model::Role::Admin {
             return Err(Error::Forbidden);
         }
-        Ok(self.0.proxy_status.get().map(|f| f()))
+        let source = self
+            .0
+            .proxy_status
+            .read()
+            .expect("proxy status lock")
+            .clone();
+        Ok(source.map(|f| f()))
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {

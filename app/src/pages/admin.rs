@@ -3,8 +3,8 @@ use leptos_meta::Title;
 
 use crate::{
     api::{
-        list_users, CreateUser, DeleteUser, Done, ResetPassword, SetDisabled, SetQuotas, SetRole,
-        UserRow,
+        list_users, proxy_status, CreateUser, DeleteUser, Done, ResetPassword, SetDisabled,
+        SetQuotas, SetRole, UserRow,
     },
     components::{
         field_error, reset_on_success, CsrfField, Field, Outcome, BUTTON, BUTTON_DANGER,
@@ -107,6 +107,7 @@ fn UsersAdmin() -> impl IntoView {
                 <p class="mt-1 text-sm text-slate-500">"Everyone who can sign in to this Pier, and their limits."</p>
             </div>
         </div>
+        <ProxyBanner/>
         <div class="mt-6 grid gap-6 xl:grid-cols-3">
             <section class=format!("{CARD} xl:col-span-1") aria-labelledby="new-user">
                 <h2 id="new-user" class="mb-4 text-lg font-semibold">"Add a person"</h2>
@@ -240,4 +241,28 @@ fn DeleteButton(id: i64, action: ServerAction<DeleteUser>) -> impl IntoView {
 #[component]
 fn IdField(id: i64) -> impl IntoView {
     view! { <input type="hidden" name="id" value=id.to_string()/> }
+}
+
+/// HAProxy's state: a line when all is well, the error when a configuration was refused or it
+/// would not start.
+#[component]
+fn ProxyBanner() -> impl IntoView {
+    let status = Resource::new(|| (), |_| proxy_status());
+    view! {
+        <Transition fallback=|| ()>
+            {move || status.get().and_then(Result::ok).flatten().map(|p| {
+                let line = if p.running {
+                    format!("HAProxy is running (workers {}), {} routes.", p.workers.iter().map(u32::to_string).collect::<Vec<_>>().join(", "), p.routes)
+                } else {
+                    "HAProxy is not running; Pier keeps trying to start it.".to_string()
+                };
+                view! {
+                    <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="proxy-status">
+                        <p>{line}</p>
+                        {p.error.map(|e| view! { <p class="mt-1 font-medium text-red-700 dark:text-red-400">{e}</p> })}
+                    </div>
+                }
+            })}
+        </Transition>
+    }
 }

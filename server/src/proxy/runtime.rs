@@ -26,6 +26,8 @@ pub async fn command(socket: &Path, line: &str) -> Result<String, RuntimeApiErro
     debug_assert!(!line.contains('\n'), "one command per call");
     let mut s = UnixStream::connect(socket).await?;
     s.write_all(format!("{line}\n").as_bytes()).await?;
+    // The master socket answers and then waits for more unless our side is closed.
+    s.shutdown().await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
     Ok(out.trim().to_owned())

@@ -1,0 +1,428 @@
+//! Routing through a real HAProxy that the panel starts and supervises, to real containers
+//! (dockerd + the local registry's busybox images). Every request goes to 127.0.0.1: HAProxy's
+//! loopback ports, with the host name given to curl by `--resolve`.
+
+mod common;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::http::StatusCode;
+use common::{registry, Browser, TestApp};
+use pier::proxy::Proxy;
+use serde_json::Value;
+use sqlx::SqlitePool;
+
+/// An HTTPS (or HTTP) request for `host` to HAProxy on loopback: (status, body, redirect).
+async fn request(app: &TestApp, scheme: &str, host: &str, path: &str) -> (u16, String, String) {
+    let cfg = app.proxy().config();
+    let port = if scheme == "https" {
+        cfg.https_addr.port()
+    } else {
+        cfg.http_addr.port()
+    };
+    // Async: the panel behind HAProxy runs on this test's runtime and must keep answering.
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "5",
+            "-w",
+            "\n%{http_code} %{redirect_url}",
+        ])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("{scheme}://{host}:{port}{path}"))
+        .output()
+        .await
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut parts = tail.splitn(2, ' ');
+    let status = parts.next().unwrap_or("0").parse().unwrap_or(0);
+    (
+        status,
+        body.trim().to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    )
+}
+
+async fn https(app: &TestApp, host: &str) -> (u16, String) {
+    let (s, b, _) = request(app, "https", host, "/").await;
+    (s, b)
+}
+
+/// Waits until `host` answers `want` over HTTPS; returns how long it took.
+async fn until_serves(app: &TestApp, host: &str, want: (u16, &str), secs: u64) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let got = https(app, host).await;
+        if got.0 == want.0 && got.1.contains(want.1) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "{host}: wanted {want:?}, still {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn detail(b: &mut Browser, name: &str) -> Value {
+    let r = b.read(&format!("app_detail?name={name}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()
+}
+
+async fn until_running(b: &mut Browser, name: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = detail(b, name).await;
+        if d["row"]["state"] == "running" && d["row"]["current"] == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never ran #{n}: {d:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn tenant(app: &TestApp, email: &str) -> Browser {
+    let mut b = app.member(email).await;
+    let (host, user, pw) = registry();
+    let r = b
+        .call(
+            "save_registry",
+            &[("registry", &host), ("username", &user), ("password", &pw)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    b
+}
+
+async fn create(b: &mut Browser, name: &str, greeting: &str) {
+    let image = format!("{}/pier-test/hello:1", registry().0);
+    let r = b
+        .call(
+            "create_app",
+            &[
+                ("name", name),
+                ("image", &image),
+                ("port", "8080"),
+                ("env[0][name]", "GREETING"),
+                ("env[0][value]", greeting),
+                ("health_path", "/healthz"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+async fn set_greeting(b: &mut Browser, name: &str, greeting: &str) {
+    let image = format!("{}/pier-test/hello:1", registry().0);
+    let r = b
+        .call(
+            "update_app",
+            &[
+                ("app", name),
+                ("image", &image),
+                ("port", "8080"),
+                ("env[0][name]", "GREETING"),
+                ("env[0][value]", greeting),
+                ("health_path", "/healthz"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+async fn domain(b: &mut Browser, f: &str, domain: &str, app: &str) {
+    let r = b.call(f, &[("domain", domain), ("app", app)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{f} {domain} → {app}: {}", r.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hosts_reach_their_tenants_apps_and_routes_change_without_a_reload(db: SqlitePool) {
+    let app = TestApp::with_proxy(db).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    let mut bob = tenant(&app, "bob@example.com").await;
+    create(&mut ann, "site", "ann's site").await;
+    create(&mut bob, "site", "bob's site").await;
+    create(&mut ann, "two", "ann's second").await;
+    domain(&mut ann, "add_domain", "ann.pier.test", "site").await;
+    domain(&mut bob, "add_domain", "bob.pier.test", "site").await;
+    until_running(&mut ann, "site", 1).await;
+    until_running(&mut bob, "site", 1).await;
+    until_running(&mut ann, "two", 1).await;
+
+    // Each host to its tenant's app, over HTTPS; the platform names too.
+    until_serves(&app, "ann.pier.test", (200, "ann's site"), 10).await;
+    until_serves(&app, "bob.pier.test", (200, "bob's site"), 10).await;
+    assert_eq!(
+        https(&app, "site-ann.apps.pier.test").await,
+        (200, "ann's site".into())
+    );
+    assert_eq!(
+        https(&app, "site-bob.apps.pier.test").await,
+        (200, "bob's site".into())
+    );
+    assert_eq!(
+        https(&app, "two-ann.apps.pier.test").await,
+        (200, "ann's second".into())
+    );
+    // Host names are case-insensitive and may carry the port.
+    let port = app.proxy().config().https_addr.port();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "5",
+            "-H",
+            &format!("Host: ANN.Pier.Test:{port}"),
+        ])
+        .arg("--resolve")
+        .arg(format!("ann.pier.test:{port}:127.0.0.1"))
+        .arg(format!("https://ann.pier.test:{port}/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ann's site");
+    // Unknown host: HAProxy's own 404.
+    let (s, body) = https(&app, "nobody.pier.test").await;
+    assert_eq!(s, 404);
+    assert!(body.contains("No site is served"), "{body}");
+    // The panel, through HAProxy on its own host name.
+    let (s, b, _) = request(&app, "https", "panel.pier.test", "/healthz").await;
+    assert_eq!(s, 200, "{b}");
+    // Plain HTTP: redirect to HTTPS, except ACME challenges (they reach the panel).
+    let (s, _, to) = request(&app, "http", "ann.pier.test", "/x?y=1").await;
+    assert_eq!(s, 301);
+    assert!(
+        to.starts_with("https://ann.pier.test") && to.ends_with("/x?y=1"),
+        "{to}"
+    );
+    let (s, _, _) = request(
+        &app,
+        "http",
+        "ann.pier.test",
+        "/.well-known/acme-challenge/abc",
+    )
+    .await;
+    assert_ne!(s, 301, "ACME challenges are not redirected");
+
+    // Add, move, detach and delete a domain: effective at once, same HAProxy workers.
+    let workers = app.proxy().workers().await.unwrap();
+    assert!(!workers.is_empty());
+    let mut took = Vec::new();
+    domain(&mut ann, "add_domain", "www.ann.pier.test", "site").await;
+    took.push(until_serves(&app, "www.ann.pier.test", (200, "ann's site"), 3).await);
+    domain(&mut ann, "attach_domain", "www.ann.pier.test", "two").await;
+    took.push(until_serves(&app, "www.ann.pier.test", (200, "ann's second"), 3).await);
+    domain(&mut ann, "attach_domain", "www.ann.pier.test", "").await;
+    took.push(until_serves(&app, "www.ann.pier.test", (404, "No site"), 3).await);
+    domain(&mut ann, "attach_domain", "www.ann.pier.test", "site").await;
+    took.push(until_serves(&app, "www.ann.pier.test", (200, "ann's site"), 3).await);
+    let r = ann
+        .call("remove_domain", &[("domain", "www.ann.pier.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    took.push(until_serves(&app, "www.ann.pier.test", (404, "No site"), 3).await);
+    println!("route changes effective after {took:?}");
+    assert_eq!(app.proxy().workers().await.unwrap(), workers, "no reload");
+    // Stopping an app takes its routes away; starting it brings them back.
+    let r = ann
+        .call("app_action", &[("app", "two"), ("action", "stop")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    until_serves(&app, "two-ann.apps.pier.test", (404, "No site"), 15).await;
+    let r = ann
+        .call("app_action", &[("app", "two"), ("action", "start")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    until_serves(&app, "two-ann.apps.pier.test", (200, "ann's second"), 15).await;
+
+    // HAProxy dies: the panel starts it again and every route comes back from the files.
+    let pid: i32 = std::fs::read_to_string(&app.proxy().files().pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut victims = vec![pid.to_string()];
+    victims.extend(workers.iter().map(|w| w.to_string()));
+    std::process::Command::new("kill")
+        .arg("-KILL")
+        .args(&victims)
+        .status()
+        .unwrap();
+    until_serves(&app, "ann.pier.test", (200, "ann's site"), 15).await;
+    until_serves(&app, "bob.pier.test", (200, "bob's site"), 3).await;
+    assert_eq!(https(&app, "site-ann.apps.pier.test").await.0, 200);
+    let new_workers = app.proxy().workers().await.unwrap();
+    assert!(
+        new_workers.iter().all(|w| !workers.contains(w)),
+        "a new HAProxy"
+    );
+
+    // The panel restarts: HAProxy kept serving meanwhile, and the new panel adopts it.
+    let mut app = app;
+    app.kill();
+    assert_eq!(
+        https(&app, "ann.pier.test").await,
+        (200, "ann's site".into())
+    );
+    let again = app.restarted().await;
+    assert_eq!(
+        again.proxy().workers().await.unwrap(),
+        new_workers,
+        "adopted, not restarted"
+    );
+    assert_eq!(
+        https(&again, "bob.pier.test").await,
+        (200, "bob's site".into())
+    );
+    // The new panel changes routes in the adopted HAProxy.
+    let mut ann = again.browser();
+    ann.sign_in("ann@example.com", "member password 1")
+        .await
+        .unwrap();
+    domain(&mut ann, "attach_domain", "ann.pier.test", "two").await;
+    until_serves(&again, "ann.pier.test", (200, "ann's second"), 3).await;
+    drop(again);
+    // `app` (dropped last) stops HAProxy by its pid file and sweeps the containers.
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_configuration_haproxy_refuses_is_never_applied(db: SqlitePool) {
+    let app = TestApp::with_proxy(db).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    create(&mut ann, "site", "still here").await;
+    domain(&mut ann, "add_domain", "ann.pier.test", "site").await;
+    until_running(&mut ann, "site", 1).await;
+    until_serves(&app, "ann.pier.test", (200, "still here"), 10).await;
+    let workers = app.proxy().workers().await.unwrap();
+    let cfg_before = std::fs::read_to_string(&app.proxy().files().cfg).unwrap();
+
+    // Pier restarted with settings that make a configuration HAProxy refuses (here: a
+    // certificate list naming a certificate that does not exist).
+    let mut broken = app.proxy().config().clone();
+    broken.crt_list = app.proxy().files().dir.join("broken.list");
+    std::fs::write(&broken.crt_list, "/nonexistent/cert.pem\n").unwrap();
+    let adopted = Proxy::start(app.proxy().files().clone(), broken)
+        .await
+        .expect("adopting never fails on a bad config");
+    let status = adopted.status();
+    let err = status.error.expect("the refusal is reported");
+    assert!(err.contains("refused the new configuration"), "{err}");
+    assert!(status.running);
+    assert_eq!(
+        adopted.workers().await.unwrap(),
+        workers,
+        "no reload happened"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&app.proxy().files().cfg).unwrap(),
+        cfg_before
+    );
+    assert_eq!(
+        https(&app, "ann.pier.test").await,
+        (200, "still here".into())
+    );
+
+    // The admin sees it (on the Users page, from the same status).
+    app.pier
+        .set_proxy_status_source(pier::cli::proxy_status(adopted.clone()));
+    let mut admin = app.admin().await;
+    let r = admin.read("proxy_status").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("refused the new configuration"),
+        "{}",
+        r.body
+    );
+    let r = ann.read("proxy_status").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_redeploys_under_load_fail_no_request(db: SqlitePool) {
+    let app = TestApp::with_proxy(db).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    create(&mut ann, "site", "v0").await;
+    domain(&mut ann, "add_domain", "load.pier.test", "site").await;
+    until_running(&mut ann, "site", 1).await;
+    until_serves(&app, "load.pier.test", (200, "v0"), 10).await;
+    let workers = app.proxy().workers().await.unwrap();
+
+    // A bounded load: curl batches of 40 requests, 4 at a time, until told to stop (and at
+    // most 3 minutes).
+    let port = app.proxy().config().https_addr.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let url = format!("https://load.pier.test:{port}/");
+            let config: String = (0..40)
+                .map(|_| format!("url = \"{url}\"\noutput = \"/dev/null\"\n"))
+                .collect();
+            let file = std::env::temp_dir().join(format!("pier-load-{}.cfg", std::process::id()));
+            std::fs::write(&file, config).unwrap();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(180) {
+                let out = std::process::Command::new("curl")
+                    .args([
+                        "-sk",
+                        "--parallel",
+                        "--parallel-max",
+                        "4",
+                        "--max-time",
+                        "10",
+                    ])
+                    .arg("--resolve")
+                    .arg(format!("load.pier.test:{port}:127.0.0.1"))
+                    .args(["-w", "%{http_code}\n", "-K"])
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                for code in String::from_utf8_lossy(&out.stdout).lines() {
+                    if code == "200" {
+                        ok += 1;
+                    } else {
+                        failed.push(code.to_owned());
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(&file);
+            (ok, failed)
+        })
+    };
+
+    for n in 1..=20 {
+        let greeting = format!("v{n}");
+        set_greeting(&mut ann, "site", &greeting).await;
+        until_running(&mut ann, "site", n + 1).await;
+        until_serves(&app, "load.pier.test", (200, &greeting), 10).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    println!(
+        "20 redeploys under load: {ok} requests answered 200, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(ok >= 200, "the load ran ({ok} requests)");
+    assert_eq!(app.proxy().workers().await.unwrap(), workers, "no reload");
+    // The old containers go once drained: one is left.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = app.containers().await;
+        if left.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
