@@ -196,7 +196,7 @@ class Bench:
         self.log_path = os.path.join(self.data_dir, "panel.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([*pier, "serve", "--listen", f"127.0.0.1:{port}",
-                                          "--site-root", args.site],
+                                          "--no-proxy", "--site-root", args.site],
                                          env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:

@@ -88,7 +88,7 @@ def main():
                             "--name", "bench", "--scope", "read"],
                            capture_output=True, text=True, check=True, env=env).stdout.strip()
     proc = subprocess.Popen([args.bin, "--data-dir", data_dir, "serve", "--listen", f"127.0.0.1:{port}",
-                             "--site-root", args.site], env=env)
+                             "--no-proxy", "--site-root", args.site], env=env)
     try:
         deadline = time.time() + 20
         while True:

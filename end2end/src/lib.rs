@@ -108,6 +108,8 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 /// A running panel with a fresh data dir and one admin.
 pub struct Panel {
     pub port: u16,
+    /// Its HAProxy's HTTPS port on 127.0.0.1.
+    pub https_port: u16,
     pub data_dir: PathBuf,
     proc: Option<Proc>,
 }
@@ -139,6 +141,7 @@ impl Panel {
         assert!(create.wait().unwrap().success(), "pier admin create failed");
 
         let port = free_port();
+        let (http_port, https_port) = (free_port(), free_port());
         let proc = Proc::spawn(
             "pier serve",
             Command::new(&bin)
@@ -148,6 +151,11 @@ impl Panel {
                 .arg("--site-root")
                 .arg(site_root())
                 .env("PIER_LOG", "warn")
+                // Its HAProxy on loopback ports; platform names under apps.pier.test.
+                .env("PIER_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+                .env("PIER_HTTPS_ADDR", format!("127.0.0.1:{https_port}"))
+                .env("PIER_BASE_DOMAIN", "apps.pier.test")
+                .env("PIER_PANEL_HOST", "panel.pier.test")
                 // Docker never reaches past this machine in tests: only the local registry.
                 .env(
                     "PIER_ALLOWED_REGISTRIES",
@@ -159,6 +167,7 @@ impl Panel {
         });
         Panel {
             port,
+            https_port,
             data_dir,
             proc: Some(proc),
         }
@@ -167,12 +176,69 @@ impl Panel {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
+
+    /// `pier token create` for a user of this panel: the token.
+    pub fn token(&self, email: &str, scope: &str) -> String {
+        let out = Command::new(pier_bin())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "token", "create", "--email", email, "--name", "e2e", "--scope", scope,
+            ])
+            .output()
+            .expect("pier token create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A REST call with curl on loopback: (status, body).
+    pub fn api(&self, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "--max-time",
+            "10",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"));
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data", b]);
+        }
+        let out = cmd
+            .arg(self.url(&format!("/api/v1{path}")))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
 }
 
 impl Drop for Panel {
     /// Stops the panel, then removes the containers and networks it made (by its instance label).
     fn drop(&mut self) {
         drop(self.proc.take());
+        // HAProxy outlives `pier serve` by design; stop the one this panel started, by its pid.
+        let pidfile = self.data_dir.join("haproxy").join("haproxy.pid");
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            wait_until("haproxy to stop", Duration::from_secs(10), || {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| s.contains(") Z"))
+            });
+        }
         let db = self.data_dir.join("pier.db");
         let instance = Command::new("sqlite3")
             .arg(&db)
@@ -226,6 +292,16 @@ impl Driver {
 
     /// A new headless chromium with an empty profile.
     pub async fn browser(&self) -> fantoccini::Client {
+        self.browser_with(&[]).await
+    }
+
+    /// A chromium that accepts the self-signed certificate HAProxy serves until a domain has a
+    /// real one (every browser here resolves `*.pier.test` to 127.0.0.1).
+    pub async fn browser_for_test_domains(&self) -> fantoccini::Client {
+        self.browser_with(&["--ignore-certificate-errors"]).await
+    }
+
+    async fn browser_with(&self, extra: &[&str]) -> fantoccini::Client {
         let profile = std::env::temp_dir().join(format!(
             "pier-e2e-chrome-{}-{}",
             std::process::id(),
@@ -238,13 +314,20 @@ impl Driver {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     "--disable-dev-shm-usage", "--window-size=1280,900",
+                    // Names resolve on this machine only: *.pier.test is 127.0.0.1, anything else
+                    // is not found (no lookup ever leaves the machine, not even a link prefetch).
+                    "--host-resolver-rules=MAP *.pier.test 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
                     format!("--user-data-dir={}", profile.display()),
                 ]
-            }
+            },
+            "goog:loggingPrefs": {"browser": "ALL"}
         });
-        let serde_json::Value::Object(caps) = caps else {
+        let serde_json::Value::Object(mut caps) = caps else {
             unreachable!()
         };
+        if let Some(args) = caps["goog:chromeOptions"]["args"].as_array_mut() {
+            args.extend(extra.iter().map(|a| serde_json::Value::from(*a)));
+        }
         let http = hyper_util::client::legacy::connect::HttpConnector::new();
         fantoccini::ClientBuilder::new(http)
             .capabilities(caps)

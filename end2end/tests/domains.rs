@@ -1,0 +1,131 @@
+//! A tenant adds a domain in the browser, attaches it to their app, and opens it over HTTPS
+//! through the panel's own HAProxy (loopback ports; chromium maps *.pier.test to 127.0.0.1 and
+//! accepts the self-signed certificate that is served until a CA's certificate exists).
+
+use std::time::Duration;
+
+use end2end::{test_registry, ui::*, Driver, Panel};
+
+const ADMIN: &str = "admin@example.com";
+const ADMIN_PW: &str = "admin password 123";
+
+#[tokio::test]
+async fn add_a_domain_attach_it_and_open_the_app_over_https() {
+    let (registry, user, password) = test_registry();
+    let panel = Panel::start(ADMIN, ADMIN_PW);
+    // The app and the registry login through the REST API; the domain through the browser.
+    let token = panel.token(ADMIN, "write");
+    let (s, body) = panel.api(
+        &token,
+        "PUT",
+        &format!("/registries/{registry}"),
+        Some(&format!(
+            r#"{{"username":"{user}","password":"{password}"}}"#
+        )),
+    );
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = panel.api(
+        &token,
+        "POST",
+        "/apps",
+        Some(&format!(
+            r#"{{"name":"shop","image":"{registry}/pier-test/hello:1","port":8080,"env":{{"GREETING":"welcome to the shop"}},"health_path":"/healthz"}}"#
+        )),
+    );
+    assert_eq!(s, 201, "{body}");
+
+    let driver = Driver::start();
+    let c = driver.browser().await;
+    let base = panel.url("");
+    let result = async {
+        sign_in_as(&c, &base, ADMIN, ADMIN_PW).await;
+        wait_for(&c, "body[data-hydrated]").await;
+        click_link(&c, "Domains").await;
+        wait_for_path(&c, "/domains").await;
+        wait_for(&c, "body[data-hydrated]").await;
+        // A bad name is refused with a message, and nothing is added.
+        type_into(&c, "#f-domain", "not a domain").await;
+        click(&c, "[data-testid=add-domain]").await;
+        wait_for_text(&c, "main", "is not a domain name").await;
+        let field = wait_for(&c, "#f-domain").await;
+        field.clear().await.unwrap();
+        field.send_keys("Shop.Pier.Test").await.unwrap();
+        c.find(fantoccini::Locator::Css("select[name=app]"))
+            .await
+            .unwrap()
+            .select_by_value("shop")
+            .await
+            .unwrap();
+        click(&c, "[data-testid=add-domain]").await;
+        wait_for_text(&c, "[data-testid=domains]", "shop.pier.test").await;
+        // It serves once the app runs; until a certificate is issued, the page says so.
+        wait_for_text_within(
+            &c,
+            "[data-testid=domains]",
+            "self-signed",
+            Duration::from_secs(5),
+        )
+        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            open(&c, &format!("{base}/domains")).await;
+            let text = wait_for(&c, "[data-testid=domain-state]")
+                .await
+                .text()
+                .await
+                .unwrap();
+            if text.starts_with("serving") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never served: {text}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+
+        // Open the domain over HTTPS, through HAProxy.
+        // Another browser for the sites themselves: it accepts the self-signed certificate.
+        let sites = driver.browser_for_test_domains().await;
+        sites
+            .goto(&format!("https://shop.pier.test:{}/", panel.https_port))
+            .await
+            .unwrap();
+        wait_for_text(&sites, "body", "welcome to the shop").await;
+        // The platform name answers too.
+        sites
+            .goto(&format!(
+                "https://shop-admin.apps.pier.test:{}/",
+                panel.https_port
+            ))
+            .await
+            .unwrap();
+        wait_for_text(&sites, "body", "welcome to the shop").await;
+        // An unknown name gets HAProxy's page.
+        sites
+            .goto(&format!("https://nothing.pier.test:{}/", panel.https_port))
+            .await
+            .unwrap();
+        wait_for_text(&sites, "body", "No site is served at this address.").await;
+
+        // Detach in the browser: the domain stops serving.
+        open(&c, &format!("{base}/domains")).await;
+        wait_for(&c, "body[data-hydrated]").await;
+        c.find(fantoccini::Locator::Css(
+            "[data-testid=domain-row] select[name=app]",
+        ))
+        .await
+        .unwrap()
+        .select_by_value("")
+        .await
+        .unwrap();
+        click(&c, "[data-testid=attach-domain]").await;
+        wait_for_text(&c, "main", "is detached").await;
+        sites
+            .goto(&format!("https://shop.pier.test:{}/", panel.https_port))
+            .await
+            .unwrap();
+        wait_for_text(&sites, "body", "No site is served at this address.").await;
+        sites.close().await.unwrap();
+    }
+    .await;
+    c.close().await.unwrap();
+    result
+}
