@@ -180,7 +180,7 @@ class Bench:
         finally:
             docker("logout", self.registry, env=env, timeout=30, check=False)
 
-    def start_panel(self):
+    def start_panel(self, serve_args=("--no-proxy",)):
         args = self.args
         self.data_dir = tempfile.mkdtemp(prefix="pier-bench-apps-")
         env = dict(os.environ, PIER_LOG="warn")
@@ -196,7 +196,7 @@ class Bench:
         self.log_path = os.path.join(self.data_dir, "panel.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([*pier, "serve", "--listen", f"127.0.0.1:{port}",
-                                          "--no-proxy", "--site-root", args.site],
+                                          *serve_args, "--site-root", args.site],
                                          env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
@@ -468,6 +468,17 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait(timeout=15)
+        # HAProxy outlives the panel by design: stop the one it started, by its pid file.
+        pidfile = os.path.join(self.data_dir or "/nonexistent", "haproxy", "haproxy.pid")
+        if os.path.exists(pidfile):
+            try:
+                pid = int(open(pidfile).read().strip())
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "haproxy":
+                        os.kill(pid, signal.SIGTERM)
+                        notes.append(f"haproxy {pid} stopped")
+            except (OSError, ValueError):
+                pass
         if failed and self.log_path and os.path.exists(self.log_path):
             with open(self.log_path, errors="replace") as f:
                 tail = f.readlines()[-30:]

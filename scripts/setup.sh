@@ -33,8 +33,8 @@ need_apt() {
 
 # Build tools: a C compiler for -sys crates, Node.js/npm for the Tailwind CLI and wasm-opt.
 need_apt ca-certificates gcc pkg-config sqlite3
-# The container engine Pier drives.
-need_apt docker.io
+# The container engine Pier drives, and HAProxy, which Pier runs in front of everything.
+need_apt docker.io haproxy
 # A machine may already have Node.js from elsewhere (with npm inside); only add Debian's when absent.
 command -v npm >/dev/null || need_apt nodejs npm
 if ((with_tests)); then
@@ -42,7 +42,7 @@ if ((with_tests)); then
   # scripts/services.sh: a local registry with htpasswd (bcrypt) auth and busybox test images.
   need_apt docker-registry busybox-static apache2-utils curl
   # tests/proxy.rs: the rendered HAProxy configuration on a real haproxy, with a self-signed cert.
-  need_apt haproxy openssl
+  need_apt openssl
   # schemathesis (PyPI) fuzzes the REST API against its OpenAPI document.
   if ! command -v schemathesis >/dev/null; then
     command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Routing benchmark, against a real `pier serve` with its HAProxy and dockerd (127.0.0.1 only):
+
+requests/s and p99 latency of one app, through HAProxy over HTTPS (by host name, with the
+self-signed certificate) and straight to the container's loopback port over plain HTTP, in the
+same run, alternating, with the same bounded `wrk` load (-t2 -c4 unless BENCH_CONNS says otherwise, 10 s each); the ratio of the
+medians (goal: >= 0.9). Route-change and reload times are `cargo bench -p pier --bench routes`.
+
+Needs what bench/apps.py needs (the local registry, its test images) and `wrk`.
+Usage: bench/routing.py [--bin target/release/pier] [--site target/site] [--rounds 3]
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from apps import Bench, BenchError, free_port, http_200, say  # noqa: E402
+
+HOST = "bench.pier.test"
+CONNS = int(os.environ.get("BENCH_CONNS", "4"))
+
+
+def wrk(url, host=None, seconds=10):
+    cmd = ["wrk", "-t2", f"-c{CONNS}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    if host:
+        cmd += ["-H", f"Host: {host}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    if errors or sock:
+        raise BenchError(f"wrk saw errors on {url}: {errors.group(0) if errors else ''} {sock.group(0) if sock else ''}")
+    return rps, float(p99.group(1)) * scale
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default=os.path.join(root, "target/release/pier"))
+    ap.add_argument("--site", default=os.path.join(root, "target/site"))
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    args.apps, args.runs, args.step_timeout, args.all_timeout = 1, 1, 120, 300
+    if shutil.which("wrk") is None:
+        sys.exit("routing.py: wrk is missing (apt-get install wrk)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    b = Bench(args)
+    failed = True
+    try:
+        https_port, http_port = free_port(), free_port()
+        b.start_panel(("--http-addr", f"127.0.0.1:{http_port}", "--https-addr", f"127.0.0.1:{https_port}"))
+        b.set_up_account()
+        b.api.expect("POST", "/apps", {"name": "bench", "image": b.image, "port": 8080,
+                                        "memory_mb": 128, "cpus": 1, "health_path": "/healthz"},
+                     status=(201,))
+        b.api.expect("POST", "/domains", {"domain": HOST, "app": "bench"}, status=(201,))
+        deadline = time.monotonic() + 120
+        while True:
+            app = b.api.expect("GET", "/apps/bench")
+            if app.get("state") == "running" and app.get("host_port"):
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"the app never ran: {app}")
+            time.sleep(0.2)
+        direct = f"http://127.0.0.1:{app['host_port']}/"
+        proxied = f"https://127.0.0.1:{https_port}/"
+        if not http_200(app["host_port"]):
+            raise BenchError("the app does not answer on its port")
+        out = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {HOST}",
+                              proxied], capture_output=True, text=True, timeout=10).stdout
+        if out != "200":
+            raise BenchError(f"HAProxy answered {out} for {HOST}")
+        say(f"routing: one busybox httpd app, wrk -t2 -c{CONNS} 10 s, {args.rounds} rounds alternating")
+        d, p = [], []
+        for _ in range(args.rounds):
+            d.append(wrk(direct))
+            p.append(wrk(proxied, HOST))
+        dr, dp = statistics.median(x[0] for x in d), statistics.median(x[1] for x in d)
+        pr, pp = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)
+        say(f"  straight to the container (HTTP):   {dr:8.0f} req/s  p99 {dp:6.2f} ms")
+        say(f"  through HAProxy (HTTPS, by host):   {pr:8.0f} req/s  p99 {pp:6.2f} ms")
+        say(f"  ratio through/straight:              {pr / dr:.2f} (goal >= 0.9)")
+        failed = False
+    finally:
+        b.cleanup(failed)
+
+
+if __name__ == "__main__":
+    main()
