@@ -2,6 +2,7 @@
 # Sets up, builds (release) and runs Pier for real on this machine.
 #   PIER_DATA_DIR   where the database and secret key live   (default /var/lib/pier)
 #   PIER_LISTEN     the panel's HTTP address                 (default 127.0.0.1:3000)
+#   PIER_HTTP_ADDR, PIER_HTTPS_ADDR  where its HAProxy listens   (default :80, :443)
 # On the first run, with no user yet, it asks for the first admin's email and password.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,5 +42,5 @@ if [[ "$users" == 0 ]]; then
   fi
 fi
 
-printf '\033[1m==> %s\033[0m\n' "pier serve on http://$PIER_LISTEN"
+printf '\033[1m==> %s\033[0m\n' "pier serve: panel on http://$PIER_LISTEN, sites through HAProxy on ${PIER_HTTP_ADDR:-0.0.0.0:80} and ${PIER_HTTPS_ADDR:-0.0.0.0:443}"
 exec "$pier" serve

@@ -25,7 +25,12 @@ fn free_addr() -> SocketAddr {
 
 fn routes(n: usize) -> BTreeMap<String, u16> {
     (0..n)
-        .map(|i| (format!("site-{i}.bench.pier.test"), 40000 + (i % 20000) as u16))
+        .map(|i| {
+            (
+                format!("site-{i}.bench.pier.test"),
+                40000 + (i % 20000) as u16,
+            )
+        })
         .collect()
 }
 
@@ -41,9 +46,13 @@ fn ms(d: Duration) -> String {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     println!("HAProxy route changes (haproxy {}):", haproxy_version());
-    println!("{:>8}  {:>22}  {:>14}  {:>18}", "routes", "one change (median)", "(worst of 50)", "full reload (med.)");
+    println!(
+        "{:>8}  {:>22}  {:>14}  {:>18}",
+        "routes", "one change (median)", "(worst of 50)", "full reload (med.)"
+    );
     for n in [10usize, 1_000, 10_000] {
-        let dir = std::env::temp_dir().join(format!("pier-bench-routes-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("pier-bench-routes-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let files = Files::in_dir(&dir);
         let cfg = files.config(free_addr(), free_addr(), free_addr(), None);

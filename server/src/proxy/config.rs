@@ -51,10 +51,19 @@ pub fn render(c: &ProxyConfig) -> String {
     let _ = writeln!(w, "frontend http");
     let _ = writeln!(w, "    bind {}", c.http_addr);
     // Plain HTTP only answers ACME challenges (the panel does); everything else goes to HTTPS.
-    let _ = writeln!(
-        w,
-        "    http-request redirect scheme https code 301 unless {{ path_beg /.well-known/acme-challenge/ }}"
-    );
+    if c.https_addr.port() == 443 {
+        let _ = writeln!(
+            w,
+            "    http-request redirect scheme https code 301 unless {{ path_beg /.well-known/acme-challenge/ }}"
+        );
+    } else {
+        // HTTPS elsewhere than 443: the redirect names the port (the host without its own).
+        let _ = writeln!(
+            w,
+            "    http-request redirect code 301 location https://%[req.hdr(host),field(1,:)]:{}%[capture.req.uri] unless {{ path_beg /.well-known/acme-challenge/ }}",
+            c.https_addr.port()
+        );
+    }
     let _ = writeln!(w, "    default_backend panel");
     let _ = writeln!(w);
     let _ = writeln!(w, "frontend https");
@@ -137,6 +146,11 @@ mod tests {
         assert!(c.contains("bind 127.0.0.1:18443 ssl crt /var/lib/pier/haproxy/default.pem"));
         assert!(c.contains("path_beg /.well-known/acme-challenge/"));
         assert!(c.contains(
+            "redirect code 301 location https://%[req.hdr(host),field(1,:)]:18443%[capture.req.uri] unless { path_beg /.well-known/acme-challenge/ }"
+        ));
+        let mut standard = cfg();
+        standard.https_addr = "0.0.0.0:443".parse().unwrap();
+        assert!(render(&standard).contains(
             "redirect scheme https code 301 unless { path_beg /.well-known/acme-challenge/ }"
         ));
         assert!(c.contains("map(/var/lib/pier/haproxy/hosts.map)"));
