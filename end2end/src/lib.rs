@@ -155,7 +155,6 @@ impl Panel {
                 .env("PIER_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
                 .env("PIER_HTTPS_ADDR", format!("127.0.0.1:{https_port}"))
                 .env("PIER_BASE_DOMAIN", "apps.pier.test")
-                .env("PIER_PANEL_HOST", "panel.pier.test")
                 // Docker never reaches past this machine in tests: only the local registry.
                 .env(
                     "PIER_ALLOWED_REGISTRIES",
