@@ -258,6 +258,10 @@ impl Proxy {
     /// Makes HAProxy route exactly `want` (host → loopback port): the map file first, then the
     /// running process through the runtime API, without a reload.
     pub async fn set_routes(&self, want: BTreeMap<String, u16>) -> anyhow::Result<()> {
+        // Names were checked when they were registered; checked again before they reach a file.
+        if let Some(bad) = want.keys().find(|h| !is_routable(h)) {
+            bail!("refusing to route {bad:?}: not a valid host name");
+        }
         let mut routes = self.routes.lock().await;
         if routes.map == want && !routes.stale {
             return Ok(());
@@ -400,6 +404,11 @@ impl Proxy {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
         }
     }
+}
+
+/// A host name as stored: normalised, and valid under the domain grammar (wildcards included).
+fn is_routable(h: &str) -> bool {
+    pier_core::validate::domain(h, true).is_ok_and(|n| n == h)
 }
 
 /// SIGTERM to the master named in the pid file (it stops its workers), SIGKILL if it lingers.
@@ -613,6 +622,48 @@ mod tests {
         );
         assert_eq!(diff(&want, &BTreeMap::new()).len(), 3);
         assert!(diff(&want, &want).is_empty());
+    }
+
+    #[test]
+    fn only_valid_host_names_are_routable() {
+        for ok in ["a.example.com", "*.example.com", "xn--bcher-kva.example"] {
+            assert!(is_routable(ok), "{ok}");
+        }
+        for bad in [
+            "a.example.com\nbind :1",
+            "a.example.com 127.0.0.1:1",
+            "A.example.com",
+            "a.example.com#",
+            "%[req.hdr(host)]",
+            "a\\.example.com",
+            "",
+            "com",
+        ] {
+            assert!(!is_routable(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_host_never_reaches_the_map_file() {
+        let dir = std::env::temp_dir().join(format!("pier-proxy-unit-{}", std::process::id()));
+        let files = Files::in_dir(&dir);
+        let cfg = files.config(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "127.0.0.1:3".parse().unwrap(),
+            None,
+        );
+        // Never started: set_routes must refuse before touching HAProxy or its files.
+        let proxy = Proxy {
+            files,
+            cfg: cfg.clone(),
+            routes: Mutex::new(Routes::default()),
+            child: StdMutex::new(None),
+            status: StdMutex::new(Status::default()),
+        };
+        let want = BTreeMap::from([("ok.example.com\nbackend x".to_string(), 1u16)]);
+        assert!(proxy.set_routes(want).await.is_err());
+        assert!(!cfg.hosts_map.exists());
     }
 
     #[test]
