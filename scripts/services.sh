@@ -8,6 +8,8 @@
 #                                      at / and "ok" at /healthz (works with --read-only --tmpfs /tmp)
 #       REGISTRY/pier-test/hello:2     the same, default text "hello from pier v2"
 #       REGISTRY/pier-test/sleeper:1   `sleep 3600`, never answers HTTP
+#   - pebble-challtestsrv as a mock DNS server on 127.0.0.1 (every name answers 127.0.0.1 unless a
+#     test sets another record through its management API); its HTTP/TLS challenge servers are off.
 #
 #   scripts/services.sh start   start everything (again: restarts the registry with a new password)
 #   scripts/services.sh stop    stop what `start` started; remove everything labelled pier.test=1
@@ -15,10 +17,12 @@
 #   scripts/services.sh dockerd only make sure dockerd runs (scripts/run.sh); it is left running
 #
 # The env file exports PIER_TEST_REGISTRY (host:port), PIER_TEST_REGISTRY_USER,
-# PIER_TEST_REGISTRY_PASSWORD and PIER_TEST_SERVICES (the state directory).
+# PIER_TEST_REGISTRY_PASSWORD, PIER_TEST_SERVICES (the state directory), PIER_TEST_DNS (the mock
+# DNS server, 127.0.0.1:port) and PIER_TEST_DNS_MANAGEMENT (its management API, 127.0.0.1:port).
 #   PIER_SERVICES_DIR          state directory (default /tmp/pier-services)
 #   PIER_TEST_REGISTRY_PORT    registry port on 127.0.0.1 (default 5123)
-# Needs root (dockerd), and: docker.io docker-registry busybox-static apache2-utils curl
+#   PIER_TEST_DNS_PORT         mock DNS port on 127.0.0.1 (default 5153; management: +1)
+# Needs root (dockerd), and: docker.io docker-registry busybox-static apache2-utils curl pebble
 # (scripts/setup.sh --test installs them). Only ever talks to 127.0.0.1.
 set -euo pipefail
 # No job control: a background child then stays in this script's process group (it does not lead
@@ -29,6 +33,9 @@ STATE=${PIER_SERVICES_DIR:-/tmp/pier-services}
 PORT=${PIER_TEST_REGISTRY_PORT:-5123}
 REGISTRY="127.0.0.1:$PORT"
 REG_USER=pier-test
+DNS_PORT=${PIER_TEST_DNS_PORT:-5153}
+DNS="127.0.0.1:$DNS_PORT"
+DNS_MANAGEMENT="127.0.0.1:$((DNS_PORT + 1))"
 ENV_FILE="$STATE/env"
 LABEL=pier.test=1
 
@@ -272,6 +279,34 @@ build_and_push_images() {
     || die "the registry does not list hello:1 and hello:2 (tags/list said: ${tags:-nothing})"
 }
 
+# --- start, step 4: the mock DNS server -----------------------------------------------------------
+
+start_dns() {
+  local i pid
+  stop_pidfile "$STATE/challtestsrv.pid" pebble-challtes 10
+  say "starting pebble-challtestsrv (mock DNS) on $DNS (log: $STATE/challtestsrv.log)"
+  setsid pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 "$DNS" \
+    -management "$DNS_MANAGEMENT" -http01 "" -https01 "" -tlsalpn01 "" \
+    >"$STATE/challtestsrv.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$STATE/challtestsrv.pid"
+  for i in $(seq 1 100); do
+    if [[ ! -d "/proc/$pid" ]]; then
+      rm -f "$STATE/challtestsrv.pid"
+      log_tail "$STATE/challtestsrv.log"
+      die "pebble-challtestsrv exited during startup (port $DNS_PORT or $((DNS_PORT + 1)) in use?)"
+    fi
+    # The management API answers once the DNS server is up.
+    if curl -s --noproxy '*' -o /dev/null -X POST -d '{"host":"pier-probe.test."}' \
+      "http://$DNS_MANAGEMENT/clear-a"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  log_tail "$STATE/challtestsrv.log"
+  die "pebble-challtestsrv does not answer on $DNS_MANAGEMENT after 10 s"
+}
+
 # --- subcommands -------------------------------------------------------------------------------
 
 cmd_start() {
@@ -283,6 +318,7 @@ cmd_start() {
   rm -f "$ENV_FILE"
   start_registry "$password"
   build_and_push_images "$password"
+  start_dns
   # Readable by us only: it holds the password.
   (
     umask 077
@@ -291,18 +327,21 @@ cmd_start() {
       printf 'export PIER_TEST_REGISTRY_USER=%q\n' "$REG_USER"
       printf 'export PIER_TEST_REGISTRY_PASSWORD=%q\n' "$password"
       printf 'export PIER_TEST_SERVICES=%q\n' "$STATE"
+      printf 'export PIER_TEST_DNS=%q\n' "$DNS"
+      printf 'export PIER_TEST_DNS_MANAGEMENT=%q\n' "$DNS_MANAGEMENT"
     } >"$ENV_FILE"
   )
   ms=$((($(date +%s%N) - t0) / 1000000))
-  printf 'services up in %d.%ds: dockerd (%s), registry %s (user %s), images pier-test/hello:1,2 pier-test/sleeper:1; env: %s\n' \
+  printf 'services up in %d.%ds: dockerd (%s), registry %s (user %s), images pier-test/hello:1,2 pier-test/sleeper:1, mock DNS %s; env: %s\n' \
     $((ms / 1000)) $((ms % 1000 / 100)) \
     "$([[ -f "$STATE/dockerd.pid" ]] && echo "ours, pid $(<"$STATE/dockerd.pid")" || echo "not ours, left alone by stop")" \
-    "$REGISTRY" "$REG_USER" "$ENV_FILE"
+    "$REGISTRY" "$REG_USER" "$DNS" "$ENV_FILE"
 }
 
 cmd_stop() {
   local ids
   stop_pidfile "$STATE/registry.pid" docker-registry 10
+  stop_pidfile "$STATE/challtestsrv.pid" pebble-challtes 10
   rm -f "$ENV_FILE"
   if docker info >/dev/null 2>&1; then
     say "removing containers, networks, volumes and images labelled $LABEL"

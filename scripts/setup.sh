@@ -41,6 +41,8 @@ if ((with_tests)); then
   need_apt chromium chromium-driver
   # scripts/services.sh: a local registry with htpasswd (bcrypt) auth and busybox test images.
   need_apt docker-registry busybox-static apache2-utils curl
+  # pebble-challtestsrv: a mock DNS server on loopback (DNS checks; pebble for certificates).
+  need_apt pebble
   # tests/proxy.rs: the rendered HAProxy configuration on a real haproxy, with a self-signed cert.
   need_apt openssl
   # schemathesis (PyPI) fuzzes the REST API against its OpenAPI document.

@@ -103,3 +103,16 @@ pub async fn remove_domain(domain: String, csrf_token: String) -> Result<Done, A
         copy: None,
     })
 }
+
+/// Looks the domain's DNS up now; the message says whether it points at this server.
+#[server(prefix = "/rpc", endpoint = "check_dns")]
+pub async fn check_dns(domain: String, csrf_token: String) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let check = c.pier.check_domain_dns(&actor, &domain).await?;
+    Ok(Done {
+        message: check.message,
+        copy: None,
+    })
+}

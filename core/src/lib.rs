@@ -6,6 +6,7 @@
 
 pub mod apps;
 pub mod db;
+pub mod dns;
 pub mod domains;
 pub mod error;
 pub mod model;

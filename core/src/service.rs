@@ -46,6 +46,8 @@ pub struct RoutingSettings {
     pub allow_wildcards: bool,
     /// Domains one tenant may register.
     pub max_domains_per_user: i64,
+    /// This server's public addresses, for telling tenants whether their DNS points here.
+    pub public_addrs: Vec<std::net::IpAddr>,
 }
 
 impl Default for RoutingSettings {
@@ -55,6 +57,7 @@ impl Default for RoutingSettings {
             panel_host: None,
             allow_wildcards: false,
             max_domains_per_user: 100,
+            public_addrs: Vec::new(),
         }
     }
 }
@@ -163,6 +166,7 @@ struct Inner {
     #[allow(clippy::type_complexity)]
     observed: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::runtime::Container>>)>>,
     proxy_status: std::sync::RwLock<Option<ProxyStatusSource>>,
+    resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
 }
 
 fn session_err(e: tower_sessions::session::Error) -> Error {
@@ -200,6 +204,7 @@ impl Pier {
             telemetry: Telemetry::default(),
             wake: tokio::sync::Notify::new(),
             proxy_status: std::sync::RwLock::new(None),
+            resolver: std::sync::RwLock::new(None),
             instance: tokio::sync::OnceCell::new(),
             observed: std::sync::Mutex::new(None),
         }))
@@ -233,6 +238,15 @@ impl Pier {
     /// Where HAProxy's state is read from (set when the server starts or adopts it).
     pub fn set_proxy_status_source(&self, source: ProxyStatusSource) {
         *self.0.proxy_status.write().expect("proxy status lock") = Some(source);
+    }
+
+    /// How domain names are looked up for DNS checks (set by the server at start).
+    pub fn set_resolver(&self, r: Arc<dyn crate::dns::Resolve>) {
+        *self.0.resolver.write().expect("resolver lock") = Some(r);
+    }
+
+    pub(crate) fn resolver(&self) -> Option<Arc<dyn crate::dns::Resolve>> {
+        self.0.resolver.read().expect("resolver lock").clone()
     }
 
     /// HAProxy's state for admins; None when this Pier runs without it.

@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.routing.base_domain = args.base_domain.clone();
         settings.routing.panel_host = args.panel_host.clone();
         settings.routing.allow_wildcards = args.allow_wildcard_domains;
+        settings.routing.public_addrs = args.public_addrs.clone();
     }
     let pier = open(&cli.data_dir, settings).await?;
     match cli.command {
@@ -113,6 +114,10 @@ pub fn proxy_status(
 }
 
 async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
+    match crate::dns::DnsResolver::new(args.dns_server) {
+        Ok(r) => pier.set_resolver(std::sync::Arc::new(r)),
+        Err(e) => tracing::warn!(error = %e, "no DNS resolver: domain DNS checks are off"),
+    }
     let state = http::AppState::new(pier.clone(), &args);
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)

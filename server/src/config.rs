@@ -92,6 +92,14 @@ pub struct ServeArgs {
     #[arg(long, env = "PIER_NO_PROXY")]
     pub no_proxy: bool,
 
+    /// This server's public addresses (comma-separated), so DNS checks can say "points here".
+    #[arg(long, env = "PIER_PUBLIC_ADDRS", value_delimiter = ',')]
+    pub public_addrs: Vec<std::net::IpAddr>,
+
+    /// Ask this DNS server (ip:port) for DNS checks instead of the system's resolvers.
+    #[arg(long, env = "PIER_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+
     /// Let tenants register wildcard domains (`*.example.com`).
     #[arg(long, env = "PIER_ALLOW_WILDCARD_DOMAINS")]
     pub allow_wildcard_domains: bool,

@@ -4,6 +4,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod csrf;
+pub mod dns;
 pub mod engine;
 pub mod events;
 pub mod http;

@@ -385,3 +385,66 @@ async fn handles_and_platform_host_names(db: SqlitePool) {
     let r = ann.read("my_domains").await;
     assert!(r.body.contains("blog-ann-lee.apps.pier.test"), "{}", r.body);
 }
+
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn dns_check_says_whether_a_domain_points_here(db: SqlitePool) {
+    let (dns, management) = common::mock_dns();
+    let mut settings = test_settings();
+    settings.routing.public_addrs = vec!["127.0.0.1".parse().unwrap()];
+    let app = TestApp::with_settings(db, settings).await;
+    let t = tenant(&app, "ann@example.com").await;
+    let other = tenant(&app, "bob@example.com").await;
+    for d in ["here.pier.test", "elsewhere.pier.test"] {
+        let r = app
+            .api("POST", "/domains", Some(&t), Some(json!({ "domain": d })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    // Without a resolver the check is unavailable, and says so.
+    let r = app
+        .api("GET", "/domains/here.pier.test/dns", Some(&t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+
+    app.pier.set_resolver(std::sync::Arc::new(
+        pier::dns::DnsResolver::new(Some(dns)).unwrap(),
+    ));
+    // The mock server answers 127.0.0.1 for every name unless told otherwise.
+    common::mock_dns_a(&management, "elsewhere.pier.test", &["192.0.2.10"]);
+    let r = app
+        .api("GET", "/domains/here.pier.test/dns", Some(&t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["points_here"], true, "{j}");
+    assert_eq!(j["addresses"], json!(["127.0.0.1"]));
+    let r = app
+        .api("GET", "/domains/elsewhere.pier.test/dns", Some(&t), None)
+        .await;
+    let j = r.json();
+    assert_eq!(j["points_here"], false, "{j}");
+    let msg = j["message"].as_str().unwrap();
+    assert!(
+        msg.contains("192.0.2.10") && msg.contains("not at this server"),
+        "{msg}"
+    );
+    // In the browser, the same words.
+    let mut ann = app.browser();
+    ann.sign_in("ann@example.com", "member password 1")
+        .await
+        .unwrap();
+    let r = ann.call("check_dns", &[("domain", "here.pier.test")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("points at this server"), "{}", r.body);
+    // Another tenant cannot look at it.
+    let r = app
+        .api("GET", "/domains/here.pier.test/dns", Some(&other), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    common::mock_dns_a(&management, "elsewhere.pier.test", &[]);
+    // A check informs; it changed nothing.
+    let r = app
+        .api("GET", "/domains/elsewhere.pier.test", Some(&t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}

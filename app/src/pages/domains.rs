@@ -33,6 +33,7 @@ pub fn DomainsPage() -> impl IntoView {
     let add = ServerAction::<AddDomain>::new();
     let attach = ServerAction::<AttachDomain>::new();
     let remove = ServerAction::<RemoveDomain>::new();
+    let dns = ServerAction::<CheckDns>::new();
     let data = Resource::new(
         move || {
             (
@@ -80,6 +81,7 @@ pub fn DomainsPage() -> impl IntoView {
             <h2 class="text-lg font-semibold">"Your domains"</h2>
             <div class="mt-2"><Outcome value=attach.value().into()/></div>
             <div class="mt-2"><Outcome value=remove.value().into()/></div>
+            <div class="mt-2" data-testid="dns-outcome"><Outcome value=dns.value().into()/></div>
             <Transition fallback=|| ()>
                 <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="domains">
                     {move || data.get().map(|d| match d {
@@ -87,7 +89,7 @@ pub fn DomainsPage() -> impl IntoView {
                         Ok(d) => d.domains.into_iter().map(|row| {
                             let apps = d.apps.clone();
                             let name = row.name.clone();
-                            let (n1, n2, n3, n4) = (name.clone(), name.clone(), name.clone(), name.clone());
+                            let (n1, n2, n3, n4, n5) = (name.clone(), name.clone(), name.clone(), name.clone(), name.clone());
                             let link = (!name.starts_with("*.")).then(|| format!("https://{name}/"));
                             let state = if row.serving { "serving" } else if row.app.is_some() { "waiting for the app to run" } else { "not attached" };
                             let cert = if row.certificate == "self-signed" {
@@ -105,6 +107,11 @@ pub fn DomainsPage() -> impl IntoView {
                                         <p class="text-xs text-slate-500" data-testid="domain-state">{format!("{state} · {cert} · added {}", row.added)}</p>
                                     </div>
                                     <div class="flex items-center gap-2">
+                                        <ActionForm action=dns>
+                                            <CsrfField/>
+                                            <input type="hidden" name="domain" value=n5/>
+                                            <button type="submit" class=BUTTON_SMALL data-testid="check-dns">"Check DNS"</button>
+                                        </ActionForm>
                                         <ActionForm action=attach attr:class="flex items-center gap-2">
                                             <CsrfField/>
                                             <input type="hidden" name="domain" value=n3/>

@@ -6,7 +6,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use pier_core::{domains::DomainView, model::Scope};
+use pier_core::{dns::DnsCheck, domains::DomainView, model::Scope};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/domains", get(list).post(create))
         .route("/domains/{domain}", get(show).patch(update).delete(remove))
+        .route("/domains/{domain}/dns", get(dns))
 }
 
 /// A domain and where its traffic goes.
@@ -176,4 +177,47 @@ pub async fn remove(
     caller.require(Scope::Write)?;
     s.pier.delete_domain(&caller.actor, &domain).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a DNS lookup of the domain says now, and whether that is this server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DnsOut {
+    domain: String,
+    addresses: Vec<String>,
+    /// null when Pier does not know this server's public address, or the name does not resolve.
+    points_here: Option<bool>,
+    message: String,
+}
+
+impl From<DnsCheck> for DnsOut {
+    fn from(c: DnsCheck) -> Self {
+        DnsOut {
+            domain: c.domain,
+            addresses: c.addresses.iter().map(ToString::to_string).collect(),
+            points_here: c.points_here,
+            message: c.message,
+        }
+    }
+}
+
+/// Looks the domain up now (informative: nothing depends on it).
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/dns", tag = "domains",
+    operation_id = "check_domain_dns",
+    params(("domain" = String, Path, description = "The domain name")),
+    security(("token" = [])),
+    responses((status = 200, body = DnsOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn dns(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> ApiResult<Json<DnsOut>> {
+    caller.require(Scope::Read)?;
+    Ok(Json(
+        s.pier
+            .check_domain_dns(&caller.actor, &domain)
+            .await?
+            .into(),
+    ))
 }

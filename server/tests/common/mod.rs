@@ -112,6 +112,8 @@ pub fn serve_args() -> ServeArgs {
         https_addr: "127.0.0.1:0".parse().unwrap(),
         no_proxy: true,
         allow_wildcard_domains: false,
+        public_addrs: Vec::new(),
+        dns_server: None,
     }
 }
 
@@ -504,4 +506,41 @@ pub fn registry() -> (String, String, String) {
         get("PIER_TEST_REGISTRY_USER"),
         get("PIER_TEST_REGISTRY_PASSWORD"),
     )
+}
+
+/// The mock DNS server `scripts/services.sh start` runs (pebble-challtestsrv): (DNS address,
+/// management address).
+pub fn mock_dns() -> (SocketAddr, String) {
+    let _ = registry(); // loads the env file
+    let get = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    (
+        get("PIER_TEST_DNS").parse().expect("PIER_TEST_DNS"),
+        get("PIER_TEST_DNS_MANAGEMENT"),
+    )
+}
+
+/// Sets (or with an empty list, clears) the mock DNS server's A records for `host`.
+pub fn mock_dns_a(management: &str, host: &str, addresses: &[&str]) {
+    let (path, body) = if addresses.is_empty() {
+        ("clear-a", serde_json::json!({ "host": format!("{host}.") }))
+    } else {
+        (
+            "add-a",
+            serde_json::json!({ "host": format!("{host}."), "addresses": addresses }),
+        )
+    };
+    let ok = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "--noproxy",
+            "*",
+            "-X",
+            "POST",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!("http://{management}/{path}"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "the mock DNS server refused {path} for {host}");
 }

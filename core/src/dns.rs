@@ -1,0 +1,102 @@
+//! Whether a domain's DNS points at this server. It informs, it never blocks: a tenant may
+//! register and attach a domain before (or without) changing its records.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{model::Actor, Error, Pier, Result};
+
+/// Looks names up (the server's adapter is a DNS stub resolver).
+#[async_trait]
+pub trait Resolve: Send + Sync {
+    /// The A and AAAA addresses of `name`; Err with a short reason (no such name, timeout…).
+    async fn lookup(&self, name: &str) -> std::result::Result<Vec<IpAddr>, String>;
+}
+
+/// The answer shown to the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsCheck {
+    pub domain: String,
+    /// What the name resolves to now.
+    pub addresses: Vec<IpAddr>,
+    /// Whether one of them is this server; None when the operator did not say which addresses
+    /// are this server's, or the name does not resolve.
+    pub points_here: Option<bool>,
+    pub message: String,
+}
+
+impl Pier {
+    /// Looks the caller's domain up now and compares it with this server's public addresses.
+    pub async fn check_domain_dns(&self, actor: &Actor, name: &str) -> Result<DnsCheck> {
+        let d = self.domain(actor, name).await?;
+        let Some(resolver) = self.resolver() else {
+            return Err(Error::Unavailable(
+                "DNS checks are not available on this Pier.".into(),
+            ));
+        };
+        // A wildcard is checked through one name under it.
+        let probe = match d.name.strip_prefix("*.") {
+            Some(rest) => format!("pier-dns-check.{rest}"),
+            None => d.name.clone(),
+        };
+        let ours = &self.settings().routing.public_addrs;
+        let looked =
+            tokio::time::timeout(std::time::Duration::from_secs(5), resolver.lookup(&probe))
+                .await
+                .unwrap_or_else(|_| Err("no answer within 5 s".into()));
+        let check = match looked {
+            Err(why) => DnsCheck {
+                domain: d.name.clone(),
+                addresses: Vec::new(),
+                points_here: None,
+                message: format!(
+                    "{probe} does not resolve yet ({why}). Add an A (or AAAA) record pointing at {}.",
+                    describe(ours)
+                ),
+            },
+            Ok(addrs) => {
+                let list = addrs
+                    .iter()
+                    .map(IpAddr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let (points_here, message) = if ours.is_empty() {
+                    (
+                        None,
+                        format!("{probe} points at {list}. (The operator has not told Pier this server's public address, so it cannot say whether that is here.)"),
+                    )
+                } else if addrs.iter().any(|a| ours.contains(a)) {
+                    (Some(true), format!("{probe} points at this server ({list})."))
+                } else {
+                    (
+                        Some(false),
+                        format!(
+                            "{probe} points at {list}, not at this server ({}). Change its A/AAAA record; until then its visitors go elsewhere.",
+                            describe(ours)
+                        ),
+                    )
+                };
+                DnsCheck {
+                    domain: d.name.clone(),
+                    addresses: addrs,
+                    points_here,
+                    message,
+                }
+            }
+        };
+        Ok(check)
+    }
+}
+
+fn describe(ours: &[IpAddr]) -> String {
+    if ours.is_empty() {
+        "this server's public address".into()
+    } else {
+        ours.iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

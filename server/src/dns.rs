@@ -1,0 +1,52 @@
+//! The DNS adapter for domain checks: hickory's stub resolver, with the system's configuration
+//! or one given server (`PIER_DNS_SERVER`; the tests use a mock DNS server on loopback).
+
+use std::net::{IpAddr, SocketAddr};
+
+use async_trait::async_trait;
+use hickory_resolver::{
+    config::{NameServerConfigGroup, ResolverConfig},
+    name_server::TokioConnectionProvider,
+    Resolver, TokioResolver,
+};
+
+pub struct DnsResolver(TokioResolver);
+
+impl DnsResolver {
+    pub fn new(server: Option<SocketAddr>) -> anyhow::Result<DnsResolver> {
+        let r = match server {
+            Some(s) => Resolver::builder_with_config(
+                ResolverConfig::from_parts(
+                    None,
+                    vec![],
+                    NameServerConfigGroup::from_ips_clear(&[s.ip()], s.port(), true),
+                ),
+                TokioConnectionProvider::default(),
+            )
+            .build(),
+            None => Resolver::builder_tokio()?.build(),
+        };
+        Ok(DnsResolver(r))
+    }
+}
+
+#[async_trait]
+impl pier_core::dns::Resolve for DnsResolver {
+    async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        // Fully qualified: no search domains appended.
+        match self.0.lookup_ip(format!("{name}.")).await {
+            Ok(found) => {
+                let mut v: Vec<IpAddr> = found.iter().collect();
+                v.sort();
+                v.dedup();
+                if v.is_empty() {
+                    Err("no A or AAAA record".into())
+                } else {
+                    Ok(v)
+                }
+            }
+            Err(e) if e.is_no_records_found() => Err("no A or AAAA record".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
