@@ -74,6 +74,8 @@ pub struct AppInfo {
     pub env: Vec<EnvView>,
     pub deployments: Vec<DeployRow>,
     pub metrics: Vec<MetricPoint>,
+    /// Where it answers over HTTPS: its domains and its platform host name.
+    pub hosts: Vec<String>,
 }
 
 /// What is left of the caller's quota (for the create form).
@@ -251,6 +253,7 @@ pub async fn app_detail(name: String) -> Result<AppInfo, AppError> {
             .collect(),
         deployments,
         metrics,
+        hosts: c.pier.app_hosts(&actor, &name).await?,
     })
 }
 

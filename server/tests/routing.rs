@@ -190,6 +190,12 @@ async fn hosts_reach_their_tenants_apps_and_routes_change_without_a_reload(db: S
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ann's site");
+    // The app page lists where it answers.
+    let d = detail(&mut ann, "site").await;
+    assert_eq!(
+        d["hosts"],
+        serde_json::json!(["ann.pier.test", "site-ann.apps.pier.test"])
+    );
     // Unknown host: HAProxy's own 404.
     let (s, body) = https(&app, "nobody.pier.test").await;
     assert_eq!(s, 404);

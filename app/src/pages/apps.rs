@@ -478,6 +478,16 @@ pub fn AppPage() -> impl IntoView {
                                     {d.row.current.map(|c| format!("Serving deployment #{c}")).unwrap_or_else(|| "Not deployed yet".into())}
                                     {d.row.host_port.map(|p| format!(" · answering on 127.0.0.1:{p}"))}
                                 </p>
+                                <p class="text-xs text-slate-500" data-testid="app-hosts">
+                                    {if d.hosts.is_empty() {
+                                        view! { "No domain yet: "<a href="/domains" class="text-indigo-700 hover:underline dark:text-indigo-400">"attach one"</a> }.into_any()
+                                    } else {
+                                        d.hosts.iter().map(|h| {
+                                            let href = (!h.starts_with("*.")).then(|| format!("https://{h}/"));
+                                            view! { <a href=href class="mr-2 font-mono text-indigo-700 hover:underline dark:text-indigo-400" target="_blank" rel="noopener">{h.clone()}</a> }
+                                        }).collect_view().into_any()
+                                    }}
+                                </p>
                             </div>
                             <div class="flex flex-wrap gap-2">
                                 {if d.stopped {
