@@ -56,7 +56,8 @@ def main():
     failed = True
     try:
         https_port, http_port = free_port(), free_port()
-        b.start_panel(("--http-addr", f"127.0.0.1:{http_port}", "--https-addr", f"127.0.0.1:{https_port}"))
+        b.start_panel(("--http-addr", f"127.0.0.1:{http_port}", "--https-addr", f"127.0.0.1:{https_port}",
+                       "--no-acme"))
         b.set_up_account()
         b.api.expect("POST", "/apps", {"name": "bench", "image": b.image, "port": 8080,
                                         "memory_mb": 128, "cpus": 1, "health_path": "/healthz"},

@@ -12,7 +12,10 @@ pub struct DomainRow {
     pub name: String,
     pub app: Option<String>,
     pub serving: bool,
+    /// self-signed, pending, valid, renewing, failed.
     pub certificate: String,
+    /// The certificate's state in words (with the CA's error and the next try).
+    pub certificate_note: String,
     pub added: String,
 }
 
@@ -39,7 +42,8 @@ pub async fn my_domains() -> Result<DomainsData, AppError> {
                 name: d.name,
                 app: d.app,
                 serving: d.serving,
-                certificate: d.certificate,
+                certificate_note: d.certificate.describe(),
+                certificate: d.certificate.status,
                 added: pier_core::format_time(d.created_at),
             })
             .collect(),
@@ -113,6 +117,18 @@ pub async fn check_dns(domain: String, csrf_token: String) -> Result<Done, AppEr
     let check = c.pier.check_domain_dns(&actor, &domain).await?;
     Ok(Done {
         message: check.message,
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "retry_certificate")]
+pub async fn retry_certificate(domain: String, csrf_token: String) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.retry_certificate(&actor, &domain).await?;
+    Ok(Done {
+        message: format!("Asking for a certificate for {} again now.", domain.trim()),
         copy: None,
     })
 }

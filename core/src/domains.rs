@@ -17,8 +17,8 @@ pub struct DomainView {
     pub app: Option<String>,
     /// Whether HAProxy sends its traffic to a running container now.
     pub serving: bool,
-    /// `self-signed` until the domain has a certificate from a CA.
-    pub certificate: String,
+    /// The certificate HTTPS serves for it.
+    pub certificate: crate::certs::CertView,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -46,6 +46,10 @@ impl Pier {
     }
 
     /// The caller's domain by name (as typed or normalised), or 404.
+    pub(crate) async fn domain_record(&self, actor: &Actor, name: &str) -> Result<Domain> {
+        self.own_domain(actor, name).await
+    }
+
     async fn own_domain(&self, actor: &Actor, name: &str) -> Result<Domain> {
         let Ok(name) = validate::domain(name, true) else {
             return Err(Error::NotFound);
@@ -73,11 +77,12 @@ impl Pier {
             }),
             None => false,
         };
+        let certificate = self.cert_view(d.id, &d.name, d.app_id.is_some()).await?;
         Ok(DomainView {
             name: d.name,
             app: d.app_name,
             serving,
-            certificate: "self-signed".into(),
+            certificate,
             created_at: d.created_at,
             updated_at: d.updated_at,
         })
@@ -112,6 +117,7 @@ impl Pier {
         }
         tracing::info!(domain = %name, tenant = actor.user_id, "domain registered");
         self.wake_engine();
+        self.wake_certs();
         self.domain(actor, &name).await
     }
 
@@ -150,6 +156,7 @@ impl Pier {
         }
         tracing::info!(domain = %d.name, tenant = actor.user_id, app = ?app, "domain attached");
         self.wake_engine();
+        self.wake_certs();
         self.domain(actor, &d.name).await
     }
 

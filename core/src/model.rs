@@ -288,3 +288,22 @@ pub struct Domain {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// A domain's certificate as stored (the key stays sealed).
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    pub domain_id: i64,
+    pub name: String,
+    /// pending, valid, renewing, failed.
+    pub status: String,
+    pub chain_pem: Option<String>,
+    pub sealed_key: Option<String>,
+    pub serial: Option<String>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub renew_at: Option<i64>,
+    pub error: Option<String>,
+    pub failures: i64,
+    pub next_attempt_at: i64,
+    pub updated_at: i64,
+}

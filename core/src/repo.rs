@@ -1438,3 +1438,291 @@ pub mod domains {
         Ok(rows.into_iter().map(|r| (r.name, r.app_id)).collect())
     }
 }
+
+pub mod certs {
+    use super::*;
+    use crate::model::Certificate;
+
+    /// Attached, non-wildcard domains that need an order now: no certificate row yet, or one
+    /// whose next attempt or renewal time has come. (domain id, name)
+    pub async fn due(db: impl SqliteExecutor<'_>, now: i64) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query!(
+            r#"SELECT d.id AS "id!: i64", d.name AS "name!"
+               FROM domains d LEFT JOIN certificates c ON c.domain_id = d.id
+               WHERE d.app_id IS NOT NULL AND d.name NOT LIKE '*.%'
+                 AND (c.domain_id IS NULL
+                      OR (c.status IN ('pending', 'failed', 'renewing') AND c.next_attempt_at <= ?)
+                      OR (c.status = 'valid' AND c.renew_at <= ?))
+               ORDER BY d.name"#,
+            now,
+            now
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r.name)).collect())
+    }
+
+    pub async fn by_domain(
+        db: impl SqliteExecutor<'_>,
+        domain_id: i64,
+    ) -> Result<Option<Certificate>> {
+        Ok(sqlx::query_as!(
+            Certificate,
+            r#"SELECT domain_id, name, status, chain_pem, sealed_key, serial, not_before, not_after,
+                      renew_at, error, failures, next_attempt_at, updated_at
+               FROM certificates WHERE domain_id = ?"#,
+            domain_id
+        )
+        .fetch_optional(db)
+        .await?)
+    }
+
+    /// Every certificate (the admin page, and installing them into HAProxy at start).
+    pub async fn all(db: impl SqliteExecutor<'_>) -> Result<Vec<Certificate>> {
+        Ok(sqlx::query_as!(
+            Certificate,
+            r#"SELECT domain_id, name, status, chain_pem, sealed_key, serial, not_before, not_after,
+                      renew_at, error, failures, next_attempt_at, updated_at
+               FROM certificates ORDER BY name"#
+        )
+        .fetch_all(db)
+        .await?)
+    }
+
+    /// A pending row for a domain that has none yet.
+    pub async fn ensure(
+        db: impl SqliteExecutor<'_>,
+        domain_id: i64,
+        name: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "INSERT INTO certificates (domain_id, name, status, next_attempt_at, updated_at)
+             VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (domain_id) DO NOTHING",
+            domain_id,
+            name,
+            now,
+            now
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    /// A valid certificate ordering its successor.
+    pub async fn mark_renewing(
+        db: impl SqliteExecutor<'_>,
+        domain_id: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "UPDATE certificates SET status = 'renewing', updated_at = ? WHERE domain_id = ? AND status = 'valid'",
+            now,
+            domain_id
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    pub struct Issued<'a> {
+        pub chain_pem: &'a str,
+        pub sealed_key: &'a str,
+        pub serial: &'a str,
+        pub not_before: i64,
+        pub not_after: i64,
+        pub renew_at: i64,
+    }
+
+    pub async fn issued(
+        db: impl SqliteExecutor<'_>,
+        domain_id: i64,
+        c: &Issued<'_>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "UPDATE certificates SET status = 'valid', chain_pem = ?, sealed_key = ?, serial = ?,
+                 not_before = ?, not_after = ?, renew_at = ?, error = NULL, failures = 0,
+                 next_attempt_at = ?, updated_at = ?
+             WHERE domain_id = ?",
+            c.chain_pem,
+            c.sealed_key,
+            c.serial,
+            c.not_before,
+            c.not_after,
+            c.renew_at,
+            c.renew_at,
+            now,
+            domain_id
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    /// An order failed: the error, one more failure, the next try. A certificate that still
+    /// serves stays `renewing`; without one the status is `failed`.
+    pub async fn failed(
+        db: impl SqliteExecutor<'_>,
+        domain_id: i64,
+        error: &str,
+        next_attempt_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "UPDATE certificates SET error = ?, failures = failures + 1, next_attempt_at = ?,
+                 status = CASE WHEN chain_pem IS NULL THEN 'failed' ELSE 'renewing' END,
+                 updated_at = ?
+             WHERE domain_id = ?",
+            error,
+            next_attempt_at,
+            now,
+            domain_id
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    /// Held back by a rate limit: no failure counted, just the time of the next try and why.
+    pub async fn defer(
+        db: impl SqliteExecutor<'_>,
+        domain_id: i64,
+        why: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "UPDATE certificates SET error = ?, next_attempt_at = ?, updated_at = ? WHERE domain_id = ?",
+            why,
+            until,
+            now,
+            domain_id
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    /// "Retry now": the next attempt is due at once.
+    pub async fn retry_now(db: impl SqliteExecutor<'_>, domain_id: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE certificates SET next_attempt_at = ?, updated_at = ?
+             WHERE domain_id = ? AND status IN ('pending', 'failed', 'renewing')",
+            now,
+            now,
+            domain_id
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn record_order(
+        db: impl SqliteExecutor<'_>,
+        name: &str,
+        registered: &str,
+        started_at: i64,
+        outcome: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query!(
+            "INSERT INTO acme_orders (name, registered, started_at, outcome, error) VALUES (?, ?, ?, ?, ?)",
+            name,
+            registered,
+            started_at,
+            outcome,
+            error
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    /// (count, oldest start) of a name's failed validations since `since`.
+    pub async fn invalid_since(
+        db: impl SqliteExecutor<'_>,
+        name: &str,
+        since: i64,
+    ) -> Result<(i64, Option<i64>)> {
+        let r = sqlx::query!(
+            r#"SELECT COUNT(*) AS "n!: i64", MIN(started_at) AS "oldest: i64" FROM acme_orders
+               WHERE name = ? AND outcome = 'invalid' AND started_at >= ?"#,
+            name,
+            since
+        )
+        .fetch_one(db)
+        .await?;
+        Ok((r.n, r.oldest))
+    }
+
+    /// (count, oldest start) of certificates issued under a registered domain since `since`.
+    pub async fn issued_since(
+        db: impl SqliteExecutor<'_>,
+        registered: &str,
+        since: i64,
+    ) -> Result<(i64, Option<i64>)> {
+        let r = sqlx::query!(
+            r#"SELECT COUNT(*) AS "n!: i64", MIN(started_at) AS "oldest: i64" FROM acme_orders
+               WHERE registered = ? AND outcome = 'issued' AND started_at >= ?"#,
+            registered,
+            since
+        )
+        .fetch_one(db)
+        .await?;
+        Ok((r.n, r.oldest))
+    }
+
+    /// Orders per registered domain since `since`, most first: the admin's rate-limit view.
+    pub async fn usage_since(
+        db: impl SqliteExecutor<'_>,
+        since: i64,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query!(
+            r#"SELECT registered AS "registered!", SUM(outcome = 'issued') AS "issued!: i64",
+                      SUM(outcome = 'invalid') AS "invalid!: i64"
+               FROM acme_orders WHERE started_at >= ? GROUP BY registered ORDER BY 2 DESC, 1"#,
+            since
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.registered, r.issued, r.invalid))
+            .collect())
+    }
+
+    pub async fn account(
+        db: impl SqliteExecutor<'_>,
+        directory: &str,
+    ) -> Result<Option<(String, String)>> {
+        let r = sqlx::query!(
+            "SELECT account_url, credentials FROM acme_accounts WHERE directory = ?",
+            directory
+        )
+        .fetch_optional(db)
+        .await?;
+        Ok(r.map(|r| (r.account_url, r.credentials)))
+    }
+
+    pub async fn save_account(
+        db: impl SqliteExecutor<'_>,
+        directory: &str,
+        account_url: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "INSERT INTO acme_accounts (directory, account_url, credentials, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (directory) DO UPDATE SET account_url = excluded.account_url,
+                 credentials = excluded.credentials",
+            directory,
+            account_url,
+            sealed,
+            now
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+}

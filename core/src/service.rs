@@ -33,6 +33,7 @@ pub struct Settings {
     pub throttle: Policy,
     pub engine: EngineSettings,
     pub routing: RoutingSettings,
+    pub acme: crate::certs::AcmeSettings,
 }
 
 /// How host names reach apps.
@@ -109,6 +110,7 @@ impl Default for Settings {
             throttle: Policy::default(),
             engine: EngineSettings::default(),
             routing: RoutingSettings::default(),
+            acme: crate::certs::AcmeSettings::default(),
         }
     }
 }
@@ -161,6 +163,7 @@ struct Inner {
     runtime: Arc<dyn Runtime>,
     telemetry: Telemetry,
     wake: tokio::sync::Notify,
+    wake_certs: tokio::sync::Notify,
     instance: tokio::sync::OnceCell<String>,
     /// The engine's last container list and when it was taken.
     #[allow(clippy::type_complexity)]
@@ -203,6 +206,7 @@ impl Pier {
             runtime,
             telemetry: Telemetry::default(),
             wake: tokio::sync::Notify::new(),
+            wake_certs: tokio::sync::Notify::new(),
             proxy_status: std::sync::RwLock::new(None),
             resolver: std::sync::RwLock::new(None),
             instance: tokio::sync::OnceCell::new(),
@@ -261,6 +265,15 @@ impl Pier {
             .expect("proxy status lock")
             .clone();
         Ok(source.map(|f| f()))
+    }
+
+    /// Asks the certificate issuer to look for work now.
+    pub fn wake_certs(&self) {
+        self.0.wake_certs.notify_one();
+    }
+
+    pub async fn certs_woken(&self) {
+        self.0.wake_certs.notified().await;
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {

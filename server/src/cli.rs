@@ -36,10 +36,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.routing.panel_host = args.panel_host.clone();
         settings.routing.allow_wildcards = args.allow_wildcard_domains;
         settings.routing.public_addrs = args.public_addrs.clone();
+        settings.acme.enabled = !args.no_proxy && !args.no_acme;
+        settings.acme.directory = args.acme_directory.clone();
+        settings.acme.email = args.acme_email.clone();
+        settings.acme.ca_file = args.acme_ca_file.clone();
     }
     let pier = open(&cli.data_dir, settings).await?;
     match cli.command {
-        Command::Serve(args) => serve(pier, args, &cli.data_dir).await,
+        Command::Serve(args) => serve(pier, *args, &cli.data_dir).await,
         Command::Admin {
             command: AdminCommand::Create { email, .. },
         } => {
@@ -119,6 +123,7 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
         Err(e) => tracing::warn!(error = %e, "no DNS resolver: domain DNS checks are off"),
     }
     let state = http::AppState::new(pier.clone(), &args);
+    let challenges = state.challenges.clone();
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -141,7 +146,12 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
         pier.set_proxy_status_source(proxy_status(proxy.clone()));
         Some(proxy)
     };
-    let engine = crate::engine::spawn(pier.clone(), proxy);
+    let mut engine = crate::engine::spawn(pier.clone(), proxy.clone());
+    if let Some(p) = proxy.filter(|_| pier.settings().acme.enabled) {
+        let issuer = crate::certs::Issuer::new(pier.clone(), p, challenges);
+        engine.push(tokio::spawn(issuer.run()));
+        tracing::info!(directory = %pier.settings().acme.directory, "certificates from ACME");
+    }
 
     // Expired sessions are removed hourly.
     let janitor = {

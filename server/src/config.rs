@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the panel.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Operator tasks on users.
     Admin {
         #[command(subcommand)]
@@ -100,6 +100,23 @@ pub struct ServeArgs {
     #[arg(long, env = "PIER_DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,
 
+    /// The ACME directory certificates come from (Let's Encrypt's production by default; its
+    /// staging directory or any other CA's URL work too).
+    #[arg(long, env = "PIER_ACME_DIRECTORY", default_value = pier_core::certs::LETS_ENCRYPT)]
+    pub acme_directory: String,
+
+    /// The contact address of the ACME account (the CA's expiry notices go there).
+    #[arg(long, env = "PIER_ACME_EMAIL", value_parser = parse_email)]
+    pub acme_email: Option<String>,
+
+    /// An extra root certificate (PEM) to trust for the ACME directory itself (test CAs).
+    #[arg(long, env = "PIER_ACME_CA_FILE")]
+    pub acme_ca_file: Option<PathBuf>,
+
+    /// Do not obtain certificates (HTTPS keeps the self-signed one).
+    #[arg(long, env = "PIER_NO_ACME")]
+    pub no_acme: bool,
+
     /// Let tenants register wildcard domains (`*.example.com`).
     #[arg(long, env = "PIER_ALLOW_WILDCARD_DOMAINS")]
     pub allow_wildcard_domains: bool,
@@ -115,6 +132,10 @@ pub struct ServeArgs {
 
 fn parse_registry(s: &str) -> Result<String, String> {
     pier_core::validate::registry_host(s)
+}
+
+fn parse_email(s: &str) -> Result<String, String> {
+    pier_core::validate::email(s)
 }
 
 fn parse_host(s: &str) -> Result<String, String> {

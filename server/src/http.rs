@@ -29,6 +29,8 @@ pub struct AppState {
     pub pier: Pier,
     pub leptos: LeptosOptions,
     pub panel: PanelInfo,
+    /// HTTP-01 answers while ACME orders wait for validation.
+    pub challenges: crate::certs::Challenges,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -54,6 +56,7 @@ impl AppState {
                     serde_json::to_value(crate::api::openapi()).unwrap_or_default(),
                 ),
             },
+            challenges: crate::certs::Challenges::default(),
         }
     }
 }
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
         .route("/events/apps/{name}/logs", get(crate::events::app_logs))
         .nest("/api/v1", crate::api::router())
         .route("/rpc/{*fn_name}", get(server_fns.clone()).post(server_fns))
@@ -123,6 +127,22 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The key authorization for an ACME HTTP-01 token Pier is waiting on; 404 for anything else.
+async fn acme_challenge(
+    State(state): State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match state.challenges.answer(&token) {
+        Some(answer) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            answer,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such challenge\n").into_response(),
+    }
 }
 
 /// 200 when the database answers, 503 otherwise.

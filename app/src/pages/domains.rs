@@ -34,12 +34,14 @@ pub fn DomainsPage() -> impl IntoView {
     let attach = ServerAction::<AttachDomain>::new();
     let remove = ServerAction::<RemoveDomain>::new();
     let dns = ServerAction::<CheckDns>::new();
+    let retry = ServerAction::<RetryCertificate>::new();
     let data = Resource::new(
         move || {
             (
                 add.version().get(),
                 attach.version().get(),
                 remove.version().get(),
+                retry.version().get(),
             )
         },
         |_| my_domains(),
@@ -82,6 +84,7 @@ pub fn DomainsPage() -> impl IntoView {
             <div class="mt-2"><Outcome value=attach.value().into()/></div>
             <div class="mt-2"><Outcome value=remove.value().into()/></div>
             <div class="mt-2" data-testid="dns-outcome"><Outcome value=dns.value().into()/></div>
+            <div class="mt-2"><Outcome value=retry.value().into()/></div>
             <Transition fallback=|| ()>
                 <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="domains">
                     {move || data.get().map(|d| match d {
@@ -92,11 +95,9 @@ pub fn DomainsPage() -> impl IntoView {
                             let (n1, n2, n3, n4, n5) = (name.clone(), name.clone(), name.clone(), name.clone(), name.clone());
                             let link = (!name.starts_with("*.")).then(|| format!("https://{name}/"));
                             let state = if row.serving { "serving" } else if row.app.is_some() { "waiting for the app to run" } else { "not attached" };
-                            let cert = if row.certificate == "self-signed" {
-                                "self-signed certificate for now: browsers warn until a CA certificate is issued".to_string()
-                            } else {
-                                row.certificate.clone()
-                            };
+                            let cert = row.certificate_note.clone();
+                            let can_retry = matches!(row.certificate.as_str(), "failed" | "renewing" | "pending");
+                            let n6 = name.clone();
                             view! {
                                 <li class="flex flex-wrap items-center justify-between gap-3 py-3 text-sm" data-testid="domain-row" data-domain=n1>
                                     <div class="min-w-0">
@@ -107,6 +108,13 @@ pub fn DomainsPage() -> impl IntoView {
                                         <p class="text-xs text-slate-500" data-testid="domain-state">{format!("{state} · {cert} · added {}", row.added)}</p>
                                     </div>
                                     <div class="flex items-center gap-2">
+                                        {can_retry.then(|| view! {
+                                            <ActionForm action=retry>
+                                                <CsrfField/>
+                                                <input type="hidden" name="domain" value=n6.clone()/>
+                                                <button type="submit" class=BUTTON_SMALL data-testid="retry-certificate">"Retry certificate"</button>
+                                            </ActionForm>
+                                        })}
                                         <ActionForm action=dns>
                                             <CsrfField/>
                                             <input type="hidden" name="domain" value=n5/>

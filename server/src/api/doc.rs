@@ -24,14 +24,14 @@ use crate::http::AppState;
         apps::start, apps::stop, apps::restart, apps::redeploy, apps::rollback,
         apps::deployments, apps::logs, apps::metrics,
         registries::list, registries::set, registries::remove,
-        domains::list, domains::create, domains::show, domains::update, domains::remove, domains::dns,
+        domains::list, domains::create, domains::show, domains::update, domains::remove, domains::dns, domains::retry,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldMessage,
         apps::AppOut, apps::EnvOut, apps::RolloutOut, apps::PullOut, apps::DeploymentOut,
         apps::MetricOut, apps::NewApp, apps::PatchApp, apps::RollbackBody,
         registries::RegistryOut, registries::RegistryLogin,
-        domains::DomainOut, domains::NewDomain, domains::PatchDomain, domains::DnsOut,
+        domains::DomainOut, domains::NewDomain, domains::PatchDomain, domains::DnsOut, domains::CertificateOut,
     )),
     modifiers(&BearerToken),
     tags(

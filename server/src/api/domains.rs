@@ -6,7 +6,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use pier_core::{dns::DnsCheck, domains::DomainView, model::Scope};
+use pier_core::{certs::CertView, dns::DnsCheck, domains::DomainView, model::Scope};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -20,6 +20,10 @@ pub fn router() -> Router<AppState> {
         .route("/domains", get(list).post(create))
         .route("/domains/{domain}", get(show).patch(update).delete(remove))
         .route("/domains/{domain}/dns", get(dns))
+        .route(
+            "/domains/{domain}/certificate/retry",
+            axum::routing::post(retry),
+        )
 }
 
 /// A domain and where its traffic goes.
@@ -32,8 +36,7 @@ pub struct DomainOut {
     app: Option<String>,
     /// Whether HAProxy sends its traffic to a running app now.
     serving: bool,
-    /// `self-signed` until the domain has a certificate from a CA.
-    certificate: String,
+    certificate: CertificateOut,
     created_at: String,
     updated_at: String,
 }
@@ -44,9 +47,33 @@ impl From<DomainView> for DomainOut {
             domain: d.name,
             app: d.app,
             serving: d.serving,
-            certificate: d.certificate,
+            certificate: d.certificate.into(),
             created_at: format_time(d.created_at),
             updated_at: format_time(d.updated_at),
+        }
+    }
+}
+
+/// The certificate HTTPS serves for a domain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateOut {
+    /// `self-signed` (no CA certificate: ACME off, a wildcard, or not attached), `pending`,
+    /// `valid`, `renewing` (a valid one serves while its successor is ordered) or `failed`.
+    status: String,
+    valid_until: Option<String>,
+    /// The CA's own words the last time an order failed.
+    error: Option<String>,
+    /// When Pier tries again.
+    next_try: Option<String>,
+}
+
+impl From<CertView> for CertificateOut {
+    fn from(c: CertView) -> Self {
+        CertificateOut {
+            status: c.status,
+            valid_until: c.valid_until.map(format_time),
+            error: c.error,
+            next_try: c.next_try.map(format_time),
         }
     }
 }
@@ -219,5 +246,26 @@ pub async fn dns(
             .check_domain_dns(&caller.actor, &domain)
             .await?
             .into(),
+    ))
+}
+
+/// Asks for the domain's certificate again now (after a failure, or while pending).
+#[utoipa::path(post, path = "/api/v1/domains/{domain}/certificate/retry", tag = "domains",
+    operation_id = "retry_certificate",
+    params(("domain" = String, Path, description = "The domain name")),
+    security(("token" = [])),
+    responses((status = 202, body = DomainOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn retry(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> ApiResult<(StatusCode, Json<DomainOut>)> {
+    caller.require(Scope::Write)?;
+    s.pier.retry_certificate(&caller.actor, &domain).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.pier.domain(&caller.actor, &domain).await?.into()),
     ))
 }

@@ -311,6 +311,91 @@ impl Proxy {
         true
     }
 
+    /// Serves `name` with this certificate from now on: the PEM file (chain then key, mode 0600)
+    /// is written and listed in the certificate list first, then the running HAProxy gets it
+    /// through the runtime API (`set ssl cert` + `commit ssl cert` for a name it has, `new ssl
+    /// cert` and `add ssl crt-list` for a new one). No reload; if the runtime API fails, a
+    /// validated reload from the files.
+    pub async fn install_certificate(
+        &self,
+        name: &str,
+        chain: &str,
+        key: &str,
+    ) -> anyhow::Result<()> {
+        if !is_routable(name) || name.starts_with("*.") {
+            bail!("refusing a certificate file for {name:?}");
+        }
+        let bundle: String = format!("{chain}\n{key}")
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let routes = self.routes.lock().await;
+        let dir = self.files.dir.join("certs");
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&dir)?;
+        let path = dir.join(format!("{name}.pem"));
+        let file = runtime::checked_path(&path)?;
+        let list = std::fs::read_to_string(&self.cfg.crt_list).unwrap_or_default();
+        let listed = list.lines().any(|l| l.trim() == file);
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == bundle) && listed {
+            // Already there; HAProxy loaded it (at start or when it was installed).
+            return Ok(());
+        }
+        write_atomic(&path, bundle.as_bytes(), 0o600)?;
+        if !listed {
+            write_atomic(
+                &self.cfg.crt_list,
+                format!("{list}{file}\n").as_bytes(),
+                0o600,
+            )?;
+        }
+        let socket = &self.cfg.stats_socket;
+        let crt_list = runtime::checked_path(&self.cfg.crt_list)?;
+        let live = async {
+            let exists = runtime::command(socket, &format!("show ssl cert {file}"))
+                .await
+                .map(|a| a.contains("Serial:"))?;
+            if !exists {
+                expect_ok(
+                    runtime::command(socket, &format!("new ssl cert {file}")).await?,
+                    "New empty certificate",
+                )?;
+            }
+            expect_ok(
+                runtime::command_with_pem(socket, &format!("set ssl cert {file}"), &bundle).await?,
+                "Transaction created",
+            )?;
+            expect_ok(
+                runtime::command(socket, &format!("commit ssl cert {file}")).await?,
+                "Success!",
+            )?;
+            if !exists {
+                expect_ok(
+                    runtime::command(socket, &format!("add ssl crt-list {crt_list} {file}"))
+                        .await?,
+                    "Success!",
+                )?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = live {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                domain = name,
+                "runtime certificate update failed; reloading HAProxy"
+            );
+            let _ = runtime::command(socket, &format!("abort ssl cert {file}")).await;
+            self.reload_locked().await?;
+        }
+        drop(routes);
+        Ok(())
+    }
+
     /// The routes as Pier last set them.
     pub async fn routes(&self) -> BTreeMap<String, u16> {
         self.routes.lock().await.map.clone()
@@ -403,6 +488,15 @@ impl Proxy {
         if let Some(mut c) = child {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
         }
+    }
+}
+
+/// A runtime API answer that must contain `want`.
+fn expect_ok(answer: String, want: &str) -> anyhow::Result<()> {
+    if answer.contains(want) {
+        Ok(())
+    } else {
+        bail!("HAProxy answered: {answer}")
     }
 }
 

@@ -33,6 +33,40 @@ pub async fn command(socket: &Path, line: &str) -> Result<String, RuntimeApiErro
     Ok(out.trim().to_owned())
 }
 
+/// A command with a multi-line payload (`<<`, ended by an empty line): a PEM bundle here, which
+/// may hold only PEM lines (base64 and the BEGIN/END markers), so nothing can follow it.
+pub async fn command_with_pem(
+    socket: &Path,
+    line: &str,
+    pem: &str,
+) -> Result<String, RuntimeApiError> {
+    let ok = pem.lines().all(|l| {
+        !l.is_empty()
+            && (l
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+                || (l.starts_with("-----")
+                    && l.ends_with("-----")
+                    && l.chars()
+                        .all(|c| c.is_ascii_uppercase() || " -".contains(c))))
+    });
+    if !ok {
+        return Err(RuntimeApiError::BadPath("not a PEM bundle".into()));
+    }
+    let mut s = UnixStream::connect(socket).await?;
+    s.write_all(format!("{line} <<\n{pem}\n\n").as_bytes())
+        .await?;
+    s.shutdown().await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out.trim().to_owned())
+}
+
+/// A file path as HAProxy commands take it (no spaces, no separators).
+pub fn checked_path(p: &Path) -> Result<String, RuntimeApiError> {
+    map_path(p)
+}
+
 fn map_path(map: &Path) -> Result<String, RuntimeApiError> {
     let p = map.display().to_string();
     if p.chars()

@@ -2,6 +2,8 @@
 //! and form posts to server functions.
 #![allow(dead_code)]
 
+pub mod sites;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
@@ -12,6 +14,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use pier::{
+    certs::Challenges,
     config::ServeArgs,
     http::{router, AppState},
     proxy::{config::ProxyConfig, Files, Proxy},
@@ -32,6 +35,8 @@ pub struct TestApp {
     pub instance: String,
     /// The HAProxy this panel runs, when the test asked for one.
     pub proxy: Option<Arc<Proxy>>,
+    /// The ACME test CA this panel gets certificates from, when the test asked for one.
+    pub pebble: Option<Pebble>,
 }
 
 /// HAProxy for a test: its own directory and free loopback ports; the panel behind it is this
@@ -43,6 +48,10 @@ pub struct TestProxy {
 
 impl TestProxy {
     pub async fn new(router: Router) -> TestProxy {
+        Self::with_http(router, free_addr()).await
+    }
+
+    pub async fn with_http(router: Router, http: SocketAddr) -> TestProxy {
         let dir = std::env::temp_dir().join(format!(
             "pier-haproxy-{}-{}",
             std::process::id(),
@@ -60,12 +69,7 @@ impl TestProxy {
             .unwrap()
         });
         let files = Files::in_dir(&dir);
-        let config = files.config(
-            free_addr(),
-            free_addr(),
-            panel,
-            Some("panel.pier.test".into()),
-        );
+        let config = files.config(http, free_addr(), panel, Some("panel.pier.test".into()));
         TestProxy { files, config }
     }
 }
@@ -114,6 +118,10 @@ pub fn serve_args() -> ServeArgs {
         allow_wildcard_domains: false,
         public_addrs: Vec::new(),
         dns_server: None,
+        acme_directory: pier_core::certs::LETS_ENCRYPT.into(),
+        acme_email: None,
+        acme_ca_file: None,
+        no_acme: true,
     }
 }
 
@@ -128,7 +136,7 @@ impl TestApp {
             .await
             .expect("bootstrap admin");
         let instance = pier.instance_id().await.expect("instance id");
-        Self::around(pier, instance, None)
+        Self::around(pier, instance, None, None, Challenges::default())
     }
 
     /// A panel with its own real HAProxy on loopback ports (stopped when the test ends).
@@ -138,30 +146,66 @@ impl TestApp {
             .await
             .expect("bootstrap admin");
         let instance = pier.instance_id().await.expect("instance id");
-        let tp = TestProxy::new(Self::router_for(&pier)).await;
+        let challenges = Challenges::default();
+        let tp = TestProxy::new(Self::router_for(&pier, &challenges)).await;
         let proxy = Proxy::start(tp.files, tp.config)
             .await
             .expect("haproxy starts");
-        Self::around(pier, instance, Some(proxy))
+        Self::around(pier, instance, Some(proxy), None, challenges)
     }
 
-    fn router_for(pier: &Pier) -> Router {
-        let state = AppState::new(pier.clone(), &serve_args());
+    /// A panel with its own HAProxy and an ACME test CA (pebble) of its own, which validates
+    /// HTTP-01 challenges on this HAProxy's HTTP port; retries are fast.
+    pub async fn with_acme(db: SqlitePool) -> Self {
+        let http = free_addr();
+        let pebble = Pebble::start(http.port());
+        let mut settings = test_settings();
+        settings.acme.enabled = true;
+        settings.acme.directory = pebble.directory.clone();
+        settings.acme.ca_file = Some(pebble.ca_file.clone());
+        settings.acme.retry_base_secs = 2;
+        let pier = Pier::new(db, SecretKey::generate(), settings, docker());
+        pier.create_admin_from_cli(ADMIN_EMAIL, ADMIN_PASSWORD)
+            .await
+            .expect("bootstrap admin");
+        let instance = pier.instance_id().await.expect("instance id");
+        let challenges = Challenges::default();
+        let tp = TestProxy::with_http(Self::router_for(&pier, &challenges), http).await;
+        let proxy = Proxy::start(tp.files, tp.config)
+            .await
+            .expect("haproxy starts");
+        Self::around(pier, instance, Some(proxy), Some(pebble), challenges)
+    }
+
+    fn router_for(pier: &Pier, challenges: &Challenges) -> Router {
+        let mut state = AppState::new(pier.clone(), &serve_args());
+        state.challenges = challenges.clone();
         router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))))
     }
 
-    fn around(pier: Pier, instance: String, proxy: Option<Arc<Proxy>>) -> TestApp {
-        let router = Self::router_for(&pier);
+    fn around(
+        pier: Pier,
+        instance: String,
+        proxy: Option<Arc<Proxy>>,
+        pebble: Option<Pebble>,
+        challenges: Challenges,
+    ) -> TestApp {
+        let router = Self::router_for(&pier, &challenges);
         if let Some(p) = &proxy {
             pier.set_proxy_status_source(pier::cli::proxy_status(p.clone()));
         }
-        let engine = pier::engine::spawn(pier.clone(), proxy.clone());
+        let mut engine = pier::engine::spawn(pier.clone(), proxy.clone());
+        if let Some(p) = proxy.clone().filter(|_| pier.settings().acme.enabled) {
+            let issuer = pier::certs::Issuer::new(pier.clone(), p, challenges);
+            engine.push(tokio::spawn(issuer.run()));
+        }
         TestApp {
             pier,
             router,
             engine,
             instance,
             proxy,
+            pebble,
         }
     }
 
@@ -188,7 +232,13 @@ impl TestApp {
             ),
             None => None,
         };
-        Self::around(pier, self.instance.clone(), proxy)
+        Self::around(
+            pier,
+            self.instance.clone(),
+            proxy,
+            None,
+            Challenges::default(),
+        )
     }
 
     /// Stops this panel's engine at once, wherever it is (mid-pull, mid-create…), as a crash.
@@ -543,4 +593,139 @@ pub fn mock_dns_a(management: &str, host: &str, addresses: &[&str]) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "the mock DNS server refused {path} for {host}");
+}
+
+/// pebble, the ACME test CA, on free loopback ports, asking the mock DNS server
+/// (`scripts/services.sh start`) for every name; stopped (by its pid) when dropped.
+pub struct Pebble {
+    pub directory: String,
+    /// The root its own HTTPS listener is signed by (trusted for the directory only).
+    pub ca_file: std::path::PathBuf,
+    pub management: String,
+    pub http_port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Pebble {
+    pub fn start(http_port: u16) -> Pebble {
+        let (dns, _) = mock_dns();
+        let dir = std::env::temp_dir().join(format!(
+            "pier-pebble-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A CA for pebble's own listener, and a localhost certificate from it.
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "pier test pebble listener CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let ca_file = dir.join("listener-ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+        let (listen, management) = (free_addr(), free_addr());
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": listen.to_string(),
+            "managementListenAddress": management.to_string(),
+            "certificate": dir.join("cert.pem"),
+            "privateKey": dir.join("key.pem"),
+            "httpPort": http_port,
+            "tlsPort": free_addr().port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false
+        }});
+        std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
+        let mut p = Pebble {
+            directory: format!("https://127.0.0.1:{}/dir", listen.port()),
+            ca_file,
+            management: management.to_string(),
+            http_port,
+            dir,
+            child: None,
+        };
+        p.spawn(dns);
+        p
+    }
+
+    fn spawn(&mut self, dns: SocketAddr) {
+        let log = std::fs::File::create(self.dir.join("pebble.log")).unwrap();
+        let child = std::process::Command::new("pebble")
+            .arg("-config")
+            .arg(self.dir.join("pebble.json"))
+            // Always the mock DNS server on loopback: never a resolver outside this machine.
+            .arg("-dnsserver")
+            .arg(dns.to_string())
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("pebble (scripts/setup.sh --test installs it)");
+        self.child = Some(child);
+        // Up when the directory answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let ok = std::process::Command::new("curl")
+                .args(["-sf", "--noproxy", "*", "--max-time", "2", "--cacert"])
+                .arg(&self.ca_file)
+                .arg(&self.directory)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pebble did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
+    }
+
+    /// The root pebble signs certificates with (from its management endpoint).
+    pub fn root(&self) -> String {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "--noproxy", "*", "--cacert"])
+            .arg(&self.ca_file)
+            .arg(format!("https://{}/roots/0", self.management))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "pebble's root: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn(mock_dns().0);
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -1,0 +1,205 @@
+//! Certificates from a real ACME CA: pebble (started per test on loopback ports, asking the mock
+//! DNS server for every name, which answers 127.0.0.1) validates HTTP-01 challenges through the
+//! panel's own HAProxy, and the certificate it issues is then served for the domain.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{sites::*, Browser, TestApp};
+use serde_json::Value;
+use sqlx::SqlitePool;
+
+/// The caller's domain row from the Domains page's server function.
+async fn domain_row(b: &mut Browser, name: &str) -> Value {
+    let r = b.read("my_domains").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name}: {}", r.body))
+}
+
+async fn until_certificate(b: &mut Browser, name: &str, status: &str, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let d = domain_row(b, name).await;
+        if d["certificate"] == status {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "{name} never {status}: {d:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `openssl s_client` against HAProxy with SNI `host`, verifying with `ca`: (verified, serial).
+async fn served_certificate(app: &TestApp, host: &str, ca: &std::path::Path) -> (bool, String) {
+    let port = app.proxy().config().https_addr.port();
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo | openssl s_client -connect 127.0.0.1:{port} -servername {host} -CAfile {} -verify_return_error 2>/dev/null | openssl x509 -noout -serial",
+            ca.display()
+        ))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (
+        out.status.success() && text.starts_with("serial="),
+        text.trim_start_matches("serial=").to_owned(),
+    )
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_attached_domain_gets_a_certificate_served_without_a_reload(db: SqlitePool) {
+    let app = TestApp::with_acme(db).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    create(&mut ann, "site", "secure site").await;
+    until_running(&mut ann, "site", 1).await;
+    let workers = app.proxy().workers().await.unwrap();
+
+    // Registered but not attached: nothing is ordered.
+    domain(&mut ann, "add_domain", "secure.pier.test", "").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        domain_row(&mut ann, "secure.pier.test").await["certificate"],
+        "self-signed"
+    );
+
+    // Attached: ordered, validated through HAProxy, issued and installed.
+    let t0 = Instant::now();
+    domain(&mut ann, "attach_domain", "secure.pier.test", "site").await;
+    let d = until_certificate(&mut ann, "secure.pier.test", "valid", 60).await;
+    println!("certificate valid {:?} after attaching", t0.elapsed());
+    assert!(
+        d["certificate_note"]
+            .as_str()
+            .unwrap()
+            .starts_with("valid until"),
+        "{d}"
+    );
+
+    // HAProxy serves it for that name, verified against pebble's root.
+    let root = std::env::temp_dir().join(format!("pier-pebble-root-{}.pem", std::process::id()));
+    std::fs::write(&root, app.pebble.as_ref().unwrap().root()).unwrap();
+    let (verified, serial) = served_certificate(&app, "secure.pier.test", &root).await;
+    assert!(
+        verified,
+        "HAProxy does not serve a certificate pebble's root verifies"
+    );
+    let port = app.proxy().config().https_addr.port();
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", "--cacert"])
+        .arg(&root)
+        .arg("--resolve")
+        .arg(format!("secure.pier.test:{port}:127.0.0.1"))
+        .arg(format!("https://secure.pier.test:{port}/"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "secure site");
+    // Other names still get the default certificate (which pebble's root does not verify).
+    assert!(!served_certificate(&app, "other.pier.test", &root).await.0);
+    assert_eq!(
+        app.proxy().workers().await.unwrap(),
+        workers,
+        "installed without a reload"
+    );
+
+    // The key: sealed in the database, 0600 on disk, never in the REST answer.
+    let (sealed, stored_serial): (String, String) = sqlx::query_as(
+        "SELECT sealed_key, serial FROM certificates WHERE name = 'secure.pier.test'",
+    )
+    .fetch_one(app.pier.db())
+    .await
+    .unwrap();
+    assert!(!sealed.contains("PRIVATE KEY"));
+    assert_eq!(
+        stored_serial.replace(':', "").to_uppercase(),
+        serial.to_uppercase()
+    );
+    let file = app.proxy().files().dir.join("certs/secure.pier.test.pem");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let token = app.token("ann@example.com", "read").await;
+    let r = app
+        .api("GET", "/domains/secure.pier.test", Some(&token), None)
+        .await;
+    let j = r.json();
+    assert_eq!(j["certificate"]["status"], "valid", "{j}");
+    assert!(j["certificate"]["valid_until"].is_string());
+    assert!(!r.body.contains("PRIVATE"));
+
+    // A restart of HAProxy brings it back from the files.
+    let mut app = app;
+    app.kill();
+    let again = app.restarted().await;
+    assert!(
+        served_certificate(&again, "secure.pier.test", &root)
+            .await
+            .0
+    );
+    drop(again);
+    let _ = std::fs::remove_file(&root);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_challenge_that_cannot_be_answered_fails_with_the_cas_words_and_retries(db: SqlitePool) {
+    let (_, dns_management) = common::mock_dns();
+    let app = TestApp::with_acme(db).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    create(&mut ann, "site", "x").await;
+    until_running(&mut ann, "site", 1).await;
+    // The name points at a loopback address where nothing listens: validation cannot succeed.
+    common::mock_dns_a(&dns_management, "nowhere.pier.test", &["127.0.0.9"]);
+    domain(&mut ann, "add_domain", "nowhere.pier.test", "site").await;
+    let d = until_certificate(&mut ann, "nowhere.pier.test", "failed", 60).await;
+    let note = d["certificate_note"].as_str().unwrap();
+    println!("failed: {note}");
+    assert!(
+        note.contains("127.0.0.9") || note.to_lowercase().contains("connect"),
+        "{note}"
+    );
+    assert!(note.contains("next try"), "{note}");
+    // Retried on its own (backoff starts at 2 s here): the failure count grows.
+    let failures = |app: &TestApp| {
+        let db = app.pier.db().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT failures FROM certificates WHERE name = 'nowhere.pier.test'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failures(&app).await < 2 {
+        assert!(Instant::now() < deadline, "no retry");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The DNS is fixed; "retry now" gets the certificate at once.
+    common::mock_dns_a(&dns_management, "nowhere.pier.test", &[]);
+    let r = ann
+        .call("retry_certificate", &[("domain", "nowhere.pier.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    until_certificate(&mut ann, "nowhere.pier.test", "valid", 60).await;
+    // Nothing left to retry.
+    let r = ann
+        .call("retry_certificate", &[("domain", "nowhere.pier.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    // Another tenant cannot retry it.
+    let mut bob = app.member("bob@example.com").await;
+    let r = bob
+        .call("retry_certificate", &[("domain", "nowhere.pier.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}

@@ -1,0 +1,137 @@
+//! Helpers for tests that serve sites through the panel's HAProxy: requests by host name to
+//! its loopback ports (curl with `--resolve`), and tenants with apps and domains.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::{registry, Browser, TestApp};
+
+/// An HTTPS (or HTTP) request for `host` to HAProxy on loopback: (status, body, redirect).
+pub async fn request(app: &TestApp, scheme: &str, host: &str, path: &str) -> (u16, String, String) {
+    let cfg = app.proxy().config();
+    let port = if scheme == "https" {
+        cfg.https_addr.port()
+    } else {
+        cfg.http_addr.port()
+    };
+    // Async: the panel behind HAProxy runs on this test's runtime and must keep answering.
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "5",
+            "-w",
+            "\n%{http_code} %{redirect_url}",
+        ])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("{scheme}://{host}:{port}{path}"))
+        .output()
+        .await
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut parts = tail.splitn(2, ' ');
+    let status = parts.next().unwrap_or("0").parse().unwrap_or(0);
+    (
+        status,
+        body.trim().to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    )
+}
+
+pub async fn https(app: &TestApp, host: &str) -> (u16, String) {
+    let (s, b, _) = request(app, "https", host, "/").await;
+    (s, b)
+}
+
+/// Waits until `host` answers `want` over HTTPS; returns how long it took.
+pub async fn until_serves(app: &TestApp, host: &str, want: (u16, &str), secs: u64) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let got = https(app, host).await;
+        if got.0 == want.0 && got.1.contains(want.1) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "{host}: wanted {want:?}, still {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn detail(b: &mut Browser, name: &str) -> Value {
+    let r = b.read(&format!("app_detail?name={name}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()
+}
+
+pub async fn until_running(b: &mut Browser, name: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = detail(b, name).await;
+        if d["row"]["state"] == "running" && d["row"]["current"] == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never ran #{n}: {d:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn tenant(app: &TestApp, email: &str) -> Browser {
+    let mut b = app.member(email).await;
+    let (host, user, pw) = registry();
+    let r = b
+        .call(
+            "save_registry",
+            &[("registry", &host), ("username", &user), ("password", &pw)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    b
+}
+
+pub async fn create(b: &mut Browser, name: &str, greeting: &str) {
+    let image = format!("{}/pier-test/hello:1", registry().0);
+    let r = b
+        .call(
+            "create_app",
+            &[
+                ("name", name),
+                ("image", &image),
+                ("port", "8080"),
+                ("env[0][name]", "GREETING"),
+                ("env[0][value]", greeting),
+                ("health_path", "/healthz"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+pub async fn set_greeting(b: &mut Browser, name: &str, greeting: &str) {
+    let image = format!("{}/pier-test/hello:1", registry().0);
+    let r = b
+        .call(
+            "update_app",
+            &[
+                ("app", name),
+                ("image", &image),
+                ("port", "8080"),
+                ("env[0][name]", "GREETING"),
+                ("env[0][value]", greeting),
+                ("health_path", "/healthz"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+pub async fn domain(b: &mut Browser, f: &str, domain: &str, app: &str) {
+    let r = b.call(f, &[("domain", domain), ("app", app)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{f} {domain} → {app}: {}", r.body);
+}
