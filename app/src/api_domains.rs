@@ -132,3 +132,57 @@ pub async fn retry_certificate(domain: String, csrf_token: String) -> Result<Don
         copy: None,
     })
 }
+
+/// One certificate on the admin page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertRow {
+    pub domain: String,
+    pub status: String,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertsAdmin {
+    pub enabled: bool,
+    pub directory: String,
+    pub account: Option<String>,
+    pub certificates: Vec<CertRow>,
+    /// (registered domain, issued this week, failed validations this week)
+    pub week: Vec<(String, i64, i64)>,
+    pub weekly_budget: i64,
+}
+
+#[server(prefix = "/rpc", endpoint = "certificates_overview", input = GetUrl)]
+pub async fn certificates_overview() -> Result<CertsAdmin, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let o = c.pier.certificates_overview(&actor).await?;
+    Ok(CertsAdmin {
+        enabled: o.enabled,
+        directory: o.directory,
+        account: o.account,
+        certificates: o
+            .certificates
+            .into_iter()
+            .map(|(domain, v)| CertRow {
+                domain,
+                note: v.describe(),
+                status: v.status,
+            })
+            .collect(),
+        week: o.week,
+        weekly_budget: o.weekly_budget,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "renew_certificate")]
+pub async fn renew_certificate(domain: String, csrf_token: String) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.renew_certificate_now(&actor, &domain).await?;
+    Ok(Done {
+        message: format!("Renewing the certificate of {} now.", domain.trim()),
+        copy: None,
+    })
+}

@@ -73,6 +73,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("domains") view=pages::domains::DomainsPage ssr=SsrMode::Async/>
                         <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>
+                        <Route path=path!("admin/certificates") view=pages::certificates::CertificatesPage ssr=SsrMode::Async/>
                         <Route path=path!("api-docs") view=pages::api_docs::ApiDocsPage ssr=SsrMode::Async/>
                     </ParentRoute>
                 </Routes>

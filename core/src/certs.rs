@@ -183,6 +183,28 @@ impl Pier {
         Ok(())
     }
 
+    /// Orders a successor for a valid certificate now (admins only; the rate limits still
+    /// apply, and the current certificate serves until the new one is installed).
+    pub async fn renew_certificate_now(&self, actor: &Actor, name: &str) -> Result<()> {
+        if actor.role != Role::Admin {
+            return Err(Error::Forbidden);
+        }
+        let Some(c) = repo::certs::all(self.db())
+            .await?
+            .into_iter()
+            .find(|c| c.name == name.trim())
+        else {
+            return Err(Error::NotFound);
+        };
+        if !repo::certs::renew_now(self.db(), c.domain_id, now()).await? {
+            return Err(Error::Conflict(
+                "Only a valid certificate can be renewed; use retry for the others.".into(),
+            ));
+        }
+        self.wake_certs();
+        Ok(())
+    }
+
     /// Every certificate, the ACME account and this week's orders (admins only).
     pub async fn certificates_overview(&self, actor: &Actor) -> Result<CertsOverview> {
         if actor.role != Role::Admin {

@@ -1705,6 +1705,26 @@ pub mod certs {
         Ok(r.map(|r| (r.account_url, r.credentials)))
     }
 
+    pub async fn delete_account(db: impl SqliteExecutor<'_>, directory: &str) -> Result<()> {
+        sqlx::query!("DELETE FROM acme_accounts WHERE directory = ?", directory)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes a valid certificate due for renewal now (the admin's "renew now", and tests).
+    pub async fn renew_now(db: impl SqliteExecutor<'_>, domain_id: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE certificates SET renew_at = ?, updated_at = ? WHERE domain_id = ? AND status = 'valid'",
+            now,
+            now,
+            domain_id
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn save_account(
         db: impl SqliteExecutor<'_>,
         directory: &str,

@@ -180,8 +180,7 @@ impl Issuer {
             Ok((chain, key)) => {
                 let info = parse_leaf(&chain)?;
                 let sealed = self.pier.key().encrypt(key.as_bytes(), &key_context(name));
-                let jitter = rand::random::<f64>();
-                let renew = renew_at(info.not_before, info.not_after, jitter);
+                let renew = self.renewal_time(&info).await;
                 // Installed first: the database says valid only for what HAProxy serves.
                 self.proxy.install_certificate(name, &chain, &key).await?;
                 repo::certs::issued(
@@ -290,14 +289,65 @@ impl Issuer {
         Ok(account)
     }
 
+    /// When to renew: a random moment in the window the CA suggests (ACME Renewal Information,
+    /// RFC 9773) when it offers one, else a third of the lifetime before expiry with jitter.
+    async fn renewal_time(&self, leaf: &Leaf) -> i64 {
+        let fallback = renew_at(leaf.not_before, leaf.not_after, rand::random::<f64>());
+        let Ok(account) = self.account().await else {
+            return fallback;
+        };
+        let der = rustls_pki_types::CertificateDer::from(leaf.der.clone());
+        let Ok(id) = instant_acme::CertificateIdentifier::try_from(&der) else {
+            return fallback;
+        };
+        match account.renewal_info(&id).await {
+            Ok((info, _)) => {
+                let (start, end) = (
+                    info.suggested_window.start.unix_timestamp(),
+                    info.suggested_window.end.unix_timestamp(),
+                );
+                if end <= start {
+                    return start.min(fallback);
+                }
+                start + (rand::random::<f64>() * (end - start) as f64) as i64
+            }
+            Err(instant_acme::Error::Unsupported(_)) => fallback,
+            Err(e) => {
+                tracing::debug!(error = %e, "no renewal information; renewing at a third of the lifetime");
+                fallback
+            }
+        }
+    }
+
+    async fn forget_account(&self) -> anyhow::Result<()> {
+        *self.account.lock().await = None;
+        repo::certs::delete_account(self.pier.db(), &self.pier.settings().acme.directory).await?;
+        Ok(())
+    }
+
     /// One order for `name`: (certificate chain PEM, private key PEM).
     async fn order(&self, name: &str) -> Result<(String, String), OrderFailure> {
-        let account = self.account().await?;
         let ids = [Identifier::Dns(name.to_owned())];
-        let mut order = account
-            .new_order(&NewOrder::new(&ids))
-            .await
-            .map_err(acme_failure)?;
+        let account = self.account().await?;
+        let mut order = match account.new_order(&NewOrder::new(&ids)).await {
+            Ok(o) => o,
+            Err(instant_acme::Error::Api(p))
+                if p.r#type
+                    .as_deref()
+                    .is_some_and(|t| t.ends_with(":accountDoesNotExist")) =>
+            {
+                // The CA forgot the account (a test CA restarted, or it was deactivated
+                // elsewhere): a new one, once.
+                tracing::warn!("the CA no longer knows Pier's ACME account; registering a new one");
+                self.forget_account().await?;
+                self.account()
+                    .await?
+                    .new_order(&NewOrder::new(&ids))
+                    .await
+                    .map_err(acme_failure)?
+            }
+            Err(e) => return Err(acme_failure(e)),
+        };
         let mut tokens = Vec::new();
         let result = async {
             let mut authzs = order.authorizations();
@@ -377,6 +427,9 @@ fn acme_failure(e: instant_acme::Error) -> OrderFailure {
     };
     let message = match &e {
         instant_acme::Error::Api(p) => p.detail.clone().unwrap_or_else(|| p.to_string()),
+        instant_acme::Error::Hyper(_) | instant_acme::Error::Other(_) => {
+            format!("the CA did not answer ({e})")
+        }
         other => other.to_string(),
     };
     OrderFailure {
@@ -391,6 +444,7 @@ fn key_context(name: &str) -> String {
 }
 
 struct Leaf {
+    der: Vec<u8>,
     serial: String,
     not_before: i64,
     not_after: i64,
@@ -404,6 +458,7 @@ fn parse_leaf(chain: &str) -> anyhow::Result<Leaf> {
         .parse_x509()
         .map_err(|e| anyhow::anyhow!("the CA's certificate does not parse: {e}"))?;
     Ok(Leaf {
+        der: pem.contents.clone(),
         serial: cert.raw_serial_as_string(),
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),

@@ -203,3 +203,131 @@ async fn a_challenge_that_cannot_be_answered_fails_with_the_cas_words_and_retrie
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn renewal_replaces_the_certificate_hitlessly_and_survives_a_ca_outage(db: SqlitePool) {
+    let mut app = TestApp::with_acme(db).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    create(&mut ann, "site", "renewed site").await;
+    until_running(&mut ann, "site", 1).await;
+    domain(&mut ann, "add_domain", "renew.pier.test", "site").await;
+    until_certificate(&mut ann, "renew.pier.test", "valid", 60).await;
+    let root = std::env::temp_dir().join(format!("pier-pebble-root-r-{}.pem", std::process::id()));
+    std::fs::write(&root, app.pebble.as_ref().unwrap().root()).unwrap();
+    let (ok, first) = served_certificate(&app, "renew.pier.test", &root).await;
+    assert!(ok);
+    let workers = app.proxy().workers().await.unwrap();
+
+    // A bounded load on the domain all along (HTTPS; trust is checked separately).
+    let port = app.proxy().config().https_addr.port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let t0 = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && t0.elapsed() < Duration::from_secs(120)
+            {
+                let out = std::process::Command::new("curl")
+                    .args([
+                        "-sk",
+                        "--max-time",
+                        "5",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ])
+                    .arg("--resolve")
+                    .arg(format!("renew.pier.test:{port}:127.0.0.1"))
+                    .arg(format!("https://renew.pier.test:{port}/"))
+                    .output()
+                    .unwrap();
+                let code = String::from_utf8_lossy(&out.stdout).to_string();
+                if code == "200" {
+                    ok += 1;
+                } else {
+                    failed.push(code);
+                }
+            }
+            (ok, failed)
+        })
+    };
+
+    // Renewal time comes (the admin's "renew now" makes it due): a new certificate is served.
+    let mut admin = app.admin().await;
+    let r = admin
+        .call("renew_certificate", &[("domain", "renew.pier.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let second = loop {
+        let (ok, serial) = served_certificate(&app, "renew.pier.test", &root).await;
+        if ok && serial != first {
+            break serial;
+        }
+        assert!(Instant::now() < deadline, "still serving {first}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    until_certificate(&mut ann, "renew.pier.test", "valid", 10).await;
+
+    // The CA is down when the next renewal is due: Pier backs off, says when it tries again,
+    // and the current certificate keeps serving.
+    app.pebble.as_mut().unwrap().stop();
+    let r = admin
+        .call("renew_certificate", &[("domain", "renew.pier.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let d = loop {
+        let d = domain_row(&mut ann, "renew.pier.test").await;
+        if d["certificate"] == "renewing"
+            && d["certificate_note"].as_str().unwrap().contains("next try")
+        {
+            break d;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(30), "{d:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("while the CA is down: {}", d["certificate_note"]);
+    assert_eq!(
+        served_certificate(&app, "renew.pier.test", &root).await,
+        (true, second.clone())
+    );
+
+    // The CA is back (a new pebble: new root, no memory of Pier's account): renewed.
+    app.pebble.as_mut().unwrap().restart();
+    std::fs::write(&root, app.pebble.as_ref().unwrap().root()).unwrap();
+    let r = ann
+        .call("retry_certificate", &[("domain", "renew.pier.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, serial) = served_certificate(&app, "renew.pier.test", &root).await;
+        if ok && serial != second {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not renewed after the CA came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    println!(
+        "during renewals: {ok} requests answered 200, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(ok > 20);
+    assert_eq!(app.proxy().workers().await.unwrap(), workers, "no reload");
+    // The admin sees the certificate, the account and this week's orders.
+    let r = admin.read("certificates_overview").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("renew.pier.test"), "{}", r.body);
+    let r = ann.read("certificates_overview").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let _ = std::fs::remove_file(&root);
+}
