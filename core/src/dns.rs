@@ -28,6 +28,33 @@ pub struct DnsCheck {
 }
 
 impl Pier {
+    /// Before ordering a certificate: Some(reason) when this server's public addresses are
+    /// configured and `name` does not point at any of them (ordering would fail validation and
+    /// count against the CA's limits). None: go ahead (it points here, or there is no way to tell).
+    pub async fn dns_blocks_certificate(&self, name: &str) -> Option<String> {
+        let ours = &self.settings().routing.public_addrs;
+        let resolver = self.resolver()?;
+        if ours.is_empty() {
+            return None;
+        }
+        let looked = tokio::time::timeout(std::time::Duration::from_secs(5), resolver.lookup(name))
+            .await
+            .unwrap_or_else(|_| Err("no answer within 5 s".into()));
+        match looked {
+            Ok(addrs) if addrs.iter().any(|a| ours.contains(a)) => None,
+            Ok(addrs) => Some(format!(
+                "waiting for DNS: {name} points at {}, not at this server ({})",
+                addrs
+                    .iter()
+                    .map(IpAddr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                describe(ours)
+            )),
+            Err(why) => Some(format!("waiting for DNS: {name} does not resolve ({why})")),
+        }
+    }
+
     /// Looks the caller's domain up now and compares it with this server's public addresses.
     pub async fn check_domain_dns(&self, actor: &Actor, name: &str) -> Result<DnsCheck> {
         let d = self.domain(actor, name).await?;

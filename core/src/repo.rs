@@ -1462,6 +1462,16 @@ pub mod certs {
         Ok(rows.into_iter().map(|r| (r.id, r.name)).collect())
     }
 
+    /// The earliest time any certificate needs attention (a retry or a renewal).
+    pub async fn next_due(db: impl SqliteExecutor<'_>) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT MIN(CASE WHEN status = 'valid' THEN renew_at ELSE next_attempt_at END) AS "t: i64"
+               FROM certificates"#
+        )
+        .fetch_one(db)
+        .await?)
+    }
+
     pub async fn by_domain(
         db: impl SqliteExecutor<'_>,
         domain_id: i64,

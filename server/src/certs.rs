@@ -82,8 +82,8 @@ impl Issuer {
         }
     }
 
-    /// Installs what the database holds, then orders what is due, whenever woken and at least
-    /// every 5 seconds (a database read when there is nothing to do).
+    /// Installs what the database holds, then orders what is due: when woken (a domain attached,
+    /// "retry now"), when the next retry or renewal is due, and at least once a minute.
     pub async fn run(self) {
         if let Err(e) = self.install_stored().await {
             tracing::warn!(
@@ -95,9 +95,13 @@ impl Issuer {
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = format!("{e:#}"), "certificate pass failed");
             }
+            let wait = match repo::certs::next_due(self.pier.db()).await {
+                Ok(Some(t)) => (t - now()).clamp(1, 60),
+                _ => 60,
+            };
             tokio::select! {
                 _ = self.pier.certs_woken() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep(Duration::from_secs(wait as u64)) => {}
             }
         }
     }
@@ -130,6 +134,11 @@ impl Issuer {
             repo::certs::ensure(self.pier.db(), domain_id, &name, t).await?;
             if let Some((why, until)) = self.limited(&name).await? {
                 repo::certs::defer(self.pier.db(), domain_id, &why, until, now()).await?;
+                continue;
+            }
+            if let Some(why) = self.pier.dns_blocks_certificate(&name).await {
+                // Checked again in a minute; no order, so no failure counts against the CA's limits.
+                repo::certs::defer(self.pier.db(), domain_id, &why, now() + 60, now()).await?;
                 continue;
             }
             repo::certs::mark_renewing(self.pier.db(), domain_id, now()).await?;
@@ -372,7 +381,19 @@ impl Issuer {
             let policy = RetryPolicy::new()
                 .initial_delay(Duration::from_millis(250))
                 .timeout(Duration::from_secs(90));
-            let status = order.poll_ready(&policy).await.map_err(acme_failure)?;
+            let status = match order.poll_ready(&policy).await {
+                Ok(s) => s,
+                // The order went invalid: the CA's problem document says why (a failed
+                // validation, which counts against the per-hour limit).
+                Err(instant_acme::Error::Api(p)) => {
+                    return Err(OrderFailure {
+                        invalid: true,
+                        message: p.detail.clone().unwrap_or_else(|| p.to_string()),
+                        retry_after: None,
+                    })
+                }
+                Err(e) => return Err(acme_failure(e)),
+            };
             if status != OrderStatus::Ready {
                 return Err(OrderFailure {
                     invalid: status == OrderStatus::Invalid,

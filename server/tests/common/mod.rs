@@ -157,13 +157,18 @@ impl TestApp {
     /// A panel with its own HAProxy and an ACME test CA (pebble) of its own, which validates
     /// HTTP-01 challenges on this HAProxy's HTTP port; retries are fast.
     pub async fn with_acme(db: SqlitePool) -> Self {
+        Self::with_acme_settings(db, |_| {}).await
+    }
+
+    pub async fn with_acme_settings(db: SqlitePool, tweak: impl FnOnce(&mut Settings)) -> Self {
         let http = free_addr();
         let pebble = Pebble::start(http.port());
         let mut settings = test_settings();
+        tweak(&mut settings);
         settings.acme.enabled = true;
         settings.acme.directory = pebble.directory.clone();
         settings.acme.ca_file = Some(pebble.ca_file.clone());
-        settings.acme.retry_base_secs = 2;
+        settings.acme.retry_base_secs = 1;
         let pier = Pier::new(db, SecretKey::generate(), settings, docker());
         pier.create_admin_from_cli(ADMIN_EMAIL, ADMIN_PASSWORD)
             .await
