@@ -114,8 +114,28 @@ pub struct Panel {
     proc: Option<Proc>,
 }
 
+/// The ACME test CA, shared with the server's tests.
+#[path = "../../server/tests/common/pebble.rs"]
+pub mod pebble;
+
+/// Certificates for a panel: from this pebble, which validates on `http_port` (the panel's
+/// HAProxy HTTP port).
+pub struct Acme<'a> {
+    pub pebble: &'a pebble::Pebble,
+}
+
 impl Panel {
     pub fn start(admin_email: &str, admin_password: &str) -> Panel {
+        Self::start_with(admin_email, admin_password, None)
+    }
+
+    /// A panel whose HAProxy takes plain HTTP on `acme.pebble.http_port` and which gets its
+    /// certificates from that pebble.
+    pub fn start_with_acme(admin_email: &str, admin_password: &str, acme: Acme<'_>) -> Panel {
+        Self::start_with(admin_email, admin_password, Some(acme))
+    }
+
+    fn start_with(admin_email: &str, admin_password: &str, acme: Option<Acme<'_>>) -> Panel {
         let data_dir =
             std::env::temp_dir().join(format!("pier-e2e-{}-{}", std::process::id(), free_port()));
         let bin = pier_bin();
@@ -141,11 +161,19 @@ impl Panel {
         assert!(create.wait().unwrap().success(), "pier admin create failed");
 
         let port = free_port();
-        let (http_port, https_port) = (free_port(), free_port());
+        let http_port = acme.as_ref().map_or_else(free_port, |a| a.pebble.http_port);
+        let https_port = free_port();
+        let mut cmd = Command::new(&bin);
+        match &acme {
+            Some(a) => cmd
+                .env("PIER_ACME_DIRECTORY", &a.pebble.directory)
+                .env("PIER_ACME_CA_FILE", &a.pebble.ca_file),
+            // No CA outside this machine is ever asked for a certificate.
+            None => cmd.env("PIER_NO_ACME", "true"),
+        };
         let proc = Proc::spawn(
             "pier serve",
-            Command::new(&bin)
-                .arg("--data-dir")
+            cmd.arg("--data-dir")
                 .arg(&data_dir)
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .arg("--site-root")
@@ -155,8 +183,6 @@ impl Panel {
                 .env("PIER_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
                 .env("PIER_HTTPS_ADDR", format!("127.0.0.1:{https_port}"))
                 .env("PIER_BASE_DOMAIN", "apps.pier.test")
-                // No CA outside this machine is ever asked for a certificate.
-                .env("PIER_NO_ACME", "true")
                 // Docker never reaches past this machine in tests: only the local registry.
                 .env(
                     "PIER_ALLOWED_REGISTRIES",
@@ -451,4 +477,14 @@ pub fn test_registry() -> (String, String, String) {
         get("PIER_TEST_REGISTRY_USER"),
         get("PIER_TEST_REGISTRY_PASSWORD"),
     )
+}
+
+/// The mock DNS server `scripts/services.sh start` runs (pebble asks it for every name).
+pub fn test_dns() -> std::net::SocketAddr {
+    std::env::var("PIER_TEST_DNS")
+        .unwrap_or_else(|_| {
+            panic!("PIER_TEST_DNS is not set: run `source \"$(scripts/services.sh env)\"` after `scripts/services.sh start`")
+        })
+        .parse()
+        .expect("PIER_TEST_DNS is ip:port")
 }

@@ -1,10 +1,10 @@
-//! A tenant adds a domain in the browser, attaches it to their app, and opens it over HTTPS
-//! through the panel's own HAProxy (loopback ports; chromium maps *.pier.test to 127.0.0.1 and
-//! accepts the self-signed certificate that is served until a CA's certificate exists).
+//! A tenant adds a domain in the browser, attaches it to their app, watches its certificate go
+//! from pending to valid (issued by pebble, the ACME test CA, on loopback), and opens it over
+//! HTTPS through the panel's own HAProxy (chromium maps *.pier.test to 127.0.0.1).
 
 use std::time::Duration;
 
-use end2end::{test_registry, ui::*, Driver, Panel};
+use end2end::{pebble::Pebble, test_dns, test_registry, ui::*, Acme, Driver, Panel};
 
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PW: &str = "admin password 123";
@@ -12,7 +12,8 @@ const ADMIN_PW: &str = "admin password 123";
 #[tokio::test]
 async fn add_a_domain_attach_it_and_open_the_app_over_https() {
     let (registry, user, password) = test_registry();
-    let panel = Panel::start(ADMIN, ADMIN_PW);
+    let pebble = Pebble::start(end2end::free_port(), test_dns());
+    let panel = Panel::start_with_acme(ADMIN, ADMIN_PW, Acme { pebble: &pebble });
     // The app and the registry login through the REST API; the domain through the browser.
     let token = panel.token(ADMIN, "write");
     let (s, body) = panel.api(
@@ -58,15 +59,9 @@ async fn add_a_domain_attach_it_and_open_the_app_over_https() {
             .unwrap();
         click(&c, "[data-testid=add-domain]").await;
         wait_for_text(&c, "[data-testid=domains]", "shop.pier.test").await;
-        // It serves once the app runs; until a certificate is issued, the page says so.
-        wait_for_text_within(
-            &c,
-            "[data-testid=domains]",
-            "self-signed",
-            Duration::from_secs(5),
-        )
-        .await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // It serves once the app runs, and its certificate goes from pending to valid.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let mut seen: Vec<String> = Vec::new();
         loop {
             open(&c, &format!("{base}/domains")).await;
             let text = wait_for(&c, "[data-testid=domain-state]")
@@ -74,12 +69,19 @@ async fn add_a_domain_attach_it_and_open_the_app_over_https() {
                 .text()
                 .await
                 .unwrap();
-            if text.starts_with("serving") {
+            if seen.last() != Some(&text) {
+                seen.push(text.clone());
+            }
+            if text.starts_with("serving") && text.contains("valid until") {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "never served: {text}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never served with a certificate: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        println!("domain states seen: {seen:?}");
 
         // Open the domain over HTTPS, through HAProxy.
         // Another browser for the sites themselves: it accepts the self-signed certificate.

@@ -2,7 +2,10 @@
 //! and form posts to server functions.
 #![allow(dead_code)]
 
+pub mod pebble;
 pub mod sites;
+
+pub use pebble::Pebble;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -162,7 +165,7 @@ impl TestApp {
 
     pub async fn with_acme_settings(db: SqlitePool, tweak: impl FnOnce(&mut Settings)) -> Self {
         let http = free_addr();
-        let pebble = Pebble::start(http.port());
+        let pebble = Pebble::start(http.port(), mock_dns().0);
         let mut settings = test_settings();
         tweak(&mut settings);
         settings.acme.enabled = true;
@@ -598,139 +601,4 @@ pub fn mock_dns_a(management: &str, host: &str, addresses: &[&str]) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "the mock DNS server refused {path} for {host}");
-}
-
-/// pebble, the ACME test CA, on free loopback ports, asking the mock DNS server
-/// (`scripts/services.sh start`) for every name; stopped (by its pid) when dropped.
-pub struct Pebble {
-    pub directory: String,
-    /// The root its own HTTPS listener is signed by (trusted for the directory only).
-    pub ca_file: std::path::PathBuf,
-    pub management: String,
-    pub http_port: u16,
-    dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl Pebble {
-    pub fn start(http_port: u16) -> Pebble {
-        let (dns, _) = mock_dns();
-        let dir = std::env::temp_dir().join(format!(
-            "pier-pebble-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // A CA for pebble's own listener, and a localhost certificate from it.
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "pier test pebble listener CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .unwrap()
-            .signed_by(&leaf_key, &issuer)
-            .unwrap();
-        let ca_file = dir.join("listener-ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-        std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
-        let (listen, management) = (free_addr(), free_addr());
-        let config = serde_json::json!({"pebble": {
-            "listenAddress": listen.to_string(),
-            "managementListenAddress": management.to_string(),
-            "certificate": dir.join("cert.pem"),
-            "privateKey": dir.join("key.pem"),
-            "httpPort": http_port,
-            "tlsPort": free_addr().port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false
-        }});
-        std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
-        let mut p = Pebble {
-            directory: format!("https://127.0.0.1:{}/dir", listen.port()),
-            ca_file,
-            management: management.to_string(),
-            http_port,
-            dir,
-            child: None,
-        };
-        p.spawn(dns);
-        p
-    }
-
-    fn spawn(&mut self, dns: SocketAddr) {
-        let log = std::fs::File::create(self.dir.join("pebble.log")).unwrap();
-        let child = std::process::Command::new("pebble")
-            .arg("-config")
-            .arg(self.dir.join("pebble.json"))
-            // Always the mock DNS server on loopback: never a resolver outside this machine.
-            .arg("-dnsserver")
-            .arg(dns.to_string())
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("pebble (scripts/setup.sh --test installs it)");
-        self.child = Some(child);
-        // Up when the directory answers.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let ok = std::process::Command::new("curl")
-                .args(["-sf", "--noproxy", "*", "--max-time", "2", "--cacert"])
-                .arg(&self.ca_file)
-                .arg(&self.directory)
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "pebble did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
-    }
-
-    /// The root pebble signs certificates with (from its management endpoint).
-    pub fn root(&self) -> String {
-        let out = std::process::Command::new("curl")
-            .args(["-sf", "--noproxy", "*", "--cacert"])
-            .arg(&self.ca_file)
-            .arg(format!("https://{}/roots/0", self.management))
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "pebble's root: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn(mock_dns().0);
-    }
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
