@@ -294,6 +294,18 @@ async fn one_tenants_domain_is_invisible_to_another(db: SqlitePool) {
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{method}: {}", r.body);
     }
+    for (method, path) in [
+        ("GET", "/domains/ann.example.com/dns"),
+        ("POST", "/domains/ann.example.com/certificate/retry"),
+    ] {
+        let r = app.api(method, path, Some(&b), None).await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            r.body
+        );
+    }
     let r = app.api("GET", "/domains", Some(&b), None).await;
     assert_eq!(r.json()["total"], 0);
     let mut bob = app.browser();

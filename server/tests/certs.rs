@@ -380,3 +380,35 @@ async fn renewal_replaces_the_certificate_hitlessly_and_survives_a_ca_outage(db:
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let _ = std::fs::remove_file(&root);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_weekly_budget_per_registered_domain_holds(db: SqlitePool) {
+    let app = TestApp::with_acme_settings(db, |s| s.acme.weekly_budget = 1).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    create(&mut ann, "site", "x").await;
+    until_running(&mut ann, "site", 1).await;
+    domain(&mut ann, "add_domain", "one.budget.test", "site").await;
+    until_certificate(&mut ann, "one.budget.test", "valid", 60).await;
+    // A second name under the same registered domain: over budget, no order, and it says so.
+    domain(&mut ann, "add_domain", "two.budget.test", "site").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = domain_row(&mut ann, "two.budget.test").await;
+        let note = d["certificate_note"].as_str().unwrap();
+        if note.contains("weekly limit") {
+            assert!(note.contains("budget.test"), "{note}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{d:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM acme_orders WHERE name = 'two.budget.test'")
+            .fetch_one(app.pier.db())
+            .await
+            .unwrap();
+    assert_eq!(n, 0);
+    // Another registered domain is not affected.
+    domain(&mut ann, "add_domain", "other.pier.test", "site").await;
+    until_certificate(&mut ann, "other.pier.test", "valid", 60).await;
+}
