@@ -11,7 +11,7 @@ use crate::{
         BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
-    pages::Forbidden,
+    pages::AdminOnly,
     SessionCtx,
 };
 
@@ -28,19 +28,11 @@ struct Actions {
 /// server checks the role again on every call; this page only hides what would be refused.
 #[component]
 pub fn UsersPage() -> impl IntoView {
-    let session = expect_context::<SessionCtx>().0;
-    let is_admin = move || {
-        session
-            .get()
-            .and_then(Result::ok)
-            .and_then(|s| s.me)
-            .is_some_and(|m| m.is_admin)
-    };
     view! {
         <Title text="Users"/>
-        <Show when=is_admin fallback=|| view! { <Forbidden/> }>
+        <AdminOnly>
             <UsersAdmin/>
-        </Show>
+        </AdminOnly>
     }
 }
 

@@ -6,25 +6,16 @@ use leptos_meta::Title;
 use crate::{
     api_domains::*,
     components::{CsrfField, ErrorFlash, Outcome, BUTTON_SMALL, CARD},
-    pages::Forbidden,
-    SessionCtx,
+    pages::AdminOnly,
 };
 
 #[component]
 pub fn CertificatesPage() -> impl IntoView {
-    let session = expect_context::<SessionCtx>().0;
-    let is_admin = move || {
-        session
-            .get()
-            .and_then(Result::ok)
-            .and_then(|s| s.me)
-            .is_some_and(|m| m.is_admin)
-    };
     view! {
         <Title text="Certificates"/>
-        <Show when=is_admin fallback=|| view! { <Forbidden/> }>
+        <AdminOnly>
             <CertificatesAdmin/>
-        </Show>
+        </AdminOnly>
     }
 }
 

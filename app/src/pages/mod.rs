@@ -125,6 +125,25 @@ pub fn NotFound() -> impl IntoView {
     }
 }
 
+/// Its children for admins, a "not allowed" page for everyone else. The server checks the role
+/// again on every call; this only hides what would be refused.
+#[component]
+pub fn AdminOnly(children: ChildrenFn) -> impl IntoView {
+    let session = expect_context::<crate::SessionCtx>().0;
+    let is_admin = move || {
+        session
+            .get()
+            .and_then(Result::ok)
+            .and_then(|s| s.me)
+            .is_some_and(|m| m.is_admin)
+    };
+    view! {
+        <Show when=is_admin fallback=|| view! { <Forbidden/> }>
+            {children()}
+        </Show>
+    }
+}
+
 #[component]
 pub fn Forbidden() -> impl IntoView {
     set_status(403);

@@ -96,30 +96,21 @@ pub async fn tenant(app: &TestApp, email: &str) -> Browser {
 }
 
 pub async fn create(b: &mut Browser, name: &str, greeting: &str) {
-    let image = format!("{}/pier-test/hello:1", registry().0);
-    let r = b
-        .call(
-            "create_app",
-            &[
-                ("name", name),
-                ("image", &image),
-                ("port", "8080"),
-                ("env[0][name]", "GREETING"),
-                ("env[0][value]", greeting),
-                ("health_path", "/healthz"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    save_hello(b, "create_app", ("name", name), greeting).await;
 }
 
 pub async fn set_greeting(b: &mut Browser, name: &str, greeting: &str) {
+    save_hello(b, "update_app", ("app", name), greeting).await;
+}
+
+/// Creates or updates (`endpoint`) an app running the hello image with `GREETING`.
+async fn save_hello(b: &mut Browser, endpoint: &str, app: (&str, &str), greeting: &str) {
     let image = format!("{}/pier-test/hello:1", registry().0);
     let r = b
         .call(
-            "update_app",
+            endpoint,
             &[
-                ("app", name),
+                app,
                 ("image", &image),
                 ("port", "8080"),
                 ("env[0][name]", "GREETING"),
@@ -128,7 +119,7 @@ pub async fn set_greeting(b: &mut Browser, name: &str, greeting: &str) {
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.status, StatusCode::OK, "{endpoint}: {}", r.body);
 }
 
 pub async fn domain(b: &mut Browser, f: &str, domain: &str, app: &str) {
