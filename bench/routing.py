@@ -3,7 +3,8 @@
 
 requests/s and p99 latency of one app, through HAProxy over HTTPS (by host name, with the
 self-signed certificate) and straight to the container's loopback port over plain HTTP, in the
-same run, alternating, with the same bounded `wrk` load (-t2 -c4 unless BENCH_CONNS says otherwise, 10 s each); the ratio of the
+same run, alternating, with the same bounded `wrk` load (-t2 -c4 unless BENCH_CONNS says otherwise, 5 s each, each run after the previous run's
+TIME_WAIT sockets drained); the ratio of the
 medians (goal: >= 0.9). Route-change and reload times are `cargo bench -p pier --bench routes`.
 
 Needs what bench/apps.py needs (the local registry, its test images) and `wrk`.
@@ -26,7 +27,21 @@ HOST = "bench.pier.test"
 CONNS = int(os.environ.get("BENCH_CONNS", "4"))
 
 
-def wrk(url, host=None, seconds=10):
+def settle(limit=1000, timeout=75):
+    """Waits until few connections to containers linger in TIME_WAIT. busybox httpd closes every
+    connection, so docker-proxy opens a new one to the container (a bridge address, where the
+    kernel does not reuse TIME_WAIT ports) per request; after ~25,000 of them in a minute new
+    connections stall and both sides of the comparison collapse. Each run starts clean."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        out = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True).stdout
+        if len(out.splitlines()) < limit:
+            return
+        time.sleep(1)
+
+
+def wrk(url, host=None, seconds=5):
+    settle()
     cmd = ["wrk", "-t2", f"-c{CONNS}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     if host:
         cmd += ["-H", f"Host: {host}"]
@@ -79,11 +94,13 @@ def main():
                               proxied], capture_output=True, text=True, timeout=10).stdout
         if out != "200":
             raise BenchError(f"HAProxy answered {out} for {HOST}")
-        say(f"routing: one busybox httpd app, wrk -t2 -c{CONNS} 10 s, {args.rounds} rounds alternating")
+        say(f"routing: one busybox httpd app, wrk -t2 -c{CONNS} 5 s (each after TIME_WAITs drained), {args.rounds} rounds alternating")
         d, p = [], []
-        for _ in range(args.rounds):
+        for i in range(args.rounds):
             d.append(wrk(direct))
             p.append(wrk(proxied, HOST))
+            say(f"  round {i + 1}: straight {d[-1][0]:.0f} req/s (p99 {d[-1][1]:.2f} ms), "
+                f"through HAProxy {p[-1][0]:.0f} req/s (p99 {p[-1][1]:.2f} ms)")
         dr, dp = statistics.median(x[0] for x in d), statistics.median(x[1] for x in d)
         pr, pp = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)
         say(f"  straight to the container (HTTP):   {dr:8.0f} req/s  p99 {dp:6.2f} ms")
