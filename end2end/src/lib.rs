@@ -298,7 +298,19 @@ impl Drop for Panel {
 /// chromedriver on a loopback port, for any number of browser sessions.
 pub struct Driver {
     pub port: u16,
-    _proc: Proc,
+    proc: Option<Proc>,
+    /// The chromium profiles this driver's browsers used (removed with the driver).
+    profiles: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl Drop for Driver {
+    /// Stops chromedriver and its browsers (one process group), then removes their profiles.
+    fn drop(&mut self) {
+        drop(self.proc.take());
+        for p in std::mem::take(&mut *self.profiles.lock().unwrap()) {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
 }
 
 impl Driver {
@@ -314,7 +326,11 @@ impl Driver {
         wait_until("chromedriver", Duration::from_secs(20), || {
             http_status(port, "/status") == Some(200)
         });
-        Driver { port, _proc: proc }
+        Driver {
+            port,
+            proc: Some(proc),
+            profiles: Default::default(),
+        }
     }
 
     /// A new headless chromium with an empty profile.
@@ -334,6 +350,7 @@ impl Driver {
             std::process::id(),
             free_port()
         ));
+        self.profiles.lock().unwrap().push(profile.clone());
         let caps = serde_json::json!({
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
