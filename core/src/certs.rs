@@ -172,7 +172,7 @@ impl Pier {
 
     /// "Retry now" on a domain whose certificate is pending, failed or renewing.
     pub async fn retry_certificate(&self, actor: &Actor, name: &str) -> Result<()> {
-        let d = self.domain_record(actor, name).await?;
+        let d = self.own_domain(actor, name).await?;
         if !repo::certs::retry_now(self.db(), d.id, now()).await? {
             return Err(Error::Conflict(
                 "There is nothing to retry: the certificate is valid, or no order was placed yet."

@@ -37,18 +37,11 @@ impl Pier {
         if ours.is_empty() {
             return None;
         }
-        let looked = tokio::time::timeout(std::time::Duration::from_secs(5), resolver.lookup(name))
-            .await
-            .unwrap_or_else(|_| Err("no answer within 5 s".into()));
-        match looked {
+        match lookup(resolver.as_ref(), name).await {
             Ok(addrs) if addrs.iter().any(|a| ours.contains(a)) => None,
             Ok(addrs) => Some(format!(
                 "waiting for DNS: {name} points at {}, not at this server ({})",
-                addrs
-                    .iter()
-                    .map(IpAddr::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                list(&addrs),
                 describe(ours)
             )),
             Err(why) => Some(format!("waiting for DNS: {name} does not resolve ({why})")),
@@ -69,11 +62,7 @@ impl Pier {
             None => d.name.clone(),
         };
         let ours = &self.settings().routing.public_addrs;
-        let looked =
-            tokio::time::timeout(std::time::Duration::from_secs(5), resolver.lookup(&probe))
-                .await
-                .unwrap_or_else(|_| Err("no answer within 5 s".into()));
-        let check = match looked {
+        let check = match lookup(resolver.as_ref(), &probe).await {
             Err(why) => DnsCheck {
                 domain: d.name.clone(),
                 addresses: Vec::new(),
@@ -84,11 +73,7 @@ impl Pier {
                 ),
             },
             Ok(addrs) => {
-                let list = addrs
-                    .iter()
-                    .map(IpAddr::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = list(&addrs);
                 let (points_here, message) = if ours.is_empty() {
                     (
                         None,
@@ -117,13 +102,26 @@ impl Pier {
     }
 }
 
+/// A lookup that gives up after 5 seconds.
+async fn lookup(resolver: &dyn Resolve, name: &str) -> std::result::Result<Vec<IpAddr>, String> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), resolver.lookup(name))
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+}
+
+/// `a, b, c`.
+fn list(addrs: &[IpAddr]) -> String {
+    addrs
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn describe(ours: &[IpAddr]) -> String {
     if ours.is_empty() {
         "this server's public address".into()
     } else {
-        ours.iter()
-            .map(IpAddr::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        list(ours)
     }
 }

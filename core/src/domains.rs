@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{Actor, Desired, Domain},
+    model::{Actor, Domain},
     now, repo, validate, Error, Pier, Result,
 };
 
@@ -46,11 +46,7 @@ impl Pier {
     }
 
     /// The caller's domain by name (as typed or normalised), or 404.
-    pub(crate) async fn domain_record(&self, actor: &Actor, name: &str) -> Result<Domain> {
-        self.own_domain(actor, name).await
-    }
-
-    async fn own_domain(&self, actor: &Actor, name: &str) -> Result<Domain> {
+    pub(crate) async fn own_domain(&self, actor: &Actor, name: &str) -> Result<Domain> {
         let Ok(name) = validate::domain(name, true) else {
             return Err(Error::NotFound);
         };
@@ -71,17 +67,11 @@ impl Pier {
     }
 
     async fn domain_view(&self, d: Domain) -> Result<DomainView> {
-        let serving = match d.app_id {
-            Some(id) => repo::apps::by_id(self.db(), id).await?.is_some_and(|a| {
-                a.desired == Desired::Running && a.current_deployment_id.is_some()
-            }),
-            None => false,
-        };
         let certificate = self.cert_view(d.id, &d.name, d.app_id.is_some()).await?;
         Ok(DomainView {
             name: d.name,
             app: d.app_name,
-            serving,
+            serving: d.serving,
             certificate,
             created_at: d.created_at,
             updated_at: d.updated_at,

@@ -285,6 +285,8 @@ pub struct Domain {
     pub name: String,
     pub app_id: Option<i64>,
     pub app_name: Option<String>,
+    /// Its app should run and has a deployment that serves.
+    pub serving: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -1341,6 +1341,8 @@ pub mod domains {
         Ok(sqlx::query_as!(
             Domain,
             r#"SELECT d.id AS "id!", d.user_id, d.name, d.app_id, a.name AS "app_name?",
+                      COALESCE(a.desired = 'running' AND a.current_deployment_id IS NOT NULL, FALSE)
+                          AS "serving!: bool",
                       d.created_at, d.updated_at
                FROM domains d LEFT JOIN apps a ON a.id = d.app_id
                WHERE d.user_id = ? AND d.name = ?"#,
@@ -1360,6 +1362,8 @@ pub mod domains {
         Ok(sqlx::query_as!(
             Domain,
             r#"SELECT d.id AS "id!", d.user_id, d.name, d.app_id, a.name AS "app_name?",
+                      COALESCE(a.desired = 'running' AND a.current_deployment_id IS NOT NULL, FALSE)
+                          AS "serving!: bool",
                       d.created_at, d.updated_at
                FROM domains d LEFT JOIN apps a ON a.id = d.app_id
                WHERE d.user_id = ? ORDER BY d.name LIMIT ? OFFSET ?"#,

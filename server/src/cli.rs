@@ -12,14 +12,8 @@ use crate::{
 
 /// Opens the data dir (created 0700 when absent), its database and its secret key.
 pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
-    if !data_dir.exists() {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(data_dir)
-            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    }
+    crate::files::private_dir(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let key = SecretKey::load_or_create(&data_dir.join("secret.key"))?;
     let db = db::open(&data_dir.join("pier.db"))
         .await
@@ -106,15 +100,7 @@ fn read_password_line(mut input: impl BufRead) -> anyhow::Result<String> {
 pub fn proxy_status(
     proxy: std::sync::Arc<crate::proxy::Proxy>,
 ) -> std::sync::Arc<dyn Fn() -> pier_core::service::ProxyStatus + Send + Sync> {
-    std::sync::Arc::new(move || {
-        let s = proxy.status();
-        pier_core::service::ProxyStatus {
-            running: s.running,
-            workers: s.workers,
-            routes: s.routes,
-            error: s.error,
-        }
-    })
+    std::sync::Arc::new(move || proxy.status())
 }
 
 async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {

@@ -8,5 +8,6 @@ pub mod csrf;
 pub mod dns;
 pub mod engine;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod proxy;

@@ -11,7 +11,6 @@ pub mod runtime;
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex as StdMutex},
@@ -22,6 +21,7 @@ use anyhow::{bail, Context};
 use tokio::sync::Mutex;
 
 use self::config::{render, render_map, ProxyConfig};
+use crate::files::{private_dir, write_atomic};
 
 /// Where HAProxy's files live (`<data dir>/haproxy/`).
 #[derive(Debug, Clone)]
@@ -65,16 +65,9 @@ impl Files {
     }
 }
 
-/// What the admin page shows about HAProxy.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    pub running: bool,
-    pub workers: Vec<u32>,
-    pub routes: usize,
-    /// The last thing that went wrong (a refused configuration, a failed start), if it still
-    /// stands.
-    pub error: Option<String>,
-}
+/// What the admin page shows about HAProxy (`error`: the last thing that went wrong, a refused
+/// configuration or a failed start, while it stands).
+pub use pier_core::service::ProxyStatus as Status;
 
 /// The running HAProxy and the routes it has.
 pub struct Proxy {
@@ -286,8 +279,8 @@ impl Proxy {
             previously = old.len(),
             "routes applied"
         );
-        drop(routes);
-        self.refresh_status().await;
+        // Only the count changed; the supervisor refreshes the workers every second.
+        self.status.lock().expect("status lock").routes = routes.map.len();
         Ok(())
     }
 
@@ -333,10 +326,7 @@ impl Proxy {
             .collect();
         let routes = self.routes.lock().await;
         let dir = self.files.dir.join("certs");
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(&dir)?;
+        private_dir(&dir)?;
         let path = dir.join(format!("{name}.pem"));
         let file = runtime::checked_path(&path)?;
         let list = std::fs::read_to_string(&self.cfg.crt_list).unwrap_or_default();
@@ -547,11 +537,7 @@ fn is_haproxy(pid: u32) -> bool {
 }
 
 fn prepare_dir(files: &Files, cfg: &ProxyConfig) -> anyhow::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(&files.dir)
-        .with_context(|| format!("creating {}", files.dir.display()))?;
+    private_dir(&files.dir).with_context(|| format!("creating {}", files.dir.display()))?;
     if !cfg.default_cert.exists() {
         let ck = rcgen::generate_simple_self_signed(vec!["pier.invalid".to_string()])
             .context("making the default certificate")?;
@@ -593,23 +579,6 @@ fn write_checked(files: &Files, text: &str) -> anyhow::Result<()> {
         );
     }
     std::fs::rename(&candidate, &files.cfg)?;
-    Ok(())
-}
-
-/// Write to a temporary file, then rename: readers see the old file or the new one, whole.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
