@@ -3,6 +3,8 @@
 //!
 //! Reads are `GET`; every state change is a `POST` whose form carries the session's CSRF token
 //! (checked by the server's CSRF layer before any of these run).
+// The user forms have one argument per field.
+#![allow(clippy::too_many_arguments)]
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,7 @@ pub struct Me {
     pub max_apps: i64,
     pub max_memory_mb: i64,
     pub max_cpus: String,
+    pub max_storage_mb: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +43,7 @@ pub struct UserRow {
     pub max_apps: i64,
     pub max_memory_mb: i64,
     pub max_cpus: String,
+    pub max_storage_mb: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +191,7 @@ fn user_row(u: pier_core::model::User) -> UserRow {
         max_apps: u.quotas.max_apps,
         max_memory_mb: u.quotas.max_memory_mb,
         max_cpus: format_cpus(u.quotas.max_cpus_milli),
+        max_storage_mb: u.quotas.max_storage_mb,
         email: u.email,
     }
 }
@@ -202,6 +207,7 @@ pub async fn session_state() -> Result<SessionInfo, AppError> {
         max_apps: a.quotas.max_apps,
         max_memory_mb: a.quotas.max_memory_mb,
         max_cpus: pier_core::validate::format_cpus(a.quotas.max_cpus_milli),
+        max_storage_mb: a.quotas.max_storage_mb,
         email: a.email,
     });
     let csrf = c.pier.csrf_token(&c.session).await?;
@@ -341,6 +347,26 @@ pub async fn proxy_status() -> Result<Option<ProxyRow>, AppError> {
     }))
 }
 
+/// The container engine's isolation, as the admin sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineRow {
+    pub version: String,
+    pub user_namespaces: bool,
+    pub root_uid: u32,
+}
+
+/// None when the engine does not answer.
+#[server(prefix = "/rpc", endpoint = "engine_status", input = GetUrl)]
+pub async fn engine_status() -> Result<Option<EngineRow>, AppError> {
+    let c = ssr::ctx().await?;
+    let actor = c.actor().await?;
+    Ok(c.pier.engine_info(&actor).await?.map(|i| EngineRow {
+        version: i.version,
+        user_namespaces: i.user_namespaces,
+        root_uid: i.root_uid,
+    }))
+}
+
 #[server(prefix = "/rpc", endpoint = "list_users", input = GetUrl)]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
     let c = ssr::ctx().await?;
@@ -361,6 +387,7 @@ pub async fn create_user(
     max_apps: String,
     max_memory_mb: String,
     max_cpus: String,
+    #[server(default)] max_storage_mb: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
@@ -378,6 +405,7 @@ pub async fn create_user(
                 max_apps,
                 max_memory_mb,
                 max_cpus,
+                max_storage_mb,
             },
         )
         .await?;
@@ -456,6 +484,7 @@ pub async fn set_quotas(
     max_apps: String,
     max_memory_mb: String,
     max_cpus: String,
+    #[server(default)] max_storage_mb: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
@@ -464,7 +493,14 @@ pub async fn set_quotas(
     let actor = c.actor().await?;
     let u = c
         .pier
-        .set_quotas(&actor, id, &max_apps, &max_memory_mb, &max_cpus)
+        .set_quotas(
+            &actor,
+            id,
+            &max_apps,
+            &max_memory_mb,
+            &max_cpus,
+            &max_storage_mb,
+        )
         .await?;
     Ok(Done {
         message: format!("Saved the quotas of {}.", u.email),

@@ -64,12 +64,31 @@ pub struct MetricPoint {
     pub limit_mb: f64,
 }
 
+/// A volume as the app page and the volumes page show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeView {
+    pub name: String,
+    pub path: String,
+    pub size_mb: i64,
+    /// The app it belongs to (None: kept).
+    pub app: Option<String>,
+    pub used_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppInfo {
     pub row: AppRow,
     pub port: u16,
     pub health_path: String,
     pub read_only: bool,
+    /// "web" or "internal".
+    pub kind: String,
+    /// "default" or "strict".
+    pub capabilities: String,
+    pub volumes: Vec<VolumeView>,
+    /// How long the last stop-first redeploy left the app without a container, in ms.
+    pub last_gap_ms: Option<i64>,
     pub stopped: bool,
     pub env: Vec<EnvView>,
     pub deployments: Vec<DeployRow>,
@@ -87,6 +106,8 @@ pub struct QuotaRoom {
     pub max_memory_mb: i64,
     pub cpus: String,
     pub max_cpus: String,
+    pub storage_mb: i64,
+    pub max_storage_mb: i64,
 }
 
 /// One row of the env editor, as the form sends it.
@@ -99,6 +120,17 @@ pub struct EnvField {
     /// "on" when the secret box is ticked.
     #[serde(default)]
     pub secret: Option<String>,
+}
+
+/// One row of the volumes editor, as the form sends it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VolumeField {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub size_mb: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,8 +207,25 @@ mod convert {
         cpus: String,
         health_path: String,
         read_only: Option<String>,
-    ) -> pier_core::apps::AppInput {
-        pier_core::apps::AppInput {
+        kind: String,
+        capabilities: String,
+        volumes: Vec<VolumeField>,
+    ) -> Result<pier_core::apps::AppInput, pier_core::Error> {
+        use pier_core::model::{AppKind, CapProfile};
+        let kind = match kind.trim() {
+            "" => None,
+            k => Some(
+                AppKind::parse(k)
+                    .ok_or_else(|| pier_core::Error::field("kind", "Choose web or internal."))?,
+            ),
+        };
+        let capabilities = match capabilities.trim() {
+            "" => None,
+            k => Some(CapProfile::parse(k).ok_or_else(|| {
+                pier_core::Error::field("capabilities", "Choose default or strict.")
+            })?),
+        };
+        Ok(pier_core::apps::AppInput {
             name,
             image,
             port,
@@ -194,6 +243,32 @@ mod convert {
             cpus,
             health_path,
             read_only: read_only.is_some(),
+            kind,
+            capabilities,
+            volumes: Some(
+                volumes
+                    .into_iter()
+                    .map(|v| pier_core::apps::VolumeInput {
+                        name: v.name,
+                        path: v.path,
+                        size_mb: v.size_mb,
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    pub fn volume_view(
+        v: pier_core::model::Volume,
+        u: Option<pier_core::runtime::VolumeUsage>,
+    ) -> VolumeView {
+        VolumeView {
+            name: v.name,
+            path: v.path,
+            size_mb: v.size_mb,
+            app: v.app_name,
+            used_bytes: u.map(|u| u.used_bytes),
+            total_bytes: u.map(|u| u.total_bytes),
         }
     }
 }
@@ -235,11 +310,23 @@ pub async fn app_detail(name: String) -> Result<AppInfo, AppError> {
             limit_mb: p.memory_limit as f64 / 1048576.0,
         })
         .collect();
+    let usage = c.pier.volume_usage(&v.volumes).await;
+    let volumes = v
+        .volumes
+        .iter()
+        .cloned()
+        .zip(usage)
+        .map(|(vol, u)| convert::volume_view(vol, u))
+        .collect();
     Ok(AppInfo {
         row: convert::row(&v),
         port: v.app.port,
         health_path: v.app.health_path.clone().unwrap_or_default(),
         read_only: v.app.read_only,
+        kind: v.app.kind.as_str().into(),
+        capabilities: v.app.capabilities.as_str().into(),
+        volumes,
+        last_gap_ms: v.current.as_ref().and_then(|d| d.gap_ms),
         stopped: v.app.desired == pier_core::model::Desired::Stopped,
         env: v
             .app
@@ -262,6 +349,7 @@ pub async fn quota_left() -> Result<QuotaRoom, AppError> {
     let c = crate::api::ssr::ctx().await?;
     let actor = c.actor().await?;
     let (apps, mem, cpus) = c.pier.quota_usage(&actor).await?;
+    let storage = c.pier.storage_usage(&actor).await?;
     let q = actor.quotas;
     let f = pier_core::validate::format_cpus;
     Ok(QuotaRoom {
@@ -271,6 +359,8 @@ pub async fn quota_left() -> Result<QuotaRoom, AppError> {
         max_memory_mb: q.max_memory_mb,
         cpus: f((q.max_cpus_milli - cpus).max(0)),
         max_cpus: f(q.max_cpus_milli),
+        storage_mb: (q.max_storage_mb - storage).max(0),
+        max_storage_mb: q.max_storage_mb,
     })
 }
 
@@ -286,6 +376,9 @@ pub async fn create_app(
     #[server(default)] cpus: String,
     #[server(default)] health_path: String,
     #[server(default)] read_only: Option<String>,
+    #[server(default)] kind: String,
+    #[server(default)] capabilities: String,
+    #[server(default)] volumes: Vec<VolumeField>,
     csrf_token: String,
 ) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
@@ -307,7 +400,10 @@ pub async fn create_app(
                 cpus,
                 health_path,
                 read_only,
-            ),
+                kind,
+                capabilities,
+                volumes,
+            )?,
         )
         .await?;
     Ok(Done {
@@ -328,6 +424,9 @@ pub async fn update_app(
     #[server(default)] cpus: String,
     #[server(default)] health_path: String,
     #[server(default)] read_only: Option<String>,
+    #[server(default)] kind: String,
+    #[server(default)] capabilities: String,
+    #[server(default)] volumes: Vec<VolumeField>,
     csrf_token: String,
 ) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
@@ -350,7 +449,10 @@ pub async fn update_app(
                 cpus,
                 health_path,
                 read_only,
-            ),
+                kind,
+                capabilities,
+                volumes,
+            )?,
         )
         .await?;
     Ok(Done {
@@ -359,7 +461,7 @@ pub async fn update_app(
     })
 }
 
-/// start, stop, restart, redeploy or delete.
+/// start, stop, restart, redeploy, delete (keeping the app's volumes) or delete-with-volumes.
 #[server(prefix = "/rpc", endpoint = "app_action")]
 pub async fn app_action(app: String, action: String, csrf_token: String) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
@@ -385,8 +487,12 @@ pub async fn app_action(app: String, action: String, csrf_token: String) -> Resu
             format!("Deployment #{} of {app} is under way.", d.number)
         }
         "delete" => {
-            p.delete_app(&actor, &app).await?;
+            p.delete_app(&actor, &app, false).await?;
             format!("Deleted {app}; its container is being removed.")
+        }
+        "delete-with-volumes" => {
+            p.delete_app(&actor, &app, true).await?;
+            format!("Deleted {app} and its volumes; its container and data are being removed.")
         }
         _ => return Err(pier_core::Error::field("action", "Unknown action.").into()),
     };
@@ -405,6 +511,32 @@ pub async fn rollback_app(app: String, number: i64, csrf_token: String) -> Resul
     let d = c.pier.rollback_app(&actor, &app, number).await?;
     Ok(Done {
         message: format!("Rolling back to #{number} (deployment #{}).", d.number),
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "my_volumes", input = GetUrl)]
+pub async fn my_volumes() -> Result<Vec<VolumeView>, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let vols = c.pier.volumes(&actor).await?;
+    let usage = c.pier.volume_usage(&vols).await;
+    Ok(vols
+        .into_iter()
+        .zip(usage)
+        .map(|(v, u)| convert::volume_view(v, u))
+        .collect())
+}
+
+#[server(prefix = "/rpc", endpoint = "delete_volume")]
+pub async fn delete_volume(name: String, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.delete_volume(&actor, &name).await?;
+    Ok(Done {
+        message: format!("Deleted the volume {name} and its data."),
         copy: None,
     })
 }

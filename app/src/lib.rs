@@ -70,6 +70,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("apps/new") view=pages::apps::NewAppPage ssr=SsrMode::Async/>
                         <Route path=path!("apps/:name") view=pages::apps::AppPage ssr=SsrMode::Async/>
                         <Route path=path!("registries") view=pages::apps::RegistriesPage ssr=SsrMode::Async/>
+                        <Route path=path!("volumes") view=pages::apps::VolumesPage ssr=SsrMode::Async/>
                         <Route path=path!("domains") view=pages::domains::DomainsPage ssr=SsrMode::Async/>
                         <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>

@@ -6,9 +6,12 @@ use std::collections::{HashMap, HashSet};
 use futures_util::stream::BoxStream;
 
 use crate::{
-    model::{Actor, App, DeployStatus, Deployment, Desired, RegistryCredential, StoredEnv},
+    model::{
+        Actor, App, AppKind, CapProfile, DeployStatus, Deployment, Desired, RegistryCredential,
+        StoredEnv, Volume,
+    },
     now, repo,
-    runtime::{Container, LogLine, PullProgress, RegistryAuth, RuntimeError},
+    runtime::{Container, LogLine, PullProgress, RegistryAuth, RuntimeError, VolumeUsage},
     secret::SecretKey,
     telemetry::Point,
     validate::{self, Checks},
@@ -46,6 +49,23 @@ pub struct AppInput {
     pub cpus: String,
     pub health_path: String,
     pub read_only: bool,
+    /// None: web for a new app, unchanged for an existing one.
+    pub kind: Option<AppKind>,
+    /// None: the default profile for a new app, unchanged for an existing one.
+    pub capabilities: Option<CapProfile>,
+    /// The volumes the app mounts, all of them; None leaves an existing app's as they are.
+    /// A name the tenant already has gives that (kept) volume to the app; a new name makes one.
+    pub volumes: Option<Vec<VolumeInput>>,
+}
+
+/// One volume of an app, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeInput {
+    pub name: String,
+    /// Where the app sees it, like /var/lib/postgresql/data.
+    pub path: String,
+    /// MiB; may be empty for a volume that exists already.
+    pub size_mb: String,
 }
 
 /// What an app is doing, as a person would say it.
@@ -95,6 +115,8 @@ pub struct AppView {
     pub rollout: Option<(Deployment, Option<PullProgress>)>,
     /// The latest deployment when it failed (its error explains why).
     pub last_failed: Option<Deployment>,
+    /// The volumes it mounts, by path.
+    pub volumes: Vec<Volume>,
 }
 
 /// The label of the network a tenant's apps share.
@@ -190,6 +212,21 @@ impl Pier {
         let health_path = c
             .check("health_path", validate::health_path(&input.health_path))
             .unwrap_or(None);
+        let kind = input.kind.or(old.map(|a| a.kind)).unwrap_or(AppKind::Web);
+        let capabilities = input
+            .capabilities
+            .or(old.map(|a| a.capabilities))
+            .unwrap_or(CapProfile::Default);
+        if kind == AppKind::Internal && health_path.is_some() {
+            c.check::<()>(
+                "health_path",
+                Err("An internal app is checked by connecting to its port: leave the health path empty.".into()),
+            );
+        }
+        let volumes = match &input.volumes {
+            Some(list) => c.check("volumes", check_volumes(list)).map(Some),
+            None => Some(None),
+        };
 
         // Environment: rows, then the pasted file.
         let mut vars: Vec<(String, String, bool)> = Vec::new();
@@ -308,6 +345,9 @@ impl Pier {
                 cpus_milli: cpus_milli.expect("checked"),
                 health_path,
                 read_only: input.read_only,
+                kind,
+                capabilities,
+                volumes: volumes.expect("checked"),
             },
         ))
     }
@@ -390,6 +430,10 @@ impl Pier {
             }
             Err(e) => return Err(e),
         };
+        if let Some(vols) = &spec.volumes {
+            self.apply_volumes(&mut tx, actor, id, vols, q.max_storage_mb)
+                .await?;
+        }
         let app = repo::apps::by_id(&mut *tx, id)
             .await?
             .ok_or_else(|| Error::internal("app vanished"))?;
@@ -404,6 +448,18 @@ impl Pier {
     pub async fn update_app(&self, actor: &Actor, name: &str, input: AppInput) -> Result<App> {
         let old = self.own_app(actor, name).await?;
         let (_, spec) = self.check_app_input(actor, &input, Some(&old))?;
+        if spec.kind == AppKind::Internal && old.kind != AppKind::Internal {
+            let domains = repo::domains::names_for_app(self.db(), old.id).await?;
+            if !domains.is_empty() {
+                return Err(Error::field(
+                    "kind",
+                    format!(
+                        "Detach {} first: an internal app takes no domain.",
+                        domains.join(", ")
+                    ),
+                ));
+            }
+        }
         let q = repo::users::by_id(self.db(), actor.user_id)
             .await?
             .ok_or(Error::Unauthenticated)?
@@ -422,6 +478,10 @@ impl Pier {
             drop(tx);
             return Err(self.quota_error(actor, &spec, Some(old.id)).await);
         }
+        if let Some(vols) = &spec.volumes {
+            self.apply_volumes(&mut tx, actor, old.id, vols, q.max_storage_mb)
+                .await?;
+        }
         let app = repo::apps::by_id(&mut *tx, old.id)
             .await?
             .ok_or(Error::NotFound)?;
@@ -431,12 +491,20 @@ impl Pier {
         Ok(app)
     }
 
-    pub async fn delete_app(&self, actor: &Actor, name: &str) -> Result<()> {
+    /// Deletes an app. Its volumes are kept (listed, and can be given to another app) unless
+    /// `delete_volumes`, in which case their data goes with it.
+    pub async fn delete_app(&self, actor: &Actor, name: &str, delete_volumes: bool) -> Result<()> {
         let app = self.own_app(actor, name).await?;
-        if !repo::apps::delete(self.db(), app.id, actor.user_id).await? {
+        let mut tx = self.db().begin().await?;
+        if delete_volumes {
+            repo::volumes::delete_for_app(&mut tx, app.id).await?;
+        }
+        // Kept volumes lose their app through the foreign key (ON DELETE SET NULL).
+        if !repo::apps::delete(&mut *tx, app.id, actor.user_id).await? {
             return Err(Error::NotFound);
         }
-        tracing::info!(app = %app.name, tenant = actor.user_id, "app deleted");
+        tx.commit().await?;
+        tracing::info!(app = %app.name, tenant = actor.user_id, delete_volumes, "app deleted");
         self.wake_engine();
         Ok(())
     }
@@ -507,6 +575,9 @@ impl Pier {
             cpus_milli: target.cpus_milli,
             health_path: target.health_path.clone(),
             read_only: target.read_only,
+            kind: target.kind,
+            capabilities: target.capabilities,
+            volumes: None,
         };
         let mut tx = self.db().begin().await?;
         if !repo::apps::update_within_quota(
@@ -565,15 +636,24 @@ impl Pier {
     ) -> Result<(Vec<AppView>, usize)> {
         let total = repo::apps::count_for_user(self.db(), actor.user_id).await?;
         let rows = repo::app_list::page(self.db(), actor.user_id, limit, offset).await?;
+        let mut volumes: HashMap<i64, Vec<Volume>> = HashMap::new();
+        for v in repo::volumes::list_for_user(self.db(), actor.user_id).await? {
+            if let Some(app) = v.app_id {
+                volumes.entry(app).or_default().push(v);
+            }
+        }
         let containers = self.containers_of(!rows.is_empty()).await;
         let views = rows
             .into_iter()
             .map(|(app, current, latest)| {
+                let mut vols = volumes.remove(&app.id).unwrap_or_default();
+                vols.sort_by(|a, b| a.path.cmp(&b.path));
                 self.view(
                     app,
                     current,
                     latest,
                     containers.as_deref().map(Vec::as_slice),
+                    vols,
                 )
             })
             .collect();
@@ -591,11 +671,13 @@ impl Pier {
             .await?
             .into_iter()
             .next();
+        let volumes = repo::volumes::for_app(self.db(), app.id).await?;
         Ok(self.view(
             app,
             current,
             latest,
             containers.as_deref().map(Vec::as_slice),
+            volumes,
         ))
     }
 
@@ -625,6 +707,7 @@ impl Pier {
         current: Option<Deployment>,
         latest: Option<Deployment>,
         containers: Option<&[Container]>,
+        volumes: Vec<Volume>,
     ) -> AppView {
         let rollout = latest.clone().filter(|d| d.status.in_progress()).map(|d| {
             let p = self.telemetry().pull(d.id);
@@ -666,6 +749,7 @@ impl Pier {
             current,
             rollout,
             last_failed,
+            volumes,
             app,
         }
     }
@@ -706,6 +790,130 @@ impl Pier {
     pub async fn app_metrics(&self, actor: &Actor, name: &str) -> Result<Vec<Point>> {
         let app = self.own_app(actor, name).await?;
         Ok(self.telemetry().history(app.id))
+    }
+
+    // ----- volumes ----------------------------------------------------------------------------
+
+    /// Makes an app's volumes what the form lists: existing ones of the app stay (their path may
+    /// change), kept ones of the tenant are given to it, new names are made within the storage
+    /// quota, and the app's volumes left out are kept for later. Inside the caller's transaction.
+    async fn apply_volumes(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        actor: &Actor,
+        app_id: i64,
+        vols: &[CheckedVolume],
+        max_storage_mb: i64,
+    ) -> Result<()> {
+        let existing = repo::volumes::list_for_user(&mut *tx, actor.user_id).await?;
+        let mut keep = Vec::new();
+        let mut problems = Vec::new();
+        let mut new = Vec::new();
+        for v in vols {
+            match existing.iter().find(|e| e.name == v.name) {
+                Some(e) if e.app_id.is_some_and(|a| a != app_id) => problems.push(format!(
+                    "The volume {} belongs to your app {}: a volume serves one app at a time.",
+                    v.name,
+                    e.app_name.as_deref().unwrap_or("?")
+                )),
+                Some(e) if v.size_mb.is_some_and(|sz| sz != e.size_mb) => problems.push(format!(
+                    "The volume {} has {} MiB; its size cannot be changed.",
+                    v.name, e.size_mb
+                )),
+                Some(e) => {
+                    repo::volumes::attach(&mut *tx, actor.user_id, e.id, app_id, &v.path).await?;
+                    keep.push(e.id);
+                }
+                None => match v.size_mb {
+                    Some(size) => new.push((v, size)),
+                    None => problems.push(format!("Give the new volume {} a size in MiB.", v.name)),
+                },
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::field("volumes", problems.join(" ")));
+        }
+        for (v, size) in new {
+            let row = repo::volumes::NewVolume {
+                user_id: actor.user_id,
+                app_id,
+                name: &v.name,
+                path: &v.path,
+                size_mb: size,
+            };
+            let id =
+                repo::volumes::insert_within_quota(&mut *tx, &row, max_storage_mb, now()).await?;
+            match id {
+                Some(id) => keep.push(id),
+                None => {
+                    let used = repo::volumes::usage(&mut *tx, actor.user_id).await?;
+                    return Err(Error::Quota(format!(
+                        "The volume {} needs {size} MiB, but only {} MiB of your {max_storage_mb} MiB storage quota is free. Make it smaller, delete a volume you no longer need, or ask an admin to raise your quota.",
+                        v.name,
+                        (max_storage_mb - used).max(0)
+                    )));
+                }
+            }
+        }
+        repo::volumes::detach_others(tx, app_id, &keep).await
+    }
+
+    /// The caller's volumes, kept ones included.
+    pub async fn volumes(&self, actor: &Actor) -> Result<Vec<Volume>> {
+        repo::volumes::list_for_user(self.db(), actor.user_id).await
+    }
+
+    /// The volumes an app mounts.
+    pub async fn app_volumes(&self, actor: &Actor, name: &str) -> Result<Vec<Volume>> {
+        let app = self.own_app(actor, name).await?;
+        repo::volumes::for_app(self.db(), app.id).await
+    }
+
+    /// How full each of these volumes is (None where the engine has not made it yet or does
+    /// not answer).
+    pub async fn volume_usage(&self, volumes: &[Volume]) -> Vec<Option<VolumeUsage>> {
+        let Ok(instance) = self.instance_id().await else {
+            return vec![None; volumes.len()];
+        };
+        let mut out = Vec::with_capacity(volumes.len());
+        for v in volumes {
+            let name = crate::runtime::volume_name(&instance, v.id);
+            out.push(match self.runtime().volume_usage(&name).await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(volume = %name, error = %e, "reading volume usage failed");
+                    None
+                }
+            });
+        }
+        out
+    }
+
+    /// Storage the caller's volumes take, in MiB.
+    pub async fn storage_usage(&self, actor: &Actor) -> Result<i64> {
+        repo::volumes::usage(self.db(), actor.user_id).await
+    }
+
+    /// Deletes one of the caller's kept volumes and its data. A volume an app mounts is a 409.
+    pub async fn delete_volume(&self, actor: &Actor, name: &str) -> Result<()> {
+        let name = name.trim();
+        let vols = repo::volumes::list_for_user(self.db(), actor.user_id).await?;
+        let Some(v) = vols.iter().find(|v| v.name == name) else {
+            return Err(Error::NotFound);
+        };
+        if let Some(app) = &v.app_name {
+            return Err(Error::Conflict(format!(
+                "The volume {name} belongs to your app {app}: take it off the app (or delete the app) first."
+            )));
+        }
+        if !repo::volumes::delete_kept(self.db(), actor.user_id, name).await? {
+            return Err(Error::Conflict(
+                "The volume was just given to an app; try again.".into(),
+            ));
+        }
+        tracing::info!(volume = %name, tenant = actor.user_id, "volume deleted");
+        self.wake_engine();
+        Ok(())
     }
 
     // ----- registry logins ------------------------------------------------------------------
@@ -811,6 +1019,10 @@ struct CheckedSpec {
     cpus_milli: i64,
     health_path: Option<String>,
     read_only: bool,
+    kind: AppKind,
+    capabilities: CapProfile,
+    /// None: the app's volumes stay as they are.
+    volumes: Option<Vec<CheckedVolume>>,
 }
 
 impl CheckedSpec {
@@ -823,6 +1035,76 @@ impl CheckedSpec {
             cpus_milli: self.cpus_milli,
             health_path: self.health_path.as_deref(),
             read_only: self.read_only,
+            kind: self.kind,
+            capabilities: self.capabilities,
         }
+    }
+}
+
+/// A volume row of a form, checked on its own (whether the name exists is the database's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CheckedVolume {
+    name: String,
+    path: String,
+    size_mb: Option<i64>,
+}
+
+/// Checks an app's volume rows: names, paths and sizes, no name or path twice.
+fn check_volumes(list: &[VolumeInput]) -> std::result::Result<Vec<CheckedVolume>, String> {
+    let rows: Vec<&VolumeInput> = list
+        .iter()
+        .filter(|v| {
+            !(v.name.trim().is_empty() && v.path.trim().is_empty() && v.size_mb.trim().is_empty())
+        })
+        .collect();
+    if rows.len() > validate::MAX_VOLUMES_PER_APP {
+        return Err(format!(
+            "At most {} volumes per app, please.",
+            validate::MAX_VOLUMES_PER_APP
+        ));
+    }
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    let (mut names, mut paths) = (HashSet::new(), HashSet::new());
+    for v in rows {
+        let name = validate::volume_name(&v.name);
+        let path = validate::mount_path(&v.path);
+        let size = match v.size_mb.trim() {
+            "" => Ok(None),
+            s => validate::volume_size_mb(s).map(Some),
+        };
+        match (name, path, size) {
+            (Ok(name), Ok(path), Ok(size_mb)) => {
+                if !names.insert(name.clone()) {
+                    problems.push(format!("The volume {name} is listed twice."));
+                }
+                if !paths.insert(path.clone()) {
+                    problems.push(format!("Two volumes are mounted at {path}."));
+                }
+                out.push(CheckedVolume {
+                    name,
+                    path,
+                    size_mb,
+                });
+            }
+            (n, p, sz) => {
+                let label = v.name.trim();
+                for e in [n.err(), p.err(), sz.err().map(|e| format!("Size: {e}"))]
+                    .into_iter()
+                    .flatten()
+                {
+                    problems.push(if label.is_empty() {
+                        e
+                    } else {
+                        format!("Volume {label}: {e}")
+                    });
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems.join(" "))
     }
 }

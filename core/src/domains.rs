@@ -60,6 +60,10 @@ impl Pier {
         match app.map(str::trim).filter(|a| !a.is_empty()) {
             None => Ok(None),
             Some(a) => match repo::apps::by_name(self.db(), actor.user_id, a).await? {
+                Some(app) if app.kind == crate::model::AppKind::Internal => Err(Error::field(
+                    "app",
+                    format!("{a} is an internal app: it is reached by your other apps, not from the internet, so it takes no domain."),
+                )),
                 Some(app) => Ok(Some(app.id)),
                 None => Err(Error::field("app", format!("You have no app called {a}."))),
             },

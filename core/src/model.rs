@@ -33,6 +33,8 @@ pub struct Quotas {
     pub max_memory_mb: i64,
     /// Thousandths of a CPU (1500 = 1.5 CPUs).
     pub max_cpus_milli: i64,
+    /// What the user's volumes may take together.
+    pub max_storage_mb: i64,
 }
 
 impl Default for Quotas {
@@ -41,6 +43,7 @@ impl Default for Quotas {
             max_apps: 5,
             max_memory_mb: 2048,
             max_cpus_milli: 2000,
+            max_storage_mb: 5120,
         }
     }
 }
@@ -225,6 +228,98 @@ impl DeployStatus {
     }
 }
 
+/// Whether an app is reached from outside (over HTTP, through HAProxy) or only by the same
+/// tenant's other apps (a database, a cache).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    #[default]
+    Web,
+    Internal,
+}
+
+impl AppKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppKind::Web => "web",
+            AppKind::Internal => "internal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AppKind> {
+        match s {
+            "web" => Some(AppKind::Web),
+            "internal" => Some(AppKind::Internal),
+            _ => None,
+        }
+    }
+}
+
+/// Which Linux capabilities an app's container keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapProfile {
+    /// What official images need to start as root and drop to a service user.
+    #[default]
+    Default,
+    /// None at all, for images built to run unprivileged.
+    Strict,
+}
+
+/// The capabilities of the default profile: Docker's default set without NET_RAW, MKNOD,
+/// AUDIT_WRITE, SETFCAP and SETPCAP.
+pub const DEFAULT_CAPABILITIES: [&str; 9] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+];
+
+impl CapProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapProfile::Default => "default",
+            CapProfile::Strict => "strict",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CapProfile> {
+        match s {
+            "default" => Some(CapProfile::Default),
+            "strict" => Some(CapProfile::Strict),
+            _ => None,
+        }
+    }
+
+    /// The capabilities added back after dropping all.
+    pub fn capabilities(self) -> &'static [&'static str] {
+        match self {
+            CapProfile::Default => &DEFAULT_CAPABILITIES,
+            CapProfile::Strict => &[],
+        }
+    }
+}
+
+/// A tenant's persistent volume: a file system of a fixed size, mounted into one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    /// The app it belongs to; none when it was kept after its app was deleted.
+    pub app_id: Option<i64>,
+    pub app_name: Option<String>,
+    /// Where the app mounts it (for a kept volume: where its last app did).
+    pub path: String,
+    pub size_mb: i64,
+    pub created_at: i64,
+}
+
 /// What an app should run (its spec) and what the tenant wants of it.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -238,6 +333,8 @@ pub struct App {
     pub cpus_milli: i64,
     pub health_path: Option<String>,
     pub read_only: bool,
+    pub kind: AppKind,
+    pub capabilities: CapProfile,
     pub desired: Desired,
     pub current_deployment_id: Option<i64>,
     pub last_error: Option<String>,
@@ -260,7 +357,11 @@ pub struct Deployment {
     pub cpus_milli: i64,
     pub health_path: Option<String>,
     pub read_only: bool,
+    pub kind: AppKind,
+    pub capabilities: CapProfile,
     pub status: DeployStatus,
+    /// For a stop-first replacement: how long nothing served, in milliseconds.
+    pub gap_ms: Option<i64>,
     pub error: Option<String>,
     pub created_at: i64,
     pub finished_at: Option<i64>,

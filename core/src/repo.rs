@@ -5,8 +5,8 @@ use sqlx::SqliteExecutor;
 
 use crate::{
     model::{
-        ApiToken, App, DeployStatus, Deployment, Desired, Quotas, RegistryCredential, Role, Scope,
-        StoredEnv, User,
+        ApiToken, App, AppKind, CapProfile, DeployStatus, Deployment, Desired, Quotas,
+        RegistryCredential, Role, Scope, StoredEnv, User, Volume,
     },
     Error, Result,
 };
@@ -20,6 +20,7 @@ struct UserRow {
     max_apps: i64,
     max_memory_mb: i64,
     max_cpus_milli: i64,
+    max_storage_mb: i64,
     created_at: i64,
     last_sign_in_at: Option<i64>,
 }
@@ -37,6 +38,7 @@ impl From<UserRow> for User {
                 max_apps: r.max_apps,
                 max_memory_mb: r.max_memory_mb,
                 max_cpus_milli: r.max_cpus_milli,
+                max_storage_mb: r.max_storage_mb,
             },
             created_at: r.created_at,
             last_sign_in_at: r.last_sign_in_at,
@@ -57,14 +59,15 @@ pub mod users {
     ) -> Result<i64> {
         let role = role.as_str();
         let id = sqlx::query_scalar!(
-            r#"INSERT INTO users (email, password_hash, role, max_apps, max_memory_mb, max_cpus_milli, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
+            r#"INSERT INTO users (email, password_hash, role, max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
             email,
             password_hash,
             role,
             q.max_apps,
             q.max_memory_mb,
             q.max_cpus_milli,
+            q.max_storage_mb,
             now
         )
         .fetch_one(db)
@@ -121,7 +124,7 @@ pub mod users {
         let row = sqlx::query_as!(
             UserRow,
             r#"SELECT id AS "id!", email, password_hash, role, disabled AS "disabled: bool",
-                      max_apps, max_memory_mb, max_cpus_milli, created_at, last_sign_in_at
+                      max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, created_at, last_sign_in_at
                FROM users WHERE id = ?"#,
             id
         )
@@ -134,7 +137,7 @@ pub mod users {
         let row = sqlx::query_as!(
             UserRow,
             r#"SELECT id AS "id!", email, password_hash, role, disabled AS "disabled: bool",
-                      max_apps, max_memory_mb, max_cpus_milli, created_at, last_sign_in_at
+                      max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, created_at, last_sign_in_at
                FROM users WHERE email = ?"#,
             email
         )
@@ -147,7 +150,7 @@ pub mod users {
         let rows = sqlx::query_as!(
             UserRow,
             r#"SELECT id AS "id!", email, password_hash, role, disabled AS "disabled: bool",
-                      max_apps, max_memory_mb, max_cpus_milli, created_at, last_sign_in_at
+                      max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, created_at, last_sign_in_at
                FROM users ORDER BY email"#
         )
         .fetch_all(db)
@@ -226,10 +229,12 @@ pub mod users {
 
     pub async fn set_quotas(db: impl SqliteExecutor<'_>, id: i64, q: Quotas) -> Result<bool> {
         let done = sqlx::query!(
-            "UPDATE users SET max_apps = ?, max_memory_mb = ?, max_cpus_milli = ? WHERE id = ?",
+            "UPDATE users SET max_apps = ?, max_memory_mb = ?, max_cpus_milli = ?, max_storage_mb = ?
+             WHERE id = ?",
             q.max_apps,
             q.max_memory_mb,
             q.max_cpus_milli,
+            q.max_storage_mb,
             id
         )
         .execute(db)
@@ -597,6 +602,8 @@ pub mod apps {
         cpus_milli: i64,
         health_path: Option<String>,
         read_only: bool,
+        kind: String,
+        capabilities: String,
         desired: String,
         current_deployment_id: Option<i64>,
         last_error: Option<String>,
@@ -617,6 +624,8 @@ pub mod apps {
                 cpus_milli: self.cpus_milli,
                 health_path: self.health_path,
                 read_only: self.read_only,
+                kind: AppKind::parse(&self.kind).unwrap_or_default(),
+                capabilities: CapProfile::parse(&self.capabilities).unwrap_or_default(),
                 desired: if self.desired == "stopped" {
                     Desired::Stopped
                 } else {
@@ -643,6 +652,8 @@ pub mod apps {
         pub cpus_milli: i64,
         pub health_path: Option<&'a str>,
         pub read_only: bool,
+        pub kind: AppKind,
+        pub capabilities: CapProfile,
     }
 
     /// Inserts an app unless that would take the owner past their quotas (checked in the same
@@ -657,9 +668,11 @@ pub mod apps {
     ) -> Result<Option<i64>> {
         let env = env_to_json(spec.env);
         let port = i64::from(spec.port);
+        let (kind, caps) = (spec.kind.as_str(), spec.capabilities.as_str());
         Ok(sqlx::query_scalar!(
-            r#"INSERT INTO apps (user_id, name, image, port, env, memory_mb, cpus_milli, health_path, read_only, created_at, updated_at)
-               SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10
+            r#"INSERT INTO apps (user_id, name, image, port, env, memory_mb, cpus_milli, health_path, read_only,
+                                 kind, capabilities, created_at, updated_at)
+               SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?15, ?10, ?10
                WHERE (SELECT COUNT(*) FROM apps WHERE user_id = ?1) < ?11
                  AND (SELECT COALESCE(SUM(memory_mb), 0) FROM apps WHERE user_id = ?1) + ?6 <= ?12
                  AND (SELECT COALESCE(SUM(cpus_milli), 0) FROM apps WHERE user_id = ?1) + ?7 <= ?13
@@ -676,7 +689,9 @@ pub mod apps {
             now,
             q.max_apps,
             q.max_memory_mb,
-            q.max_cpus_milli
+            q.max_cpus_milli,
+            kind,
+            caps
         )
         .fetch_optional(db)
         .await?)
@@ -693,9 +708,10 @@ pub mod apps {
     ) -> Result<bool> {
         let env = env_to_json(spec.env);
         let port = i64::from(spec.port);
+        let (kind, caps) = (spec.kind.as_str(), spec.capabilities.as_str());
         let done = sqlx::query!(
             r#"UPDATE apps SET image = ?3, port = ?4, env = ?5, memory_mb = ?6, cpus_milli = ?7,
-                   health_path = ?8, read_only = ?9, updated_at = ?10
+                   health_path = ?8, read_only = ?9, updated_at = ?10, kind = ?13, capabilities = ?14
                WHERE id = ?1 AND user_id = ?2
                  AND (SELECT COALESCE(SUM(memory_mb), 0) FROM apps WHERE user_id = ?2 AND id != ?1) + ?6 <= ?11
                  AND (SELECT COALESCE(SUM(cpus_milli), 0) FROM apps WHERE user_id = ?2 AND id != ?1) + ?7 <= ?12"#,
@@ -710,7 +726,9 @@ pub mod apps {
             spec.read_only,
             now,
             q.max_memory_mb,
-            q.max_cpus_milli
+            q.max_cpus_milli,
+            kind,
+            caps
         )
         .execute(db)
         .await?;
@@ -744,7 +762,7 @@ pub mod apps {
         sqlx::query_as!(
             AppRow,
             r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
-                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+                      read_only, kind, capabilities, desired, current_deployment_id, last_error, created_at, updated_at
                FROM apps WHERE user_id = ? AND name = ?"#,
             user_id,
             name
@@ -759,7 +777,7 @@ pub mod apps {
         sqlx::query_as!(
             AppRow,
             r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
-                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+                      read_only, kind, capabilities, desired, current_deployment_id, last_error, created_at, updated_at
                FROM apps WHERE id = ?"#,
             id
         )
@@ -773,7 +791,7 @@ pub mod apps {
         all(sqlx::query_as!(
             AppRow,
             r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
-                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+                      read_only, kind, capabilities, desired, current_deployment_id, last_error, created_at, updated_at
                FROM apps WHERE user_id = ? ORDER BY name"#,
             user_id
         )
@@ -786,7 +804,7 @@ pub mod apps {
         all(sqlx::query_as!(
             AppRow,
             r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
-                      read_only, desired, current_deployment_id, last_error, created_at, updated_at
+                      read_only, kind, capabilities, desired, current_deployment_id, last_error, created_at, updated_at
                FROM apps ORDER BY id"#
         )
         .fetch_all(db)
@@ -861,7 +879,10 @@ pub mod app_list {
         cpus_milli: i64,
         health_path: Option<String>,
         read_only: i64,
+        kind: String,
+        capabilities: String,
         status: String,
+        gap_ms: Option<i64>,
         error: Option<String>,
         created_at: i64,
         finished_at: Option<i64>,
@@ -882,7 +903,10 @@ pub mod app_list {
                 cpus_milli: d.cpus_milli,
                 health_path: d.health_path,
                 read_only: d.read_only != 0,
+                kind: AppKind::parse(&d.kind).unwrap_or_default(),
+                capabilities: CapProfile::parse(&d.capabilities).unwrap_or_default(),
                 status: DeployStatus::parse(&d.status),
+                gap_ms: d.gap_ms,
                 error: d.error,
                 created_at: d.created_at,
                 finished_at: d.finished_at,
@@ -902,6 +926,8 @@ pub mod app_list {
         cpus_milli: i64,
         health_path: Option<String>,
         read_only: i64,
+        kind: String,
+        capabilities: String,
         desired: String,
         current_deployment_id: Option<i64>,
         last_error: Option<String>,
@@ -924,13 +950,14 @@ pub mod app_list {
                         'id', id, 'app_id', app_id, 'number', number, 'cause', cause, 'image', image,
                         'digest', digest, 'env', json(env), 'port', port, 'memory_mb', memory_mb,
                         'cpus_milli', cpus_milli, 'health_path', health_path, 'read_only', read_only,
-                        'status', status, 'error', error, 'created_at', created_at,
+                        'kind', kind, 'capabilities', capabilities, 'gap_ms', gap_ms, 'status', status, 'error', error, 'created_at', created_at,
                         'finished_at', finished_at) AS doc, number
                       FROM deployments WHERE app_id IN (SELECT id FROM page))
                SELECT json_group_array(json_object(
                    'id', a.id, 'user_id', a.user_id, 'name', a.name, 'image', a.image, 'port', a.port,
                    'env', json(a.env), 'memory_mb', a.memory_mb, 'cpus_milli', a.cpus_milli,
-                   'health_path', a.health_path, 'read_only', a.read_only, 'desired', a.desired,
+                   'health_path', a.health_path, 'read_only', a.read_only, 'kind', a.kind,
+                   'capabilities', a.capabilities, 'desired', a.desired,
                    'current_deployment_id', a.current_deployment_id, 'last_error', a.last_error,
                    'created_at', a.created_at, 'updated_at', a.updated_at,
                    'current', json((SELECT doc FROM dep WHERE dep.id = a.current_deployment_id)),
@@ -959,6 +986,8 @@ pub mod app_list {
                     cpus_milli: a.cpus_milli,
                     health_path: a.health_path,
                     read_only: a.read_only != 0,
+                    kind: AppKind::parse(&a.kind).unwrap_or_default(),
+                    capabilities: CapProfile::parse(&a.capabilities).unwrap_or_default(),
                     desired: if a.desired == "stopped" {
                         Desired::Stopped
                     } else {
@@ -998,7 +1027,10 @@ pub mod deployments {
         cpus_milli: i64,
         health_path: Option<String>,
         read_only: bool,
+        kind: String,
+        capabilities: String,
         status: String,
+        gap_ms: Option<i64>,
         error: Option<String>,
         created_at: i64,
         finished_at: Option<i64>,
@@ -1019,7 +1051,10 @@ pub mod deployments {
                 cpus_milli: self.cpus_milli,
                 health_path: self.health_path,
                 read_only: self.read_only,
+                kind: AppKind::parse(&self.kind).unwrap_or_default(),
+                capabilities: CapProfile::parse(&self.capabilities).unwrap_or_default(),
                 status: DeployStatus::parse(&self.status),
+                gap_ms: self.gap_ms,
                 error: self.error,
                 created_at: self.created_at,
                 finished_at: self.finished_at,
@@ -1046,11 +1081,12 @@ pub mod deployments {
         .await?;
         let env = env_to_json(&app.env);
         let port = i64::from(app.port);
+        let (kind, caps) = (app.kind.as_str(), app.capabilities.as_str());
         let id = sqlx::query_scalar!(
             r#"INSERT INTO deployments (app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
-                                        health_path, read_only, status, created_at)
+                                        health_path, read_only, kind, capabilities, status, created_at)
                VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM deployments WHERE app_id = ?1),
-                       ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11)
+                       ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, 'queued', ?11)
                RETURNING id AS "id!: i64""#,
             app.id,
             cause,
@@ -1062,7 +1098,9 @@ pub mod deployments {
             app.cpus_milli,
             app.health_path,
             app.read_only,
-            now
+            now,
+            kind,
+            caps
         )
         .fetch_one(&mut *conn)
         .await?;
@@ -1093,7 +1131,7 @@ pub mod deployments {
         sqlx::query_as!(
             DeploymentRow,
             r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
-                      health_path, read_only, status, error, created_at, finished_at
+                      health_path, read_only, kind, capabilities, status, gap_ms, error, created_at, finished_at
                FROM deployments WHERE id = ?"#,
             id
         )
@@ -1111,7 +1149,7 @@ pub mod deployments {
         sqlx::query_as!(
             DeploymentRow,
             r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
-                      health_path, read_only, status, error, created_at, finished_at
+                      health_path, read_only, kind, capabilities, status, gap_ms, error, created_at, finished_at
                FROM deployments WHERE app_id = ? AND number = ?"#,
             app_id,
             number
@@ -1132,7 +1170,7 @@ pub mod deployments {
         sqlx::query_as!(
             DeploymentRow,
             r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
-                      health_path, read_only, status, error, created_at, finished_at
+                      health_path, read_only, kind, capabilities, status, gap_ms, error, created_at, finished_at
                FROM deployments WHERE app_id = ? ORDER BY number DESC LIMIT ? OFFSET ?"#,
             app_id,
             limit,
@@ -1150,7 +1188,7 @@ pub mod deployments {
         sqlx::query_as!(
             DeploymentRow,
             r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
-                      health_path, read_only, status, error, created_at, finished_at
+                      health_path, read_only, kind, capabilities, status, gap_ms, error, created_at, finished_at
                FROM deployments WHERE status IN ('queued', 'pulling', 'starting') ORDER BY id"#
         )
         .fetch_all(db)
@@ -1175,6 +1213,14 @@ pub mod deployments {
         .execute(db)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records how long a stop-first replacement left the app without a container that serves.
+    pub async fn set_gap(db: impl SqliteExecutor<'_>, id: i64, gap_ms: i64) -> Result<()> {
+        sqlx::query!("UPDATE deployments SET gap_ms = ? WHERE id = ?", gap_ms, id)
+            .execute(db)
+            .await?;
+        Ok(())
     }
 
     pub async fn set_digest(db: impl SqliteExecutor<'_>, id: i64, digest: &str) -> Result<()> {
@@ -1228,6 +1274,188 @@ pub mod deployments {
         .execute(&mut *conn)
         .await?;
         Ok(true)
+    }
+}
+
+pub mod volumes {
+    use super::*;
+
+    struct VolumeRow {
+        id: i64,
+        user_id: i64,
+        name: String,
+        app_id: Option<i64>,
+        app_name: Option<String>,
+        path: String,
+        size_mb: i64,
+        created_at: i64,
+    }
+
+    impl From<VolumeRow> for Volume {
+        fn from(r: VolumeRow) -> Self {
+            Volume {
+                id: r.id,
+                user_id: r.user_id,
+                name: r.name,
+                app_id: r.app_id,
+                app_name: r.app_name,
+                path: r.path,
+                size_mb: r.size_mb,
+                created_at: r.created_at,
+            }
+        }
+    }
+
+    /// A tenant's volumes by name, with the app each belongs to.
+    pub async fn list_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<Vec<Volume>> {
+        let rows = sqlx::query_as!(
+            VolumeRow,
+            r#"SELECT v.id AS "id!", v.user_id, v.name, v.app_id, a.name AS "app_name?", v.path,
+                      v.size_mb, v.created_at
+               FROM volumes v LEFT JOIN apps a ON a.id = v.app_id
+               WHERE v.user_id = ? ORDER BY v.name"#,
+            user_id
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(Volume::from).collect())
+    }
+
+    /// Every volume of every tenant: the reconciler's desired state.
+    pub async fn list_all(db: impl SqliteExecutor<'_>) -> Result<Vec<Volume>> {
+        let rows = sqlx::query_as!(
+            VolumeRow,
+            r#"SELECT v.id AS "id!", v.user_id, v.name, v.app_id, a.name AS "app_name?", v.path,
+                      v.size_mb, v.created_at
+               FROM volumes v LEFT JOIN apps a ON a.id = v.app_id ORDER BY v.id"#
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(Volume::from).collect())
+    }
+
+    /// The volumes an app mounts, by path.
+    pub async fn for_app(db: impl SqliteExecutor<'_>, app_id: i64) -> Result<Vec<Volume>> {
+        let rows = sqlx::query_as!(
+            VolumeRow,
+            r#"SELECT v.id AS "id!", v.user_id, v.name, v.app_id, a.name AS "app_name?", v.path,
+                      v.size_mb, v.created_at
+               FROM volumes v JOIN apps a ON a.id = v.app_id
+               WHERE v.app_id = ? ORDER BY v.path"#,
+            app_id
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(Volume::from).collect())
+    }
+
+    /// A volume to make for an app.
+    pub struct NewVolume<'a> {
+        pub user_id: i64,
+        pub app_id: i64,
+        pub name: &'a str,
+        pub path: &'a str,
+        pub size_mb: i64,
+    }
+
+    /// A new volume for an app, unless the owner's storage quota would be exceeded (checked in
+    /// the same statement). None when over quota.
+    pub async fn insert_within_quota(
+        db: impl SqliteExecutor<'_>,
+        v: &NewVolume<'_>,
+        max_storage_mb: i64,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar!(
+            r#"INSERT INTO volumes (user_id, app_id, name, path, size_mb, created_at)
+               SELECT ?1, ?2, ?3, ?4, ?5, ?6
+               WHERE (SELECT COALESCE(SUM(size_mb), 0) FROM volumes WHERE user_id = ?1) + ?5 <= ?7
+               RETURNING id AS "id!: i64""#,
+            v.user_id,
+            v.app_id,
+            v.name,
+            v.path,
+            v.size_mb,
+            now,
+            max_storage_mb
+        )
+        .fetch_optional(db)
+        .await?)
+    }
+
+    /// Gives a kept volume of the tenant to an app (or moves it to another path of the same
+    /// app). False when it belongs to another app.
+    pub async fn attach(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        id: i64,
+        app_id: i64,
+        path: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE volumes SET app_id = ?3, path = ?4
+             WHERE id = ?1 AND user_id = ?2 AND (app_id IS NULL OR app_id = ?3)",
+            id,
+            user_id,
+            app_id,
+            path
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes every volume off an app except those in `keep` (they stay, unattached).
+    pub async fn detach_others(
+        conn: &mut sqlx::SqliteConnection,
+        app_id: i64,
+        keep: &[i64],
+    ) -> Result<()> {
+        let keep = serde_json::to_string(keep).expect("ids serialise");
+        sqlx::query!(
+            "UPDATE volumes SET app_id = NULL
+             WHERE app_id = ? AND id NOT IN (SELECT value FROM json_each(?))",
+            app_id,
+            keep
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Storage the tenant's volumes take, in MiB.
+    pub async fn usage(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT COALESCE(SUM(size_mb), 0) AS "mb!: i64" FROM volumes WHERE user_id = ?"#,
+            user_id
+        )
+        .fetch_one(db)
+        .await?)
+    }
+
+    /// Deletes the tenant's volume unless it belongs to an app. False when there is no such
+    /// kept volume.
+    pub async fn delete_kept(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        name: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query!(
+            "DELETE FROM volumes WHERE user_id = ? AND name = ? AND app_id IS NULL",
+            user_id,
+            name
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes every volume of an app (the app is being deleted with its data).
+    pub async fn delete_for_app(conn: &mut sqlx::SqliteConnection, app_id: i64) -> Result<()> {
+        sqlx::query!("DELETE FROM volumes WHERE app_id = ?", app_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 }
 

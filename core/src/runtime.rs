@@ -13,6 +13,8 @@ pub const LABEL_INSTANCE: &str = "pier.instance";
 pub const LABEL_TENANT: &str = "pier.tenant";
 pub const LABEL_APP: &str = "pier.app";
 pub const LABEL_DEPLOYMENT: &str = "pier.deployment";
+/// On volumes: the volume's id in the database.
+pub const LABEL_VOLUME: &str = "pier.volume";
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RuntimeError {
@@ -79,6 +81,14 @@ pub struct ContainerSpec {
     pub read_only: bool,
     /// The network's id.
     pub network: String,
+    /// The name the tenant's other apps reach it by on that network (the app's name).
+    pub alias: String,
+    /// Publish the port on loopback (web apps, for HAProxy); internal apps are never published.
+    pub publish: bool,
+    /// Capabilities added back after all are dropped.
+    pub cap_add: Vec<String>,
+    /// Volumes to mount: (Docker volume name, path in the container).
+    pub mounts: Vec<(String, String)>,
     pub labels: HashMap<String, String>,
 }
 
@@ -93,6 +103,10 @@ impl std::fmt::Debug for ContainerSpec {
             .field("nano_cpus", &self.nano_cpus)
             .field("read_only", &self.read_only)
             .field("network", &self.network)
+            .field("alias", &self.alias)
+            .field("publish", &self.publish)
+            .field("cap_add", &self.cap_add)
+            .field("mounts", &self.mounts)
             .finish()
     }
 }
@@ -107,6 +121,8 @@ pub struct Container {
     pub state: String,
     /// The loopback port Docker chose for the app's port.
     pub host_port: Option<u16>,
+    /// Its address on its network (how Pier reaches an internal app to check its health).
+    pub ip: Option<std::net::IpAddr>,
     pub created: i64,
 }
 
@@ -126,6 +142,42 @@ impl Container {
     pub fn running(&self) -> bool {
         self.state == "running"
     }
+}
+
+/// A persistent volume to make sure of: a file system of `size_mb`, known to the engine by
+/// `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub id: i64,
+    pub name: String,
+    pub size_mb: i64,
+    pub labels: HashMap<String, String>,
+}
+
+/// A volume as listed by the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub name: String,
+    /// Its id in the database (label), if it has one.
+    pub id: Option<i64>,
+}
+
+/// How full a volume is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeUsage {
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// What Pier tells the admin about the engine's isolation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineInfo {
+    pub version: String,
+    /// Containers run in user namespaces (`userns-remap`): container root is not host root.
+    pub user_namespaces: bool,
+    /// The host uid and gid that container root maps to (0 without user namespaces).
+    pub root_uid: u32,
+    pub root_gid: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,4 +261,23 @@ pub trait Runtime: Send + Sync + 'static {
         follow: bool,
     ) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
     async fn usage(&self, id: &str) -> Result<Usage, RuntimeError>;
+    /// Isolation facts about the engine.
+    async fn info(&self) -> Result<EngineInfo, RuntimeError>;
+    /// Every volume labelled with this installation's id.
+    async fn volumes(&self, instance: &str) -> Result<Vec<VolumeInfo>, RuntimeError>;
+    /// Makes the volume exist, with its size, and ready to mount (again after a reboot).
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError>;
+    /// Removes a volume and its data; a missing one is not an error. Fails while a container
+    /// uses it.
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Used and total space of a volume, when it exists.
+    async fn volume_usage(&self, name: &str) -> Result<Option<VolumeUsage>, RuntimeError>;
+    /// The names of the volumes whose data exists here (a crash between making the data and
+    /// the engine's volume can leave data that the engine does not list).
+    fn stored_volumes(&self) -> Vec<String>;
+}
+
+/// The engine's name of a volume.
+pub fn volume_name(instance: &str, id: i64) -> String {
+    format!("pier-{instance}-v{id}")
 }

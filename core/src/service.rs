@@ -150,6 +150,8 @@ pub struct NewUser {
     pub max_apps: String,
     pub max_memory_mb: String,
     pub max_cpus: String,
+    /// Empty: the operator's default.
+    pub max_storage_mb: String,
 }
 
 #[derive(Clone)]
@@ -265,6 +267,18 @@ impl Pier {
             .expect("proxy status lock")
             .clone();
         Ok(source.map(|f| f()))
+    }
+
+    /// The container engine's isolation for admins; None when the engine does not answer.
+    pub async fn engine_info(&self, actor: &Actor) -> Result<Option<crate::runtime::EngineInfo>> {
+        Self::require_admin(actor)?;
+        match self.runtime().info().await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the engine's info failed");
+                Ok(None)
+            }
+        }
     }
 
     /// Asks the certificate issuer to look for work now.
@@ -639,6 +653,8 @@ impl Pier {
             &or(&new.max_apps, d.max_apps.to_string()),
             &or(&new.max_memory_mb, d.max_memory_mb.to_string()),
             &or(&new.max_cpus, validate::format_cpus(d.max_cpus_milli)),
+            &new.max_storage_mb,
+            d.max_storage_mb,
         );
         if let Some(e) = &email {
             if repo::users::by_email(self.db(), e).await?.is_some() {
@@ -773,9 +789,17 @@ impl Pier {
         max_apps: &str,
         max_memory_mb: &str,
         max_cpus: &str,
+        max_storage_mb: &str,
     ) -> Result<User> {
         Self::require_admin(actor)?;
-        let q = validate::quotas(max_apps, max_memory_mb, max_cpus)?;
+        let current = self.target(id).await?;
+        let q = validate::quotas(
+            max_apps,
+            max_memory_mb,
+            max_cpus,
+            max_storage_mb,
+            current.quotas.max_storage_mb,
+        )?;
         if !repo::users::set_quotas(self.db(), id, q).await? {
             return Err(Error::NotFound);
         }
@@ -796,6 +820,14 @@ impl Pier {
                 "{} still has {apps} app{}. Delete them first, or disable the account instead.",
                 user.email,
                 if apps == 1 { "" } else { "s" }
+            )));
+        }
+        let kept = repo::volumes::list_for_user(self.db(), id).await?.len();
+        if kept > 0 {
+            return Err(Error::Conflict(format!(
+                "{} still has {kept} volume{} with data. They delete them on their Volumes page first.",
+                user.email,
+                if kept == 1 { "" } else { "s" }
             )));
         }
         if !repo::users::delete_keeping_an_admin(self.db(), id).await? {

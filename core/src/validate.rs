@@ -142,10 +142,24 @@ pub fn cpus_milli(input: &str) -> Result<i64, String> {
     Ok(milli)
 }
 
-/// Checks the three quota fields of a form, reporting every bad one.
-pub fn quotas(max_apps: &str, max_memory_mb: &str, max_cpus: &str) -> Result<Quotas> {
+/// Checks the quota fields of a form, reporting every bad one. An empty storage field means
+/// `storage_default` (the current value, or the operator's default for a new user).
+pub fn quotas(
+    max_apps: &str,
+    max_memory_mb: &str,
+    max_cpus: &str,
+    max_storage_mb: &str,
+    storage_default: i64,
+) -> Result<Quotas> {
     let mut c = Checks::default();
-    let q = quotas_into(&mut c, max_apps, max_memory_mb, max_cpus);
+    let q = quotas_into(
+        &mut c,
+        max_apps,
+        max_memory_mb,
+        max_cpus,
+        max_storage_mb,
+        storage_default,
+    );
     c.finish()?;
     Ok(q.expect("no errors means every field parsed"))
 }
@@ -156,6 +170,8 @@ pub fn quotas_into(
     max_apps: &str,
     max_memory_mb: &str,
     max_cpus: &str,
+    max_storage_mb: &str,
+    storage_default: i64,
 ) -> Option<Quotas> {
     let a = c.check("max_apps", whole_number(max_apps, 0, 1000, "apps"));
     let m = c.check(
@@ -163,10 +179,19 @@ pub fn quotas_into(
         whole_number(max_memory_mb, 0, 1_048_576, "MiB"),
     );
     let p = c.check("max_cpus", cpus_milli(max_cpus));
+    let st = if max_storage_mb.trim().is_empty() {
+        Some(storage_default)
+    } else {
+        c.check(
+            "max_storage_mb",
+            whole_number(max_storage_mb, 0, 16 * 1_048_576, "MiB"),
+        )
+    };
     Some(Quotas {
         max_apps: a?,
         max_memory_mb: m?,
         max_cpus_milli: p?,
+        max_storage_mb: st?,
     })
 }
 
@@ -273,6 +298,64 @@ pub fn app_name(input: &str) -> Result<String, String> {
     } else {
         Err("Use 1–40 lower-case letters, digits and hyphens, not starting or ending with a hyphen, like my-app.".into())
     }
+}
+
+/// A volume's name: like an app name (it names the volume among the tenant's).
+pub fn volume_name(input: &str) -> Result<String, String> {
+    app_name(input).map_err(|_| {
+        "Name the volume with 1–40 lower-case letters, digits and hyphens, like db-data.".into()
+    })
+}
+
+/// The most volumes one app may mount.
+pub const MAX_VOLUMES_PER_APP: usize = 8;
+/// The smallest and largest volume, in MiB.
+pub const MIN_VOLUME_MB: i64 = 16;
+pub const MAX_VOLUME_MB: i64 = 1_048_576;
+
+/// Where a volume is mounted in the container: an absolute, normalised path of safe characters,
+/// not `/` and not under the kernel's file systems.
+pub fn mount_path(input: &str) -> Result<String, String> {
+    let p = input.trim();
+    if !p.starts_with('/') {
+        return Err(format!(
+            "{p:?} is not an absolute path: write it from the root, like /var/lib/postgresql/data."
+        ));
+    }
+    if p == "/" {
+        return Err("A volume cannot replace the whole file system (/): name a directory.".into());
+    }
+    if p.len() > 200
+        || !p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-@+".contains(c))
+    {
+        return Err(
+            "Use at most 200 letters, digits and . _ - @ + in a mount path, with / between directories."
+                .into(),
+        );
+    }
+    let parts: Vec<&str> = p[1..].split('/').collect();
+    if parts
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return Err(format!(
+            "{p:?} is not a normalised path: no empty parts, no . or .., no trailing /."
+        ));
+    }
+    if matches!(parts[0], "proc" | "sys" | "dev") {
+        return Err(format!(
+            "{p:?} is under /{}, which belongs to the kernel: mount volumes elsewhere.",
+            parts[0]
+        ));
+    }
+    Ok(p.to_owned())
+}
+
+/// A volume's size in MiB.
+pub fn volume_size_mb(input: &str) -> Result<i64, String> {
+    whole_number(input, MIN_VOLUME_MB, MAX_VOLUME_MB, "MiB")
 }
 
 /// A parsed, normalised image reference (`registry/repository[:tag][@digest]`).
@@ -609,16 +692,25 @@ mod tests {
 
     #[test]
     fn quotas_report_every_bad_field() {
-        let e = quotas("x", "-1", "999").unwrap_err();
+        let e = quotas("x", "-1", "999", "lots", 0).unwrap_err();
         let fields: Vec<_> = e.fields().iter().map(|f| f.field.as_str()).collect();
-        assert_eq!(fields, ["max_apps", "max_memory_mb", "max_cpus"]);
         assert_eq!(
-            quotas("3", "512", "0.5").unwrap(),
+            fields,
+            ["max_apps", "max_memory_mb", "max_cpus", "max_storage_mb"]
+        );
+        assert_eq!(
+            quotas("3", "512", "0.5", "2048", 0).unwrap(),
             Quotas {
                 max_apps: 3,
                 max_memory_mb: 512,
-                max_cpus_milli: 500
+                max_cpus_milli: 500,
+                max_storage_mb: 2048,
             }
+        );
+        // An empty storage field keeps what it was.
+        assert_eq!(
+            quotas("3", "512", "0.5", " ", 777).unwrap().max_storage_mb,
+            777
         );
     }
 
@@ -634,6 +726,39 @@ mod tests {
         let long = handle_from_email("abcdefghijklmnopqrstuvwxyz0123@x.io");
         assert_eq!(long, "abcdefghijklmnopqrstuv");
         assert!(ldh_label(&format!("{}-{long}", "a".repeat(40))));
+    }
+
+    #[test]
+    fn mount_paths() {
+        assert_eq!(
+            mount_path(" /var/lib/postgresql/data ").unwrap(),
+            "/var/lib/postgresql/data"
+        );
+        assert!(mount_path("/data").is_ok());
+        for bad in [
+            "",
+            "/",
+            "data",
+            "/data/",
+            "//data",
+            "/a/../b",
+            "/a/./b",
+            "/proc",
+            "/proc/x",
+            "/sys/fs",
+            "/dev/shm",
+            "/a b",
+            "/a\nb",
+            "/a:b",
+            &format!("/{}", "a".repeat(200)),
+        ] {
+            assert!(mount_path(bad).is_err(), "{bad:?}");
+        }
+        // Only whole names count: /processes is not /proc.
+        assert!(mount_path("/processes").is_ok());
+        assert!(volume_size_mb("1024").is_ok());
+        assert!(volume_size_mb("8").is_err());
+        assert!(volume_size_mb("x").is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
     let db = db::open(&data_dir.join("pier.db"))
         .await
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let runtime = crate::engine::docker::DockerRuntime::new();
+    let runtime = crate::engine::docker::DockerRuntime::new(data_dir.join("volumes"));
     Ok(Pier::new(db, key, settings, std::sync::Arc::new(runtime)))
 }
 

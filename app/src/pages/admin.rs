@@ -3,8 +3,8 @@ use leptos_meta::Title;
 
 use crate::{
     api::{
-        list_users, proxy_status, CreateUser, DeleteUser, Done, ResetPassword, SetDisabled,
-        SetQuotas, SetRole, UserRow,
+        engine_status, list_users, proxy_status, CreateUser, DeleteUser, Done, ResetPassword,
+        SetDisabled, SetQuotas, SetRole, UserRow,
     },
     components::{
         field_error, reset_on_success, CsrfField, Field, Outcome, BUTTON, BUTTON_DANGER,
@@ -100,6 +100,7 @@ fn UsersAdmin() -> impl IntoView {
             </div>
         </div>
         <ProxyBanner/>
+        <EngineBanner/>
         <div class="mt-6 grid gap-6 xl:grid-cols-3">
             <section class=format!("{CARD} xl:col-span-1") aria-labelledby="new-user">
                 <h2 id="new-user" class="mb-4 text-lg font-semibold">"Add a person"</h2>
@@ -118,11 +119,12 @@ fn UsersAdmin() -> impl IntoView {
                     <Field label="Initial password (optional)" name="password" kind="password" autocomplete="new-password"
                         hint="Leave empty to get an invite link, valid 48 hours, with which they choose their own."
                         error=field_error(created, "password")/>
-                    <fieldset class="grid grid-cols-3 gap-3">
+                    <fieldset class="grid grid-cols-2 gap-3">
                         <legend class="mb-1 text-sm font-medium">"Quota"</legend>
                         <Field label="Apps" name="max_apps" placeholder="5" error=field_error(created, "max_apps")/>
                         <Field label="Memory MiB" name="max_memory_mb" placeholder="2048" error=field_error(created, "max_memory_mb")/>
                         <Field label="CPUs" name="max_cpus" placeholder="2" error=field_error(created, "max_cpus")/>
+                        <Field label="Storage MiB" name="max_storage_mb" placeholder="5120" error=field_error(created, "max_storage_mb")/>
                     </fieldset>
                     <button type="submit" class=BUTTON disabled=move || create.pending().get()>"Add person"</button>
                 </ActionForm>
@@ -183,6 +185,7 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
                     <input name="max_apps" aria-label="Apps" title="Apps" class=small_input value=u.max_apps.to_string()/>
                     <input name="max_memory_mb" aria-label="Memory MiB" title="Memory MiB" class=small_input value=u.max_memory_mb.to_string()/>
                     <input name="max_cpus" aria-label="CPUs" title="CPUs" class=small_input value=u.max_cpus.clone()/>
+                    <input name="max_storage_mb" aria-label="Storage MiB" title="Storage MiB" class=small_input value=u.max_storage_mb.to_string()/>
                     <button type="submit" class=BUTTON_SMALL>"Save"</button>
                 </ActionForm>
             </td>
@@ -237,6 +240,32 @@ fn IdField(id: i64) -> impl IntoView {
 
 /// HAProxy's state: a line when all is well, the error when a configuration was refused or it
 /// would not start.
+#[component]
+fn EngineBanner() -> impl IntoView {
+    let status = Resource::new(|| (), |_| engine_status());
+    view! {
+        <Transition fallback=|| ()>
+            {move || status.get().map(|r| {
+                let (ok, line) = match r {
+                    Ok(Some(e)) if e.user_namespaces => (true, format!(
+                        "Docker {}: containers run in user namespaces; container root is host uid {}, not host root.",
+                        e.version, e.root_uid)),
+                    Ok(Some(e)) => (false, format!(
+                        "Docker {}: containers do not run in user namespaces, so container root is host root. Start dockerd with --userns-remap=default (see the README) so that an escape from a container lands as an unprivileged user.",
+                        e.version)),
+                    Ok(None) => (false, "The Docker engine does not answer.".to_string()),
+                    Err(e) => (false, e.message),
+                };
+                view! {
+                    <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="engine-status">
+                        <p class=if ok { "" } else { "font-medium text-amber-800 dark:text-amber-300" }>{line}</p>
+                    </div>
+                }
+            })}
+        </Transition>
+    }
+}
+
 #[component]
 fn ProxyBanner() -> impl IntoView {
     let status = Resource::new(|| (), |_| proxy_status());

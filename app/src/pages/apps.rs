@@ -169,6 +169,15 @@ fn SpecFields(
         .map(|d| d.health_path.clone())
         .unwrap_or_default();
     let read_only = initial.as_ref().is_some_and(|d| d.read_only);
+    let internal = initial.as_ref().is_some_and(|d| d.kind == "internal");
+    let strict = initial.as_ref().is_some_and(|d| d.capabilities == "strict");
+    let init_vols: Vec<VolumeView> = initial
+        .as_ref()
+        .map(|d| d.volumes.clone())
+        .unwrap_or_default();
+    let vol_rows = RwSignal::new((0..init_vols.len()).collect::<Vec<usize>>());
+    let vol_next = StoredValue::new(init_vols.len());
+    let init_vols = StoredValue::new(init_vols);
     view! {
         <Field label="Image" name="image" value=image placeholder="ghcr.io/you/app:1.0" required=true
             hint="Any image reference Docker understands; private registries need a login (Registry logins)."
@@ -186,6 +195,54 @@ fn SpecFields(
             <input type="checkbox" name="read_only" checked=read_only class="h-4 w-4"/>
             "Read-only root filesystem (with a writable /tmp)"
         </label>
+        <div class="grid gap-4 sm:grid-cols-2">
+            <div class="space-y-1">
+                <label for="f-kind" class="block text-sm font-medium">"Kind"</label>
+                <select id="f-kind" name="kind" class=INPUT>
+                    <option value="web" selected=!internal>"Web: HTTP, with domains and HTTPS"</option>
+                    <option value="internal" selected=internal>"Internal: a database or cache for my other apps"</option>
+                </select>
+                <p class="text-xs text-slate-500">"Your other apps reach every app by its name (postgres://db:5432); an internal app is never reachable from outside."</p>
+                <p class="text-sm text-red-600" role="alert">{move || field_error(value, "kind").get()}</p>
+            </div>
+            <div class="space-y-1">
+                <label for="f-caps" class="block text-sm font-medium">"Capabilities"</label>
+                <select id="f-caps" name="capabilities" class=INPUT>
+                    <option value="default" selected=!strict>"Default: may start as root and drop to a user"</option>
+                    <option value="strict" selected=strict>"Strict: none (for images built to run unprivileged)"</option>
+                </select>
+                <p class="text-xs text-slate-500">"Official images (postgres, nginx, redis) need the default profile to chown their data and switch users."</p>
+                <p class="text-sm text-red-600" role="alert">{move || field_error(value, "capabilities").get()}</p>
+            </div>
+        </div>
+        <fieldset class="space-y-2">
+            <legend class="text-sm font-medium">"Volumes"</legend>
+            <p class="text-xs text-slate-500">"Persistent storage of a fixed size that survives redeploys. An app with volumes is stopped before its new version starts (two copies of a database on one directory corrupt it), so redeploys have a short gap. The name of a volume you kept gives it to this app."</p>
+            <For each=move || vol_rows.get() key=|i| *i let:i>
+                {
+                    let init = init_vols.with_value(|v| v.get(i).cloned());
+                    let (n, p, sz) = init.map(|v| (v.name, v.path, v.size_mb.to_string())).unwrap_or_default();
+                    view! {
+                        <div class="grid grid-cols-[minmax(6rem,10rem)_1fr_6rem_auto] items-center gap-2" data-testid="volume-row">
+                            <input name=format!("volumes[{i}][name]") value=n placeholder="db-data" aria-label="Volume name"
+                                class=format!("{INPUT} font-mono")/>
+                            <input name=format!("volumes[{i}][path]") value=p placeholder="/var/lib/postgresql/data" aria-label="Mount path"
+                                class=format!("{INPUT} min-w-0 font-mono")/>
+                            <input name=format!("volumes[{i}][size_mb]") value=sz placeholder="MiB" aria-label="Size in MiB"
+                                class=INPUT/>
+                            <button type="button" class=BUTTON_SMALL aria-label="Remove volume"
+                                on:click=move |_| vol_rows.update(|r| r.retain(|x| *x != i))>"×"</button>
+                        </div>
+                    }
+                }
+            </For>
+            <button type="button" class=BUTTON_SMALL data-testid="add-volume" on:click=move |_| {
+                let n = vol_next.get_value();
+                vol_next.set_value(n + 1);
+                vol_rows.update(|r| r.push(n));
+            }>"Add volume"</button>
+            <p class="text-sm text-red-600 dark:text-red-400" role="alert" data-testid="volumes-error">{move || field_error(value, "volumes").get()}</p>
+        </fieldset>
         <fieldset class="space-y-2">
             <legend class="text-sm font-medium">"Environment variables"</legend>
             <p class="text-xs text-slate-500">"Secret values are encrypted at rest and never shown again; leave a secret empty to keep its saved value."</p>
@@ -251,8 +308,8 @@ pub fn NewAppPage() -> impl IntoView {
         <Suspense fallback=|| ()>
             {move || quota.get().and_then(Result::ok).map(|q| view! {
                 <p class="mt-1 text-sm text-slate-500" data-testid="quota-left">
-                    {format!("Your quota has room for {} more app(s), {} MiB of {} MiB memory and {} of {} CPUs.",
-                        q.apps, q.memory_mb, q.max_memory_mb, q.cpus, q.max_cpus)}
+                    {format!("Your quota has room for {} more app(s), {} MiB of {} MiB memory, {} of {} CPUs and {} MiB of {} MiB storage.",
+                        q.apps, q.memory_mb, q.max_memory_mb, q.cpus, q.max_cpus, q.storage_mb, q.max_storage_mb)}
                 </p>
             })}
         </Suspense>
@@ -478,7 +535,12 @@ pub fn AppPage() -> impl IntoView {
                                     {d.row.current.map(|c| format!("Serving deployment #{c}")).unwrap_or_else(|| "Not deployed yet".into())}
                                     {d.row.host_port.map(|p| format!(" · answering on 127.0.0.1:{p}"))}
                                 </p>
-                                <p class="text-xs text-slate-500" data-testid="app-hosts">
+                                {(d.kind == "internal").then(|| view! {
+                                    <p class="text-xs text-slate-500" data-testid="app-internal">
+                                        {format!("Internal app: your other apps reach it at {}:{}; it is never reachable from outside.", n, d.port)}
+                                    </p>
+                                })}
+                                <p class="text-xs text-slate-500" data-testid="app-hosts" class:hidden=d.kind == "internal">
                                     {if d.hosts.is_empty() {
                                         view! { "No domain yet: "<a href="/domains" class="text-indigo-700 hover:underline dark:text-indigo-400">"attach one"</a> }.into_any()
                                     } else {
@@ -504,6 +566,18 @@ pub fn AppPage() -> impl IntoView {
                         {d.row.rollout.clone().map(|r| view! { <PullBar r/> })}
                         {d.row.problem.clone().map(|p| view! {
                             <p class="mt-3 whitespace-pre-wrap rounded border border-red-200 bg-red-50 p-3 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200" data-testid="app-problem">{p}</p>
+                        })}
+                        {(!d.volumes.is_empty()).then(|| view! {
+                            <section class=format!("{CARD} mt-6") aria-labelledby="volumes-title">
+                                <h2 id="volumes-title" class="text-lg font-semibold">"Volumes"</h2>
+                                <p class="text-xs text-slate-500">
+                                    "Redeploys stop the running version before the new one starts."
+                                    {d.last_gap_ms.map(|g| format!(" The last one left the app without a container for {:.1} s.", g as f64 / 1000.0))}
+                                </p>
+                                <ul class="mt-2 space-y-2" data-testid="app-volumes">
+                                    {d.volumes.iter().map(|v| view! { <VolumeLine v=v.clone()/> }).collect_view()}
+                                </ul>
+                            </section>
                         })}
                         <section class=format!("{CARD} mt-6 grid gap-4 sm:grid-cols-2") aria-label="Resource use">
                             <Chart title="CPU (% of one CPU), last hour" unit="%" points=cpu max=100.0/>
@@ -552,10 +626,15 @@ pub fn AppPage() -> impl IntoView {
             {move || settings.get().and_then(Result::ok).map(|d| {
                 let n = d.row.name.clone();
                 let n_delete = n.clone();
+                let volume_names = d.volumes.iter().map(|v| v.name.clone()).collect::<Vec<_>>();
                 view! {
                         <section class=format!("{CARD} mt-6") aria-labelledby="settings-title">
                             <h2 id="settings-title" class="text-lg font-semibold">"Settings"</h2>
-                            <p class="mb-4 text-sm text-slate-500">"Saving deploys the new settings; the running version keeps serving until the new one answers."</p>
+                            <p class="mb-4 text-sm text-slate-500">{if volume_names.is_empty() {
+                                "Saving deploys the new settings; the running version keeps serving until the new one answers."
+                            } else {
+                                "Saving deploys the new settings. This app has volumes, so the running version stops before the new one starts: expect a short gap."
+                            }}</p>
                             <div class="mb-4"><Outcome value=update_outcome/></div>
                             <ActionForm action=update attr:class="space-y-4" attr:novalidate=true>
                                 <CsrfField/>
@@ -567,11 +646,96 @@ pub fn AppPage() -> impl IntoView {
                         <details class=format!("{CARD} mt-6")>
                             <summary class="cursor-pointer font-semibold text-red-700">"Delete this app"</summary>
                             <p class="my-3 text-sm text-slate-500">"Its container is removed and its history is lost. This cannot be undone."</p>
-                            <ActionButton app=n_delete action="delete" label="Yes, delete this app" act danger=true/>
+                            {if volume_names.is_empty() {
+                                view! { <ActionButton app=n_delete action="delete" label="Yes, delete this app" act danger=true/> }.into_any()
+                            } else {
+                                let names = volume_names.join(", ");
+                                view! {
+                                    <p class="mb-3 text-sm">{format!("Its volumes ({names}) can be kept — listed under Volumes, ready for another app — or deleted with their data.")}</p>
+                                    <div class="flex flex-wrap gap-2">
+                                        <ActionButton app=n_delete.clone() action="delete" label="Delete the app, keep its volumes" act danger=true/>
+                                        <ActionButton app=n_delete action="delete-with-volumes" label="Delete the app and its data" act danger=true/>
+                                    </div>
+                                }.into_any()
+                            }}
                         </details>
                 }
             })}
         </Transition>
+    }
+}
+
+/// One volume with a bar of how full it is.
+#[component]
+fn VolumeLine(v: VolumeView) -> impl IntoView {
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let (text, pct) = match (v.used_bytes, v.total_bytes) {
+        (Some(u), Some(t)) if t > 0 => (
+            format!("{:.1} of {:.0} MiB used", mib(u), mib(t)),
+            (u as f64 / t as f64 * 100.0).min(100.0),
+        ),
+        _ => (format!("{} MiB, not created yet", v.size_mb), 0.0),
+    };
+    view! {
+        <li class="text-sm" data-volume=v.name.clone()>
+            <div class="flex flex-wrap justify-between gap-2">
+                <span><span class="font-mono font-medium">{v.name.clone()}</span>" at "<span class="font-mono">{v.path.clone()}</span></span>
+                <span class="text-xs text-slate-500" data-testid="volume-usage">{text}</span>
+            </div>
+            <div class="mt-1 h-2 w-full rounded bg-slate-200 dark:bg-slate-800" role="progressbar"
+                aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{pct:.0}")>
+                <div class="h-2 rounded bg-indigo-600" style=format!("width: {pct:.1}%")></div>
+            </div>
+        </li>
+    }
+}
+
+/// The tenant's volumes, kept ones included.
+#[component]
+pub fn VolumesPage() -> impl IntoView {
+    let remove = ServerAction::<DeleteVolume>::new();
+    let list = Resource::new(move || remove.version().get(), |_| my_volumes());
+    view! {
+        <Title text="Volumes"/>
+        <h1 class="text-2xl font-bold tracking-tight">"Volumes"</h1>
+        <p class="mt-1 text-sm text-slate-500">"Persistent storage of your apps. A volume kept after its app was deleted keeps its data: give it to a new app by naming it in that app's volumes, or delete it here."</p>
+        <section class=format!("{CARD} mt-6")>
+            <div class="mb-4"><Outcome value=remove.value().into()/></div>
+            <Transition fallback=|| ()>
+                <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-testid="volumes">
+                    {move || list.get().map(|r| match r {
+                        Ok(rows) if rows.is_empty() => view! { <li class="py-3 text-sm text-slate-500">"No volumes yet. Add one in an app's settings."</li> }.into_any(),
+                        Ok(rows) => rows.into_iter().map(|v| {
+                            let name = v.name.clone();
+                            let owner = v.app.clone();
+                            view! {
+                                <li class="space-y-2 py-3">
+                                    <VolumeLine v=v/>
+                                    <div class="flex items-center justify-between text-xs text-slate-500">
+                                        {match owner {
+                                            Some(app) => view! { <span>"Used by "<a href=format!("/apps/{app}") class="text-indigo-700 hover:underline dark:text-indigo-400">{app.clone()}</a></span> }.into_any(),
+                                            None => view! {
+                                                <span>"Kept, not used by any app"</span>
+                                                <details>
+                                                    <summary class="cursor-pointer text-red-700">"Delete…"</summary>
+                                                    <p class="my-2">"Its data is gone for good."</p>
+                                                    <ActionForm action=remove>
+                                                        <CsrfField/>
+                                                        <input type="hidden" name="name" value=name/>
+                                                        <button type="submit" class=BUTTON_SMALL>"Yes, delete the volume and its data"</button>
+                                                    </ActionForm>
+                                                </details>
+                                            }.into_any(),
+                                        }}
+                                    </div>
+                                </li>
+                            }
+                        }).collect_view().into_any(),
+                        Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
+                    })}
+                </ul>
+            </Transition>
+        </section>
     }
 }
 

@@ -92,6 +92,7 @@ fn Nav(me: Me) -> impl IntoView {
                 <nav aria-label="Main" class="flex flex-1 flex-wrap items-center gap-1">
                     <A href="/" exact=true attr:class=link>"Apps"</A>
                     <A href="/domains" attr:class=link>"Domains"</A>
+                    <A href="/volumes" attr:class=link>"Volumes"</A>
                     <A href="/registries" attr:class=link>"Registries"</A>
                     <A href="/account" attr:class=link>"Account"</A>
                     <A href="/api-docs" attr:class=link>"API"</A>

@@ -15,8 +15,8 @@ use axum::{
 };
 use futures_util::StreamExt;
 use pier_core::{
-    apps::{engine_error, AppInput, AppView, EnvInput, MAX_LOG_TAIL},
-    model::{Deployment, Scope},
+    apps::{engine_error, AppInput, AppView, EnvInput, VolumeInput, MAX_LOG_TAIL},
+    model::{AppKind, CapProfile, Deployment, Scope, Volume},
     runtime::PullProgress,
     telemetry::Point,
     validate::format_cpus,
@@ -46,6 +46,8 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{name}/deployments", get(deployments))
         .route("/apps/{name}/logs", get(logs))
         .route("/apps/{name}/metrics", get(metrics))
+        .route("/volumes", get(volumes))
+        .route("/volumes/{name}", axum::routing::delete(delete_volume))
 }
 
 // ----- views ----------------------------------------------------------------------------------
@@ -93,6 +95,26 @@ pub struct RolloutOut {
     pull: Option<PullOut>,
 }
 
+/// A volume an app mounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppVolumeOut {
+    #[schema(example = "db-data")]
+    name: String,
+    #[schema(example = "/var/lib/postgresql/data")]
+    path: String,
+    size_mb: i64,
+}
+
+impl From<Volume> for AppVolumeOut {
+    fn from(v: Volume) -> Self {
+        AppVolumeOut {
+            name: v.name,
+            path: v.path,
+            size_mb: v.size_mb,
+        }
+    }
+}
+
 /// An app: its settings and what it is doing now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AppOut {
@@ -110,6 +132,17 @@ pub struct AppOut {
     cpus: String,
     health_path: Option<String>,
     read_only: bool,
+    /// web (HTTP, routes and domains) or internal (reached by the owner's other apps by name,
+    /// never from outside).
+    #[schema(value_type = String, example = "web")]
+    kind: AppKind,
+    /// default (what images need to start as root and drop privileges) or strict (none).
+    #[schema(value_type = String, example = "default")]
+    capabilities: CapProfile,
+    /// Persistent volumes; an app with volumes is replaced stop-first on redeploys.
+    volumes: Vec<AppVolumeOut>,
+    /// For an app with volumes: how long the last redeploy left it without a container, in ms.
+    last_redeploy_gap_ms: Option<i64>,
     /// What the owner asked for: running or stopped.
     #[schema(example = "running")]
     desired: String,
@@ -150,6 +183,10 @@ impl From<AppView> for AppOut {
             memory_mb: app.memory_mb,
             cpus: format_cpus(app.cpus_milli),
             read_only: app.read_only,
+            kind: app.kind,
+            capabilities: app.capabilities,
+            volumes: v.volumes.into_iter().map(AppVolumeOut::from).collect(),
+            last_redeploy_gap_ms: v.current.as_ref().and_then(|d| d.gap_ms),
             desired: app.desired.as_str().to_owned(),
             state: v.state.as_str().to_owned(),
             host_port: v.host_port,
@@ -251,6 +288,40 @@ pub struct NewApp {
     health_path: Option<String>,
     /// Run with a read-only root file system.
     read_only: Option<bool>,
+    /// web (default) or internal.
+    #[schema(value_type = Option<String>, example = "web")]
+    kind: Option<AppKind>,
+    /// default (default) or strict.
+    #[schema(value_type = Option<String>, example = "default")]
+    capabilities: Option<CapProfile>,
+    /// Persistent volumes. A name of one of your kept volumes gives it to this app.
+    volumes: Option<Vec<VolumeBody>>,
+}
+
+/// A volume of an app.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeBody {
+    /// 1–40 lower-case letters, digits and hyphens; unique among your volumes.
+    #[schema(example = "db-data")]
+    name: String,
+    /// Absolute path in the container, like /var/lib/postgresql/data.
+    #[schema(example = "/var/lib/postgresql/data")]
+    path: String,
+    /// Size in MiB (16 or more); may be left out for a volume you have already.
+    size_mb: Option<i64>,
+}
+
+fn volume_inputs(v: Option<Vec<VolumeBody>>) -> Option<Vec<VolumeInput>> {
+    v.map(|list| {
+        list.into_iter()
+            .map(|b| VolumeInput {
+                name: b.name,
+                path: b.path,
+                size_mb: b.size_mb.map(|n| n.to_string()).unwrap_or_default(),
+            })
+            .collect()
+    })
 }
 
 /// Changes to an app; what is left out stays as it is. The change is rolled out as a new
@@ -272,6 +343,36 @@ pub struct PatchApp {
     /// "" removes the health check.
     health_path: Option<String>,
     read_only: Option<bool>,
+    #[schema(value_type = Option<String>, example = "internal")]
+    kind: Option<AppKind>,
+    #[schema(value_type = Option<String>, example = "strict")]
+    capabilities: Option<CapProfile>,
+    /// Replaces the app's volumes: volumes left out are kept (listed under /volumes), not
+    /// deleted.
+    volumes: Option<Vec<VolumeBody>>,
+}
+
+/// `?keep_volumes=` on delete.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Keep the app's volumes and their data (default true); false deletes them with the app.
+    keep_volumes: Option<bool>,
+}
+
+/// One of your volumes, with how full it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumeOut {
+    name: String,
+    /// The app it belongs to; null for a kept volume.
+    app: Option<String>,
+    /// Where its app mounts it (for a kept volume: where its last app did).
+    path: String,
+    size_mb: i64,
+    /// Bytes in use and in all, once the volume exists.
+    used_bytes: Option<u64>,
+    total_bytes: Option<u64>,
+    created_at: String,
 }
 
 /// Which deployment to run again.
@@ -381,6 +482,9 @@ pub async fn create(
         cpus: b.cpus.as_ref().map(cpus_text).unwrap_or_default(),
         health_path: b.health_path.unwrap_or_default(),
         read_only: b.read_only.unwrap_or(false),
+        kind: b.kind,
+        capabilities: b.capabilities,
+        volumes: volume_inputs(b.volumes),
         ..Default::default()
     };
     let app = s.pier.create_app(&caller.actor, input).await?;
@@ -471,25 +575,88 @@ pub async fn update(
             .health_path
             .unwrap_or_else(|| current.health_path.clone().unwrap_or_default()),
         read_only: p.read_only.unwrap_or(current.read_only),
+        kind: p.kind,
+        capabilities: p.capabilities,
+        volumes: volume_inputs(p.volumes),
         ..Default::default()
     };
     let app = s.pier.update_app(actor, &current.name, input).await?;
     app_out(&s, &caller, &app.name).await
 }
 
-/// Deletes an app, its deployments and its container.
+/// Deletes an app, its deployments and its container. Its volumes are kept (see /volumes)
+/// unless `keep_volumes=false`.
 #[utoipa::path(delete, path = "/api/v1/apps/{name}", tag = "apps", operation_id = "delete_app",
-    params(("name" = String, Path, description = "The app's name")),
+    params(("name" = String, Path, description = "The app's name"), DeleteQuery),
+    security(("token" = [])),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn remove(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Q(q): Q<DeleteQuery>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Write)?;
+    let delete_volumes = !q.keep_volumes.unwrap_or(true);
+    s.pier
+        .delete_app(&caller.actor, &name, delete_volumes)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Your volumes, kept ones included, with how full each is.
+#[utoipa::path(get, path = "/api/v1/volumes", tag = "volumes", operation_id = "list_volumes",
+    params(PageQuery),
+    security(("token" = [])),
+    responses((status = 200, body = Page<VolumeOut>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn volumes(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<Page<VolumeOut>>> {
+    caller.require(Scope::Read)?;
+    let all = s.pier.volumes(&caller.actor).await?;
+    let page = q.paginate(all)?;
+    let usage = s.pier.volume_usage(&page.items).await;
+    Ok(Json(Page {
+        items: page
+            .items
+            .into_iter()
+            .zip(usage)
+            .map(|(v, u)| VolumeOut {
+                name: v.name,
+                app: v.app_name,
+                path: v.path,
+                size_mb: v.size_mb,
+                used_bytes: u.map(|u| u.used_bytes),
+                total_bytes: u.map(|u| u.total_bytes),
+                created_at: format_time(v.created_at),
+            })
+            .collect(),
+        page: page.page,
+        per_page: page.per_page,
+        total: page.total,
+    }))
+}
+
+/// Deletes one of your kept volumes and its data; 409 while an app has it.
+#[utoipa::path(delete, path = "/api/v1/volumes/{name}", tag = "volumes",
+    operation_id = "delete_volume",
+    params(("name" = String, Path, description = "The volume's name")),
     security(("token" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
-pub async fn remove(
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_volume(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Scope::Write)?;
-    s.pier.delete_app(&caller.actor, &name).await?;
+    s.pier.delete_volume(&caller.actor, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

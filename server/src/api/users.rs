@@ -32,6 +32,8 @@ pub struct Quotas {
     max_memory_mb: i64,
     /// CPUs as a decimal string ("1.5").
     max_cpus: String,
+    /// What the user's volumes may take together.
+    max_storage_mb: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,6 +63,7 @@ impl From<User> for UserView {
                 max_apps: u.quotas.max_apps,
                 max_memory_mb: u.quotas.max_memory_mb,
                 max_cpus: format_cpus(u.quotas.max_cpus_milli),
+                max_storage_mb: u.quotas.max_storage_mb,
             },
             email: u.email,
         }
@@ -118,6 +121,7 @@ pub struct NewUserBody {
     max_apps: Option<i64>,
     max_memory_mb: Option<i64>,
     max_cpus: Option<Cpus>,
+    max_storage_mb: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -150,6 +154,7 @@ pub async fn create(
                 max_apps: b.max_apps.map(|n| n.to_string()).unwrap_or_default(),
                 max_memory_mb: b.max_memory_mb.map(|n| n.to_string()).unwrap_or_default(),
                 max_cpus: b.max_cpus.map(|c| c.text()).unwrap_or_default(),
+                max_storage_mb: b.max_storage_mb.map(|n| n.to_string()).unwrap_or_default(),
             },
         )
         .await?;
@@ -177,6 +182,7 @@ pub struct PatchUser {
     max_apps: Option<i64>,
     max_memory_mb: Option<i64>,
     max_cpus: Option<Cpus>,
+    max_storage_mb: Option<i64>,
 }
 
 /// Changes a user's role, status or quotas (admin scope); all or nothing on invalid input.
@@ -201,7 +207,10 @@ pub async fn update(
     if let Some(r) = &p.role {
         Role::parse(r).ok_or_else(|| pier_core::Error::field("role", "Choose admin or member."))?;
     }
-    let quotas_given = p.max_apps.is_some() || p.max_memory_mb.is_some() || p.max_cpus.is_some();
+    let quotas_given = p.max_apps.is_some()
+        || p.max_memory_mb.is_some()
+        || p.max_cpus.is_some()
+        || p.max_storage_mb.is_some();
     let quota_text = (
         p.max_apps.unwrap_or(current.quotas.max_apps).to_string(),
         p.max_memory_mb
@@ -210,9 +219,18 @@ pub async fn update(
         p.max_cpus
             .map(|c| c.text())
             .unwrap_or_else(|| format_cpus(current.quotas.max_cpus_milli)),
+        p.max_storage_mb
+            .unwrap_or(current.quotas.max_storage_mb)
+            .to_string(),
     );
     if quotas_given {
-        pier_core::validate::quotas(&quota_text.0, &quota_text.1, &quota_text.2)?;
+        pier_core::validate::quotas(
+            &quota_text.0,
+            &quota_text.1,
+            &quota_text.2,
+            &quota_text.3,
+            current.quotas.max_storage_mb,
+        )?;
     }
 
     let mut user = current;
@@ -225,7 +243,14 @@ pub async fn update(
     if quotas_given {
         user = s
             .pier
-            .set_quotas(actor, id, &quota_text.0, &quota_text.1, &quota_text.2)
+            .set_quotas(
+                actor,
+                id,
+                &quota_text.0,
+                &quota_text.1,
+                &quota_text.2,
+                &quota_text.3,
+            )
             .await?;
     }
     Ok(Json(user.into()))

@@ -1,6 +1,8 @@
 //! The Docker engine behind [`Runtime`], through bollard. Every container gets the hardened
-//! defaults here, whatever the spec says: no privileges, no capabilities, no new privileges,
-//! limits on memory, CPU and processes, an init process, a port published on loopback only.
+//! defaults here, whatever the spec says: no privileges, every capability dropped (and only the
+//! spec's profile added back), no new privileges, limits on memory, CPU and processes, an init
+//! process, a port published on loopback only (web apps) or not at all (internal apps).
+//! Volumes are size-limited file systems from [`Storage`].
 
 use std::collections::HashMap;
 
@@ -10,21 +12,26 @@ use bollard::{
     container::LogOutput,
     errors::Error as DockerError,
     models::{
-        ContainerCreateBody, HostConfig, HostConfigLogConfig, NetworkCreateRequest, PortBinding,
-        RestartPolicy, RestartPolicyNameEnum,
+        ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
+        NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+        VolumeCreateRequest,
     },
     query_parameters::{
         CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-        ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-        RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+        ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+        RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StatsOptionsBuilder,
+        StopContainerOptionsBuilder,
     },
     Docker,
 };
 use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
+
+use super::storage::Storage;
 use pier_core::{
     runtime::{
-        Container, ContainerSpec, ExitInfo, LogLine, Network, ProgressFn, PullProgress, Pulled,
-        RegistryAuth, Runtime, RuntimeError, Usage, LABEL_INSTANCE, LABEL_TENANT,
+        Container, ContainerSpec, EngineInfo, ExitInfo, LogLine, Network, ProgressFn, PullProgress,
+        Pulled, RegistryAuth, Runtime, RuntimeError, Usage, VolumeInfo, VolumeSpec, VolumeUsage,
+        LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
     },
     validate::ImageRef,
 };
@@ -39,20 +46,24 @@ pub struct DockerRuntime {
     /// Network creation one at a time: Docker allows two networks with one name, and parallel
     /// rollouts of one tenant's apps would otherwise race to make theirs.
     networks: tokio::sync::Mutex<()>,
-}
-
-impl Default for DockerRuntime {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The volumes' file systems, under `<data dir>/volumes`.
+    storage: Storage,
+    /// Read once: whether the engine remaps users changes only with a dockerd restart, which
+    /// Pier then sees as a failed connection (and reads it again).
+    info: std::sync::Mutex<Option<EngineInfo>>,
 }
 
 impl DockerRuntime {
-    /// Nothing is sent (or even connected) until the first call.
-    pub fn new() -> Self {
+    /// Nothing is sent (or even connected) until the first call. Volume file systems live in
+    /// `volumes_dir`; stale device links there are removed now, before any volume is attached.
+    pub fn new(volumes_dir: std::path::PathBuf) -> Self {
+        let storage = Storage::new(volumes_dir);
+        storage.sweep();
         DockerRuntime {
             client: std::sync::Mutex::new(None),
             networks: tokio::sync::Mutex::new(()),
+            storage,
+            info: std::sync::Mutex::new(None),
         }
     }
 
@@ -153,6 +164,12 @@ impl Runtime for DockerRuntime {
                         .then_some(p.public_port)
                         .flatten()
                 });
+                // Pier's containers are on exactly one network, their tenant's.
+                let ip = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|n| n.into_values().find_map(|e| e.ip_address))
+                    .and_then(|a| a.parse().ok());
                 Container {
                     id: c.id.unwrap_or_default(),
                     name: c
@@ -164,6 +181,7 @@ impl Runtime for DockerRuntime {
                     labels,
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                     host_port,
+                    ip,
                     created: c.created.unwrap_or_default(),
                 }
             })
@@ -335,6 +353,7 @@ impl Runtime for DockerRuntime {
             init: Some(true),
             privileged: Some(false),
             cap_drop: Some(vec!["ALL".into()]),
+            cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(spec.read_only),
             tmpfs: spec.read_only.then(|| {
@@ -342,14 +361,28 @@ impl Runtime for DockerRuntime {
             }),
             network_mode: Some(spec.network.clone()),
             publish_all_ports: Some(false),
-            port_bindings: Some(HashMap::from([(
-                port_key.clone(),
-                Some(vec![PortBinding {
-                    host_ip: Some("127.0.0.1".into()),
-                    // Empty: Docker picks a free port.
-                    host_port: Some(String::new()),
-                }]),
-            )])),
+            port_bindings: spec.publish.then(|| {
+                HashMap::from([(
+                    port_key.clone(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        // Empty: Docker picks a free port.
+                        host_port: Some(String::new()),
+                    }]),
+                )])
+            }),
+            mounts: (!spec.mounts.is_empty()).then(|| {
+                spec.mounts
+                    .iter()
+                    .map(|(volume, path)| Mount {
+                        target: Some(path.clone()),
+                        source: Some(volume.clone()),
+                        typ: Some(MountType::VOLUME),
+                        read_only: Some(false),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
@@ -369,6 +402,15 @@ impl Runtime for DockerRuntime {
             labels: Some(spec.labels.clone()),
             exposed_ports: Some(vec![port_key]),
             host_config: Some(host),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![spec.alias.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
             ..Default::default()
         };
         let opts = CreateContainerOptionsBuilder::new()
@@ -421,7 +463,12 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        let opts = RemoveContainerOptionsBuilder::new().force(true).build();
+        // `v`: anonymous volumes the image declared (`VOLUME` in its Dockerfile) go with the
+        // container instead of piling up on the host.
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         match self
             .docker()?
             .remove_container(id, Some(opts))
@@ -522,11 +569,137 @@ impl Runtime for DockerRuntime {
             memory_limit: mem.limit.unwrap_or(0),
         })
     }
+
+    async fn info(&self) -> Result<EngineInfo, RuntimeError> {
+        if let Some(i) = self.info.lock().expect("info lock").clone() {
+            return Ok(i);
+        }
+        let s = self.docker()?.info().await.map_err(map_err)?;
+        let info = engine_info(
+            s.server_version.unwrap_or_default(),
+            &s.security_options.unwrap_or_default(),
+            s.docker_root_dir.as_deref().unwrap_or_default(),
+        );
+        *self.info.lock().expect("info lock") = Some(info.clone());
+        Ok(info)
+    }
+
+    async fn volumes(&self, instance: &str) -> Result<Vec<VolumeInfo>, RuntimeError> {
+        let opts = ListVolumesOptionsBuilder::new()
+            .filters(&label_filter(instance))
+            .build();
+        let list = self
+            .docker()?
+            .list_volumes(Some(opts))
+            .await
+            .map_err(map_err)?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeInfo {
+                id: v.labels.get(LABEL_VOLUME).and_then(|i| i.parse().ok()),
+                name: v.name,
+            })
+            .collect())
+    }
+
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {
+        let info = self.info().await?;
+        let device = self
+            .storage
+            .ensure(&spec.name, spec.size_mb, (info.root_uid, info.root_gid))
+            .await?;
+        let docker = self.docker()?;
+        match docker.inspect_volume(&spec.name).await.map_err(map_err) {
+            Ok(_) => return Ok(()),
+            Err(RuntimeError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let mut labels = spec.labels.clone();
+        labels.insert(LABEL_VOLUME.into(), spec.id.to_string());
+        let req = VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            driver: Some("local".into()),
+            driver_opts: Some(HashMap::from([
+                ("type".to_string(), "ext4".to_string()),
+                ("device".to_string(), device.to_string_lossy().into_owned()),
+            ])),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        docker.create_volume(req).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        match self
+            .docker()?
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(map_err)
+        {
+            Ok(()) | Err(RuntimeError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        self.storage.remove(name).await
+    }
+
+    async fn volume_usage(&self, name: &str) -> Result<Option<VolumeUsage>, RuntimeError> {
+        self.storage.usage(name).await
+    }
+
+    fn stored_volumes(&self) -> Vec<String> {
+        self.storage.names()
+    }
+}
+
+/// Isolation facts from `docker info`: user namespaces show as a security option, and the
+/// root directory of a remapped engine ends in `<uid>.<gid>` of container root.
+fn engine_info(version: String, security: &[String], root_dir: &str) -> EngineInfo {
+    let userns = security
+        .iter()
+        .any(|o| o.split(',').any(|kv| kv == "name=userns"));
+    let (uid, gid) = root_dir
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.split_once('.'))
+        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+        .filter(|_| userns)
+        .unwrap_or((0, 0));
+    EngineInfo {
+        version,
+        user_namespaces: userns,
+        root_uid: uid,
+        root_gid: gid,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_namespaces_from_docker_info() {
+        let i = engine_info(
+            "20.10.24".into(),
+            &[
+                "name=apparmor".into(),
+                "name=seccomp,profile=default".into(),
+                "name=userns".into(),
+            ],
+            "/var/lib/docker/100000.100000",
+        );
+        assert!(i.user_namespaces);
+        assert_eq!((i.root_uid, i.root_gid), (100000, 100000));
+        let plain = engine_info(
+            "20.10.24".into(),
+            &["name=seccomp,profile=default".into()],
+            "/var/lib/docker",
+        );
+        assert!(!plain.user_namespaces);
+        assert_eq!((plain.root_uid, plain.root_gid), (0, 0));
+    }
 
     #[test]
     fn pull_progress_sums_layers() {

@@ -12,6 +12,7 @@ pub mod docker;
 pub mod plan;
 mod rollout;
 pub mod routing;
+mod storage;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -122,19 +123,23 @@ async fn pass(
     // What is busy first, then the database in one snapshot: a rollout that promotes meanwhile
     // is either still busy here (its container is left alone) or already current in the reads.
     let busy_now = busy.lock().expect("busy lock").clone();
-    let (apps, in_progress) = {
+    let rt = pier.runtime();
+    // Volumes as the engine and the disk have them, before the database (see plan::volumes).
+    let listed_volumes = rt.volumes(&instance).await?;
+    let stored_volumes = rt.stored_volumes();
+    let (apps, in_progress, volume_rows) = {
         let mut tx = pier.db().begin().await?;
         let apps = repo::apps::list_all(&mut *tx).await?;
         let in_progress = repo::deployments::in_progress(&mut *tx).await?;
+        let volume_rows = repo::volumes::list_all(&mut *tx).await?;
         tx.rollback().await?;
-        (apps, in_progress)
+        (apps, in_progress, volume_rows)
     };
     let mut targets: HashMap<i64, i64> = HashMap::new();
     for d in in_progress {
         let t = targets.entry(d.app_id).or_insert(d.id);
         *t = (*t).max(d.id);
     }
-    let rt = pier.runtime();
     let containers = pier.observe_containers(rt.containers(&instance).await?);
     let networks = rt.networks(&instance).await?;
     let wants: Vec<Want> = apps
@@ -148,6 +153,16 @@ async fn pass(
         })
         .collect();
     let mut steps = plan::plan(&wants, &containers, &networks, &busy_now);
+    let wanted_volumes: HashSet<String> = volume_rows
+        .iter()
+        .map(|v| pier_core::runtime::volume_name(&instance, v.id))
+        .collect();
+    steps.extend(plan::volumes(
+        &instance,
+        &wanted_volumes,
+        &listed_volumes,
+        &stored_volumes,
+    ));
     // Rollouts first: they run in their own tasks, so a slow removal never delays a deploy.
     steps.sort_by_key(|s| !matches!(s, Step::Rollout { .. } | Step::Recreate { .. }));
     let ids: HashSet<i64> = apps.iter().map(|a| a.id).collect();
@@ -181,6 +196,13 @@ async fn pass(
                 tracing::info!(%container, why, "removing container");
                 if let Err(e) = rt.remove(&container).await {
                     tracing::warn!(%container, error = %e, "removing container failed");
+                }
+            }
+            Step::RemoveVolume { name } => {
+                tracing::info!(volume = %name, "removing volume and its data");
+                if let Err(e) = rt.remove_volume(&name).await {
+                    // Still mounted by a container being removed: next pass.
+                    tracing::debug!(%name, error = %e, "volume not removed yet");
                 }
             }
             Step::RemoveNetwork { name } => {

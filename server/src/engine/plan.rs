@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pier_core::runtime::{Container, Network};
+use pier_core::runtime::{Container, Network, VolumeInfo};
 
 /// One app as the database wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,39 @@ pub enum Step {
     RemoveNetwork {
         name: String,
     },
+    /// A volume whose row is gone (its app was deleted with its data, or the tenant deleted
+    /// it): the engine's volume and the data go.
+    RemoveVolume {
+        name: String,
+    },
+}
+
+/// Volumes to remove: this installation's volumes, as the engine lists them or as data on disk
+/// (`stored`, every installation's), whose name is not among the `wanted` (those with a row).
+/// The engine's list and the disk must be read before the database, so that a volume made
+/// meanwhile always has its row in the read.
+pub fn volumes(
+    instance: &str,
+    wanted: &HashSet<String>,
+    listed: &[VolumeInfo],
+    stored: &[String],
+) -> Vec<Step> {
+    let prefix = format!("pier-{instance}-v");
+    let mut gone: Vec<String> = listed
+        .iter()
+        .map(|v| v.name.clone())
+        .chain(stored.iter().cloned())
+        .filter(|n| {
+            n.strip_prefix(&prefix)
+                .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+        })
+        .filter(|n| !wanted.contains(n))
+        .collect();
+    gone.sort();
+    gone.dedup();
+    gone.into_iter()
+        .map(|name| Step::RemoveVolume { name })
+        .collect()
 }
 
 /// `busy`: deployments whose rollout is running right now; their containers are left alone.
@@ -188,6 +221,41 @@ mod tests {
     use super::*;
     use pier_core::runtime::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_TENANT};
 
+    #[test]
+    fn volumes_without_a_row_go_and_only_ours() {
+        let wanted: HashSet<String> = ["pier-aa-v1".to_string()].into();
+        let listed = vec![
+            VolumeInfo {
+                name: "pier-aa-v1".into(),
+                id: Some(1),
+            },
+            VolumeInfo {
+                name: "pier-aa-v2".into(),
+                id: Some(2),
+            },
+        ];
+        // On disk: a leftover of ours with no engine volume, another installation's, junk.
+        let stored = vec![
+            "pier-aa-v3".to_string(),
+            "pier-bb-v9".to_string(),
+            "pier-aa-v1".to_string(),
+            "pier-aa-vx".to_string(),
+            "pier-aa-v2".to_string(),
+        ];
+        assert_eq!(
+            volumes("aa", &wanted, &listed, &stored),
+            vec![
+                Step::RemoveVolume {
+                    name: "pier-aa-v2".into()
+                },
+                Step::RemoveVolume {
+                    name: "pier-aa-v3".into()
+                },
+            ]
+        );
+        assert!(volumes("aa", &wanted, &listed[..1], &[]).is_empty());
+    }
+
     fn c(id: &str, app: i64, dep: i64, state: &str, created: i64) -> Container {
         Container {
             id: id.into(),
@@ -199,6 +267,7 @@ mod tests {
             ]),
             state: state.into(),
             host_port: Some(40000),
+            ip: None,
             created,
         }
     }

@@ -6,10 +6,11 @@ use std::{collections::HashMap, time::Duration};
 use futures_util::StreamExt;
 use pier_core::{
     apps::{container_name, network_name, open_env},
-    model::{DeployStatus, Deployment},
+    model::{AppKind, CapProfile, DeployStatus, Deployment},
     now, repo,
     runtime::{
-        ContainerSpec, RuntimeError, LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_TENANT,
+        volume_name, Container, ContainerSpec, RuntimeError, VolumeSpec, LABEL_APP,
+        LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_TENANT,
     },
     validate, Pier,
 };
@@ -129,6 +130,26 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
     rt.ensure_network(&network, &labels)
         .await
         .map_err(anyhow::Error::from)?;
+    // Volumes: made (once) and attached (again after a reboot) before the container needs them.
+    let volumes = repo::volumes::for_app(pier.db(), app.id).await?;
+    let mut mounts = Vec::new();
+    for v in &volumes {
+        let name = volume_name(&instance, v.id);
+        let spec = VolumeSpec {
+            id: v.id,
+            name: name.clone(),
+            size_mb: v.size_mb,
+            labels: labels.clone(),
+        };
+        match rt.ensure_volume(&spec).await {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                return fail(format!("The volume {} could not be prepared: {e}", v.name)).await
+            }
+        }
+        mounts.push((name, v.path.clone()));
+    }
     labels.insert(LABEL_APP.into(), app.id.to_string());
     labels.insert(LABEL_DEPLOYMENT.into(), id.to_string());
     let spec = ContainerSpec {
@@ -151,7 +172,43 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
         pids_limit: pier.settings().engine.pids_limit,
         read_only: dep.read_only,
         network,
+        alias: app.name.clone(),
+        publish: dep.kind == AppKind::Web,
+        cap_add: dep
+            .capabilities
+            .capabilities()
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect(),
+        mounts,
         labels,
+    };
+    // An app with volumes is replaced stop-first: two copies of a database on one data
+    // directory corrupt it. The serving container stops before the new one starts (and starts
+    // again if the new one fails); nothing serves in between.
+    let serving = app.current_deployment_id.filter(|s| *s != id);
+    let _held_for_stop_first = (promote && !volumes.is_empty()).then(|| routing.hold(serving));
+    let mut stopped: Option<(Container, std::time::Instant)> = None;
+    if promote && !volumes.is_empty() {
+        if let Some(old) =
+            rt.containers(&instance).await?.into_iter().find(|c| {
+                c.deployment_id().is_some() && c.deployment_id() == serving && c.running()
+            })
+        {
+            let t = std::time::Instant::now();
+            rt.stop(&old.id, pier.settings().engine.stop_timeout_secs)
+                .await
+                .map_err(anyhow::Error::from)?;
+            stopped = Some((old, t));
+        }
+    }
+    // Puts the old container back when the new one does not make it.
+    let restore = |stopped: Option<(Container, std::time::Instant)>| async move {
+        if let Some((old, _)) = stopped {
+            if let Err(e) = rt.start(&old.id).await {
+                tracing::warn!(container = %old.id, error = %e, "restarting the previous container failed; the next pass retries");
+            }
+        }
     };
     let t_create = t0.elapsed();
     let container = match rt.create(&spec).await {
@@ -168,14 +225,24 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
                 None => anyhow::bail!("container {} exists but is not listed", spec.name),
             }
         }
-        Err(e) if e.is_transient() => return Err(e.into()),
-        Err(e) => return fail(format!("Docker refused to create the container: {e}")).await,
+        Err(e) if e.is_transient() => {
+            restore(stopped).await;
+            return Err(e.into());
+        }
+        Err(e) => {
+            restore(stopped).await;
+            return fail(format!("Docker refused to create the container: {e}")).await;
+        }
     };
     match rt.start(&container).await {
         Ok(()) => {}
-        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) if e.is_transient() => {
+            restore(stopped).await;
+            return Err(e.into());
+        }
         Err(e) => {
             let _ = rt.remove(&container).await;
+            restore(stopped).await;
             return fail(format!("The container did not start: {e}")).await;
         }
     }
@@ -186,19 +253,33 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
 
     // 3. Wait until it answers, then let it serve.
     let t_started = t0.elapsed();
-    if let Err(reason) = wait_healthy(pier, &instance, &container, &dep).await? {
+    let healthy = match wait_healthy(pier, &instance, &container, &dep).await {
+        Ok(h) => h,
+        Err(e) => {
+            restore(stopped).await;
+            return Err(e);
+        }
+    };
+    if let Err(reason) = healthy {
         if reason.is_empty() {
             // Cancelled: a newer deployment was asked for while this one started.
             let _ = rt.remove(&container).await;
+            restore(stopped).await;
             return Ok(true);
         }
         let tail = last_lines(pier, &container).await;
         let _ = rt.remove(&container).await;
-        let msg = if tail.is_empty() {
-            reason
-        } else {
-            format!("{reason}\nLast log lines:\n{tail}")
-        };
+        restore(stopped).await;
+        let mut msg = reason;
+        if let Some(hint) = capability_hint(dep.capabilities, &tail) {
+            msg = format!("{msg} {hint}");
+        }
+        if serving.is_none() {
+            msg = msg.replace(" The previous deployment keeps serving.", "");
+        }
+        if !tail.is_empty() {
+            msg = format!("{msg}\nLast log lines:\n{tail}");
+        }
         return fail(msg).await;
     }
     // The deployment serving until now keeps its container while its routes move and its
@@ -218,7 +299,10 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
                 "routes not switched yet; the next pass retries"
             );
         }
-        if serving.is_some() {
+        if let Some((_, t)) = &stopped {
+            let gap = i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX);
+            repo::deployments::set_gap(pier.db(), id, gap).await?;
+        } else if serving.is_some() {
             tokio::time::sleep(routing.drain(pier)).await;
         }
         tracing::info!(
@@ -233,8 +317,50 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
     } else {
         // Cancelled while starting (a newer deployment was asked for).
         let _ = rt.remove(&container).await;
+        restore(stopped).await;
     }
     Ok(true)
+}
+
+/// When a container under the strict profile failed with "Operation not permitted", which
+/// capability its log says it needed, and what to do.
+fn capability_hint(profile: CapProfile, log: &str) -> Option<String> {
+    if profile != CapProfile::Strict {
+        return None;
+    }
+    let lower = log.to_ascii_lowercase();
+    if !lower.contains("operation not permitted") && !lower.contains("permission denied") {
+        return None;
+    }
+    let needs = [
+        ("chown", "CHOWN"),
+        ("setgroups", "SETGID"),
+        ("setgid", "SETGID"),
+        ("initgroups", "SETGID"),
+        ("setuid", "SETUID"),
+        ("chroot", "SYS_CHROOT"),
+        ("bind", "NET_BIND_SERVICE"),
+        ("kill", "KILL"),
+        ("chmod", "FOWNER"),
+    ];
+    let found: Vec<&str> = needs
+        .iter()
+        .filter(|(word, _)| lower.contains(word))
+        .map(|(_, cap)| *cap)
+        .fold(Vec::new(), |mut v, c| {
+            if !v.contains(&c) {
+                v.push(c);
+            }
+            v
+        });
+    let which = if found.is_empty() {
+        "a capability".to_string()
+    } else {
+        format!("the {} capability", found.join(" and "))
+    };
+    Some(format!(
+        "It was refused an operation that needs {which}, which the strict profile drops: choose the default capability profile for this image."
+    ))
 }
 
 /// The longest a pull may take.
@@ -288,23 +414,36 @@ async fn wait_healthy(
             let info = pier.runtime().exit_info(container).await?;
             if !info.running {
                 return Ok(Err(format!(
-                    "The container stopped while starting: {}. (Pier runs every container \
-                     without Linux capabilities: images that switch users or chown files as \
-                     root when they start need an unprivileged variant.)",
+                    "The container stopped while starting: {}.",
                     info.describe()
                 )));
             }
         }
-        if let Some(port) = c.host_port.filter(|_| c.running()) {
-            match probe(port, dep.health_path.as_deref()).await {
-                Ok(()) => return Ok(Ok(())),
-                Err(e) => last = e,
+        if c.running() {
+            let answer = match dep.kind {
+                AppKind::Web => match c.host_port {
+                    Some(port) => Some(probe(port, dep.health_path.as_deref()).await),
+                    None => None,
+                },
+                // From the host, on the tenant's network: the port takes a connection.
+                AppKind::Internal => match c.ip {
+                    Some(ip) => Some(probe_tcp(ip, dep.port).await),
+                    None => None,
+                },
+            };
+            match answer {
+                Some(Ok(())) => return Ok(Ok(())),
+                Some(Err(e)) => last = e,
+                None => {}
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            let what = match &dep.health_path {
-                Some(p) => format!("{p} did not answer with a success status"),
-                None => format!("it did not answer HTTP on port {}", dep.port),
+            let what = match (&dep.kind, &dep.health_path) {
+                (AppKind::Internal, _) => {
+                    format!("its port {} did not take connections", dep.port)
+                }
+                (_, Some(p)) => format!("{p} did not answer with a success status"),
+                (_, None) => format!("it did not answer HTTP on port {}", dep.port),
             };
             return Ok(Err(format!(
                 "The new container never became healthy: {what} within {timeout} s (last: {last}). The previous deployment keeps serving."
@@ -361,6 +500,15 @@ pub async fn probe(port: u16, path: Option<&str>) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(3), attempt)
         .await
         .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// A TCP connection to an internal app's port on its network.
+pub async fn probe_tcp(ip: std::net::IpAddr, port: u16) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect((ip, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("connection failed: {e}")),
+        Err(_) => Err("timed out".into()),
+    }
 }
 
 async fn last_lines(pier: &Pier, container: &str) -> String {

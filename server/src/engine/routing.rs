@@ -90,6 +90,8 @@ impl Routing {
         }
         let served: Vec<Served> = apps
             .iter()
+            // Internal apps are never routed: they answer only their tenant's other apps.
+            .filter(|a| a.kind == pier_core::model::AppKind::Web)
             .map(|a| {
                 let mut h = hosts.remove(&a.id).unwrap_or_default();
                 if let Some(handle) = handles.get(&a.user_id) {

@@ -105,7 +105,9 @@ pub fn test_settings() -> Settings {
 }
 
 fn docker() -> std::sync::Arc<dyn pier_core::runtime::Runtime> {
-    std::sync::Arc::new(pier::engine::docker::DockerRuntime::new())
+    std::sync::Arc::new(pier::engine::docker::DockerRuntime::new(
+        std::env::temp_dir().join("pier-test-volumes"),
+    ))
 }
 
 pub fn serve_args() -> ServeArgs {
@@ -519,13 +521,15 @@ impl Drop for TestApp {
     }
 }
 
-/// `docker rm -f` and `docker network rm` of everything labelled with this instance.
+/// `docker rm -f`, `docker network rm` and `docker volume rm` of everything labelled with this
+/// instance, then its volumes' file systems (loop devices detached, images deleted).
 pub fn sweep(instance: &str) {
     let filter = format!("label=pier.instance={instance}");
-    // Containers first: a network still in use cannot go.
+    // Containers first: a network or volume still in use cannot go.
     for (list, remove) in [
         (&["ps", "-aq"][..], &["rm", "-f"][..]),
         (&["network", "ls", "-q"][..], &["network", "rm"][..]),
+        (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]),
     ] {
         let ids = std::process::Command::new("docker")
             .args(list)
@@ -540,6 +544,36 @@ pub fn sweep(instance: &str) {
                 .args(&ids)
                 .output();
         }
+    }
+    sweep_volume_files(instance);
+}
+
+/// Where the tests' Docker runtime keeps volume file systems.
+pub fn volumes_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("pier-test-volumes")
+}
+
+fn sweep_volume_files(instance: &str) {
+    let Ok(entries) = std::fs::read_dir(volumes_dir()) else {
+        return;
+    };
+    let prefix = format!("pier-{instance}-v");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        if name.ends_with(".img") {
+            let _ = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    "for d in $(losetup -n -O NAME -j \"$1\"); do losetup -d \"$d\"; done",
+                    "sh",
+                ])
+                .arg(e.path())
+                .output();
+        }
+        let _ = std::fs::remove_file(e.path());
     }
 }
 

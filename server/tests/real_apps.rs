@@ -1,0 +1,489 @@
+//! Real apps against real components: images built the way the official nginx, postgres and
+//! redis images are (Debian packages; an entrypoint that runs as root, chowns its data and
+//! drops to a service user), a small web app that uses postgres and redis by name, size-limited
+//! volumes, internal apps and tenant isolation. `scripts/services.sh start` builds the images
+//! (from a debootstrapped Debian root file system) and pushes them to the local registry.
+//! Traffic goes only to 127.0.0.1 and to addresses of containers this test's dockerd made.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{registry, TestApp};
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+
+fn image(name: &str) -> String {
+    format!("{}/pier-test/{name}", registry().0)
+}
+
+/// A member with a write token and a login for the test registry.
+async fn tenant(app: &TestApp, email: &str) -> String {
+    let _ = app.member(email).await;
+    let t = app.token(email, "write").await;
+    let (host, user, pw) = registry();
+    let r = app
+        .api(
+            "PUT",
+            &format!("/registries/{host}"),
+            Some(&t),
+            Some(json!({"username": user, "password": pw})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    t
+}
+
+async fn create(app: &TestApp, t: &str, body: Value) {
+    let r = app.api("POST", "/apps", Some(t), Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+async fn show(app: &TestApp, t: &str, name: &str) -> Value {
+    let r = app
+        .api("GET", &format!("/apps/{name}"), Some(t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()
+}
+
+/// Polls the app until `pred` holds; panics with the last state after `secs`.
+async fn until(
+    app: &TestApp,
+    t: &str,
+    name: &str,
+    secs: u64,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let a = show(app, t, name).await;
+        if pred(&a) {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {name}; last: {a:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn serving(n: i64) -> impl Fn(&Value) -> bool {
+    move |a| a["state"] == "running" && a["current_deployment"] == n
+}
+
+/// The running container of an app (the newest, should a replaced one still be draining).
+async fn container(app: &TestApp, t: &str, name: &str) -> String {
+    let tenant = show(app, t, name).await;
+    assert!(
+        tenant["current_deployment"].is_i64(),
+        "{name} is not deployed"
+    );
+    let all = app.containers().await;
+    all.iter()
+        .filter(|c| c.running() && c.name.contains(&format!("-{name}-d")))
+        .max_by_key(|c| c.created)
+        .map(|c| c.id.clone())
+        .unwrap_or_else(|| panic!("no running container for {name}: {all:#?}"))
+}
+
+/// `docker exec` in a container: (success, stdout, stderr).
+fn exec(id: &str, script: &str) -> (bool, String, String) {
+    let out = std::process::Command::new("docker")
+        .args(["exec", id, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn inspect(id: &str) -> Value {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", id])
+        .output()
+        .expect("docker inspect");
+    serde_json::from_slice::<Value>(&out.stdout).expect("inspect JSON")[0].clone()
+}
+
+/// One HTTP/1.0 request to a loopback port: (status, body).
+async fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let code = head.get(9..12)?.parse().ok()?;
+    Some((code, body.to_owned()))
+}
+
+/// The notes app's page, once it answers 200.
+async fn notes_page(app: &TestApp, t: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let port = show(app, t, "notes").await["host_port"].as_u64();
+        if let Some(port) = port {
+            if let Some((200, body)) = http(port as u16, "GET", "/", "").await {
+                return body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the notes app never showed its page"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn host_uid(pid: i64) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .expect("Uid line")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn official_style_images_need_the_default_profile(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "ann@example.com").await;
+    let info = app.pier.runtime().info().await.expect("docker info");
+
+    // Strict: redis's entrypoint cannot chown its data; the failure names the capability.
+    create(
+        &app,
+        &t,
+        json!({"name": "cache", "image": image("redis:1"), "port": 6379,
+               "kind": "internal", "capabilities": "strict"}),
+    )
+    .await;
+    let failed = until(&app, &t, "cache", 90, |a| a["last_error"].is_string()).await;
+    let err = failed["last_error"].as_str().unwrap();
+    assert!(err.contains("CHOWN"), "{err}");
+    assert!(err.contains("default capability profile"), "{err}");
+    assert!(
+        !err.contains("previous deployment keeps serving"),
+        "a first deployment: {err}"
+    );
+
+    // Default profile: it starts, as the redis user, and answers on its port.
+    let r = app
+        .api(
+            "PATCH",
+            "/apps/cache",
+            Some(&t),
+            Some(json!({"capabilities": "default"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let a = until(&app, &t, "cache", 90, serving(2)).await;
+    assert!(
+        a["host_port"].is_null(),
+        "an internal app publishes no port: {a}"
+    );
+    let id = container(&app, &t, "cache").await;
+    let c = inspect(&id);
+    assert_eq!(c["HostConfig"]["CapDrop"], json!(["ALL"]));
+    let added: Vec<String> = serde_json::from_value(c["HostConfig"]["CapAdd"].clone()).unwrap();
+    for cap in ["CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER"] {
+        assert!(added.iter().any(|a| a.ends_with(cap)), "{cap} in {added:?}");
+    }
+    for cap in [
+        "NET_RAW",
+        "MKNOD",
+        "AUDIT_WRITE",
+        "SETFCAP",
+        "SETPCAP",
+        "SYS_ADMIN",
+    ] {
+        assert!(
+            !added.iter().any(|a| a.ends_with(cap)),
+            "{cap} in {added:?}"
+        );
+    }
+    assert_eq!(c["HostConfig"]["PortBindings"], Value::Null);
+    let (ok, out, err) = exec(&id, "redis-cli ping");
+    assert!(ok && out.contains("PONG"), "{out} {err}");
+    // Container root is not host root when the engine remaps users.
+    let pid = c["State"]["Pid"].as_i64().unwrap();
+    if info.user_namespaces {
+        assert!(
+            host_uid(pid) >= 100000,
+            "PID 1 runs as host uid {}",
+            host_uid(pid)
+        );
+    }
+
+    // nginx: a root master and www-data workers, a web app on port 80.
+    create(
+        &app,
+        &t,
+        json!({"name": "site", "image": image("nginx:1"), "port": 80}),
+    )
+    .await;
+    let a = until(&app, &t, "site", 90, serving(1)).await;
+    let port = a["host_port"].as_u64().unwrap() as u16;
+    let (code, body) = http(port, "GET", "/", "").await.expect("nginx answers");
+    assert_eq!(code, 200);
+    assert!(body.contains("hello from nginx"), "{body}");
+    // The same image under strict fails and says why; the running one keeps serving.
+    let r = app
+        .api(
+            "PATCH",
+            "/apps/site",
+            Some(&t),
+            Some(json!({"capabilities": "strict"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let a = until(&app, &t, "site", 90, |a| a["last_error"].is_string()).await;
+    assert!(
+        a["last_error"].as_str().unwrap().contains("capability"),
+        "{a}"
+    );
+    assert_eq!(a["current_deployment"], 1);
+    assert_eq!(http(port, "GET", "/", "").await.map(|r| r.0), Some(200));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn postgres_keeps_its_rows_and_apps_reach_each_other_by_name(db: SqlitePool) {
+    let mut app = TestApp::new(db).await;
+    let t = tenant(&app, "ann@example.com").await;
+    create(
+        &app,
+        &t,
+        json!({"name": "db", "image": image("postgres:1"), "port": 5432, "kind": "internal",
+               "env": {"POSTGRES_PASSWORD": "pg-pass-123"}, "secret_env": ["POSTGRES_PASSWORD"],
+               "memory_mb": 256,
+               "volumes": [{"name": "db-data", "path": "/var/lib/postgresql/data", "size_mb": 256}]}),
+    )
+    .await;
+    create(
+        &app,
+        &t,
+        json!({"name": "cache", "image": image("redis:1"), "port": 6379, "kind": "internal",
+               "volumes": [{"name": "cache-data", "path": "/data", "size_mb": 32}]}),
+    )
+    .await;
+    create(
+        &app,
+        &t,
+        json!({"name": "notes", "image": image("notes:1"), "port": 8080, "health_path": "/healthz",
+               "env": {"DATABASE_URL": "postgres://postgres:pg-pass-123@db:5432/postgres",
+                       "REDIS_URL": "redis://cache:6379/0"},
+               "secret_env": ["DATABASE_URL"]}),
+    )
+    .await;
+    until(&app, &t, "db", 120, serving(1)).await;
+    until(&app, &t, "cache", 90, serving(1)).await;
+    until(&app, &t, "notes", 90, serving(1)).await;
+
+    let port = show(&app, &t, "notes").await["host_port"].as_u64().unwrap() as u16;
+    let (code, body) = http(port, "POST", "/notes", "text=first-row")
+        .await
+        .expect("notes answers");
+    assert_eq!(code, 201, "{body}");
+    let page = notes_page(&app, &t).await;
+    assert!(page.contains("first-row"), "{page}");
+    assert!(page.contains("visits:"), "{page}");
+
+    // A redeploy of the database replaces it stop-first and keeps the row.
+    let r = app.api("POST", "/apps/db/redeploy", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let a = until(&app, &t, "db", 120, serving(2)).await;
+    let gap = a["last_redeploy_gap_ms"]
+        .as_i64()
+        .expect("the gap is recorded");
+    assert!(gap > 0 && gap < 60_000, "gap {gap} ms");
+    assert!(notes_page(&app, &t).await.contains("first-row"));
+    // Exactly one container of the database: two on one data directory would corrupt it.
+    let dbs = app
+        .containers()
+        .await
+        .into_iter()
+        .filter(|c| c.name.contains("-db-d"))
+        .count();
+    assert_eq!(dbs, 1);
+
+    // A settings change (new env), then a rollback to #1: still the same data.
+    let r = app
+        .api(
+            "PATCH",
+            "/apps/db",
+            Some(&t),
+            Some(json!({"env": {"POSTGRES_PASSWORD": "", "TZ": "UTC"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    until(&app, &t, "db", 120, serving(3)).await;
+    let (code, _) = http(port, "POST", "/notes", "text=second-row")
+        .await
+        .unwrap();
+    assert_eq!(code, 201);
+    let r = app
+        .api(
+            "POST",
+            "/apps/db/rollback",
+            Some(&t),
+            Some(json!({"deployment": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    until(&app, &t, "db", 120, serving(4)).await;
+    let page = notes_page(&app, &t).await;
+    assert!(
+        page.contains("first-row") && page.contains("second-row"),
+        "{page}"
+    );
+
+    // A panel restart changes nothing.
+    app.kill();
+    let restarted = app.restarted().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(notes_page(&restarted, &t).await.contains("second-row"));
+
+    // Tenant isolation: Bob's app neither resolves nor reaches Ann's database; Ann's own apps
+    // reach each other by name (the positive control).
+    let b = tenant(&restarted, "bob@example.com").await;
+    create(
+        &restarted,
+        &b,
+        json!({"name": "probe", "image": image("hello:1"), "port": 8080}),
+    )
+    .await;
+    until(&restarted, &b, "probe", 90, serving(1)).await;
+    let bob_probe = container(&restarted, &b, "probe").await;
+    let ann_notes = container(&restarted, &t, "notes").await;
+    let ann_db = container(&restarted, &t, "db").await;
+    let ann_db_ip = restarted
+        .containers()
+        .await
+        .into_iter()
+        .find(|c| c.id == ann_db)
+        .and_then(|c| c.ip)
+        .expect("the database has an address");
+    let (ok, out, err) = exec(
+        &ann_notes,
+        "python3 -c \"import socket; socket.create_connection(('db', 5432), 3); print('reached')\"",
+    );
+    assert!(ok && out.contains("reached"), "{out} {err}");
+    let (ok, _, err) = exec(&bob_probe, "nslookup db 2>&1 || getent hosts db");
+    assert!(!ok || err.contains("can't"), "Bob resolved db: {err}");
+    let (ok, out, err) = exec(
+        &bob_probe,
+        &format!("nc -w 3 {ann_db_ip} 5432 </dev/null && echo connected"),
+    );
+    assert!(
+        !ok && !out.contains("connected"),
+        "Bob reached Ann's database: {out} {err}"
+    );
+    drop(restarted);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_volume_has_a_hard_size_and_outlives_its_app(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "ann@example.com").await;
+    create(
+        &app,
+        &t,
+        json!({"name": "box", "image": image("hello:1"), "port": 8080,
+               "volumes": [{"name": "small", "path": "/data", "size_mb": 16}]}),
+    )
+    .await;
+    until(&app, &t, "box", 90, serving(1)).await;
+    let id = container(&app, &t, "box").await;
+    let (ok, _, err) = exec(
+        &id,
+        "echo keep-me > /data/marker && dd if=/dev/zero of=/data/fill bs=1M count=64",
+    );
+    assert!(!ok, "writing 64 MiB into a 16 MiB volume succeeded");
+    assert!(err.contains("No space left on device"), "{err}");
+    // The usage shows it full.
+    let r = app.api("GET", "/volumes", Some(&t), None).await;
+    let v = &r.json()["items"][0];
+    let (used, total) = (
+        v["used_bytes"].as_u64().unwrap(),
+        v["total_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        total <= 16 * 1024 * 1024 && used * 10 >= total * 9,
+        "{used} of {total}"
+    );
+    let (ok, _, err) = exec(&id, "rm /data/fill");
+    assert!(ok, "{err}");
+
+    // Anonymous volumes an image declares are removed with its container: none leak.
+    let anonymous: Vec<String> = inspect(&id)["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Type"] == "volume" && m["Destination"] != "/data")
+        .map(|m| m["Name"].as_str().unwrap().to_owned())
+        .collect();
+
+    // Deleted with its volume kept: the data waits, and a new app mounts it elsewhere.
+    let r = app.api("DELETE", "/apps/box", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    create(
+        &app,
+        &t,
+        json!({"name": "box2", "image": image("hello:1"), "port": 8080,
+               "volumes": [{"name": "small", "path": "/srv"}]}),
+    )
+    .await;
+    until(&app, &t, "box2", 90, serving(1)).await;
+    let id2 = container(&app, &t, "box2").await;
+    let (ok, out, err) = exec(&id2, "cat /srv/marker");
+    assert!(ok && out.trim() == "keep-me", "{out} {err}");
+    for name in &anonymous {
+        let gone = !std::process::Command::new("docker")
+            .args(["volume", "inspect", name])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(gone, "anonymous volume {name} outlived its container");
+    }
+
+    // Deleted with its data: the engine's volume and the file system go.
+    let r = app
+        .api("DELETE", "/apps/box2?keep_volumes=false", Some(&t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let name = format!("pier-{}-v1", app.instance);
+    let image_file = common::volumes_dir().join(format!("{name}.img"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = std::process::Command::new("docker")
+            .args(["volume", "inspect", &name])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !listed && !image_file.exists() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "volume {name} still there (engine: {listed})"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
