@@ -353,6 +353,10 @@ pub struct EngineRow {
     pub version: String,
     pub user_namespaces: bool,
     pub root_uid: u32,
+    /// None before the engine first checked the egress rules.
+    pub egress_enforced: Option<bool>,
+    pub egress_block_private: bool,
+    pub egress_problem: Option<String>,
 }
 
 /// None when the engine does not answer.
@@ -360,10 +364,14 @@ pub struct EngineRow {
 pub async fn engine_status() -> Result<Option<EngineRow>, AppError> {
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
+    let egress = c.pier.egress_status(&actor)?;
     Ok(c.pier.engine_info(&actor).await?.map(|i| EngineRow {
         version: i.version,
         user_namespaces: i.user_namespaces,
         root_uid: i.root_uid,
+        egress_enforced: egress.as_ref().map(|e| e.enforced),
+        egress_block_private: egress.as_ref().is_some_and(|e| e.policy.block_private),
+        egress_problem: egress.and_then(|e| e.problem),
     }))
 }
 

@@ -124,6 +124,20 @@ pub fn network_name(instance: &str, user_id: i64) -> String {
     format!("pier-{instance}-t{user_id}")
 }
 
+/// The host's name for the bridge of a tenant's network: `pb` + installation + tenant, at most
+/// 15 characters (the kernel's limit). Egress rules match every bridge that starts with `pb`.
+pub fn bridge_name(instance: &str, user_id: i64) -> String {
+    let short: String = instance.chars().take(6).collect();
+    let name = format!("pb{short}t{user_id}");
+    if name.len() <= 15 {
+        name
+    } else {
+        // Tenant ids past a million: a digest keeps the name unique and short.
+        let digest = crate::service::sha256_hex(&format!("{instance}:{user_id}"));
+        format!("pb{}", &digest[..13])
+    }
+}
+
 /// The container of one deployment; the name makes a second create of the same one fail.
 pub fn container_name(instance: &str, app: &App, deployment_id: i64) -> String {
     format!(

@@ -180,6 +180,24 @@ pub struct EngineInfo {
     pub root_gid: u32,
 }
 
+/// What tenants' containers may reach beyond their own network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EgressPolicy {
+    /// Also drop traffic to private address ranges (other than Pier's own networks).
+    pub block_private: bool,
+    /// Host ports containers may still open connections to (HAProxy's public ports).
+    pub open_ports: Vec<u16>,
+}
+
+/// Whether the egress rules are in place, as the admin page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EgressStatus {
+    pub enforced: bool,
+    pub policy: EgressPolicy,
+    /// Why they are not in place.
+    pub problem: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     pub name: String,
@@ -238,10 +256,12 @@ pub trait Runtime: Send + Sync + 'static {
         progress: ProgressFn,
     ) -> Result<Pulled, RuntimeError>;
     async fn networks(&self, instance: &str) -> Result<Vec<Network>, RuntimeError>;
-    /// Creates the network unless it exists; its id.
+    /// Creates the network unless it exists; its id. `bridge` names its bridge on the host
+    /// (egress rules match Pier's bridges by name).
     async fn ensure_network(
         &self,
         name: &str,
+        bridge: &str,
         labels: &HashMap<String, String>,
     ) -> Result<String, RuntimeError>;
     async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
@@ -275,6 +295,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// The names of the volumes whose data exists here (a crash between making the data and
     /// the engine's volume can leave data that the engine does not list).
     fn stored_volumes(&self) -> Vec<String>;
+    /// Puts the egress rules for tenants' containers in place (idempotent; run every pass).
+    async fn enforce_egress(&self, policy: &EgressPolicy) -> EgressStatus;
 }
 
 /// The engine's name of a volume.

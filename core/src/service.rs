@@ -83,6 +83,8 @@ pub struct EngineSettings {
     /// After a new deployment takes over its routes, the old container runs this much longer so
     /// requests it is answering finish.
     pub drain_ms: u64,
+    /// What tenants' containers may reach beyond their network.
+    pub egress: crate::runtime::EgressPolicy,
 }
 
 impl Default for EngineSettings {
@@ -96,6 +98,7 @@ impl Default for EngineSettings {
             extra_labels: Vec::new(),
             allowed_registries: Vec::new(),
             drain_ms: 2000,
+            egress: Default::default(),
         }
     }
 }
@@ -171,6 +174,7 @@ struct Inner {
     #[allow(clippy::type_complexity)]
     observed: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::runtime::Container>>)>>,
     proxy_status: std::sync::RwLock<Option<ProxyStatusSource>>,
+    egress: std::sync::RwLock<Option<crate::runtime::EgressStatus>>,
     resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
 }
 
@@ -210,6 +214,7 @@ impl Pier {
             wake: tokio::sync::Notify::new(),
             wake_certs: tokio::sync::Notify::new(),
             proxy_status: std::sync::RwLock::new(None),
+            egress: std::sync::RwLock::new(None),
             resolver: std::sync::RwLock::new(None),
             instance: tokio::sync::OnceCell::new(),
             observed: std::sync::Mutex::new(None),
@@ -279,6 +284,17 @@ impl Pier {
                 Ok(None)
             }
         }
+    }
+
+    /// Records how the egress rules stand (the reconciler does after every check).
+    pub fn record_egress(&self, status: crate::runtime::EgressStatus) {
+        *self.0.egress.write().expect("egress lock") = Some(status);
+    }
+
+    /// The egress rules' state for admins; None before the engine first checked them.
+    pub fn egress_status(&self, actor: &Actor) -> Result<Option<crate::runtime::EgressStatus>> {
+        Self::require_admin(actor)?;
+        Ok(self.0.egress.read().expect("egress lock").clone())
     }
 
     /// Asks the certificate issuer to look for work now.

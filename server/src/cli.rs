@@ -26,6 +26,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::default();
     if let Command::Serve(args) = &cli.command {
         settings.engine.allowed_registries = args.allowed_registries.clone();
+        settings.engine.egress.block_private = args.egress_block_private;
+        // Apps may call sites served here by their domains, through HAProxy's public ports.
+        if !args.no_proxy {
+            settings.engine.egress.open_ports = vec![args.http_addr.port(), args.https_addr.port()];
+        }
         settings.routing.base_domain = args.base_domain.clone();
         settings.routing.panel_host = args.panel_host.clone();
         settings.routing.allow_wildcards = args.allow_wildcard_domains;

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{builder::BoolishValueParser, ArgAction, Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,7 +89,7 @@ pub struct ServeArgs {
     pub https_addr: SocketAddr,
 
     /// Run without HAProxy (apps are reachable on their loopback ports only).
-    #[arg(long, env = "PIER_NO_PROXY")]
+    #[arg(long, env = "PIER_NO_PROXY", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_proxy: bool,
 
     /// This server's public addresses (comma-separated), so DNS checks can say "points here".
@@ -114,16 +114,21 @@ pub struct ServeArgs {
     pub acme_ca_file: Option<PathBuf>,
 
     /// Do not obtain certificates (HTTPS keeps the self-signed one).
-    #[arg(long, env = "PIER_NO_ACME")]
+    #[arg(long, env = "PIER_NO_ACME", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_acme: bool,
 
     /// Let tenants register wildcard domains (`*.example.com`).
-    #[arg(long, env = "PIER_ALLOW_WILDCARD_DOMAINS")]
+    #[arg(long, env = "PIER_ALLOW_WILDCARD_DOMAINS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub allow_wildcard_domains: bool,
 
     /// The built site (wasm, JS, CSS) from `cargo leptos build`.
     #[arg(long, env = "PIER_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+
+    /// Tenants' containers may not reach private address ranges either (only their own
+    /// network, and the internet).
+    #[arg(long, env = "PIER_EGRESS_BLOCK_PRIVATE", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub egress_block_private: bool,
 
     /// Only pull images from these registries (comma-separated `host[:port]`); empty: any.
     #[arg(long, env = "PIER_ALLOWED_REGISTRIES", value_delimiter = ',', value_parser = parse_registry)]
@@ -193,6 +198,32 @@ mod tests {
             a.public_origin().as_deref(),
             Some("https://panel.example.com")
         );
+    }
+
+    #[test]
+    fn boolean_settings_take_the_usual_spellings() {
+        // Only this test sets this variable.
+        for (value, expected) in [
+            ("1", true),
+            ("true", true),
+            ("yes", true),
+            ("on", true),
+            ("0", false),
+            ("false", false),
+            ("no", false),
+            ("off", false),
+        ] {
+            std::env::set_var("PIER_EGRESS_BLOCK_PRIVATE", value);
+            let cli =
+                Cli::try_parse_from(["pier", "serve"]).unwrap_or_else(|e| panic!("{value}: {e}"));
+            let Command::Serve(a) = cli.command else {
+                panic!()
+            };
+            assert_eq!(a.egress_block_private, expected, "{value}");
+        }
+        std::env::set_var("PIER_EGRESS_BLOCK_PRIVATE", "maybe");
+        assert!(Cli::try_parse_from(["pier", "serve"]).is_err());
+        std::env::remove_var("PIER_EGRESS_BLOCK_PRIVATE");
     }
 
     #[test]

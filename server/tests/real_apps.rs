@@ -487,3 +487,83 @@ async fn a_volume_has_a_hard_size_and_outlives_its_app(db: SqlitePool) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "ann@example.com").await;
+    // Something listening on every host address, the tenant bridge's gateway among them.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut s, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhost service\n").await;
+        }
+    });
+    create(
+        &app,
+        &t,
+        json!({"name": "box", "image": image("hello:1"), "port": 8080}),
+    )
+    .await;
+    until(&app, &t, "box", 90, serving(1)).await;
+    let id = container(&app, &t, "box").await;
+    let network = inspect(&id)["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    let gateway = network["Gateway"].as_str().unwrap().to_owned();
+    assert!(!gateway.is_empty(), "{network}");
+    // The host answers on the gateway address (from the host itself)...
+    let (code, body) = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect((gateway.as_str(), port))
+            .await
+            .unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        (buf.get(9..12).unwrap_or_default().to_owned(), buf)
+    };
+    assert_eq!(code, "200", "{body}");
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // ...but not to the container.
+    let (ok, out, err) = exec(&id, &format!("wget -q -O- -T 3 http://{gateway}:{port}/"));
+    assert!(
+        !ok && !out.contains("host service"),
+        "the container reached the host: {out} {err}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), before);
+
+    // The admin page says the rules are in place; they come back when someone flushes them.
+    let mut admin = app.admin().await;
+    let r = admin.read("engine_status").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["egress_enforced"], true, "{}", r.body);
+    let rule = ["INPUT", "-i", "pb+", "-j", "PIER-INPUT"];
+    let iptables = |op: &str| {
+        std::process::Command::new("iptables")
+            .args(["-w", op])
+            .args(rule)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(iptables("-C"));
+    assert!(iptables("-D"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !iptables("-C") {
+        assert!(Instant::now() < deadline, "the rule did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, _, _) = exec(&id, &format!("wget -q -O- -T 3 http://{gateway}:{port}/"));
+    assert!(!ok);
+}

@@ -246,19 +246,30 @@ fn EngineBanner() -> impl IntoView {
     view! {
         <Transition fallback=|| ()>
             {move || status.get().map(|r| {
-                let (ok, line) = match r {
-                    Ok(Some(e)) if e.user_namespaces => (true, format!(
-                        "Docker {}: containers run in user namespaces; container root is host uid {}, not host root.",
-                        e.version, e.root_uid)),
-                    Ok(Some(e)) => (false, format!(
-                        "Docker {}: containers do not run in user namespaces, so container root is host root. Start dockerd with --userns-remap=default (see the README) so that an escape from a container lands as an unprivileged user.",
-                        e.version)),
-                    Ok(None) => (false, "The Docker engine does not answer.".to_string()),
-                    Err(e) => (false, e.message),
+                let warn = "font-medium text-amber-800 dark:text-amber-300";
+                let (userns, egress) = match r {
+                    Ok(Some(e)) => {
+                        let userns = if e.user_namespaces {
+                            (true, format!("Docker {}: containers run in user namespaces; container root is host uid {}, not host root.", e.version, e.root_uid))
+                        } else {
+                            (false, format!("Docker {}: containers do not run in user namespaces, so container root is host root. Start dockerd with --userns-remap=default (see the README) so that an escape from a container lands as an unprivileged user.", e.version))
+                        };
+                        let egress = match (e.egress_enforced, e.egress_problem) {
+                            (Some(true), _) => (true, format!(
+                                "Egress rules are in place: containers reach neither this host's services nor link-local addresses{}.",
+                                if e.egress_block_private { " nor private networks" } else { "" })),
+                            (_, Some(p)) => (false, format!("Egress rules are not in place: {p}")),
+                            _ => (false, "Egress rules have not been checked yet.".to_string()),
+                        };
+                        (userns, Some(egress))
+                    }
+                    Ok(None) => ((false, "The Docker engine does not answer.".to_string()), None),
+                    Err(e) => ((false, e.message), None),
                 };
                 view! {
                     <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="engine-status">
-                        <p class=if ok { "" } else { "font-medium text-amber-800 dark:text-amber-300" }>{line}</p>
+                        <p class=if userns.0 { "" } else { warn }>{userns.1}</p>
+                        {egress.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="egress-status">{line}</p> })}
                     </div>
                 }
             })}

@@ -29,9 +29,9 @@ use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
 use super::storage::Storage;
 use pier_core::{
     runtime::{
-        Container, ContainerSpec, EngineInfo, ExitInfo, LogLine, Network, ProgressFn, PullProgress,
-        Pulled, RegistryAuth, Runtime, RuntimeError, Usage, VolumeInfo, VolumeSpec, VolumeUsage,
-        LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
+        Container, ContainerSpec, EgressPolicy, EgressStatus, EngineInfo, ExitInfo, LogLine,
+        Network, ProgressFn, PullProgress, Pulled, RegistryAuth, Runtime, RuntimeError, Usage,
+        VolumeInfo, VolumeSpec, VolumeUsage, LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
     },
     validate::ImageRef,
 };
@@ -284,6 +284,7 @@ impl Runtime for DockerRuntime {
     async fn ensure_network(
         &self,
         name: &str,
+        bridge: &str,
         labels: &HashMap<String, String>,
     ) -> Result<String, RuntimeError> {
         let _one_at_a_time = self.networks.lock().await;
@@ -315,6 +316,10 @@ impl Runtime for DockerRuntime {
                 name: name.to_owned(),
                 driver: Some("bridge".into()),
                 labels: Some(labels.clone()),
+                options: Some(HashMap::from([(
+                    "com.docker.network.bridge.name".to_string(),
+                    bridge.to_string(),
+                )])),
                 ..Default::default()
             };
             match self.docker()?.create_network(req).await.map_err(map_err) {
@@ -651,6 +656,10 @@ impl Runtime for DockerRuntime {
 
     fn stored_volumes(&self) -> Vec<String> {
         self.storage.names()
+    }
+
+    async fn enforce_egress(&self, policy: &EgressPolicy) -> EgressStatus {
+        super::firewall::enforce(policy).await
     }
 }
 

@@ -9,6 +9,7 @@
 //! already exists for the deployment is adopted, its name is unique).
 
 pub mod docker;
+mod firewall;
 pub mod plan;
 mod rollout;
 pub mod routing;
@@ -124,6 +125,8 @@ async fn pass(
     // is either still busy here (its container is left alone) or already current in the reads.
     let busy_now = busy.lock().expect("busy lock").clone();
     let rt = pier.runtime();
+    // Egress rules first: a container that starts in this pass is already covered.
+    pier.record_egress(rt.enforce_egress(&pier.settings().engine.egress).await);
     // Volumes as the engine and the disk have them, before the database (see plan::volumes).
     let listed_volumes = rt.volumes(&instance).await?;
     let stored_volumes = rt.stored_volumes();

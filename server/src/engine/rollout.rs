@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 
 use futures_util::StreamExt;
 use pier_core::{
-    apps::{container_name, network_name, open_env},
+    apps::{bridge_name, container_name, network_name, open_env},
     model::{AppKind, CapProfile, DeployStatus, Deployment},
     now, repo,
     runtime::{
@@ -127,7 +127,7 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
     labels.insert(LABEL_INSTANCE.into(), instance.clone());
     labels.insert(LABEL_TENANT.into(), app.user_id.to_string());
     let network = network_name(&instance, app.user_id);
-    rt.ensure_network(&network, &labels)
+    rt.ensure_network(&network, &bridge_name(&instance, app.user_id), &labels)
         .await
         .map_err(anyhow::Error::from)?;
     // Volumes: made (once) and attached (again after a reboot) before the container needs them.

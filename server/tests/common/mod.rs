@@ -127,6 +127,7 @@ pub fn serve_args() -> ServeArgs {
         acme_email: None,
         acme_ca_file: None,
         no_acme: true,
+        egress_block_private: false,
     }
 }
 
