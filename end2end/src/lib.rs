@@ -278,6 +278,7 @@ impl Drop for Panel {
             for (list, remove) in [
                 (vec!["ps", "-aq"], vec!["rm", "-f"]),
                 (vec!["network", "ls", "-q"], vec!["network", "rm"]),
+                (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
             ] {
                 let ids = Command::new("docker")
                     .args(&list)
@@ -288,6 +289,21 @@ impl Drop for Panel {
                 let ids: Vec<&str> = ids.split_whitespace().collect();
                 if !ids.is_empty() {
                     let _ = Command::new("docker").args(&remove).args(&ids).output();
+                }
+            }
+        }
+        // Volume file systems: their loop devices go before the files.
+        if let Ok(entries) = std::fs::read_dir(self.data_dir.join("volumes")) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "img") {
+                    let _ = Command::new("sh")
+                        .args([
+                            "-c",
+                            "for d in $(losetup -n -O NAME -j \"$1\"); do losetup -d \"$d\"; done",
+                            "sh",
+                        ])
+                        .arg(e.path())
+                        .output();
                 }
             }
         }
