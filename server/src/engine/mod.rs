@@ -186,7 +186,11 @@ async fn pass(
                 spawn_rollout(tasks, pier, routing, app_id, deployment_id, false)
             }
             Step::Start { app_id, container } if backoff.ready(app_id) => {
-                let r = rt.start(&container).await;
+                // After a reboot its volumes' devices must be attached again first.
+                let r = match start_volumes(pier, &instance, &volume_rows, app_id).await {
+                    Ok(()) => rt.start(&container).await,
+                    Err(e) => Err(e),
+                };
                 record(pier, backoff, app_id, "start", r).await;
             }
             Step::Stop { app_id, container } if backoff.ready(app_id) => {
@@ -225,6 +229,41 @@ async fn pass(
         );
     }
     Ok(())
+}
+
+/// Makes the volumes of `app_id` ready before its container starts again.
+async fn start_volumes(
+    pier: &Pier,
+    instance: &str,
+    rows: &[pier_core::model::Volume],
+    app_id: i64,
+) -> Result<(), RuntimeError> {
+    let mine: Vec<_> = rows
+        .iter()
+        .filter(|v| v.app_id == Some(app_id))
+        .cloned()
+        .collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let Some(tenant) = mine.first().map(|v| v.user_id) else {
+        return Ok(());
+    };
+    let mut labels: HashMap<String, String> = pier
+        .settings()
+        .engine
+        .extra_labels
+        .iter()
+        .cloned()
+        .collect();
+    labels.insert(
+        pier_core::runtime::LABEL_INSTANCE.into(),
+        instance.to_owned(),
+    );
+    labels.insert(pier_core::runtime::LABEL_TENANT.into(), tenant.to_string());
+    rollout::ensure_volumes(pier, instance, &mine, &labels)
+        .await
+        .map(|_| ())
 }
 
 /// Notes the outcome of a step on the app: its error is shown on the app page.

@@ -132,24 +132,11 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
         .map_err(anyhow::Error::from)?;
     // Volumes: made (once) and attached (again after a reboot) before the container needs them.
     let volumes = repo::volumes::for_app(pier.db(), app.id).await?;
-    let mut mounts = Vec::new();
-    for v in &volumes {
-        let name = volume_name(&instance, v.id);
-        let spec = VolumeSpec {
-            id: v.id,
-            name: name.clone(),
-            size_mb: v.size_mb,
-            labels: labels.clone(),
-        };
-        match rt.ensure_volume(&spec).await {
-            Ok(()) => {}
-            Err(e) if e.is_transient() => return Err(e.into()),
-            Err(e) => {
-                return fail(format!("The volume {} could not be prepared: {e}", v.name)).await
-            }
-        }
-        mounts.push((name, v.path.clone()));
-    }
+    let mounts = match ensure_volumes(pier, &instance, &volumes, &labels).await {
+        Ok(m) => m,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => return fail(e.to_string()).await,
+    };
     labels.insert(LABEL_APP.into(), app.id.to_string());
     labels.insert(LABEL_DEPLOYMENT.into(), id.to_string());
     let spec = ContainerSpec {
@@ -320,6 +307,38 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
         restore(stopped).await;
     }
     Ok(true)
+}
+
+/// Makes an app's volumes ready to mount (made once, attached again after a reboot): the
+/// (engine name, mount path) pairs for its container.
+pub async fn ensure_volumes(
+    pier: &Pier,
+    instance: &str,
+    volumes: &[pier_core::model::Volume],
+    labels: &HashMap<String, String>,
+) -> Result<Vec<(String, String)>, RuntimeError> {
+    let mut mounts = Vec::new();
+    for v in volumes {
+        let name = volume_name(instance, v.id);
+        let spec = VolumeSpec {
+            id: v.id,
+            name: name.clone(),
+            size_mb: v.size_mb,
+            labels: labels.clone(),
+        };
+        match pier.runtime().ensure_volume(&spec).await {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                return Err(RuntimeError::Failed(format!(
+                    "The volume {} could not be prepared: {e}",
+                    v.name
+                )))
+            }
+        }
+        mounts.push((name, v.path.clone()));
+    }
+    Ok(mounts)
 }
 
 /// When a container under the strict profile failed with "Operation not permitted", which
