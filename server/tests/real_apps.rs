@@ -498,10 +498,13 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counter = accepted.clone();
     tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut s, _)) = listener.accept().await {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
             let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhost service\n").await;
+            let _ = s.shutdown().await;
         }
     });
     create(

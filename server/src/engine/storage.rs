@@ -243,7 +243,9 @@ impl Storage {
             return Ok(None);
         }
         if let Some(dev) = self.attached(name) {
-            if let Some(mountpoint) = mount_point(&dev) {
+            // The mount table names the source as Docker gave it: the link, or the device.
+            let link = self.device_link(name);
+            if let Some(mountpoint) = mount_point(&[dev.as_path(), link.as_path()]) {
                 let out = run("df", &["-B1", "--output=used,size", &mountpoint]).await?;
                 let nums: Vec<u64> = out
                     .lines()
@@ -280,14 +282,17 @@ impl Storage {
     }
 }
 
-/// Where loop device `dev` is mounted, from this process's mount table.
-fn mount_point(dev: &Path) -> Option<String> {
+/// Where a file system mounted from one of `sources` is mounted, from this process's mount
+/// table.
+fn mount_point(sources: &[&Path]) -> Option<String> {
     let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let dev = dev.to_str()?;
     table.lines().find_map(|l| {
         let (left, right) = l.split_once(" - ")?;
-        let source = right.split_whitespace().nth(1)?;
-        (source == dev).then(|| left.split_whitespace().nth(4).map(unescape))?
+        let source = unescape(right.split_whitespace().nth(1)?);
+        sources
+            .iter()
+            .any(|s| s.to_str() == Some(source.as_str()))
+            .then(|| left.split_whitespace().nth(4).map(unescape))?
     })
 }
 
