@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts and stops the outside services Pier's container-engine tests talk to, on this machine:
-#   - dockerd (only when it is not already running; then we also stop it again),
+#   - dockerd (only when it is not already running; then we also stop it again), with user
+#     namespaces (--userns-remap=default: container root is host uid 100000 of user dockremap),
 #   - a local image registry with htpasswd (bcrypt) auth on 127.0.0.1 (the Debian `docker-registry`),
 #   - test images built FROM scratch out of /usr/bin/busybox, pushed there and removed locally, so
 #     whoever uses them must really pull (with credentials) from the registry:
@@ -8,6 +9,11 @@
 #                                      at / and "ok" at /healthz (works with --read-only --tmpfs /tmp)
 #       REGISTRY/pier-test/hello:2     the same, default text "hello from pier v2"
 #       REGISTRY/pier-test/sleeper:1   `sleep 3600`, never answers HTTP
+#   - and, built from a Debian root filesystem like the official images, by scripts/test-images.sh
+#     (which caches that file system in /var/cache/pier-test-images):
+#       REGISTRY/pier-test/nginx:1     nginx on :80; REGISTRY/pier-test/postgres:1 PostgreSQL 15 on
+#       :5432; REGISTRY/pier-test/redis:1 on :6379; REGISTRY/pier-test/notes:1 a web app on :8080
+#       using both (DATABASE_URL, REDIS_URL)
 #   - pebble-challtestsrv as a mock DNS server on 127.0.0.1 (every name answers 127.0.0.1 unless a
 #     test sets another record through its management API); its HTTP/TLS challenge servers are off.
 #
@@ -23,12 +29,14 @@
 #   PIER_TEST_REGISTRY_PORT    registry port on 127.0.0.1 (default 5123)
 #   PIER_TEST_DNS_PORT         mock DNS port on 127.0.0.1 (default 5153; management: +1)
 # Needs root (dockerd), and: docker.io docker-registry busybox-static apache2-utils curl pebble
-# (scripts/setup.sh --test installs them). Only ever talks to 127.0.0.1.
+# debootstrap (scripts/setup.sh --test installs them). Only ever talks to 127.0.0.1, except for
+# debootstrap's downloads from the Debian mirror on the first run.
 set -euo pipefail
 # No job control: a background child then stays in this script's process group (it does not lead
 # one of its own), so `setsid` below never has to fork and `$!` is the daemon's own pid.
 set +m
 
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${PIER_SERVICES_DIR:-/tmp/pier-services}
 PORT=${PIER_TEST_REGISTRY_PORT:-5123}
 REGISTRY="127.0.0.1:$PORT"
@@ -95,15 +103,19 @@ start_dockerd() {
     # kills a daemon someone else started since.
     pid_alive "$STATE/dockerd.pid" dockerd || rm -f "$STATE/dockerd.pid"
     say "dockerd already running"
+    docker info --format '{{.SecurityOptions}}' 2>/dev/null | grep -q 'name=userns' \
+      || say "warning: that dockerd runs without user namespaces (--userns-remap)"
     return
   fi
   if pgrep -x dockerd >/dev/null; then
     # Someone else's dockerd is still coming up: wait for it, but it is not ours to stop.
     say "waiting for a dockerd we did not start"
   else
-    say "starting dockerd (log: $STATE/dockerd.log)"
+    say "starting dockerd with --userns-remap=default (log: $STATE/dockerd.log)"
     # setsid: its own session, so it outlives this script and its caller's process group.
-    setsid dockerd >"$STATE/dockerd.log" 2>&1 </dev/null &
+    # User namespaces: dockerd creates the user dockremap and its subordinate ids (/etc/subuid,
+    # /etc/subgid: 100000:65536) if missing; container root is then host uid 100000.
+    setsid dockerd --userns-remap=default >"$STATE/dockerd.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$STATE/dockerd.pid"
   fi
@@ -269,6 +281,9 @@ build_and_push_images() {
       docker push "$image" >>"$STATE/build.log" 2>&1 \
         || { docker logout "$REGISTRY" >/dev/null 2>&1 || true; log_tail "$STATE/build.log"; die "docker push $image failed"; }
     done
+    # nginx, postgres, redis, notes: built, pushed and removed locally there.
+    PIER_SERVICES_DIR="$STATE" "$SCRIPTS/test-images.sh" "$REGISTRY" \
+      || { docker logout "$REGISTRY" >/dev/null 2>&1 || true; die "scripts/test-images.sh failed"; }
     docker logout "$REGISTRY" >>"$STATE/build.log" 2>&1
   )
   # Gone locally (with the builder's intermediate images): users must pull from the registry.
@@ -277,6 +292,11 @@ build_and_push_images() {
   tags=$(rcurl -u "$REG_USER:$password" "http://$REGISTRY/v2/pier-test/hello/tags/list" || true)
   [[ "$tags" == *'"1"'* && "$tags" == *'"2"'* ]] \
     || die "the registry does not list hello:1 and hello:2 (tags/list said: ${tags:-nothing})"
+  for image in nginx postgres redis notes; do
+    tags=$(rcurl -u "$REG_USER:$password" "http://$REGISTRY/v2/pier-test/$image/tags/list" || true)
+    [[ "$tags" == *'"1"'* ]] \
+      || die "the registry does not list $image:1 (tags/list said: ${tags:-nothing})"
+  done
 }
 
 # --- start, step 4: the mock DNS server -----------------------------------------------------------
@@ -332,7 +352,7 @@ cmd_start() {
     } >"$ENV_FILE"
   )
   ms=$((($(date +%s%N) - t0) / 1000000))
-  printf 'services up in %d.%ds: dockerd (%s), registry %s (user %s), images pier-test/hello:1,2 pier-test/sleeper:1, mock DNS %s; env: %s\n' \
+  printf 'services up in %d.%ds: dockerd (%s), registry %s (user %s), images pier-test/hello:1,2 pier-test/sleeper:1 pier-test/{nginx,postgres,redis,notes}:1 postgres:2, mock DNS %s; env: %s\n' \
     $((ms / 1000)) $((ms % 1000 / 100)) \
     "$([[ -f "$STATE/dockerd.pid" ]] && echo "ours, pid $(<"$STATE/dockerd.pid")" || echo "not ours, left alone by stop")" \
     "$REGISTRY" "$REG_USER" "$DNS" "$ENV_FILE"
@@ -354,6 +374,14 @@ cmd_stop() {
     ids=$(docker volume ls -q --filter "label=$LABEL")
     # shellcheck disable=SC2086
     [[ -z "$ids" ]] || docker volume rm -f $ids >/dev/null
+    # Test volumes' file systems (Pier's test runtime keeps them here): loop devices, then files.
+    if [[ -d "${TMPDIR:-/tmp}/pier-test-volumes" ]]; then
+      for img in "${TMPDIR:-/tmp}"/pier-test-volumes/*.img; do
+        [[ -e "$img" ]] || continue
+        for dev in $(losetup -n -O NAME -j "$img"); do losetup -d "$dev" || true; done
+      done
+      rm -rf "${TMPDIR:-/tmp}/pier-test-volumes"
+    fi
     ids=$(docker images -q --filter "label=$LABEL" | sort -u)
     # shellcheck disable=SC2086
     [[ -z "$ids" ]] || docker rmi -f $ids >/dev/null

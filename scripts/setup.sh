@@ -35,12 +35,16 @@ need_apt() {
 need_apt ca-certificates gcc pkg-config sqlite3
 # The container engine Pier drives, and HAProxy, which Pier runs in front of everything.
 need_apt docker.io haproxy
+# Docker's networking (iptables); size-limited volumes: an ext4 file system (e2fsprogs) in a sparse
+# file, loop-mounted (util-linux: losetup, mount).
+need_apt iptables e2fsprogs util-linux
 # A machine may already have Node.js from elsewhere (with npm inside); only add Debian's when absent.
 command -v npm >/dev/null || need_apt nodejs npm
 if ((with_tests)); then
   need_apt chromium chromium-driver
-  # scripts/services.sh: a local registry with htpasswd (bcrypt) auth and busybox test images.
-  need_apt docker-registry busybox-static apache2-utils curl
+  # scripts/services.sh: a local registry with htpasswd (bcrypt) auth and busybox test images;
+  # scripts/test-images.sh: Debian-based ones (nginx, postgres, redis, notes) out of debootstrap.
+  need_apt docker-registry busybox-static apache2-utils curl debootstrap
   # pebble-challtestsrv: a mock DNS server on loopback (DNS checks; pebble for certificates).
   need_apt pebble
   # tests/proxy.rs: the rendered HAProxy configuration on a real haproxy, with a self-signed cert.
@@ -77,10 +81,10 @@ fi
 
 # Tailwind v4 CLI and binaryen (wasm-opt); cargo-leptos finds them in node_modules/.bin.
 if [[ ! -x node_modules/.bin/tailwindcss || ! -x node_modules/.bin/wasm-opt || package-lock.json -nt node_modules ]]; then
-  # `npm install` with the committed lock file (npm 11's `npm ci` rejects this lock file over
-  # optional platform packages of other operating systems).
-  say "npm install (tailwindcss, binaryen)"
-  npm install --no-audit --no-fund --loglevel=error
+  # Exactly the committed lock file (it lists every platform's optional packages, so the tree
+  # stays clean).
+  say "npm ci (tailwindcss, binaryen)"
+  npm ci --no-audit --no-fund --loglevel=error
   touch node_modules
 fi
 say "setup done"

@@ -321,13 +321,13 @@ async fn postgres_keeps_its_rows_and_apps_reach_each_other_by_name(db: SqlitePoo
         .count();
     assert_eq!(dbs, 1);
 
-    // A settings change (new env), then a rollback to #1: still the same data.
+    // An image change and new env, then a rollback to #1: still the same data.
     let r = app
         .api(
             "PATCH",
             "/apps/db",
             Some(&t),
-            Some(json!({"env": {"POSTGRES_PASSWORD": "", "TZ": "UTC"}})),
+            Some(json!({"image": image("postgres:2"), "env": {"POSTGRES_PASSWORD": "", "TZ": "UTC"}})),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
