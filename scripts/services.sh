@@ -225,7 +225,8 @@ ${3:-}
 CMD ["/bin/sh","/$2"]
 EOF
   # The legacy builder: BuildKit would want to pull its frontend; the build log goes to a file.
-  if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm -t "$tag" "$ctx" >>"$STATE/build.log" 2>&1; then
+  # No network: nothing in a build needs one (and the default bridge may be missing).
+  if ! DOCKER_BUILDKIT=0 docker build --network none --rm --force-rm -t "$tag" "$ctx" >>"$STATE/build.log" 2>&1; then
     rm -rf "$ctx"
     log_tail "$STATE/build.log"
     die "docker build $tag failed"

@@ -501,7 +501,7 @@ build_image() {
   "context_$name" "$name" "$ctx"
   # COPY keeps the mode: entrypoints must be executable.
   find "$ctx" -name "*.sh" -exec chmod 755 {} +
-  if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm -t "$tag" "$ctx" >>"$LOG" 2>&1; then
+  if ! DOCKER_BUILDKIT=0 docker build --network none --rm --force-rm -t "$tag" "$ctx" >>"$LOG" 2>&1; then
     rm -rf "$ctx"
     log_tail "$LOG"
     die "docker build $tag failed"
@@ -546,7 +546,7 @@ main() {
   # same data directory, for "the data survives an image change".
   ctx=$(mktemp -d)
   printf 'FROM %s\nLABEL pier.test.variant=2\n' "$REGISTRY/pier-test/postgres:1" >"$ctx/Dockerfile"
-  DOCKER_BUILDKIT=0 docker build --rm --force-rm -t "$REGISTRY/pier-test/postgres:2" "$ctx" >>"$LOG" 2>&1 \
+  DOCKER_BUILDKIT=0 docker build --network none --rm --force-rm -t "$REGISTRY/pier-test/postgres:2" "$ctx" >>"$LOG" 2>&1 \
     || { rm -rf "$ctx"; log_tail "$LOG"; die "docker build postgres:2 failed"; }
   rm -rf "$ctx"
   tags+=("$REGISTRY/pier-test/postgres:2")
