@@ -13,6 +13,9 @@ trap './scripts/services.sh stop' EXIT
 # shellcheck disable=SC1090
 source "$(./scripts/services.sh env)"
 python3 bench/apps.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
+# Volumes: redeploy gap of an app with a volume (stop-first) beside one without; deploy time on
+# the userns dockerd beside a second one without user namespaces (started and stopped by the bench).
+python3 bench/volumes.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
 # Routing: through HAProxy versus straight to the container; then route changes and reloads at
 # 10, 1,000 and 10,000 routes on a bare haproxy.
 python3 bench/routing.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
