@@ -425,6 +425,9 @@ class Panel:
         return f"{self.label} panel stopped" + (f" ({'; '.join(notes)})" if notes else "")
 
 
+BENCH_BRIDGE = "pierbench0"
+
+
 class SecondDockerd:
     """A dockerd without user namespaces, only for this bench, on a socket of its own."""
 
@@ -434,6 +437,7 @@ class SecondDockerd:
         self.sock = None
         self.log_path = None
         self.pool = None
+        self.bridge = False
 
     @property
     def env(self):
@@ -474,6 +478,17 @@ class SecondDockerd:
         if shutil.which("dockerd") is None:
             raise BenchError("dockerd is not installed")
         self.pool = self.pick_pool()
+        net = ipaddress.ip_network(self.pool)
+        # The pool's last /24 for the default bridge (networks are handed out from the start).
+        bridge_addr = f"{list(net.subnets(new_prefix=24))[-1][1]}/24"
+        subprocess.run(["ip", "link", "del", BENCH_BRIDGE], capture_output=True, timeout=10)
+        for args in (["ip", "link", "add", BENCH_BRIDGE, "type", "bridge"],
+                     ["ip", "addr", "add", bridge_addr, "dev", BENCH_BRIDGE],
+                     ["ip", "link", "set", BENCH_BRIDGE, "up"]):
+            r = subprocess.run(args, capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                raise BenchError(f"{' '.join(args)}: {r.stderr.strip()}")
+        self.bridge = True
         self.dir = tempfile.mkdtemp(prefix="pier-bench-dockerd-")
         self.sock = os.path.join(self.dir, "docker.sock")
         self.log_path = os.path.join(self.dir, "dockerd.log")
@@ -482,7 +497,9 @@ class SecondDockerd:
                "--exec-root", os.path.join(self.dir, "exec"),
                "-H", f"unix://{self.sock}",
                "--pidfile", os.path.join(self.dir, "docker.pid"),
-               "--bridge=none", "--iptables=false", "--ip-masq=false",
+               # A default bridge of its own: with --bridge=none dockerd deletes the host's
+               # docker0, which the project's dockerd (and anyone else's containers) use.
+               f"--bridge={BENCH_BRIDGE}", "--iptables=false", "--ip-masq=false",
                "--default-address-pool", f"base={self.pool},size=24",
                "--log-level", "warn"]
         if os.path.exists("/run/containerd/containerd.sock"):
@@ -577,6 +594,9 @@ class SecondDockerd:
             if mounts:
                 notes.append(f"{len(set(mounts))} mounts undone")
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self.bridge:
+            subprocess.run(["ip", "link", "del", BENCH_BRIDGE], capture_output=True, timeout=10)
+            notes.append(f"bridge {BENCH_BRIDGE} removed")
         return "second dockerd: " + (", ".join(notes) or "not started")
 
 
