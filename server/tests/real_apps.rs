@@ -466,6 +466,30 @@ async fn a_volume_has_a_hard_size_and_outlives_its_app(db: SqlitePool) {
     let (ok, _, err) = exec(&id, "rm /data/fill");
     assert!(ok, "{err}");
 
+    // As after a reboot: the app stopped, its loop device detached and the device link gone.
+    // Starting it again attaches the file system again, with its data.
+    let r = app.api("POST", "/apps/box/stop", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    until(&app, &t, "box", 60, |a| a["state"] == "stopped").await;
+    let volume = format!("pier-{}-v1", app.instance);
+    let image_file = common::volumes_dir().join(format!("{volume}.img"));
+    let link = common::volumes_dir().join(format!("{volume}.dev"));
+    let dev = std::fs::read_link(&link).expect("a device link");
+    let detached = std::process::Command::new("losetup")
+        .arg("-d")
+        .arg(&dev)
+        .status()
+        .unwrap();
+    assert!(detached.success());
+    std::fs::remove_file(&link).unwrap();
+    let r = app.api("POST", "/apps/box/start", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    until(&app, &t, "box", 60, serving(1)).await;
+    let id = container(&app, &t, "box").await;
+    let (ok, out, err) = exec(&id, "cat /data/marker");
+    assert!(ok && out.trim() == "keep-me", "{out} {err}");
+    assert!(std::fs::read_link(&link).is_ok(), "the link is back");
+
     // Deleted with its volume kept: the data waits, and a new app mounts it elsewhere.
     let r = app.api("DELETE", "/apps/box", Some(&t), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
@@ -486,8 +510,7 @@ async fn a_volume_has_a_hard_size_and_outlives_its_app(db: SqlitePool) {
         .api("DELETE", "/apps/box2?keep_volumes=false", Some(&t), None)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let name = format!("pier-{}-v1", app.instance);
-    let image_file = common::volumes_dir().join(format!("{name}.img"));
+    let name = volume;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let listed = std::process::Command::new("docker")
