@@ -243,24 +243,10 @@ async fn start_volumes(
         .filter(|v| v.app_id == Some(app_id))
         .cloned()
         .collect();
-    if mine.is_empty() {
-        return Ok(());
-    }
     let Some(tenant) = mine.first().map(|v| v.user_id) else {
         return Ok(());
     };
-    let mut labels: HashMap<String, String> = pier
-        .settings()
-        .engine
-        .extra_labels
-        .iter()
-        .cloned()
-        .collect();
-    labels.insert(
-        pier_core::runtime::LABEL_INSTANCE.into(),
-        instance.to_owned(),
-    );
-    labels.insert(pier_core::runtime::LABEL_TENANT.into(), tenant.to_string());
+    let labels = rollout::tenant_labels(pier, instance, tenant);
     rollout::ensure_volumes(pier, instance, &mine, &labels)
         .await
         .map(|_| ())

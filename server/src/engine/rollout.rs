@@ -117,15 +117,7 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
     if promote && !repo::deployments::advance(pier.db(), id, DeployStatus::Starting).await? {
         return Ok(true);
     }
-    let mut labels: HashMap<String, String> = pier
-        .settings()
-        .engine
-        .extra_labels
-        .iter()
-        .cloned()
-        .collect();
-    labels.insert(LABEL_INSTANCE.into(), instance.clone());
-    labels.insert(LABEL_TENANT.into(), app.user_id.to_string());
+    let mut labels = tenant_labels(pier, &instance, app.user_id);
     let network = network_name(&instance, app.user_id);
     rt.ensure_network(&network, &bridge_name(&instance, app.user_id), &labels)
         .await
@@ -307,6 +299,21 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
         restore(stopped).await;
     }
     Ok(true)
+}
+
+/// The labels of everything made for a tenant: the operator's extra ones, this installation's
+/// id and the tenant's.
+pub fn tenant_labels(pier: &Pier, instance: &str, tenant: i64) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = pier
+        .settings()
+        .engine
+        .extra_labels
+        .iter()
+        .cloned()
+        .collect();
+    labels.insert(LABEL_INSTANCE.into(), instance.to_owned());
+    labels.insert(LABEL_TENANT.into(), tenant.to_string());
+    labels
 }
 
 /// Makes an app's volumes ready to mount (made once, attached again after a reboot): the
