@@ -10,10 +10,8 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,22 +19,10 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import PASSWORD, add_build_options, free_port, rss_kib, wrk_latency  # noqa: E402
+
 EMAIL = "bench@example.com"
-PASSWORD = "bench password 1234"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 class Browser:
@@ -72,9 +58,7 @@ class Browser:
 
 def main():
     ap = argparse.ArgumentParser()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ap.add_argument("--bin", default=os.path.join(root, "target/release/pier"))
-    ap.add_argument("--site", default=os.path.join(root, "target/site"))
+    add_build_options(ap)
     ap.add_argument("--signins", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=10)
     args = ap.parse_args()
@@ -128,20 +112,11 @@ def main():
         b.sign_in()
         status, body = b.request("GET", "/")
         assert status == 200 and b"Your apps" in body, status
-        wrk = shutil.which("wrk")
-        if not wrk:
+        if not shutil.which("wrk"):
             raise SystemExit("wrk is missing (apt-get install wrk)")
+
         def load(path, header):
-            out = subprocess.run(
-                [wrk, "-t2", "-c8", f"-d{args.seconds}s", "--latency", "-H", header,
-                 f"http://127.0.0.1:{port}{path}"],
-                capture_output=True, text=True, check=True, timeout=args.seconds + 30,
-            ).stdout
-            p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
-            p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
-            rps = re.search(r"Requests/sec:\s+(\S+)", out).group(1)
-            errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-            return p50, p99, rps, errors.group(1) if errors else 0
+            return wrk_latency(f"http://127.0.0.1:{port}{path}", header, seconds=args.seconds)
 
         p50, p99, rps, errors = load("/", f"Cookie: {b.cookie}")
         status, _ = Browser(port).request("GET", "/api/v1/tokens", headers={"Authorization": f"Bearer {token}"})

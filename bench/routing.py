@@ -21,7 +21,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from apps import Bench, BenchError, free_port, http_200, say  # noqa: E402
+from apps import Bench  # noqa: E402
+from benchlib import BenchError, add_build_options, free_port, http_200, say  # noqa: E402
 
 HOST = "bench.pier.test"
 CONNS = int(os.environ.get("BENCH_CONNS", "4"))
@@ -57,10 +58,8 @@ def wrk(url, host=None, seconds=5):
 
 
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=os.path.join(root, "target/release/pier"))
-    ap.add_argument("--site", default=os.path.join(root, "target/site"))
+    add_build_options(ap)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     args.apps, args.runs, args.step_timeout, args.all_timeout = 1, 1, 120, 300

@@ -32,7 +32,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import ssl
 import statistics
 import subprocess
@@ -41,73 +40,24 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import (BenchError, add_build_options, docker, free_port, ids, preflight,  # noqa: E402
+                      remove_labelled, run, say, stats_row, stop_process)
+
 EMAIL = "bench-volumes@example.com"
 HANDLE = "bench-volumes"  # the handle Pier makes of EMAIL (the only user of a fresh panel)
-PASSWORD = "bench password 1234"
 BASE_DOMAIN = "apps.bench.test"
 PROBE_EVERY = 0.02  # seconds between requests while a redeploy rolls out
 PROBE_TIMEOUT = 5.0  # per request (HAProxy gives up on a port that is gone after ~3 s)
 MAX_IN_FLIGHT = 200  # probes at once, at most
 REDEPLOY_LIMIT = 60.0  # seconds of probing per redeploy, at most
 TAIL = 3.0  # seconds of probing after the new deployment serves (past the old one's drain)
-POLL = 0.02  # seconds between polls while timing a deploy
 VOLUME = {"name": "bench-data", "path": "/data", "size_mb": 64}
-
-
-class BenchError(Exception):
-    pass
-
-
-def say(msg):
-    print(msg, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ms(seconds):
     return f"{seconds * 1000:7.0f} ms"
-
-
-def stats_row(label, values, unit="ms", scale=1000.0):
-    if not values:
-        return f"  {label:<50} (no runs)"
-    v = [x * scale for x in values]
-    return (f"  {label:<50} median {statistics.median(v):7.0f} {unit}   min {min(v):7.0f}"
-            f"   max {max(v):7.0f}")
-
-
-def docker(*args, timeout=60, check=True, env=None, input=None):
-    """Runs the docker CLI (env picks the engine); its stdout, stripped."""
-    try:
-        r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
-                           env=env, input=input)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"docker {' '.join(args[:2])} did not finish within {timeout} s")
-    if check and r.returncode != 0:
-        raise BenchError(f"docker {' '.join(args[:2])} failed: {r.stderr.strip() or r.stdout.strip()}")
-    return r.stdout.strip()
-
-
-def ids(out):
-    return [line for line in out.split() if line]
-
-
-def http_200(port, timeout=1.0):
-    """True when 127.0.0.1:port answers GET / with 200 (any failure is "not yet")."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", "/")
-        r = c.getresponse()
-        r.read()
-        return r.status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        c.close()
 
 
 class SniConnection(http.client.HTTPSConnection):
@@ -142,130 +92,17 @@ def https_get(port, host, timeout=PROBE_TIMEOUT):
         c.close()
 
 
-class Api:
-    """The panel's REST API with a bearer token; GETs reuse one keep-alive connection."""
-
-    def __init__(self, port, token):
-        self.port = port
-        self.token = token
-        self.conn = None
-
-    def _once(self, conn, method, path, body):
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        conn.request(method, "/api/v1" + path, body=data, headers=headers)
-        r = conn.getresponse()
-        raw = r.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw.decode(errors="replace")
-        return r.status, parsed
-
-    def call(self, method, path, body=None, timeout=30):
-        if method == "GET":
-            for attempt in (1, 2):
-                if self.conn is None:
-                    self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-                try:
-                    return self._once(self.conn, method, path, body)
-                except (OSError, http.client.HTTPException):
-                    self.conn.close()
-                    self.conn = None
-                    if attempt == 2:
-                        raise
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            return self._once(conn, method, path, body)
-        finally:
-            conn.close()
-
-    def expect(self, method, path, body=None, status=(200,), timeout=30):
-        try:
-            got, data = self.call(method, path, body, timeout)
-        except (OSError, http.client.HTTPException) as e:
-            raise BenchError(f"{method} /api/v1{path}: the panel did not answer ({e})")
-        if got not in status:
-            raise BenchError(f"{method} /api/v1{path} answered {got}: {data}")
-        return data
-
-
-class Panel:
+class Panel(benchlib.Panel):
     """One `pier serve` with its own data dir and admin, on one Docker engine."""
 
     def __init__(self, label, args, env=None, docker_env=None):
-        self.label = label
-        self.args = args
-        self.env = dict(os.environ, PIER_LOG="warn", **(env or {}))
-        self.docker_env = docker_env  # for the docker CLI: None is the project's dockerd
-        self.registry = os.environ["PIER_TEST_REGISTRY"]
-        self.image = f"{self.registry}/pier-test/hello:1"
-        self.data_dir = None
-        self.proc = None
-        self.instance = None
-        self.api = None
-        self.log_path = None
+        super().__init__(args, EMAIL, label=label, env=env, docker_env=docker_env,
+                         data_prefix=f"pier-bench-volumes-{label}-", token_name="bench",
+                         token_scope="write", health_timeout=60, log_on_exit=True, wrap_errors=True)
 
     def start(self):
-        self.data_dir = tempfile.mkdtemp(prefix=f"pier-bench-volumes-{self.label}-")
-        pier = [self.args.bin, "--data-dir", self.data_dir]
-        subprocess.run([*pier, "admin", "create", "--email", EMAIL, "--password-stdin"],
-                       input=PASSWORD + "\n", text=True, check=True, env=self.env,
-                       stdout=subprocess.DEVNULL, timeout=60)
-        token = subprocess.run([*pier, "token", "create", "--email", EMAIL, "--name", "bench",
-                                "--scope", "write"],
-                               capture_output=True, text=True, check=True, env=self.env,
-                               timeout=60).stdout.strip()
-        self.instance = self.read_instance()
-        port = free_port()
-        self.log_path = os.path.join(self.data_dir, "panel.log")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([*pier, "serve", "--listen", f"127.0.0.1:{port}",
-                                          "--site-root", self.args.site],
-                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"pier serve ({self.label}) exited with {self.proc.returncode}"
-                                 f"{self.log_tail()}")
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                c.request("GET", "/healthz")
-                if c.getresponse().status == 200:
-                    break
-            except (OSError, http.client.HTTPException):
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"pier serve ({self.label}) did not answer /healthz within 60 s")
-            time.sleep(0.1)
-        self.api = Api(port, token)
-        self.api.expect("PUT", f"/registries/{self.registry}",
-                        {"username": os.environ["PIER_TEST_REGISTRY_USER"],
-                         "password": os.environ["PIER_TEST_REGISTRY_PASSWORD"]})
-
-    def read_instance(self):
-        db = sqlite3.connect(f"file:{os.path.join(self.data_dir, 'pier.db')}?mode=ro", uri=True, timeout=10)
-        try:
-            row = db.execute("SELECT id FROM instance").fetchone()
-        finally:
-            db.close()
-        if not row or not re.fullmatch(r"[0-9a-zA-Z_-]+", str(row[0])):
-            raise BenchError(f"unexpected instance id in pier.db: {row}")
-        return str(row[0])
-
-    def log_tail(self, n=15):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                tail = f.readlines()[-n:]
-        except (OSError, TypeError):
-            return ""
-        return ("\n--- last lines of the panel's log ---\n" + "".join(tail)) if tail else ""
-
-    def docker(self, *args, **kw):
-        return docker(*args, env=self.docker_env, **kw)
+        super().start()
+        self.login_registry()
 
     def containers(self, app=None):
         """The panel's containers (of one app: named `pier-<instance>-t<tenant>-<app>-d<n>`)."""
@@ -275,17 +112,6 @@ class Panel:
         if app is not None:
             rows = [r for r in rows if re.search(rf"-t\d+-{re.escape(app)}-d\d+$", r[1])]
         return rows
-
-    def create_app(self, name, volumes=None, health_path=None, memory_mb=32, cpus="0.1"):
-        body = {"name": name, "image": self.image, "port": 8080, "memory_mb": memory_mb, "cpus": cpus}
-        if health_path:
-            body["health_path"] = health_path
-        if volumes:
-            body["volumes"] = volumes
-        return self.api.expect("POST", "/apps", body, status=(201,))
-
-    def app(self, name):
-        return self.api.expect("GET", f"/apps/{name}")
 
     def wait_serving(self, name, number=None, timeout=120):
         """The app once it runs (deployment `number`, if given) with no rollout in progress."""
@@ -317,31 +143,8 @@ class Panel:
             time.sleep(0.2)
         return time.monotonic() - t0
 
-    def deploy(self, name, timeout):
-        """Seconds from POST /apps until the app's loopback port first answers 200."""
-        t0 = time.monotonic()
-        self.create_app(name)
-        deadline = t0 + timeout
-        while True:
-            app = self.app(name)
-            if app.get("host_port"):
-                port = app["host_port"]
-                break
-            if app["state"] == "failed":
-                raise BenchError(f"app {name} failed to deploy: {app.get('last_error')}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"app {name} showed no host_port within {timeout} s "
-                                 f"(state {app['state']}, last error: {app.get('last_error')})")
-            time.sleep(POLL)
-        while not http_200(port):
-            if time.monotonic() > deadline:
-                raise BenchError(f"app {name} on 127.0.0.1:{port} did not answer 200 within {timeout} s")
-            time.sleep(POLL)
-        return time.monotonic() - t0
-
     def cleanup(self, failed):
         """Stops the panel and its HAProxy; removes what it made. Notes on what was done."""
-        notes = []
         if self.proc is not None and self.proc.poll() is None and self.api is not None:
             # The panel deletes its apps' volumes itself (loop devices, images) when it can.
             try:
@@ -356,34 +159,7 @@ class Panel:
                     time.sleep(0.5)
             except Exception:  # noqa: BLE001 - the forced clean-up below still runs
                 pass
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=15)
-        # HAProxy outlives the panel by design: stop the one it started, by its pid file.
-        pidfile = os.path.join(self.data_dir or "/nonexistent", "haproxy", "haproxy.pid")
-        if os.path.exists(pidfile):
-            try:
-                pid = int(open(pidfile).read().strip())
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() == "haproxy":
-                        os.kill(pid, signal.SIGTERM)
-                        notes.append(f"haproxy {pid} stopped")
-            except (OSError, ValueError):
-                pass
-        if failed and self.log_path and os.path.exists(self.log_path):
-            tail = self.log_tail(30)
-            if tail:
-                print(f"--- {self.label} panel ---{tail}", file=sys.stderr, end="")
-        if self.instance is None and self.data_dir:
-            try:
-                self.instance = self.read_instance()
-            except Exception:  # noqa: BLE001
-                pass
+        notes = self.stop(failed)
         if self.instance:
             # The project's dockerd, restarted meanwhile (by someone else), gets a minute to
             # answer again; the bench's own second one is not waited for.
@@ -392,18 +168,8 @@ class Panel:
                                   timeout=30).returncode != 0 and time.monotonic() < deadline):
                 time.sleep(2)
             try:
-                label = f"label=pier.instance={self.instance}"
-                gone = ids(self.docker("ps", "-aq", "--filter", label, timeout=30))
-                if gone:
-                    self.docker("rm", "-f", *gone, timeout=300, check=False)
-                vols = ids(self.docker("volume", "ls", "-q", "--filter", label, timeout=30))
-                if vols:
-                    self.docker("volume", "rm", "-f", *vols, timeout=60, check=False)
-                nets = ids(self.docker("network", "ls", "-q", "--filter", label, timeout=30))
-                if nets:
-                    self.docker("network", "rm", *nets, timeout=60, check=False)
-                notes.append(f"removed {len(gone)} leftover containers, {len(vols)} volumes,"
-                             f" {len(nets)} networks")
+                notes.append(remove_labelled([f"pier.instance={self.instance}"], env=self.docker_env,
+                                             volumes=True))
             except Exception as e:  # noqa: BLE001 - report and carry on cleaning
                 notes.append(f"docker clean-up failed: {e}")
         # Loop devices still backed by this panel's volume images.
@@ -559,14 +325,8 @@ class SecondDockerd:
                 pass
         containerd = self.containerd_pid() if self.dir else None
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=15)
-                    notes.append("SIGKILL")
+            if stop_process(self.proc, grace=30):
+                notes.append("SIGKILL")
             notes.append(f"dockerd {self.proc.pid} stopped")
         # Its managed containerd stops with it; after a SIGKILL it may not have.
         if containerd and os.path.exists(f"/proc/{containerd}"):
@@ -807,7 +567,7 @@ class Bench:
             f"\n   (first pull) per engine: POST /apps -> first 200 on the app's loopback port"
             f"\n   (second dockerd: no userns, data root {self.dockerd.dir}, pool {self.dockerd.pool})")
         for kind, p in engines.items():
-            t = p.deploy(f"bench-warm-{kind}", timeout)
+            t = p.deploy(f"bench-warm-{kind}", timeout)[0]
             p.delete_app(f"bench-warm-{kind}")
             say(f"    warm-up {kind:<6}: {ms(t)} (not counted)")
         times = {"userns": [], "plain": []}
@@ -816,7 +576,7 @@ class Bench:
             for kind in order:
                 p = engines[kind]
                 name = f"bench-deploy-{i + 1}"
-                times[kind].append(p.deploy(name, timeout))
+                times[kind].append(p.deploy(name, timeout)[0])
                 p.delete_app(name)
             say(f"    run {i + 1}/{r}: userns {ms(times['userns'][-1])}   plain {ms(times['plain'][-1])}")
         self.results["deploy"] = times
@@ -849,10 +609,8 @@ class Bench:
 
 
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=os.path.join(root, "target/release/pier"))
-    ap.add_argument("--site", default=os.path.join(root, "target/site"))
+    add_build_options(ap)
     ap.add_argument("--runs", type=int, default=5, help="redeploys per app (default 5)")
     ap.add_argument("--deploys", type=int, default=5, help="deploys per engine (default 5)")
     ap.add_argument("--step-timeout", type=int, default=120, help="seconds per deploy (default 120)")
@@ -861,49 +619,25 @@ def main():
     args = ap.parse_args()
     if args.runs < 1 or args.deploys < 1:
         ap.error("--runs and --deploys must be >= 1")
-
-    missing = [v for v in ("PIER_TEST_REGISTRY", "PIER_TEST_REGISTRY_USER", "PIER_TEST_REGISTRY_PASSWORD")
-               if not os.environ.get(v)]
-    if missing:
-        sys.exit(f"volumes.py: {', '.join(missing)} not set: run scripts/services.sh start first, then "
-                 f"source \"$(scripts/services.sh env)\"")
-    if not os.access(args.bin, os.X_OK):
-        sys.exit(f"volumes.py: no pier binary at {args.bin} (cargo leptos build --release)")
-    if not os.path.isdir(args.site):
-        sys.exit(f"volumes.py: no site at {args.site} (cargo leptos build --release)")
-    for tool in ("docker", "haproxy", "losetup", "mkfs.ext4"):
-        if shutil.which(tool) is None:
-            sys.exit(f"volumes.py: {tool} is missing (scripts/setup.sh)")
-    try:
-        docker("info", "--format", "{{.ServerVersion}}", timeout=30)
-    except BenchError as e:
-        sys.exit(f"volumes.py: dockerd does not answer ({e}): run scripts/services.sh start first")
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    preflight("volumes.py", args, {tool: f"{tool} is missing (scripts/setup.sh)"
+                                   for tool in ("docker", "haproxy", "losetup", "mkfs.ext4")})
 
     bench = Bench(args)
-    failed = True
-    t_start = time.monotonic()
-    try:
-        say(f"Pier volumes benchmark (127.0.0.1; binary {args.bin})")
+
+    def steps():
         bench.main.start()
         bench.redeploy_gap()
         if bench.start_plain():
             bench.userns_deploys()
-        failed = False
-    except BenchError as e:
-        print(f"volumes.py: {e}", file=sys.stderr, flush=True)
-    except subprocess.CalledProcessError as e:
-        print(f"volumes.py: {' '.join(map(str, e.cmd[:1] + e.cmd[3:5]))} failed ({e.returncode}): "
-              f"{(e.stderr or '').strip()}", file=sys.stderr, flush=True)
-    finally:
+
+    def finish(failed):
         bench.cleanup(failed)
         if bench.results:
             say("Summary (volumes benchmark)")
             bench.print_redeploy()
             bench.print_deploys()
-        say(f"  total run time: {time.monotonic() - t_start:.0f} s")
-    return 1 if failed else 0
+
+    return run("volumes.py", f"Pier volumes benchmark (127.0.0.1; binary {args.bin})", steps, finish)
 
 
 if __name__ == "__main__":
