@@ -263,7 +263,7 @@ async fn record(
     match r {
         Ok(()) => {
             backoff.succeeded(app_id);
-            let _ = repo::apps::set_last_error(pier.db(), app_id, None).await;
+            note_error(pier, app_id, None).await;
         }
         Err(e) => {
             let delay = backoff.failed(app_id);
@@ -276,8 +276,16 @@ async fn record(
                 "Could not {what} the container: {why}. Retrying in {} s.",
                 delay.as_secs()
             );
-            let _ = repo::apps::set_last_error(pier.db(), app_id, Some(&msg)).await;
+            note_error(pier, app_id, Some(&msg)).await;
         }
+    }
+}
+
+/// Shows (or clears) an app's problem on its page. The engine goes on either way; a database
+/// that cannot take the note is logged, not hidden.
+async fn note_error(pier: &Pier, app_id: i64, msg: Option<&str>) {
+    if let Err(e) = repo::apps::set_last_error(pier.db(), app_id, msg).await {
+        tracing::error!(app_id, error = %e, "could not record the app's last error");
     }
 }
 
@@ -302,8 +310,8 @@ fn spawn_rollout(
                 // Transient (the engine or the database did not answer): retried with backoff.
                 // The detail goes to the log; the app page gets words a tenant can use.
                 tracing::warn!(app_id, deployment_id, error = %e, "rollout step failed; will retry");
-                let _ = repo::apps::set_last_error(
-                    pier.db(),
+                note_error(
+                    &pier,
                     app_id,
                     Some("The container engine did not answer; Pier keeps retrying."),
                 )
