@@ -449,7 +449,7 @@ impl Proxy {
                 continue;
             }
             tracing::warn!(?exited, "HAProxy is gone; starting it again");
-            kill_pidfile(&self.files.pidfile);
+            self.kill_leftover().await;
             let routes = self.routes.lock().await;
             // The files already say everything: the map is written before every change.
             let r = self.spawn().await;
@@ -473,7 +473,7 @@ impl Proxy {
     /// Stops HAProxy (master and workers). Pier itself never calls this when it shuts down: the
     /// sites keep being served. Tests and `pier proxy stop` do.
     pub async fn stop(&self) {
-        kill_pidfile(&self.files.pidfile);
+        self.kill_leftover().await;
         let child = self.child.lock().expect("child lock").take();
         if let Some(mut c) = child {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
@@ -496,6 +496,16 @@ fn is_routable(h: &str) -> bool {
 }
 
 /// SIGTERM to the master named in the pid file (it stops its workers), SIGKILL if it lingers.
+impl Proxy {
+    /// [`kill_pidfile`] waits (up to 5 s) by sleeping: on the blocking pool, not a Tokio worker.
+    async fn kill_leftover(&self) {
+        let pidfile = self.files.pidfile.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || kill_pidfile(&pidfile)).await {
+            tracing::error!(error = %e, "stopping the old HAProxy panicked");
+        }
+    }
+}
+
 pub fn kill_pidfile(pidfile: &Path) {
     let Some(pid) = std::fs::read_to_string(pidfile)
         .ok()
