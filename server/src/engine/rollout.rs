@@ -358,31 +358,34 @@ fn capability_hint(profile: CapProfile, log: &str) -> Option<String> {
     if !lower.contains("operation not permitted") && !lower.contains("permission denied") {
         return None;
     }
-    let needs = [
-        ("chown", "CHOWN"),
-        ("setgroups", "SETGID"),
-        ("setgid", "SETGID"),
-        ("initgroups", "SETGID"),
-        ("setuid", "SETUID"),
-        ("chroot", "SYS_CHROOT"),
-        ("bind", "NET_BIND_SERVICE"),
-        ("kill", "KILL"),
-        ("chmod", "FOWNER"),
+    // Words of the failing call, as images log them, and the capabilities they need.
+    let needs: [(&str, &[&str]); 10] = [
+        ("chown", &["CHOWN"]),
+        ("setgroups", &["SETGID"]),
+        ("setgid", &["SETGID"]),
+        ("initgroups", &["SETGID"]),
+        ("setuid", &["SETUID"]),
+        // gosu and su-exec: "failed switching to \"postgres\": operation not permitted".
+        ("failed switching to", &["SETUID", "SETGID"]),
+        ("chroot", &["SYS_CHROOT"]),
+        ("bind", &["NET_BIND_SERVICE"]),
+        ("kill", &["KILL"]),
+        ("chmod", &["FOWNER"]),
     ];
-    let found: Vec<&str> = needs
-        .iter()
-        .filter(|(word, _)| lower.contains(word))
-        .map(|(_, cap)| *cap)
-        .fold(Vec::new(), |mut v, c| {
-            if !v.contains(&c) {
-                v.push(c);
+    let mut found: Vec<&str> = Vec::new();
+    for (word, caps) in needs {
+        if lower.contains(word) {
+            for c in caps {
+                if !found.contains(c) {
+                    found.push(c);
+                }
             }
-            v
-        });
-    let which = if found.is_empty() {
-        "a capability".to_string()
-    } else {
-        format!("the {} capability", found.join(" and "))
+        }
+    }
+    let which = match found.len() {
+        0 => "a capability".to_string(),
+        1 => format!("the {} capability", found[0]),
+        _ => format!("the {} capabilities", found.join(" and ")),
     };
     Some(format!(
         "It was refused an operation that needs {which}, which the strict profile drops: choose the default capability profile for this image."
@@ -548,4 +551,32 @@ async fn last_lines(pier: &Pier, container: &str) -> String {
         .map(|l| l.text)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_failures_name_the_capability() {
+        let chown = "chown: changing ownership of '/data': Operation not permitted";
+        let hint = capability_hint(CapProfile::Strict, chown).unwrap();
+        assert!(hint.contains("the CHOWN capability"), "{hint}");
+        let nginx = "[emerg] 9#9: setuid(33) failed (1: Operation not permitted)";
+        assert!(capability_hint(CapProfile::Strict, nginx)
+            .unwrap()
+            .contains("SETUID"));
+        let gosu = "error: failed switching to \"postgres\": operation not permitted";
+        let hint = capability_hint(CapProfile::Strict, gosu).unwrap();
+        assert!(
+            hint.contains("the SETUID and SETGID capabilities"),
+            "{hint}"
+        );
+        // Under the default profile, or without a refusal in the log, there is nothing to say.
+        assert_eq!(capability_hint(CapProfile::Default, chown), None);
+        assert_eq!(
+            capability_hint(CapProfile::Strict, "listening on 8080"),
+            None
+        );
+    }
 }
