@@ -177,6 +177,9 @@ async fn official_style_images_need_the_default_profile(db: SqlitePool) {
     let err = failed["last_error"].as_str().unwrap();
     assert!(err.contains("CHOWN"), "{err}");
     assert!(err.contains("default capability profile"), "{err}");
+    // A crash loop fails at once, with the exit, not after the health timeout.
+    assert!(err.contains("exited with code 1"), "{err}");
+    assert!(!err.contains("never became healthy"), "{err}");
     assert!(
         !err.contains("previous deployment keeps serving"),
         "a first deployment: {err}"

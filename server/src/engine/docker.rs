@@ -498,7 +498,9 @@ impl Runtime for DockerRuntime {
             .map_err(map_err)?;
         let s = c.state.unwrap_or_default();
         Ok(ExitInfo {
-            running: s.running.unwrap_or(false),
+            // Docker says "running" of a container waiting to be restarted after a crash too: a
+            // crash loop is not a container that runs.
+            running: s.running.unwrap_or(false) && !s.restarting.unwrap_or(false),
             exit_code: s.exit_code.unwrap_or_default(),
             oom_killed: s.oom_killed.unwrap_or(false),
             error: s.error.unwrap_or_default(),
