@@ -5,11 +5,13 @@
 #   docker run -d --name pier --network host \
 #     -v pier-data:/var/lib/pier \
 #     -v /var/run/docker.sock:/var/run/docker.sock --group-add "$(stat -c %g /var/run/docker.sock)" \
-#     -e PIER_LISTEN=127.0.0.1:3000 pier
+#     pier
 #   docker exec -i pier pier admin create --email you@example.com --password-stdin <<< "$PASSWORD"
 #
 # Pier drives the host's Docker engine (the socket, and the group that may use it) and checks its
-# apps on the host's loopback ports, where they are published: hence the host network.
+# apps on the host's loopback ports, where they are published: hence the host network. With the
+# host network, 0.0.0.0 would be every interface of the host: the panel listens on loopback only
+# (HAProxy serves it publicly), as outside a container.
 
 # --- build: the release server binary, the wasm bundle and the CSS -----------------------------
 FROM rust:1.95-bookworm AS build
@@ -39,7 +41,7 @@ COPY --from=build /src/target/release/pier /usr/local/bin/pier
 COPY --from=build /src/target/site /usr/share/pier/site
 ENV PIER_DATA_DIR=/var/lib/pier \
     PIER_SITE_ROOT=/usr/share/pier/site \
-    PIER_LISTEN=0.0.0.0:3000
+    PIER_LISTEN=127.0.0.1:3000
 USER pier
 VOLUME /var/lib/pier
 EXPOSE 3000

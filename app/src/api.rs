@@ -133,6 +133,40 @@ pub mod ssr {
             })
     }
 
+    /// Whether the request came through Pier's own HAProxy, the only party whose
+    /// `X-Forwarded-*` headers are believed. HAProxy reaches the panel over loopback; anyone
+    /// else (a browser talking to the panel directly) may write those headers freely.
+    fn from_local_proxy(extensions: &http::Extensions) -> bool {
+        peer_ip(extensions).is_some_and(|ip| ip.is_loopback())
+    }
+
+    /// The last value of the last `name` header: HAProxy replaces `X-Forwarded-*` with one value
+    /// of its own, and were another header line or list entry to slip in front of it (a proxy
+    /// that appends instead), the one nearest to the panel is still the one its proxy wrote.
+    fn last_forwarded(headers: &http::HeaderMap, name: &str) -> Option<String> {
+        let line = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+        Some(line.rsplit(',').next()?.trim().to_owned())
+    }
+
+    /// The client's address: the TCP peer, or the one Pier's HAProxy gives in `X-Forwarded-For`.
+    pub fn client_ip(extensions: &http::Extensions, headers: &http::HeaderMap) -> String {
+        let forwarded = from_local_proxy(extensions)
+            .then(|| last_forwarded(headers, "x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.parse::<std::net::IpAddr>().ok());
+        match (forwarded, peer_ip(extensions)) {
+            (Some(ip), _) | (None, Some(ip)) => ip.to_string(),
+            (None, None) => "unknown".into(),
+        }
+    }
+
+    /// Whether the browser reached the panel over HTTPS, as Pier's HAProxy says.
+    pub fn via_https(extensions: &http::Extensions, headers: &http::HeaderMap) -> bool {
+        from_local_proxy(extensions)
+            && last_forwarded(headers, "x-forwarded-proto")
+                .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+    }
+
     fn internal(what: &str) -> AppError {
         pier_core::Error::internal(what).into()
     }
@@ -151,16 +185,7 @@ pub mod ssr {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let peer = peer_ip(&parts.extensions);
-        // Only a proxy on this machine (HAProxy) is trusted to say who the client is.
-        let forwarded = header("x-forwarded-for")
-            .and_then(|v| v.rsplit(',').next().map(|s| s.trim().to_owned()))
-            .filter(|s| s.parse::<std::net::IpAddr>().is_ok());
-        let ip = match (peer, forwarded) {
-            (Some(p), Some(f)) if p.is_loopback() => f,
-            (Some(p), _) => p.to_string(),
-            (None, _) => "unknown".into(),
-        };
+        let ip = client_ip(&parts.extensions, &parts.headers);
         let info = use_context::<PanelInfo>();
         let origin = info
             .and_then(|i| i.public_origin)
@@ -572,7 +597,16 @@ pub async fn create_token(
             )
         })?),
     };
-    let (token, secret) = c.pier.create_token(&actor, &name, &scope, days).await?;
+    let (token, secret) = c
+        .pier
+        .create_token(
+            &actor,
+            pier_core::tokens::Minter::Person,
+            &name,
+            &scope,
+            days,
+        )
+        .await?;
     Ok(Done {
         message: format!(
             "Created \"{}\" ({}). Copy it now: it is not shown again.",

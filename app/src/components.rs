@@ -188,12 +188,47 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
-/// Accepts only a local path as a place to go after signing in (no `//host`, no scheme).
+/// Where to go after signing in: `next` when it is a path on this site, `/` otherwise.
+///
+/// Browsers drop tabs and newlines from URLs and read `\\` as `/`, so `/\t/evil.example` or
+/// `/\\evil.example` would leave the site; the value is therefore parsed, not pattern-matched:
+/// percent-decoded once more (what a later hop might do), then it must start with exactly one
+/// `/` and hold no control character or backslash anywhere. The original text is returned.
 pub fn safe_next(next: Option<String>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/".into(),
+    next.filter(|n| local_path(n)).unwrap_or_else(|| "/".into())
+}
+
+fn local_path(raw: &str) -> bool {
+    let Some(decoded) = percent_decode(raw) else {
+        return false;
+    };
+    // Both must pass: the raw text is what the browser gets, the decoded one what a later hop
+    // may make of it.
+    raw.len() <= 2048
+        && [raw, decoded.as_str()].iter().all(|s| {
+            let mut chars = s.chars();
+            chars.next() == Some('/')
+                && !matches!(chars.next(), Some('/' | '\\'))
+                && !s.chars().any(|c| c.is_control() || c == '\\')
+        })
+}
+
+/// `%XX` sequences decoded; `None` for a malformed escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
     }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -202,10 +237,50 @@ mod tests {
 
     #[test]
     fn next_is_always_local() {
-        assert_eq!(safe_next(Some("/account".into())), "/account");
-        assert_eq!(safe_next(Some("//evil.example".into())), "/");
-        assert_eq!(safe_next(Some("https://evil.example".into())), "/");
-        assert_eq!(safe_next(Some("/\\evil.example".into())), "/");
+        for good in [
+            "/",
+            "/account",
+            "/admin/users?page=2#top",
+            "/apps/web%20site",
+            "/a//b",
+            "/login?next=/account",
+        ] {
+            assert_eq!(safe_next(Some(good.into())), good, "{good:?}");
+        }
+        for bad in [
+            "",
+            "account",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/%09/evil.example",
+            "/%0a/evil.example",
+            "/%0D%0A/evil.example",
+            "/%2F/evil.example",
+            "/%2fevil.example",
+            "/%5Cevil.example",
+            "/%5c%5cevil.example",
+            "/\u{0}/evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{85}/evil.example",
+            "/ok/%00",
+            "/ok\\..\\x",
+            "/%zz",
+            "/%",
+            "/%e2%28",
+            "https://evil.example",
+            "http:/evil.example",
+            "javascript:alert(1)",
+            " /account",
+            "\t/account",
+        ] {
+            assert_eq!(safe_next(Some(bad.into())), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(Some(format!("/{}", "a".repeat(3000)))), "/");
         assert_eq!(safe_next(None), "/");
     }
 

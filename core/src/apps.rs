@@ -201,8 +201,11 @@ impl Pier {
         let image = c.check(
             "image",
             validate::image(&input.image).and_then(|i| {
-                if allowed.is_empty() || allowed.contains(&i.registry) {
+                if allowed.contains(&i.registry) {
                     Ok(i)
+                } else if allowed.is_empty() {
+                    // No list: anything public, but nothing in the host's own network.
+                    validate::public_registry(&i.registry).map(|()| i)
                 } else {
                     Err(format!(
                         "This Pier only pulls images from {}; {} is not one of them.",
@@ -557,6 +560,9 @@ impl Pier {
     /// Deploys the app's settings again (pulling the image tag afresh).
     pub async fn redeploy_app(&self, actor: &Actor, name: &str) -> Result<Deployment> {
         let app = self.own_app(actor, name).await?;
+        self.tenant_limits()
+            .redeploys
+            .take_for_tenant(actor.user_id, "redeploys")?;
         let mut tx = self.db().begin().await?;
         let id = repo::deployments::queue(&mut tx, &app, "redeploy", None, now()).await?;
         tx.commit().await?;

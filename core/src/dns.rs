@@ -13,6 +13,52 @@ use crate::{model::Actor, Error, Pier, Result};
 pub trait Resolve: Send + Sync {
     /// The A and AAAA addresses of `name`; Err with a short reason (no such name, timeout…).
     async fn lookup(&self, name: &str) -> std::result::Result<Vec<IpAddr>, String>;
+
+    /// True when the operator named the DNS server (`PIER_DNS_SERVER`). Names outside the public
+    /// DNS then mean whatever that server says they mean, and checking them is the operator's
+    /// choice; the tests rely on it too, with `*.pier.test` names on a mock server.
+    fn operator_chosen(&self) -> bool {
+        false
+    }
+}
+
+/// Top-level names that never belong to the public DNS (RFC 6761, 6762, 7686, 8375, 9476 and
+/// ICANN's `.internal`). Asking the system's resolver about them would ask the host's own
+/// network (mDNS, a corporate resolver, /etc/hosts) and show a tenant what it answers.
+const SPECIAL_USE: &[&str] = &[
+    "alt",
+    "arpa",
+    "example",
+    "home.arpa",
+    "internal",
+    "invalid",
+    "local",
+    "localhost",
+    "onion",
+    "test",
+];
+
+/// Refuses a name the public DNS cannot answer for: a single label, a special-use name, or one
+/// whose top-level name is not on the public suffix list.
+pub fn public_name(name: &str) -> std::result::Result<(), String> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if !name.contains('.') {
+        return Err(format!("{name} is a single label, not a public DNS name."));
+    }
+    if let Some(tld) = SPECIAL_USE
+        .iter()
+        .find(|s| name == **s || name.ends_with(&format!(".{s}")))
+    {
+        return Err(format!(
+            "Names under .{tld} are not in the public DNS, so this server does not look them up."
+        ));
+    }
+    if !psl::suffix(name.as_bytes()).is_some_and(|s| s.is_known()) {
+        return Err(format!(
+            "{name} is not under a public top-level domain, so this server does not look it up."
+        ));
+    }
+    Ok(())
 }
 
 /// The answer shown to the tenant.
@@ -61,6 +107,13 @@ impl Pier {
             Some(rest) => format!("pier-dns-check.{rest}"),
             None => d.name.clone(),
         };
+        if !resolver.operator_chosen() {
+            public_name(&probe).map_err(|m| Error::field("domain", m))?;
+        }
+        // Each check is a lookup this server makes for the tenant.
+        self.tenant_limits()
+            .dns_checks
+            .take_for_tenant(actor.user_id, "DNS checks")?;
         let ours = &self.settings().routing.public_addrs;
         let check = match lookup(resolver.as_ref(), &probe).await {
             Err(why) => DnsCheck {
@@ -123,5 +176,41 @@ fn describe(ours: &[IpAddr]) -> String {
         "this server's public address".into()
     } else {
         list(ours)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_names_are_looked_up() {
+        for ok in [
+            "example.com",
+            "app.example.com",
+            "shop.co.uk",
+            "x.github.io.",
+        ] {
+            assert!(public_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "localhost",
+            "intranet",
+            "db.internal",
+            "printer.local",
+            "a.localhost",
+            "here.pier.test",
+            "site.example",
+            "nas.home.arpa",
+            "1.0.0.127.in-addr.arpa",
+            "x.onion",
+            "x.alt",
+            "host.corp",
+            "box.lan",
+            "10.0.0.1",
+            "Printer.LOCAL.",
+        ] {
+            assert!(public_name(bad).is_err(), "{bad}");
+        }
     }
 }

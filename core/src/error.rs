@@ -37,8 +37,13 @@ pub enum Error {
     Unavailable(String),
     #[error("{message}")]
     Gone { message: String },
-    #[error("too many attempts")]
-    RateLimited { retry_after_secs: u64 },
+    /// Too many of something in too short a time; `what` names it for the message ("failed
+    /// sign-in attempts", "redeploys").
+    #[error("too many {what}")]
+    RateLimited {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("the form expired or was sent from another site")]
     Csrf,
     #[error("database: {0}")]
@@ -112,10 +117,13 @@ impl Error {
             Error::NotFound => "Not found.".into(),
             Error::Conflict(m) | Error::Quota(m) | Error::Unavailable(m) => m.clone(),
             Error::Gone { message } => message.clone(),
-            Error::RateLimited { retry_after_secs } => {
+            Error::RateLimited {
+                what,
+                retry_after_secs,
+            } => {
                 let minutes = retry_after_secs.div_ceil(60).max(1);
                 let unit = if minutes == 1 { "minute" } else { "minutes" };
-                format!("Too many failed sign-in attempts. Try again in {minutes} {unit}.")
+                format!("Too many {what}. Try again in {minutes} {unit}.")
             }
             Error::Csrf => {
                 "This form has expired or was sent from another site. Reload the page and try again."
@@ -169,6 +177,7 @@ mod tests {
     #[test]
     fn rate_limit_message_rounds_up_to_minutes() {
         let e = Error::RateLimited {
+            what: "failed sign-in attempts",
             retry_after_secs: 61,
         };
         assert_eq!(

@@ -16,7 +16,7 @@ use crate::{
     secret::SecretKey,
     session_store::{AuthData, AUTH_KEY, CSRF_KEY},
     telemetry::Telemetry,
-    throttle::{Policy, Throttle},
+    throttle::{Policy, TenantLimits, TenantPolicy, Throttle},
     validate::{self, Checks},
     Error, Result,
 };
@@ -31,6 +31,8 @@ pub struct Settings {
     pub invite_ttl_secs: i64,
     pub default_quotas: Quotas,
     pub throttle: Policy,
+    /// Per-tenant limits of costly actions (redeploys, DNS checks).
+    pub tenant_limits: TenantPolicy,
     pub engine: EngineSettings,
     pub routing: RoutingSettings,
     pub acme: crate::certs::AcmeSettings,
@@ -111,6 +113,7 @@ impl Default for Settings {
             invite_ttl_secs: 48 * 3600,
             default_quotas: Quotas::default(),
             throttle: Policy::default(),
+            tenant_limits: TenantPolicy::default(),
             engine: EngineSettings::default(),
             routing: RoutingSettings::default(),
             acme: crate::certs::AcmeSettings::default(),
@@ -165,6 +168,7 @@ struct Inner {
     key: SecretKey,
     settings: Settings,
     throttle: Throttle,
+    tenant_limits: TenantLimits,
     runtime: Arc<dyn Runtime>,
     telemetry: Telemetry,
     wake: tokio::sync::Notify,
@@ -204,11 +208,13 @@ fn truncate(s: &str, max: usize) -> String {
 impl Pier {
     pub fn new(db: Db, key: SecretKey, settings: Settings, runtime: Arc<dyn Runtime>) -> Self {
         let throttle = Throttle::new(settings.throttle);
+        let tenant_limits = TenantLimits::new(settings.tenant_limits);
         Pier(Arc::new(Inner {
             db,
             key,
             settings,
             throttle,
+            tenant_limits,
             runtime,
             telemetry: Telemetry::default(),
             wake: tokio::sync::Notify::new(),
@@ -341,6 +347,11 @@ impl Pier {
         &self.0.key
     }
 
+    /// The per-tenant rate limits of costly actions.
+    pub(crate) fn tenant_limits(&self) -> &TenantLimits {
+        &self.0.tenant_limits
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.0.settings
     }
@@ -399,7 +410,10 @@ impl Pier {
         let throttle = &self.0.throttle;
         throttle
             .check(&email, &client.ip)
-            .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
+            .map_err(|retry_after_secs| Error::RateLimited {
+                what: "failed sign-in attempts",
+                retry_after_secs,
+            })?;
 
         let user = repo::users::by_email(self.db(), &email).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());

@@ -48,22 +48,76 @@ fn expiry_days(input: Option<i64>) -> Result<Option<i64>, String> {
     }
 }
 
+/// Who asks for a new token. A signed-in person may choose any lifetime; a token may not make one
+/// that outlives itself, or a stolen short-lived token could be turned into a permanent one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Minter {
+    /// A browser session or an operator on the host.
+    Person,
+    /// A personal access token, with its own expiry (None: it never expires).
+    Token { expires_at: Option<i64> },
+}
+
+/// The caller behind a valid bearer token.
+#[derive(Debug, Clone)]
+pub struct Bearer {
+    pub actor: Actor,
+    /// The token's scope, capped by what its owner may do now.
+    pub scope: Scope,
+    /// When the token expires (None: never).
+    pub expires_at: Option<i64>,
+}
+
+/// Refuses an expiry later than the minting token's own, naming the latest allowed.
+fn within_minter(minter: Minter, expires_at: Option<i64>, now: i64) -> Result<(), String> {
+    let Minter::Token {
+        expires_at: Some(limit),
+    } = minter
+    else {
+        return Ok(());
+    };
+    if expires_at.is_some_and(|e| e <= limit) {
+        return Ok(());
+    }
+    // Whole days left, rounded down and a second short, so that the advice still holds when it
+    // is followed a moment later.
+    let days = (limit - now - 1).div_euclid(86_400);
+    let until = crate::format_time(limit);
+    Err(if days >= 1 {
+        format!(
+            "The token making this request expires at {until}; a token it creates cannot outlive it. Choose at most {days} days."
+        )
+    } else {
+        format!(
+            "The token making this request expires at {until}, within a day; a token it creates cannot outlive it. Create this one from the web panel."
+        )
+    })
+}
+
 impl Pier {
     /// Creates a token for the actor. Returns it and its secret, which is never shown again.
     pub async fn create_token(
         &self,
         actor: &Actor,
+        minter: Minter,
         name: &str,
         scope: &str,
         expires_in_days: Option<i64>,
     ) -> Result<(ApiToken, String)> {
+        let t = now();
         let mut c = Checks::default();
         let name = c.check("name", token_name(name));
         let scope = c.check(
             "scope",
             Scope::parse(scope.trim()).ok_or_else(|| "Choose read, write or admin.".to_string()),
         );
-        let days = c.check("expires_in_days", expiry_days(expires_in_days));
+        let days = c
+            .check("expires_in_days", expiry_days(expires_in_days))
+            .and_then(|days| {
+                let expires_at = days.map(|d| t + d * 86_400);
+                c.check("expires_in_days", within_minter(minter, expires_at, t))
+                    .map(|()| days)
+            });
         c.finish()?;
         let (name, scope, days) = (
             name.unwrap_or_default(),
@@ -84,7 +138,6 @@ impl Pier {
         }
         let secret = format!("{TOKEN_PREFIX}{}", random_token());
         let prefix = secret[..TOKEN_PREFIX.len() + VISIBLE].to_owned();
-        let t = now();
         let expires_at = days.map(|d| t + d * 86_400);
         let id = repo::tokens::insert(
             self.db(),
@@ -133,7 +186,7 @@ impl Pier {
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
-        self.create_token(&Actor::from(user), name, scope, None)
+        self.create_token(&Actor::from(user), Minter::Person, name, scope, None)
             .await
     }
 
@@ -153,7 +206,7 @@ impl Pier {
 
     /// Who an `Authorization` header speaks for, and with which scope. A token never has more
     /// power than its owner has now: an admin token of a demoted admin acts as a write token.
-    pub async fn authenticate_bearer(&self, authorization: Option<&str>) -> Result<(Actor, Scope)> {
+    pub async fn authenticate_bearer(&self, authorization: Option<&str>) -> Result<Bearer> {
         let header = authorization.ok_or(Error::BadToken(
             "Send a personal access token: Authorization: Bearer pier_…",
         ))?;
@@ -196,7 +249,11 @@ impl Pier {
         } else {
             found.scope.min(Scope::Write)
         };
-        Ok((Actor::from(user), scope))
+        Ok(Bearer {
+            actor: Actor::from(user),
+            scope,
+            expires_at: found.expires_at,
+        })
     }
 }
 
@@ -242,5 +299,29 @@ mod tests {
         assert_eq!(expiry_days(Some(30)), Ok(Some(30)));
         assert!(expiry_days(Some(0)).is_err());
         assert!(expiry_days(Some(3651)).is_err());
+    }
+
+    #[test]
+    fn a_token_cannot_outlive_the_token_that_makes_it() {
+        let now = 1_000_000;
+        let limit = now + 10 * 86_400 + 3_600;
+        let by_token = Minter::Token {
+            expires_at: Some(limit),
+        };
+        assert!(within_minter(by_token, Some(limit), now).is_ok());
+        assert!(within_minter(by_token, Some(now + 86_400), now).is_ok());
+        let later = within_minter(by_token, Some(limit + 1), now).unwrap_err();
+        assert!(later.contains("at most 10 days"), "{later}");
+        assert!(within_minter(by_token, None, now).is_err());
+        let soon = Minter::Token {
+            expires_at: Some(now + 60),
+        };
+        assert!(within_minter(soon, Some(now + 86_400), now)
+            .unwrap_err()
+            .contains("web panel"));
+        // People, and tokens that never expire, choose freely.
+        assert!(within_minter(Minter::Person, None, now).is_ok());
+        let forever = Minter::Token { expires_at: None };
+        assert!(within_minter(forever, None, now).is_ok());
     }
 }

@@ -445,6 +445,77 @@ pub fn registry_host(input: &str) -> Result<String, String> {
     }
 }
 
+/// Refuses a registry that lives in the host's own network. Docker pulls from the host, so an
+/// image naming `127.0.0.1:PORT`, `localhost` or a private address would let anyone who can
+/// create an app probe and fetch from services that only this machine (or its LAN) can reach.
+/// Operators who run such a registry list it in `PIER_ALLOWED_REGISTRIES` instead. A public
+/// name that *resolves* to a private address is not caught here (that is the egress filter's job).
+pub fn public_registry(registry: &str) -> std::result::Result<(), String> {
+    let host = registry_host_only(registry).trim_end_matches('.');
+    let refuse = || {
+        Err(format!(
+            "{registry} is an address on this machine or its private network; this Pier does not pull images from there."
+        ))
+    };
+    if host == "localhost" || host.ends_with(".localhost") {
+        return refuse();
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return if internal_ip(ip) { refuse() } else { Ok(()) };
+    }
+    // No top-level domain is numeric: `127.1`, `2130706433` or `0x7f.1` are addresses in
+    // disguise that some resolvers accept, so they are refused rather than interpreted.
+    let last = host.rsplit('.').next().unwrap_or_default();
+    if last.is_empty()
+        || last.bytes().all(|b| b.is_ascii_digit())
+        || (last.starts_with("0x") && last[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return refuse();
+    }
+    Ok(())
+}
+
+/// The host of `host[:port]` or `[v6][:port]`, brackets removed.
+fn registry_host_only(registry: &str) -> &str {
+    if let Some(rest) = registry.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    match registry.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    }
+}
+
+/// Loopback, link-local, private (RFC 1918, fc00::/7), shared (100.64/10), unspecified,
+/// "this network" (0/8), broadcast and multicast addresses.
+fn internal_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return internal_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 /// A container port.
 pub fn port(input: &str) -> Result<u16, String> {
     match input.trim().parse::<u16>() {
@@ -806,6 +877,56 @@ mod tests {
         ] {
             assert!(image(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn registries_in_the_host_network_are_refused() {
+        for bad in [
+            "127.0.0.1:5123",
+            "127.0.0.1",
+            "127.1:5000",
+            "2130706433",
+            "0x7f.1",
+            "localhost",
+            "localhost:5000",
+            "LOCALHOST.",
+            "registry.localhost:443",
+            "10.1.2.3",
+            "172.16.0.1:5000",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.254:80",
+            "169.254.169.254",
+            "0.0.0.0:5000",
+            "0.1.2.3",
+            "255.255.255.255",
+            "[::1]:5000",
+            "[::]",
+            "[fd00::1]:5000",
+            "[fe80::1]",
+            "[::ffff:127.0.0.1]:5000",
+            "[::ffff:10.0.0.1]",
+        ] {
+            let host = bad.to_ascii_lowercase();
+            assert!(public_registry(&host).is_err(), "{bad:?}");
+        }
+        for good in [
+            "docker.io",
+            "ghcr.io",
+            "registry.example.com:5000",
+            "8.8.8.8",
+            "100.128.0.1",
+            "172.32.0.1",
+            "[2001:4860::1]:443",
+            "localhost.example.com",
+            "example.localhostx",
+        ] {
+            assert_eq!(public_registry(good), Ok(()), "{good:?}");
+        }
+        // As parsed from whole references.
+        assert!(public_registry(&image("127.0.0.1:9/x:1").unwrap().registry).is_err());
+        assert!(public_registry(&image("localhost:5000/x").unwrap().registry).is_err());
+        assert!(public_registry(&image("nginx").unwrap().registry).is_ok());
     }
 
     #[test]

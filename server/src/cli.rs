@@ -10,7 +10,7 @@ use crate::{
     http,
 };
 
-/// Opens the data dir (created 0700 when absent), its database and its secret key.
+/// Opens the data dir (made 0700, whether new or not), its database (0600) and its secret key.
 pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
     crate::files::private_dir(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -18,8 +18,25 @@ pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
     let db = db::open(&data_dir.join("pier.db"))
         .await
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    // After opening, so a database SQLite has just created is covered too.
+    make_private(data_dir)?;
     let runtime = crate::engine::docker::DockerRuntime::new(data_dir.join("volumes"));
     Ok(Pier::new(db, key, settings, std::sync::Arc::new(runtime)))
+}
+
+/// Tightens an existing data dir and database to owner-only. SQLite creates a new `pier.db`
+/// (and its `-wal`/`-shm`) with the process umask; the 0700 directory already keeps others out,
+/// but the files are tightened too so that copying the directory elsewhere does not expose them.
+fn make_private(data_dir: &Path) -> anyhow::Result<()> {
+    let chmod = |path: &Path, mode| {
+        crate::files::restrict(path, mode)
+            .with_context(|| format!("making {} private", path.display()))
+    };
+    chmod(data_dir, 0o700)?;
+    for file in ["pier.db", "pier.db-wal", "pier.db-shm"] {
+        chmod(&data_dir.join(file), 0o600)?;
+    }
+    Ok(())
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -112,6 +129,20 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
     match crate::dns::DnsResolver::new(args.dns_server) {
         Ok(r) => pier.set_resolver(std::sync::Arc::new(r)),
         Err(e) => tracing::warn!(error = %e, "no DNS resolver: domain DNS checks are off"),
+    }
+    // Apps live under the base domain; were the panel on the same registrable domain, any app
+    // could set cookies the panel's browser sends back and would count as same-site to it.
+    if let (Some(base), Some(panel)) = (&args.base_domain, &args.panel_host) {
+        let site = pier_core::certs::registered_domain(base);
+        if site == pier_core::certs::registered_domain(panel) {
+            tracing::warn!(
+                base_domain = %base,
+                panel_host = %panel,
+                site = %site,
+                "PIER_BASE_DOMAIN and PIER_PANEL_HOST share a registrable domain: apps can toss \
+                 cookies at the panel and count as same-site; put the panel on a domain of its own"
+            );
+        }
     }
     let state = http::AppState::new(pier.clone(), &args);
     let challenges = state.challenges.clone();
@@ -213,5 +244,34 @@ mod tests {
         );
         assert!(read_password_line(&b"\n"[..]).is_err());
         assert!(read_password_line(&b""[..]).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_existing_data_dir_and_database_are_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = std::env::temp_dir().join(format!("pier-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A first open makes the database; loosen everything, as an older Pier or a restore would.
+        drop(open(&dir, Settings::default()).await.unwrap());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for f in ["pier.db", "pier.db-wal", "pier.db-shm"] {
+            let p = dir.join(f);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        drop(open(&dir, Settings::default()).await.unwrap());
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("pier.db")), 0o600);
+        for f in ["pier.db-wal", "pier.db-shm"] {
+            let p = dir.join(f);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{f}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

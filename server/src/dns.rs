@@ -10,7 +10,11 @@ use hickory_resolver::{
     Resolver, TokioResolver,
 };
 
-pub struct DnsResolver(TokioResolver);
+pub struct DnsResolver {
+    resolver: TokioResolver,
+    /// Whether the operator named the server (see `Resolve::operator_chosen`).
+    chosen: bool,
+}
 
 impl DnsResolver {
     pub fn new(server: Option<SocketAddr>) -> anyhow::Result<DnsResolver> {
@@ -26,7 +30,10 @@ impl DnsResolver {
             .build(),
             None => Resolver::builder_tokio()?.build(),
         };
-        Ok(DnsResolver(r))
+        Ok(DnsResolver {
+            resolver: r,
+            chosen: server.is_some(),
+        })
     }
 }
 
@@ -34,7 +41,7 @@ impl DnsResolver {
 impl pier_core::dns::Resolve for DnsResolver {
     async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
         // Fully qualified: no search domains appended.
-        match self.0.lookup_ip(format!("{name}.")).await {
+        match self.resolver.lookup_ip(format!("{name}.")).await {
             Ok(found) => {
                 let mut v: Vec<IpAddr> = found.iter().collect();
                 v.sort();
@@ -48,5 +55,9 @@ impl pier_core::dns::Resolve for DnsResolver {
             Err(e) if e.is_no_records_found() => Err("no A or AAAA record".into()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    fn operator_chosen(&self) -> bool {
+        self.chosen
     }
 }

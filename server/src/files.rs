@@ -13,6 +13,22 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
+/// Sets `path`'s mode to `mode` when it exists. `private_dir` only chooses the mode of what it
+/// creates; a data dir or database left world-readable by an older Pier, a restored backup or a
+/// hand-made `mkdir` would otherwise stay that way, and the database holds password hashes,
+/// sealed registry logins and token hashes.
+pub fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::symlink_metadata(path) {
+        // A symlink is left alone: chmod would follow it to whatever it points at.
+        Ok(m) if m.file_type().is_symlink() => Ok(()),
+        Ok(m) if m.permissions().mode() & 0o7777 == mode => Ok(()),
+        Ok(_) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Write to a temporary file, then rename: readers see the old file or the new one, whole.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -22,6 +22,8 @@ use tower_sessions::{
 
 use crate::config::ServeArgs;
 
+/// The session cookie's name over plain HTTP, and the session layer's own name for it; over
+/// HTTPS browsers see `__Host-pier_session` (see [`host_cookie_over_https`]).
 pub const SESSION_COOKIE: &str = "pier_session";
 
 #[derive(Clone)]
@@ -68,6 +70,13 @@ pub fn router(state: AppState) -> Router {
         move || {
             provide_context(pier.clone());
             provide_context(panel.clone());
+            // Leptos puts its own nonce on the inline scripts it writes; make it the one the
+            // Content-Security-Policy header of this response names.
+            if let Some(n) = use_context::<axum::http::request::Parts>()
+                .and_then(|p| p.extensions.get::<CspNonce>().cloned())
+            {
+                provide_context(leptos::nonce::Nonce::from_value(n.0));
+            }
         }
     };
     let routes = generate_route_list(App);
@@ -110,12 +119,14 @@ pub fn router(state: AppState) -> Router {
             crate::csrf::protect,
         ))
         .layer(sessions)
-        .layer(middleware::from_fn(secure_cookies_over_https))
+        .layer(middleware::from_fn(host_cookie_over_https))
         .layer(RequestBodyLimitLayer::new(2 * 1024 * 1024))
+        .layer(middleware::from_fn(content_security_policy))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
+        // Never framed (clickjacking); `frame-ancestors 'none'` says the same to CSP browsers.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
@@ -127,6 +138,40 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// This response's CSP nonce, for the inline scripts Leptos writes into server-rendered pages.
+#[derive(Clone)]
+struct CspNonce(String);
+
+/// A Content-Security-Policy on every response, with a fresh nonce per request.
+///
+/// * Scripts: only `/pkg/pier.js` ('self') and the inline ones Leptos writes for hydration and
+///   streamed data, which carry the nonce; `'wasm-unsafe-eval'` lets the browser compile
+///   `/pkg/pier.wasm`. No `'unsafe-inline'` for scripts.
+/// * Styles: `/pkg/pier.css` only, except `style` *attributes*: two progress bars set their
+///   width that way, so `style-src-attr 'unsafe-inline'` is the one unavoidable allowance (it
+///   permits no `<style>` element and no script).
+/// * Nothing may frame the panel, and forms and fetches stay on this origin.
+async fn content_security_policy(mut req: Request, next: Next) -> Response {
+    let nonce: String = rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    req.extensions_mut().insert(CspNonce(nonce.clone()));
+    let mut res = next.run(req).await;
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        res.headers_mut()
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(v);
+    }
+    res
 }
 
 /// The key authorization for an ACME HTTP-01 token Pier is waiting on; 404 for anything else.
@@ -156,16 +201,35 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Marks the session cookie `Secure` when the browser reached the panel over HTTPS, as told by
-/// the proxy on this machine (HAProxy) in `X-Forwarded-Proto`.
-async fn secure_cookies_over_https(req: Request, next: Next) -> Response {
-    let from_local_proxy =
-        app::api::ssr::peer_ip(req.extensions()).is_some_and(|ip| ip.is_loopback());
-    let https = from_local_proxy
-        && req
+/// Over HTTPS through Pier's own HAProxy, the session cookie is `__Host-pier_session`: browsers
+/// only keep a `__Host-` cookie that is `Secure`, has `Path=/` and no `Domain`, so an app on a
+/// sibling host of the same registrable domain can neither set nor shadow it ("cookie
+/// tossing"). The session layer knows one name, so it is renamed on the way in and out here; a
+/// plain `pier_session` cookie arriving over HTTPS is dropped, as anyone on a sibling host could
+/// have set it. Plain HTTP (loopback development) keeps `pier_session`.
+async fn host_cookie_over_https(mut req: Request, next: Next) -> Response {
+    let https = app::api::ssr::via_https(req.extensions(), req.headers());
+    if https {
+        let pairs: Vec<String> = req
             .headers()
-            .get("x-forwarded-proto")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && cookie_name(p) != SESSION_COOKIE)
+            .map(|p| match p.strip_prefix("__Host-") {
+                Some(rest) if cookie_name(rest) == SESSION_COOKIE => rest.to_owned(),
+                _ => p.to_owned(),
+            })
+            .collect();
+        req.headers_mut().remove(header::COOKIE);
+        if let Ok(v) = HeaderValue::from_str(&pairs.join("; ")) {
+            if !pairs.is_empty() {
+                req.headers_mut().insert(header::COOKIE, v);
+            }
+        }
+    }
     let mut res = next.run(req).await;
     if https {
         let cookies: Vec<HeaderValue> = res
@@ -177,8 +241,8 @@ async fn secure_cookies_over_https(req: Request, next: Next) -> Response {
         res.headers_mut().remove(header::SET_COOKIE);
         for c in cookies {
             let c = match c.to_str() {
-                Ok(s) if s.starts_with(SESSION_COOKIE) && !s.contains("; Secure") => {
-                    HeaderValue::from_str(&format!("{s}; Secure")).unwrap_or(c)
+                Ok(s) if cookie_name(s) == SESSION_COOKIE => {
+                    HeaderValue::from_str(&host_cookie(s)).unwrap_or(c)
                 }
                 _ => c,
             };
@@ -186,4 +250,24 @@ async fn secure_cookies_over_https(req: Request, next: Next) -> Response {
         }
     }
     res
+}
+
+/// The name of `name=value[; attributes]`.
+fn cookie_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(n, _)| n).trim()
+}
+
+/// The session layer's `Set-Cookie` as a `__Host-` cookie: `Secure`, `Path=/`, no `Domain`.
+fn host_cookie(set_cookie: &str) -> String {
+    let mut parts = set_cookie.split(';').map(str::trim);
+    let mut out = format!("__Host-{}", parts.next().unwrap_or_default());
+    for attr in parts {
+        let name = cookie_name(attr).to_ascii_lowercase();
+        if !matches!(name.as_str(), "secure" | "path" | "domain") {
+            out.push_str("; ");
+            out.push_str(attr);
+        }
+    }
+    out.push_str("; Path=/; Secure");
+    out
 }

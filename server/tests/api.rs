@@ -214,6 +214,45 @@ async fn tokens_are_shown_once_scoped_and_private(db: SqlitePool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_token_cannot_mint_a_longer_lived_token(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let forever = app.token(ADMIN_EMAIL, "write").await;
+    let new = |days: serde_json::Value| json!({"name": "child", "scope": "write", "expires_in_days": days});
+    // A token that never expires may make any lifetime, including none.
+    let r = app
+        .api("POST", "/tokens", Some(&forever), Some(new(json!(null))))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .api("POST", "/tokens", Some(&forever), Some(new(json!(10))))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let ten_days = r.json()["secret"].as_str().unwrap().to_owned();
+
+    for days in [json!(11), json!(3650), json!(null)] {
+        let r = app
+            .api("POST", "/tokens", Some(&ten_days), Some(new(days.clone())))
+            .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        let field = &r.json()["error"]["fields"][0];
+        assert_eq!(field["field"], "expires_in_days", "{days}: {}", r.body);
+        assert!(
+            field["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 9 days"),
+            "{}",
+            r.body
+        );
+    }
+    // Within its own lifetime is fine.
+    let r = app
+        .api("POST", "/tokens", Some(&ten_days), Some(new(json!(9))))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn malformed_requests_get_the_error_shape(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let t = app.token(ADMIN_EMAIL, "admin").await;

@@ -1003,7 +1003,10 @@ async fn an_empty_secret_needs_a_saved_value_to_keep(db: SqlitePool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn deployment_history_is_bounded(db: SqlitePool) {
-    let app = TestApp::new(db).await;
+    let mut settings = common::test_settings();
+    // More redeploys than a tenant may ask for in ten minutes.
+    settings.tenant_limits.redeploys.max = 100;
+    let app = TestApp::with_settings(db, settings).await;
     let t = tenant(&app, "a@example.com").await;
     create(&app, &t, minimal("web")).await;
     for _ in 0..55 {
@@ -1018,4 +1021,66 @@ async fn deployment_history_is_bounded(db: SqlitePool) {
     // The newest are the ones kept.
     assert_eq!(j["items"][0]["number"], 56);
     assert_eq!(j["items"][49]["number"], 7);
+}
+
+/// Each redeploy pulls and replaces containers: a tenant gets 20 in ten minutes, whoever else
+/// redeploys.
+#[sqlx::test(migrations = "../migrations")]
+async fn redeploys_are_rate_limited_per_tenant(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let a = tenant(&app, "a@example.com").await;
+    let b = tenant(&app, "b@example.com").await;
+    create(&app, &a, minimal("web")).await;
+    create(&app, &b, minimal("web")).await;
+    for _ in 0..20 {
+        let r = app.api("POST", "/apps/web/redeploy", Some(&a), None).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    }
+    let r = app.api("POST", "/apps/web/redeploy", Some(&a), None).await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(
+        message(&r),
+        "Too many redeploys. Try again in 10 minutes.",
+        "{}",
+        r.body
+    );
+    // Another tenant is unaffected.
+    let r = app.api("POST", "/apps/web/redeploy", Some(&b), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+}
+
+/// With no allow-list, an image may not name a registry in the host's own network: dockerd would
+/// fetch from there on the user's behalf. Listing it (as the tests' settings do) allows it.
+#[sqlx::test(migrations = "../migrations")]
+async fn registries_in_the_host_network_need_the_operators_allow_list(db: SqlitePool) {
+    let mut settings = common::test_settings();
+    settings.engine.allowed_registries.clear();
+    let app = TestApp::with_settings(db, settings).await;
+    let t = tenant(&app, "a@example.com").await;
+    for image in [
+        "127.0.0.1:9/x:1",
+        "localhost:5000/x",
+        "10.0.0.1/x",
+        "169.254.169.254/x",
+    ] {
+        let r = app
+            .api(
+                "POST",
+                "/apps",
+                Some(&t),
+                Some(json!({"name": "x", "image": image, "port": 8080})),
+            )
+            .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_eq!(fields(&r), ["image"], "{image}: {}", r.body);
+        assert!(
+            field_message(&r, "image").contains("private network"),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(
+        app.api("GET", "/apps", Some(&t), None).await.json()["total"],
+        0
+    );
 }

@@ -463,3 +463,94 @@ async fn dns_check_says_whether_a_domain_points_here(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+/// The system's resolver, as far as the check can tell: it answers 192.0.2.1 for every name and
+/// counts what it was asked.
+#[derive(Default)]
+struct SystemLikeResolver(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl pier_core::dns::Resolve for SystemLikeResolver {
+    async fn lookup(&self, _name: &str) -> Result<Vec<std::net::IpAddr>, String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(vec!["192.0.2.1".parse().unwrap()])
+    }
+}
+
+/// Without a DNS server named by the operator, names outside the public DNS are never looked up
+/// (the host's resolver would answer from its own network); public ones are.
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn dns_checks_look_up_public_names_only(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let t = tenant(&app, "ann@example.com").await;
+    let resolver = std::sync::Arc::new(SystemLikeResolver::default());
+    app.pier.set_resolver(resolver.clone());
+    for d in [
+        "db.internal",
+        "nas.pier.test",
+        "printer.local",
+        "ann-shop.com",
+    ] {
+        let r = app
+            .api("POST", "/domains", Some(&t), Some(json!({ "domain": d })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{d}: {}", r.body);
+    }
+    for d in ["db.internal", "nas.pier.test", "printer.local"] {
+        let r = app
+            .api("GET", &format!("/domains/{d}/dns"), Some(&t), None)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{d}: {}",
+            r.body
+        );
+        let f = &r.json()["error"]["fields"][0];
+        assert_eq!(f["field"], "domain", "{}", r.body);
+        assert!(f["message"].as_str().unwrap().contains("not"), "{}", r.body);
+    }
+    assert_eq!(resolver.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let r = app
+        .api("GET", "/domains/ann-shop.com/dns", Some(&t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["addresses"], json!(["192.0.2.1"]));
+    assert_eq!(resolver.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+/// Each check is a query this server makes: 30 a minute per tenant.
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn dns_checks_are_rate_limited_per_tenant(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let ann = tenant(&app, "ann@example.com").await;
+    let bob = tenant(&app, "bob@example.com").await;
+    app.pier
+        .set_resolver(std::sync::Arc::new(SystemLikeResolver::default()));
+    for (t, d) in [(&ann, "ann-shop.com"), (&bob, "bob-shop.com")] {
+        let r = app
+            .api("POST", "/domains", Some(t), Some(json!({ "domain": d })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    for _ in 0..30 {
+        let r = app
+            .api("GET", "/domains/ann-shop.com/dns", Some(&ann), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = app
+        .api("GET", "/domains/ann-shop.com/dns", Some(&ann), None)
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["error"]["code"], "rate_limited");
+    assert_eq!(
+        j["error"]["message"],
+        "Too many DNS checks. Try again in 1 minute."
+    );
+    let r = app
+        .api("GET", "/domains/bob-shop.com/dns", Some(&bob), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

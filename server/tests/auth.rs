@@ -107,7 +107,8 @@ async fn failed_sign_ins_are_throttled_per_account(db: SqlitePool) {
             .unwrap_err();
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    // Locked now, even with the right password, and from another address.
+    // Delayed now, even with the right password, and from another address: for a minute, not a
+    // fixed lock (the delay doubles with each further failure, up to 15 minutes).
     let mut elsewhere = app.browser();
     elsewhere.forwarded_for = Some("203.0.113.9".into());
     let r = elsewhere
@@ -119,7 +120,7 @@ async fn failed_sign_ins_are_throttled_per_account(db: SqlitePool) {
         r.json()["message"]
             .as_str()
             .unwrap()
-            .contains("Try again in 15 minutes"),
+            .contains("Try again in 1 minute."),
         "{}",
         r.body
     );
@@ -132,6 +133,22 @@ async fn failed_sign_ins_are_throttled_per_account(db: SqlitePool) {
         .await
         .unwrap_err();
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// The per-account throttle is a delay, not a lock: once it has passed, the right password signs in.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_right_password_signs_in_once_the_delay_has_passed(db: SqlitePool) {
+    let mut settings = common::test_settings();
+    settings.throttle.per_account.first = std::time::Duration::from_millis(300);
+    let app = TestApp::with_settings(db, settings).await;
+    let mut b = app.browser();
+    for _ in 0..5 {
+        let _ = b.sign_in(ADMIN_EMAIL, "wrong password 123").await;
+    }
+    let r = b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap_err();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -318,4 +335,131 @@ async fn a_restart_keeps_people_signed_in(db: SqlitePool) {
     let mut same_browser = after.browser();
     same_browser.cookie = b.cookie.clone();
     assert_eq!(same_browser.me().await.as_deref(), Some(ADMIN_EMAIL));
+}
+
+/// Someone talking to the panel directly (not through its HAProxy on loopback) cannot choose the
+/// address the throttle counts by: a new `X-Forwarded-For` per attempt changes nothing.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_direct_client_is_throttled_by_its_own_address_whatever_it_forwards(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut attacker = app.browser_from("198.51.100.20:50000".parse().unwrap());
+    for i in 0..20 {
+        attacker.forwarded_for = Some(format!("203.0.113.{i}"));
+        let _ = attacker
+            .sign_in(&format!("user{i}@example.com"), "wrong password 123")
+            .await;
+    }
+    attacker.forwarded_for = Some("192.0.2.99".into());
+    let r = attacker
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another address, direct or named by the proxy, is unaffected.
+    let mut other = app.browser_from("198.51.100.21:50000".parse().unwrap());
+    other.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    let mut proxied = app.browser();
+    proxied.forwarded_for = Some("203.0.113.5".into());
+    proxied.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+}
+
+/// Through a proxy that appends (HAProxy's `option forwardfor` did), the client's own
+/// `X-Forwarded-For` line comes first and the proxy's last: only the proxy's counts, for the
+/// throttle and for the session list.
+#[sqlx::test(migrations = "../migrations")]
+async fn only_the_proxys_own_forwarded_for_counts(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut attacker = app.browser();
+    for i in 0..20 {
+        attacker.headers = vec![
+            ("x-forwarded-for", format!("203.0.113.{i}")),
+            ("x-forwarded-for", "198.51.100.7".into()),
+        ];
+        let _ = attacker
+            .sign_in(&format!("user{i}@example.com"), "wrong password 123")
+            .await;
+    }
+    attacker.headers = vec![
+        ("x-forwarded-for", "192.0.2.99, 203.0.113.200".into()),
+        ("x-forwarded-for", "10.9.9.9, 198.51.100.7".into()),
+    ];
+    let r = attacker
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // The session list shows the address the proxy gave, not the one the client wrote.
+    let mut b = app.browser();
+    b.headers = vec![
+        ("x-forwarded-for", "203.0.113.66".into()),
+        ("x-forwarded-for", "192.0.2.44".into()),
+    ];
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    let ips: Vec<Option<String>> = sqlx::query_scalar("SELECT ip FROM sessions")
+        .fetch_all(app.pier.db())
+        .await
+        .unwrap();
+    assert!(ips.contains(&Some("192.0.2.44".into())), "{ips:?}");
+    assert!(!ips.contains(&Some("203.0.113.66".into())), "{ips:?}");
+}
+
+/// Over HTTPS through the panel's own proxy the session cookie is `__Host-pier_session`
+/// (`Secure`, `Path=/`, no `Domain`), so a sibling host cannot toss a cookie that shadows it;
+/// a plain `pier_session` arriving over HTTPS is ignored.
+#[sqlx::test(migrations = "../migrations")]
+async fn over_https_the_session_cookie_is_a_host_cookie(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.browser();
+    b.headers = vec![("x-forwarded-proto", "https".into())];
+    let r = b.read("session").await;
+    let set: Vec<&str> = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(set.len(), 1, "{set:?}");
+    let cookie = set[0];
+    assert!(cookie.starts_with("__Host-pier_session="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("; Path=/"), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("domain"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+
+    // The renamed cookie carries the session both ways: sign in, stay signed in, sign out.
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    let host_cookie = b.cookie.clone().unwrap();
+    assert!(
+        host_cookie.starts_with("__Host-pier_session="),
+        "{host_cookie}"
+    );
+    assert_eq!(b.me().await.as_deref(), Some(ADMIN_EMAIL));
+
+    // The same session under the plain name, as a sibling host could set it: ignored over
+    // HTTPS, and a tossed cookie sent along with the real one does not shadow it.
+    let value = host_cookie.trim_start_matches("__Host-");
+    let mut tossed = app.browser();
+    tossed.headers = vec![("x-forwarded-proto", "https".into())];
+    tossed.cookie = Some(value.to_owned());
+    assert_eq!(tossed.me().await, None);
+    let mut both = app.browser();
+    both.headers = vec![("x-forwarded-proto", "https".into())];
+    both.cookie = Some(format!("pier_session=forged; {host_cookie}"));
+    assert_eq!(both.me().await.as_deref(), Some(ADMIN_EMAIL));
+
+    // Only the loopback proxy may say "https": directly, the header changes nothing.
+    let mut direct = app.browser_from("198.51.100.20:50000".parse().unwrap());
+    direct.headers = vec![("x-forwarded-proto", "https".into())];
+    let r = direct.read("session").await;
+    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.starts_with("pier_session="), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    let r = b.call("logout", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(b.me().await, None);
 }

@@ -302,3 +302,67 @@ async fn twenty_redeploys_under_load_fail_no_request(db: SqlitePool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// HAProxy replaces `X-Forwarded-For` and `X-Forwarded-Proto` with what it saw, on both ways
+/// in, and drops `Forwarded`: a client's spoofed values never reach the panel. (With `option
+/// forwardfor` the client's line arrived first and the panel read it.)
+#[tokio::test]
+async fn spoofed_forwarding_headers_do_not_reach_the_panel() {
+    use axum::{http::HeaderMap, routing::get, Router};
+    fn all(h: &HeaderMap, name: &str) -> String {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+    let echo = |h: HeaderMap| async move {
+        format!(
+            "xff={};xfp={};fwd={}",
+            all(&h, "x-forwarded-for"),
+            all(&h, "x-forwarded-proto"),
+            all(&h, "forwarded")
+        )
+    };
+    let panel = Router::new()
+        .route("/", get(echo))
+        .route("/.well-known/acme-challenge/{token}", get(echo));
+    let tp = common::TestProxy::new(panel).await;
+    let proxy = Proxy::start(tp.files, tp.config)
+        .await
+        .expect("haproxy starts");
+    struct Stop(Arc<Proxy>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            pier::proxy::kill_pidfile(&self.0.files().pidfile);
+            let _ = std::fs::remove_dir_all(&self.0.files().dir);
+        }
+    }
+    let proxy = Stop(proxy);
+    let cfg = proxy.0.config().clone();
+    let spoof = |scheme: &str, port: u16, path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "5"])
+            .args(["-H", "X-Forwarded-For: 6.6.6.6"])
+            .args(["-H", "X-Forwarded-For: 7.7.7.7, 8.8.8.8"])
+            .args(["-H", "X-Forwarded-Proto: https"])
+            .args(["-H", "Forwarded: for=6.6.6.6;proto=https"])
+            .arg("--resolve")
+            .arg(format!("panel.pier.test:{port}:127.0.0.1"))
+            .arg(format!("{scheme}://panel.pier.test:{port}{path}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (https, http) = (cfg.https_addr.port(), cfg.http_addr.port());
+    let got = tokio::task::spawn_blocking(move || {
+        (
+            spoof("https", https, "/"),
+            spoof("http", http, "/.well-known/acme-challenge/t"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.0, "xff=127.0.0.1;xfp=https;fwd=");
+    assert_eq!(got.1, "xff=127.0.0.1;xfp=http;fwd=");
+}

@@ -124,6 +124,8 @@ fn bad_request(code: &'static str, message: String) -> ApiError {
 pub struct Caller {
     pub actor: Actor,
     pub scope: Scope,
+    /// When the calling token expires (None: never); tokens it creates may not outlive it.
+    pub expires_at: Option<i64>,
 }
 
 impl Caller {
@@ -140,8 +142,12 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
-        let (actor, scope) = state.pier.authenticate_bearer(header).await?;
-        Ok(Caller { actor, scope })
+        let b = state.pier.authenticate_bearer(header).await?;
+        Ok(Caller {
+            actor: b.actor,
+            scope: b.scope,
+            expires_at: b.expires_at,
+        })
     }
 }
 

@@ -6,7 +6,10 @@ use axum::{
     routing::{delete, get},
     Json, Router,
 };
-use pier_core::model::{ApiToken, Scope};
+use pier_core::{
+    model::{ApiToken, Scope},
+    tokens::Minter,
+};
 use serde::{Deserialize, Serialize};
 
 use utoipa::ToSchema;
@@ -76,7 +79,8 @@ pub struct NewToken {
     /// read, write or admin (admin only for admins, and not above the calling token's own).
     #[schema(example = "write")]
     scope: String,
-    /// 1–3650; none means it never expires.
+    /// 1–3650; none means it never expires. Not later than the calling token's own expiry (an
+    /// expiring token cannot create one that never expires).
     expires_in_days: Option<i64>,
 }
 
@@ -105,7 +109,15 @@ pub async fn create(
     }
     let (token, secret) = s
         .pier
-        .create_token(&caller.actor, &new.name, &new.scope, new.expires_in_days)
+        .create_token(
+            &caller.actor,
+            Minter::Token {
+                expires_at: caller.expires_at,
+            },
+            &new.name,
+            &new.scope,
+            new.expires_in_days,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

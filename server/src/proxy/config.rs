@@ -42,7 +42,6 @@ pub fn render(c: &ProxyConfig) -> String {
     let _ = writeln!(w, "    option http-server-close");
     // Without it, reloads under load dropped requests (seen here: 3–20 of 20 reloads).
     let _ = writeln!(w, "    option idle-close-on-response");
-    let _ = writeln!(w, "    option forwardfor");
     let _ = writeln!(w, "    timeout connect 5s");
     let _ = writeln!(w, "    timeout client 60s");
     let _ = writeln!(w, "    timeout server 60s");
@@ -50,6 +49,7 @@ pub fn render(c: &ProxyConfig) -> String {
     let _ = writeln!(w);
     let _ = writeln!(w, "frontend http");
     let _ = writeln!(w, "    bind {}", c.http_addr);
+    forwarded_headers(w, "http");
     // Plain HTTP only answers ACME challenges (the panel does); everything else goes to HTTPS.
     if c.https_addr.port() == 443 {
         let _ = writeln!(
@@ -74,7 +74,7 @@ pub fn render(c: &ProxyConfig) -> String {
         c.default_cert.display(),
         c.crt_list.display()
     );
-    let _ = writeln!(w, "    http-request set-header X-Forwarded-Proto https");
+    forwarded_headers(w, "https");
     let _ = writeln!(
         w,
         "    http-request set-var(txn.route) req.hdr(host),lower,field(1,:),map({})",
@@ -102,6 +102,10 @@ pub fn render(c: &ProxyConfig) -> String {
     // The map gives `127.0.0.1:port`; the connection goes exactly there.
     let _ = writeln!(w, "    http-request set-dst var(txn.route),field(1,:)");
     let _ = writeln!(w, "    http-request set-dst-port var(txn.route),field(2,:)");
+    // A refused connection is not retried: a retry goes to the same port, a second apart, so
+    // while an app is between containers (a stop-first redeploy) every request waited 3 s for
+    // the same 503. It is answered at once instead.
+    let _ = writeln!(w, "    retries 0");
     let _ = writeln!(w, "    server app 0.0.0.0:0");
     let _ = writeln!(w);
     let _ = writeln!(w, "backend unknown_host");
@@ -110,6 +114,17 @@ pub fn render(c: &ProxyConfig) -> String {
         "    http-request return status 404 content-type text/plain string \"No site is served at this address.\""
     );
     out
+}
+
+/// Who the client is and how it came, as HAProxy saw it. The headers are *replaced*, never
+/// appended to (`option forwardfor` appends a line after whatever the client sent): the panel
+/// and the apps behind this HAProxy can then believe them, and a client cannot choose the
+/// address the sign-in throttle and the session list see.
+fn forwarded_headers(w: &mut String, scheme: &str) {
+    let _ = writeln!(w, "    http-request set-header X-Forwarded-For %[src]");
+    let _ = writeln!(w, "    http-request set-header X-Forwarded-Proto {scheme}");
+    // The standard header says the same things; nothing here writes it, so nobody may.
+    let _ = writeln!(w, "    http-request del-header Forwarded");
 }
 
 /// The host map: one `host 127.0.0.1:port` line per route, sorted.
@@ -157,6 +172,20 @@ mod tests {
         assert!(c.contains("-m str panel.example.com"));
         assert!(c.contains("option idle-close-on-response"));
         assert!(c.contains("return status 404"));
+        assert!(c.contains("backend apps\n    http-request set-dst var(txn.route),field(1,:)\n    http-request set-dst-port var(txn.route),field(2,:)\n    retries 0\n"));
+        // Both ways in replace the client's forwarding headers instead of appending to them.
+        assert!(!c.contains("forwardfor"));
+        for scheme in ["http", "https"] {
+            let frontend = c
+                .split("\nfrontend ")
+                .find(|f| f.starts_with(&format!("{scheme}\n")))
+                .unwrap();
+            assert!(frontend.contains("http-request set-header X-Forwarded-For %[src]\n"));
+            assert!(frontend.contains(&format!(
+                "http-request set-header X-Forwarded-Proto {scheme}\n"
+            )));
+            assert!(frontend.contains("http-request del-header Forwarded\n"));
+        }
         let mut no_panel = cfg();
         no_panel.panel_host = None;
         assert!(!render(&no_panel).contains("-m str"));

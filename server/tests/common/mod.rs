@@ -189,9 +189,14 @@ impl TestApp {
     }
 
     fn router_for(pier: &Pier, challenges: &Challenges) -> Router {
+        Self::router_from(pier, challenges, SocketAddr::from(([127, 0, 0, 1], 40000)))
+    }
+
+    /// The router as seen by connections from `peer` (loopback: as through HAProxy).
+    fn router_from(pier: &Pier, challenges: &Challenges, peer: SocketAddr) -> Router {
         let mut state = AppState::new(pier.clone(), &serve_args());
         state.challenges = challenges.clone();
-        router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))))
+        router(state).layer(MockConnectInfo(peer))
     }
 
     fn around(
@@ -270,6 +275,15 @@ impl TestApp {
             router: self.router.clone(),
             cookie: None,
             forwarded_for: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A browser talking to the panel directly from `peer`, not through HAProxy.
+    pub fn browser_from(&self, peer: SocketAddr) -> Browser {
+        Browser {
+            router: Self::router_from(&self.pier, &Challenges::default(), peer),
+            ..self.browser()
         }
     }
 
@@ -396,6 +410,8 @@ pub struct Browser {
     router: Router,
     pub cookie: Option<String>,
     pub forwarded_for: Option<String>,
+    /// Header lines added to every request (appended: a name may repeat).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Browser {
@@ -407,6 +423,9 @@ impl Browser {
         if let Some(ip) = &self.forwarded_for {
             req.headers_mut()
                 .insert("x-forwarded-for", ip.parse().unwrap());
+        }
+        for (name, value) in &self.headers {
+            req.headers_mut().append(*name, value.parse().unwrap());
         }
         let res = self.router.clone().oneshot(req).await.unwrap();
         for sc in res.headers().get_all(header::SET_COOKIE) {
