@@ -71,6 +71,13 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
         ))
         .await;
     }
+    if allowed.is_empty() {
+        // Without a list, never a registry in the host's own network (apps saved before this
+        // rule existed are stopped here).
+        if let Err(why) = validate::public_registry(&image.registry) {
+            return fail(why).await;
+        }
+    }
     let auth = match pier.registry_auth(app.user_id, &image.registry).await {
         Ok(a) => a,
         Err(e) => {
