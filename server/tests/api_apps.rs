@@ -36,18 +36,6 @@ fn fields(r: &common::Reply) -> Vec<String> {
         .collect()
 }
 
-fn field_message(r: &common::Reply, field: &str) -> String {
-    r.json()["error"]["fields"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no fields: {}", r.body))
-        .iter()
-        .find(|f| f["field"] == field)
-        .unwrap_or_else(|| panic!("no message for {field}: {}", r.body))["message"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 fn message(r: &common::Reply) -> String {
     r.json()["error"]["message"].as_str().unwrap().to_owned()
 }
@@ -131,7 +119,7 @@ async fn bad_app_input_is_named_per_field_and_creates_nothing(db: SqlitePool) {
         .await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     assert_eq!(fields(&r), ["name", "image", "port", "env"]);
-    assert!(field_message(&r, "env").contains("1X"), "{}", r.body);
+    assert!(r.api_field("env").contains("1X"), "{}", r.body);
 
     let r = app
         .api(
@@ -164,7 +152,7 @@ async fn bad_app_input_is_named_per_field_and_creates_nothing(db: SqlitePool) {
         .await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     assert_eq!(fields(&r), ["secret_env"]);
-    assert!(field_message(&r, "secret_env").contains("MISSING"));
+    assert!(r.api_field("secret_env").contains("MISSING"));
 
     // Unknown and mistyped fields.
     let mut extra = minimal("ok");
@@ -969,7 +957,9 @@ async fn an_empty_secret_needs_a_saved_value_to_keep(db: SqlitePool) {
     body["secret_env"] = json!(["TOKEN"]);
     let r = app.api("POST", "/apps", Some(&t), Some(body)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(field_message(&r, "env").contains("Enter a value for the secret TOKEN"));
+    assert!(r
+        .api_field("env")
+        .contains("Enter a value for the secret TOKEN"));
     assert_eq!(total(&app, &t, "/apps").await, 0);
     // With a saved value, empty means "keep it".
     let mut body = minimal("web");
@@ -1074,7 +1064,7 @@ async fn registries_in_the_host_network_need_the_operators_allow_list(db: Sqlite
         assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
         assert_eq!(fields(&r), ["image"], "{image}: {}", r.body);
         assert!(
-            field_message(&r, "image").contains("private network"),
+            r.api_field("image").contains("private network"),
             "{}",
             r.body
         );

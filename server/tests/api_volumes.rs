@@ -23,18 +23,6 @@ fn db_app(volumes: Value) -> Value {
     })
 }
 
-fn field_message(r: &common::Reply, field: &str) -> String {
-    r.json()["error"]["fields"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no fields: {}", r.body))
-        .iter()
-        .find(|f| f["field"] == field)
-        .unwrap_or_else(|| panic!("no message for {field}: {}", r.body))["message"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn volumes(app: &TestApp, token: &str) -> Vec<Value> {
     let r = app.api("GET", "/volumes", Some(token), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -112,7 +100,7 @@ async fn an_internal_app_with_a_volume(db: SqlitePool) {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(field_message(&r, "app").contains("internal"), "{}", r.body);
+    assert!(r.api_field("app").contains("internal"), "{}", r.body);
     let r = app
         .api(
             "POST",
@@ -132,7 +120,7 @@ async fn an_internal_app_with_a_volume(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(
-        field_message(&r, "kind").contains("web.example.com"),
+        r.api_field("kind").contains("web.example.com"),
         "{}",
         r.body
     );
@@ -147,7 +135,7 @@ async fn an_internal_app_with_a_volume(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(
-        field_message(&r, "health_path").contains("internal"),
+        r.api_field("health_path").contains("internal"),
         "{}",
         r.body
     );
@@ -221,7 +209,7 @@ async fn bad_volumes_are_refused_and_change_nothing(db: SqlitePool) {
             "{vols}: {}",
             r.body
         );
-        let m = field_message(&r, "volumes");
+        let m = r.api_field("volumes");
         assert!(m.contains(says), "{vols}: {m}");
     }
     // Unknown kinds and profiles are refused too.
@@ -314,11 +302,7 @@ async fn storage_quota_counts_every_volume(db: SqlitePool) {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(
-        field_message(&r, "volumes").contains("600 MiB"),
-        "{}",
-        r.body
-    );
+    assert!(r.api_field("volumes").contains("600 MiB"), "{}", r.body);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -342,7 +326,7 @@ async fn kept_volumes_move_to_a_new_app_and_only_one_at_a_time(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(
-        field_message(&r, "volumes").contains("belongs to your app db"),
+        r.api_field("volumes").contains("belongs to your app db"),
         "{}",
         r.body
     );
@@ -427,7 +411,7 @@ async fn another_tenants_volumes_are_not_found(db: SqlitePool) {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(field_message(&r, "volumes").contains("size"), "{}", r.body);
+    assert!(r.api_field("volumes").contains("size"), "{}", r.body);
     assert_eq!(volumes(&app, &ann).await.len(), 1);
     // Through the browser's server functions as well.
     let mut b = app.browser();

@@ -397,6 +397,19 @@ impl Reply {
         self.json()["code"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// The message for `field` in a REST error (`{"error": {"fields": [{"field", "message"}]}}`).
+    pub fn api_field(&self, field: &str) -> String {
+        self.json()["error"]["fields"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no fields: {}", self.body))
+            .iter()
+            .find(|f| f["field"] == field)
+            .unwrap_or_else(|| panic!("no message for {field}: {}", self.body))["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     pub fn field_error(&self, field: &str) -> Option<String> {
         self.json()["fields"]
             .as_array()?
