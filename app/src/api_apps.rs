@@ -93,7 +93,7 @@ pub struct AppInfo {
     pub env: Vec<EnvView>,
     pub deployments: Vec<DeployRow>,
     pub metrics: Vec<MetricPoint>,
-    /// Where it answers over HTTPS: its domains and its platform host name.
+    /// Where it answers over HTTPS: its domains and the platform host names that route to it.
     pub hosts: Vec<String>,
 }
 

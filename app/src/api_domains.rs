@@ -24,7 +24,7 @@ pub struct DomainsData {
     pub domains: Vec<DomainRow>,
     /// The caller's apps, to attach domains to.
     pub apps: Vec<String>,
-    /// (app, platform host name) when the operator set a base domain.
+    /// (app, platform host name) for each name that routes, when the operator set a base domain.
     pub platform: Vec<(String, String)>,
 }
 

@@ -2,10 +2,12 @@
 //! and deletes it. A name belongs to one tenant at most. Every lookup is scoped to the caller:
 //! another tenant's domain is a 404 (and registering it is a 409 that names no one).
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{Actor, Domain},
+    model::{Actor, AppKind, Domain},
     now, repo, validate, Error, Pier, Result,
 };
 
@@ -164,18 +166,45 @@ impl Pier {
         Ok(())
     }
 
-    /// `<app>-<handle>.<base domain>` when the operator set a base domain.
-    pub fn platform_host(&self, app: &str, handle: &str) -> Option<String> {
-        let base = self.settings().routing.base_domain.as_ref()?;
-        Some(format!("{app}-{handle}.{base}"))
+    /// Every app's routable platform host names as of now (see [`platform_names`]); None
+    /// without a base domain.
+    pub async fn platform_names_now(&self) -> Result<Option<PlatformNames>> {
+        let Some(base) = self.settings().routing.base_domain.clone() else {
+            return Ok(None);
+        };
+        let mut tx = self.db().begin().await?;
+        let apps = repo::apps::list_all(&mut *tx).await?;
+        let handles = repo::users::handles(&mut *tx).await?;
+        let domains = repo::domains::all_names(&mut *tx).await?;
+        tx.rollback().await?;
+        let handles: HashMap<i64, String> = handles.into_iter().collect();
+        let claims: Vec<PlatformApp<'_>> = apps
+            .iter()
+            .filter_map(|a| {
+                Some(PlatformApp {
+                    app_id: a.id,
+                    app: &a.name,
+                    handle: handles.get(&a.user_id)?,
+                })
+            })
+            .collect();
+        Ok(Some(platform_names(
+            &base,
+            &claims,
+            &domains.into_iter().collect(),
+        )))
     }
 
     /// Where an app of the caller's answers: its domains and its platform host name.
     pub async fn app_hosts(&self, actor: &Actor, app: &str) -> Result<Vec<String>> {
         let app = self.own_app(actor, app).await?;
         let mut hosts = repo::domains::names_for_app(self.db(), app.id).await?;
-        if let Some(handle) = repo::users::handle(self.db(), actor.user_id).await? {
-            hosts.extend(self.platform_host(&app.name, &handle));
+        // Only the platform names that route: internal apps have none, and an ambiguous or
+        // over-long name is left out (see `platform_names`).
+        if app.kind == AppKind::Web {
+            if let Some(mut names) = self.platform_names_now().await? {
+                hosts.extend(names.hosts.remove(&app.id).unwrap_or_default());
+            }
         }
         Ok(hosts)
     }
@@ -189,19 +218,198 @@ impl Pier {
             .collect())
     }
 
-    /// (app, platform host name) for each of the caller's apps; empty without a base domain.
+    /// (app, platform host name) for each routable platform name of the caller's web apps;
+    /// empty without a base domain.
     pub async fn platform_hosts(&self, actor: &Actor) -> Result<Vec<(String, String)>> {
-        if self.settings().routing.base_domain.is_none() {
-            return Ok(Vec::new());
-        }
-        let Some(handle) = repo::users::handle(self.db(), actor.user_id).await? else {
+        let Some(mut names) = self.platform_names_now().await? else {
             return Ok(Vec::new());
         };
-        Ok(self
-            .app_names(actor)
+        Ok(repo::apps::list_for_user(self.db(), actor.user_id)
             .await?
             .into_iter()
-            .filter_map(|a| self.platform_host(&a, &handle).map(|h| (a, h)))
+            .filter(|a| a.kind == AppKind::Web)
+            .flat_map(|a| {
+                let hosts = names.hosts.remove(&a.id).unwrap_or_default();
+                hosts.into_iter().map(move |h| (a.name.clone(), h))
+            })
             .collect())
+    }
+}
+
+// ----- platform host names ----------------------------------------------------------------
+
+/// One app that gets platform host names: its id, its name and its owner's handle.
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformApp<'a> {
+    pub app_id: i64,
+    pub app: &'a str,
+    pub handle: &'a str,
+}
+
+/// Which platform host names route, and which do not and why.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PlatformNames {
+    /// App id → its routable platform names (the `--` name first, then the old one).
+    pub hosts: HashMap<i64, Vec<String>>,
+    /// (host name, app id, reason) for each name left out.
+    pub skipped: Vec<(String, i64, &'static str)>,
+}
+
+/// Whether `host` fits DNS: at most 253 characters, no label empty or over 63.
+pub fn host_fits(host: &str) -> bool {
+    host.len() <= 253 && host.split('.').all(|l| !l.is_empty() && l.len() <= 63)
+}
+
+/// The platform host names of `apps` under `base` (every app of every tenant, whatever its kind
+/// or state, so a name does not change owner when another app starts or stops).
+///
+/// - `<app>--<handle>.<base>` is the name. App names and handles cannot contain `--` (nor start
+///   or end with `-`), so the `--` splits the name in exactly one way and no two apps share one.
+///   Apps named before `--` was forbidden may still contain it; if such a name comes out equal
+///   for two apps, it routes to neither (left out with a reason, which the routing sync logs
+///   for the operator) rather than to whichever app came last. Their old name may still work.
+/// - `<app>-<handle>.<base>`, the old name, keeps working only while it is unambiguous: no other
+///   app's old name is the same string, no app's `--` name is, and no registered domain is. An
+///   ambiguous old name routes to no one; the owners keep their `--` names.
+/// - A name over 253 characters or with a label over 63 is left out.
+pub fn platform_names(
+    base: &str,
+    apps: &[PlatformApp<'_>],
+    domains: &HashSet<String>,
+) -> PlatformNames {
+    let new = |a: &PlatformApp<'_>| format!("{}--{}.{base}", a.app, a.handle);
+    let old = |a: &PlatformApp<'_>| format!("{}-{}.{base}", a.app, a.handle);
+    let mut new_claims: HashMap<String, HashSet<i64>> = HashMap::new();
+    let mut old_claims: HashMap<String, HashSet<i64>> = HashMap::new();
+    for a in apps {
+        new_claims.entry(new(a)).or_default().insert(a.app_id);
+        old_claims.entry(old(a)).or_default().insert(a.app_id);
+    }
+    let mut out = PlatformNames::default();
+    for a in apps {
+        let mut mine = Vec::new();
+        let n = new(a);
+        if new_claims[&n].len() > 1 {
+            out.skipped.push((
+                n,
+                a.app_id,
+                "another app has the same platform name (an app name or handle contains --)",
+            ));
+        } else if !host_fits(&n) {
+            out.skipped
+                .push((n, a.app_id, "longer than a host name may be"));
+        } else {
+            mine.push(n);
+        }
+        let o = old(a);
+        if old_claims[&o].len() > 1 || new_claims.contains_key(&o) || domains.contains(&o) {
+            out.skipped.push((
+                o,
+                a.app_id,
+                "old-style name is ambiguous: another app or a domain has the same name",
+            ));
+        } else if !host_fits(&o) {
+            out.skipped
+                .push((o, a.app_id, "longer than a host name may be"));
+        } else {
+            mine.push(o);
+        }
+        out.hosts.entry(a.app_id).or_default().extend(mine);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(app_id: i64, app: &'static str, handle: &'static str) -> PlatformApp<'static> {
+        PlatformApp {
+            app_id,
+            app,
+            handle,
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_old_name_routes_to_no_one_and_new_names_to_their_own() {
+        // ann-lee's blog and lee's blog-ann both make blog-ann-lee.<base> the old way.
+        let apps = [app(1, "blog", "ann-lee"), app(2, "blog-ann", "lee")];
+        let n = platform_names("apps.test", &apps, &HashSet::new());
+        assert_eq!(n.hosts[&1], vec!["blog--ann-lee.apps.test".to_string()]);
+        assert_eq!(n.hosts[&2], vec!["blog-ann--lee.apps.test".to_string()]);
+        let skipped: Vec<_> = n
+            .skipped
+            .iter()
+            .map(|(h, id, _)| (h.as_str(), *id))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![("blog-ann-lee.apps.test", 1), ("blog-ann-lee.apps.test", 2)]
+        );
+        // Alone, each keeps its old name too.
+        let n = platform_names("apps.test", &apps[..1], &HashSet::new());
+        assert_eq!(
+            n.hosts[&1],
+            vec![
+                "blog--ann-lee.apps.test".to_string(),
+                "blog-ann-lee.apps.test".to_string()
+            ]
+        );
+        assert!(n.skipped.is_empty());
+    }
+
+    #[test]
+    fn an_old_name_equal_to_a_domain_or_a_new_name_is_left_out() {
+        let domains: HashSet<String> = ["blog-ann.apps.test".to_string()].into();
+        let n = platform_names("apps.test", &[app(1, "blog", "ann")], &domains);
+        assert_eq!(n.hosts[&1], vec!["blog--ann.apps.test".to_string()]);
+        // An old name with -- in it (legacy app "a--b", handle "c" → a--b-c) equals the new
+        // name of ("a", "b-c"): the new name wins.
+        let apps = [app(1, "a--b", "c"), app(2, "a", "b-c")];
+        let n = platform_names("apps.test", &apps, &HashSet::new());
+        assert_eq!(n.hosts[&1], vec!["a--b--c.apps.test".to_string()]);
+        assert_eq!(
+            n.hosts[&2],
+            vec![
+                "a--b-c.apps.test".to_string(),
+                "a-b-c.apps.test".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn legacy_names_with_double_hyphens_that_collide_route_to_no_one() {
+        let apps = [app(1, "a--b", "c"), app(2, "a", "b--c")];
+        let n = platform_names("apps.test", &apps, &HashSet::new());
+        assert!(!n.hosts.values().flatten().any(|h| h == "a--b--c.apps.test"));
+        assert_eq!(n.hosts[&1], vec!["a--b-c.apps.test".to_string()]);
+        assert_eq!(n.hosts[&2], vec!["a-b--c.apps.test".to_string()]);
+        assert_eq!(
+            n.skipped
+                .iter()
+                .filter(|(h, _, _)| h == "a--b--c.apps.test")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn over_long_names_are_left_out() {
+        let long = "a".repeat(40);
+        let handle = "h".repeat(23);
+        let apps = [PlatformApp {
+            app_id: 1,
+            app: &long,
+            handle: &handle,
+        }];
+        // 40 + 1 + 23 = 64 for the old name, 65 for the new one: both over 63.
+        let n = platform_names("apps.test", &apps, &HashSet::new());
+        assert!(n.hosts[&1].is_empty(), "{n:?}");
+        assert_eq!(n.skipped.len(), 2);
+        assert!(host_fits(&format!("{}.apps.test", "a".repeat(63))));
+        assert!(!host_fits(&format!("{}.apps.test", "a".repeat(64))));
+        assert!(!host_fits(&vec!["abc"; 70].join(".")));
+        assert!(!host_fits("a..b"));
     }
 }

@@ -84,7 +84,8 @@ pub mod users {
     ) -> Result<String> {
         let base = crate::validate::handle_from_email(email);
         let candidates = [base.clone(), format!("{base}-{id}"), format!("u{id}")];
-        for h in candidates.iter().filter(|h| !h.is_empty()) {
+        // Never a handle with `--` in it: it separates app and handle in platform host names.
+        for h in candidates.iter().filter(|h| crate::validate::handle(h)) {
             let done = sqlx::query!(
                 "UPDATE users SET handle = ? WHERE id = ?
                    AND NOT EXISTS (SELECT 1 FROM users WHERE handle = ?)",
@@ -1658,6 +1659,15 @@ pub mod domains {
         .execute(db)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Every registered domain's name, attached or not.
+    pub async fn all_names(db: impl SqliteExecutor<'_>) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar!("SELECT name FROM domains ORDER BY name")
+                .fetch_all(db)
+                .await?,
+        )
     }
 
     /// Every attached domain with its app: what HAProxy should route.

@@ -266,8 +266,8 @@ pub const MIN_APP_CPUS_MILLI: i64 = 50;
 
 /// An app name: a DNS label (it becomes part of host names and container names).
 /// A DNS label made from an e-mail's local part (before `@` and any `+tag`): lower case,
-/// letters and digits, other runs turned into one hyphen, at most 22 characters (an app name of
-/// 40, a hyphen and this still fit a 63-character label). Empty when nothing usable is left.
+/// letters and digits, other runs turned into one hyphen (so never `--`, which separates app and
+/// handle in platform host names), at most 22 characters. Empty when nothing usable is left.
 pub fn handle_from_email(email: &str) -> String {
     let local = email.split('@').next().unwrap_or("");
     let local = local.split('+').next().unwrap_or("");
@@ -285,8 +285,35 @@ pub fn handle_from_email(email: &str) -> String {
     out.trim_matches('-').to_owned()
 }
 
+/// Whether `h` may be a handle (the tenant part of platform host names): a DNS label of
+/// lower-case letters, digits and single hyphens, not starting or ending with one. Never `--`,
+/// which separates app and handle in platform host names.
+pub fn handle(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 63
+        && !h.starts_with('-')
+        && !h.ends_with('-')
+        && !h.contains("--")
+        && h.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// An app name also never contains `--`: platform host names are `<app>--<handle>.<base>`, and
+/// only a `--` that neither part can contain makes them unambiguous (apps named before this rule
+/// keep their names; see `domains::platform_names`).
 pub fn app_name(input: &str) -> Result<String, String> {
     let n = input.trim();
+    if n.contains("--") {
+        return Err(
+            "An app name cannot contain two hyphens in a row (--): Pier uses them in its host names."
+                .into(),
+        );
+    }
+    label40(n).map(|_| n.to_owned())
+}
+
+/// 1–40 lower-case letters, digits and hyphens, not starting or ending with a hyphen.
+fn label40(n: &str) -> Result<String, String> {
     let ok = !n.is_empty()
         && n.len() <= 40
         && !n.starts_with('-')
@@ -300,9 +327,10 @@ pub fn app_name(input: &str) -> Result<String, String> {
     }
 }
 
-/// A volume's name: like an app name (it names the volume among the tenant's).
+/// A volume's name: like an app name (it names the volume among the tenant's), though it may
+/// contain `--` (it is never part of a host name).
 pub fn volume_name(input: &str) -> Result<String, String> {
-    app_name(input).map_err(|_| {
+    label40(input.trim()).map_err(|_| {
         "Name the volume with 1–40 lower-case letters, digits and hyphens, like db-data.".into()
     })
 }
@@ -830,6 +858,27 @@ mod tests {
         assert!(volume_size_mb("1024").is_ok());
         assert!(volume_size_mb("8").is_err());
         assert!(volume_size_mb("x").is_err());
+    }
+
+    #[test]
+    fn app_names_and_handles_never_hold_a_double_hyphen() {
+        for bad in ["a--b", "blog--x", "a---b"] {
+            assert!(app_name(bad).is_err(), "{bad:?}");
+        }
+        // Volumes are not part of host names: they still may.
+        assert!(volume_name("db--data").is_ok());
+        for email in [
+            "ann--lee@x.io",
+            "ann.-lee@x.io",
+            "a-.-b@x.io",
+            "-ann-@x.io",
+            "__x__@x.io",
+        ] {
+            let h = handle_from_email(email);
+            assert!(handle(&h), "{email} → {h:?}");
+        }
+        assert!(!handle("a--b") && !handle("-a") && !handle("a-") && !handle(""));
+        assert!(handle("ann-lee-12"));
     }
 
     #[test]

@@ -399,6 +399,22 @@ async fn handles_and_platform_host_names(db: SqlitePool) {
         .unwrap();
     let r = ann.read("my_domains").await;
     assert!(r.body.contains("blog-ann-lee.apps.pier.test"), "{}", r.body);
+    assert!(
+        r.body.contains("blog--ann-lee.apps.pier.test"),
+        "{}",
+        r.body
+    );
+    // `--` separates app and handle in platform names: no new app name may hold it.
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&t),
+            Some(json!({"name": "a--b", "image": IMAGE, "port": 8080})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("two hyphens"), "{}", r.body);
 }
 
 #[sqlx::test(migrator = "pier_core::db::MIGRATOR")]

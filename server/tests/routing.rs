@@ -66,7 +66,11 @@ async fn hosts_reach_their_tenants_apps_and_routes_change_without_a_reload(db: S
     let d = detail(&mut ann, "site").await;
     assert_eq!(
         d["hosts"],
-        serde_json::json!(["ann.pier.test", "site-ann.apps.pier.test"])
+        serde_json::json!([
+            "ann.pier.test",
+            "site--ann.apps.pier.test",
+            "site-ann.apps.pier.test"
+        ])
     );
     // Unknown host: HAProxy's own 404.
     let (s, body) = https(&app, "nobody.pier.test").await;
@@ -168,6 +172,52 @@ async fn hosts_reach_their_tenants_apps_and_routes_change_without_a_reload(db: S
     until_serves(&again, "ann.pier.test", (200, "ann's second"), 3).await;
     drop(again);
     // `app` (dropped last) stops HAProxy by its pid file and sweeps the containers.
+}
+
+/// ann-lee's `blog` and lee's `blog-ann` both made `blog-ann-lee.<base>` the old way: that name
+/// now goes to neither, each `--` name to its own app, and an old name no one shares still works.
+#[sqlx::test(migrations = "../migrations")]
+async fn an_ambiguous_platform_name_routes_to_no_one(db: SqlitePool) {
+    let app = TestApp::with_proxy(db).await;
+    let mut ann = tenant(&app, "ann.lee@example.com").await;
+    let mut lee = tenant(&app, "lee@example.com").await;
+    create(&mut ann, "blog", "ann's blog").await;
+    create(&mut lee, "blog-ann", "lee's blog-ann").await;
+    until_running(&mut ann, "blog", 1).await;
+    until_running(&mut lee, "blog-ann", 1).await;
+
+    until_serves(
+        &app,
+        "blog--ann-lee.apps.pier.test",
+        (200, "ann's blog"),
+        10,
+    )
+    .await;
+    until_serves(
+        &app,
+        "blog-ann--lee.apps.pier.test",
+        (200, "lee's blog-ann"),
+        10,
+    )
+    .await;
+    // No tenant gets the shared old name.
+    let (s, body) = https(&app, "blog-ann-lee.apps.pier.test").await;
+    assert_eq!(s, 404, "{body}");
+    assert!(body.contains("No site is served"), "{body}");
+    // The app pages list only the names that route.
+    assert_eq!(
+        detail(&mut ann, "blog").await["hosts"],
+        serde_json::json!(["blog--ann-lee.apps.pier.test"])
+    );
+    assert_eq!(
+        detail(&mut lee, "blog-ann").await["hosts"],
+        serde_json::json!(["blog-ann--lee.apps.pier.test"])
+    );
+    // An old name no one shares keeps working, next to the new one.
+    create(&mut lee, "solo", "lee's solo").await;
+    until_running(&mut lee, "solo", 1).await;
+    until_serves(&app, "solo-lee.apps.pier.test", (200, "lee's solo"), 10).await;
+    until_serves(&app, "solo--lee.apps.pier.test", (200, "lee's solo"), 3).await;
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -11,7 +11,11 @@ use std::{
     time::Duration,
 };
 
-use pier_core::{model::Desired, repo, Pier};
+use pier_core::{
+    domains::{platform_names, PlatformApp},
+    model::Desired,
+    repo, Pier,
+};
 
 use super::plan::{self, Served};
 use crate::proxy::Proxy;
@@ -24,6 +28,8 @@ pub struct Routing {
     pub proxy: Option<Arc<Proxy>>,
     lock: Arc<tokio::sync::Mutex<()>>,
     pub busy: Busy,
+    /// The host names the last sync left out and why, to log only changes (every 15 s is noise).
+    left_out: Arc<Mutex<Vec<String>>>,
 }
 
 /// Keeps a deployment in `busy` until dropped.
@@ -46,6 +52,7 @@ impl Routing {
             proxy,
             lock: Arc::default(),
             busy: Arc::default(),
+            left_out: Arc::default(),
         }
     }
 
@@ -74,37 +81,199 @@ impl Routing {
         };
         let _one_at_a_time = self.lock.lock().await;
         let instance = pier.instance_id().await?;
-        let (apps, attached, handles) = {
+        let (apps, attached, handles, domains) = {
             let mut tx = pier.db().begin().await?;
             let apps = repo::apps::list_all(&mut *tx).await?;
             let attached = repo::domains::attached(&mut *tx).await?;
             let handles = repo::users::handles(&mut *tx).await?;
+            let domains = repo::domains::all_names(&mut *tx).await?;
             tx.rollback().await?;
-            (apps, attached, handles)
+            (apps, attached, handles, domains)
         };
         let containers = pier.runtime().containers(&instance).await?;
         let handles: HashMap<i64, String> = handles.into_iter().collect();
-        let mut hosts: HashMap<i64, Vec<String>> = HashMap::new();
-        for (name, app) in attached {
-            hosts.entry(app).or_default().push(name);
+        let base = pier.settings().routing.base_domain.clone();
+        let (served, left_out) = served(&apps, attached, &handles, &domains, base.as_deref());
+        {
+            let mut last = self.left_out.lock().expect("left_out lock");
+            if *last != left_out {
+                for why in &left_out {
+                    tracing::warn!("not routed: {why}");
+                }
+                *last = left_out;
+            }
         }
-        let served: Vec<Served> = apps
-            .iter()
-            // Internal apps are never routed: they answer only their tenant's other apps.
-            .filter(|a| a.kind == pier_core::model::AppKind::Web)
-            .map(|a| {
-                let mut h = hosts.remove(&a.id).unwrap_or_default();
-                if let Some(handle) = handles.get(&a.user_id) {
-                    h.extend(pier.platform_host(&a.name, handle));
-                }
-                Served {
-                    app_id: a.id,
-                    running: a.desired == Desired::Running,
-                    current: a.current_deployment_id,
-                    hosts: h,
-                }
-            })
-            .collect();
         proxy.set_routes(plan::routes(&served, &containers)).await
+    }
+}
+
+/// What each app serves: its attached domains and its routable platform host names (every app
+/// of every tenant claims its names, whatever its kind or state, so a name never changes owner
+/// when another app starts or stops; only web apps are routed). Ambiguous and over-long
+/// platform names are left out, and a domain equal to a platform name (registered before the
+/// base domain was set: names under it are refused since) yields to it. Also returns, for the
+/// operator's log, what was left out and why.
+fn served(
+    apps: &[pier_core::model::App],
+    attached: Vec<(String, i64)>,
+    handles: &HashMap<i64, String>,
+    domains: &[String],
+    base: Option<&str>,
+) -> (Vec<Served>, Vec<String>) {
+    let mut left_out = Vec::new();
+    let mut hosts: HashMap<i64, Vec<String>> = HashMap::new();
+    for (name, app) in attached {
+        hosts.entry(app).or_default().push(name);
+    }
+    let mut platform = match base {
+        Some(base) => {
+            let claims: Vec<PlatformApp<'_>> = apps
+                .iter()
+                .filter_map(|a| {
+                    Some(PlatformApp {
+                        app_id: a.id,
+                        app: &a.name,
+                        handle: handles.get(&a.user_id)?,
+                    })
+                })
+                .collect();
+            let domains: HashSet<String> = domains.iter().cloned().collect();
+            let names = platform_names(base, &claims, &domains);
+            for (host, app, why) in &names.skipped {
+                left_out.push(format!("{host} (app {app}): {why}"));
+            }
+            names.hosts
+        }
+        None => HashMap::new(),
+    };
+    let taken: HashSet<String> = platform.values().flatten().cloned().collect();
+    let served = apps
+        .iter()
+        // Internal apps are never routed: they answer only their tenant's other apps.
+        .filter(|a| a.kind == pier_core::model::AppKind::Web)
+        .map(|a| {
+            let mut h = hosts.remove(&a.id).unwrap_or_default();
+            h.retain(|d| {
+                let clash = taken.contains(d);
+                if clash {
+                    left_out.push(format!(
+                        "{d} (app {}): a domain equal to a platform host name",
+                        a.id
+                    ));
+                }
+                !clash
+            });
+            h.extend(platform.remove(&a.id).unwrap_or_default());
+            Served {
+                app_id: a.id,
+                running: a.desired == Desired::Running,
+                current: a.current_deployment_id,
+                hosts: h,
+            }
+        })
+        .collect();
+    (served, left_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pier_core::{
+        model::{App, AppKind, CapProfile},
+        runtime::{Container, LABEL_APP, LABEL_DEPLOYMENT, LABEL_TENANT},
+    };
+    use std::collections::BTreeMap;
+
+    fn app(id: i64, user_id: i64, name: &str) -> App {
+        App {
+            id,
+            user_id,
+            name: name.into(),
+            image: "x".into(),
+            port: 80,
+            env: Vec::new(),
+            memory_mb: 64,
+            cpus_milli: 100,
+            health_path: None,
+            read_only: false,
+            kind: AppKind::Web,
+            capabilities: CapProfile::Default,
+            desired: Desired::Running,
+            current_deployment_id: Some(id * 10),
+            last_error: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn running(app: i64, port: u16) -> Container {
+        Container {
+            id: format!("c{app}"),
+            name: format!("c{app}"),
+            labels: HashMap::from([
+                (LABEL_TENANT.to_string(), "1".to_string()),
+                (LABEL_APP.to_string(), app.to_string()),
+                (LABEL_DEPLOYMENT.to_string(), (app * 10).to_string()),
+            ]),
+            state: "running".into(),
+            host_port: Some(port),
+            ip: None,
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn the_shared_old_name_routes_to_neither_tenant() {
+        // ann-lee's blog (newest last or first, the same result) and lee's blog-ann.
+        let handles = HashMap::from([(1, "ann-lee".to_string()), (2, "lee".to_string())]);
+        let containers = [running(1, 40001), running(2, 40002)];
+        for apps in [
+            vec![app(1, 1, "blog"), app(2, 2, "blog-ann")],
+            vec![app(2, 2, "blog-ann"), app(1, 1, "blog")],
+        ] {
+            let (s, left_out) = served(&apps, Vec::new(), &handles, &[], Some("apps.test"));
+            assert_eq!(left_out.len(), 2, "{left_out:?}");
+            assert!(left_out
+                .iter()
+                .all(|w| w.starts_with("blog-ann-lee.apps.test")));
+            let r = plan::routes(&s, &containers);
+            assert_eq!(
+                r,
+                BTreeMap::from([
+                    ("blog--ann-lee.apps.test".to_string(), 40001u16),
+                    ("blog-ann--lee.apps.test".to_string(), 40002),
+                ])
+            );
+        }
+    }
+
+    #[test]
+    fn a_domain_equal_to_a_platform_name_yields_and_blocks_the_old_name() {
+        let handles = HashMap::from([(1, "ann".to_string()), (2, "bob".to_string())]);
+        let containers = [running(1, 40001), running(2, 40002)];
+        let apps = [app(1, 1, "blog"), app(2, 2, "site")];
+        // Registered before the base domain was set: bob's domains equal ann's names.
+        let attached = vec![
+            ("blog--ann.apps.test".to_string(), 2),
+            ("blog-ann.apps.test".to_string(), 2),
+        ];
+        let domains = [
+            "blog--ann.apps.test".to_string(),
+            "blog-ann.apps.test".to_string(),
+        ];
+        let (s, left_out) = served(&apps, attached, &handles, &domains, Some("apps.test"));
+        assert_eq!(left_out.len(), 2, "{left_out:?}");
+        let r = plan::routes(&s, &containers);
+        assert_eq!(r.get("blog--ann.apps.test"), Some(&40001));
+        assert_eq!(
+            r.get("blog-ann.apps.test"),
+            Some(&40002),
+            "the domain keeps it"
+        );
+        assert_eq!(r.get("site--bob.apps.test"), Some(&40002));
+        assert_eq!(r.get("site-bob.apps.test"), Some(&40002));
+        // Without a base domain: domains only.
+        let (s, _) = served(&apps, Vec::new(), &handles, &domains, None);
+        assert!(plan::routes(&s, &containers).is_empty());
     }
 }

@@ -251,10 +251,7 @@ impl Proxy {
     /// Makes HAProxy route exactly `want` (host → loopback port): the map file first, then the
     /// running process through the runtime API, without a reload.
     pub async fn set_routes(&self, want: BTreeMap<String, u16>) -> anyhow::Result<()> {
-        // Names were checked when they were registered; checked again before they reach a file.
-        if let Some(bad) = want.keys().find(|h| !is_routable(h)) {
-            bail!("refusing to route {bad:?}: not a valid host name");
-        }
+        let want = only_routable(want);
         let mut routes = self.routes.lock().await;
         if routes.map == want && !routes.stale {
             return Ok(());
@@ -488,6 +485,20 @@ fn expect_ok(answer: String, want: &str) -> anyhow::Result<()> {
     } else {
         bail!("HAProxy answered: {answer}")
     }
+}
+
+/// Names were checked when they were registered; checked again before they reach a file. A bad
+/// one (say a platform name with a label over 63 characters) is left out with a warning: one
+/// name must not stop every other route from changing.
+fn only_routable(mut want: BTreeMap<String, u16>) -> BTreeMap<String, u16> {
+    want.retain(|h, _| {
+        let ok = is_routable(h);
+        if !ok {
+            tracing::warn!(host = ?h, "not routing an invalid host name");
+        }
+        ok
+    });
+    want
 }
 
 /// A host name as stored: normalised, and valid under the domain grammar (wildcards included).
@@ -726,7 +737,8 @@ mod tests {
             "127.0.0.1:3".parse().unwrap(),
             None,
         );
-        // Never started: set_routes must refuse before touching HAProxy or its files.
+        // Never started: a bad name is dropped before touching HAProxy or its files (nothing
+        // else is left to route, so nothing is written).
         let proxy = Proxy {
             files,
             cfg: cfg.clone(),
@@ -735,8 +747,26 @@ mod tests {
             status: StdMutex::new(Status::default()),
         };
         let want = BTreeMap::from([("ok.example.com\nbackend x".to_string(), 1u16)]);
-        assert!(proxy.set_routes(want).await.is_err());
+        assert!(proxy.set_routes(want).await.is_ok());
         assert!(!cfg.hosts_map.exists());
+    }
+
+    #[test]
+    fn one_bad_host_does_not_stop_the_others() {
+        let long = format!("{}.apps.example.com", "a".repeat(64));
+        let want = BTreeMap::from([
+            ("a.example.com".to_string(), 40001u16),
+            (long, 40002),
+            (format!("{}.example.com", "b.".repeat(130)), 40003),
+            ("c.example.com".to_string(), 40004),
+        ]);
+        assert_eq!(
+            only_routable(want),
+            BTreeMap::from([
+                ("a.example.com".to_string(), 40001u16),
+                ("c.example.com".to_string(), 40004),
+            ])
+        );
     }
 
     #[test]
