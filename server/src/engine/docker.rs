@@ -48,9 +48,9 @@ pub struct DockerRuntime {
     networks: tokio::sync::Mutex<()>,
     /// The volumes' file systems, under `<data dir>/volumes`.
     storage: Storage,
-    /// Read once: whether the engine remaps users changes only with a dockerd restart, which
-    /// Pier then sees as a failed connection (and reads it again).
-    info: std::sync::Mutex<Option<EngineInfo>>,
+    /// Kept for a minute: it changes only when dockerd restarts with other settings, and new
+    /// volumes must then be made for the new owner of container root.
+    info: std::sync::Mutex<Option<(std::time::Instant, EngineInfo)>>,
 }
 
 impl DockerRuntime {
@@ -578,8 +578,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn info(&self) -> Result<EngineInfo, RuntimeError> {
-        if let Some(i) = self.info.lock().expect("info lock").clone() {
-            return Ok(i);
+        if let Some((at, i)) = self.info.lock().expect("info lock").clone() {
+            if at.elapsed() < std::time::Duration::from_secs(60) {
+                return Ok(i);
+            }
         }
         let s = self.docker()?.info().await.map_err(map_err)?;
         let info = engine_info(
@@ -587,7 +589,7 @@ impl Runtime for DockerRuntime {
             &s.security_options.unwrap_or_default(),
             s.docker_root_dir.as_deref().unwrap_or_default(),
         );
-        *self.info.lock().expect("info lock") = Some(info.clone());
+        *self.info.lock().expect("info lock") = Some((std::time::Instant::now(), info.clone()));
         Ok(info)
     }
 
