@@ -177,20 +177,10 @@ impl Pier {
         let handles = repo::users::handles(&mut *tx).await?;
         let domains = repo::domains::all_names(&mut *tx).await?;
         tx.rollback().await?;
-        let handles: HashMap<i64, String> = handles.into_iter().collect();
-        let claims: Vec<PlatformApp<'_>> = apps
-            .iter()
-            .filter_map(|a| {
-                Some(PlatformApp {
-                    app_id: a.id,
-                    app: &a.name,
-                    handle: handles.get(&a.user_id)?,
-                })
-            })
-            .collect();
-        Ok(Some(platform_names(
+        Ok(Some(platform_names_of(
             &base,
-            &claims,
+            &apps,
+            &handles.into_iter().collect(),
             &domains.into_iter().collect(),
         )))
     }
@@ -258,6 +248,26 @@ pub struct PlatformNames {
 /// Whether `host` fits DNS: at most 253 characters, no label empty or over 63.
 pub fn host_fits(host: &str) -> bool {
     host.len() <= 253 && host.split('.').all(|l| !l.is_empty() && l.len() <= 63)
+}
+
+/// [`platform_names`] of every app whose owner has a handle.
+pub fn platform_names_of(
+    base: &str,
+    apps: &[crate::model::App],
+    handles: &HashMap<i64, String>,
+    domains: &HashSet<String>,
+) -> PlatformNames {
+    let claims: Vec<PlatformApp<'_>> = apps
+        .iter()
+        .filter_map(|a| {
+            Some(PlatformApp {
+                app_id: a.id,
+                app: &a.name,
+                handle: handles.get(&a.user_id)?,
+            })
+        })
+        .collect();
+    platform_names(base, &claims, domains)
 }
 
 /// The platform host names of `apps` under `base` (every app of every tenant, whatever its kind

@@ -11,11 +11,7 @@ use std::{
     time::Duration,
 };
 
-use pier_core::{
-    domains::{platform_names, PlatformApp},
-    model::Desired,
-    repo, Pier,
-};
+use pier_core::{domains::platform_names_of, model::Desired, repo, Pier};
 
 use super::plan::{self, Served};
 use crate::proxy::Proxy;
@@ -127,18 +123,8 @@ fn served(
     }
     let mut platform = match base {
         Some(base) => {
-            let claims: Vec<PlatformApp<'_>> = apps
-                .iter()
-                .filter_map(|a| {
-                    Some(PlatformApp {
-                        app_id: a.id,
-                        app: &a.name,
-                        handle: handles.get(&a.user_id)?,
-                    })
-                })
-                .collect();
             let domains: HashSet<String> = domains.iter().cloned().collect();
-            let names = platform_names(base, &claims, &domains);
+            let names = platform_names_of(base, apps, handles, &domains);
             for (host, app, why) in &names.skipped {
                 left_out.push(format!("{host} (app {app}): {why}"));
             }
