@@ -17,6 +17,10 @@ pub struct DomainRow {
     /// The certificate's state in words (with the CA's error and the next try).
     pub certificate_note: String,
     pub added: String,
+    /// Whether its owner proved it theirs.
+    pub verified: bool,
+    /// While it is not: (TXT record name, value).
+    pub proof: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +30,8 @@ pub struct DomainsData {
     pub apps: Vec<String>,
     /// (app, platform host name) for each name that routes, when the operator set a base domain.
     pub platform: Vec<(String, String)>,
+    /// The caller's token for proofs, when this Pier asks for them.
+    pub proof_token: Option<String>,
 }
 
 #[server(prefix = "/rpc", endpoint = "my_domains", input = GetUrl)]
@@ -35,7 +41,12 @@ pub async fn my_domains() -> Result<DomainsData, AppError> {
     let (views, _) = c.pier.list_domains_page(&actor, i64::MAX, 0).await?;
     let apps = c.pier.app_names(&actor).await?;
     let platform = c.pier.platform_hosts(&actor).await?;
+    let proof_token = match c.pier.settings().routing.require_domain_proof {
+        true => Some(c.pier.domain_proof_token(&actor).await?),
+        false => None,
+    };
     Ok(DomainsData {
+        proof_token,
         domains: views
             .into_iter()
             .map(|d| DomainRow {
@@ -45,6 +56,8 @@ pub async fn my_domains() -> Result<DomainsData, AppError> {
                 certificate_note: d.certificate.describe(),
                 certificate: d.certificate.status,
                 added: pier_core::format_time(d.created_at),
+                verified: d.verified,
+                proof: d.proof.map(|p| (p.record, p.value)),
             })
             .collect(),
         apps,
@@ -108,6 +121,19 @@ pub async fn remove_domain(domain: String, csrf_token: String) -> Result<Done, A
     })
 }
 
+/// Looks the domain's proof record up now and marks it proven.
+#[server(prefix = "/rpc", endpoint = "verify_domain")]
+pub async fn verify_domain(domain: String, csrf_token: String) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let d = c.pier.verify_domain(&actor, &domain).await?;
+    Ok(Done {
+        message: format!("{} is proven yours; attach it to an app.", d.name),
+        copy: None,
+    })
+}
+
 /// Looks the domain's DNS up now; the message says whether it points at this server.
 #[server(prefix = "/rpc", endpoint = "check_dns")]
 pub async fn check_dns(domain: String, csrf_token: String) -> Result<Done, AppError> {
@@ -150,6 +176,13 @@ pub struct CertsAdmin {
     /// (registered domain, issued this week, failed validations this week)
     pub week: Vec<(String, i64, i64)>,
     pub weekly_budget: i64,
+    /// Orders in the budget window (hours): all, and per tenant (email; None: the panel).
+    pub window_hours: i64,
+    pub window_orders: i64,
+    pub window_by_tenant: Vec<(Option<String>, i64)>,
+    pub orders_per_window: i64,
+    pub renewal_reserve: i64,
+    pub tenant_orders_per_window: i64,
 }
 
 #[server(prefix = "/rpc", endpoint = "certificates_overview", input = GetUrl)]
@@ -172,6 +205,12 @@ pub async fn certificates_overview() -> Result<CertsAdmin, AppError> {
             .collect(),
         week: o.week,
         weekly_budget: o.weekly_budget,
+        window_hours: pier_core::certs::BUDGET_WINDOW_SECS / 3600,
+        window_orders: o.window_orders,
+        window_by_tenant: o.window_by_tenant,
+        orders_per_window: o.orders_per_window,
+        renewal_reserve: o.renewal_reserve,
+        tenant_orders_per_window: o.tenant_orders_per_window,
     })
 }
 

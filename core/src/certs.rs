@@ -23,6 +23,75 @@ pub struct AcmeSettings {
     pub max_invalid_per_hour: i64,
     /// Certificates per registered domain per week.
     pub weekly_budget: i64,
+    /// Orders this Pier's account places in [`BUDGET_WINDOW_SECS`] (the CA's per-account limit
+    /// is 300 new orders in 3 hours at Let's Encrypt; stay under it).
+    pub orders_per_window: i64,
+    /// Of those, how many only renewals (and the panel's own certificate) may use: a burst of
+    /// new names never takes the last orders that keep serving certificates valid.
+    pub renewal_reserve: i64,
+    /// New certificates one tenant may order in the window.
+    pub tenant_orders_per_window: i64,
+    /// Order the panel host's own certificate (`PIER_PANEL_HOST`) too. Tests that count orders
+    /// turn it off.
+    pub panel_certificate: bool,
+}
+
+/// The window the order budgets count in.
+pub const BUDGET_WINDOW_SECS: i64 = 3 * 3600;
+
+/// Orders counted against the budgets when one more is considered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BudgetUse {
+    /// Orders of the whole Pier in the window, and when the oldest of them leaves it.
+    pub all: i64,
+    pub all_oldest: Option<i64>,
+    /// The tenant's orders in the window (0 for the panel), and their oldest.
+    pub tenant: i64,
+    pub tenant_oldest: Option<i64>,
+}
+
+/// Whether one more order may be placed now: None, or (why not, when to look again). Renewals
+/// (and the panel's certificate, `tenant` None) may use the whole budget; new certificates leave
+/// `renewal_reserve` orders to them, and each tenant has a budget of their own for new ones.
+pub fn order_budget(
+    s: &AcmeSettings,
+    renewal: bool,
+    tenant: Option<i64>,
+    used: BudgetUse,
+    now: i64,
+) -> Option<(String, i64)> {
+    let lifts = |oldest: Option<i64>| oldest.unwrap_or(now) + BUDGET_WINDOW_SECS;
+    let window = BUDGET_WINDOW_SECS / 3600;
+    let privileged = renewal || tenant.is_none();
+    let cap = if privileged {
+        s.orders_per_window
+    } else {
+        (s.orders_per_window - s.renewal_reserve).max(0)
+    };
+    if used.all >= cap {
+        let why = if privileged {
+            format!(
+                "This Pier placed {} certificate orders in the last {window} hours, its budget with the CA: the order waits.",
+                used.all
+            )
+        } else {
+            format!(
+                "This Pier placed {} certificate orders in the last {window} hours; the rest of its budget is kept for renewals, so new certificates wait.",
+                used.all
+            )
+        };
+        return Some((why, lifts(used.all_oldest)));
+    }
+    if !privileged && used.tenant >= s.tenant_orders_per_window {
+        return Some((
+            format!(
+                "You placed {} certificate orders in the last {window} hours, the most one person may: the order waits.",
+                used.tenant
+            ),
+            lifts(used.tenant_oldest),
+        ));
+    }
+    None
 }
 
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -37,6 +106,10 @@ impl Default for AcmeSettings {
             retry_base_secs: 60,
             max_invalid_per_hour: 5,
             weekly_budget: 50,
+            orders_per_window: 250,
+            renewal_reserve: 50,
+            tenant_orders_per_window: 25,
+            panel_certificate: true,
         }
     }
 }
@@ -124,6 +197,13 @@ pub struct CertsOverview {
     /// (registered domain, certificates issued this week, failed validations this week)
     pub week: Vec<(String, i64, i64)>,
     pub weekly_budget: i64,
+    /// Orders in the last [`BUDGET_WINDOW_SECS`]: all of them, and per tenant (email, or None
+    /// for the panel's own certificate), most first.
+    pub window_orders: i64,
+    pub window_by_tenant: Vec<(Option<String>, i64)>,
+    pub orders_per_window: i64,
+    pub renewal_reserve: i64,
+    pub tenant_orders_per_window: i64,
 }
 
 /// The registered domain (public suffix + one label) a name belongs to: the unit of the CA's
@@ -173,7 +253,11 @@ impl Pier {
     /// "Retry now" on a domain whose certificate is pending, failed or renewing.
     pub async fn retry_certificate(&self, actor: &Actor, name: &str) -> Result<()> {
         let d = self.own_domain(actor, name).await?;
-        if !repo::certs::retry_now(self.db(), d.id, now()).await? {
+        let cert = repo::certs::by_domain(self.db(), d.id).await?;
+        if !match cert {
+            Some(c) => repo::certs::retry_now(self.db(), c.id, now()).await?,
+            None => false,
+        } {
             return Err(Error::Conflict(
                 "There is nothing to retry: the certificate is valid, or no order was placed yet."
                     .into(),
@@ -196,7 +280,7 @@ impl Pier {
         else {
             return Err(Error::NotFound);
         };
-        if !repo::certs::renew_now(self.db(), c.domain_id, now()).await? {
+        if !repo::certs::renew_now(self.db(), c.id, now()).await? {
             return Err(Error::Conflict(
                 "Only a valid certificate can be renewed; use retry for the others.".into(),
             ));
@@ -220,7 +304,15 @@ impl Pier {
             .map(|c| (c.name.clone(), CertView::of(c)))
             .collect();
         let week = repo::certs::usage_since(self.db(), now() - 7 * 86_400).await?;
+        let since = now() - BUDGET_WINDOW_SECS;
+        let window_orders = repo::certs::orders_since(self.db(), None, since).await?.all;
+        let window_by_tenant = repo::certs::orders_by_tenant(self.db(), since).await?;
         Ok(CertsOverview {
+            window_orders,
+            window_by_tenant,
+            orders_per_window: a.orders_per_window,
+            renewal_reserve: a.renewal_reserve,
+            tenant_orders_per_window: a.tenant_orders_per_window,
             enabled: a.enabled,
             directory: a.directory.clone(),
             account,
@@ -241,6 +333,35 @@ mod tests {
         assert_eq!(registered_domain("shop.example.co.uk"), "example.co.uk");
         assert_eq!(registered_domain("*.example.org"), "example.org");
         assert_eq!(registered_domain("x.pier.test"), "pier.test");
+    }
+
+    #[test]
+    fn budgets_keep_renewals_going() {
+        let s = AcmeSettings {
+            orders_per_window: 10,
+            renewal_reserve: 3,
+            tenant_orders_per_window: 4,
+            ..AcmeSettings::default()
+        };
+        let used = |all, tenant| BudgetUse {
+            all,
+            all_oldest: Some(100),
+            tenant,
+            tenant_oldest: Some(200),
+        };
+        // A tenant's new certificates: their own budget first.
+        assert_eq!(order_budget(&s, false, Some(1), used(3, 3), 1000), None);
+        let (why, until) = order_budget(&s, false, Some(1), used(4, 4), 1000).unwrap();
+        assert!(why.contains("You placed 4"), "{why}");
+        assert_eq!(until, 200 + BUDGET_WINDOW_SECS);
+        // The reserve: new certificates stop at 7 of 10, renewals and the panel go on to 10.
+        let (why, until) = order_budget(&s, false, Some(2), used(7, 0), 1000).unwrap();
+        assert!(why.contains("kept for renewals"), "{why}");
+        assert_eq!(until, 100 + BUDGET_WINDOW_SECS);
+        assert_eq!(order_budget(&s, true, Some(2), used(7, 9), 1000), None);
+        assert_eq!(order_budget(&s, false, None, used(9, 0), 1000), None);
+        let (why, _) = order_budget(&s, true, Some(2), used(10, 0), 1000).unwrap();
+        assert!(why.contains("its budget with the CA"), "{why}");
     }
 
     #[test]

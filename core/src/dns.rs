@@ -14,6 +14,12 @@ pub trait Resolve: Send + Sync {
     /// The A and AAAA addresses of `name`; Err with a short reason (no such name, timeout…).
     async fn lookup(&self, name: &str) -> std::result::Result<Vec<IpAddr>, String>;
 
+    /// The TXT records of `name` (each record's strings joined); Err with a short reason.
+    async fn txt(&self, name: &str) -> std::result::Result<Vec<String>, String> {
+        let _ = name;
+        Err("this resolver does not look up TXT records".into())
+    }
+
     /// True when the operator named the DNS server (`PIER_DNS_SERVER`). Names outside the public
     /// DNS then mean whatever that server says they mean, and checking them is the operator's
     /// choice; the tests rely on it too, with `*.pier.test` names on a mock server.

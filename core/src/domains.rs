@@ -21,11 +21,135 @@ pub struct DomainView {
     pub serving: bool,
     /// The certificate HTTPS serves for it.
     pub certificate: crate::certs::CertView,
+    /// Whether its owner proved it theirs (always true when the operator turned proofs off).
+    pub verified: bool,
+    /// While it is not proven: the TXT record that proves it.
+    pub proof: Option<DomainProof>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
+/// The DNS record that proves a domain is the tenant's: a TXT record named `record` holding
+/// `value` (the tenant's token; the same for all their domains).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainProof {
+    pub record: String,
+    pub value: String,
+}
+
+/// The TXT record name that proves `domain` (a wildcard is proven at its parent).
+pub fn proof_record(domain: &str) -> String {
+    format!(
+        "_pier-challenge.{}",
+        domain.strip_prefix("*.").unwrap_or(domain)
+    )
+}
+
+/// How a proof attempt ended.
+enum Proof {
+    Proven,
+    /// Not (yet): what was found, in words.
+    Missing(String),
+}
+
 impl Pier {
+    /// The caller's token for domain proofs (made the first time).
+    pub async fn domain_proof_token(&self, actor: &Actor) -> Result<String> {
+        let fresh = crate::service::random_token()[..32].to_owned();
+        repo::users::domain_token(self.db(), actor.user_id, &format!("pier-{fresh}")).await
+    }
+
+    /// What the caller must publish to prove `domain` theirs.
+    pub async fn domain_proof(&self, actor: &Actor, domain: &str) -> Result<DomainProof> {
+        Ok(DomainProof {
+            record: proof_record(domain),
+            value: self.domain_proof_token(actor).await?,
+        })
+    }
+
+    /// Looks the proof record up now. Err: no DNS here, a name the public DNS cannot answer for.
+    async fn look_for_proof(&self, actor: &Actor, domain: &str) -> Result<Proof> {
+        let Some(resolver) = self.resolver() else {
+            return Err(Error::Unavailable(
+                "DNS lookups are not available on this Pier, so domains cannot be proven; ask the operator.".into(),
+            ));
+        };
+        let proof = self.domain_proof(actor, domain).await?;
+        if !resolver.operator_chosen() {
+            crate::dns::public_name(&proof.record).map_err(|m| Error::field("domain", m))?;
+        }
+        Ok(match resolver.txt(&proof.record).await {
+            Ok(values) if values.iter().any(|v| v.trim() == proof.value) => Proof::Proven,
+            Ok(values) => Proof::Missing(format!(
+                "the TXT record {} holds {}, not your token",
+                proof.record,
+                values
+                    .iter()
+                    .map(|v| format!("{v:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Err(why) => Proof::Missing(format!("{}: {why}", proof.record)),
+        })
+    }
+
+    /// The message that says how to prove `domain`.
+    async fn prove_first(&self, actor: &Actor, domain: &str, found: &str) -> Result<String> {
+        let p = self.domain_proof(actor, domain).await?;
+        Ok(format!(
+            "Prove that {domain} is yours first: add a TXT record {} with the value {} at your DNS provider, then try again (found: {found}).",
+            p.record, p.value
+        ))
+    }
+
+    /// Checks the caller's proof record for a registered domain and marks it proven.
+    pub async fn verify_domain(&self, actor: &Actor, name: &str) -> Result<DomainView> {
+        let d = self.own_domain(actor, name).await?;
+        if d.verified_at.is_none() {
+            self.tenant_limits()
+                .dns_checks
+                .take_for_tenant(actor.user_id, "DNS checks")?;
+            match self.look_for_proof(actor, &d.name).await? {
+                Proof::Proven => {
+                    repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
+                    tracing::info!(domain = %d.name, tenant = actor.user_id, "domain proven");
+                    self.wake_certs();
+                }
+                Proof::Missing(found) => {
+                    return Err(Error::field(
+                        "domain",
+                        self.prove_first(actor, &d.name, &found).await?,
+                    ))
+                }
+            }
+        }
+        self.domain(actor, &d.name).await
+    }
+
+    /// Before `domain` is attached: Ok when it is proven (now, if not before) or proofs are off;
+    /// else a field error under `field` saying how to prove it.
+    async fn require_proof(
+        &self,
+        actor: &Actor,
+        domain: &str,
+        verified: bool,
+        field: &str,
+    ) -> Result<()> {
+        if verified || !self.settings().routing.require_domain_proof {
+            return Ok(());
+        }
+        self.tenant_limits()
+            .dns_checks
+            .take_for_tenant(actor.user_id, "DNS checks")?;
+        match self.look_for_proof(actor, domain).await? {
+            Proof::Proven => Ok(()),
+            Proof::Missing(found) => Err(Error::field(
+                field,
+                self.prove_first(actor, domain, &found).await?,
+            )),
+        }
+    }
+
     /// Checks and normalises a name a tenant typed (IDNA, public suffix list, wildcards only if
     /// the operator allows them, and never the panel's or the platform's own names).
     pub fn check_domain(&self, input: &str) -> Result<String> {
@@ -72,9 +196,16 @@ impl Pier {
         }
     }
 
-    async fn domain_view(&self, d: Domain) -> Result<DomainView> {
+    async fn domain_view(&self, actor: &Actor, d: Domain) -> Result<DomainView> {
         let certificate = self.cert_view(d.id, &d.name, d.app_id.is_some()).await?;
+        let verified = d.verified_at.is_some() || !self.settings().routing.require_domain_proof;
+        let proof = match verified {
+            true => None,
+            false => Some(self.domain_proof(actor, &d.name).await?),
+        };
         Ok(DomainView {
+            verified,
+            proof,
             name: d.name,
             app: d.app_name,
             serving: d.serving,
@@ -94,12 +225,22 @@ impl Pier {
         let name = self.check_domain(domain)?;
         let app_id = self.app_to_attach(actor, app).await?;
         let max = self.settings().routing.max_domains_per_user;
+        if repo::domains::owner(self.db(), &name).await?.is_none() && app_id.is_some() {
+            // Attached at once only when proven (the name is nobody's yet: no lookup for a
+            // name that is taken, which would tell whether its owner proved it).
+            self.require_proof(actor, &name, false, "domain").await?;
+        }
+        // Proven now (it was attached), or when proofs are off; otherwise later, by Verify.
+        let verified_at =
+            (app_id.is_some() || !self.settings().routing.require_domain_proof).then(now);
         if repo::domains::count_for_user(self.db(), actor.user_id).await? >= max {
             return Err(Error::Quota(format!(
                 "You have registered {max} domains, the most one person may; delete one first."
             )));
         }
-        match repo::domains::insert(self.db(), actor.user_id, &name, app_id, now()).await {
+        match repo::domains::insert(self.db(), actor.user_id, &name, app_id, verified_at, now())
+            .await
+        {
             Ok(_) => {}
             Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
                 let mine = repo::domains::owner(self.db(), &name).await? == Some(actor.user_id);
@@ -119,7 +260,7 @@ impl Pier {
 
     pub async fn domain(&self, actor: &Actor, name: &str) -> Result<DomainView> {
         let d = self.own_domain(actor, name).await?;
-        self.domain_view(d).await
+        self.domain_view(actor, d).await
     }
 
     /// One page of the caller's domains (by name), and how many there are.
@@ -132,7 +273,7 @@ impl Pier {
         let total = repo::domains::count_for_user(self.db(), actor.user_id).await?;
         let mut out = Vec::new();
         for d in repo::domains::page(self.db(), actor.user_id, limit, offset).await? {
-            out.push(self.domain_view(d).await?);
+            out.push(self.domain_view(actor, d).await?);
         }
         Ok((out, usize::try_from(total).unwrap_or(0)))
     }
@@ -146,6 +287,11 @@ impl Pier {
     ) -> Result<DomainView> {
         let d = self.own_domain(actor, name).await?;
         let app_id = self.app_to_attach(actor, app).await?;
+        if app_id.is_some() && d.verified_at.is_none() {
+            // Moving between one's own apps needs no new proof; the first attachment does.
+            self.require_proof(actor, &d.name, false, "app").await?;
+            repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
+        }
         if !repo::domains::set_app(self.db(), actor.user_id, &d.name, app_id, now()).await? {
             // The domain or the app went away meanwhile.
             return Err(Error::NotFound);
@@ -163,6 +309,8 @@ impl Pier {
         }
         tracing::info!(domain = %d.name, tenant = actor.user_id, "domain deleted");
         self.wake_engine();
+        // Its certificate leaves HAProxy and the disk.
+        self.wake_certs();
         Ok(())
     }
 

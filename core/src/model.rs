@@ -388,6 +388,8 @@ pub struct Domain {
     pub app_name: Option<String>,
     /// Its app should run and has a deployment that serves.
     pub serving: bool,
+    /// When its owner proved it theirs (None: not yet).
+    pub verified_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -395,7 +397,9 @@ pub struct Domain {
 /// A domain's certificate as stored (the key stays sealed).
 #[derive(Debug, Clone)]
 pub struct Certificate {
-    pub domain_id: i64,
+    pub id: i64,
+    /// None: the panel's own certificate.
+    pub domain_id: Option<i64>,
     pub name: String,
     /// pending, valid, renewing, failed.
     pub status: String,

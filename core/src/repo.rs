@@ -249,6 +249,28 @@ pub mod users {
             .await?;
         Ok(())
     }
+
+    /// The tenant's token for domain proofs, made (`fresh`) the first time it is asked for.
+    pub async fn domain_token(
+        db: impl SqliteExecutor<'_> + Copy,
+        user_id: i64,
+        fresh: &str,
+    ) -> Result<String> {
+        sqlx::query!(
+            "UPDATE users SET domain_token = ? WHERE id = ? AND domain_token IS NULL",
+            fresh,
+            user_id
+        )
+        .execute(db)
+        .await?;
+        sqlx::query_scalar!(
+            r#"SELECT domain_token AS "t!" FROM users WHERE id = ?"#,
+            user_id
+        )
+        .fetch_optional(db)
+        .await?
+        .ok_or(Error::NotFound)
+    }
 }
 
 pub mod invites {
@@ -1538,14 +1560,16 @@ pub mod domains {
         user_id: i64,
         name: &str,
         app_id: Option<i64>,
+        verified_at: Option<i64>,
         now: i64,
     ) -> Result<i64> {
         Ok(sqlx::query_scalar!(
-            r#"INSERT INTO domains (user_id, name, app_id, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
+            r#"INSERT INTO domains (user_id, name, app_id, verified_at, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
             user_id,
             name,
             app_id,
+            verified_at,
             now,
             now
         )
@@ -1572,7 +1596,7 @@ pub mod domains {
             r#"SELECT d.id AS "id!", d.user_id, d.name, d.app_id, a.name AS "app_name?",
                       COALESCE(a.desired = 'running' AND a.current_deployment_id IS NOT NULL, FALSE)
                           AS "serving!: bool",
-                      d.created_at, d.updated_at
+                      d.verified_at, d.created_at, d.updated_at
                FROM domains d LEFT JOIN apps a ON a.id = d.app_id
                WHERE d.user_id = ? AND d.name = ?"#,
             user_id,
@@ -1593,7 +1617,7 @@ pub mod domains {
             r#"SELECT d.id AS "id!", d.user_id, d.name, d.app_id, a.name AS "app_name?",
                       COALESCE(a.desired = 'running' AND a.current_deployment_id IS NOT NULL, FALSE)
                           AS "serving!: bool",
-                      d.created_at, d.updated_at
+                      d.verified_at, d.created_at, d.updated_at
                FROM domains d LEFT JOIN apps a ON a.id = d.app_id
                WHERE d.user_id = ? ORDER BY d.name LIMIT ? OFFSET ?"#,
             user_id,
@@ -1650,6 +1674,26 @@ pub mod domains {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The owner showed a TXT record with their token (or proofs are off).
+    pub async fn set_verified(
+        db: impl SqliteExecutor<'_>,
+        user_id: i64,
+        name: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE domains SET verified_at = ?, updated_at = ?
+             WHERE user_id = ? AND name = ? AND verified_at IS NULL",
+            now,
+            now,
+            user_id,
+            name
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn delete(db: impl SqliteExecutor<'_>, user_id: i64, name: &str) -> Result<bool> {
         let done = sqlx::query!(
             "DELETE FROM domains WHERE user_id = ? AND name = ?",
@@ -1673,7 +1717,8 @@ pub mod domains {
     /// Every attached domain with its app: what HAProxy should route.
     pub async fn attached(db: impl SqliteExecutor<'_>) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query!(
-            r#"SELECT name, app_id AS "app_id!" FROM domains WHERE app_id IS NOT NULL ORDER BY name"#
+            r#"SELECT name, app_id AS "app_id!" FROM domains
+               WHERE app_id IS NOT NULL AND verified_at IS NOT NULL ORDER BY name"#
         )
         .fetch_all(db)
         .await?;
@@ -1685,23 +1730,86 @@ pub mod certs {
     use super::*;
     use crate::model::Certificate;
 
-    /// Attached, non-wildcard domains that need an order now: no certificate row yet, or one
-    /// whose next attempt or renewal time has come. (domain id, name)
-    pub async fn due(db: impl SqliteExecutor<'_>, now: i64) -> Result<Vec<(i64, String)>> {
+    /// A certificate that needs an order now.
+    #[derive(Debug, Clone)]
+    pub struct Due {
+        pub id: i64,
+        pub name: String,
+        /// The tenant whose domain it is; None for the panel's own.
+        pub user_id: Option<i64>,
+        /// A certificate serves and this orders its successor.
+        pub renewal: bool,
+    }
+
+    /// Pending rows for attached, proven, non-wildcard domains that have none yet.
+    pub async fn ensure_for_domains(db: impl SqliteExecutor<'_>, now: i64) -> Result<()> {
+        sqlx::query!(
+            "INSERT INTO certificates (domain_id, name, status, next_attempt_at, updated_at)
+             SELECT d.id, d.name, 'pending', ?, ? FROM domains d
+             WHERE d.app_id IS NOT NULL AND d.verified_at IS NOT NULL AND d.name NOT LIKE '*.%'
+               AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.domain_id = d.id)
+             ON CONFLICT DO NOTHING",
+            now,
+            now
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    /// The panel's own certificate row for `name` (none when None); a row for another panel
+    /// name (the operator changed it) is dropped.
+    pub async fn ensure_panel(
+        db: impl SqliteExecutor<'_> + Copy,
+        name: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "DELETE FROM certificates WHERE domain_id IS NULL AND name IS NOT ?",
+            name
+        )
+        .execute(db)
+        .await?;
+        if let Some(name) = name {
+            sqlx::query!(
+                "INSERT INTO certificates (domain_id, name, status, next_attempt_at, updated_at)
+                 VALUES (NULL, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+                name,
+                now,
+                now
+            )
+            .execute(db)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Certificates that need an order now, renewals first: the panel's, and those of attached,
+    /// proven domains whose next attempt or renewal time has come.
+    pub async fn due(db: impl SqliteExecutor<'_>, now: i64) -> Result<Vec<Due>> {
         let rows = sqlx::query!(
-            r#"SELECT d.id AS "id!: i64", d.name AS "name!"
-               FROM domains d LEFT JOIN certificates c ON c.domain_id = d.id
-               WHERE d.app_id IS NOT NULL AND d.name NOT LIKE '*.%'
-                 AND (c.domain_id IS NULL
-                      OR (c.status IN ('pending', 'failed', 'renewing') AND c.next_attempt_at <= ?)
+            r#"SELECT c.id AS "id!: i64", c.name AS "name!", d.user_id AS "user_id?: i64",
+                      c.chain_pem IS NOT NULL AS "renewal!: bool"
+               FROM certificates c LEFT JOIN domains d ON d.id = c.domain_id
+               WHERE (c.domain_id IS NULL
+                      OR (d.app_id IS NOT NULL AND d.verified_at IS NOT NULL))
+                 AND ((c.status IN ('pending', 'failed', 'renewing') AND c.next_attempt_at <= ?)
                       OR (c.status = 'valid' AND c.renew_at <= ?))
-               ORDER BY d.name"#,
+               ORDER BY c.chain_pem IS NULL, c.name"#,
             now,
             now
         )
         .fetch_all(db)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.id, r.name)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| Due {
+                id: r.id,
+                name: r.name,
+                user_id: r.user_id,
+                renewal: r.renewal,
+            })
+            .collect())
     }
 
     /// The earliest time any certificate needs attention (a retry or a renewal).
@@ -1720,10 +1828,22 @@ pub mod certs {
     ) -> Result<Option<Certificate>> {
         Ok(sqlx::query_as!(
             Certificate,
-            r#"SELECT domain_id, name, status, chain_pem, sealed_key, serial, not_before, not_after,
-                      renew_at, error, failures, next_attempt_at, updated_at
+            r#"SELECT id AS "id!", domain_id, name, status, chain_pem, sealed_key, serial, not_before,
+                      not_after, renew_at, error, failures, next_attempt_at, updated_at
                FROM certificates WHERE domain_id = ?"#,
             domain_id
+        )
+        .fetch_optional(db)
+        .await?)
+    }
+
+    pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<Certificate>> {
+        Ok(sqlx::query_as!(
+            Certificate,
+            r#"SELECT id AS "id!", domain_id, name, status, chain_pem, sealed_key, serial, not_before,
+                      not_after, renew_at, error, failures, next_attempt_at, updated_at
+               FROM certificates WHERE id = ?"#,
+            id
         )
         .fetch_optional(db)
         .await?)
@@ -1733,44 +1853,20 @@ pub mod certs {
     pub async fn all(db: impl SqliteExecutor<'_>) -> Result<Vec<Certificate>> {
         Ok(sqlx::query_as!(
             Certificate,
-            r#"SELECT domain_id, name, status, chain_pem, sealed_key, serial, not_before, not_after,
-                      renew_at, error, failures, next_attempt_at, updated_at
+            r#"SELECT id AS "id!", domain_id, name, status, chain_pem, sealed_key, serial, not_before,
+                      not_after, renew_at, error, failures, next_attempt_at, updated_at
                FROM certificates ORDER BY name"#
         )
         .fetch_all(db)
         .await?)
     }
 
-    /// A pending row for a domain that has none yet.
-    pub async fn ensure(
-        db: impl SqliteExecutor<'_>,
-        domain_id: i64,
-        name: &str,
-        now: i64,
-    ) -> Result<()> {
-        sqlx::query!(
-            "INSERT INTO certificates (domain_id, name, status, next_attempt_at, updated_at)
-             VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (domain_id) DO NOTHING",
-            domain_id,
-            name,
-            now,
-            now
-        )
-        .execute(db)
-        .await?;
-        Ok(())
-    }
-
     /// A valid certificate ordering its successor.
-    pub async fn mark_renewing(
-        db: impl SqliteExecutor<'_>,
-        domain_id: i64,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn mark_renewing(db: impl SqliteExecutor<'_>, id: i64, now: i64) -> Result<()> {
         sqlx::query!(
-            "UPDATE certificates SET status = 'renewing', updated_at = ? WHERE domain_id = ? AND status = 'valid'",
+            "UPDATE certificates SET status = 'renewing', updated_at = ? WHERE id = ? AND status = 'valid'",
             now,
-            domain_id
+            id
         )
         .execute(db)
         .await?;
@@ -1788,7 +1884,7 @@ pub mod certs {
 
     pub async fn issued(
         db: impl SqliteExecutor<'_>,
-        domain_id: i64,
+        id: i64,
         c: &Issued<'_>,
         now: i64,
     ) -> Result<()> {
@@ -1796,7 +1892,7 @@ pub mod certs {
             "UPDATE certificates SET status = 'valid', chain_pem = ?, sealed_key = ?, serial = ?,
                  not_before = ?, not_after = ?, renew_at = ?, error = NULL, failures = 0,
                  next_attempt_at = ?, updated_at = ?
-             WHERE domain_id = ?",
+             WHERE id = ?",
             c.chain_pem,
             c.sealed_key,
             c.serial,
@@ -1805,7 +1901,7 @@ pub mod certs {
             c.renew_at,
             c.renew_at,
             now,
-            domain_id
+            id
         )
         .execute(db)
         .await?;
@@ -1816,7 +1912,7 @@ pub mod certs {
     /// serves stays `renewing`; without one the status is `failed`.
     pub async fn failed(
         db: impl SqliteExecutor<'_>,
-        domain_id: i64,
+        id: i64,
         error: &str,
         next_attempt_at: i64,
         now: i64,
@@ -1825,11 +1921,11 @@ pub mod certs {
             "UPDATE certificates SET error = ?, failures = failures + 1, next_attempt_at = ?,
                  status = CASE WHEN chain_pem IS NULL THEN 'failed' ELSE 'renewing' END,
                  updated_at = ?
-             WHERE domain_id = ?",
+             WHERE id = ?",
             error,
             next_attempt_at,
             now,
-            domain_id
+            id
         )
         .execute(db)
         .await?;
@@ -1839,17 +1935,17 @@ pub mod certs {
     /// Held back by a rate limit: no failure counted, just the time of the next try and why.
     pub async fn defer(
         db: impl SqliteExecutor<'_>,
-        domain_id: i64,
+        id: i64,
         why: &str,
         until: i64,
         now: i64,
     ) -> Result<()> {
         sqlx::query!(
-            "UPDATE certificates SET error = ?, next_attempt_at = ?, updated_at = ? WHERE domain_id = ?",
+            "UPDATE certificates SET error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
             why,
             until,
             now,
-            domain_id
+            id
         )
         .execute(db)
         .await?;
@@ -1857,38 +1953,99 @@ pub mod certs {
     }
 
     /// "Retry now": the next attempt is due at once.
-    pub async fn retry_now(db: impl SqliteExecutor<'_>, domain_id: i64, now: i64) -> Result<bool> {
+    pub async fn retry_now(db: impl SqliteExecutor<'_>, id: i64, now: i64) -> Result<bool> {
         let done = sqlx::query!(
             "UPDATE certificates SET next_attempt_at = ?, updated_at = ?
-             WHERE domain_id = ? AND status IN ('pending', 'failed', 'renewing')",
+             WHERE id = ? AND status IN ('pending', 'failed', 'renewing')",
             now,
             now,
-            domain_id
+            id
         )
         .execute(db)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn record_order(
-        db: impl SqliteExecutor<'_>,
-        name: &str,
-        registered: &str,
-        started_at: i64,
-        outcome: &str,
-        error: Option<&str>,
-    ) -> Result<()> {
+    /// One order placed with the CA, and how it ended.
+    pub struct Order<'a> {
+        pub name: &'a str,
+        pub registered: &'a str,
+        /// The tenant (None: the panel's own certificate).
+        pub user_id: Option<i64>,
+        pub renewal: bool,
+        pub started_at: i64,
+        /// issued, invalid or error.
+        pub outcome: &'a str,
+        pub error: Option<&'a str>,
+    }
+
+    pub async fn record_order(db: impl SqliteExecutor<'_>, o: &Order<'_>) -> Result<()> {
         sqlx::query!(
-            "INSERT INTO acme_orders (name, registered, started_at, outcome, error) VALUES (?, ?, ?, ?, ?)",
-            name,
-            registered,
-            started_at,
-            outcome,
-            error
+            "INSERT INTO acme_orders (name, registered, user_id, renewal, started_at, outcome, error)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            o.name,
+            o.registered,
+            o.user_id,
+            o.renewal,
+            o.started_at,
+            o.outcome,
+            o.error
         )
         .execute(db)
         .await?;
         Ok(())
+    }
+
+    /// Orders placed since `since`: (all, the tenant's (when given), oldest start overall, the
+    /// tenant's oldest start).
+    pub async fn orders_since(
+        db: impl SqliteExecutor<'_>,
+        user_id: Option<i64>,
+        since: i64,
+    ) -> Result<OrderCounts> {
+        let r = sqlx::query!(
+            r#"SELECT COUNT(*) AS "all!: i64",
+                      COALESCE(SUM(user_id IS ?), 0) AS "tenant!: i64",
+                      MIN(started_at) AS "oldest: i64",
+                      MIN(CASE WHEN user_id IS ? THEN started_at END) AS "tenant_oldest: i64"
+               FROM acme_orders WHERE started_at >= ?"#,
+            user_id,
+            user_id,
+            since
+        )
+        .fetch_one(db)
+        .await?;
+        Ok(OrderCounts {
+            all: r.all,
+            tenant: if user_id.is_some() { r.tenant } else { 0 },
+            oldest: r.oldest,
+            tenant_oldest: r.tenant_oldest,
+        })
+    }
+
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct OrderCounts {
+        pub all: i64,
+        pub tenant: i64,
+        pub oldest: Option<i64>,
+        pub tenant_oldest: Option<i64>,
+    }
+
+    /// Orders per tenant since `since` (tenant's email or None for the panel, orders), most
+    /// first: the admin's budget view.
+    pub async fn orders_by_tenant(
+        db: impl SqliteExecutor<'_>,
+        since: i64,
+    ) -> Result<Vec<(Option<String>, i64)>> {
+        let rows = sqlx::query!(
+            r#"SELECT u.email AS "email?", COUNT(*) AS "n!: i64"
+               FROM acme_orders o LEFT JOIN users u ON u.id = o.user_id
+               WHERE o.started_at >= ? GROUP BY o.user_id ORDER BY 2 DESC, 1"#,
+            since
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.email, r.n)).collect())
     }
 
     /// (count, oldest start) of a name's failed validations since `since`.
@@ -1965,12 +2122,12 @@ pub mod certs {
     }
 
     /// Makes a valid certificate due for renewal now (the admin's "renew now", and tests).
-    pub async fn renew_now(db: impl SqliteExecutor<'_>, domain_id: i64, now: i64) -> Result<bool> {
+    pub async fn renew_now(db: impl SqliteExecutor<'_>, id: i64, now: i64) -> Result<bool> {
         let done = sqlx::query!(
-            "UPDATE certificates SET renew_at = ?, updated_at = ? WHERE domain_id = ? AND status = 'valid'",
+            "UPDATE certificates SET renew_at = ?, updated_at = ? WHERE id = ? AND status = 'valid'",
             now,
             now,
-            domain_id
+            id
         )
         .execute(db)
         .await?;

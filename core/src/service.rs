@@ -51,6 +51,9 @@ pub struct RoutingSettings {
     pub max_domains_per_user: i64,
     /// This server's public addresses, for telling tenants whether their DNS points here.
     pub public_addrs: Vec<std::net::IpAddr>,
+    /// A domain is attached and certified only after its owner proved it theirs with a TXT
+    /// record (`_pier-challenge.<domain>` holding their token).
+    pub require_domain_proof: bool,
 }
 
 impl Default for RoutingSettings {
@@ -61,6 +64,7 @@ impl Default for RoutingSettings {
             allow_wildcards: false,
             max_domains_per_user: 100,
             public_addrs: Vec::new(),
+            require_domain_proof: true,
         }
     }
 }
@@ -180,6 +184,8 @@ struct Inner {
     proxy_status: std::sync::RwLock<Option<ProxyStatusSource>>,
     egress: std::sync::RwLock<Option<crate::runtime::EgressStatus>>,
     resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
+    /// Until when the panel host's CA certificate is valid (0: it has none), for HSTS.
+    panel_cert_until: std::sync::atomic::AtomicI64,
 }
 
 fn session_err(e: tower_sessions::session::Error) -> Error {
@@ -224,6 +230,7 @@ impl Pier {
             resolver: std::sync::RwLock::new(None),
             instance: tokio::sync::OnceCell::new(),
             observed: std::sync::Mutex::new(None),
+            panel_cert_until: std::sync::atomic::AtomicI64::new(0),
         }))
     }
 
@@ -301,6 +308,35 @@ impl Pier {
     pub fn egress_status(&self, actor: &Actor) -> Result<Option<crate::runtime::EgressStatus>> {
         Self::require_admin(actor)?;
         Ok(self.0.egress.read().expect("egress lock").clone())
+    }
+
+    /// The panel host when Pier orders a CA certificate for it: ACME on, and the configured host
+    /// a DNS name (not an address).
+    pub fn panel_certificate_name(&self) -> Option<String> {
+        let s = self.settings();
+        let host = s.routing.panel_host.as_deref()?;
+        if !s.acme.enabled || !s.acme.panel_certificate || host.parse::<std::net::IpAddr>().is_ok()
+        {
+            return None;
+        }
+        validate::domain(host, false)
+            .ok()
+            .filter(|n| n == host && n.contains('.'))
+    }
+
+    /// The issuer installed a CA certificate for the panel host, valid until `not_after`.
+    pub fn set_panel_certificate(&self, not_after: i64) {
+        self.0
+            .panel_cert_until
+            .store(not_after, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the panel host is served with a valid CA certificate now (so HSTS may be sent).
+    pub fn panel_certified(&self) -> bool {
+        self.0
+            .panel_cert_until
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > now()
     }
 
     /// Asks the certificate issuer to look for work now.

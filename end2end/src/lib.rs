@@ -183,6 +183,7 @@ impl Panel {
                 .env("PIER_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
                 .env("PIER_HTTPS_ADDR", format!("127.0.0.1:{https_port}"))
                 .env("PIER_BASE_DOMAIN", "apps.pier.test")
+                .env("PIER_NO_DOMAIN_PROOF", "true")
                 // Docker never reaches past this machine in tests: only the local registry.
                 .env(
                     "PIER_ALLOWED_REGISTRIES",

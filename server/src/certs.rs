@@ -19,8 +19,12 @@ use instant_acme::{
     NewOrder, OrderStatus, RetryPolicy,
 };
 use pier_core::{
-    certs::{backoff_secs, registered_domain, renew_at},
-    now, repo, Pier,
+    certs::{
+        backoff_secs, order_budget, registered_domain, renew_at, BudgetUse, BUDGET_WINDOW_SECS,
+    },
+    now,
+    repo::{self, certs::Due},
+    Pier,
 };
 
 use crate::proxy::Proxy;
@@ -109,12 +113,33 @@ impl Issuer {
     /// Every certificate in the database into HAProxy's files and memory (at start: the files
     /// may be missing, HAProxy may have been restarted without them).
     async fn install_stored(&self) -> anyhow::Result<()> {
+        let panel = self.pier.panel_certificate_name();
         for c in repo::certs::all(self.pier.db()).await? {
             let (Some(chain), Some(sealed)) = (&c.chain_pem, &c.sealed_key) else {
                 continue;
             };
             let key = self.open_key(&c.name, sealed)?;
             self.proxy.install_certificate(&c.name, chain, &key).await?;
+            if c.domain_id.is_none() && panel.as_deref() == Some(c.name.as_str()) {
+                self.pier.set_panel_certificate(c.not_after.unwrap_or(0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes certificates of names that no longer have one in the database (a deleted domain,
+    /// a panel host the operator changed) out of HAProxy and off the disk.
+    async fn sweep(&self) -> anyhow::Result<()> {
+        let keep: std::collections::HashSet<String> = repo::certs::all(self.pier.db())
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        for name in self.proxy.installed_certificates()? {
+            if !keep.contains(&name) {
+                self.proxy.remove_certificate(&name).await?;
+                tracing::info!(domain = %name, "certificate removed");
+            }
         }
         Ok(())
     }
@@ -130,27 +155,45 @@ impl Issuer {
 
     async fn pass(&self) -> anyhow::Result<()> {
         let t = now();
-        for (domain_id, name) in repo::certs::due(self.pier.db(), t).await? {
-            repo::certs::ensure(self.pier.db(), domain_id, &name, t).await?;
-            if let Some((why, until)) = self.limited(&name).await? {
-                repo::certs::defer(self.pier.db(), domain_id, &why, until, now()).await?;
+        let db = self.pier.db();
+        repo::certs::ensure_panel(db, self.pier.panel_certificate_name().as_deref(), t).await?;
+        repo::certs::ensure_for_domains(db, t).await?;
+        if let Err(e) = self.sweep().await {
+            tracing::warn!(error = format!("{e:#}"), "removing old certificates failed");
+        }
+        // Renewals come first (the list is ordered so), then new certificates.
+        for due in repo::certs::due(db, t).await? {
+            if let Some((why, until)) = self.limited(&due).await? {
+                repo::certs::defer(db, due.id, &why, until, now()).await?;
                 continue;
             }
-            if let Some(why) = self.pier.dns_blocks_certificate(&name).await {
+            if let Some(why) = self.pier.dns_blocks_certificate(&due.name).await {
                 // Checked again in a minute; no order, so no failure counts against the CA's limits.
-                repo::certs::defer(self.pier.db(), domain_id, &why, now() + 60, now()).await?;
+                repo::certs::defer(db, due.id, &why, now() + 60, now()).await?;
                 continue;
             }
-            repo::certs::mark_renewing(self.pier.db(), domain_id, now()).await?;
-            self.issue(domain_id, &name).await?;
+            repo::certs::mark_renewing(db, due.id, now()).await?;
+            self.issue(&due).await?;
         }
         Ok(())
     }
 
-    /// A rate limit that forbids ordering for `name` now: (why, when it lifts).
-    async fn limited(&self, name: &str) -> anyhow::Result<Option<(String, i64)>> {
+    /// A rate limit that forbids ordering for `due` now: (why, when it lifts).
+    async fn limited(&self, due: &Due) -> anyhow::Result<Option<(String, i64)>> {
         let a = &self.pier.settings().acme;
         let t = now();
+        let counts =
+            repo::certs::orders_since(self.pier.db(), due.user_id, t - BUDGET_WINDOW_SECS).await?;
+        let used = BudgetUse {
+            all: counts.all,
+            all_oldest: counts.oldest,
+            tenant: counts.tenant,
+            tenant_oldest: counts.tenant_oldest,
+        };
+        if let Some(refused) = order_budget(a, due.renewal, due.user_id, used, t) {
+            return Ok(Some(refused));
+        }
+        let name = due.name.as_str();
         let (invalid, oldest) = repo::certs::invalid_since(self.pier.db(), name, t - 3600).await?;
         if invalid >= a.max_invalid_per_hour {
             return Ok(Some((
@@ -172,9 +215,19 @@ impl Issuer {
         Ok(None)
     }
 
-    async fn issue(&self, domain_id: i64, name: &str) -> anyhow::Result<()> {
+    async fn issue(&self, due: &Due) -> anyhow::Result<()> {
+        let (id, name) = (due.id, due.name.as_str());
         let started = now();
         let reg = registered_domain(name);
+        let order = |outcome, error| repo::certs::Order {
+            name,
+            registered: &reg,
+            user_id: due.user_id,
+            renewal: due.renewal,
+            started_at: started,
+            outcome,
+            error,
+        };
         tracing::info!(domain = name, "ordering a certificate");
         let result = tokio::time::timeout(Duration::from_secs(180), self.order(name))
             .await
@@ -194,7 +247,7 @@ impl Issuer {
                 self.proxy.install_certificate(name, &chain, &key).await?;
                 repo::certs::issued(
                     self.pier.db(),
-                    domain_id,
+                    id,
                     &repo::certs::Issued {
                         chain_pem: &chain,
                         sealed_key: &sealed,
@@ -206,12 +259,14 @@ impl Issuer {
                     now(),
                 )
                 .await?;
-                repo::certs::record_order(self.pier.db(), name, &reg, started, "issued", None)
-                    .await?;
+                repo::certs::record_order(self.pier.db(), &order("issued", None)).await?;
+                if due.user_id.is_none() {
+                    self.pier.set_panel_certificate(info.not_after);
+                }
                 tracing::info!(domain = name, serial = %info.serial, not_after = info.not_after, "certificate installed");
             }
             Err(f) => {
-                let failures = repo::certs::by_domain(self.pier.db(), domain_id)
+                let failures = repo::certs::by_id(self.pier.db(), id)
                     .await?
                     .map_or(0, |c| c.failures)
                     + 1;
@@ -222,17 +277,9 @@ impl Issuer {
                 }
                 let outcome = if f.invalid { "invalid" } else { "error" };
                 tracing::warn!(domain = name, error = %f.message, retry_in_secs = wait, "certificate order failed");
-                repo::certs::record_order(
-                    self.pier.db(),
-                    name,
-                    &reg,
-                    started,
-                    outcome,
-                    Some(&f.message),
-                )
-                .await?;
-                repo::certs::failed(self.pier.db(), domain_id, &f.message, now() + wait, now())
+                repo::certs::record_order(self.pier.db(), &order(outcome, Some(&f.message)))
                     .await?;
+                repo::certs::failed(self.pier.db(), id, &f.message, now() + wait, now()).await?;
             }
         }
         Ok(())

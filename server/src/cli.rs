@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.routing.base_domain = args.base_domain.clone();
         settings.routing.panel_host = args.panel_host.clone();
         settings.routing.allow_wildcards = args.allow_wildcard_domains;
+        settings.routing.require_domain_proof = !args.no_domain_proof;
         settings.routing.public_addrs = args.public_addrs.clone();
         settings.acme.enabled = !args.no_proxy && !args.no_acme;
         settings.acme.directory = args.acme_directory.clone();

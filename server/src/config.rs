@@ -117,6 +117,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PIER_NO_ACME", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_acme: bool,
 
+    /// Attach and certify tenants' domains without asking them to prove ownership with a TXT
+    /// record first (only where every tenant is trusted with every name pointing here).
+    #[arg(long, env = "PIER_NO_DOMAIN_PROOF", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_domain_proof: bool,
+
     /// Let tenants register wildcard domains (`*.example.com`).
     #[arg(long, env = "PIER_ALLOW_WILDCARD_DOMAINS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub allow_wildcard_domains: bool,

@@ -57,6 +57,29 @@ impl pier_core::dns::Resolve for DnsResolver {
         }
     }
 
+    async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+        match self.resolver.txt_lookup(format!("{name}.")).await {
+            Ok(found) => {
+                let v: Vec<String> = found
+                    .iter()
+                    .map(|t| {
+                        t.txt_data()
+                            .iter()
+                            .map(|part| String::from_utf8_lossy(part).into_owned())
+                            .collect::<String>()
+                    })
+                    .collect();
+                if v.is_empty() {
+                    Err("no TXT record".into())
+                } else {
+                    Ok(v)
+                }
+            }
+            Err(e) if e.is_no_records_found() => Err("no TXT record".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn operator_chosen(&self) -> bool {
         self.chosen
     }

@@ -122,6 +122,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(host_cookie_over_https))
         .layer(RequestBodyLimitLayer::new(2 * 1024 * 1024))
         .layer(middleware::from_fn(content_security_policy))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            strict_transport,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -170,6 +174,36 @@ async fn content_security_policy(mut req: Request, next: Next) -> Response {
         res.headers_mut()
             .entry(header::CONTENT_SECURITY_POLICY)
             .or_insert(v);
+    }
+    res
+}
+
+/// `Strict-Transport-Security` on the panel's HTTPS responses once its host is served with a
+/// valid CA certificate: from then on browsers never fall back to plain HTTP or let a person
+/// click through a certificate warning for it. Never while the self-signed default serves (that
+/// would lock people out), never over plain HTTP (browsers ignore it there), never for other
+/// hosts (an app's domain decides for itself).
+async fn strict_transport(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let panel = state.pier.panel_certificate_name();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(name, _)| name)
+                .to_ascii_lowercase()
+        });
+    let send = panel.is_some()
+        && host == panel
+        && app::api::ssr::via_https(req.extensions(), req.headers())
+        && state.pier.panel_certified();
+    let mut res = next.run(req).await;
+    if send {
+        res.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     res
 }

@@ -570,3 +570,146 @@ async fn dns_checks_are_rate_limited_per_tenant(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// With proofs on, a domain is attached (and so routed and certified) only once a TXT record
+/// `_pier-challenge.<domain>` holds its owner's token, looked up on a real DNS server (the mock
+/// one). Another tenant's token proves nothing; moving between one's own apps needs no new proof.
+#[sqlx::test(migrator = "pier_core::db::MIGRATOR")]
+async fn a_domain_serves_only_after_its_owner_proves_it(db: SqlitePool) {
+    let (dns, management) = common::mock_dns();
+    let mut settings = test_settings();
+    settings.routing.require_domain_proof = true;
+    let app = TestApp::with_settings(db, settings).await;
+    app.pier.set_resolver(std::sync::Arc::new(
+        pier::dns::DnsResolver::new(Some(dns)).unwrap(),
+    ));
+    let ann = tenant(&app, "ann@example.com").await;
+    let bob = tenant(&app, "bob@example.com").await;
+    new_app(&app, &ann, "site").await;
+    new_app(&app, &ann, "shop").await;
+    new_app(&app, &bob, "blog").await;
+    let token_of = |t: String| {
+        let app = &app;
+        async move {
+            let r = app.api("GET", "/domains-proof", Some(&t), None).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            assert_eq!(r.json()["required"], true);
+            r.json()["value"].as_str().unwrap().to_owned()
+        }
+    };
+    let ann_token = token_of(ann.clone()).await;
+    let bob_token = token_of(bob.clone()).await;
+    assert_ne!(ann_token, bob_token);
+    assert_eq!(token_of(ann.clone()).await, ann_token, "stable");
+    let record = "_pier-challenge.proven.pier.test";
+    common::mock_dns_txt(&management, record, None);
+
+    // Not proven: registering it attached is refused with the record to add, and nothing is kept.
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&ann),
+            Some(json!({"domain": "proven.pier.test", "app": "site"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(field(&r).as_deref(), Some("domain"));
+    let msg = r.json()["error"]["fields"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains(record) && msg.contains(&ann_token), "{msg}");
+    assert_eq!(count(&app).await, 0);
+
+    // Registered unattached, it shows what proves it; attaching is refused until then.
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&ann),
+            Some(json!({"domain": "proven.pier.test"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["verified"], false, "{j}");
+    assert_eq!(j["proof"]["record"], record);
+    assert_eq!(j["proof"]["value"], ann_token.as_str());
+    let attach = |app_name: &'static str| {
+        let (app, ann) = (&app, ann.clone());
+        async move {
+            app.api(
+                "PATCH",
+                "/domains/proven.pier.test",
+                Some(&ann),
+                Some(json!({ "app": app_name })),
+            )
+            .await
+        }
+    };
+    let r = attach("site").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(field(&r).as_deref(), Some("app"));
+
+    // Bob's token in the record proves nothing for Ann, nor Ann's for Bob.
+    common::mock_dns_txt(&management, record, Some(&bob_token));
+    let r = app
+        .api("POST", "/domains/proven.pier.test/verify", Some(&ann), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("not your token"), "{}", r.body);
+    let r = app
+        .api("POST", "/domains/proven.pier.test/verify", Some(&bob), None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "another tenant's domain: {}",
+        r.body
+    );
+    assert!(pier_core::repo::domains::attached(app.pier.db())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The owner's token: proven, attached, routed.
+    common::mock_dns_txt(&management, record, Some(&ann_token));
+    let r = app
+        .api("POST", "/domains/proven.pier.test/verify", Some(&ann), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["verified"], true);
+    assert!(r.json()["proof"].is_null());
+    let r = attach("site").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["app"], "site");
+
+    // The record may go; moving to another of Ann's apps needs no new proof.
+    common::mock_dns_txt(&management, record, None);
+    let r = attach("shop").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["app"], "shop");
+
+    // Registering attached works at once when the record is already there.
+    common::mock_dns_txt(
+        &management,
+        "_pier-challenge.direct.pier.test",
+        Some(&ann_token),
+    );
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&ann),
+            Some(json!({"domain": "direct.pier.test", "app": "site"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["verified"], true);
+    common::mock_dns_txt(&management, "_pier-challenge.direct.pier.test", None);
+    assert_eq!(
+        pier_core::domains::proof_record("*.example.com"),
+        "_pier-challenge.example.com"
+    );
+}

@@ -412,3 +412,175 @@ async fn the_weekly_budget_per_registered_domain_holds(db: SqlitePool) {
     domain(&mut ann, "add_domain", "other.pier.test", "site").await;
     until_certificate(&mut ann, "other.pier.test", "valid", 60).await;
 }
+
+/// `curl -sI https://<host>/login` through the panel's HAProxy, trusting `ca` (None: any
+/// certificate): the response headers, lower-cased.
+async fn panel_headers(app: &TestApp, host: &str, ca: Option<&std::path::Path>) -> String {
+    let port = app.proxy().config().https_addr.port();
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-o", "/dev/null", "-D", "-", "--max-time", "5"]);
+    match ca {
+        Some(ca) => cmd.arg("--cacert").arg(ca),
+        None => cmd.arg("-k"),
+    };
+    let out = cmd
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/login"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn no_hsts_while_the_panel_has_no_ca_certificate(db: SqlitePool) {
+    // ACME off: the self-signed default serves the panel. HSTS now would lock people out behind
+    // a warning they could not click through.
+    let plain = TestApp::with_proxy(db).await;
+    let headers = panel_headers(&plain, "panel.pier.test", None).await;
+    assert_eq!(headers.split_whitespace().nth(1), Some("200"), "{headers}");
+    assert!(!headers.contains("strict-transport-security"), "{headers}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_panel_gets_its_own_certificate_and_then_hsts(db: SqlitePool) {
+    let app = TestApp::with_acme_settings(db, |s| s.acme.panel_certificate = true).await;
+    let root = std::env::temp_dir().join(format!("pier-pebble-root-p-{}.pem", std::process::id()));
+    std::fs::write(&root, app.pebble.as_ref().unwrap().root()).unwrap();
+    // Ordered with no tenant domain at all, and served for the panel's name.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM certificates WHERE name = 'panel.pier.test' AND domain_id IS NULL",
+        )
+        .fetch_optional(app.pier.db())
+        .await
+        .unwrap();
+        if status.as_deref() == Some("valid") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "panel certificate: {status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served_certificate(&app, "panel.pier.test", &root).await.0);
+    let headers = panel_headers(&app, "panel.pier.test", Some(&root)).await;
+    assert!(
+        headers.contains("strict-transport-security: max-age=31536000"),
+        "{headers}"
+    );
+    // The admin's Certificates page lists it.
+    let mut admin = app.admin().await;
+    let r = admin.read("certificates_overview").await;
+    assert!(r.body.contains("panel.pier.test"), "{}", r.body);
+    // Another host on the same HAProxy (an app's domain) gets no HSTS from the panel.
+    let other = panel_headers(&app, "other.pier.test", None).await;
+    assert!(!other.contains("strict-transport-security"), "{other}");
+    let _ = std::fs::remove_file(&root);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn order_budgets_per_tenant_keep_renewals_going(db: SqlitePool) {
+    let app = TestApp::with_acme_settings(db, |s| s.acme.tenant_orders_per_window = 2).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    create(&mut ann, "site", "x").await;
+    until_running(&mut ann, "site", 1).await;
+    for n in ["b1.quota.test", "b2.quota.test"] {
+        domain(&mut ann, "add_domain", n, "site").await;
+        until_certificate(&mut ann, n, "valid", 60).await;
+    }
+    // The third new certificate waits for the tenant's budget, and says so; no order is placed.
+    domain(&mut ann, "add_domain", "b3.quota.test", "site").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = domain_row(&mut ann, "b3.quota.test").await;
+        let note = d["certificate_note"].as_str().unwrap();
+        if note.contains("You placed 2 certificate orders") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{d:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let orders = |name: &'static str| {
+        let db = app.pier.db().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM acme_orders WHERE name = ?")
+                .bind(name)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(orders("b3.quota.test").await, 0);
+    // Another tenant has a budget of their own.
+    let mut bob = tenant(&app, "bob@example.com").await;
+    create(&mut bob, "blog", "y").await;
+    until_running(&mut bob, "blog", 1).await;
+    domain(&mut bob, "add_domain", "bob.quota.test", "blog").await;
+    until_certificate(&mut bob, "bob.quota.test", "valid", 60).await;
+    // A renewal of Ann's goes ahead although her budget for new ones is spent.
+    let mut admin = app.admin().await;
+    let r = admin
+        .call("renew_certificate", &[("domain", "b1.quota.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while orders("b1.quota.test").await < 2 {
+        assert!(Instant::now() < deadline, "the renewal was never ordered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    until_certificate(&mut ann, "b1.quota.test", "valid", 60).await;
+    let renewal: i64 = sqlx::query_scalar(
+        "SELECT renewal FROM acme_orders WHERE name = 'b1.quota.test' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(app.pier.db())
+    .await
+    .unwrap();
+    assert_eq!(renewal, 1);
+    assert_eq!(orders("b3.quota.test").await, 0, "still waiting");
+    // The admin page shows the window's orders per tenant.
+    let r = admin.read("certificates_overview").await;
+    let j = r.json();
+    assert_eq!(j["window_orders"], 4, "{j}");
+    assert!(r.body.contains("ann@example.com"), "{}", r.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_deleted_domains_certificate_leaves_haproxy_and_the_disk(db: SqlitePool) {
+    let app = TestApp::with_acme(db).await;
+    let mut ann = tenant(&app, "ann@example.com").await;
+    create(&mut ann, "site", "x").await;
+    until_running(&mut ann, "site", 1).await;
+    domain(&mut ann, "add_domain", "gone.pier.test", "site").await;
+    until_certificate(&mut ann, "gone.pier.test", "valid", 60).await;
+    let file = app.proxy().files().dir.join("certs/gone.pier.test.pem");
+    assert!(file.exists());
+    let r = ann
+        .call("remove_domain", &[("domain", "gone.pier.test")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let list = app.proxy().config().crt_list.clone();
+    let deadline = Instant::now() + Duration::from_secs(70);
+    while file.exists() {
+        assert!(Instant::now() < deadline, "the certificate file stays");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed = std::fs::read_to_string(&list).unwrap();
+    assert!(!listed.contains("gone.pier.test"), "{listed}");
+    // Nor does the running HAProxy hold it: the name gets the default certificate again.
+    let socket = app.proxy().config().stats_socket.clone();
+    let certs = pier::proxy::runtime::command(&socket, "show ssl cert")
+        .await
+        .unwrap();
+    assert!(!certs.contains("gone.pier.test"), "{certs}");
+    let entries =
+        pier::proxy::runtime::command(&socket, &format!("show ssl crt-list {}", list.display()))
+            .await
+            .unwrap();
+    assert!(!entries.contains("gone.pier.test"), "{entries}");
+}

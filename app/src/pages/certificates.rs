@@ -37,6 +37,21 @@ fn CertificatesAdmin() -> impl IntoView {
                         <p class="mt-1 font-mono text-xs text-slate-500">{d.directory.clone()}</p>
                         <p class="mt-1 text-xs text-slate-500">{d.account.clone().map(|a| format!("Account {a}")).unwrap_or_else(|| "No account yet (made with the first order).".into())}</p>
                     </section>
+                    <section class=format!("{CARD} mt-6") data-testid="acme-budget">
+                        <h2 class="text-lg font-semibold">{format!("Orders in the last {} hours", d.window_hours)}</h2>
+                        <p class="mt-1 text-sm">{format!(
+                            "{} of {} (the last {} only for renewals and the panel's own certificate; {} new certificates per person)",
+                            d.window_orders, d.orders_per_window, d.renewal_reserve, d.tenant_orders_per_window
+                        )}</p>
+                        <div class="mt-2 h-2 w-full rounded bg-slate-200 dark:bg-slate-800">
+                            <div class="h-2 rounded bg-indigo-600" style=format!("width: {}%", (d.window_orders * 100 / d.orders_per_window.max(1)).min(100))></div>
+                        </div>
+                        <ul class="mt-2 text-sm">
+                            {d.window_by_tenant.iter().map(|(who, n)| view! {
+                                <li>{format!("{}: {n}", who.clone().unwrap_or_else(|| "the panel".into()))}</li>
+                            }).collect_view()}
+                        </ul>
+                    </section>
                     <section class=format!("{CARD} mt-6")>
                         <h2 class="text-lg font-semibold">"This week"</h2>
                         <ul class="mt-2 text-sm" data-testid="acme-usage">

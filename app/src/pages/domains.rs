@@ -35,9 +35,11 @@ pub fn DomainsPage() -> impl IntoView {
     let remove = ServerAction::<RemoveDomain>::new();
     let dns = ServerAction::<CheckDns>::new();
     let retry = ServerAction::<RetryCertificate>::new();
+    let verify = ServerAction::<VerifyDomain>::new();
     let data = Resource::new(
         move || {
             (
+                verify.version().get(),
                 add.version().get(),
                 attach.version().get(),
                 remove.version().get(),
@@ -64,6 +66,15 @@ pub fn DomainsPage() -> impl IntoView {
             <Transition fallback=|| ()>
                 {move || data.get().map(|d| match d {
                     Ok(d) => view! {
+                        {d.proof_token.clone().map(|t| view! {
+                            <p class="mb-4 text-sm text-slate-600 dark:text-slate-400" data-testid="proof-token">
+                                "Before a domain serves an app, prove it is yours: add a TXT record "
+                                <code class="font-mono">"_pier-challenge.<your domain>"</code>
+                                " with the value "
+                                <code class="select-all font-mono">{t}</code>
+                                " at your DNS provider (for *.example.com, at _pier-challenge.example.com)."
+                            </p>
+                        })}
                         <ActionForm action=add node_ref=form attr:class="grid gap-3 sm:grid-cols-3 sm:items-end" attr:novalidate=true>
                             <CsrfField/>
                             <Field label="Domain" name="domain" placeholder="blog.example.com" required=true autocomplete="off" error=field_error(value, "domain")/>
@@ -85,6 +96,7 @@ pub fn DomainsPage() -> impl IntoView {
             <div class="mt-2"><Outcome value=remove.value().into()/></div>
             <div class="mt-2" data-testid="dns-outcome"><Outcome value=dns.value().into()/></div>
             <div class="mt-2"><Outcome value=retry.value().into()/></div>
+            <div class="mt-2" data-testid="verify-outcome"><Outcome value=verify.value().into()/></div>
             <Transition fallback=|| ()>
                 <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="domains">
                     {move || data.get().map(|d| match d {
@@ -98,6 +110,8 @@ pub fn DomainsPage() -> impl IntoView {
                             let cert = row.certificate_note.clone();
                             let can_retry = matches!(row.certificate.as_str(), "failed" | "renewing" | "pending");
                             let n6 = name.clone();
+                            let n7 = name.clone();
+                            let proof = row.proof.clone();
                             view! {
                                 <li class="flex flex-wrap items-center justify-between gap-3 py-3 text-sm" data-testid="domain-row" data-domain=n1>
                                     <div class="min-w-0">
@@ -106,8 +120,23 @@ pub fn DomainsPage() -> impl IntoView {
                                             None => view! { <span class="font-mono">{n2}</span> }.into_any(),
                                         }}
                                         <p class="text-xs text-slate-500" data-testid="domain-state">{format!("{state} · {cert} · added {}", row.added)}</p>
+                                        {proof.clone().map(|(record, value)| view! {
+                                            <p class="text-xs text-amber-700 dark:text-amber-400" data-testid="domain-proof">
+                                                "Not proven yet: add the TXT record "
+                                                <code class="font-mono">{record}</code>" = "
+                                                <code class="select-all font-mono">{value}</code>
+                                                ", then press Verify."
+                                            </p>
+                                        })}
                                     </div>
                                     <div class="flex items-center gap-2">
+                                        {proof.is_some().then(|| view! {
+                                            <ActionForm action=verify>
+                                                <CsrfField/>
+                                                <input type="hidden" name="domain" value=n7.clone()/>
+                                                <button type="submit" class=BUTTON_SMALL data-testid="verify-domain">"Verify"</button>
+                                            </ActionForm>
+                                        })}
                                         {can_retry.then(|| view! {
                                             <ActionForm action=retry>
                                                 <CsrfField/>

@@ -24,7 +24,7 @@ use crate::http::AppState;
         apps::start, apps::stop, apps::restart, apps::redeploy, apps::rollback,
         apps::deployments, apps::logs, apps::metrics, apps::volumes, apps::delete_volume,
         registries::list, registries::set, registries::remove,
-        domains::list, domains::create, domains::show, domains::update, domains::remove, domains::dns, domains::retry,
+        domains::list, domains::create, domains::show, domains::update, domains::remove, domains::dns, domains::retry, domains::proof_token, domains::verify,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldMessage,
@@ -32,7 +32,7 @@ use crate::http::AppState;
         apps::MetricOut, apps::NewApp, apps::PatchApp, apps::RollbackBody,
         apps::AppVolumeOut, apps::VolumeBody, apps::VolumeOut,
         registries::RegistryOut, registries::RegistryLogin,
-        domains::DomainOut, domains::NewDomain, domains::PatchDomain, domains::DnsOut, domains::CertificateOut,
+        domains::DomainOut, domains::NewDomain, domains::PatchDomain, domains::DnsOut, domains::CertificateOut, domains::ProofOut, domains::ProofTokenOut,
     )),
     modifiers(&BearerToken),
     tags(

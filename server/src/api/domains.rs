@@ -6,7 +6,12 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use pier_core::{certs::CertView, dns::DnsCheck, domains::DomainView, model::Scope};
+use pier_core::{
+    certs::CertView,
+    dns::DnsCheck,
+    domains::{DomainProof, DomainView},
+    model::Scope,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -18,6 +23,8 @@ use crate::http::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/domains", get(list).post(create))
+        .route("/domains-proof", get(proof_token))
+        .route("/domains/{domain}/verify", axum::routing::post(verify))
         .route("/domains/{domain}", get(show).patch(update).delete(remove))
         .route("/domains/{domain}/dns", get(dns))
         .route(
@@ -37,8 +44,38 @@ pub struct DomainOut {
     /// Whether HAProxy sends its traffic to a running app now.
     serving: bool,
     certificate: CertificateOut,
+    /// Whether you proved the domain yours (it is attached and certified only then).
+    verified: bool,
+    /// While it is not proven: the TXT record to publish, then `POST …/verify`.
+    proof: Option<ProofOut>,
     created_at: String,
     updated_at: String,
+}
+
+/// A TXT record named `record` holding `value` proves a domain yours.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProofOut {
+    #[schema(example = "_pier-challenge.blog.example.com")]
+    record: String,
+    value: String,
+}
+
+impl From<DomainProof> for ProofOut {
+    fn from(p: DomainProof) -> Self {
+        ProofOut {
+            record: p.record,
+            value: p.value,
+        }
+    }
+}
+
+/// Your token for domain proofs, and whether this Pier asks for them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProofTokenOut {
+    /// false when the operator turned proofs off.
+    required: bool,
+    /// Publish it as the TXT record `_pier-challenge.<your domain>`.
+    value: String,
 }
 
 impl From<DomainView> for DomainOut {
@@ -48,6 +85,8 @@ impl From<DomainView> for DomainOut {
             app: d.app,
             serving: d.serving,
             certificate: d.certificate.into(),
+            verified: d.verified,
+            proof: d.proof.map(ProofOut::from),
             created_at: format_time(d.created_at),
             updated_at: format_time(d.updated_at),
         }
@@ -267,5 +306,44 @@ pub async fn retry(
     Ok((
         StatusCode::ACCEPTED,
         Json(s.pier.domain(&caller.actor, &domain).await?.into()),
+    ))
+}
+
+/// Your token for domain proofs: before you register or attach a domain, publish it as the TXT
+/// record `_pier-challenge.<domain>` (for `*.example.com`: `_pier-challenge.example.com`).
+#[utoipa::path(get, path = "/api/v1/domains-proof", tag = "domains",
+    operation_id = "domain_proof_token",
+    security(("token" = [])),
+    responses((status = 200, body = ProofTokenOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn proof_token(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<ProofTokenOut>> {
+    caller.require(Scope::Read)?;
+    Ok(Json(ProofTokenOut {
+        required: s.pier.settings().routing.require_domain_proof,
+        value: s.pier.domain_proof_token(&caller.actor).await?,
+    }))
+}
+
+/// Looks the domain's proof record up now and marks the domain proven (422 naming the record
+/// and what was found when it does not hold your token yet).
+#[utoipa::path(post, path = "/api/v1/domains/{domain}/verify", tag = "domains",
+    operation_id = "verify_domain",
+    params(("domain" = String, Path, description = "The domain name")),
+    security(("token" = [])),
+    responses((status = 200, body = DomainOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn verify(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> ApiResult<Json<DomainOut>> {
+    caller.require(Scope::Write)?;
+    Ok(Json(
+        s.pier.verify_domain(&caller.actor, &domain).await?.into(),
     ))
 }

@@ -101,6 +101,12 @@ pub fn test_settings() -> Settings {
     s.engine.drain_ms = 300;
     s.routing.base_domain = Some("apps.pier.test".into());
     s.routing.panel_host = Some("panel.pier.test".into());
+    // Proofs of ownership are tested on their own (api_domains.rs); elsewhere the mock names
+    // are taken as the tenant's.
+    s.routing.require_domain_proof = false;
+    // The panel's own certificate is ordered only where a test asks for it (certs.rs), so the
+    // others count just their domains' orders.
+    s.acme.panel_certificate = false;
     s
 }
 
@@ -121,6 +127,7 @@ pub fn serve_args() -> ServeArgs {
         https_addr: "127.0.0.1:0".parse().unwrap(),
         no_proxy: true,
         allow_wildcard_domains: false,
+        no_domain_proof: false,
         public_addrs: Vec::new(),
         dns_server: None,
         acme_directory: pier_core::certs::LETS_ENCRYPT.into(),
@@ -642,6 +649,34 @@ pub fn mock_dns() -> (SocketAddr, String) {
         get("PIER_TEST_DNS").parse().expect("PIER_TEST_DNS"),
         get("PIER_TEST_DNS_MANAGEMENT"),
     )
+}
+
+/// Sets (Some) or clears (None) the mock DNS server's TXT record for `host`.
+pub fn mock_dns_txt(management: &str, host: &str, value: Option<&str>) {
+    let (path, body) = match value {
+        Some(v) => (
+            "set-txt",
+            serde_json::json!({ "host": format!("{host}."), "value": v }),
+        ),
+        None => (
+            "clear-txt",
+            serde_json::json!({ "host": format!("{host}.") }),
+        ),
+    };
+    let ok = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "--noproxy",
+            "*",
+            "-X",
+            "POST",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!("http://{management}/{path}"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "the mock DNS server refused {path} for {host}");
 }
 
 /// Sets (or with an empty list, clears) the mock DNS server's A records for `host`.
