@@ -266,16 +266,32 @@ pub async fn change_password(
     current: String,
     new: String,
     confirm: String,
+    /// A checked box ("on"): the caller's API tokens are revoked too.
+    revoke_tokens: Option<String>,
     csrf_token: String,
-) -> Result<(), AppError> {
+) -> Result<String, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
     let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
-    c.pier
-        .change_password(&actor, &c.session, &current, &new, &confirm)
+    let revoked = c
+        .pier
+        .change_password(
+            &actor,
+            &c.session,
+            &current,
+            &new,
+            &confirm,
+            revoke_tokens.is_some(),
+        )
         .await?;
-    Ok(())
+    Ok(match revoke_tokens {
+        Some(_) => format!(
+            "Password changed. Your other sessions were signed out and {revoked} API token{} revoked.",
+            if revoked == 1 { " was" } else { "s were" }
+        ),
+        None => "Password changed. Your other sessions were signed out.".into(),
+    })
 }
 
 #[server(prefix = "/rpc", endpoint = "my_sessions", input = GetUrl)]
@@ -496,15 +512,27 @@ pub async fn set_disabled(id: i64, disabled: bool, csrf_token: String) -> Result
 }
 
 #[server(prefix = "/rpc", endpoint = "reset_password")]
-pub async fn reset_password(id: i64, csrf_token: String) -> Result<Done, AppError> {
+pub async fn reset_password(
+    id: i64,
+    /// A checked box ("on"): the user's API tokens are revoked too.
+    revoke_tokens: Option<String>,
+    csrf_token: String,
+) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
     let _ = csrf_token;
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
-    let (u, token) = c.pier.reset_password(&actor, id).await?;
+    let (u, token, revoked) = c
+        .pier
+        .reset_password(&actor, id, revoke_tokens.is_some())
+        .await?;
+    let tokens = match revoke_tokens {
+        Some(_) => format!(" {revoked} API token(s) of theirs were revoked."),
+        None => String::new(),
+    };
     Ok(Done {
         message: format!(
-            "Send {} this link to choose a new password (valid 48 hours):",
+            "Send {} this link to choose a new password (valid 48 hours):{tokens}",
             u.email
         ),
         copy: Some(format!("{}/invite/{token}", c.origin)),

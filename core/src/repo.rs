@@ -562,6 +562,14 @@ pub mod tokens {
         Ok(rows.into_iter().map(ApiToken::from).collect())
     }
 
+    /// Deletes every token of a user (a password change or reset that asks for it); how many.
+    pub async fn delete_all_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<u64> {
+        let done = sqlx::query!("DELETE FROM api_tokens WHERE user_id = ?", user_id)
+            .execute(db)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Deletes one of a user's tokens; false when that user has no such token.
     pub async fn delete_for_user(
         db: impl SqliteExecutor<'_>,

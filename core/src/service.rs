@@ -537,6 +537,8 @@ impl Pier {
 
     // ----- own account ----------------------------------------------------------------------
 
+    /// Changes the caller's password; every other session ends, and with `revoke_tokens` every
+    /// API token of theirs too (how many is returned).
     pub async fn change_password(
         &self,
         actor: &Actor,
@@ -544,7 +546,8 @@ impl Pier {
         current: &str,
         new: &str,
         confirm: &str,
-    ) -> Result<()> {
+        revoke_tokens: bool,
+    ) -> Result<u64> {
         let mut c = Checks::default();
         if current.is_empty() {
             c.check::<()>("current", Err("Enter your current password.".into()));
@@ -568,9 +571,17 @@ impl Pier {
         let mut tx = self.db().begin().await?;
         repo::users::set_password(&mut *tx, user.id, &hash).await?;
         repo::sessions::delete_for_user_except(&mut *tx, user.id, &keep).await?;
+        let revoked = match revoke_tokens {
+            true => repo::tokens::delete_all_for_user(&mut *tx, user.id).await?,
+            false => 0,
+        };
         tx.commit().await?;
-        tracing::info!(user_id = user.id, "password changed; other sessions ended");
-        Ok(())
+        tracing::info!(
+            user_id = user.id,
+            tokens_revoked = revoked,
+            "password changed; other sessions ended"
+        );
+        Ok(revoked)
     }
 
     pub async fn list_sessions(
@@ -834,18 +845,31 @@ impl Pier {
         self.target(id).await
     }
 
-    /// Issues a new invite link with which the user chooses a new password.
-    pub async fn reset_password(&self, actor: &Actor, id: i64) -> Result<(User, String)> {
+    /// Issues a new invite link with which the user chooses a new password; with
+    /// `revoke_tokens` (an account that may be in the wrong hands) every API token of the user
+    /// stops working at once. Returns the user, the invite token and how many tokens went.
+    pub async fn reset_password(
+        &self,
+        actor: &Actor,
+        id: i64,
+        revoke_tokens: bool,
+    ) -> Result<(User, String, u64)> {
         Self::require_admin(actor)?;
         let user = self.target(id).await?;
-        let mut conn = self.db().acquire().await?;
-        let token = self.new_invite(&mut conn, id).await?;
+        let mut tx = self.db().begin().await?;
+        let token = self.new_invite(&mut tx, id).await?;
+        let revoked = match revoke_tokens {
+            true => repo::tokens::delete_all_for_user(&mut *tx, id).await?,
+            false => 0,
+        };
+        tx.commit().await?;
         tracing::info!(
             user_id = id,
             by = actor.user_id,
+            tokens_revoked = revoked,
             "password reset link issued"
         );
-        Ok((user, token))
+        Ok((user, token, revoked))
     }
 
     pub async fn set_quotas(

@@ -197,3 +197,58 @@ async fn the_api_reference_page_lists_the_endpoints(db: SqlitePool) {
         StatusCode::FOUND
     );
 }
+
+/// A password change keeps API tokens unless the person asks; asked, every token of theirs
+/// stops at once (and no one else's). An admin's reset may revoke them too.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_password_change_or_reset_can_revoke_the_users_tokens(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut m = app.member("m@example.com").await;
+    let _ = app.member("other@example.com").await;
+    let kept = app.token("m@example.com", "read").await;
+    let other = app.token("other@example.com", "read").await;
+    let works = |t: String| {
+        let app = &app;
+        async move { app.api("GET", "/apps", Some(&t), None).await.status == StatusCode::OK }
+    };
+    assert!(works(kept.clone()).await);
+
+    let r = change(&mut m, "member password 1", "next password 22", false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(works(kept.clone()).await, "kept unless asked");
+
+    let r = change(&mut m, "next password 22", "third password 333", true).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("1 API token was revoked"), "{}", r.body);
+    assert!(!works(kept).await, "revoked at once");
+    assert!(works(other.clone()).await, "another user's token stays");
+    assert!(m.me().await.is_some());
+
+    // The admin's reset, with the box ticked.
+    let fresh = app.token("m@example.com", "read").await;
+    let id = app.user_id("m@example.com").await.to_string();
+    let mut admin = app.admin().await;
+    let r = admin.call("reset_password", &[("id", &id)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(works(fresh.clone()).await, "a plain reset keeps tokens");
+    let r = admin
+        .call("reset_password", &[("id", &id), ("revoke_tokens", "on")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("1 API token(s) of theirs were revoked"), "{}", r.body);
+    assert!(!works(fresh).await);
+    assert!(works(other).await);
+}
+
+async fn change(
+    m: &mut common::Browser,
+    from: &str,
+    to: &str,
+    revoke_tokens: bool,
+) -> common::Reply {
+    let mut fields = vec![("current", from), ("new", to), ("confirm", to)];
+    if revoke_tokens {
+        fields.push(("revoke_tokens", "on"));
+    }
+    m.call("change_password", &fields).await
+}

@@ -42,8 +42,8 @@ pub fn AccountPage() -> impl IntoView {
                 <h2 id="pw-title" class="mb-4 text-lg font-semibold">"Change password"</h2>
                 <div class="mb-4">
                     {move || match value.get() {
-                        Some(Ok(())) => Some(view! {
-                            <Flash tone=Tone::Success>"Password changed. Your other sessions were signed out."</Flash>
+                        Some(Ok(message)) => Some(view! {
+                            <Flash tone=Tone::Success>{message}</Flash>
                         }.into_any()),
                         Some(Err(e)) if e.fields.is_empty() => Some(view! { <ErrorFlash error=e/> }.into_any()),
                         _ => None,
@@ -57,6 +57,10 @@ pub fn AccountPage() -> impl IntoView {
                         hint="At least 12 characters." required=true error=field_error(value, "new")/>
                     <Field label="Repeat new password" name="confirm" kind="password"
                         autocomplete="new-password" required=true error=field_error(value, "confirm")/>
+                    <label class="flex items-center gap-2 text-sm">
+                        <input type="checkbox" name="revoke_tokens" value="on" data-testid="revoke-tokens"/>
+                        "Also revoke all my API tokens (if the old password may be known to someone)"
+                    </label>
                     <button type="submit" class=BUTTON>"Change password"</button>
                 </ActionForm>
             </section>

@@ -203,9 +203,12 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
                         <input type="hidden" name="disabled" value=(!u.disabled).to_string()/>
                         <button type="submit" class=BUTTON_SMALL data-action="toggle-disabled">{if u.disabled { "Enable" } else { "Disable" }}</button>
                     </ActionForm>
-                    <ActionForm action=acts.reset>
+                    <ActionForm action=acts.reset attr:class="flex items-center gap-1">
                         <CsrfField/>
                         <IdField id=uid/>
+                        <label class="flex items-center gap-1 text-xs" title="Revoke the user's API tokens too">
+                            <input type="checkbox" name="revoke_tokens" value="on"/>"+ tokens"
+                        </label>
                         <button type="submit" class=BUTTON_SMALL>"Reset password"</button>
                     </ActionForm>
                     <DeleteButton id=u.id action=acts.delete/>
