@@ -10,6 +10,7 @@ pub mod db;
 pub mod dns;
 pub mod domains;
 pub mod error;
+pub mod logs;
 pub mod model;
 pub mod password;
 pub mod repo;

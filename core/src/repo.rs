@@ -562,6 +562,19 @@ pub mod tokens {
         Ok(rows.into_iter().map(ApiToken::from).collect())
     }
 
+    /// Whether the token still exists, has not expired and its user is not disabled.
+    pub async fn usable(db: impl SqliteExecutor<'_>, id: i64, now: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM api_tokens t JOIN users u ON u.id = t.user_id
+               WHERE t.id = ? AND (t.expires_at IS NULL OR t.expires_at > ?) AND NOT u.disabled"#,
+            id,
+            now
+        )
+        .fetch_one(db)
+        .await?
+            > 0)
+    }
+
     /// Deletes every token of a user (a password change or reset that asks for it); how many.
     pub async fn delete_all_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<u64> {
         let done = sqlx::query!("DELETE FROM api_tokens WHERE user_id = ?", user_id)

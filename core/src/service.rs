@@ -184,6 +184,8 @@ struct Inner {
     proxy_status: std::sync::RwLock<Option<ProxyStatusSource>>,
     egress: std::sync::RwLock<Option<crate::runtime::EgressStatus>>,
     resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
+    /// Followed log streams open per user.
+    log_slots: crate::logs::LogSlots,
     /// Until when the panel host's CA certificate is valid (0: it has none), for HSTS.
     panel_cert_until: std::sync::atomic::AtomicI64,
 }
@@ -231,6 +233,7 @@ impl Pier {
             instance: tokio::sync::OnceCell::new(),
             observed: std::sync::Mutex::new(None),
             panel_cert_until: std::sync::atomic::AtomicI64::new(0),
+            log_slots: Default::default(),
         }))
     }
 
@@ -337,6 +340,11 @@ impl Pier {
             .panel_cert_until
             .load(std::sync::atomic::Ordering::Relaxed)
             > now()
+    }
+
+    /// Followed log streams open per user.
+    pub fn log_slots(&self) -> &crate::logs::LogSlots {
+        &self.0.log_slots
     }
 
     /// Asks the certificate issuer to look for work now.

@@ -66,6 +66,8 @@ pub struct Bearer {
     pub scope: Scope,
     /// When the token expires (None: never).
     pub expires_at: Option<i64>,
+    /// The token's id (streams check it is still valid while they run).
+    pub token_id: i64,
 }
 
 /// Refuses an expiry later than the minting token's own, naming the latest allowed.
@@ -253,6 +255,7 @@ impl Pier {
             actor: Actor::from(user),
             scope,
             expires_at: found.expires_at,
+            token_id: found.id,
         })
     }
 }

@@ -30,8 +30,15 @@ pub async fn app_logs(
 ) -> Response {
     let result = async {
         let actor = s.pier.require_actor(&session).await?;
+        let id = session.id().map(|id| id.to_string()).unwrap_or_default();
         s.pier
-            .app_logs(&actor, &name, q.tail.unwrap_or(200), true)
+            .log_stream(
+                &actor,
+                pier_core::logs::Credential::Session(id),
+                &name,
+                q.tail.unwrap_or(200),
+                true,
+            )
             .await
     }
     .await;

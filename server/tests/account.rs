@@ -235,7 +235,11 @@ async fn a_password_change_or_reset_can_revoke_the_users_tokens(db: SqlitePool) 
         .call("reset_password", &[("id", &id), ("revoke_tokens", "on")])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.body.contains("1 API token(s) of theirs were revoked"), "{}", r.body);
+    assert!(
+        r.body.contains("1 API token(s) of theirs were revoked"),
+        "{}",
+        r.body
+    );
     assert!(!works(fresh).await);
     assert!(works(other).await);
 }

@@ -619,3 +619,77 @@ async fn parallel_rollouts_of_one_tenant_share_one_network(db: SqlitePool) {
         .count();
     assert_eq!(nets, 1, "one network per tenant");
 }
+
+/// Followed logs over the REST API: at most a few open per person (the next is refused with
+/// 429 until one closes), and every open stream ends by itself soon after its token is revoked.
+#[sqlx::test(migrations = "../migrations")]
+async fn followed_logs_are_bounded_and_end_when_the_token_goes(db: SqlitePool) {
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+    let app = TestApp::new(db).await;
+    let mut b = common::sites::tenant(&app, "ada@example.com").await;
+    common::sites::create(&mut b, "talk", "hello logs").await;
+    common::sites::until_running(&mut b, "talk", 1).await;
+    let token = app.token("ada@example.com", "read").await;
+    let follow = |token: String| {
+        let router = app.router.clone();
+        async move {
+            let req = axum::http::Request::get("/api/v1/apps/talk/logs?follow=true&tail=5")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            router.oneshot(req).await.unwrap()
+        }
+    };
+    let max = pier_core::logs::MAX_FOLLOWS_PER_USER;
+    let mut open = Vec::new();
+    for _ in 0..max {
+        let res = follow(token.clone()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        open.push(res.into_body().into_data_stream());
+    }
+    let res = follow(token.clone()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Closing one frees its place.
+    drop(open.pop());
+    let res = follow(token.clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    open.push(res.into_body().into_data_stream());
+    // A plain read streams the tail and ends, and is not counted.
+    let r = app
+        .api("GET", "/apps/talk/logs?tail=5000", Some(&token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("serving on port 8080"), "{}", r.body);
+
+    // Revoke the token: every stream it opened ends within seconds.
+    let id: i64 = sqlx::query_scalar("SELECT id FROM api_tokens ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap();
+    let owner = app.token("ada@example.com", "write").await;
+    let r = app
+        .api("DELETE", &format!("/tokens/{id}"), Some(&owner), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let t0 = Instant::now();
+    // Read all of them at once, as a server does.
+    let ends = open.into_iter().map(|mut body| async move {
+        while let Some(chunk) = body.next().await {
+            let _ = chunk;
+        }
+    });
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        futures_util::future::join_all(ends),
+    )
+    .await
+    .expect("a stream outlived its revoked token by 15 s");
+    println!("streams ended {:?} after the revocation", t0.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let user = app.user_id("ada@example.com").await;
+    while app.pier.log_slots().open(user) != 0 {
+        assert!(Instant::now() < deadline, "slots not given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

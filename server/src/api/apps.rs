@@ -15,7 +15,8 @@ use axum::{
 };
 use futures_util::StreamExt;
 use pier_core::{
-    apps::{engine_error, AppInput, AppView, EnvInput, VolumeInput, MAX_LOG_TAIL},
+    apps::{AppInput, AppView, EnvInput, VolumeInput, MAX_LOG_TAIL},
+    logs::Credential,
     model::{AppKind, CapProfile, Deployment, Scope, Volume},
     runtime::PullProgress,
     telemetry::Point,
@@ -786,7 +787,8 @@ pub async fn deployments(
             content_type = "text/plain"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn logs(
     State(s): State<AppState>,
     caller: Caller,
@@ -796,21 +798,22 @@ pub async fn logs(
     caller.require(Scope::Read)?;
     let tail = q.tail.unwrap_or(DEFAULT_LOG_TAIL).min(MAX_LOG_TAIL);
     let follow = q.follow.unwrap_or(false);
-    let mut lines = s.pier.app_logs(&caller.actor, &name, tail, follow).await?;
+    let lines = s
+        .pier
+        .log_stream(
+            &caller.actor,
+            Credential::Token(caller.token_id),
+            &name,
+            tail,
+            follow,
+        )
+        .await?;
     let headers = [
         (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
         (header::CACHE_CONTROL, "no-cache"),
     ];
-    if !follow {
-        let mut text = String::new();
-        while let Some(line) = lines.next().await {
-            let line = line.map_err(engine_error)?;
-            text.push_str(&line.text);
-            text.push('\n');
-        }
-        return Ok((headers, text).into_response());
-    }
-    // An engine error mid-stream ends the stream cleanly (the client sees the end of the body).
+    // Streamed line by line, followed or not: a long tail is never gathered in memory. An
+    // engine error mid-stream ends the stream cleanly (the client sees the end of the body).
     let body = lines
         .take_while(|line| {
             if let Err(e) = line {

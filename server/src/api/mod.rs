@@ -126,6 +126,8 @@ pub struct Caller {
     pub scope: Scope,
     /// When the calling token expires (None: never); tokens it creates may not outlive it.
     pub expires_at: Option<i64>,
+    /// The calling token's id.
+    pub token_id: i64,
 }
 
 impl Caller {
@@ -147,6 +149,7 @@ impl FromRequestParts<AppState> for Caller {
             actor: b.actor,
             scope: b.scope,
             expires_at: b.expires_at,
+            token_id: b.token_id,
         })
     }
 }
