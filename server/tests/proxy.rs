@@ -127,6 +127,7 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
         hosts_map: dir.join("hosts.map"),
         default_cert: self_signed(&dir),
         crt_list: dir.join("certs.list"),
+        run_as: None,
     };
     std::fs::write(&cfg.crt_list, "").unwrap();
     std::fs::write(

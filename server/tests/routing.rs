@@ -416,3 +416,60 @@ async fn spoofed_forwarding_headers_do_not_reach_the_panel() {
     assert_eq!(got.0, "xff=127.0.0.1;xfp=https;fwd=");
     assert_eq!(got.1, "xff=127.0.0.1;xfp=http;fwd=");
 }
+
+/// HAProxy faces the internet: its workers give up root once the ports are bound (the master
+/// keeps it to re-read files on a reload), and still serve, take certificates and routes.
+#[sqlx::test(migrations = "../migrations")]
+async fn haproxy_workers_do_not_run_as_root(db: SqlitePool) {
+    let app = TestApp::with_proxy(db).await;
+    let uid_of = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:").map(str::to_owned))
+            .unwrap()
+            .split_whitespace()
+            .map(|u| u.parse::<u32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let me = uid_of(std::process::id());
+    let workers = app.proxy().workers().await.unwrap();
+    assert!(!workers.is_empty());
+    let expected = pier::proxy::config::unprivileged_account();
+    if me[1] == 0 {
+        assert_eq!(
+            expected.as_deref(),
+            Some("haproxy"),
+            "the haproxy account exists"
+        );
+    }
+    for pid in workers {
+        let ids = uid_of(pid);
+        match expected {
+            // Real, effective, saved and file-system uid all dropped.
+            Some(_) => assert!(ids.iter().all(|&u| u != 0), "worker {pid}: {ids:?}"),
+            None => assert_eq!(ids[1], me[1]),
+        }
+    }
+    // It still routes: the panel answers through it.
+    let port = app.proxy().config().http_addr.port();
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg("-H")
+        .arg("Host: panel.pier.test")
+        .arg(format!(
+            "http://127.0.0.1:{port}/.well-known/acme-challenge/x"
+        ))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+}

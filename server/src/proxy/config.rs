@@ -21,6 +21,38 @@ pub struct ProxyConfig {
     pub default_cert: PathBuf,
     /// Per-host certificates (HAProxy crt-list).
     pub crt_list: PathBuf,
+    /// The user (and group of the same name) HAProxy's workers run as once the ports are bound;
+    /// None: as whoever started it.
+    pub run_as: Option<String>,
+}
+
+/// A system account name HAProxy may switch to: the Debian package's `haproxy`, when Pier runs
+/// as root and the account and its group exist.
+pub fn unprivileged_account() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .to_owned();
+    if euid != "0" {
+        return None;
+    }
+    let listed = |file: &str| {
+        std::fs::read_to_string(file)
+            .is_ok_and(|t| t.lines().any(|l| l.split(':').next() == Some("haproxy")))
+    };
+    (listed("/etc/passwd") && listed("/etc/group")).then(|| "haproxy".to_owned())
+}
+
+/// A user name HAProxy's `user`/`group` lines may carry (POSIX portable names).
+fn account_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && !n.starts_with('-')
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The whole `haproxy.cfg`.
@@ -34,6 +66,12 @@ pub fn render(c: &ProxyConfig) -> String {
         "    stats socket {} mode 600 level admin expose-fd listeners",
         c.stats_socket.display()
     );
+    // The workers give up root once the ports and the socket are bound; the master keeps it to
+    // re-read the files on a reload. Certificates reach the workers through the socket.
+    if let Some(user) = c.run_as.as_deref().filter(|u| account_name(u)) {
+        let _ = writeln!(w, "    user {user}");
+        let _ = writeln!(w, "    group {user}");
+    }
     let _ = writeln!(w, "    hard-stop-after 30s");
     let _ = writeln!(w, "    ssl-default-bind-options ssl-min-ver TLSv1.2");
     let _ = writeln!(w);
@@ -151,7 +189,19 @@ mod tests {
             hosts_map: "/var/lib/pier/haproxy/hosts.map".into(),
             default_cert: "/var/lib/pier/haproxy/default.pem".into(),
             crt_list: "/var/lib/pier/haproxy/certs.list".into(),
+            run_as: Some("haproxy".into()),
         }
+    }
+
+    #[test]
+    fn workers_drop_root_to_a_checked_account() {
+        let c = render(&cfg());
+        assert!(c.contains("    user haproxy\n    group haproxy\n"), "{c}");
+        let mut odd = cfg();
+        odd.run_as = Some("x\n    stats socket /tmp/s".into());
+        assert!(!render(&odd).contains("user "));
+        odd.run_as = None;
+        assert!(!render(&odd).contains("user "));
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl Files {
             hosts_map: self.dir.join("hosts.map"),
             default_cert: self.dir.join("default.pem"),
             crt_list: self.dir.join("certs.list"),
+            run_as: config::unprivileged_account(),
         }
     }
 }
