@@ -40,3 +40,11 @@ ALTER TABLE domains ADD COLUMN verified_at INTEGER;
 UPDATE domains SET verified_at = created_at;
 -- Each tenant's token for those TXT records (made the first time it is shown).
 ALTER TABLE users ADD COLUMN domain_token TEXT;
+
+-- Images Pier pulled, by the reference it pulled them under (`name:tag` or `name@digest`):
+-- those no deployment it keeps (the last few of each app, the serving one, any in progress)
+-- needs are removed from the engine, and their rows with them.
+CREATE TABLE images (
+    reference TEXT    NOT NULL PRIMARY KEY,
+    pulled_at INTEGER NOT NULL
+);

@@ -9,6 +9,7 @@
 #                                      at / and "ok" at /healthz (works with --read-only --tmpfs /tmp)
 #       REGISTRY/pier-test/hello:2     the same, default text "hello from pier v2"
 #       REGISTRY/pier-test/sleeper:1   `sleep 3600`, never answers HTTP
+#       REGISTRY/pier-test/gc:1,2      hello:1,2 under another name (the image collection test)
 #   - and, built from a Debian root filesystem like the official images, by scripts/test-images.sh
 #     (which caches that file system in /var/cache/pier-test-images):
 #       REGISTRY/pier-test/nginx:1     nginx on :80; REGISTRY/pier-test/postgres:1 PostgreSQL 15 on
@@ -264,12 +265,15 @@ EOF
 
 build_and_push_images() {
   local password=$1 images tags
-  images=("$REGISTRY/pier-test/hello:1" "$REGISTRY/pier-test/hello:2" "$REGISTRY/pier-test/sleeper:1")
+  images=("$REGISTRY/pier-test/hello:1" "$REGISTRY/pier-test/hello:2" "$REGISTRY/pier-test/sleeper:1"
+          "$REGISTRY/pier-test/gc:1" "$REGISTRY/pier-test/gc:2")
   : >"$STATE/build.log"
   say "building test images (log: $STATE/build.log)"
   serve_script "hello from pier" | build_image "${images[0]}" serve.sh "EXPOSE 8080"
   serve_script "hello from pier v2" | build_image "${images[1]}" serve.sh "EXPOSE 8080"
   { echo '#!/bin/sh'; pid1_wrapper "sleep 3600"; } | build_image "${images[2]}" sleep.sh
+  # hello under a name of its own, for the image collection test (it removes its tags).
+  docker tag "${images[0]}" "${images[3]}" && docker tag "${images[1]}" "${images[4]}"
 
   say "pushing them to $REGISTRY"
   # A private client config: the login never lands in (or clobbers) ~/.docker/config.json.
@@ -353,7 +357,7 @@ cmd_start() {
     } >"$ENV_FILE"
   )
   ms=$((($(date +%s%N) - t0) / 1000000))
-  printf 'services up in %d.%ds: dockerd (%s), registry %s (user %s), images pier-test/hello:1,2 pier-test/sleeper:1 pier-test/{nginx,postgres,redis,notes}:1 postgres:2, mock DNS %s; env: %s\n' \
+  printf 'services up in %d.%ds: dockerd (%s), registry %s (user %s), images pier-test/hello:1,2 pier-test/sleeper:1 pier-test/gc:1,2 pier-test/{nginx,postgres,redis,notes}:1 postgres:2, mock DNS %s; env: %s\n' \
     $((ms / 1000)) $((ms % 1000 / 100)) \
     "$([[ -f "$STATE/dockerd.pid" ]] && echo "ours, pid $(<"$STATE/dockerd.pid")" || echo "not ours, left alone by stop")" \
     "$REGISTRY" "$REG_USER" "$DNS" "$ENV_FILE"

@@ -398,6 +398,9 @@ pub struct EngineRow {
     pub egress_enforced: Option<bool>,
     pub egress_block_private: bool,
     pub egress_problem: Option<String>,
+    /// The storage driver (and file system) and the bound on writable layers (MiB), if any.
+    pub storage: String,
+    pub writable_layer_mb: Option<i64>,
 }
 
 /// None when the engine does not answer.
@@ -413,6 +416,9 @@ pub async fn engine_status() -> Result<Option<EngineRow>, AppError> {
         egress_enforced: egress.as_ref().map(|e| e.enforced),
         egress_block_private: egress.as_ref().is_some_and(|e| e.policy.block_private),
         egress_problem: egress.and_then(|e| e.problem),
+        storage: format!("{} on {}", i.storage_driver, i.backing_fs),
+        writable_layer_mb: (i.layer_limit && c.pier.settings().engine.writable_layer_mb > 0)
+            .then_some(c.pier.settings().engine.writable_layer_mb),
     }))
 }
 

@@ -1274,6 +1274,25 @@ pub mod deployments {
         Ok(())
     }
 
+    /// (image, digest) of the deployments whose images stay on the engine: the last `keep` of
+    /// each app, every app's serving one, and any in progress.
+    pub async fn kept_images(
+        db: impl SqliteExecutor<'_>,
+        keep: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let rows = sqlx::query!(
+            r#"SELECT d.image, d.digest FROM deployments d
+               WHERE d.status IN ('queued', 'pulling', 'starting')
+                  OR d.id IN (SELECT current_deployment_id FROM apps)
+                  OR (SELECT COUNT(*) FROM deployments n
+                      WHERE n.app_id = d.app_id AND n.number > d.number) < ?"#,
+            keep
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.image, r.digest)).collect())
+    }
+
     /// Ends an in-progress deployment as failed with its reason; false when it had already ended.
     pub async fn fail(db: impl SqliteExecutor<'_>, id: i64, error: &str, now: i64) -> Result<bool> {
         let done = sqlx::query!(
@@ -2170,6 +2189,46 @@ pub mod certs {
             account_url,
             sealed,
             now
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+}
+
+pub mod images {
+    use super::*;
+
+    /// Pier pulled an image under `reference` (again).
+    pub async fn record(db: impl SqliteExecutor<'_>, reference: &str, now: i64) -> Result<()> {
+        sqlx::query!(
+            "INSERT INTO images (reference, pulled_at) VALUES (?, ?)
+             ON CONFLICT (reference) DO UPDATE SET pulled_at = excluded.pulled_at",
+            reference,
+            now
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    /// Every reference Pier pulled and has not removed, with when it was last pulled.
+    pub async fn all(db: impl SqliteExecutor<'_>) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query!("SELECT reference, pulled_at FROM images ORDER BY reference")
+            .fetch_all(db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.reference, r.pulled_at))
+            .collect())
+    }
+
+    /// The engine no longer has it; unless it was pulled again since `before`.
+    pub async fn forget(db: impl SqliteExecutor<'_>, reference: &str, before: i64) -> Result<()> {
+        sqlx::query!(
+            "DELETE FROM images WHERE reference = ? AND pulled_at < ?",
+            reference,
+            before
         )
         .execute(db)
         .await?;

@@ -89,6 +89,8 @@ pub struct ContainerSpec {
     pub cap_add: Vec<String>,
     /// Volumes to mount: (Docker volume name, path in the container).
     pub mounts: Vec<(String, String)>,
+    /// The most its writable layer may hold (MiB), where the storage driver can bound it.
+    pub writable_layer_mb: Option<i64>,
     pub labels: HashMap<String, String>,
 }
 
@@ -178,6 +180,12 @@ pub struct EngineInfo {
     /// The host uid and gid that container root maps to (0 without user namespaces).
     pub root_uid: u32,
     pub root_gid: u32,
+    /// The storage driver and the file system under it ("overlay2", "extfs").
+    pub storage_driver: String,
+    pub backing_fs: String,
+    /// Whether the driver can bound a container's writable layer (`--storage-opt size`):
+    /// overlay2 on xfs (mounted with pquota), btrfs, zfs.
+    pub layer_limit: bool,
 }
 
 /// What tenants' containers may reach beyond their own network.
@@ -295,6 +303,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// The names of the volumes whose data exists here (a crash between making the data and
     /// the engine's volume can leave data that the engine does not list).
     fn stored_volumes(&self) -> Vec<String>;
+    /// Removes an image reference (the image itself once nothing else refers to it). A missing
+    /// one is not an error; `Conflict` while a container uses it.
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
     /// Puts the egress rules for tenants' containers in place (idempotent; run every pass).
     async fn enforce_egress(&self, policy: &EgressPolicy) -> EgressStatus;
 }

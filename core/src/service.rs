@@ -91,6 +91,14 @@ pub struct EngineSettings {
     pub drain_ms: u64,
     /// What tenants' containers may reach beyond their network.
     pub egress: crate::runtime::EgressPolicy,
+    /// Images of this many latest deployments per app stay on the engine (for quick
+    /// rollbacks); older ones Pier pulled are removed.
+    pub keep_images: i64,
+    /// How often unneeded images are looked for.
+    pub image_gc_secs: u64,
+    /// The most a container's writable layer may hold (MiB; 0: no bound), where the storage
+    /// driver can bound it (volumes have their own sizes).
+    pub writable_layer_mb: i64,
 }
 
 impl Default for EngineSettings {
@@ -105,6 +113,9 @@ impl Default for EngineSettings {
             allowed_registries: Vec::new(),
             drain_ms: 2000,
             egress: Default::default(),
+            keep_images: 3,
+            image_gc_secs: 600,
+            writable_layer_mb: 10 * 1024,
         }
     }
 }

@@ -415,6 +415,19 @@ impl ImageRef {
         s
     }
 
+    /// The reference the engine keeps the pulled image under: `name@digest` when pinned, else
+    /// `name:tag` (`latest` without one).
+    pub fn local(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}@{d}", self.name()),
+            None => format!(
+                "{}:{}",
+                self.name(),
+                self.tag.as_deref().unwrap_or("latest")
+            ),
+        }
+    }
+
     /// The same image pinned to a digest (tag dropped), for reproducible rollbacks.
     pub fn pinned(&self, digest: &str) -> ImageRef {
         ImageRef {

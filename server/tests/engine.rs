@@ -693,3 +693,52 @@ async fn followed_logs_are_bounded_and_end_when_the_token_goes(db: SqlitePool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Images no kept deployment needs leave the engine: with one deployment kept per app, the
+/// first image goes once the second serves; a rollback pulls it again by digest.
+#[sqlx::test(migrations = "../migrations")]
+async fn images_no_kept_deployment_needs_are_removed(db: SqlitePool) {
+    let mut settings = common::test_settings();
+    settings.engine.keep_images = 1;
+    settings.engine.image_gc_secs = 1;
+    let app = TestApp::with_settings(db, settings).await;
+    let mut b = app.member("gc@example.com").await;
+    login_to_registry(&mut b, None).await;
+    let present = |reference: String| async move {
+        tokio::process::Command::new("docker")
+            .args(["image", "inspect", &reference])
+            .output()
+            .await
+            .expect("docker image inspect")
+            .status
+            .success()
+    };
+    let (one, two) = (image("gc:1"), image("gc:2"));
+    create(&mut b, "gc", &one, "first", &[]).await;
+    until(&mut b, "gc", 60, serving(1)).await;
+    assert!(present(one.clone()).await);
+    assert_eq!(
+        update_greeting(&mut b, "gc", &two, "second").await,
+        StatusCode::OK
+    );
+    until(&mut b, "gc", 60, serving(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while present(one.clone()).await {
+        assert!(Instant::now() < deadline, "{one} is still on the engine");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(present(two.clone()).await, "the serving image stays");
+    let rows: Vec<String> = sqlx::query_scalar("SELECT reference FROM images ORDER BY 1")
+        .fetch_all(app.pier.db())
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![two.clone()], "{rows:?}");
+    // Rolling back pulls #1 again (by its digest) and serves it.
+    let r = b
+        .call("rollback_app", &[("app", "gc"), ("number", "1")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let d = until(&mut b, "gc", 60, serving(3)).await;
+    let port = d["row"]["host_port"].as_u64().unwrap() as u16;
+    assert_eq!(http_get(port, "/").await.as_deref(), Some("first\n"));
+}

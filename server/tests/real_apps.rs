@@ -595,6 +595,20 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
     let r = admin.read("engine_status").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["egress_enforced"], true, "{}", r.body);
+    // And whether writable layers are bounded: here Docker's root is on ext4, which cannot.
+    let storage = r.json()["storage"].as_str().unwrap().to_owned();
+    let bounded = ["overlay2 on xfs", "btrfs", "zfs"]
+        .iter()
+        .any(|s| storage.starts_with(s));
+    assert_eq!(
+        r.json()["writable_layer_mb"].is_number(),
+        bounded,
+        "{}",
+        r.body
+    );
+    // The running container carries the bound exactly when the driver allows one.
+    let size = inspect(&id)["HostConfig"]["StorageOpt"]["size"].clone();
+    assert_eq!(size.is_string(), bounded, "{size}");
     let rule = ["INPUT", "-i", "pb+", "-j", "PIER-INPUT"];
     let iptables = |op: &str| {
         std::process::Command::new("iptables")

@@ -250,8 +250,12 @@ fn EngineBanner() -> impl IntoView {
         <Transition fallback=|| ()>
             {move || status.get().map(|r| {
                 let warn = "font-medium text-amber-800 dark:text-amber-300";
-                let (userns, egress) = match r {
+                let (userns, egress, layers) = match r {
                     Ok(Some(e)) => {
+                        let layers = match e.writable_layer_mb {
+                            Some(mb) => (true, format!("Writable layers are bounded: a container may write {mb} MiB outside its volumes ({}).", e.storage)),
+                            None => (false, format!("Writable layers are not bounded: the storage driver ({}) cannot, so a container can fill Docker's disk outside its volumes. Put Docker's data root on xfs mounted with pquota to bound them.", e.storage)),
+                        };
                         let userns = if e.user_namespaces {
                             (true, format!("Docker {}: containers run in user namespaces; container root is host uid {}, not host root.", e.version, e.root_uid))
                         } else {
@@ -264,15 +268,16 @@ fn EngineBanner() -> impl IntoView {
                             (_, Some(p)) => (false, format!("Egress rules are not in place: {p}")),
                             _ => (false, "Egress rules have not been checked yet.".to_string()),
                         };
-                        (userns, Some(egress))
+                        (userns, Some(egress), Some(layers))
                     }
-                    Ok(None) => ((false, "The Docker engine does not answer.".to_string()), None),
-                    Err(e) => ((false, e.message), None),
+                    Ok(None) => ((false, "The Docker engine does not answer.".to_string()), None, None),
+                    Err(e) => ((false, e.message), None, None),
                 };
                 view! {
                     <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="engine-status">
                         <p class=if userns.0 { "" } else { warn }>{userns.1}</p>
                         {egress.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="egress-status">{line}</p> })}
+                        {layers.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="layer-status">{line}</p> })}
                     </div>
                 }
             })}

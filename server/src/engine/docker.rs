@@ -19,8 +19,8 @@ use bollard::{
     query_parameters::{
         CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
         ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
-        RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StatsOptionsBuilder,
-        StopContainerOptionsBuilder,
+        RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RestartContainerOptionsBuilder,
+        StatsOptionsBuilder, StopContainerOptionsBuilder,
     },
     Docker,
 };
@@ -232,10 +232,7 @@ impl Runtime for DockerRuntime {
             tally.add(info.id.as_deref(), &status, cur, tot);
             progress(tally.progress(&status));
         }
-        let local = match &image.digest {
-            Some(d) => format!("{name}@{d}"),
-            None => format!("{name}:{reference}"),
-        };
+        let local = image.local();
         let inspect = self
             .docker()?
             .inspect_image(&local)
@@ -361,6 +358,9 @@ impl Runtime for DockerRuntime {
             cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(spec.read_only),
+            storage_opt: spec
+                .writable_layer_mb
+                .map(|mb| HashMap::from([("size".to_string(), format!("{mb}M"))])),
             tmpfs: spec.read_only.then(|| {
                 HashMap::from([("/tmp".to_string(), "rw,noexec,nosuid,size=64m".to_string())])
             }),
@@ -588,6 +588,8 @@ impl Runtime for DockerRuntime {
             s.server_version.unwrap_or_default(),
             &s.security_options.unwrap_or_default(),
             s.docker_root_dir.as_deref().unwrap_or_default(),
+            s.driver.as_deref().unwrap_or_default(),
+            &s.driver_status.unwrap_or_default(),
         );
         *self.info.lock().expect("info lock") = Some((std::time::Instant::now(), info.clone()));
         Ok(info)
@@ -662,6 +664,22 @@ impl Runtime for DockerRuntime {
         self.storage.names()
     }
 
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        let opts = RemoveImageOptionsBuilder::new()
+            .force(false)
+            .noprune(false)
+            .build();
+        match self
+            .docker()?
+            .remove_image(reference, Some(opts), None)
+            .await
+            .map_err(map_err)
+        {
+            Ok(_) | Err(RuntimeError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn enforce_egress(&self, policy: &EgressPolicy) -> EgressStatus {
         super::firewall::enforce(policy).await
     }
@@ -669,7 +687,21 @@ impl Runtime for DockerRuntime {
 
 /// Isolation facts from `docker info`: user namespaces show as a security option, and the
 /// root directory of a remapped engine ends in `<uid>.<gid>` of container root.
-fn engine_info(version: String, security: &[String], root_dir: &str) -> EngineInfo {
+fn engine_info(
+    version: String,
+    security: &[String],
+    root_dir: &str,
+    driver: &str,
+    driver_status: &[Vec<String>],
+) -> EngineInfo {
+    let backing_fs = driver_status
+        .iter()
+        .find(|kv| kv.first().map(String::as_str) == Some("Backing Filesystem"))
+        .and_then(|kv| kv.get(1))
+        .cloned()
+        .unwrap_or_default();
+    let layer_limit =
+        matches!(driver, "btrfs" | "zfs") || (driver == "overlay2" && backing_fs == "xfs");
     let userns = security
         .iter()
         .any(|o| o.split(',').any(|kv| kv == "name=userns"));
@@ -685,6 +717,9 @@ fn engine_info(version: String, security: &[String], root_dir: &str) -> EngineIn
         user_namespaces: userns,
         root_uid: uid,
         root_gid: gid,
+        storage_driver: driver.to_owned(),
+        backing_fs,
+        layer_limit,
     }
 }
 
@@ -702,6 +737,8 @@ mod tests {
                 "name=userns".into(),
             ],
             "/var/lib/docker/100000.100000",
+            "overlay2",
+            &[vec!["Backing Filesystem".into(), "extfs".into()]],
         );
         assert!(i.user_namespaces);
         assert_eq!((i.root_uid, i.root_gid), (100000, 100000));
@@ -709,9 +746,18 @@ mod tests {
             "20.10.24".into(),
             &["name=seccomp,profile=default".into()],
             "/var/lib/docker",
+            "overlay2",
+            &[vec!["Backing Filesystem".into(), "xfs".into()]],
         );
         assert!(!plain.user_namespaces);
         assert_eq!((plain.root_uid, plain.root_gid), (0, 0));
+        // Writable layers: bounded on overlay2 over xfs, not over ext4.
+        assert!(plain.layer_limit);
+        assert!(!i.layer_limit);
+        assert_eq!(
+            (i.storage_driver.as_str(), i.backing_fs.as_str()),
+            ("overlay2", "extfs")
+        );
     }
 
     #[test]

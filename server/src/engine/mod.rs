@@ -10,6 +10,7 @@
 
 pub mod docker;
 mod firewall;
+pub mod images;
 pub mod plan;
 mod rollout;
 pub mod routing;
@@ -60,7 +61,8 @@ impl Backoff {
 pub fn spawn(pier: Pier, proxy: Option<Arc<Proxy>>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = vec![
         tokio::spawn(reconcile_forever(pier.clone(), Routing::new(proxy.clone()))),
-        tokio::spawn(sample_forever(pier)),
+        tokio::spawn(sample_forever(pier.clone())),
+        tokio::spawn(images::collect_forever(pier)),
     ];
     if let Some(p) = proxy {
         tasks.push(tokio::spawn(p.supervise()));

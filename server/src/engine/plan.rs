@@ -216,9 +216,64 @@ pub fn routes(apps: &[Served], containers: &[Container]) -> BTreeMap<String, u16
     out
 }
 
+/// The image references Pier pulled that no kept deployment needs (`kept`: their image as
+/// typed and the digest it resolved to), leaving alone any pulled since `grace_from` (a
+/// rollout may be between its pull and its container).
+pub fn images(
+    pulled: &[(String, i64)],
+    kept: &[(String, Option<String>)],
+    grace_from: i64,
+) -> Vec<String> {
+    let mut keep = HashSet::new();
+    for (image, digest) in kept {
+        let Ok(r) = pier_core::validate::image(image) else {
+            continue;
+        };
+        keep.insert(r.local());
+        if let Some(d) = digest {
+            keep.insert(r.pinned(d).local());
+        }
+    }
+    pulled
+        .iter()
+        .filter(|(reference, at)| *at < grace_from && !keep.contains(reference))
+        .map(|(reference, _)| reference.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_no_kept_deployment_needs_are_collected() {
+        let d = "sha256:".to_owned() + &"a".repeat(64);
+        let e = "sha256:".to_owned() + &"b".repeat(64);
+        let pulled = vec![
+            ("r.example/app:1".to_owned(), 10),
+            (format!("r.example/app@{d}"), 10),
+            ("r.example/app:2".to_owned(), 10),
+            (format!("r.example/app@{e}"), 10),
+            ("r.example/other:latest".to_owned(), 10),
+            ("r.example/new:1".to_owned(), 100),
+        ];
+        // Kept: app:2 (resolved to e) and other (as typed, no tag).
+        let kept = vec![
+            ("r.example/app:2".to_owned(), Some(e.clone())),
+            ("r.example/other".to_owned(), None),
+        ];
+        assert_eq!(
+            images(&pulled, &kept, 50),
+            vec!["r.example/app:1".to_owned(), format!("r.example/app@{d}")]
+        );
+        // A rollback pins #1's digest: kept again under that reference.
+        let kept = vec![("r.example/app:1".to_owned(), Some(d.clone()))];
+        let gone = images(&pulled, &kept, 50);
+        assert!(!gone.contains(&format!("r.example/app@{d}")));
+        assert!(!gone.contains(&"r.example/app:1".to_owned()));
+        // Pulled within the grace period: never.
+        assert!(!gone.contains(&"r.example/new:1".to_owned()));
+    }
     use pier_core::runtime::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_TENANT};
 
     #[test]

@@ -86,6 +86,8 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
         }
     };
     let had_auth = auth.is_some();
+    // Recorded before the pull: a pull cut short still leaves layers to collect later.
+    repo::images::record(pier.db(), &image.local(), now()).await?;
     let telemetry_pier = pier.clone();
     let t_pull = t0.elapsed();
     let pulled = tokio::time::timeout(
@@ -138,7 +140,14 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
     };
     labels.insert(LABEL_APP.into(), app.id.to_string());
     labels.insert(LABEL_DEPLOYMENT.into(), id.to_string());
+    // Bounded where the storage driver can; elsewhere the admin page says it is not.
+    let layer_mb = pier.settings().engine.writable_layer_mb;
+    let writable_layer_mb = match rt.info().await {
+        Ok(i) if i.layer_limit && layer_mb > 0 => Some(layer_mb),
+        _ => None,
+    };
     let spec = ContainerSpec {
+        writable_layer_mb,
         name: container_name(&instance, &app, id),
         image: pulled.image_id,
         env: match open_env(pier.key(), app.user_id, &app.name, &dep.env) {
