@@ -26,22 +26,23 @@ EMAIL = "bench@example.com"
 
 
 class Browser:
-    """One cookie, like a browser tab."""
+    """A cookie jar, like a browser tab (the session, and a visitor's CSRF cookie)."""
 
     def __init__(self, port):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.cookie = None
+        self.jar = {}
 
     def request(self, method, path, body=None, headers=None):
         h = dict(headers or {})
-        if self.cookie:
-            h["Cookie"] = self.cookie
+        if self.jar:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
         self.conn.request(method, path, body=body, headers=h)
         r = self.conn.getresponse()
         data = r.read()
         for k, v in r.getheaders():
-            if k.lower() == "set-cookie" and v.startswith("pier_session="):
-                self.cookie = v.split(";", 1)[0]
+            if k.lower() == "set-cookie":
+                name, _, value = v.split(";", 1)[0].partition("=")
+                self.jar[name] = value
         return r.status, data
 
     def sign_in(self):
@@ -96,7 +97,7 @@ def main():
         def work(n):
             b = Browser(port)
             for _ in range(n):
-                b.cookie = None
+                b.jar = {}
                 b.sign_in()
 
         threads = [threading.Thread(target=work, args=(n,)) for n in per_thread]
@@ -118,7 +119,7 @@ def main():
         def load(path, header):
             return wrk_latency(f"http://127.0.0.1:{port}{path}", header, seconds=args.seconds)
 
-        p50, p99, rps, errors = load("/", f"Cookie: {b.cookie}")
+        p50, p99, rps, errors = load("/", "Cookie: " + "; ".join(f"{k}={v}" for k, v in b.jar.items()))
         status, _ = Browser(port).request("GET", "/api/v1/tokens", headers={"Authorization": f"Bearer {token}"})
         assert status == 200, status
         a50, a99, arps, aerrors = load("/api/v1/tokens", f"Authorization: Bearer {token}")

@@ -110,6 +110,8 @@ pub mod ssr {
     pub struct Ctx {
         pub pier: Pier,
         pub session: Session,
+        /// The request's cookie jar (a visitor's CSRF cookie).
+        pub cookies: tower_cookies::Cookies,
         pub client: Client,
         pub origin: String,
     }
@@ -186,6 +188,11 @@ pub mod ssr {
                 .map(str::to_owned)
         };
         let ip = client_ip(&parts.extensions, &parts.headers);
+        let cookies = parts
+            .extensions
+            .get::<tower_cookies::Cookies>()
+            .cloned()
+            .ok_or_else(|| internal("cookie layer missing"))?;
         let info = use_context::<PanelInfo>();
         let origin = info
             .and_then(|i| i.public_origin)
@@ -194,6 +201,7 @@ pub mod ssr {
         Ok(Ctx {
             pier,
             session,
+            cookies,
             client: Client {
                 ip,
                 user_agent: header("user-agent"),
@@ -235,7 +243,7 @@ pub async fn session_state() -> Result<SessionInfo, AppError> {
         max_storage_mb: a.quotas.max_storage_mb,
         email: a.email,
     });
-    let csrf = c.pier.csrf_token(&c.session).await?;
+    let csrf = c.pier.csrf_token(&c.session, &c.cookies).await?;
     Ok(SessionInfo { me, csrf })
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tower_cookies::Cookies;
 use tower_sessions::{Expiry, Session};
 
 use crate::{
@@ -151,8 +152,11 @@ type ProxyStatusSource = Arc<dyn Fn() -> ProxyStatus + Send + Sync>;
 /// How often an active session pushes back its idle expiry (each push is one write).
 const REFRESH_EVERY_SECS: i64 = 300;
 
-/// How long a session that never signed in (it only holds a CSRF token) lasts without use.
-const ANONYMOUS_IDLE_SECS: i64 = 2 * 3600;
+/// How long a visitor's CSRF cookie lasts (a sign-in form left open longer is sent again).
+const ANONYMOUS_IDLE_SECS: i64 = 12 * 3600;
+
+/// The cookie holding a visitor's CSRF token before they sign in.
+pub const CSRF_COOKIE: &str = "pier_csrf";
 
 /// Where a request comes from, for throttling and the session list.
 #[derive(Debug, Clone)]
@@ -413,34 +417,66 @@ impl Pier {
 
     // ----- CSRF -----------------------------------------------------------------------------
 
-    /// The session's CSRF token, created on first use.
-    pub async fn csrf_token(&self, session: &Session) -> Result<String> {
+    /// The CSRF token forms carry. Signed in: the session's (made anew at every sign-in).
+    /// A visitor who has not signed in has no session row at all: their token lives in a
+    /// cookie signed with this Pier's key (`pier_csrf`, `__Host-` over HTTPS), so passers-by
+    /// and crawlers write nothing to the database.
+    pub async fn csrf_token(&self, session: &Session, cookies: &Cookies) -> Result<String> {
         if let Some(t) = session.get::<String>(CSRF_KEY).await.map_err(session_err)? {
             return Ok(t);
         }
-        let t = random_token();
-        session.insert(CSRF_KEY, &t).await.map_err(session_err)?;
-        // A visitor who has not signed in keeps a session only for the token: let it lapse soon,
-        // so passers-by do not fill the sessions table. Signing in gives the full lifetime.
         if session
             .get_value(AUTH_KEY)
             .await
             .map_err(session_err)?
-            .is_none()
+            .is_some()
         {
-            session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(
-                ANONYMOUS_IDLE_SECS,
-            ))));
+            let t = random_token();
+            session.insert(CSRF_KEY, &t).await.map_err(session_err)?;
+            return Ok(t);
         }
+        let key = self.csrf_cookie_key();
+        let jar = cookies.signed(&key);
+        if let Some(t) = jar.get(CSRF_COOKIE).map(|c| c.value().to_owned()) {
+            return Ok(t);
+        }
+        let t = random_token();
+        let mut c = tower_cookies::Cookie::new(CSRF_COOKIE, t.clone());
+        c.set_http_only(true);
+        c.set_same_site(tower_cookies::cookie::SameSite::Strict);
+        c.set_path("/");
+        c.set_max_age(time::Duration::seconds(ANONYMOUS_IDLE_SECS));
+        jar.add(c);
         Ok(t)
     }
 
-    pub async fn check_csrf(&self, session: &Session, presented: Option<&str>) -> Result<()> {
-        let expected = session.get::<String>(CSRF_KEY).await.map_err(session_err)?;
+    /// Whether `presented` is the session's token (signed in) or the visitor's signed cookie
+    /// token (not signed in).
+    pub async fn check_csrf(
+        &self,
+        session: &Session,
+        cookies: &Cookies,
+        presented: Option<&str>,
+    ) -> Result<()> {
+        let expected = match session.get::<String>(CSRF_KEY).await.map_err(session_err)? {
+            Some(t) => Some(t),
+            None => {
+                let key = self.csrf_cookie_key();
+                let found = cookies
+                    .signed(&key)
+                    .get(CSRF_COOKIE)
+                    .map(|c| c.value().to_owned());
+                found
+            }
+        };
         match (expected, presented) {
             (Some(e), Some(p)) if bool::from(e.as_bytes().ct_eq(p.as_bytes())) => Ok(()),
             _ => Err(Error::Csrf),
         }
+    }
+
+    fn csrf_cookie_key(&self) -> tower_cookies::Key {
+        tower_cookies::Key::from(&self.key().derive("csrf cookie"))
     }
 
     // ----- signing in and out ---------------------------------------------------------------

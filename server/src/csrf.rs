@@ -33,6 +33,10 @@ pub async fn protect(
         return reject(req.headers());
     }
 
+    let Some(cookies) = req.extensions().get::<tower_cookies::Cookies>().cloned() else {
+        tracing::error!("the cookie layer is missing: refusing a state change");
+        return reject(req.headers());
+    };
     let (parts, body) = req.into_parts();
     let mut token = parts
         .headers
@@ -56,7 +60,11 @@ pub async fn protect(
         body
     };
 
-    if let Err(e) = state.pier.check_csrf(&session, token.as_deref()).await {
+    if let Err(e) = state
+        .pier
+        .check_csrf(&session, &cookies, token.as_deref())
+        .await
+    {
         tracing::warn!(path = %parts.uri.path(), error = %e, "refused a request without a valid CSRF token");
         return reject(&parts.headers);
     }

@@ -235,7 +235,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Over HTTPS through Pier's own HAProxy, the session cookie is `__Host-pier_session`: browsers
+/// Over HTTPS through Pier's own HAProxy, the session cookie is `__Host-pier_session` (and a
+/// visitor's CSRF cookie `__Host-pier_csrf`): browsers
 /// only keep a `__Host-` cookie that is `Secure`, has `Path=/` and no `Domain`, so an app on a
 /// sibling host of the same registrable domain can neither set nor shadow it ("cookie
 /// tossing"). The session layer knows one name, so it is renamed on the way in and out here; a
@@ -251,9 +252,9 @@ async fn host_cookie_over_https(mut req: Request, next: Next) -> Response {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .map(str::trim)
-            .filter(|p| !p.is_empty() && cookie_name(p) != SESSION_COOKIE)
+            .filter(|p| !p.is_empty() && !HOST_COOKIES.contains(&cookie_name(p)))
             .map(|p| match p.strip_prefix("__Host-") {
-                Some(rest) if cookie_name(rest) == SESSION_COOKIE => rest.to_owned(),
+                Some(rest) if HOST_COOKIES.contains(&cookie_name(rest)) => rest.to_owned(),
                 _ => p.to_owned(),
             })
             .collect();
@@ -275,7 +276,7 @@ async fn host_cookie_over_https(mut req: Request, next: Next) -> Response {
         res.headers_mut().remove(header::SET_COOKIE);
         for c in cookies {
             let c = match c.to_str() {
-                Ok(s) if cookie_name(s) == SESSION_COOKIE => {
+                Ok(s) if HOST_COOKIES.contains(&cookie_name(s)) => {
                     HeaderValue::from_str(&host_cookie(s)).unwrap_or(c)
                 }
                 _ => c,
@@ -285,6 +286,9 @@ async fn host_cookie_over_https(mut req: Request, next: Next) -> Response {
     }
     res
 }
+
+/// The cookies that are `__Host-` cookies over HTTPS: the session, and a visitor's CSRF token.
+const HOST_COOKIES: [&str; 2] = [SESSION_COOKIE, pier_core::service::CSRF_COOKIE];
 
 /// The name of `name=value[; attributes]`.
 fn cookie_name(pair: &str) -> &str {

@@ -297,6 +297,7 @@ async fn one_tenants_domain_is_invisible_to_another(db: SqlitePool) {
     for (method, path) in [
         ("GET", "/domains/ann.example.com/dns"),
         ("POST", "/domains/ann.example.com/certificate/retry"),
+        ("POST", "/domains/ann.example.com/verify"),
     ] {
         let r = app.api(method, path, Some(&b), None).await;
         assert_eq!(
@@ -318,6 +319,8 @@ async fn one_tenants_domain_is_invisible_to_another(db: SqlitePool) {
             vec![("domain", "ann.example.com"), ("app", "site")],
         ),
         ("remove_domain", vec![("domain", "ann.example.com")]),
+        ("verify_domain", vec![("domain", "ann.example.com")]),
+        ("retry_certificate", vec![("domain", "ann.example.com")]),
     ] {
         let r = bob.call(f, &fields).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{f}: {}", r.body);

@@ -12,26 +12,29 @@ async fn sign_in_rotates_the_session_and_sign_out_ends_it(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut b = app.browser();
     assert_eq!(b.me().await, None);
-    let anonymous_cookie = b.cookie.clone().expect("a session for the CSRF token");
+    // A visitor has no session: the CSRF token for the sign-in form is in a signed cookie.
     let anonymous_csrf = b.csrf().await;
+    assert_eq!(b.cookie, None);
+    assert!(b.csrf_cookie.is_some());
 
     b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
     assert_eq!(b.me().await.as_deref(), Some(ADMIN_EMAIL));
-    assert_ne!(
-        b.cookie.as_deref(),
-        Some(anonymous_cookie.as_str()),
-        "session id must change at sign-in"
-    );
+    let signed_in = b.cookie.clone().expect("a session from sign-in");
     assert_ne!(
         b.csrf().await,
         anonymous_csrf,
         "CSRF token must change at sign-in"
     );
 
-    // The old (pre-sign-in) cookie is worth nothing.
-    let mut fixated = app.browser();
-    fixated.cookie = Some(anonymous_cookie);
-    assert_eq!(fixated.me().await, None);
+    // A session id an attacker planted before sign-in is worth nothing: sign-in issues its own.
+    let mut planted = app.browser();
+    planted.cookie = Some("pier_session=planted-by-someone".into());
+    planted.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    assert_ne!(
+        planted.cookie.as_deref(),
+        Some("pier_session=planted-by-someone")
+    );
+    assert_ne!(planted.cookie, Some(signed_in));
 
     let r = b.call("logout", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -41,16 +44,38 @@ async fn sign_in_rotates_the_session_and_sign_out_ends_it(db: SqlitePool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn session_cookie_is_httponly_lax_and_secure_only_over_https(db: SqlitePool) {
     let app = TestApp::new(db).await;
+    let set_cookies = |r: &common::Reply| -> Vec<String> {
+        r.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    // A visitor: only the CSRF cookie, HttpOnly and SameSite=Strict.
     let mut b = app.browser();
     let r = b.read("session").await;
-    let cookie = r
-        .headers
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(cookie.starts_with("pier_session="), "{cookie}");
+    let set = set_cookies(&r);
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(set[0].starts_with("pier_csrf="), "{set:?}");
+    assert!(set[0].contains("HttpOnly") && set[0].contains("SameSite=Strict"));
+    assert!(!set[0].contains("Secure"), "{set:?}");
+    // Signing in sets the session cookie.
+    let token = b.csrf().await;
+    let r = b
+        .post_form(
+            "login",
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", ADMIN_PASSWORD),
+                ("csrf_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let cookie = set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("pier_session="))
+        .expect("a session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(!cookie.contains("Secure"), "{cookie}");
@@ -310,20 +335,23 @@ async fn active_sessions_push_back_their_idle_expiry(db: SqlitePool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn visitors_sessions_are_short_until_they_sign_in(db: SqlitePool) {
+async fn visitors_have_no_session_until_they_sign_in(db: SqlitePool) {
     let app = TestApp::new(db.clone()).await;
     let mut b = app.browser();
     b.csrf().await;
-    let left = || async {
-        sqlx::query_scalar::<_, i64>("SELECT MAX(expires_at) - strftime('%s','now') FROM sessions")
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
             .fetch_one(&db)
             .await
             .unwrap()
     };
-    let anonymous = left().await;
-    assert!((7000..=7200).contains(&anonymous), "{anonymous}");
+    assert_eq!(rows().await, 0);
     b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
-    let signed_in = left().await;
+    let signed_in: i64 =
+        sqlx::query_scalar("SELECT MAX(expires_at) - strftime('%s','now') FROM sessions")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert!(signed_in > 6 * 24 * 3600, "{signed_in}");
 }
 
@@ -420,15 +448,33 @@ async fn over_https_the_session_cookie_is_a_host_cookie(db: SqlitePool) {
         .map(|v| v.to_str().unwrap())
         .collect();
     assert_eq!(set.len(), 1, "{set:?}");
+    // A visitor's CSRF cookie is a host cookie too.
     let cookie = set[0];
-    assert!(cookie.starts_with("__Host-pier_session="), "{cookie}");
+    assert!(cookie.starts_with("__Host-pier_csrf="), "{cookie}");
     assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(cookie.contains("; Path=/"), "{cookie}");
     assert!(!cookie.to_ascii_lowercase().contains("domain"), "{cookie}");
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    // The same token under the plain name, as a sibling host could set it: ignored.
+    let plain = b.csrf_cookie.clone().unwrap();
+    let mut tossed_csrf = app.browser();
+    tossed_csrf.headers = vec![("x-forwarded-proto", "https".into())];
+    tossed_csrf.csrf_cookie = Some(plain.trim_start_matches("__Host-").to_owned());
+    let token = b.csrf().await;
+    let r = tossed_csrf
+        .post_form(
+            "login",
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", ADMIN_PASSWORD),
+                ("csrf_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 
     // The renamed cookie carries the session both ways: sign in, stay signed in, sign out.
     b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
@@ -437,6 +483,11 @@ async fn over_https_the_session_cookie_is_a_host_cookie(db: SqlitePool) {
         host_cookie.starts_with("__Host-pier_session="),
         "{host_cookie}"
     );
+    let session_set = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap();
+    assert_eq!(session_set, 1);
     assert_eq!(b.me().await.as_deref(), Some(ADMIN_EMAIL));
 
     // The same session under the plain name, as a sibling host could set it: ignored over
@@ -456,10 +507,72 @@ async fn over_https_the_session_cookie_is_a_host_cookie(db: SqlitePool) {
     direct.headers = vec![("x-forwarded-proto", "https".into())];
     let r = direct.read("session").await;
     let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
-    assert!(cookie.starts_with("pier_session="), "{cookie}");
+    assert!(cookie.starts_with("pier_csrf="), "{cookie}");
     assert!(!cookie.contains("Secure"), "{cookie}");
 
     let r = b.call("logout", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(b.me().await, None);
+}
+
+/// Visitors who never sign in write nothing to the database, however many pages they open;
+/// their sign-in form still works (its CSRF token is in a cookie signed with Pier's key), and a
+/// forged or missing cookie token is refused.
+#[sqlx::test(migrations = "../migrations")]
+async fn anonymous_visitors_create_no_session_rows(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let sessions = || {
+        let db = app.pier.db().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..5 {
+        // A crawler: no cookies kept between views.
+        let mut b = app.browser();
+        for page in ["/", "/login", "/apps"] {
+            b.get(page).await;
+        }
+        b.session().await;
+    }
+    assert_eq!(sessions().await, 0);
+
+    // A forged cookie token (not signed by this Pier) does not pass.
+    let mut forger = app.browser();
+    forger.csrf_cookie = Some("pier_csrf=abc".into());
+    let r = forger
+        .post_form(
+            "login",
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", ADMIN_PASSWORD),
+                ("csrf_token", "abc"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    // Another visitor's signed token does not pass with this visitor's cookie.
+    let mut one = app.browser();
+    let token_one = one.csrf().await;
+    let mut two = app.browser();
+    let _ = two.csrf().await;
+    let r = two
+        .post_form(
+            "login",
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", ADMIN_PASSWORD),
+                ("csrf_token", &token_one),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(sessions().await, 0);
+
+    // The real form signs in: one row now.
+    one.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(sessions().await, 1);
 }

@@ -281,6 +281,7 @@ impl TestApp {
         Browser {
             router: self.router.clone(),
             cookie: None,
+            csrf_cookie: None,
             forwarded_for: None,
             headers: Vec::new(),
         }
@@ -428,7 +429,10 @@ impl Reply {
 
 pub struct Browser {
     router: Router,
+    /// The session cookie (`name=value`), when the panel set one.
     pub cookie: Option<String>,
+    /// A visitor's CSRF cookie (`name=value`), when the panel set one.
+    pub csrf_cookie: Option<String>,
     pub forwarded_for: Option<String>,
     /// Header lines added to every request (appended: a name may repeat).
     pub headers: Vec<(&'static str, String)>,
@@ -437,8 +441,14 @@ pub struct Browser {
 impl Browser {
     pub async fn send(&mut self, req: Request<Body>) -> Reply {
         let mut req = req;
-        if let Some(c) = &self.cookie {
-            req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
+        let jar: Vec<&str> = [&self.cookie, &self.csrf_cookie]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if !jar.is_empty() {
+            req.headers_mut()
+                .insert(header::COOKIE, jar.join("; ").parse().unwrap());
         }
         if let Some(ip) = &self.forwarded_for {
             req.headers_mut()
@@ -451,10 +461,15 @@ impl Browser {
         for sc in res.headers().get_all(header::SET_COOKIE) {
             let sc = sc.to_str().unwrap();
             let pair = sc.split(';').next().unwrap();
-            if sc.contains("Max-Age=0") {
-                self.cookie = None;
+            let slot = if pair.contains("pier_csrf=") {
+                &mut self.csrf_cookie
             } else {
-                self.cookie = Some(pair.to_owned());
+                &mut self.cookie
+            };
+            if sc.contains("Max-Age=0") {
+                *slot = None;
+            } else {
+                *slot = Some(pair.to_owned());
             }
         }
         let status = res.status();
