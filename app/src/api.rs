@@ -541,7 +541,9 @@ pub async fn reset_password(
         .reset_password(&actor, id, revoke_tokens.is_some())
         .await?;
     let tokens = match revoke_tokens {
-        Some(_) => format!(" {revoked} API token(s) of theirs were revoked."),
+        Some(_) => format!(
+            " Locked out until then: their sessions ended, {revoked} API token(s) of theirs were revoked and the old password no longer works."
+        ),
         None => String::new(),
     };
     Ok(Done {

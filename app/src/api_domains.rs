@@ -176,10 +176,10 @@ pub struct CertsAdmin {
     /// (registered domain, issued this week, failed validations this week)
     pub week: Vec<(String, i64, i64)>,
     pub weekly_budget: i64,
-    /// Orders in the budget window (hours): all, and per tenant (email; None: the panel).
+    /// Orders in the budget window (hours): all, and per tenant.
     pub window_hours: i64,
     pub window_orders: i64,
-    pub window_by_tenant: Vec<(Option<String>, i64)>,
+    pub window_by_tenant: Vec<(String, i64)>,
     pub orders_per_window: i64,
     pub renewal_reserve: i64,
     pub tenant_orders_per_window: i64,

@@ -197,10 +197,10 @@ pub struct CertsOverview {
     /// (registered domain, certificates issued this week, failed validations this week)
     pub week: Vec<(String, i64, i64)>,
     pub weekly_budget: i64,
-    /// Orders in the last [`BUDGET_WINDOW_SECS`]: all of them, and per tenant (email, or None
-    /// for the panel's own certificate), most first.
+    /// Orders in the last [`BUDGET_WINDOW_SECS`]: all of them, and per tenant (email, "the
+    /// panel" or "a deleted account"), most first.
     pub window_orders: i64,
-    pub window_by_tenant: Vec<(Option<String>, i64)>,
+    pub window_by_tenant: Vec<(String, i64)>,
     pub orders_per_window: i64,
     pub renewal_reserve: i64,
     pub tenant_orders_per_window: i64,

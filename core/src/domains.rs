@@ -225,31 +225,58 @@ impl Pier {
         let name = self.check_domain(domain)?;
         let app_id = self.app_to_attach(actor, app).await?;
         let max = self.settings().routing.max_domains_per_user;
-        if repo::domains::owner(self.db(), &name).await?.is_none() && app_id.is_some() {
-            // Attached at once only when proven (the name is nobody's yet: no lookup for a
-            // name that is taken, which would tell whether its owner proved it).
-            self.require_proof(actor, &name, false, "domain").await?;
-        }
-        // Proven now (it was attached), or when proofs are off; otherwise later, by Verify.
-        let verified_at =
-            (app_id.is_some() || !self.settings().routing.require_domain_proof).then(now);
         if repo::domains::count_for_user(self.db(), actor.user_id).await? >= max {
             return Err(Error::Quota(format!(
                 "You have registered {max} domains, the most one person may; delete one first."
             )));
         }
+        let proofs = self.settings().routing.require_domain_proof;
+        let taken = || {
+            Error::Conflict(format!(
+                "{name} is already registered on this Pier by someone else."
+            ))
+        };
+        let mut proven = false;
+        match repo::domains::claim(self.db(), &name).await? {
+            Some((owner, _)) if owner == actor.user_id => {
+                return Err(Error::Conflict(format!(
+                    "You have already registered {name}."
+                )))
+            }
+            // Someone registered it without proving it: whoever proves it takes it, so a name
+            // cannot be held hostage by typing it first.
+            Some((_, false)) if proofs => {
+                if let Err(e) = self.require_proof(actor, &name, false, "domain").await {
+                    return Err(match e {
+                        Error::Invalid(_) => {
+                            let p = self.domain_proof(actor, &name).await?;
+                            Error::Conflict(format!(
+                                "{name} is registered by someone else who has not proven it theirs: publish the TXT record {} with the value {} and add it again to take it.",
+                                p.record, p.value
+                            ))
+                        }
+                        other => other,
+                    });
+                }
+                repo::domains::drop_unproven(self.db(), &name, actor.user_id).await?;
+                tracing::info!(domain = %name, tenant = actor.user_id, "an unproven claim gave way to a proof");
+                proven = true;
+            }
+            Some(_) => return Err(taken()),
+            None => {}
+        }
+        if app_id.is_some() && !proven {
+            // Attached at once only when proven now.
+            self.require_proof(actor, &name, false, "domain").await?;
+            proven = proofs;
+        }
+        // Proven now, or proofs are off; otherwise later, by Verify or a first attachment.
+        let verified_at = (proven || !proofs).then(now);
         match repo::domains::insert(self.db(), actor.user_id, &name, app_id, verified_at, now())
             .await
         {
             Ok(_) => {}
-            Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
-                let mine = repo::domains::owner(self.db(), &name).await? == Some(actor.user_id);
-                return Err(Error::Conflict(if mine {
-                    format!("You have already registered {name}.")
-                } else {
-                    format!("{name} is already registered on this Pier by someone else.")
-                }));
-            }
+            Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => return Err(taken()),
             Err(e) => return Err(e),
         }
         tracing::info!(domain = %name, tenant = actor.user_id, "domain registered");

@@ -228,6 +228,14 @@ pub mod users {
         Ok(())
     }
 
+    /// The password stops working (an invite link sets a new one).
+    pub async fn clear_password(db: impl SqliteExecutor<'_>, id: i64) -> Result<()> {
+        sqlx::query!("UPDATE users SET password_hash = NULL WHERE id = ?", id)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_quotas(db: impl SqliteExecutor<'_>, id: i64, q: Quotas) -> Result<bool> {
         let done = sqlx::query!(
             "UPDATE users SET max_apps = ?, max_memory_mb = ?, max_cpus_milli = ?, max_storage_mb = ?
@@ -256,6 +264,13 @@ pub mod users {
         user_id: i64,
         fresh: &str,
     ) -> Result<String> {
+        let have = sqlx::query_scalar!("SELECT domain_token FROM users WHERE id = ?", user_id)
+            .fetch_optional(db)
+            .await?
+            .flatten();
+        if let Some(t) = have {
+            return Ok(t);
+        }
         sqlx::query!(
             "UPDATE users SET domain_token = ? WHERE id = ? AND domain_token IS NULL",
             fresh,
@@ -1626,6 +1641,33 @@ pub mod domains {
         )
     }
 
+    /// Whose the name is and whether they proved it theirs.
+    pub async fn claim(db: impl SqliteExecutor<'_>, name: &str) -> Result<Option<(i64, bool)>> {
+        let r = sqlx::query!(
+            r#"SELECT user_id, verified_at IS NOT NULL AS "verified!: bool" FROM domains WHERE name = ?"#,
+            name
+        )
+        .fetch_optional(db)
+        .await?;
+        Ok(r.map(|r| (r.user_id, r.verified)))
+    }
+
+    /// Removes another tenant's unproven claim on `name` (someone who proved it takes it).
+    pub async fn drop_unproven(
+        db: impl SqliteExecutor<'_>,
+        name: &str,
+        except_user: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query!(
+            "DELETE FROM domains WHERE name = ? AND user_id != ? AND verified_at IS NULL",
+            name,
+            except_user
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn by_name(
         db: impl SqliteExecutor<'_>,
         user_id: i64,
@@ -1777,7 +1819,8 @@ pub mod certs {
         pub name: String,
         /// The tenant whose domain it is; None for the panel's own.
         pub user_id: Option<i64>,
-        /// A certificate serves and this orders its successor.
+        /// A certificate serves and this orders its successor on schedule (a renewal that
+        /// already failed counts as a new order: retrying it gets no priority).
         pub renewal: bool,
     }
 
@@ -1829,7 +1872,7 @@ pub mod certs {
     pub async fn due(db: impl SqliteExecutor<'_>, now: i64) -> Result<Vec<Due>> {
         let rows = sqlx::query!(
             r#"SELECT c.id AS "id!: i64", c.name AS "name!", d.user_id AS "user_id?: i64",
-                      c.chain_pem IS NOT NULL AS "renewal!: bool"
+                      (c.chain_pem IS NOT NULL AND c.failures = 0) AS "renewal!: bool"
                FROM certificates c LEFT JOIN domains d ON d.id = c.domain_id
                WHERE (c.domain_id IS NULL
                       OR (d.app_id IS NOT NULL AND d.verified_at IS NOT NULL))
@@ -1852,11 +1895,15 @@ pub mod certs {
             .collect())
     }
 
-    /// The earliest time any certificate needs attention (a retry or a renewal).
+    /// The earliest time a certificate [`due`] would list needs attention (a retry or a
+    /// renewal).
     pub async fn next_due(db: impl SqliteExecutor<'_>) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar!(
-            r#"SELECT MIN(CASE WHEN status = 'valid' THEN renew_at ELSE next_attempt_at END) AS "t: i64"
-               FROM certificates"#
+            r#"SELECT MIN(CASE WHEN c.status = 'valid' THEN c.renew_at ELSE c.next_attempt_at END)
+                      AS "t: i64"
+               FROM certificates c LEFT JOIN domains d ON d.id = c.domain_id
+               WHERE c.domain_id IS NULL
+                  OR (d.app_id IS NOT NULL AND d.verified_at IS NOT NULL)"#
         )
         .fetch_one(db)
         .await?)
@@ -2071,21 +2118,23 @@ pub mod certs {
         pub tenant_oldest: Option<i64>,
     }
 
-    /// Orders per tenant since `since` (tenant's email or None for the panel, orders), most
-    /// first: the admin's budget view.
+    /// Orders per tenant since `since` (who: the tenant's email, "the panel", or "a deleted
+    /// account"; orders), most first: the admin's budget view.
     pub async fn orders_by_tenant(
         db: impl SqliteExecutor<'_>,
         since: i64,
-    ) -> Result<Vec<(Option<String>, i64)>> {
+    ) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query!(
-            r#"SELECT u.email AS "email?", COUNT(*) AS "n!: i64"
+            r#"SELECT CASE WHEN o.user_id IS NULL THEN 'the panel'
+                           ELSE COALESCE(u.email, 'a deleted account') END AS "who!: String",
+                      COUNT(*) AS "n!: i64"
                FROM acme_orders o LEFT JOIN users u ON u.id = o.user_id
                WHERE o.started_at >= ? GROUP BY o.user_id ORDER BY 2 DESC, 1"#,
             since
         )
         .fetch_all(db)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.email, r.n)).collect())
+        Ok(rows.into_iter().map(|r| (r.who, r.n)).collect())
     }
 
     /// (count, oldest start) of a name's failed validations since `since`.
@@ -2223,12 +2272,29 @@ pub mod images {
             .collect())
     }
 
-    /// The engine no longer has it; unless it was pulled again since `before`.
-    pub async fn forget(db: impl SqliteExecutor<'_>, reference: &str, before: i64) -> Result<()> {
-        sqlx::query!(
+    /// Takes a reference off the list unless it was pulled since `before`: true when it was
+    /// taken (the caller removes it from the engine, or puts it back with [`restore`]).
+    pub async fn claim(db: impl SqliteExecutor<'_>, reference: &str, before: i64) -> Result<bool> {
+        let done = sqlx::query!(
             "DELETE FROM images WHERE reference = ? AND pulled_at < ?",
             reference,
             before
+        )
+        .execute(db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts a claimed reference back (the engine kept it), unless it was pulled again meanwhile.
+    pub async fn restore(
+        db: impl SqliteExecutor<'_>,
+        reference: &str,
+        pulled_at: i64,
+    ) -> Result<()> {
+        sqlx::query!(
+            "INSERT INTO images (reference, pulled_at) VALUES (?, ?) ON CONFLICT (reference) DO NOTHING",
+            reference,
+            pulled_at
         )
         .execute(db)
         .await?;

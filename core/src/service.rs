@@ -900,9 +900,10 @@ impl Pier {
         self.target(id).await
     }
 
-    /// Issues a new invite link with which the user chooses a new password; with
-    /// `revoke_tokens` (an account that may be in the wrong hands) every API token of the user
-    /// stops working at once. Returns the user, the invite token and how many tokens went.
+    /// Issues a new invite link with which the user chooses a new password. With
+    /// `revoke_tokens` (an account that may be in the wrong hands) the account is locked out at
+    /// once: every API token and session ends and the old password stops working, until the
+    /// link is used. Returns the user, the invite token and how many tokens went.
     pub async fn reset_password(
         &self,
         actor: &Actor,
@@ -914,13 +915,18 @@ impl Pier {
         let mut tx = self.db().begin().await?;
         let token = self.new_invite(&mut tx, id).await?;
         let revoked = match revoke_tokens {
-            true => repo::tokens::delete_all_for_user(&mut *tx, id).await?,
+            true => {
+                repo::sessions::delete_for_user(&mut *tx, id).await?;
+                repo::users::clear_password(&mut *tx, id).await?;
+                repo::tokens::delete_all_for_user(&mut *tx, id).await?
+            }
             false => 0,
         };
         tx.commit().await?;
         tracing::info!(
             user_id = id,
             by = actor.user_id,
+            locked_out = revoke_tokens,
             tokens_revoked = revoked,
             "password reset link issued"
         );

@@ -137,8 +137,13 @@ impl Issuer {
             .collect();
         for name in self.proxy.installed_certificates()? {
             if !keep.contains(&name) {
-                self.proxy.remove_certificate(&name).await?;
-                tracing::info!(domain = %name, "certificate removed");
+                // One that cannot be removed does not keep the others served.
+                match self.proxy.remove_certificate(&name).await {
+                    Ok(()) => tracing::info!(domain = %name, "certificate removed"),
+                    Err(e) => {
+                        tracing::warn!(domain = %name, error = format!("{e:#}"), "removing a certificate failed")
+                    }
+                }
             }
         }
         Ok(())

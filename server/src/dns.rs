@@ -18,7 +18,7 @@ pub struct DnsResolver {
 
 impl DnsResolver {
     pub fn new(server: Option<SocketAddr>) -> anyhow::Result<DnsResolver> {
-        let r = match server {
+        let mut builder = match server {
             Some(s) => Resolver::builder_with_config(
                 ResolverConfig::from_parts(
                     None,
@@ -26,10 +26,14 @@ impl DnsResolver {
                     NameServerConfigGroup::from_ips_clear(&[s.ip()], s.port(), true),
                 ),
                 TokioConnectionProvider::default(),
-            )
-            .build(),
-            None => Resolver::builder_tokio()?.build(),
+            ),
+            None => Resolver::builder_tokio()?,
         };
+        // Every lookup is a person asking "now" (Check DNS, Verify, before an order): a cached
+        // "no such record" from a minute ago would hide the record they just added.
+        builder.options_mut().cache_size = 0;
+        builder.options_mut().negative_max_ttl = Some(std::time::Duration::ZERO);
+        let r = builder.build();
         Ok(DnsResolver {
             resolver: r,
             chosen: server.is_some(),

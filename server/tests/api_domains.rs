@@ -711,6 +711,70 @@ async fn a_domain_serves_only_after_its_owner_proves_it(db: SqlitePool) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.json()["verified"], true);
     common::mock_dns_txt(&management, "_pier-challenge.direct.pier.test", None);
+
+    // A name typed first by someone who never proves it is not held hostage: the one who
+    // proves it takes it (and a name someone proved cannot be taken).
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&bob),
+            Some(json!({"domain": "hostage.pier.test"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let take = |t: String| {
+        let app = &app;
+        async move {
+            app.api(
+                "POST",
+                "/domains",
+                Some(&t),
+                Some(json!({"domain": "hostage.pier.test", "app": "site"})),
+            )
+            .await
+        }
+    };
+    let r = take(ann.clone()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(
+        r.body.contains("_pier-challenge.hostage.pier.test") && r.body.contains(&ann_token),
+        "{}",
+        r.body
+    );
+    common::mock_dns_txt(
+        &management,
+        "_pier-challenge.hostage.pier.test",
+        Some(&ann_token),
+    );
+    let r = take(ann.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["verified"], true);
+    let r = app
+        .api("GET", "/domains/hostage.pier.test", Some(&bob), None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "Bob's unproven claim gave way"
+    );
+    // Bob cannot take it back, even with his own record there.
+    common::mock_dns_txt(
+        &management,
+        "_pier-challenge.hostage.pier.test",
+        Some(&bob_token),
+    );
+    let r = app
+        .api(
+            "POST",
+            "/domains",
+            Some(&bob),
+            Some(json!({"domain": "hostage.pier.test", "app": "blog"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("someone else"), "{}", r.body);
+    common::mock_dns_txt(&management, "_pier-challenge.hostage.pier.test", None);
     assert_eq!(
         pier_core::domains::proof_record("*.example.com"),
         "_pier-challenge.example.com"

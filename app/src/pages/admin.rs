@@ -206,8 +206,8 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
                     <ActionForm action=acts.reset attr:class="flex items-center gap-1">
                         <CsrfField/>
                         <IdField id=uid/>
-                        <label class="flex items-center gap-1 text-xs" title="Revoke the user's API tokens too">
-                            <input type="checkbox" name="revoke_tokens" value="on"/>"+ tokens"
+                        <label class="flex items-center gap-1 text-xs" title="Lock out now: end their sessions, revoke their API tokens, and the old password stops working until the link is used">
+                            <input type="checkbox" name="revoke_tokens" value="on"/>"lock out"
                         </label>
                         <button type="submit" class=BUTTON_SMALL>"Reset password"</button>
                     </ActionForm>

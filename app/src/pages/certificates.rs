@@ -48,7 +48,7 @@ fn CertificatesAdmin() -> impl IntoView {
                         </div>
                         <ul class="mt-2 text-sm">
                             {d.window_by_tenant.iter().map(|(who, n)| view! {
-                                <li>{format!("{}: {n}", who.clone().unwrap_or_else(|| "the panel".into()))}</li>
+                                <li>{format!("{who}: {n}")}</li>
                             }).collect_view()}
                         </ul>
                     </section>

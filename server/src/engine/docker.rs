@@ -51,6 +51,9 @@ pub struct DockerRuntime {
     /// Kept for a minute: it changes only when dockerd restarts with other settings, and new
     /// volumes must then be made for the new owner of container root.
     info: std::sync::Mutex<Option<(std::time::Instant, EngineInfo)>>,
+    /// The engine refused `--storage-opt size` although its driver should take it (xfs without
+    /// `pquota`, btrfs without quotas): writable layers stay unbounded from then on.
+    layer_refused: std::sync::atomic::AtomicBool,
 }
 
 impl DockerRuntime {
@@ -62,6 +65,7 @@ impl DockerRuntime {
         DockerRuntime {
             client: std::sync::Mutex::new(None),
             networks: tokio::sync::Mutex::new(()),
+            layer_refused: std::sync::atomic::AtomicBool::new(false),
             storage,
             info: std::sync::Mutex::new(None),
         }
@@ -423,9 +427,29 @@ impl Runtime for DockerRuntime {
             .build();
         let created = self
             .docker()?
-            .create_container(Some(opts), body)
+            .create_container(Some(opts.clone()), body.clone())
             .await
-            .map_err(map_err)?;
+            .map_err(map_err);
+        let created = match created {
+            // Only the size was refused (no quota support under the driver after all): note it
+            // (the admin page then says layers are unbounded) and create without it.
+            Err(RuntimeError::Failed(why))
+                if spec.writable_layer_mb.is_some() && refuses_layer_size(&why) =>
+            {
+                tracing::warn!(error = %why, "the engine cannot bound writable layers; containers are created without the bound");
+                self.layer_refused
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let mut body = body;
+                if let Some(h) = body.host_config.as_mut() {
+                    h.storage_opt = None;
+                }
+                self.docker()?
+                    .create_container(Some(opts), body)
+                    .await
+                    .map_err(map_err)?
+            }
+            other => other?,
+        };
         Ok(created.id)
     }
 
@@ -591,6 +615,10 @@ impl Runtime for DockerRuntime {
             s.driver.as_deref().unwrap_or_default(),
             &s.driver_status.unwrap_or_default(),
         );
+        let mut info = info;
+        info.layer_limit &= !self
+            .layer_refused
+            .load(std::sync::atomic::Ordering::Relaxed);
         *self.info.lock().expect("info lock") = Some((std::time::Instant::now(), info.clone()));
         Ok(info)
     }
@@ -687,6 +715,13 @@ impl Runtime for DockerRuntime {
 
 /// Isolation facts from `docker info`: user namespaces show as a security option, and the
 /// root directory of a remapped engine ends in `<uid>.<gid>` of container root.
+/// Docker's answer when `--storage-opt size` cannot be honoured ("--storage-opt is supported
+/// only for overlay over xfs with 'pquota' mount option", "quota ... not enabled", …).
+fn refuses_layer_size(why: &str) -> bool {
+    let w = why.to_ascii_lowercase();
+    w.contains("storage-opt") || w.contains("storage opt") || w.contains("quota")
+}
+
 fn engine_info(
     version: String,
     security: &[String],
@@ -758,6 +793,15 @@ mod tests {
             (i.storage_driver.as_str(), i.backing_fs.as_str()),
             ("overlay2", "extfs")
         );
+    }
+
+    #[test]
+    fn a_refused_layer_size_is_recognised() {
+        assert!(refuses_layer_size(
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
+        ));
+        assert!(refuses_layer_size("Filesystem does not support quota"));
+        assert!(!refuses_layer_size("No such image: x"));
     }
 
     #[test]

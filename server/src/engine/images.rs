@@ -37,17 +37,26 @@ pub async fn collect(pier: &Pier) -> anyhow::Result<usize> {
     let grace_from = started - grace_secs(pier);
     let mut removed = 0;
     for reference in super::plan::images(&pulled, &kept, grace_from) {
+        // Claimed first: a rollout that pulls it again now records it anew, and the claim fails.
+        if !repo::images::claim(pier.db(), &reference, grace_from).await? {
+            continue;
+        }
         match pier.runtime().remove_image(&reference).await {
             Ok(()) => {
-                repo::images::forget(pier.db(), &reference, grace_from).await?;
                 tracing::debug!(%reference, "image removed");
                 removed += 1;
             }
-            // A container (perhaps the operator's) uses it: next time.
-            Err(RuntimeError::Conflict(why)) => {
-                tracing::debug!(%reference, why, "image still in use")
+            Err(e) => {
+                match e {
+                    // A container (perhaps the operator's) uses it: next time.
+                    RuntimeError::Conflict(why) => {
+                        tracing::debug!(%reference, why, "image still in use")
+                    }
+                    e => tracing::warn!(%reference, error = %e, "removing an image failed"),
+                }
+                repo::images::restore(pier.db(), &reference, started - grace_secs(pier) - 1)
+                    .await?;
             }
-            Err(e) => tracing::warn!(%reference, error = %e, "removing an image failed"),
         }
     }
     Ok(removed)

@@ -116,8 +116,10 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
         Err(e) if e.is_transient() => return Err(e.into()),
         Err(e) => return fail(pull_failure(&image.whole(), had_auth, &e)).await,
     };
-    if dep.digest.is_none() {
-        if let Some(d) = &pulled.digest {
+    if let Some(d) = &pulled.digest {
+        // The digest reference too: when the tag moves on, the old image is only known by it.
+        repo::images::record(pier.db(), &image.pinned(d).local(), now()).await?;
+        if dep.digest.is_none() {
             repo::deployments::set_digest(pier.db(), id, d).await?;
         }
     }
