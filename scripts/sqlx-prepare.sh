@@ -9,7 +9,7 @@ trap 'rm -rf "$scratch"' EXIT
 db=$scratch/prepare.db
 for m in migrations/*.sql; do sqlite3 "$db" < "$m"; done
 mkdir "$scratch/sqlx"
-touch core/src/repo.rs
+touch core/src/lib.rs
 DATABASE_URL="sqlite://$db" SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$scratch/sqlx" cargo check -p pier-core --quiet
 rm -rf .sqlx
 mv "$scratch/sqlx" .sqlx

@@ -228,25 +228,25 @@ pub fn renew_at(not_before: i64, not_after: i64, jitter: f64) -> i64 {
 }
 
 impl Pier {
-    /// The certificate view of a domain (by id and name).
-    pub(crate) async fn cert_view(
+    /// The certificate view of a domain, from its stored certificate (if any).
+    pub(crate) fn cert_view(
         &self,
-        domain_id: i64,
         name: &str,
         attached: bool,
-    ) -> Result<CertView> {
+        c: Option<&Certificate>,
+    ) -> CertView {
         if !self.settings().acme.enabled || name.starts_with("*.") {
-            return Ok(CertView::self_signed());
+            return CertView::self_signed();
         }
-        match repo::certs::by_domain(self.db(), domain_id).await? {
-            Some(c) => Ok(CertView::of(&c)),
-            None if attached => Ok(CertView {
+        match c {
+            Some(c) => CertView::of(c),
+            None if attached => CertView {
                 status: "pending".into(),
                 valid_until: None,
                 error: None,
                 next_try: Some(now()),
-            }),
-            None => Ok(CertView::self_signed()),
+            },
+            None => CertView::self_signed(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{Actor, AppKind, Domain},
+    model::{Actor, AppKind, Certificate, Domain},
     now, repo, validate, Error, Pier, Result,
 };
 
@@ -196,14 +196,39 @@ impl Pier {
         }
     }
 
-    async fn domain_view(&self, actor: &Actor, d: Domain) -> Result<DomainView> {
-        let certificate = self.cert_view(d.id, &d.name, d.app_id.is_some()).await?;
-        let verified = d.verified_at.is_some() || !self.settings().routing.require_domain_proof;
-        let proof = match verified {
-            true => None,
-            false => Some(self.domain_proof(actor, &d.name).await?),
+    /// Views of the caller's domains: their certificates in one query, the proof token once.
+    async fn domain_views(&self, actor: &Actor, ds: Vec<Domain>) -> Result<Vec<DomainView>> {
+        let mut certs = repo::certs::for_user(self.db(), actor.user_id).await?;
+        let proofs = self.settings().routing.require_domain_proof;
+        let token = match proofs && ds.iter().any(|d| d.verified_at.is_none()) {
+            true => Some(self.domain_proof_token(actor).await?),
+            false => None,
         };
-        Ok(DomainView {
+        Ok(ds
+            .into_iter()
+            .map(|d| {
+                let cert = certs.remove(&d.id);
+                self.domain_view(d, cert.as_ref(), token.as_deref())
+            })
+            .collect())
+    }
+
+    fn domain_view(
+        &self,
+        d: Domain,
+        cert: Option<&Certificate>,
+        token: Option<&str>,
+    ) -> DomainView {
+        let certificate = self.cert_view(&d.name, d.app_id.is_some(), cert);
+        let verified = d.verified_at.is_some() || !self.settings().routing.require_domain_proof;
+        let proof = match (verified, token) {
+            (false, Some(t)) => Some(DomainProof {
+                record: proof_record(&d.name),
+                value: t.to_owned(),
+            }),
+            _ => None,
+        };
+        DomainView {
             verified,
             proof,
             name: d.name,
@@ -212,7 +237,7 @@ impl Pier {
             certificate,
             created_at: d.created_at,
             updated_at: d.updated_at,
-        })
+        }
     }
 
     /// Registers a domain for the caller, attached to `app` when given.
@@ -287,7 +312,7 @@ impl Pier {
 
     pub async fn domain(&self, actor: &Actor, name: &str) -> Result<DomainView> {
         let d = self.own_domain(actor, name).await?;
-        self.domain_view(actor, d).await
+        Ok(self.domain_views(actor, vec![d]).await?.remove(0))
     }
 
     /// One page of the caller's domains (by name), and how many there are.
@@ -298,10 +323,8 @@ impl Pier {
         offset: i64,
     ) -> Result<(Vec<DomainView>, usize)> {
         let total = repo::domains::count_for_user(self.db(), actor.user_id).await?;
-        let mut out = Vec::new();
-        for d in repo::domains::page(self.db(), actor.user_id, limit, offset).await? {
-            out.push(self.domain_view(actor, d).await?);
-        }
+        let page = repo::domains::page(self.db(), actor.user_id, limit, offset).await?;
+        let out = self.domain_views(actor, page).await?;
         Ok((out, usize::try_from(total).unwrap_or(0)))
     }
 

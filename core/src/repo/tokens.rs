@@ -1,0 +1,122 @@
+use super::*;
+
+pub struct TokenRow {
+    id: i64,
+    user_id: i64,
+    name: String,
+    prefix: String,
+    scope: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+impl From<TokenRow> for ApiToken {
+    fn from(r: TokenRow) -> Self {
+        ApiToken {
+            id: r.id,
+            user_id: r.user_id,
+            name: r.name,
+            prefix: r.prefix,
+            // The column has a CHECK constraint; read is the safe reading of anything else.
+            scope: Scope::parse(&r.scope).unwrap_or(Scope::Read),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+        }
+    }
+}
+
+pub struct NewToken<'a> {
+    pub user_id: i64,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub secret_hash: &'a str,
+    pub scope: Scope,
+    pub expires_at: Option<i64>,
+}
+
+pub async fn insert(db: impl SqliteExecutor<'_>, t: &NewToken<'_>, now: i64) -> Result<i64> {
+    let scope = t.scope.as_str();
+    Ok(sqlx::query_scalar!(
+        r#"INSERT INTO api_tokens (user_id, name, prefix, secret_hash, scope, created_at, expires_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
+        t.user_id,
+        t.name,
+        t.prefix,
+        t.secret_hash,
+        scope,
+        now,
+        t.expires_at
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+pub async fn by_hash(db: impl SqliteExecutor<'_>, hash: &str) -> Result<Option<ApiToken>> {
+    let row = sqlx::query_as!(
+        TokenRow,
+        r#"SELECT id AS "id!", user_id, name, prefix, scope, created_at, expires_at, last_used_at
+           FROM api_tokens WHERE secret_hash = ?"#,
+        hash
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(ApiToken::from))
+}
+
+pub async fn list_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<Vec<ApiToken>> {
+    let rows = sqlx::query_as!(
+        TokenRow,
+        r#"SELECT id AS "id!", user_id, name, prefix, scope, created_at, expires_at, last_used_at
+           FROM api_tokens WHERE user_id = ? ORDER BY created_at DESC, id DESC"#,
+        user_id
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(ApiToken::from).collect())
+}
+
+/// Whether the token still exists, has not expired and its user is not disabled.
+pub async fn usable(db: impl SqliteExecutor<'_>, id: i64, now: i64) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT COUNT(*) AS "n!: i64" FROM api_tokens t JOIN users u ON u.id = t.user_id
+           WHERE t.id = ? AND (t.expires_at IS NULL OR t.expires_at > ?) AND NOT u.disabled"#,
+        id,
+        now
+    )
+    .fetch_one(db)
+    .await?
+        > 0)
+}
+
+/// Deletes every token of a user (a password change or reset that asks for it); how many.
+pub async fn delete_all_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<u64> {
+    let done = sqlx::query!("DELETE FROM api_tokens WHERE user_id = ?", user_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes one of a user's tokens; false when that user has no such token.
+pub async fn delete_for_user(db: impl SqliteExecutor<'_>, user_id: i64, id: i64) -> Result<bool> {
+    let done = sqlx::query!(
+        "DELETE FROM api_tokens WHERE id = ? AND user_id = ?",
+        id,
+        user_id
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn touch(db: impl SqliteExecutor<'_>, id: i64, now: i64) -> Result<()> {
+    sqlx::query!(
+        "UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
+        now,
+        id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
