@@ -61,16 +61,7 @@ async fn session_cookie_is_httponly_lax_and_secure_only_over_https(db: SqlitePoo
     assert!(!set[0].contains("Secure"), "{set:?}");
     // Signing in sets the session cookie.
     let token = b.csrf().await;
-    let r = b
-        .post_form(
-            "login",
-            &[
-                ("email", ADMIN_EMAIL),
-                ("password", ADMIN_PASSWORD),
-                ("csrf_token", &token),
-            ],
-        )
-        .await;
+    let r = b.login_with(ADMIN_EMAIL, ADMIN_PASSWORD, &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let cookie = set_cookies(&r)
         .into_iter()
@@ -465,14 +456,7 @@ async fn over_https_the_session_cookie_is_a_host_cookie(db: SqlitePool) {
     tossed_csrf.csrf_cookie = Some(plain.trim_start_matches("__Host-").to_owned());
     let token = b.csrf().await;
     let r = tossed_csrf
-        .post_form(
-            "login",
-            &[
-                ("email", ADMIN_EMAIL),
-                ("password", ADMIN_PASSWORD),
-                ("csrf_token", &token),
-            ],
-        )
+        .login_with(ADMIN_EMAIL, ADMIN_PASSWORD, &token)
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 
@@ -560,14 +544,7 @@ async fn anonymous_visitors_create_no_session_rows(db: SqlitePool) {
     let mut two = app.browser();
     let _ = two.csrf().await;
     let r = two
-        .post_form(
-            "login",
-            &[
-                ("email", ADMIN_EMAIL),
-                ("password", ADMIN_PASSWORD),
-                ("csrf_token", &token_one),
-            ],
-        )
+        .login_with(ADMIN_EMAIL, ADMIN_PASSWORD, &token_one)
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(sessions().await, 0);

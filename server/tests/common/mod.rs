@@ -546,6 +546,19 @@ impl Browser {
         .await
     }
 
+    /// Posts the sign-in form with exactly this CSRF token.
+    pub async fn login_with(&mut self, email: &str, password: &str, csrf_token: &str) -> Reply {
+        self.post_form(
+            "login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf_token", csrf_token),
+            ],
+        )
+        .await
+    }
+
     pub async fn sign_in(&mut self, email: &str, password: &str) -> Result<(), Reply> {
         let r = self
             .call("login", &[("email", email), ("password", password)])
@@ -666,18 +679,8 @@ pub fn mock_dns() -> (SocketAddr, String) {
     )
 }
 
-/// Sets (Some) or clears (None) the mock DNS server's TXT record for `host`.
-pub fn mock_dns_txt(management: &str, host: &str, value: Option<&str>) {
-    let (path, body) = match value {
-        Some(v) => (
-            "set-txt",
-            serde_json::json!({ "host": format!("{host}."), "value": v }),
-        ),
-        None => (
-            "clear-txt",
-            serde_json::json!({ "host": format!("{host}.") }),
-        ),
-    };
+/// One call to the mock DNS server's management API.
+fn mock_dns_call(management: &str, path: &str, body: &serde_json::Value, host: &str) {
     let ok = std::process::Command::new("curl")
         .args([
             "-sf",
@@ -694,6 +697,21 @@ pub fn mock_dns_txt(management: &str, host: &str, value: Option<&str>) {
     assert!(ok, "the mock DNS server refused {path} for {host}");
 }
 
+/// Sets (Some) or clears (None) the mock DNS server's TXT record for `host`.
+pub fn mock_dns_txt(management: &str, host: &str, value: Option<&str>) {
+    let (path, body) = match value {
+        Some(v) => (
+            "set-txt",
+            serde_json::json!({ "host": format!("{host}."), "value": v }),
+        ),
+        None => (
+            "clear-txt",
+            serde_json::json!({ "host": format!("{host}.") }),
+        ),
+    };
+    mock_dns_call(management, path, &body, host);
+}
+
 /// Sets (or with an empty list, clears) the mock DNS server's A records for `host`.
 pub fn mock_dns_a(management: &str, host: &str, addresses: &[&str]) {
     let (path, body) = if addresses.is_empty() {
@@ -704,18 +722,5 @@ pub fn mock_dns_a(management: &str, host: &str, addresses: &[&str]) {
             serde_json::json!({ "host": format!("{host}."), "addresses": addresses }),
         )
     };
-    let ok = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "--noproxy",
-            "*",
-            "-X",
-            "POST",
-            "-d",
-            &body.to_string(),
-        ])
-        .arg(format!("http://{management}/{path}"))
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "the mock DNS server refused {path} for {host}");
+    mock_dns_call(management, path, &body, host);
 }
