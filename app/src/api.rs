@@ -409,6 +409,8 @@ pub struct EngineRow {
     /// The storage driver (and file system) and the bound on writable layers (MiB), if any.
     pub storage: String,
     pub writable_layer_mb: Option<i64>,
+    /// Published ports through docker-proxy (None: the engine is not on this host).
+    pub userland_proxy: Option<bool>,
 }
 
 /// None when the engine does not answer.
@@ -427,6 +429,7 @@ pub async fn engine_status() -> Result<Option<EngineRow>, AppError> {
         storage: format!("{} on {}", i.storage_driver, i.backing_fs),
         writable_layer_mb: (i.layer_limit && c.pier.settings().engine.writable_layer_mb > 0)
             .then_some(c.pier.settings().engine.writable_layer_mb),
+        userland_proxy: i.userland_proxy,
     }))
 }
 

@@ -186,6 +186,9 @@ pub struct EngineInfo {
     /// Whether the driver can bound a container's writable layer (`--storage-opt size`):
     /// overlay2 on xfs (mounted with pquota), btrfs, zfs.
     pub layer_limit: bool,
+    /// Whether published ports go through `docker-proxy` (a userspace copy per connection and a
+    /// process per port) rather than the kernel's NAT; None when the engine is not on this host.
+    pub userland_proxy: Option<bool>,
 }
 
 /// What tenants' containers may reach beyond their own network.

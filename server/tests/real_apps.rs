@@ -606,6 +606,8 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
         "{}",
         r.body
     );
+    // The engine runs on this host: the page says how published ports are reached.
+    assert!(r.json()["userland_proxy"].is_boolean(), "{}", r.body);
     // The running container carries the bound exactly when the driver allows one.
     let size = inspect(&id)["HostConfig"]["StorageOpt"]["size"].clone();
     assert_eq!(size.is_string(), bounded, "{size}");

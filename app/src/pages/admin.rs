@@ -250,8 +250,13 @@ fn EngineBanner() -> impl IntoView {
         <Transition fallback=|| ()>
             {move || status.get().map(|r| {
                 let warn = "font-medium text-amber-800 dark:text-amber-300";
-                let (userns, egress, layers) = match r {
+                let (userns, egress, layers, proxy) = match r {
                     Ok(Some(e)) => {
+                        let proxy = e.userland_proxy.map(|on| if on {
+                            (false, "Published ports go through docker-proxy (a userspace copy per connection and a process per port): start dockerd with --userland-proxy=false (the README says why) so HAProxy reaches apps through the kernel.".to_string())
+                        } else {
+                            (true, "Published ports go through the kernel's NAT, not docker-proxy.".to_string())
+                        });
                         let layers = match e.writable_layer_mb {
                             Some(mb) => (true, format!("Writable layers are bounded: a container may write {mb} MiB outside its volumes ({}).", e.storage)),
                             None => (false, format!("Writable layers are not bounded: the storage driver ({}) cannot, so a container can fill Docker's disk outside its volumes. Put Docker's data root on xfs mounted with pquota to bound them.", e.storage)),
@@ -268,16 +273,17 @@ fn EngineBanner() -> impl IntoView {
                             (_, Some(p)) => (false, format!("Egress rules are not in place: {p}")),
                             _ => (false, "Egress rules have not been checked yet.".to_string()),
                         };
-                        (userns, Some(egress), Some(layers))
+                        (userns, Some(egress), Some(layers), proxy)
                     }
-                    Ok(None) => ((false, "The Docker engine does not answer.".to_string()), None, None),
-                    Err(e) => ((false, e.message), None, None),
+                    Ok(None) => ((false, "The Docker engine does not answer.".to_string()), None, None, None),
+                    Err(e) => ((false, e.message), None, None, None),
                 };
                 view! {
                     <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="engine-status">
                         <p class=if userns.0 { "" } else { warn }>{userns.1}</p>
                         {egress.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="egress-status">{line}</p> })}
                         {layers.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="layer-status">{line}</p> })}
+                        {proxy.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="proxy-path">{line}</p> })}
                     </div>
                 }
             })}

@@ -619,6 +619,7 @@ impl Runtime for DockerRuntime {
         info.layer_limit &= !self
             .layer_refused
             .load(std::sync::atomic::Ordering::Relaxed);
+        info.userland_proxy = local_userland_proxy();
         *self.info.lock().expect("info lock") = Some((std::time::Instant::now(), info.clone()));
         Ok(info)
     }
@@ -715,6 +716,48 @@ impl Runtime for DockerRuntime {
 
 /// Isolation facts from `docker info`: user namespaces show as a security option, and the
 /// root directory of a remapped engine ends in `<uid>.<gid>` of container root.
+/// Whether the dockerd on this host uses `docker-proxy` for published ports: its command line
+/// (`--userland-proxy=false`) or `/etc/docker/daemon.json` (`"userland-proxy": false`) says it
+/// does not; None when no dockerd runs here (a remote `DOCKER_HOST`).
+fn local_userland_proxy() -> Option<bool> {
+    let cmdline = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .find_map(|e| {
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            (comm.trim() == "dockerd")
+                .then(|| std::fs::read(e.path().join("cmdline")).ok())
+                .flatten()
+        })?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let config = std::fs::read_to_string("/etc/docker/daemon.json").unwrap_or_default();
+    Some(userland_proxy_from(&args, &config))
+}
+
+/// The flag wins over the configuration file; Docker's default is on.
+fn userland_proxy_from(args: &[String], daemon_json: &str) -> bool {
+    for (i, a) in args.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--userland-proxy=") {
+            return v != "false";
+        }
+        if a == "--userland-proxy" {
+            return args.get(i + 1).is_none_or(|v| v != "false");
+        }
+    }
+    serde_json::from_str::<serde_json::Value>(daemon_json)
+        .ok()
+        .and_then(|j| j.get("userland-proxy").and_then(|v| v.as_bool()))
+        .unwrap_or(true)
+}
+
 /// Docker's answer when `--storage-opt size` cannot be honoured ("--storage-opt is supported
 /// only for overlay over xfs with 'pquota' mount option", "quota ... not enabled", …).
 fn refuses_layer_size(why: &str) -> bool {
@@ -755,6 +798,7 @@ fn engine_info(
         storage_driver: driver.to_owned(),
         backing_fs,
         layer_limit,
+        userland_proxy: None,
     }
 }
 
@@ -793,6 +837,28 @@ mod tests {
             (i.storage_driver.as_str(), i.backing_fs.as_str()),
             ("overlay2", "extfs")
         );
+    }
+
+    #[test]
+    fn userland_proxy_from_flags_and_config() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(userland_proxy_from(&args(&["dockerd"]), ""));
+        assert!(!userland_proxy_from(
+            &args(&[
+                "dockerd",
+                "--userns-remap=default",
+                "--userland-proxy=false"
+            ]),
+            ""
+        ));
+        assert!(!userland_proxy_from(
+            &args(&["dockerd"]),
+            r#"{"userland-proxy": false}"#
+        ));
+        assert!(userland_proxy_from(
+            &args(&["dockerd", "--userland-proxy=true"]),
+            r#"{"userland-proxy": false}"#
+        ));
     }
 
     #[test]
