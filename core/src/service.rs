@@ -165,6 +165,15 @@ pub struct Client {
     pub user_agent: Option<String>,
 }
 
+/// Changes to a user; absent fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// Already checked (`validate::quotas`).
+    pub quotas: Option<Quotas>,
+}
+
 /// A user to create, as typed into the admin form.
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
@@ -861,6 +870,35 @@ impl Pier {
 
     const LAST_ADMIN: &'static str =
         "This is the last enabled admin. Make someone else an admin first.";
+
+    /// Changes what `patch` names of a user, all in one transaction: a refusal (the last
+    /// admin) leaves every field as it was.
+    pub async fn patch_user(&self, actor: &Actor, id: i64, patch: UserPatch) -> Result<User> {
+        Self::require_admin(actor)?;
+        self.target(id).await?;
+        let mut tx = self.db().begin().await?;
+        if let Some(role) = patch.role {
+            if !repo::users::set_role_keeping_an_admin(&mut *tx, id, role).await? {
+                return Err(Error::Conflict(Self::LAST_ADMIN.into()));
+            }
+        }
+        if let Some(disabled) = patch.disabled {
+            if !repo::users::set_disabled_keeping_an_admin(&mut *tx, id, disabled).await? {
+                return Err(Error::Conflict(Self::LAST_ADMIN.into()));
+            }
+            if disabled {
+                repo::sessions::delete_for_user(&mut *tx, id).await?;
+            }
+        }
+        if let Some(q) = patch.quotas {
+            if !repo::users::set_quotas(&mut *tx, id, q).await? {
+                return Err(Error::NotFound);
+            }
+        }
+        tx.commit().await?;
+        tracing::info!(user_id = id, by = actor.user_id, ?patch, "user changed");
+        self.target(id).await
+    }
 
     pub async fn set_role(&self, actor: &Actor, id: i64, role: &str) -> Result<User> {
         Self::require_admin(actor)?;

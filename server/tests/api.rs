@@ -479,3 +479,58 @@ async fn the_openapi_document_describes_the_routes(db: SqlitePool) {
         "bearer"
     );
 }
+
+/// A user PATCH is all or nothing: when the last-admin guard refuses one field, the others given
+/// in the same request are not applied either.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_refused_user_patch_changes_nothing(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let admin = app.token(ADMIN_EMAIL, "admin").await;
+    let me = app.user_id(ADMIN_EMAIL).await;
+    let read = || {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            let page = app.api("GET", "/users", Some(&admin), None).await.json();
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["id"] == me)
+                .cloned()
+                .unwrap()
+        }
+    };
+    let before = read().await;
+    // Whatever order the fields are applied in, none may stick.
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/users/{me}"),
+            Some(&admin),
+            Some(json!({"max_apps": 7, "max_memory_mb": 4096, "disabled": true})),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/users/{me}"),
+            Some(&admin),
+            Some(json!({"max_apps": 7, "role": "member"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let after = read().await;
+    assert_eq!(before, after, "a refused patch left changes behind");
+    // A patch that is allowed applies every field.
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/users/{me}"),
+            Some(&admin),
+            Some(json!({"max_apps": 7, "role": "admin", "disabled": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["quotas"]["max_apps"], 7);
+}

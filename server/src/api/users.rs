@@ -8,7 +8,7 @@ use axum::{
 };
 use pier_core::{
     model::{Role, Scope, User},
-    service::NewUser,
+    service::{NewUser, UserPatch},
     validate::format_cpus,
 };
 use serde::{Deserialize, Serialize};
@@ -202,58 +202,41 @@ pub async fn update(
     caller.require(Scope::Admin)?;
     let id = id_of(&id)?;
     let actor = &caller.actor;
-    // Everything is checked before anything changes.
+    // Everything is checked before anything changes; then one transaction applies it.
     let current = s.pier.user(actor, id).await?;
-    if let Some(r) = &p.role {
-        Role::parse(r).ok_or_else(|| pier_core::Error::field("role", "Choose admin or member."))?;
-    }
+    let role = match &p.role {
+        Some(r) => Some(
+            Role::parse(r)
+                .ok_or_else(|| pier_core::Error::field("role", "Choose admin or member."))?,
+        ),
+        None => None,
+    };
     let quotas_given = p.max_apps.is_some()
         || p.max_memory_mb.is_some()
         || p.max_cpus.is_some()
         || p.max_storage_mb.is_some();
-    let quota_text = (
-        p.max_apps.unwrap_or(current.quotas.max_apps).to_string(),
-        p.max_memory_mb
-            .unwrap_or(current.quotas.max_memory_mb)
-            .to_string(),
-        p.max_cpus
-            .map(|c| c.text())
-            .unwrap_or_else(|| format_cpus(current.quotas.max_cpus_milli)),
-        p.max_storage_mb
-            .unwrap_or(current.quotas.max_storage_mb)
-            .to_string(),
-    );
-    if quotas_given {
-        pier_core::validate::quotas(
-            &quota_text.0,
-            &quota_text.1,
-            &quota_text.2,
-            &quota_text.3,
+    let quotas = match quotas_given {
+        true => Some(pier_core::validate::quotas(
+            &p.max_apps.unwrap_or(current.quotas.max_apps).to_string(),
+            &p.max_memory_mb
+                .unwrap_or(current.quotas.max_memory_mb)
+                .to_string(),
+            &p.max_cpus
+                .map(|c| c.text())
+                .unwrap_or_else(|| format_cpus(current.quotas.max_cpus_milli)),
+            &p.max_storage_mb
+                .unwrap_or(current.quotas.max_storage_mb)
+                .to_string(),
             current.quotas.max_storage_mb,
-        )?;
-    }
-
-    let mut user = current;
-    if let Some(r) = &p.role {
-        user = s.pier.set_role(actor, id, r).await?;
-    }
-    if let Some(d) = p.disabled {
-        user = s.pier.set_disabled(actor, id, d).await?;
-    }
-    if quotas_given {
-        user = s
-            .pier
-            .set_quotas(
-                actor,
-                id,
-                &quota_text.0,
-                &quota_text.1,
-                &quota_text.2,
-                &quota_text.3,
-            )
-            .await?;
-    }
-    Ok(Json(user.into()))
+        )?),
+        false => None,
+    };
+    let patch = UserPatch {
+        role,
+        disabled: p.disabled,
+        quotas,
+    };
+    Ok(Json(s.pier.patch_user(actor, id, patch).await?.into()))
 }
 
 /// Deletes a user (admin scope); never yourself or the last admin.
