@@ -48,8 +48,11 @@ pub fn proof_record(domain: &str) -> String {
 /// How a proof attempt ended.
 enum Proof {
     Proven,
-    /// Not (yet): what was found, in words.
-    Missing(String),
+    /// Not (yet): the record that would prove it, and what was found, in words.
+    Missing {
+        proof: DomainProof,
+        found: String,
+    },
 }
 
 impl Pier {
@@ -78,9 +81,11 @@ impl Pier {
         if !resolver.operator_chosen() {
             crate::dns::public_name(&proof.record).map_err(|m| Error::field("domain", m))?;
         }
-        Ok(match resolver.txt(&proof.record).await {
-            Ok(values) if values.iter().any(|v| v.trim() == proof.value) => Proof::Proven,
-            Ok(values) => Proof::Missing(format!(
+        let found = match resolver.txt(&proof.record).await {
+            Ok(values) if values.iter().any(|v| v.trim() == proof.value) => {
+                return Ok(Proof::Proven)
+            }
+            Ok(values) => format!(
                 "the TXT record {} holds {}, not your token",
                 proof.record,
                 values
@@ -88,66 +93,49 @@ impl Pier {
                     .map(|v| format!("{v:?}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            )),
-            Err(why) => Proof::Missing(format!("{}: {why}", proof.record)),
-        })
+            ),
+            Err(why) => format!("{}: {why}", proof.record),
+        };
+        Ok(Proof::Missing { proof, found })
     }
 
-    /// The message that says how to prove `domain`.
-    async fn prove_first(&self, actor: &Actor, domain: &str, found: &str) -> Result<String> {
-        let p = self.domain_proof(actor, domain).await?;
-        Ok(format!(
-            "Prove that {domain} is yours first: add a TXT record {} with the value {} at your DNS provider, then try again (found: {found}).",
-            p.record, p.value
-        ))
+    /// Looks the proof record up now (one of the caller's DNS checks): Ok when it holds the
+    /// caller's token, else a field error under `field` saying how to prove `domain`.
+    async fn check_proof(&self, actor: &Actor, domain: &str, field: &str) -> Result<()> {
+        self.tenant_limits()
+            .dns_checks
+            .take_for_tenant(actor.user_id, "DNS checks")?;
+        match self.look_for_proof(actor, domain).await? {
+            Proof::Proven => Ok(()),
+            Proof::Missing { proof, found } => Err(Error::field(
+                field,
+                format!(
+                    "Prove that {domain} is yours first: add a TXT record {} with the value {} at your DNS provider, then try again (found: {found}).",
+                    proof.record, proof.value
+                ),
+            )),
+        }
     }
 
     /// Checks the caller's proof record for a registered domain and marks it proven.
     pub async fn verify_domain(&self, actor: &Actor, name: &str) -> Result<DomainView> {
         let d = self.own_domain(actor, name).await?;
         if d.verified_at.is_none() {
-            self.tenant_limits()
-                .dns_checks
-                .take_for_tenant(actor.user_id, "DNS checks")?;
-            match self.look_for_proof(actor, &d.name).await? {
-                Proof::Proven => {
-                    repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
-                    tracing::info!(domain = %d.name, tenant = actor.user_id, "domain proven");
-                    self.wake_certs();
-                }
-                Proof::Missing(found) => {
-                    return Err(Error::field(
-                        "domain",
-                        self.prove_first(actor, &d.name, &found).await?,
-                    ))
-                }
-            }
+            self.check_proof(actor, &d.name, "domain").await?;
+            repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
+            tracing::info!(domain = %d.name, tenant = actor.user_id, "domain proven");
+            self.wake_certs();
         }
         self.domain(actor, &d.name).await
     }
 
-    /// Before `domain` is attached: Ok when it is proven (now, if not before) or proofs are off;
-    /// else a field error under `field` saying how to prove it.
-    async fn require_proof(
-        &self,
-        actor: &Actor,
-        domain: &str,
-        verified: bool,
-        field: &str,
-    ) -> Result<()> {
-        if verified || !self.settings().routing.require_domain_proof {
+    /// Before `domain` is attached: Ok when proofs are off or it is proven now; else a field
+    /// error under `field` saying how to prove it.
+    async fn require_proof(&self, actor: &Actor, domain: &str, field: &str) -> Result<()> {
+        if !self.settings().routing.require_domain_proof {
             return Ok(());
         }
-        self.tenant_limits()
-            .dns_checks
-            .take_for_tenant(actor.user_id, "DNS checks")?;
-        match self.look_for_proof(actor, domain).await? {
-            Proof::Proven => Ok(()),
-            Proof::Missing(found) => Err(Error::field(
-                field,
-                self.prove_first(actor, domain, &found).await?,
-            )),
-        }
+        self.check_proof(actor, domain, field).await
     }
 
     /// Checks and normalises a name a tenant typed (IDNA, public suffix list, wildcards only if
@@ -271,7 +259,7 @@ impl Pier {
             // Someone registered it without proving it: whoever proves it takes it, so a name
             // cannot be held hostage by typing it first.
             Some((_, false)) if proofs => {
-                if let Err(e) = self.require_proof(actor, &name, false, "domain").await {
+                if let Err(e) = self.require_proof(actor, &name, "domain").await {
                     return Err(match e {
                         Error::Invalid(_) => {
                             let p = self.domain_proof(actor, &name).await?;
@@ -292,7 +280,7 @@ impl Pier {
         }
         if app_id.is_some() && !proven {
             // Attached at once only when proven now.
-            self.require_proof(actor, &name, false, "domain").await?;
+            self.require_proof(actor, &name, "domain").await?;
             proven = proofs;
         }
         // Proven now, or proofs are off; otherwise later, by Verify or a first attachment.
@@ -339,7 +327,7 @@ impl Pier {
         let app_id = self.app_to_attach(actor, app).await?;
         if app_id.is_some() && d.verified_at.is_none() {
             // Moving between one's own apps needs no new proof; the first attachment does.
-            self.require_proof(actor, &d.name, false, "app").await?;
+            self.require_proof(actor, &d.name, "app").await?;
             repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
         }
         if !repo::domains::set_app(self.db(), actor.user_id, &d.name, app_id, now()).await? {
