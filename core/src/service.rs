@@ -210,6 +210,8 @@ struct Inner {
     resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
     /// Followed log streams open per user.
     log_slots: crate::logs::LogSlots,
+    /// See [`Pier::panel_certificate_name`].
+    panel_cert_name: Option<String>,
     /// Until when the panel host's CA certificate is valid (0: it has none), for HSTS.
     panel_cert_until: std::sync::atomic::AtomicI64,
 }
@@ -233,6 +235,18 @@ fn session_handle(id: &str) -> String {
     sha256_hex(&format!("pier session handle\0{id}"))[..16].to_owned()
 }
 
+/// The panel host when Pier orders a CA certificate for it: ACME on, and the configured host a
+/// DNS name (not an address).
+fn panel_certificate_name(s: &Settings) -> Option<String> {
+    let host = s.routing.panel_host.as_deref()?;
+    if !s.acme.enabled || !s.acme.panel_certificate || host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    validate::domain(host, false)
+        .ok()
+        .filter(|n| n == host && n.contains('.'))
+}
+
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -241,7 +255,9 @@ impl Pier {
     pub fn new(db: Db, key: SecretKey, settings: Settings, runtime: Arc<dyn Runtime>) -> Self {
         let throttle = Throttle::new(settings.throttle);
         let tenant_limits = TenantLimits::new(settings.tenant_limits);
+        let panel_cert_name = panel_certificate_name(&settings);
         Pier(Arc::new(Inner {
+            panel_cert_name,
             db,
             key,
             settings,
@@ -337,18 +353,10 @@ impl Pier {
         Ok(self.0.egress.read().expect("egress lock").clone())
     }
 
-    /// The panel host when Pier orders a CA certificate for it: ACME on, and the configured host
-    /// a DNS name (not an address).
-    pub fn panel_certificate_name(&self) -> Option<String> {
-        let s = self.settings();
-        let host = s.routing.panel_host.as_deref()?;
-        if !s.acme.enabled || !s.acme.panel_certificate || host.parse::<std::net::IpAddr>().is_ok()
-        {
-            return None;
-        }
-        validate::domain(host, false)
-            .ok()
-            .filter(|n| n == host && n.contains('.'))
+    /// The panel host when Pier orders a CA certificate for it (decided once, from the
+    /// settings: every panel response asks).
+    pub fn panel_certificate_name(&self) -> Option<&str> {
+        self.0.panel_cert_name.as_deref()
     }
 
     /// The issuer installed a CA certificate for the panel host, valid until `not_after`.

@@ -120,7 +120,7 @@ impl Issuer {
             };
             let key = self.open_key(&c.name, sealed)?;
             self.proxy.install_certificate(&c.name, chain, &key).await?;
-            if c.domain_id.is_none() && panel.as_deref() == Some(c.name.as_str()) {
+            if c.domain_id.is_none() && panel == Some(c.name.as_str()) {
                 self.pier.set_panel_certificate(c.not_after.unwrap_or(0));
             }
         }
@@ -130,10 +130,9 @@ impl Issuer {
     /// Takes certificates of names that no longer have one in the database (a deleted domain,
     /// a panel host the operator changed) out of HAProxy and off the disk.
     async fn sweep(&self) -> anyhow::Result<()> {
-        let keep: std::collections::HashSet<String> = repo::certs::all(self.pier.db())
+        let keep: std::collections::HashSet<String> = repo::certs::names(self.pier.db())
             .await?
             .into_iter()
-            .map(|c| c.name)
             .collect();
         for name in self.proxy.installed_certificates()? {
             if !keep.contains(&name) {
@@ -161,7 +160,7 @@ impl Issuer {
     async fn pass(&self) -> anyhow::Result<()> {
         let t = now();
         let db = self.pier.db();
-        repo::certs::ensure_panel(db, self.pier.panel_certificate_name().as_deref(), t).await?;
+        repo::certs::ensure_panel(db, self.pier.panel_certificate_name(), t).await?;
         repo::certs::ensure_for_domains(db, t).await?;
         if let Err(e) = self.sweep().await {
             tracing::warn!(error = format!("{e:#}"), "removing old certificates failed");

@@ -195,7 +195,7 @@ async fn strict_transport(State(state): State<AppState>, req: Request, next: Nex
                 .to_ascii_lowercase()
         });
     let send = panel.is_some()
-        && host == panel
+        && host.as_deref() == panel
         && app::api::ssr::via_https(req.extensions(), req.headers())
         && state.pier.panel_certified();
     let mut res = next.run(req).await;

@@ -155,6 +155,15 @@ pub async fn all(db: impl SqliteExecutor<'_>) -> Result<Vec<Certificate>> {
     .await?)
 }
 
+/// Every certificate's name (without the chains and keys [`all`] reads).
+pub async fn names(db: impl SqliteExecutor<'_>) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar!("SELECT name FROM certificates ORDER BY name")
+            .fetch_all(db)
+            .await?,
+    )
+}
+
 /// A valid certificate ordering its successor.
 pub async fn mark_renewing(db: impl SqliteExecutor<'_>, id: i64, now: i64) -> Result<()> {
     sqlx::query!(

@@ -54,8 +54,7 @@ pub async fn collect(pier: &Pier) -> anyhow::Result<usize> {
                     }
                     e => tracing::warn!(%reference, error = %e, "removing an image failed"),
                 }
-                repo::images::restore(pier.db(), &reference, started - grace_secs(pier) - 1)
-                    .await?;
+                repo::images::restore(pier.db(), &reference, grace_from - 1).await?;
             }
         }
     }
