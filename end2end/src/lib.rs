@@ -115,7 +115,7 @@ pub struct Panel {
 }
 
 /// The ACME test CA, shared with the server's tests.
-#[path = "../../server/tests/common/pebble.rs"]
+#[path = "../../server/tests/it/common/pebble.rs"]
 pub mod pebble;
 
 /// Certificates for a panel: from this pebble, which validates on `http_port` (the panel's

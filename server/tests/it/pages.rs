@@ -1,6 +1,6 @@
 //! Server-rendered pages: who may see what, and the health check.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::TestApp;

@@ -2,7 +2,7 @@
 //! busybox test images `scripts/services.sh start` pushed there. Traffic goes only to
 //! 127.0.0.1 (the containers' published loopback ports).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The admin's user management, and that only admins can use it.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{TestApp, ADMIN_EMAIL};

@@ -1,6 +1,6 @@
 //! The REST API: bearer tokens, the error shape, tokens and users routes.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{TestApp, ADMIN_EMAIL};

@@ -2,7 +2,7 @@
 //! DNS server for every name, which answers 127.0.0.1) validates HTTP-01 challenges through the
 //! panel's own HAProxy, and the certificate it issues is then served for the domain.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! functions: input checks, the storage quota, keeping and reusing volumes, and tenancy. No
 //! image is ever pulled (the registry does not answer), so no container or volume is made.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{TestApp, ADMIN_EMAIL};

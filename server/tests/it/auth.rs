@@ -1,6 +1,6 @@
 //! Signing in and out, throttling, CSRF, session lifetime.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};

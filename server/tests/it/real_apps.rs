@@ -5,7 +5,7 @@
 //! (from a debootstrapped Debian root file system) and pushes them to the local registry.
 //! Traffic goes only to 127.0.0.1 and to addresses of containers this test's dockerd made.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! HAProxy), uniqueness across tenants, attach / move / detach, scopes and tenancy.
 //! No container is ever started: apps point at a registry nobody listens on.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{test_settings, TestApp};

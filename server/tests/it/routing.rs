@@ -2,7 +2,7 @@
 //! (dockerd + the local registry's busybox images). Every request goes to 127.0.0.1: HAProxy's
 //! loopback ports, with the host name given to curl by `--resolve`.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::{

@@ -2,7 +2,7 @@
 //! Nothing here needs an image pull: apps point at a registry nobody listens on, so no
 //! deployment ever succeeds and no container is ever made.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{TestApp, ADMIN_EMAIL};

@@ -1,6 +1,6 @@
 //! A user's own account: password and sessions.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::TestApp;

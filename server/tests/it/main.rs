@@ -1,0 +1,19 @@
+//! Pier's integration tests, one binary: each module drives the real router (and, where it says
+//! so, real dockerd, HAProxy, pebble and the local registry). One binary links the whole server
+//! once instead of once per file, which keeps the target directory and CI's link time small.
+
+mod common;
+
+mod account;
+mod admin;
+mod api;
+mod api_apps;
+mod api_domains;
+mod api_volumes;
+mod auth;
+mod certs;
+mod engine;
+mod pages;
+mod proxy;
+mod real_apps;
+mod routing;
