@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-SQLX_OFFLINE=true cargo leptos build --release
+SQLX_OFFLINE=true cargo leptos build --release --precompress
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 python3 bench/panel.py --bin "$target_dir/release/pier" --site "$PWD/target/site" "$@"
 # Apps benchmark: needs dockerd, the local registry and its test images (stopped again on exit).

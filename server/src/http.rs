@@ -43,12 +43,21 @@ impl FromRef<AppState> for LeptosOptions {
 
 impl AppState {
     pub fn new(pier: Pier, args: &ServeArgs) -> Self {
+        let hash_file = crate::assets::hash_file(&args.site_root);
         let leptos = LeptosOptions::builder()
             .output_name("pier")
             .site_root(args.site_root.display().to_string())
             .site_pkg_dir("pkg")
             .site_addr(args.listen)
+            // Leptos joins this to the binary's directory; an absolute path stands alone.
+            .hash_files(hash_file.is_some())
+            .hash_file(
+                hash_file
+                    .as_ref()
+                    .map_or("hash.txt".into(), |p| p.display().to_string().into()),
+            )
             .build();
+        check_site_files(&args.site_root, hash_file.as_deref());
         AppState {
             pier,
             leptos,
@@ -60,6 +69,29 @@ impl AppState {
             },
             challenges: crate::certs::Challenges::default(),
         }
+    }
+}
+
+/// Says in the log, once at start, when the files pages will ask for are not in the site
+/// directory (a site built apart from the binary, or not built): pages would render without
+/// style or interactivity, which is otherwise hard to trace.
+fn check_site_files(site_root: &std::path::Path, hash_file: Option<&std::path::Path>) {
+    let names = match hash_file.map(std::fs::read_to_string) {
+        Some(Ok(text)) => crate::assets::hashed_names(&text, "pier").unwrap_or_default(),
+        _ => ["pier.js", "pier.wasm", "pier.css"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let pkg = site_root.join("pkg");
+    let missing: Vec<&String> = names.iter().filter(|n| !pkg.join(n).is_file()).collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            site = %pkg.display(),
+            ?missing,
+            hash_file = ?hash_file,
+            "the site's browser files are missing: build them with `cargo leptos build` \
+             (and keep its hash.txt in the site directory or beside the binary)"
+        );
     }
 }
 
@@ -100,7 +132,17 @@ pub fn router(state: AppState) -> Router {
         }
     };
 
+    let pkg = crate::assets::pkg_router(
+        std::path::Path::new(&*state.leptos.site_root),
+        if state.leptos.hash_files {
+            crate::assets::IMMUTABLE
+        } else {
+            crate::assets::REVALIDATE
+        },
+    );
+
     Router::new()
+        .merge(pkg)
         .route("/healthz", get(healthz))
         .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
         .route("/events/apps/{name}/logs", get(crate::events::app_logs))
@@ -150,7 +192,7 @@ struct CspNonce(String);
 
 /// A Content-Security-Policy on every response, with a fresh nonce per request.
 ///
-/// * Scripts: only `/pkg/pier.js` ('self') and the inline ones Leptos writes for hydration and
+/// * Scripts: only `/pkg/` files ('self') and the inline ones Leptos writes for hydration and
 ///   streamed data, which carry the nonce; `'wasm-unsafe-eval'` lets the browser compile
 ///   `/pkg/pier.wasm`. No `'unsafe-inline'` for scripts.
 /// * Styles: `/pkg/pier.css` only, except `style` *attributes*: two progress bars set their

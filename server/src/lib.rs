@@ -1,6 +1,7 @@
 //! The Pier server: configuration, the HTTP router, and the command line behind `main.rs`.
 
 pub mod api;
+pub mod assets;
 pub mod certs;
 pub mod cli;
 pub mod config;

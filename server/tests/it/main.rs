@@ -10,6 +10,7 @@ mod api;
 mod api_apps;
 mod api_domains;
 mod api_volumes;
+mod assets;
 mod auth;
 mod certs;
 mod engine;

@@ -1,0 +1,109 @@
+//! The browser's files under `/pkg` (wasm, JavaScript, CSS), as `cargo leptos build` leaves them
+//! in the site directory.
+//!
+//! A release build names them by content (`pier.<hash>.wasm`, with `hash-files`) and writes
+//! `.br` and `.gz` copies beside them (`--precompress`). They are served as they are on disk:
+//! the copy the browser's `Accept-Encoding` prefers (brotli, then gzip, else the plain file),
+//! never compressed per request, and — when the names carry their content's hash — with
+//! `Cache-Control: immutable`, so a second visit downloads nothing. Without hashed names (a
+//! plain debug build) every answer is revalidated (`no-cache`), since a rebuilt file keeps its
+//! name.
+
+use std::path::{Path, PathBuf};
+
+use axum::{
+    extract::Request,
+    http::{header, HeaderValue},
+    middleware::{self, Next},
+    response::Response,
+    Router,
+};
+use tower_http::services::ServeDir;
+
+/// A year: the longest lifetime caches honour, for files whose names change with their content.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// For files whose name stays when their content changes.
+pub const REVALIDATE: &str = "no-cache";
+
+/// The file cargo-leptos writes with the content hashes of the site's files (`js: …`,
+/// `wasm: …`, `css: …`): in the site directory (where `scripts/` and the Dockerfile put it
+/// beside the files it names), else next to the binary, where cargo-leptos writes it.
+pub fn hash_file(site_root: &Path) -> Option<PathBuf> {
+    let beside_site = site_root.join("hash.txt");
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("hash.txt")));
+    std::iter::once(beside_site)
+        .chain(beside_exe)
+        .find(|p| p.is_file())
+        .and_then(|p| std::path::absolute(p).ok())
+}
+
+/// The names of the files a page loads, as `hash.txt` gives them (`pier.<hash>.js`, …).
+/// `None` when it names no script, which means the site was built without hashes.
+pub fn hashed_names(hash_file_text: &str, output_name: &str) -> Option<Vec<String>> {
+    let names: Vec<String> = hash_file_text
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(kind, hash)| (kind.trim(), hash.trim()))
+        .filter(|(kind, hash)| ["js", "wasm", "css"].contains(kind) && !hash.is_empty())
+        .map(|(kind, hash)| format!("{output_name}.{hash}.{kind}"))
+        .collect();
+    names.iter().any(|n| n.ends_with(".js")).then_some(names)
+}
+
+/// `/pkg/*` from `<site_root>/pkg`, precompressed copies preferred, cached by `cache_control`.
+pub fn pkg_router<S: Clone + Send + Sync + 'static>(
+    site_root: &Path,
+    cache_control: &'static str,
+) -> Router<S> {
+    let files = ServeDir::new(site_root.join("pkg"))
+        .precompressed_br()
+        .precompressed_gzip();
+    Router::new()
+        .nest_service("/pkg", files)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            cache_headers(req, next, cache_control)
+        }))
+}
+
+/// The cache lifetime on files found (a missing file's 404 must not be cached for a year), and
+/// `Vary: Accept-Encoding` on all of them: which copy was sent depends on it.
+async fn cache_headers(req: Request, next: Next, cache_control: &'static str) -> Response {
+    let mut res = next.run(req).await;
+    let status = res.status();
+    let headers = res.headers_mut();
+    if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_names_come_from_the_hash_file() {
+        let text = "js: AbC-1_x\nwasm: ZZ9\ncss: q_Q\n";
+        assert_eq!(
+            hashed_names(text, "pier").unwrap(),
+            ["pier.AbC-1_x.js", "pier.ZZ9.wasm", "pier.q_Q.css"]
+        );
+        assert_eq!(hashed_names("", "pier"), None);
+        assert_eq!(
+            hashed_names("css: x\n", "pier"),
+            None,
+            "no script, no hashes"
+        );
+        assert_eq!(
+            hashed_names("js:\nwasm: w\n", "pier"),
+            None,
+            "an empty hash is no hash"
+        );
+    }
+}
