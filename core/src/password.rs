@@ -1,12 +1,18 @@
 //! Argon2id password hashing with OWASP's parameters (19 MiB, 2 passes, 1 lane), run on the
 //! blocking pool so sign-ins never stall the async workers.
 //!
-//! At most one hash per core runs at once, each in a 19 MiB block buffer that is kept and reused:
-//! resident memory stays flat however many people sign in (freshly allocated 19 MiB buffers
-//! were kept by the allocator's per-thread arenas and grew the process by hundreds of MiB), and a
-//! burst of sign-ins queues instead of exhausting memory.
+//! At most one hash per core runs at once (a burst of sign-ins queues instead of exhausting
+//! memory), each in a 19 MiB block buffer. Buffers are reused while sign-ins keep coming (a fresh
+//! one costs its page faults: sign-ins/s fell by a third without reuse) and dropped once unused
+//! for [`KEEP_IDLE`], by a thread that exists only while some are kept; the server's allocator
+//! (jemalloc, see server/src/main.rs) then gives the memory back to the system, so an idle panel
+//! holds none. (Kept forever, they were 19 MiB per core; under glibc's malloc freed ones stayed
+//! in its arenas: bench/panel.py measures.)
 
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::{
+    sync::{Condvar, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
 
 use argon2::{
     password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString},
@@ -16,51 +22,93 @@ use subtle::ConstantTimeEq;
 
 use crate::{Error, Result};
 
+/// How long an unused buffer is kept for the next sign-in.
+pub const KEEP_IDLE: Duration = Duration::from_secs(2);
+
 fn params() -> Params {
     Params::new(Params::DEFAULT_M_COST, 2, 1, None).expect("valid argon2 parameters")
 }
 
-/// Reusable argon2 memory: at most `max` buffers exist; a hash waits (on a blocking-pool thread,
-/// never an async worker) until one is free. Plain std primitives, so the pool works the same
-/// from any tokio runtime (each test has its own).
+/// Argon2 memory: at most `max` buffers exist; a hash waits (on a blocking-pool thread, never an
+/// async worker) until one is free. Plain std primitives, so the pool works the same from any
+/// tokio runtime (each test has its own).
 struct Pool {
     max: usize,
-    state: Mutex<(usize, Vec<Vec<Block>>)>,
+    state: Mutex<PoolState>,
+    /// A buffer came back.
     freed: Condvar,
 }
 
+#[derive(Default)]
+struct PoolState {
+    /// Buffers in existence: leased plus kept.
+    made: usize,
+    /// Kept buffers and when each came back; the last is the most recently used.
+    kept: Vec<(Vec<Block>, Instant)>,
+    /// Whether the thread that drops idle buffers is running.
+    reaping: bool,
+}
+
 impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn take(&self) -> Vec<Block> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.lock();
         loop {
-            if let Some(buf) = s.1.pop() {
+            if let Some((buf, _)) = s.kept.pop() {
                 return buf;
             }
-            if s.0 < self.max {
-                s.0 += 1;
+            if s.made < self.max {
+                s.made += 1;
                 return Vec::new();
             }
             s = self.freed.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    fn give(&self, buf: Vec<Block>) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .push(buf);
+    fn give(&'static self, buf: Vec<Block>) {
+        let mut s = self.lock();
+        s.kept.push((buf, Instant::now()));
         self.freed.notify_one();
+        if !s.reaping {
+            s.reaping = std::thread::Builder::new()
+                .name("argon2-reaper".into())
+                .spawn(|| self.reap())
+                .is_ok();
+        }
+    }
+
+    /// Drops each kept buffer once it has been unused for [`KEEP_IDLE`]; ends when none is kept.
+    fn reap(&self) {
+        loop {
+            let mut s = self.lock();
+            let Some(oldest) = s.kept.first().map(|(_, at)| *at) else {
+                s.reaping = false;
+                return;
+            };
+            let idle = oldest.elapsed();
+            if idle >= KEEP_IDLE {
+                let (buf, _) = s.kept.remove(0);
+                s.made -= 1;
+                drop(s);
+                drop(buf);
+            } else {
+                drop(s);
+                std::thread::sleep(KEEP_IDLE - idle);
+            }
+        }
     }
 }
 
 /// Hands the buffer back even if hashing panicked.
-struct Lease<'a> {
-    pool: &'a Pool,
+struct Lease {
+    pool: &'static Pool,
     buf: Option<Vec<Block>>,
 }
 
-impl Drop for Lease<'_> {
+impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(b) = self.buf.take() {
             self.pool.give(b);
@@ -74,9 +122,14 @@ fn pool() -> &'static Pool {
         max: std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 4),
-        state: Mutex::new((0, Vec::new())),
+        state: Mutex::new(PoolState::default()),
         freed: Condvar::new(),
     })
+}
+
+/// How many argon2 buffers exist right now (leased or kept).
+pub fn buffers() -> usize {
+    pool().lock().made
 }
 
 /// Runs `f` on the blocking pool with a block buffer large enough for `blocks`.
@@ -172,6 +225,26 @@ pub async fn verify(password: String, hash: Option<String>) -> Result<bool> {
 mod tests {
     use super::*;
     use argon2::{PasswordHasher, PasswordVerifier};
+
+    #[tokio::test]
+    async fn idle_buffers_are_given_back() {
+        let h = hash("correct horse battery".into()).await.unwrap();
+        assert!(buffers() >= 1, "the buffer is kept for the next sign-in");
+        assert!(verify("correct horse battery".into(), Some(h))
+            .await
+            .unwrap());
+        // Then dropped once unused (other tests in this process may be hashing too: wait for
+        // a quiet moment, bounded).
+        let deadline = Instant::now() + KEEP_IDLE * 10;
+        while buffers() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} buffers still kept",
+                buffers()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     #[tokio::test]
     async fn hash_and_verify() {

@@ -1,5 +1,11 @@
 use clap::Parser;
 
+/// jemalloc returns freed pages to the system about a second after they are freed (its decay is
+/// set in .cargo/config.toml); with glibc's malloc the panel kept every argon2 block a burst of
+/// sign-ins allocated (bench/panel.py measures).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
