@@ -112,11 +112,13 @@ start_dockerd() {
     # Someone else's dockerd is still coming up: wait for it, but it is not ours to stop.
     say "waiting for a dockerd we did not start"
   else
-    say "starting dockerd with --userns-remap=default (log: $STATE/dockerd.log)"
+    say "starting dockerd with --userns-remap=default --userland-proxy=false (log: $STATE/dockerd.log)"
     # setsid: its own session, so it outlives this script and its caller's process group.
     # User namespaces: dockerd creates the user dockremap and its subordinate ids (/etc/subuid,
     # /etc/subgid: 100000:65536) if missing; container root is then host uid 100000.
-    setsid dockerd --userns-remap=default >"$STATE/dockerd.log" 2>&1 </dev/null &
+    # No userland proxy: a published port is the kernel's NAT, not a docker-proxy process per
+    # port copying every byte (HAProxy -> app went through it).
+    setsid dockerd --userns-remap=default --userland-proxy=false >"$STATE/dockerd.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$STATE/dockerd.pid"
   fi
