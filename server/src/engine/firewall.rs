@@ -76,6 +76,30 @@ pub fn egress_rules(block_private: bool) -> Vec<String> {
     rules
 }
 
+/// Whether the filter table as `iptables -S` prints it already has everything: both chains
+/// with exactly their rules, Docker's `DOCKER-USER`, and both jumps. Every pass asks this with
+/// one process instead of five; only when something is missing are the chains checked and
+/// mended one by one.
+pub fn all_in_place(dump: &str, input: &[String], egress: &[String]) -> bool {
+    let lines: Vec<&str> = dump.lines().map(str::trim).collect();
+    let has = |line: String| lines.contains(&line.as_str());
+    let rules_of = |chain: &str| -> Vec<&str> {
+        let prefix = format!("-A {chain} ");
+        lines
+            .iter()
+            .filter(|l| l.starts_with(&prefix))
+            .copied()
+            .collect()
+    };
+    has(format!("-N {INPUT_CHAIN}"))
+        && has(format!("-N {EGRESS_CHAIN}"))
+        && has("-N DOCKER-USER".to_string())
+        && rules_of(INPUT_CHAIN) == input.iter().map(String::as_str).collect::<Vec<_>>()
+        && rules_of(EGRESS_CHAIN) == egress.iter().map(String::as_str).collect::<Vec<_>>()
+        && has(format!("-A INPUT -i {BRIDGES} -j {INPUT_CHAIN}"))
+        && has(format!("-A DOCKER-USER -i {BRIDGES} -j {EGRESS_CHAIN}"))
+}
+
 /// Makes `chain` hold exactly `rules` (rewritten only when it differs).
 async fn chain(chain: &str, rules: &[String]) -> Result<bool, String> {
     let current = match iptables(&["-S", chain]).await {
@@ -114,9 +138,17 @@ async fn jump(from: &str, to: &str) -> Result<bool, String> {
 /// Puts the rules in place (idempotent) and says how they stand.
 pub async fn enforce(policy: &EgressPolicy) -> EgressStatus {
     let block_private = policy.block_private;
+    let input = input_rules(&policy.open_ports);
+    let egress = egress_rules(block_private);
     let result = async {
-        let mut changed = chain(INPUT_CHAIN, &input_rules(&policy.open_ports)).await?;
-        changed |= chain(EGRESS_CHAIN, &egress_rules(block_private)).await?;
+        if iptables(&["-S"])
+            .await
+            .is_ok_and(|dump| all_in_place(&dump, &input, &egress))
+        {
+            return Ok(false);
+        }
+        let mut changed = chain(INPUT_CHAIN, &input).await?;
+        changed |= chain(EGRESS_CHAIN, &egress).await?;
         changed |= jump("INPUT", INPUT_CHAIN).await?;
         // DOCKER-USER is Docker's: it exists once dockerd has started.
         iptables(&["-S", "DOCKER-USER"])
@@ -151,6 +183,36 @@ pub async fn enforce(policy: &EgressPolicy) -> EgressStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_dump_tells_whether_anything_is_missing() {
+        let input = input_rules(&[443]);
+        let egress = egress_rules(false);
+        let complete = "-P INPUT ACCEPT\n-N DOCKER-USER\n-N PIER-EGRESS\n-N PIER-INPUT\n\
+            -A INPUT -i pb+ -j PIER-INPUT\n-A INPUT -j ACCEPT\n\
+            -A DOCKER-USER -i pb+ -j PIER-EGRESS\n-A DOCKER-USER -j RETURN\n\
+            -A PIER-EGRESS -d 169.254.0.0/16 -j DROP\n\
+            -A PIER-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n\
+            -A PIER-INPUT -p tcp -m multiport --dports 443 -j RETURN\n\
+            -A PIER-INPUT -j DROP\n";
+        assert!(all_in_place(complete, &input, &egress));
+        // Each missing or different piece sends the pass down the slow path.
+        for gone in [
+            "-N DOCKER-USER\n",
+            "-A INPUT -i pb+ -j PIER-INPUT\n",
+            "-A DOCKER-USER -i pb+ -j PIER-EGRESS\n",
+            "-A PIER-INPUT -j DROP\n",
+            "-A PIER-EGRESS -d 169.254.0.0/16 -j DROP\n",
+        ] {
+            assert!(
+                !all_in_place(&complete.replace(gone, ""), &input, &egress),
+                "{gone}"
+            );
+        }
+        assert!(!all_in_place(complete, &input_rules(&[80, 443]), &egress));
+        assert!(!all_in_place(complete, &input, &egress_rules(true)));
+        assert!(!all_in_place("", &input, &egress));
+    }
 
     #[test]
     fn rules_as_iptables_prints_them() {
