@@ -50,7 +50,9 @@ class Bench(Panel):
         # Only the local test registry (a registry on this machine needs the operator's list).
         super().__init__(args, EMAIL, data_prefix="pier-bench-apps-", token_name="bench-apps",
                          token_scope="admin", health_timeout=30,
-                         env={"PIER_ALLOWED_REGISTRIES": os.environ["PIER_TEST_REGISTRY"]})
+                         env={"PIER_ALLOWED_REGISTRIES": os.environ["PIER_TEST_REGISTRY"],
+                              # The reconciler logs each pass's duration at debug.
+                              "PIER_LOG": "warn,pier::engine=debug"})
         self.docker_config = None
 
     # ----- set-up ----------------------------------------------------------------------------
@@ -222,6 +224,12 @@ class Bench(Panel):
             time.sleep(1)
         time.sleep(2)
         running_rss = rss_kib(self.proc.pid)
+        # Passes with nothing to do: the periodic resyncs once every app runs (15 s apart).
+        settled_at = self.log_size()
+        deadline = time.monotonic() + 40
+        while len(self.reconcile_passes(settled_at)) < 2 and time.monotonic() < deadline:
+            time.sleep(1)
+        idle_passes = self.reconcile_passes(settled_at)
 
         lat = []
         path = "/apps?per_page=100"
@@ -258,12 +266,25 @@ class Bench(Panel):
         row("resident memory idle, before the apps:", f"{mib(idle)}  (after the deploy runs)")
         row(f"resident memory with {n} apps running:",
             f"{mib(running_rss)}  (+{(running_rss - idle) / n:.0f} KiB per app)")
+        row(f"reconcile pass, nothing to do, {n} apps:",
+            (f"median {statistics.median(idle_passes):.1f} ms   max {max(idle_passes):.1f} ms"
+             f"   ({len(idle_passes)} passes; goal <= 100 ms)") if idle_passes else "no pass logged")
         row("GET /api/v1/apps?per_page=100, 50 sequential:",
             f"median {statistics.median(lat) * 1000:.1f} ms   p95 {p95(lat) * 1000:.1f} ms")
         row("resident memory after those requests:", mib(after_list))
         row(f"GET /api/v1/apps (default 50 per page, {n} apps), wrk -t2 -c8 10s:", wrk_line)
         row(f"all {n} apps deleted, containers gone in:", f"{gone:8.1f} s")
         row("resident memory after deleting them:", mib(after))
+
+    def log_size(self):
+        return os.path.getsize(self.log_path)
+
+    def reconcile_passes(self, since):
+        """Milliseconds of each reconcile pass the panel logged after byte `since` of its log."""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read().decode(errors="replace"))
+        return [int(m) / 1000 for m in re.findall(r"reconcile pass elapsed_us=(\d+)", text)]
 
     # ----- clean-up --------------------------------------------------------------------------
 

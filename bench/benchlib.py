@@ -251,7 +251,8 @@ class Panel:
         self.email = email
         self.label = label
         # Bench domains are names on a mock DNS: no ownership proof.
-        self.env = dict(os.environ, PIER_LOG="warn", PIER_NO_DOMAIN_PROOF="true", **(env or {}))
+        self.env = dict(os.environ, PIER_LOG="warn", PIER_NO_DOMAIN_PROOF="true")
+        self.env.update(env or {})
         self.docker_env = docker_env
         self.data_prefix = data_prefix
         self.token_name = token_name

@@ -78,8 +78,14 @@ async fn reconcile_forever(pier: Pier, routing: Routing) {
     // its app and whether it went well, which feeds the app's backoff.
     let mut tasks: Tasks = tokio::task::JoinSet::new();
     loop {
+        let started = std::time::Instant::now();
         let wait = match pass(&pier, &routing, &mut backoff, &mut tasks).await {
             Ok(()) => {
+                // bench/apps.py reads this (PIER_LOG=pier::engine=debug) for the cost of a pass.
+                tracing::debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "reconcile pass"
+                );
                 failures = 0;
                 resync
             }
