@@ -52,31 +52,49 @@ pub fn hashed_names(hash_file_text: &str, output_name: &str) -> Option<Vec<Strin
     names.iter().any(|n| n.ends_with(".js")).then_some(names)
 }
 
-/// `/pkg/*` from `<site_root>/pkg`, precompressed copies preferred, cached by `cache_control`.
-pub fn pkg_router<S: Clone + Send + Sync + 'static>(
-    site_root: &Path,
-    cache_control: &'static str,
-) -> Router<S> {
+/// Whether a file's name carries its content's hash as cargo-leptos writes it:
+/// `<name>.<22 base64url characters>.<ext>` (an MD5, unpadded). Only such a file may be cached
+/// for good: a plain `pier.js` is rewritten in place by the next build.
+pub fn content_hashed(file_name: &str) -> bool {
+    let mut parts = file_name.rsplitn(3, '.');
+    let (Some(ext), Some(hash), Some(stem)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !ext.is_empty()
+        && !stem.is_empty()
+        && hash.len() == 22
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `/pkg/*` from `<site_root>/pkg`, precompressed copies preferred.
+pub fn pkg_router<S: Clone + Send + Sync + 'static>(site_root: &Path) -> Router<S> {
     let files = ServeDir::new(site_root.join("pkg"))
         .precompressed_br()
         .precompressed_gzip();
     Router::new()
         .nest_service("/pkg", files)
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            cache_headers(req, next, cache_control)
-        }))
+        .layer(middleware::from_fn(cache_headers))
 }
 
-/// The cache lifetime on files found (a missing file's 404 must not be cached for a year), and
-/// `Vary: Accept-Encoding` on all of them: which copy was sent depends on it.
-async fn cache_headers(req: Request, next: Next, cache_control: &'static str) -> Response {
+/// The cache lifetime on files found — a year for content-hashed names, revalidation for the
+/// rest; a missing file's 404 gets none — and `Vary: Accept-Encoding` on all of them: which copy
+/// was sent depends on it.
+async fn cache_headers(req: Request, next: Next) -> Response {
+    let hashed = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .is_some_and(content_hashed);
     let mut res = next.run(req).await;
     let status = res.status();
     let headers = res.headers_mut();
     if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {
         headers.insert(
             header::CACHE_CONTROL,
-            HeaderValue::from_static(cache_control),
+            HeaderValue::from_static(if hashed { IMMUTABLE } else { REVALIDATE }),
         );
     }
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
@@ -86,6 +104,23 @@ async fn cache_headers(req: Request, next: Next, cache_control: &'static str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_content_hashed_names_are_cached_for_good() {
+        assert!(content_hashed("pier.C4BzIY0LiV_rVs1KDrTjTg.wasm"));
+        assert!(content_hashed("pier.mDNmw8OPTvDWDtj7fsaFTQ.js"));
+        for name in [
+            "pier.js",
+            "pier.wasm",
+            "pier.short.css",
+            "pier.C4BzIY0LiV_rVs1KDrTjT!.wasm",
+            ".C4BzIY0LiV_rVs1KDrTjTg.wasm",
+            "pier.C4BzIY0LiV_rVs1KDrTjTg.",
+            "C4BzIY0LiV_rVs1KDrTjTg.wasm",
+        ] {
+            assert!(!content_hashed(name), "{name}");
+        }
+    }
 
     #[test]
     fn hashed_names_come_from_the_hash_file() {

@@ -44,13 +44,18 @@ impl FromRef<AppState> for LeptosOptions {
 impl AppState {
     pub fn new(pier: Pier, args: &ServeArgs) -> Self {
         let hash_file = crate::assets::hash_file(&args.site_root);
+        // Hashed names only when the file names a script: otherwise pages ask for `pier.js`.
+        let hashed = hash_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .is_some_and(|text| crate::assets::hashed_names(&text, "pier").is_some());
         let leptos = LeptosOptions::builder()
             .output_name("pier")
             .site_root(args.site_root.display().to_string())
             .site_pkg_dir("pkg")
             .site_addr(args.listen)
             // Leptos joins this to the binary's directory; an absolute path stands alone.
-            .hash_files(hash_file.is_some())
+            .hash_files(hashed)
             .hash_file(
                 hash_file
                     .as_ref()
@@ -132,17 +137,11 @@ pub fn router(state: AppState) -> Router {
         }
     };
 
-    let pkg = crate::assets::pkg_router(
-        std::path::Path::new(&*state.leptos.site_root),
-        if state.leptos.hash_files {
-            crate::assets::IMMUTABLE
-        } else {
-            crate::assets::REVALIDATE
-        },
-    );
+    // The browser's files stay outside the session and CSRF layers: a response cached for a
+    // year must never carry a session's Set-Cookie, and a file needs no session lookup.
+    let pkg = crate::assets::pkg_router(std::path::Path::new(&*state.leptos.site_root));
 
-    Router::new()
-        .merge(pkg)
+    let panel = Router::new()
         .route("/healthz", get(healthz))
         .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
         .route("/events/apps/{name}/logs", get(crate::events::app_logs))
@@ -162,7 +161,11 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(sessions)
         .layer(middleware::from_fn(host_cookie_over_https))
-        .layer(RequestBodyLimitLayer::new(2 * 1024 * 1024))
+        .layer(RequestBodyLimitLayer::new(2 * 1024 * 1024));
+
+    Router::new()
+        .merge(pkg)
+        .merge(panel)
         .layer(middleware::from_fn(content_security_policy))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -21,16 +21,21 @@ fn release_site(dir: &Path) {
     let pkg = dir.join("pkg");
     std::fs::create_dir_all(&pkg).unwrap();
     for ext in ["js", "wasm", "css"] {
-        let name = format!("pier.h4sh-{ext}.{ext}");
+        let name = format!("pier.{}.{ext}", hash(ext));
         std::fs::write(pkg.join(&name), format!("plain {ext}")).unwrap();
         std::fs::write(pkg.join(format!("{name}.br")), format!("brotli {ext}")).unwrap();
         std::fs::write(pkg.join(format!("{name}.gz")), format!("gzip {ext}")).unwrap();
     }
     std::fs::write(
         dir.join("hash.txt"),
-        "js: h4sh-js\nwasm: h4sh-wasm\ncss: h4sh-css\n",
+        "js: jsHashHashHashHashHash\nwasm: wasmHashHashHashHashHa\ncss: cssHashHashHashHashHas\n",
     )
     .unwrap();
+}
+
+/// A content hash as cargo-leptos writes it (22 base64url characters), one per kind of file.
+fn hash(ext: &str) -> String {
+    format!("{ext}HashHashHashHashHashHash")[..22].to_string()
 }
 
 fn router_for_site(app: &TestApp, site: &Path) -> Router {
@@ -85,13 +90,21 @@ async fn hashed_files_are_named_in_pages_served_precompressed_and_cached_for_goo
     let (status, _, page) = get(&router, "/login", None).await;
     assert_eq!(status, StatusCode::OK);
     for name in [
-        "/pkg/pier.h4sh-js.js",
-        "/pkg/pier.h4sh-wasm.wasm",
-        "/pkg/pier.h4sh-css.css",
+        "/pkg/pier.jsHashHashHashHashHash.js",
+        "/pkg/pier.wasmHashHashHashHashHa.wasm",
+        "/pkg/pier.cssHashHashHashHashHas.css",
     ] {
         assert!(page.contains(name), "page names {name}:\n{page}");
     }
-    assert!(!page.contains("/pkg/pier.js") && !page.contains("/pkg/pier.css"));
+    for plain in [
+        "/pkg/pier.js\"",
+        "/pkg/pier.js'",
+        "/pkg/pier.css\"",
+        "/pkg/pier.wasm\"",
+        "/pkg/pier.wasm'",
+    ] {
+        assert!(!page.contains(plain), "page names {plain}");
+    }
 
     // The copy the browser prefers, as it is on disk, cached for a year.
     for (accept, body, encoding) in [
@@ -99,7 +112,8 @@ async fn hashed_files_are_named_in_pages_served_precompressed_and_cached_for_goo
         (Some("gzip"), "gzip wasm", Some("gzip")),
         (None, "plain wasm", None),
     ] {
-        let (status, headers, got) = get(&router, "/pkg/pier.h4sh-wasm.wasm", accept).await;
+        let (status, headers, got) =
+            get(&router, "/pkg/pier.wasmHashHashHashHashHa.wasm", accept).await;
         assert_eq!(status, StatusCode::OK, "{accept:?}");
         assert_eq!(got, body, "{accept:?}");
         assert_eq!(header(&headers, "content-encoding"), encoding, "{accept:?}");
@@ -110,8 +124,29 @@ async fn hashed_files_are_named_in_pages_served_precompressed_and_cached_for_goo
         );
         assert_eq!(header(&headers, "vary"), Some("accept-encoding"));
     }
-    let (_, headers, _) = get(&router, "/pkg/pier.h4sh-css.css", Some("br")).await;
+    let (_, headers, _) = get(&router, "/pkg/pier.cssHashHashHashHashHas.css", Some("br")).await;
     assert_eq!(header(&headers, "content-type"), Some("text/css"));
+
+    // A name without a content hash is revalidated even here: the next build rewrites it.
+    std::fs::write(site.join("pkg/extra.js"), "plain").unwrap();
+    let (status, headers, _) = get(&router, "/pkg/extra.js", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
+
+    // No session work and never a Set-Cookie on a file cached for a year, whatever the
+    // browser sends (a session that ended elsewhere would otherwise be cleared right here).
+    let res = router
+        .clone()
+        .oneshot(
+            Request::get("/pkg/pier.wasmHashHashHashHashHa.wasm")
+                .header(header::COOKIE, "pier_session=ended-elsewhere")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get(header::SET_COOKIE).is_none());
 
     // A file that is not there is a 404 nobody caches.
     let (status, headers, _) = get(&router, "/pkg/pier.0ld.wasm", Some("br")).await;
