@@ -1,5 +1,12 @@
 //! Pier's browser UI: Leptos components rendered on the server and hydrated in the browser.
 
+// Browser and server must render the same view types, or hydration fails without a build error
+// (.cargo/config.toml sets this for every build; a RUSTFLAGS from elsewhere would replace it).
+#[cfg(not(erase_components))]
+compile_error!(
+    "build with `--cfg erase_components` (.cargo/config.toml sets it; RUSTFLAGS replaces it)"
+);
+
 pub mod api;
 pub mod api_apps;
 pub mod api_domains;
