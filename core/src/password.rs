@@ -77,6 +77,11 @@ impl Pool {
                 .name("argon2-reaper".into())
                 .spawn(|| self.reap())
                 .is_ok();
+            if !s.reaping {
+                // No thread to drop them later: keep nothing.
+                let kept = std::mem::take(&mut s.kept);
+                s.made -= kept.len();
+            }
         }
     }
 

@@ -99,7 +99,7 @@ pub async fn page(
                     'health_path', d.health_path, 'read_only', d.read_only, 'kind', d.kind,
                     'capabilities', d.capabilities, 'gap_ms', d.gap_ms, 'status', d.status,
                     'error', d.error, 'created_at', d.created_at, 'finished_at', d.finished_at)
-                  FROM deployments d WHERE d.id = a.current_deployment_id)),
+                  FROM deployments d WHERE d.id = a.current_deployment_id AND d.app_id = a.id)),
                'latest', json((SELECT json_object(
                     'id', d.id, 'app_id', d.app_id, 'number', d.number, 'cause', d.cause,
                     'image', d.image, 'digest', d.digest, 'env', json(d.env), 'port', d.port,
