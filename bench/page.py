@@ -211,7 +211,9 @@ def main():
                 print(f"      {r['name']:44} transferred {r['transfer']:10,}  (body {r['encoded']:,} of {r['decoded']:,})")
             if ms is None or ms > INTERACTIVE_MS:
                 failures.append(f"{label}: not interactive within {INTERACTIVE_MS} ms ({shown})")
-        if sum(r["transfer"] for r in second) != 0:
+        if not any(r["name"].endswith(".wasm") for r in second):
+            failures.append("the second visit loaded no wasm (nothing to say about its cache)")
+        elif sum(r["transfer"] for r in second) != 0:
             failures.append("the second visit downloaded /pkg files again")
     finally:
         if browser:
