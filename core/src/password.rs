@@ -133,7 +133,8 @@ fn pool() -> &'static Pool {
 }
 
 /// How many argon2 buffers exist right now (leased or kept).
-pub fn buffers() -> usize {
+#[cfg(test)]
+fn buffers() -> usize {
     pool().lock().made
 }
 

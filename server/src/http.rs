@@ -45,10 +45,11 @@ impl AppState {
     pub fn new(pier: Pier, args: &ServeArgs) -> Self {
         let hash_file = crate::assets::hash_file(&args.site_root);
         // Hashed names only when the file names a script: otherwise pages ask for `pier.js`.
-        let hashed = hash_file
+        let hashed_names = hash_file
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
-            .is_some_and(|text| crate::assets::hashed_names(&text, "pier").is_some());
+            .and_then(|text| crate::assets::hashed_names(&text, "pier"));
+        let hashed = hashed_names.is_some();
         let leptos = LeptosOptions::builder()
             .output_name("pier")
             .site_root(args.site_root.display().to_string())
@@ -62,7 +63,12 @@ impl AppState {
                     .map_or("hash.txt".into(), |p| p.display().to_string().into()),
             )
             .build();
-        check_site_files(&args.site_root, hash_file.as_deref());
+        let page_files = hashed_names.unwrap_or_else(|| {
+            ["pier.js", "pier.wasm", "pier.css"]
+                .map(String::from)
+                .to_vec()
+        });
+        check_site_files(&args.site_root, &page_files, hash_file.as_deref());
         AppState {
             pier,
             leptos,
@@ -80,13 +86,11 @@ impl AppState {
 /// Says in the log, once at start, when the files pages will ask for are not in the site
 /// directory (a site built apart from the binary, or not built): pages would render without
 /// style or interactivity, which is otherwise hard to trace.
-fn check_site_files(site_root: &std::path::Path, hash_file: Option<&std::path::Path>) {
-    let names = match hash_file.map(std::fs::read_to_string) {
-        Some(Ok(text)) => crate::assets::hashed_names(&text, "pier").unwrap_or_default(),
-        _ => ["pier.js", "pier.wasm", "pier.css"]
-            .map(String::from)
-            .to_vec(),
-    };
+fn check_site_files(
+    site_root: &std::path::Path,
+    names: &[String],
+    hash_file: Option<&std::path::Path>,
+) {
     let pkg = site_root.join("pkg");
     let missing: Vec<&String> = names.iter().filter(|n| !pkg.join(n).is_file()).collect();
     if !missing.is_empty() {
