@@ -155,11 +155,11 @@ def stop_haproxy(data_dir):
 # ----- HTTP --------------------------------------------------------------------------------------
 
 
-def http_200(port, timeout=1.0):
-    """True when 127.0.0.1:port answers GET / with 200 (any failure is "not yet")."""
+def http_200(port, timeout=1.0, path="/"):
+    """True when 127.0.0.1:port answers GET path with 200 (any failure is "not yet")."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        c.request("GET", "/")
+        c.request("GET", path)
         r = c.getresponse()
         r.read()
         return r.status == 200

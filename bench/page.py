@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import PASSWORD, add_build_options, free_port  # noqa: E402
+from benchlib import PASSWORD, add_build_options, free_port, http_200  # noqa: E402
 
 EMAIL = "page@example.com"
 BUDGET = 400_000  # bytes a first visit may download (wasm + JS + CSS, compressed)
@@ -156,8 +156,8 @@ def main():
     failures = []
     browser = None
     try:
-        wait_until("pier answers /healthz", 30, lambda: _ok(port, "/healthz"))
-        wait_until("chromedriver answers", 30, lambda: _ok(driver_port, "/status"))
+        wait_until("pier answers /healthz", 30, lambda: http_200(port, path="/healthz"))
+        wait_until("chromedriver answers", 30, lambda: http_200(driver_port, path="/status"))
 
         # 1. The files, as HTTP sends them.
         status, _, page = fetch(port, "/login")
@@ -232,13 +232,6 @@ def main():
         return 1
     print("within budget")
     return 0
-
-
-def _ok(port, path):
-    try:
-        return fetch(port, path)[0] == 200
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":
