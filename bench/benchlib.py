@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 PASSWORD = "bench password 1234"
 POLL = 0.02  # seconds between polls while timing a deploy
@@ -94,15 +95,15 @@ def ids(out):
     return [line for line in out.split() if line]
 
 
-def remove_labelled(labels, env=None, volumes=False):
+def remove_labelled(labels, env=None, volumes=False, timeout=300):
     """Removes the containers, then (with volumes) the volumes, then the networks that carry any
-    of `labels` (each "key=value"); a note on what was removed."""
+    of `labels` (each "key=value"); a note on what was removed. timeout: for the containers."""
     gone = []
     for label in labels:
         gone += ids(docker("ps", "-aq", "--filter", f"label={label}", env=env, timeout=30))
     gone = sorted(set(gone))
     if gone:
-        docker("rm", "-f", *gone, env=env, timeout=300, check=False)
+        docker("rm", "-f", *gone, env=env, timeout=timeout, check=False)
     vols = []
     if volumes:
         for label in labels:
@@ -231,6 +232,44 @@ class Api:
             if not data["items"] or len(apps) >= data["total"]:
                 return apps
             page += 1
+
+
+class Browser:
+    """A cookie jar on one keep-alive connection, like a browser tab (the session, and a
+    visitor's CSRF cookie)."""
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.jar = {}
+
+    def request(self, method, path, body=None, headers=None):
+        h = dict(headers or {})
+        if self.jar:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
+        self.conn.request(method, path, body=body, headers=h)
+        r = self.conn.getresponse()
+        data = r.read()
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie":
+                name, _, value = v.split(";", 1)[0].partition("=")
+                self.jar[name] = value
+        return r.status, data
+
+    def sign_in(self, email, password=PASSWORD):
+        status, data = self.request("GET", "/rpc/session", headers={"Accept": "application/json"})
+        if status != 200:
+            raise BenchError(f"GET /rpc/session answered {status}: {data[:200]!r}")
+        csrf = json.loads(data)["csrf"]
+        form = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": csrf})
+        status, data = self.request(
+            "POST", "/rpc/login", body=form,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        )
+        if status != 200:
+            raise BenchError(f"signing in as {email} answered {status}: {data[:200]!r}")
+
+    def cookie_header(self):
+        return "Cookie: " + "; ".join(f"{k}={v}" for k, v in self.jar.items())
 
 
 # ----- one panel ---------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ Build first: `cargo leptos build --release` (bench/run.sh does both).
 """
 import argparse
 import http.client
-import json
 import os
 import shutil
 import signal
@@ -17,44 +16,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import PASSWORD, add_build_options, free_port, rss_kib, wrk_latency  # noqa: E402
+from benchlib import Browser, add_build_options, free_port, rss_kib, wrk_latency  # noqa: E402
 
 EMAIL = "bench@example.com"
-
-
-class Browser:
-    """A cookie jar, like a browser tab (the session, and a visitor's CSRF cookie)."""
-
-    def __init__(self, port):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.jar = {}
-
-    def request(self, method, path, body=None, headers=None):
-        h = dict(headers or {})
-        if self.jar:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
-        self.conn.request(method, path, body=body, headers=h)
-        r = self.conn.getresponse()
-        data = r.read()
-        for k, v in r.getheaders():
-            if k.lower() == "set-cookie":
-                name, _, value = v.split(";", 1)[0].partition("=")
-                self.jar[name] = value
-        return r.status, data
-
-    def sign_in(self):
-        status, data = self.request("GET", "/rpc/session", headers={"Accept": "application/json"})
-        assert status == 200, (status, data)
-        csrf = json.loads(data)["csrf"]
-        form = urllib.parse.urlencode({"email": EMAIL, "password": PASSWORD, "csrf_token": csrf})
-        status, data = self.request(
-            "POST", "/rpc/login", body=form,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-        )
-        assert status == 200, (status, data)
 
 
 def main():
@@ -100,7 +66,7 @@ def main():
             b = Browser(port)
             for _ in range(n):
                 b.jar = {}
-                b.sign_in()
+                b.sign_in(EMAIL)
 
         threads = [threading.Thread(target=work, args=(n,)) for n in per_thread]
         for t in threads:
@@ -120,7 +86,7 @@ def main():
 
         # Dashboard under a bounded load.
         b = Browser(port)
-        b.sign_in()
+        b.sign_in(EMAIL)
         status, body = b.request("GET", "/")
         assert status == 200 and b"Your apps" in body, status
         if not shutil.which("wrk"):
@@ -129,7 +95,7 @@ def main():
         def load(path, header):
             return wrk_latency(f"http://127.0.0.1:{port}{path}", header, seconds=args.seconds)
 
-        p50, p99, rps, errors = load("/", "Cookie: " + "; ".join(f"{k}={v}" for k, v in b.jar.items()))
+        p50, p99, rps, errors = load("/", b.cookie_header())
         status, _ = Browser(port).request("GET", "/api/v1/tokens", headers={"Authorization": f"Bearer {token}"})
         assert status == 200, status
         a50, a99, arps, aerrors = load("/api/v1/tokens", f"Authorization: Bearer {token}")
