@@ -97,8 +97,24 @@ rcurl() { curl --noproxy '*' -s --max-time 10 "$@"; }
 
 # --- start, step 1: dockerd -------------------------------------------------------------------
 
+# With user namespaces every container's root is the same host user (uid 100000), and the
+# kernel's per-user key quota (kernel.keys.maxkeys, 200 by default) then caps how many containers
+# can start: runc gives each one a session keyring, and the 200th-odd fails with "unable to create
+# session key: disk quota exceeded". Raised (never lowered) to room for thousands.
+raise_key_quota() {
+  local keys=/proc/sys/kernel/keys/maxkeys bytes=/proc/sys/kernel/keys/maxbytes
+  [[ -w $keys && -w $bytes ]] || return 0
+  if (($(cat "$keys") < 20000)); then
+    say "raising kernel.keys.maxkeys to 20000 and kernel.keys.maxbytes to 2000000 (user namespaces: one key quota for every container)"
+    echo 20000 >"$keys"
+    (($(cat "$bytes") < 2000000)) && echo 2000000 >"$bytes"
+  fi
+  return 0
+}
+
 start_dockerd() {
   local i pid
+  raise_key_quota
   if docker info >/dev/null 2>&1; then
     # Already up. A pid file of ours whose process is gone is stale; drop it so `stop` never
     # kills a daemon someone else started since.
@@ -112,13 +128,18 @@ start_dockerd() {
     # Someone else's dockerd is still coming up: wait for it, but it is not ours to stop.
     say "waiting for a dockerd we did not start"
   else
-    say "starting dockerd with --userns-remap=default --userland-proxy=false (log: $STATE/dockerd.log)"
+    say "starting dockerd with --userns-remap=default --userland-proxy=false, 512 networks (log: $STATE/dockerd.log)"
     # setsid: its own session, so it outlives this script and its caller's process group.
     # User namespaces: dockerd creates the user dockremap and its subordinate ids (/etc/subuid,
     # /etc/subgid: 100000:65536) if missing; container root is then host uid 100000.
     # No userland proxy: a published port is the kernel's NAT, not a docker-proxy process per
     # port copying every byte (HAProxy -> app went through it).
-    setsid dockerd --userns-remap=default --userland-proxy=false >"$STATE/dockerd.log" 2>&1 </dev/null &
+    # Address pool: every tenant has a network of its own. Docker's default pools hold 31
+    # networks (bench/scale.py makes 100 tenants); this gives 512 networks of 254 addresses,
+    # inside Docker's own default range (172.17-31.x).
+    setsid dockerd --userns-remap=default --userland-proxy=false \
+      --default-address-pool base=172.18.0.0/15,size=24 \
+      >"$STATE/dockerd.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$STATE/dockerd.pid"
   fi
