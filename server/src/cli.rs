@@ -3,6 +3,7 @@
 use std::{io::BufRead, path::Path, time::Duration};
 
 use anyhow::{bail, Context};
+use axum::serve::ListenerExt;
 use pier_core::{db, secret::SecretKey, service::Settings, Pier};
 
 use crate::{
@@ -192,6 +193,13 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
         })
     };
 
+    // No Nagle: a response goes out as headers then body; with Nagle the body waited for the
+    // client's delayed ACK of the headers, 40 ms (the p99 of every page, measured).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
