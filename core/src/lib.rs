@@ -10,6 +10,8 @@ pub mod db;
 pub mod dns;
 pub mod domains;
 pub mod error;
+#[cfg(any(test, feature = "fake-runtime"))]
+pub mod fake_runtime;
 pub mod logs;
 pub mod model;
 pub mod password;

@@ -188,6 +188,18 @@ pub struct NewUser {
     pub max_storage_mb: String,
 }
 
+/// See [`Pier::claim_listing`].
+pub(crate) struct ListingClaim(Pier);
+
+impl Drop for ListingClaim {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .listing
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 #[derive(Clone)]
 pub struct Pier(Arc<Inner>);
 
@@ -205,6 +217,8 @@ struct Inner {
     /// The engine's last container list and when it was taken.
     #[allow(clippy::type_complexity)]
     observed: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::runtime::Container>>)>>,
+    /// A page's refresh of that list is under way (one at a time, shared by every page).
+    listing: std::sync::atomic::AtomicBool,
     proxy_status: std::sync::RwLock<Option<ProxyStatusSource>>,
     egress: std::sync::RwLock<Option<crate::runtime::EgressStatus>>,
     resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
@@ -272,6 +286,7 @@ impl Pier {
             resolver: std::sync::RwLock::new(None),
             instance: tokio::sync::OnceCell::new(),
             observed: std::sync::Mutex::new(None),
+            listing: std::sync::atomic::AtomicBool::new(false),
             panel_cert_until: std::sync::atomic::AtomicI64::new(0),
             log_slots: Default::default(),
         }))
@@ -286,6 +301,13 @@ impl Pier {
         *self.0.observed.lock().expect("observed lock") =
             Some((std::time::Instant::now(), list.clone()));
         list
+    }
+
+    /// Claims the one background refresh of the container list; `None` while one runs. The
+    /// claim ends when dropped, however the refresh ends.
+    pub(crate) fn claim_listing(&self) -> Option<ListingClaim> {
+        use std::sync::atomic::Ordering;
+        (!self.0.listing.swap(true, Ordering::AcqRel)).then(|| ListingClaim(self.clone()))
     }
 
     /// The last container list, if taken within `max_age`.

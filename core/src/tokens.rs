@@ -226,18 +226,13 @@ impl Pier {
             ));
         }
         let invalid = Error::BadToken("This token is not valid: it was revoked or never existed.");
-        let found = repo::tokens::by_hash(self.db(), &sha256_hex(token))
+        let (found, user) = repo::tokens::by_hash_with_user(self.db(), &sha256_hex(token))
             .await?
             .ok_or(invalid)?;
         let t = now();
         if found.expires_at.is_some_and(|e| e <= t) {
             return Err(Error::BadToken("This token has expired. Create a new one."));
         }
-        let user = repo::users::by_id(self.db(), found.user_id)
-            .await?
-            .ok_or(Error::BadToken(
-                "This token is not valid: it was revoked or never existed.",
-            ))?;
         if user.disabled {
             return Err(Error::BadToken(
                 "The account this token belongs to is disabled.",

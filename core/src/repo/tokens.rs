@@ -53,16 +53,49 @@ pub async fn insert(db: impl SqliteExecutor<'_>, t: &NewToken<'_>, now: i64) -> 
     .await?)
 }
 
-pub async fn by_hash(db: impl SqliteExecutor<'_>, hash: &str) -> Result<Option<ApiToken>> {
-    let row = sqlx::query_as!(
-        TokenRow,
-        r#"SELECT id AS "id!", user_id, name, prefix, scope, created_at, expires_at, last_used_at
-           FROM api_tokens WHERE secret_hash = ?"#,
+/// A token and its owner in one statement (every API request asks this first).
+pub async fn by_hash_with_user(
+    db: impl SqliteExecutor<'_>,
+    hash: &str,
+) -> Result<Option<(ApiToken, User)>> {
+    let row = sqlx::query!(
+        r#"SELECT t.id AS "id!", t.user_id, t.name, t.prefix, t.scope, t.created_at,
+                  t.expires_at, t.last_used_at,
+                  u.email, u.password_hash, u.role, u.disabled AS "disabled: bool", u.max_apps,
+                  u.max_memory_mb, u.max_cpus_milli, u.max_storage_mb,
+                  u.created_at AS user_created_at, u.last_sign_in_at
+           FROM api_tokens t JOIN users u ON u.id = t.user_id
+           WHERE t.secret_hash = ?"#,
         hash
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(ApiToken::from))
+    Ok(row.map(|r| {
+        let user = User::from(UserRow {
+            id: r.user_id,
+            email: r.email,
+            password_hash: r.password_hash,
+            role: r.role,
+            disabled: r.disabled,
+            max_apps: r.max_apps,
+            max_memory_mb: r.max_memory_mb,
+            max_cpus_milli: r.max_cpus_milli,
+            max_storage_mb: r.max_storage_mb,
+            created_at: r.user_created_at,
+            last_sign_in_at: r.last_sign_in_at,
+        });
+        let token = ApiToken::from(TokenRow {
+            id: r.id,
+            user_id: r.user_id,
+            name: r.name,
+            prefix: r.prefix,
+            scope: r.scope,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+        });
+        (token, user)
+    }))
 }
 
 pub async fn list_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<Vec<ApiToken>> {
