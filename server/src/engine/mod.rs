@@ -133,10 +133,15 @@ async fn pass(
     // is either still busy here (its container is left alone) or already current in the reads.
     let busy_now = busy.lock().expect("busy lock").clone();
     let rt = pier.runtime();
-    // Egress rules first: a container that starts in this pass is already covered.
-    pier.record_egress(rt.enforce_egress(&pier.settings().engine.egress).await);
-    // Volumes as the engine and the disk have them, before the database (see plan::volumes).
-    let listed_volumes = rt.volumes(&instance).await?;
+    // Egress rules first: a container that starts in this pass is already covered. Volumes as
+    // the engine and the disk have them, before the database (see plan::volumes). The engine
+    // answers both at once (as below): a pass waits for the slower, not for the sum.
+    let (egress, listed_volumes) = tokio::join!(
+        rt.enforce_egress(&pier.settings().engine.egress),
+        rt.volumes(&instance)
+    );
+    pier.record_egress(egress);
+    let listed_volumes = listed_volumes?;
     let stored_volumes = rt.stored_volumes();
     let (apps, in_progress, volume_rows) = {
         let mut tx = pier.db().begin().await?;
@@ -151,8 +156,9 @@ async fn pass(
         let t = targets.entry(d.app_id).or_insert(d.id);
         *t = (*t).max(d.id);
     }
-    let containers = pier.observe_containers(rt.containers(&instance).await?);
-    let networks = rt.networks(&instance).await?;
+    let (containers, networks) = tokio::join!(rt.containers(&instance), rt.networks(&instance));
+    let containers = pier.observe_containers(containers?);
+    let networks = networks?;
     let wants: Vec<Want> = apps
         .iter()
         .map(|a| Want {
