@@ -38,6 +38,8 @@ need_apt docker.io haproxy
 # Docker's networking (iptables); size-limited volumes: an ext4 file system (e2fsprogs) in a sparse
 # file, loop-mounted (util-linux: losetup, mount).
 need_apt iptables e2fsprogs util-linux
+# Backups: restic (encrypted, deduplicated snapshots of volumes; Pier drives it as a process).
+need_apt restic
 # A machine may already have Node.js from elsewhere (with npm inside); only add Debian's when absent.
 command -v npm >/dev/null || need_apt nodejs npm
 if ((with_tests)); then

@@ -9,6 +9,7 @@ compile_error!(
 
 pub mod api;
 pub mod api_apps;
+pub mod api_backups;
 pub mod api_domains;
 pub mod components;
 pub mod error;

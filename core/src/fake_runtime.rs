@@ -303,4 +303,30 @@ impl Runtime for FakeRuntime {
             problem: Some("the fake engine has no firewall".into()),
         }
     }
+
+    async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.with(id, |c| c.state = "paused".into())
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.with(id, |c| c.state = "running".into())
+    }
+
+    /// The fake's volumes have no data: a mount is an empty directory.
+    async fn mount_volume(&self, name: &str, at: &std::path::Path) -> Result<(), RuntimeError> {
+        if !self
+            .state
+            .lock()
+            .expect("fake state")
+            .volumes
+            .contains_key(name)
+        {
+            return Err(RuntimeError::NotFound);
+        }
+        std::fs::create_dir_all(at).map_err(|e| RuntimeError::Failed(e.to_string()))
+    }
+
+    async fn unmount_volume(&self, _at: &std::path::Path) -> Result<(), RuntimeError> {
+        Ok(())
+    }
 }

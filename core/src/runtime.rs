@@ -311,6 +311,13 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
     /// Puts the egress rules for tenants' containers in place (idempotent; run every pass).
     async fn enforce_egress(&self, policy: &EgressPolicy) -> EgressStatus;
+    /// Freezes every process of a container (`docker pause`); `unpause` thaws them.
+    async fn pause(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn unpause(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Mounts a volume's file system at `at` (an empty directory) for Pier's own use, while
+    /// containers may have it mounted too; `unmount_volume` undoes it.
+    async fn mount_volume(&self, name: &str, at: &std::path::Path) -> Result<(), RuntimeError>;
+    async fn unmount_volume(&self, at: &std::path::Path) -> Result<(), RuntimeError>;
 }
 
 /// The engine's name of a volume.

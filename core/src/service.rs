@@ -37,6 +37,7 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub routing: RoutingSettings,
     pub acme: crate::certs::AcmeSettings,
+    pub backups: crate::backups::BackupSettings,
 }
 
 /// How host names reach apps.
@@ -133,6 +134,7 @@ impl Default for Settings {
             engine: EngineSettings::default(),
             routing: RoutingSettings::default(),
             acme: crate::certs::AcmeSettings::default(),
+            backups: Default::default(),
         }
     }
 }
@@ -201,9 +203,9 @@ impl Drop for ListingClaim {
 }
 
 #[derive(Clone)]
-pub struct Pier(Arc<Inner>);
+pub struct Pier(pub(crate) Arc<Inner>);
 
-struct Inner {
+pub(crate) struct Inner {
     db: Db,
     key: SecretKey,
     settings: Settings,
@@ -213,6 +215,9 @@ struct Inner {
     telemetry: Telemetry,
     wake: tokio::sync::Notify,
     wake_certs: tokio::sync::Notify,
+    pub(crate) wake_backups: tokio::sync::Notify,
+    /// Apps the reconciler leaves alone (a backup or restore has their container).
+    pub(crate) holds: std::sync::Mutex<crate::backups::Holds>,
     instance: tokio::sync::OnceCell<String>,
     /// The engine's last container list and when it was taken.
     #[allow(clippy::type_complexity)]
@@ -281,6 +286,8 @@ impl Pier {
             telemetry: Telemetry::default(),
             wake: tokio::sync::Notify::new(),
             wake_certs: tokio::sync::Notify::new(),
+            wake_backups: tokio::sync::Notify::new(),
+            holds: Default::default(),
             proxy_status: std::sync::RwLock::new(None),
             egress: std::sync::RwLock::new(None),
             resolver: std::sync::RwLock::new(None),

@@ -7,7 +7,7 @@ use axum::serve::ListenerExt;
 use pier_core::{db, secret::SecretKey, service::Settings, Pier};
 
 use crate::{
-    config::{AdminCommand, Cli, Command, ServeArgs, TokenCommand},
+    config::{AdminCommand, BackupCommand, Cli, Command, ServeArgs, TokenCommand},
     http,
 };
 
@@ -59,6 +59,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.acme.email = args.acme_email.clone();
         settings.acme.ca_file = args.acme_ca_file.clone();
     }
+    settings.backups.dir = Some(cli.data_dir.join("backups"));
+    settings.backups.key_file = Some(cli.data_dir.join("secret.key"));
+    // Before anything is opened: the data directory must still be empty.
+    if let Command::Restore { from, snapshot, .. } = &cli.command {
+        let passphrase = read_password_line(std::io::stdin().lock())?;
+        let r =
+            crate::backup::panel::restore(&cli.data_dir, from, &passphrase, snapshot.as_deref())
+                .await?;
+        println!(
+            "Restored Pier {} from backup {} into {}; {} apps get their volumes back from their latest snapshots when `pier serve` starts.",
+            r.instance,
+            r.snapshot,
+            cli.data_dir.display(),
+            r.apps
+        );
+        return Ok(());
+    }
     let pier = open(&cli.data_dir, settings).await?;
     match cli.command {
         Command::Serve(args) => serve(pier, *args, &cli.data_dir).await,
@@ -89,6 +106,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{secret}");
             Ok(())
         }
+        Command::Backup {
+            command: None | Some(BackupCommand::Now),
+        } => {
+            let id =
+                crate::backup::panel::back_up(&pier, pier_core::backups::Trigger::Manual).await?;
+            println!("Backed up Pier: snapshot {id}.");
+            Ok(())
+        }
+        Command::Backup {
+            command: Some(BackupCommand::Passphrase { .. }),
+        } => {
+            let passphrase = read_password_line(std::io::stdin().lock())?;
+            crate::backup::panel::set_passphrase(&pier, &passphrase).await?;
+            println!("The backup repository now opens with this passphrase too: keep it apart from this machine.");
+            Ok(())
+        }
+        Command::Restore { .. } => unreachable!("handled before the database is opened"),
     }
 }
 

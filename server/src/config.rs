@@ -38,6 +38,38 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Back Pier itself up now (its database and secret key; `serve` does daily), or set the
+    /// passphrase that opens the backups on a new machine.
+    Backup {
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+    },
+    /// Bring a whole Pier back from its backups onto this machine (an empty data directory);
+    /// then `pier serve` recreates the apps, their volumes from their latest snapshots.
+    Restore {
+        /// The backup repository: a directory (copied into place) or a restic location.
+        #[arg(long)]
+        from: String,
+        /// A Pier backup's id (default: the latest).
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Read the passphrase from standard input (required).
+        #[arg(long, required = true)]
+        passphrase_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back Pier up now (the default).
+    Now,
+    /// Add a passphrase that opens the backup repository without the secret key (read from
+    /// standard input; at least 12 characters). Keep it apart from this machine.
+    Passphrase {
+        /// Read the passphrase from standard input (required).
+        #[arg(long, required = true)]
+        passphrase_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -149,6 +149,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
         .route("/events/apps/{name}/logs", get(crate::events::app_logs))
+        .route(
+            "/downloads/apps/{name}/backups/{id}",
+            get(crate::downloads::backup),
+        )
         .nest("/api/v1", crate::api::router())
         .route("/rpc/{*fn_name}", get(server_fns.clone()).post(server_fns))
         .leptos_routes_with_context(&state, routes, context.clone(), {

@@ -2,11 +2,13 @@
 
 pub mod api;
 pub mod assets;
+pub mod backup;
 pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod csrf;
 pub mod dns;
+pub mod downloads;
 pub mod engine;
 pub mod events;
 pub mod files;

@@ -155,6 +155,7 @@ fn UsersAdmin() -> impl IntoView {
                 </Transition>
             </section>
         </div>
+        <crate::pages::backups::BackupOverview/>
     }
 }
 

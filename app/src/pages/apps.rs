@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Refetches `r` every `secs` seconds while the page is open (in the browser only).
-fn poll<T>(r: Resource<T>, secs: u64)
+pub(crate) fn poll<T>(r: Resource<T>, secs: u64)
 where
     T: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
@@ -622,6 +622,7 @@ pub fn AppPage() -> impl IntoView {
             let n = name();
             view! { <section class=format!("{CARD} mt-6")><Logs name=n/></section> }
         }}
+        {move || view! { <crate::pages::backups::AppBackups name=name()/> }}
         <Transition fallback=|| ()>
             {move || settings.get().and_then(Result::ok).map(|d| {
                 let n = d.row.name.clone();

@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod api_docs;
 pub mod apps;
+pub mod backups;
 pub mod certificates;
 pub mod domains;
 pub mod invite;

@@ -83,3 +83,5 @@ pub mod domains;
 pub mod certs;
 
 pub mod images;
+
+pub mod backups;

@@ -27,8 +27,14 @@ use utoipa::{IntoParams, ToSchema};
 
 #[allow(unused_imports)]
 use super::ErrorBody;
-use super::{format_time, users::Cpus, ApiResult, Body, Caller, Page, PageQuery, Q};
+use super::{
+    backups::{apply_policy, BackupOut, PolicyBody},
+    format_time,
+    users::Cpus,
+    ApiResult, Body, Caller, Page, PageQuery, Q,
+};
 use crate::http::AppState;
+use pier_core::backups::{BackupPolicy, PolicyPatch};
 
 /// How many log lines a request gets when it names no `tail`.
 const DEFAULT_LOG_TAIL: usize = 200;
@@ -159,6 +165,10 @@ pub struct AppOut {
     rollout: Option<RolloutOut>,
     /// Why the last attempt to run the app failed.
     last_error: Option<String>,
+    /// Its backup policy and how the latest snapshot went (responses about one app; not in
+    /// lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup: Option<BackupOut>,
     created_at: String,
     updated_at: String,
 }
@@ -200,6 +210,7 @@ impl From<AppView> for AppOut {
             last_error: app
                 .last_error
                 .or_else(|| v.last_failed.and_then(|d| d.error)),
+            backup: None,
             created_at: format_time(app.created_at),
             updated_at: format_time(app.updated_at),
             health_path: app.health_path,
@@ -297,6 +308,9 @@ pub struct NewApp {
     capabilities: Option<CapProfile>,
     /// Persistent volumes. A name of one of your kept volumes gives it to this app.
     volumes: Option<Vec<VolumeBody>>,
+    /// The backup policy of the app's volumes (default: not scheduled; pause; keep 7 last, 7
+    /// daily, 4 weekly).
+    backup: Option<PolicyBody>,
 }
 
 /// A volume of an app.
@@ -351,6 +365,8 @@ pub struct PatchApp {
     /// Replaces the app's volumes: volumes left out are kept (listed under /volumes), not
     /// deleted.
     volumes: Option<Vec<VolumeBody>>,
+    /// Changes to the backup policy (what is left out stays). Alone, it rolls nothing out.
+    backup: Option<PolicyBody>,
 }
 
 /// `?keep_volumes=` on delete.
@@ -426,7 +442,11 @@ fn env_input(env: BTreeMap<String, String>, secret: &HashSet<String>) -> Vec<Env
 }
 
 async fn app_out(s: &AppState, caller: &Caller, name: &str) -> ApiResult<Json<AppOut>> {
-    Ok(Json(s.pier.app_view(&caller.actor, name).await?.into()))
+    let view = s.pier.app_view(&caller.actor, name).await?;
+    let summary = s.pier.backup_summary(view.app.id).await?;
+    let mut out = AppOut::from(view);
+    out.backup = Some(summary.into());
+    Ok(Json(out))
 }
 
 // ----- handlers -------------------------------------------------------------------------------
@@ -472,6 +492,10 @@ pub async fn create(
     Body(b): Body<NewApp>,
 ) -> ApiResult<(StatusCode, Json<AppOut>)> {
     caller.require(Scope::Write)?;
+    // Checked before anything is made: a wrong policy must not leave an app behind.
+    if let Some(p) = &b.backup {
+        PolicyPatch::from(p.clone()).apply(&BackupPolicy::default())?;
+    }
     let env = b.env.unwrap_or_default();
     let secret = secret_names(&env, b.secret_env.unwrap_or_default())?;
     let input = AppInput {
@@ -489,6 +513,9 @@ pub async fn create(
         ..Default::default()
     };
     let app = s.pier.create_app(&caller.actor, input).await?;
+    if let Some(p) = b.backup {
+        apply_policy(&s, &caller, &app.name, p).await?;
+    }
     let Json(out) = app_out(&s, &caller, &app.name).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -526,6 +553,27 @@ pub async fn update(
     caller.require(Scope::Write)?;
     let actor = &caller.actor;
     let current = s.pier.own_app(actor, &name).await?;
+    if let Some(b) = &p.backup {
+        PolicyPatch::from(b.clone()).apply(&s.pier.backup_policy(current.id).await?)?;
+    }
+    let policy_only = p.backup.is_some()
+        && p.image.is_none()
+        && p.port.is_none()
+        && p.env.is_none()
+        && p.secret_env.is_none()
+        && p.memory_mb.is_none()
+        && p.cpus.is_none()
+        && p.health_path.is_none()
+        && p.read_only.is_none()
+        && p.kind.is_none()
+        && p.capabilities.is_none()
+        && p.volumes.is_none();
+    if let Some(b) = p.backup {
+        apply_policy(&s, &caller, &current.name, b).await?;
+    }
+    if policy_only {
+        return app_out(&s, &caller, &current.name).await;
+    }
     let env = match (p.env, p.secret_env) {
         (Some(env), Some(names)) => {
             let secret = secret_names(&env, names)?;

@@ -6,7 +6,9 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{apps, domains, registries, tokens, users, ErrorBody, ErrorDetail, FieldMessage};
+use super::{
+    apps, backups, domains, registries, tokens, users, ErrorBody, ErrorDetail, FieldMessage,
+};
 use crate::http::AppState;
 
 #[derive(OpenApi)]
@@ -23,6 +25,8 @@ use crate::http::AppState;
         apps::list, apps::create, apps::show, apps::update, apps::remove,
         apps::start, apps::stop, apps::restart, apps::redeploy, apps::rollback,
         apps::deployments, apps::logs, apps::metrics, apps::volumes, apps::delete_volume,
+        backups::list, backups::create, backups::show, backups::restore, backups::restore_status,
+        backups::download, backups::policy, backups::set_policy,
         registries::list, registries::set, registries::remove,
         domains::list, domains::create, domains::show, domains::update, domains::remove, domains::dns, domains::retry, domains::proof_token, domains::verify,
     ),
@@ -31,6 +35,8 @@ use crate::http::AppState;
         apps::AppOut, apps::EnvOut, apps::RolloutOut, apps::PullOut, apps::DeploymentOut,
         apps::MetricOut, apps::NewApp, apps::PatchApp, apps::RollbackBody,
         apps::AppVolumeOut, apps::VolumeBody, apps::VolumeOut,
+        backups::SnapshotOut, backups::RestoreOut, backups::PolicyOut, backups::BackupOut,
+        backups::PolicyBody,
         registries::RegistryOut, registries::RegistryLogin,
         domains::DomainOut, domains::NewDomain, domains::PatchDomain, domains::DnsOut, domains::CertificateOut, domains::ProofOut, domains::ProofTokenOut,
     )),
@@ -40,6 +46,7 @@ use crate::http::AppState;
         (name = "users", description = "User administration (admin scope)"),
         (name = "apps", description = "Your apps, their deployments, logs and metrics"),
         (name = "volumes", description = "Your persistent volumes, kept ones included"),
+        (name = "backups", description = "Snapshots of your apps' volumes, restores and backup policies"),
         (name = "registries", description = "Your logins for private image registries"),
         (name = "domains", description = "Your domains and the apps they route to"),
     )

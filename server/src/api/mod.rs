@@ -2,6 +2,7 @@
 //! surface). Handlers call the same `pier_core::Pier` methods as the browser's server functions.
 
 mod apps;
+mod backups;
 mod doc;
 mod domains;
 mod registries;
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(tokens::router())
         .merge(users::router())
         .merge(apps::router())
+        .merge(backups::router())
         .merge(registries::router())
         .merge(domains::router())
         .merge(doc::router())

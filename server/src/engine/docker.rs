@@ -712,6 +712,22 @@ impl Runtime for DockerRuntime {
     async fn enforce_egress(&self, policy: &EgressPolicy) -> EgressStatus {
         super::firewall::enforce(policy).await
     }
+
+    async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.docker()?.pause_container(id).await.map_err(map_err)
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.docker()?.unpause_container(id).await.map_err(map_err)
+    }
+
+    async fn mount_volume(&self, name: &str, at: &std::path::Path) -> Result<(), RuntimeError> {
+        self.storage.mount(name, at).await
+    }
+
+    async fn unmount_volume(&self, at: &std::path::Path) -> Result<(), RuntimeError> {
+        self.storage.unmount(at).await
+    }
 }
 
 /// Isolation facts from `docker info`: user namespaces show as a security option, and the

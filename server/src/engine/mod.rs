@@ -62,8 +62,9 @@ pub fn spawn(pier: Pier, proxy: Option<Arc<Proxy>>) -> Vec<tokio::task::JoinHand
     let mut tasks = vec![
         tokio::spawn(reconcile_forever(pier.clone(), Routing::new(proxy.clone()))),
         tokio::spawn(sample_forever(pier.clone())),
-        tokio::spawn(images::collect_forever(pier)),
+        tokio::spawn(images::collect_forever(pier.clone())),
     ];
+    tasks.extend(crate::backup::spawn(pier));
     if let Some(p) = proxy {
         tasks.push(tokio::spawn(p.supervise()));
     }
@@ -143,13 +144,14 @@ async fn pass(
     pier.record_egress(egress);
     let listed_volumes = listed_volumes?;
     let stored_volumes = rt.stored_volumes();
-    let (apps, in_progress, volume_rows) = {
+    let (apps, in_progress, volume_rows, restoring) = {
         let mut tx = pier.db().begin().await?;
         let apps = repo::apps::list_all(&mut *tx).await?;
         let in_progress = repo::deployments::in_progress(&mut *tx).await?;
         let volume_rows = repo::volumes::list_all(&mut *tx).await?;
+        let restoring = repo::backups::restoring_apps(&mut *tx).await?;
         tx.rollback().await?;
-        (apps, in_progress, volume_rows)
+        (apps, in_progress, volume_rows, restoring)
     };
     let mut targets: HashMap<i64, i64> = HashMap::new();
     for d in in_progress {
@@ -159,6 +161,11 @@ async fn pass(
     let (containers, networks) = tokio::join!(rt.containers(&instance), rt.networks(&instance));
     let containers = pier.observe_containers(containers?);
     let networks = networks?;
+    // Apps a backup or restore has now, and those with a restore waiting: left alone. One held
+    // after this read cannot meet a rollout this pass starts: holds and rollouts are taken
+    // under one lock (Pier::hold_app, Pier::begin_rollout).
+    let mut held = pier.held_apps();
+    held.extend(restoring);
     let wants: Vec<Want> = apps
         .iter()
         .map(|a| Want {
@@ -167,6 +174,7 @@ async fn pass(
             running: a.desired == Desired::Running,
             current: a.current_deployment_id,
             target: targets.get(&a.id).copied(),
+            held: held.contains(&a.id),
         })
         .collect();
     let mut steps = plan::plan(&wants, &containers, &networks, &busy_now);
@@ -245,8 +253,9 @@ async fn pass(
     Ok(())
 }
 
-/// Makes the volumes of `app_id` ready before its container starts again.
-async fn start_volumes(
+/// Makes the volumes of `app_id` ready (made if missing, attached again after a reboot) before
+/// its container starts again or a restore writes into them.
+pub(crate) async fn start_volumes(
     pier: &Pier,
     instance: &str,
     rows: &[pier_core::model::Volume],
@@ -311,6 +320,10 @@ fn spawn_rollout(
     deployment_id: i64,
     promote: bool,
 ) {
+    // Not while a backup or restore has the app (it started after this pass read the holds).
+    let Some(mark) = pier.begin_rollout(app_id) else {
+        return;
+    };
     let busy = routing.busy.clone();
     if !busy.lock().expect("busy lock").insert(deployment_id) {
         return;
@@ -318,6 +331,7 @@ fn spawn_rollout(
     let pier = pier.clone();
     let routing = routing.clone();
     tasks.spawn(async move {
+        let _mark = mark;
         let ok = match rollout::run(&pier, &routing, deployment_id, promote).await {
             Ok(ok) => ok,
             Err(e) => {

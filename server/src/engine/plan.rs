@@ -15,6 +15,9 @@ pub struct Want {
     pub current: Option<i64>,
     /// The deployment being rolled out.
     pub target: Option<i64>,
+    /// A backup or restore has the app's container: nothing is started, stopped, replaced or
+    /// removed until it lets go.
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +123,9 @@ pub fn plan(
             });
             continue;
         };
+        if w.held {
+            continue;
+        }
         let wanted = Some(dep) == w.current || (w.running && Some(dep) == w.target);
         if !wanted {
             steps.push(Step::Remove {
@@ -139,7 +145,7 @@ pub fn plan(
         }
     }
 
-    for w in wants {
+    for w in wants.iter().filter(|w| !w.held) {
         if w.running {
             if let Some(t) = w.target.filter(|t| !busy.contains(t)) {
                 steps.push(Step::Rollout {
@@ -201,7 +207,9 @@ pub struct Served {
 pub fn routes(apps: &[Served], containers: &[Container]) -> BTreeMap<String, u16> {
     let ports: HashMap<(i64, i64), u16> = containers
         .iter()
-        .filter(|c| c.running())
+        // A paused container (a backup is reading its files) keeps its routes: requests wait
+        // for it instead of failing.
+        .filter(|c| c.running() || c.state == "paused")
         .filter_map(|c| Some(((c.app_id()?, c.deployment_id()?), c.host_port?)))
         .collect();
     let mut out = BTreeMap::new();
@@ -334,6 +342,7 @@ mod tests {
             running,
             current,
             target,
+            held: false,
         }
     }
 
@@ -350,6 +359,29 @@ mod tests {
             &none(),
         );
         assert!(steps.is_empty(), "{steps:?}");
+    }
+
+    #[test]
+    fn a_held_app_is_left_alone_until_it_is_let_go() {
+        // Stopped by a restore, a newer deployment waiting, an old container about: while held,
+        // nothing is started, rolled out or removed.
+        let mut w = want(1, true, Some(10), Some(11));
+        w.held = true;
+        let actual = [c("a", 1, 10, "exited", 2), c("old", 1, 9, "exited", 1)];
+        assert_eq!(plan(&[w.clone()], &actual, &[], &none()), []);
+        w.held = false;
+        let steps = plan(&[w], &actual, &[], &none());
+        assert!(steps.contains(&Step::Start {
+            app_id: 1,
+            container: "a".into()
+        }));
+        assert!(steps.contains(&Step::Rollout {
+            app_id: 1,
+            deployment_id: 11
+        }));
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::Remove { container, .. } if container == "old")));
     }
 
     #[test]
@@ -577,5 +609,10 @@ mod tests {
         // Before the switch, the old deployment serves.
         let r = routes(&[served(1, true, Some(10), &["a.io"])], &containers);
         assert_eq!(r.get("a.io"), Some(&40010));
+        // Paused for a backup: still routed (requests wait); exited: not.
+        let mut paused = c("p", 5, 50, "paused", 1);
+        paused.host_port = Some(40050);
+        let r = routes(&[served(5, true, Some(50), &["p.io"])], &[paused]);
+        assert_eq!(r.get("p.io"), Some(&40050));
     }
 }

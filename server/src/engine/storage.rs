@@ -138,6 +138,13 @@ impl Storage {
         if !image.exists() {
             self.make(name, size_mb, owner).await?;
         }
+        self.attach(name).await
+    }
+
+    /// Attaches the volume's image to a loop device unless it is; the stable link to it. The
+    /// caller holds the lock.
+    async fn attach(&self, name: &str) -> Result<PathBuf, RuntimeError> {
+        let image = self.image(name);
         let link = self.device_link(name);
         if self.attached(name).is_some() {
             return Ok(link);
@@ -194,6 +201,41 @@ impl Storage {
         std::fs::rename(&tmp, self.image(name)).map_err(|e| failed("volume image", e))?;
         tracing::info!(volume = name, size_mb, "volume file system made");
         Ok(())
+    }
+
+    /// Mounts the volume's file system at `at` as well (a second mount of the same file system
+    /// is safe while a container has it mounted: the kernel shares one instance). Nothing from
+    /// it can be executed or become setuid through this mount.
+    pub async fn mount(&self, name: &str, at: &Path) -> Result<(), RuntimeError> {
+        let name = checked(name)?;
+        let dev = {
+            let _one = self.lock.lock().await;
+            if !self.image(name).exists() {
+                return Err(RuntimeError::Failed(format!(
+                    "volume {name} has no data on this machine"
+                )));
+            }
+            self.attach(name).await?;
+            self.attached(name)
+                .ok_or_else(|| failed("attaching the volume", "its device is gone"))?
+        };
+        run(
+            "mount",
+            &[
+                "-t",
+                "ext4",
+                "-o",
+                "nosuid,nodev,noexec",
+                &dev.to_string_lossy(),
+                &at.to_string_lossy(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn unmount(&self, at: &Path) -> Result<(), RuntimeError> {
+        run("umount", &[&at.to_string_lossy()]).await.map(|_| ())
     }
 
     /// Detaches and deletes the volume's file system: its data is gone.

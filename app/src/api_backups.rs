@@ -1,0 +1,263 @@
+//! Server functions for an app's backups: its policy, snapshots and restores. Thin wrappers
+//! around `pier_core::Pier`, which checks input and scopes everything to the caller's apps.
+#![allow(clippy::too_many_arguments)]
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::GetUrl;
+
+use crate::{api::Done, error::AppError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRow {
+    pub id: i64,
+    /// queued, running, done, failed.
+    pub state: String,
+    pub reason: Option<String>,
+    /// manual or schedule.
+    pub trigger: String,
+    /// pause or stop.
+    pub mode: String,
+    pub bytes: i64,
+    pub total_bytes: i64,
+    pub files: i64,
+    pub added_bytes: Option<i64>,
+    pub paused_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub created: String,
+    /// Bytes per second while running (from its start).
+    pub rate: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRow {
+    pub id: i64,
+    pub snapshot: i64,
+    pub state: String,
+    pub reason: Option<String>,
+    pub created: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupsInfo {
+    /// Backups are set up on this server.
+    pub enabled: bool,
+    pub has_volumes: bool,
+    pub schedule: String,
+    pub at: String,
+    pub weekday: String,
+    pub mode: String,
+    pub keep_last: i64,
+    pub keep_daily: i64,
+    pub keep_weekly: i64,
+    pub last_success: Option<String>,
+    pub last_failure: Option<String>,
+    pub overdue: bool,
+    pub snapshots: Vec<SnapshotRow>,
+    pub last_restore: Option<RestoreRow>,
+}
+
+#[cfg(feature = "ssr")]
+mod convert {
+    use super::*;
+    use pier_core::{backups, format_time};
+
+    pub fn snapshot(s: backups::Snapshot, now: i64) -> SnapshotRow {
+        let rate = (s.state == backups::JobState::Running)
+            .then(|| s.started_at.map(|t| s.bytes / (now - t).max(1)))
+            .flatten();
+        SnapshotRow {
+            duration_ms: s.duration_ms(),
+            id: s.id,
+            state: s.state.as_str().into(),
+            reason: s.reason,
+            trigger: s.trigger.as_str().into(),
+            mode: s.mode.as_str().into(),
+            bytes: s.bytes,
+            total_bytes: s.total_bytes,
+            files: s.files,
+            added_bytes: s.added_bytes,
+            paused_ms: s.paused_ms,
+            created: format_time(s.created_at),
+            rate,
+        }
+    }
+
+    pub fn restore(r: backups::Restore) -> RestoreRow {
+        RestoreRow {
+            id: r.id,
+            snapshot: r.snapshot_id,
+            state: r.state.as_str().into(),
+            reason: r.reason,
+            created: format_time(r.created_at),
+        }
+    }
+
+    /// A form's number: empty is "unchanged".
+    pub fn number(field: &str, s: &str) -> Result<Option<i64>, pier_core::Error> {
+        match s.trim() {
+            "" => Ok(None),
+            t => t
+                .parse()
+                .map(Some)
+                .map_err(|_| pier_core::Error::field(field, "Give a whole number.")),
+        }
+    }
+}
+
+#[server(prefix = "/rpc", endpoint = "app_backups", input = GetUrl)]
+pub async fn app_backups(name: String) -> Result<BackupsInfo, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let app = c.pier.own_app(&actor, &name).await?;
+    let summary = c.pier.backup_summary(app.id).await?;
+    let has_volumes = !c.pier.app_volumes(&actor, &name).await?.is_empty();
+    let now = pier_core::now();
+    let p = summary.policy;
+    Ok(BackupsInfo {
+        enabled: c.pier.settings().backups.dir.is_some(),
+        has_volumes,
+        schedule: p.schedule.as_str().into(),
+        at: p.at_text(),
+        weekday: p.weekday_text().into(),
+        mode: p.mode.as_str().into(),
+        keep_last: p.keep_last,
+        keep_daily: p.keep_daily,
+        keep_weekly: p.keep_weekly,
+        last_success: summary.last_done_at.map(pier_core::format_time),
+        last_failure: summary.last_failure.map(|(why, _)| why),
+        overdue: summary.overdue,
+        snapshots: c
+            .pier
+            .backups(&actor, &name)
+            .await?
+            .into_iter()
+            .take(50)
+            .map(|s| convert::snapshot(s, now))
+            .collect(),
+        last_restore: summary.last_restore.map(convert::restore),
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "save_backup_policy")]
+pub async fn save_backup_policy(
+    app: String,
+    schedule: String,
+    at: String,
+    #[server(default)] weekday: String,
+    mode: String,
+    keep_last: String,
+    keep_daily: String,
+    keep_weekly: String,
+    csrf_token: String,
+) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let some = |s: String| (!s.trim().is_empty()).then_some(s);
+    let patch = pier_core::backups::PolicyPatch {
+        schedule: some(schedule),
+        at: some(at),
+        weekday: some(weekday),
+        mode: some(mode),
+        keep_last: convert::number("keep_last", &keep_last)?,
+        keep_daily: convert::number("keep_daily", &keep_daily)?,
+        keep_weekly: convert::number("keep_weekly", &keep_weekly)?,
+    };
+    let p = c.pier.set_backup_policy(&actor, &app, &patch).await?;
+    let when = match p.schedule {
+        pier_core::backups::Schedule::Off => "not scheduled".to_string(),
+        pier_core::backups::Schedule::Hourly => {
+            format!("every hour at minute {:02}", p.at_minute % 60)
+        }
+        pier_core::backups::Schedule::Daily => format!("daily at {} UTC", p.at_text()),
+        pier_core::backups::Schedule::Weekly => {
+            format!("every {} at {} UTC", p.weekday_text(), p.at_text())
+        }
+    };
+    Ok(Done {
+        message: format!("Saved: backups of {app} are {when}."),
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "backup_now")]
+pub async fn backup_now(app: String, csrf_token: String) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let s = c.pier.back_up_now(&actor, &app).await?;
+    Ok(Done {
+        message: format!("Backup #{} of {app} is {}.", s.id, s.state.as_str()),
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "restore_backup")]
+pub async fn restore_backup(app: String, id: i64, csrf_token: String) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let r = c.pier.restore_backup(&actor, &app, id).await?;
+    Ok(Done {
+        message: format!(
+            "Restoring backup #{} into {app}: it stops, its volumes are replaced, and it starts again (restore #{}).",
+            r.snapshot_id, r.id
+        ),
+        copy: None,
+    })
+}
+
+/// One app's backups on the admin page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupOverviewRow {
+    pub owner: String,
+    pub app: String,
+    pub schedule: String,
+    pub last_success: Option<String>,
+    pub last_failure: Option<String>,
+    pub overdue: bool,
+}
+
+/// Pier's own backups on the admin page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PanelBackupRow {
+    pub last_success: Option<String>,
+    pub last_failure: Option<String>,
+    pub passphrase_set: bool,
+    pub overdue: bool,
+}
+
+#[server(prefix = "/rpc", endpoint = "panel_backup_status", input = GetUrl)]
+pub async fn panel_backup_status() -> Result<PanelBackupRow, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let s = c.pier.panel_backup_status(&actor).await?;
+    Ok(PanelBackupRow {
+        last_success: s.last_done_at.map(pier_core::format_time),
+        last_failure: s.last_failure.map(|(why, _)| why),
+        passphrase_set: s.passphrase_at.is_some(),
+        overdue: s.overdue,
+    })
+}
+
+/// Every app with a schedule or a snapshot (admins only).
+#[server(prefix = "/rpc", endpoint = "backup_overview", input = GetUrl)]
+pub async fn backup_overview() -> Result<Vec<BackupOverviewRow>, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    Ok(c.pier
+        .backup_overview(&actor)
+        .await?
+        .into_iter()
+        .map(|r| BackupOverviewRow {
+            owner: r.owner,
+            app: r.app,
+            schedule: r.summary.policy.schedule.as_str().into(),
+            last_success: r.summary.last_done_at.map(pier_core::format_time),
+            last_failure: r.summary.last_failure.map(|(why, _)| why),
+            overdue: r.summary.overdue,
+        })
+        .collect())
+}

@@ -1,0 +1,753 @@
+//! Backups of apps' volumes: each app's policy (schedule, consistency, retention), its
+//! snapshots, and restores. The service queues the work; the server's backup worker takes
+//! snapshots with restic and records what happened on the same rows.
+//!
+//! Every lookup goes through the caller's own app (`own_app`), so another tenant's app, snapshot
+//! or restore is simply not found.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{model::Actor, now, repo, Error, Pier, Result};
+
+/// Where backups go and how often the scheduler looks.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// The local repository (`repo/`), restic's cache and the mount points a snapshot reads
+    /// through live here. None: backups are off.
+    pub dir: Option<std::path::PathBuf>,
+    /// How often the scheduler looks for apps whose snapshot is due.
+    pub check_every_secs: u64,
+    /// The secret key's file, for Pier's own daily backup (None: not taken).
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            dir: None,
+            check_every_secs: 30,
+            key_file: None,
+        }
+    }
+}
+
+/// When an app is backed up on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    #[default]
+    Off,
+    Hourly,
+    Daily,
+    Weekly,
+}
+
+/// How the files are made consistent while they are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// The container's processes are frozen (`docker pause`) while the snapshot is taken: the
+    /// files are as after a power cut, which databases recover from.
+    #[default]
+    Pause,
+    /// The container is stopped, and started again after the snapshot.
+    Stop,
+}
+
+/// Where a snapshot or a restore stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Who asked for a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Manual,
+    Schedule,
+}
+
+macro_rules! text_enum {
+    ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+    };
+}
+text_enum!(Schedule { Off = "off", Hourly = "hourly", Daily = "daily", Weekly = "weekly" });
+text_enum!(Consistency { Pause = "pause", Stop = "stop" });
+text_enum!(JobState { Queued = "queued", Running = "running", Done = "done", Failed = "failed" });
+text_enum!(Trigger { Manual = "manual", Schedule = "schedule" });
+
+pub const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+/// An app's backup policy. Apps without one have the default: not scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupPolicy {
+    pub schedule: Schedule,
+    /// Minutes after midnight UTC (daily, weekly); hourly runs at this minute (mod 60).
+    pub at_minute: i64,
+    /// 0 = Monday … 6 = Sunday (weekly).
+    pub weekday: i64,
+    pub mode: Consistency,
+    /// Retention: the latest N snapshots, the last of each of D days and of W weeks.
+    pub keep_last: i64,
+    pub keep_daily: i64,
+    pub keep_weekly: i64,
+    /// When the policy last changed (slots before it are not owed).
+    pub updated_at: i64,
+}
+
+impl Default for BackupPolicy {
+    fn default() -> Self {
+        BackupPolicy {
+            schedule: Schedule::Off,
+            at_minute: 3 * 60,
+            weekday: 0,
+            mode: Consistency::Pause,
+            keep_last: 7,
+            keep_daily: 7,
+            keep_weekly: 4,
+            updated_at: 0,
+        }
+    }
+}
+
+impl BackupPolicy {
+    /// "HH:MM", UTC.
+    pub fn at_text(&self) -> String {
+        format!("{:02}:{:02}", self.at_minute / 60, self.at_minute % 60)
+    }
+
+    pub fn weekday_text(&self) -> &'static str {
+        WEEKDAYS[usize::try_from(self.weekday).unwrap_or(0).min(6)]
+    }
+
+    /// The newest moment at or before `now` when a scheduled snapshot was owed.
+    pub fn last_slot(&self, now: i64) -> Option<i64> {
+        const HOUR: i64 = 3600;
+        const DAY: i64 = 24 * HOUR;
+        const WEEK: i64 = 7 * DAY;
+        let (period, offset) = match self.schedule {
+            Schedule::Off => return None,
+            Schedule::Hourly => (HOUR, (self.at_minute % 60) * 60),
+            Schedule::Daily => (DAY, self.at_minute * 60),
+            // 1970-01-01 was a Thursday (weekday 3).
+            Schedule::Weekly => (WEEK, (self.weekday - 3) * DAY + self.at_minute * 60),
+        };
+        Some((now - offset).div_euclid(period) * period + offset)
+    }
+
+    /// Whether the scheduler should queue a snapshot now. `attempts`: this app's snapshots
+    /// since the policy's last slot, as (state, finished_at). Failures are retried after 5 min,
+    /// doubling to an hour.
+    pub fn due(&self, now: i64, attempts: &[(JobState, Option<i64>)]) -> bool {
+        let Some(slot) = self.last_slot(now) else {
+            return false;
+        };
+        if slot < self.updated_at {
+            return false;
+        }
+        if attempts.iter().any(|(s, _)| *s != JobState::Failed) {
+            return false;
+        }
+        let failures = attempts.len() as u32;
+        if failures == 0 {
+            return true;
+        }
+        let last = attempts.iter().filter_map(|(_, f)| *f).max().unwrap_or(now);
+        let delay = (300i64 << (failures - 1).min(4)).min(3600);
+        now >= last + delay
+    }
+
+    /// The last slot passed more than 15 minutes ago and no snapshot succeeded since.
+    pub fn overdue(&self, now: i64, last_done_at: Option<i64>) -> bool {
+        let Some(slot) = self.last_slot(now) else {
+            return false;
+        };
+        slot >= self.updated_at && now - slot > 15 * 60 && last_done_at.is_none_or(|d| d < slot)
+    }
+}
+
+/// Pier's own backups: daily at 02:30 UTC; the last 7, one a day for 14 days, one a week for 8
+/// weeks.
+pub const PANEL_POLICY: BackupPolicy = BackupPolicy {
+    schedule: Schedule::Daily,
+    at_minute: 150,
+    weekday: 0,
+    mode: Consistency::Pause,
+    keep_last: 7,
+    keep_daily: 14,
+    keep_weekly: 8,
+    updated_at: 0,
+};
+
+/// Pier's own backups at a glance, for the admin page.
+#[derive(Debug, Clone)]
+pub struct PanelBackupStatus {
+    pub last_done_at: Option<i64>,
+    /// The latest attempt, when it failed.
+    pub last_failure: Option<(String, i64)>,
+    /// When the operator set the passphrase that opens the backups on a new machine.
+    pub passphrase_at: Option<i64>,
+    pub overdue: bool,
+}
+
+/// Changes to a policy, as typed; what is left out stays.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PolicyPatch {
+    pub schedule: Option<String>,
+    /// "HH:MM", UTC.
+    pub at: Option<String>,
+    /// "monday" … "sunday".
+    pub weekday: Option<String>,
+    pub mode: Option<String>,
+    pub keep_last: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+}
+
+impl PolicyPatch {
+    /// The policy after the patch, or every field that is wrong.
+    pub fn apply(&self, old: &BackupPolicy) -> Result<BackupPolicy> {
+        let mut p = *old;
+        let mut errors = Vec::new();
+        if let Some(s) = &self.schedule {
+            match Schedule::parse(s.trim()) {
+                Some(v) => p.schedule = v,
+                None => errors.push(("schedule", "Choose off, hourly, daily or weekly.".into())),
+            }
+        }
+        if let Some(at) = &self.at {
+            match parse_hhmm(at.trim()) {
+                Some(m) => p.at_minute = m,
+                None => errors.push(("at", "Give a time as HH:MM (00:00 to 23:59, UTC).".into())),
+            }
+        }
+        if let Some(d) = &self.weekday {
+            let d = d.trim().to_ascii_lowercase();
+            match WEEKDAYS.iter().position(|w| *w == d) {
+                Some(i) => p.weekday = i as i64,
+                None => errors.push(("weekday", "Choose a day, monday to sunday.".into())),
+            }
+        }
+        if let Some(m) = &self.mode {
+            match Consistency::parse(m.trim()) {
+                Some(v) => p.mode = v,
+                None => errors.push(("mode", "Choose pause or stop.".into())),
+            }
+        }
+        for (field, value, min, slot) in [
+            ("keep_last", self.keep_last, 1, &mut p.keep_last),
+            ("keep_daily", self.keep_daily, 0, &mut p.keep_daily),
+            ("keep_weekly", self.keep_weekly, 0, &mut p.keep_weekly),
+        ] {
+            if let Some(v) = value {
+                if (min..=1000).contains(&v) {
+                    *slot = v;
+                } else {
+                    errors.push((field, format!("Give a number from {min} to 1000.")));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(Error::Invalid(
+                errors
+                    .into_iter()
+                    .map(|(f, m)| crate::error::FieldError {
+                        field: f.into(),
+                        message: m,
+                    })
+                    .collect(),
+            ))
+        }
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<i64> {
+    let (h, m) = s.split_once(':')?;
+    let ok = |t: &str| (1..=2).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
+    if !ok(h) || m.len() != 2 || !ok(m) {
+        return None;
+    }
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+/// One snapshot of an app's volumes (or the attempt at one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub id: i64,
+    pub app_id: i64,
+    pub trigger: Trigger,
+    pub mode: Consistency,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub restic_id: Option<String>,
+    /// Read so far (running) or in all (done).
+    pub bytes: i64,
+    /// What there is to read, once known.
+    pub total_bytes: i64,
+    pub files: i64,
+    /// New data this snapshot stored (after deduplication and compression).
+    pub added_bytes: Option<i64>,
+    /// How long the app was paused or stopped, in ms.
+    pub paused_ms: Option<i64>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl Snapshot {
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some((self.finished_at? - self.started_at?) * 1000)
+    }
+}
+
+/// One restore of a snapshot into its app's volumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    pub id: i64,
+    pub app_id: i64,
+    pub snapshot_id: i64,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// An app's backups at a glance: its policy and how the latest attempts went.
+#[derive(Debug, Clone)]
+pub struct BackupSummary {
+    pub policy: BackupPolicy,
+    pub last_done_at: Option<i64>,
+    /// The latest snapshot, when it failed: its reason and time.
+    pub last_failure: Option<(String, i64)>,
+    pub overdue: bool,
+    /// The latest restore, whatever its state.
+    pub last_restore: Option<Restore>,
+}
+
+/// One app's line on the admin page.
+#[derive(Debug, Clone)]
+pub struct BackupOverviewRow {
+    pub owner: String,
+    pub app: String,
+    pub summary: BackupSummary,
+}
+
+/// How many snapshots a list shows (retention keeps far fewer).
+const LISTED: i64 = 500;
+
+impl Pier {
+    pub async fn backup_policy(&self, app_id: i64) -> Result<BackupPolicy> {
+        Ok(repo::backups::policy(self.db(), app_id)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Changes the caller's app's backup policy; the scheduler follows at once.
+    pub async fn set_backup_policy(
+        &self,
+        actor: &Actor,
+        name: &str,
+        patch: &PolicyPatch,
+    ) -> Result<BackupPolicy> {
+        let app = self.own_app(actor, name).await?;
+        let old = self.backup_policy(app.id).await?;
+        let mut p = patch.apply(&old)?;
+        if p != old {
+            p.updated_at = now();
+            repo::backups::set_policy(self.db(), app.id, &p).await?;
+            self.wake_backups();
+        }
+        Ok(p)
+    }
+
+    pub async fn backup_summary(&self, app_id: i64) -> Result<BackupSummary> {
+        let policy = self.backup_policy(app_id).await?;
+        let (last_done_at, last) = repo::backups::latest(self.db(), app_id).await?;
+        let last_failure = last.filter(|s| s.state == JobState::Failed).map(|s| {
+            (
+                s.reason.unwrap_or_default(),
+                s.finished_at.unwrap_or(s.created_at),
+            )
+        });
+        Ok(BackupSummary {
+            overdue: policy.overdue(now(), last_done_at),
+            policy,
+            last_done_at,
+            last_failure,
+            last_restore: repo::backups::latest_restore(self.db(), app_id).await?,
+        })
+    }
+
+    /// The caller's app's snapshots, newest first.
+    pub async fn backups(&self, actor: &Actor, name: &str) -> Result<Vec<Snapshot>> {
+        let app = self.own_app(actor, name).await?;
+        repo::backups::list(self.db(), app.id, LISTED).await
+    }
+
+    /// One of the caller's app's snapshots, or 404.
+    pub async fn backup(&self, actor: &Actor, name: &str, id: i64) -> Result<Snapshot> {
+        let app = self.own_app(actor, name).await?;
+        repo::backups::snapshot(self.db(), app.id, id)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    /// Queues a snapshot of the caller's app now. One already queued or running is answered
+    /// instead of a second.
+    pub async fn back_up_now(&self, actor: &Actor, name: &str) -> Result<Snapshot> {
+        let app = self.own_app(actor, name).await?;
+        self.backups_on()?;
+        if repo::volumes::for_app(self.db(), app.id).await?.is_empty() {
+            return Err(Error::Conflict(
+                "This app has no volumes, so there is nothing to back up.".into(),
+            ));
+        }
+        let mode = self.backup_policy(app.id).await?.mode;
+        let id =
+            repo::backups::queue_snapshot(self.db(), app.id, Trigger::Manual, mode, now()).await?;
+        self.wake_backups();
+        repo::backups::snapshot(self.db(), app.id, id)
+            .await?
+            .ok_or_else(|| Error::internal("snapshot vanished"))
+    }
+
+    /// Queues a restore of one of the caller's app's snapshots into its volumes: the app is
+    /// stopped, its volumes' contents replaced by the snapshot's, and started again.
+    pub async fn restore_backup(&self, actor: &Actor, name: &str, id: i64) -> Result<Restore> {
+        let snap = self.backup(actor, name, id).await?;
+        self.backups_on()?;
+        if snap.state != JobState::Done {
+            return Err(Error::Conflict(
+                "Only a finished snapshot can be restored.".into(),
+            ));
+        }
+        let rid = repo::backups::queue_restore(self.db(), snap.app_id, snap.id, now())
+            .await?
+            .ok_or_else(|| {
+                Error::Conflict(
+                    "A backup or restore of this app is under way; try again when it ends.".into(),
+                )
+            })?;
+        self.wake_backups();
+        tracing::info!(
+            app = name,
+            snapshot = id,
+            tenant = actor.user_id,
+            "restore queued"
+        );
+        repo::backups::restore(self.db(), snap.app_id, rid)
+            .await?
+            .ok_or_else(|| Error::internal("restore vanished"))
+    }
+
+    /// One of the caller's app's restores, or 404.
+    pub async fn restore_job(&self, actor: &Actor, name: &str, id: i64) -> Result<Restore> {
+        let app = self.own_app(actor, name).await?;
+        repo::backups::restore(self.db(), app.id, id)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    /// Every app with a policy or a snapshot, for the admin page.
+    pub async fn backup_overview(&self, actor: &Actor) -> Result<Vec<BackupOverviewRow>> {
+        Self::require_admin(actor)?;
+        let mut out = Vec::new();
+        for (app_id, owner, app) in repo::backups::apps_with_backups(self.db()).await? {
+            out.push(BackupOverviewRow {
+                owner,
+                app,
+                summary: self.backup_summary(app_id).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn backups_on(&self) -> Result<()> {
+        match self.settings().backups.dir {
+            Some(_) => Ok(()),
+            None => Err(Error::Unavailable(
+                "Backups are not set up on this server; ask its operator.".into(),
+            )),
+        }
+    }
+
+    /// Pier's own backups (admins only).
+    pub async fn panel_backup_status(&self, actor: &Actor) -> Result<PanelBackupStatus> {
+        Self::require_admin(actor)?;
+        let list = repo::backups::panel_backups(self.db(), 50).await?;
+        let last_done_at = list
+            .iter()
+            .find(|b| b.state == JobState::Done)
+            .map(|b| b.finished_at);
+        let last_failure = list
+            .first()
+            .filter(|b| b.state == JobState::Failed)
+            .map(|b| (b.reason.clone().unwrap_or_default(), b.finished_at));
+        // Only where the daily backup runs at all (a Pier that knows its key file).
+        let scheduled =
+            self.settings().backups.dir.is_some() && self.settings().backups.key_file.is_some();
+        Ok(PanelBackupStatus {
+            overdue: scheduled && PANEL_POLICY.overdue(now(), last_done_at),
+            last_done_at,
+            last_failure,
+            passphrase_at: repo::backups::passphrase_at(self.db()).await?,
+        })
+    }
+
+    /// Wakes the backup worker (a queued job, a changed policy).
+    pub fn wake_backups(&self) {
+        self.0.wake_backups.notify_one();
+    }
+
+    /// Waits until [`Pier::wake_backups`] is called (a call made before waiting counts).
+    pub async fn backups_woken(&self) {
+        self.0.wake_backups.notified().await;
+    }
+
+    /// Keeps the reconciler's hands off an app (its container is paused, stopped or its volumes
+    /// are being replaced) until the guard drops. `None` while it is held already or a rollout
+    /// of it runs.
+    pub fn hold_app(&self, app_id: i64) -> Option<AppHold> {
+        let mut h = self.0.holds.lock().expect("holds lock");
+        if h.rolling.contains_key(&app_id) || !h.held.insert(app_id) {
+            return None;
+        }
+        Some(AppHold(self.clone(), app_id))
+    }
+
+    /// The apps held now.
+    pub fn held_apps(&self) -> std::collections::HashSet<i64> {
+        self.0.holds.lock().expect("holds lock").held.clone()
+    }
+
+    /// Marks a rollout of the app as running until the guard drops; `None` while the app is
+    /// held. Checked and marked under one lock with [`Pier::hold_app`], so a backup and a
+    /// rollout never both have the app's container.
+    pub fn begin_rollout(&self, app_id: i64) -> Option<RolloutMark> {
+        let mut h = self.0.holds.lock().expect("holds lock");
+        if h.held.contains(&app_id) {
+            return None;
+        }
+        *h.rolling.entry(app_id).or_insert(0) += 1;
+        Some(RolloutMark(self.clone(), app_id))
+    }
+
+    /// The secret restic repositories are encrypted with: derived from the operator's key, so
+    /// the key (and nothing stored) opens them.
+    pub fn backup_password(&self) -> String {
+        hex::encode(
+            &self
+                .key()
+                .derive("pier backups: restic repository password")[..32],
+        )
+    }
+}
+
+/// Apps held by backups and apps being rolled out (how many rollouts each).
+#[derive(Default)]
+pub struct Holds {
+    held: std::collections::HashSet<i64>,
+    rolling: std::collections::HashMap<i64, u32>,
+}
+
+/// See [`Pier::hold_app`].
+pub struct AppHold(Pier, i64);
+
+impl Drop for AppHold {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .holds
+            .lock()
+            .expect("holds lock")
+            .held
+            .remove(&self.1);
+        self.0.wake_engine();
+    }
+}
+
+/// See [`Pier::begin_rollout`].
+pub struct RolloutMark(Pier, i64);
+
+impl Drop for RolloutMark {
+    fn drop(&mut self) {
+        let mut h = (self.0).0.holds.lock().expect("holds lock");
+        if let std::collections::hash_map::Entry::Occupied(mut e) = h.rolling.entry(self.1) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! at {
+        ($($t:tt)*) => {
+            time::macros::datetime!($($t)* UTC).unix_timestamp()
+        };
+    }
+
+    fn policy(schedule: Schedule, hhmm: &str, weekday: i64) -> BackupPolicy {
+        BackupPolicy {
+            schedule,
+            at_minute: parse_hhmm(hhmm).unwrap(),
+            weekday,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn slots_fall_on_the_chosen_minute_hour_and_day() {
+        let now = at!(2026-12-03 10:20); // a Thursday
+        assert_eq!(policy(Schedule::Off, "03:00", 0).last_slot(now), None);
+        assert_eq!(
+            policy(Schedule::Hourly, "03:15", 0).last_slot(now),
+            Some(at!(2026-12-03 10:15))
+        );
+        assert_eq!(
+            policy(Schedule::Hourly, "00:30", 0).last_slot(now),
+            Some(at!(2026-12-03 09:30))
+        );
+        assert_eq!(
+            policy(Schedule::Daily, "03:00", 0).last_slot(now),
+            Some(at!(2026-12-03 03:00))
+        );
+        assert_eq!(
+            policy(Schedule::Daily, "23:59", 0).last_slot(now),
+            Some(at!(2026-12-02 23:59))
+        );
+        // Monday 03:00 → this week's Monday; Sunday 02:00 → last Sunday; Thursday 11:00 → a
+        // week ago.
+        assert_eq!(
+            policy(Schedule::Weekly, "03:00", 0).last_slot(now),
+            Some(at!(2026-11-30 03:00))
+        );
+        assert_eq!(
+            policy(Schedule::Weekly, "02:00", 6).last_slot(now),
+            Some(at!(2026-11-29 02:00))
+        );
+        assert_eq!(
+            policy(Schedule::Weekly, "11:00", 3).last_slot(now),
+            Some(at!(2026-11-26 11:00))
+        );
+        // Exactly on the slot: that slot.
+        assert_eq!(
+            policy(Schedule::Daily, "10:20", 0).last_slot(now),
+            Some(now)
+        );
+    }
+
+    #[test]
+    fn due_once_per_slot_with_backoff_after_failures() {
+        let now = at!(2026-12-03 10:20);
+        let mut p = policy(Schedule::Daily, "03:00", 0);
+        assert!(p.due(now, &[]));
+        assert!(!p.due(now, &[(JobState::Queued, None)]));
+        assert!(!p.due(now, &[(JobState::Done, Some(now - 10))]));
+        // Failed 4 minutes ago: not yet; 5 minutes: again; two failures: 10 minutes.
+        assert!(!p.due(now, &[(JobState::Failed, Some(now - 240))]));
+        assert!(p.due(now, &[(JobState::Failed, Some(now - 300))]));
+        let two = [
+            (JobState::Failed, Some(now - 900)),
+            (JobState::Failed, Some(now - 300)),
+        ];
+        assert!(!p.due(now, &two));
+        assert!(p.due(now + 300, &two));
+        // A policy set after today's slot owes nothing until tomorrow's.
+        p.updated_at = at!(2026-12-03 09:00);
+        assert!(!p.due(now, &[]));
+        assert!(p.due(at!(2026-12-04 03:00), &[]));
+        assert!(!policy(Schedule::Off, "03:00", 0).due(now, &[]));
+    }
+
+    #[test]
+    fn overdue_when_a_slot_passed_without_a_success() {
+        let now = at!(2026-12-03 10:20);
+        let p = policy(Schedule::Daily, "03:00", 0);
+        assert!(p.overdue(now, None));
+        assert!(p.overdue(now, Some(at!(2026-12-02 03:01))));
+        assert!(!p.overdue(now, Some(at!(2026-12-03 03:01))));
+        // Within 15 minutes of the slot the run may still be going.
+        assert!(!p.overdue(at!(2026-12-03 03:10), None));
+        assert!(!policy(Schedule::Off, "03:00", 0).overdue(now, None));
+    }
+
+    #[test]
+    fn patches_are_checked_field_by_field() {
+        let old = BackupPolicy::default();
+        let p = PolicyPatch {
+            schedule: Some("weekly".into()),
+            at: Some("4:05".into()),
+            weekday: Some("Sunday".into()),
+            mode: Some("stop".into()),
+            keep_last: Some(3),
+            ..Default::default()
+        }
+        .apply(&old)
+        .unwrap();
+        assert_eq!(p.schedule, Schedule::Weekly);
+        assert_eq!(p.at_text(), "04:05");
+        assert_eq!(p.weekday_text(), "sunday");
+        assert_eq!(p.mode, Consistency::Stop);
+        assert_eq!((p.keep_last, p.keep_daily, p.keep_weekly), (3, 7, 4));
+
+        let bad = PolicyPatch {
+            schedule: Some("sometimes".into()),
+            at: Some("24:00".into()),
+            weekday: Some("funday".into()),
+            mode: Some("command".into()),
+            keep_last: Some(0),
+            keep_daily: Some(-1),
+            keep_weekly: Some(1001),
+        }
+        .apply(&old)
+        .unwrap_err();
+        let fields: Vec<String> = bad.fields().iter().map(|f| f.field.clone()).collect();
+        assert_eq!(
+            fields,
+            [
+                "schedule",
+                "at",
+                "weekday",
+                "mode",
+                "keep_last",
+                "keep_daily",
+                "keep_weekly"
+            ]
+        );
+        for t in ["12", "1:5", "12:345", "ab:cd", "-1:00", " 1:00", "12:60"] {
+            assert_eq!(parse_hhmm(t), None, "{t}");
+        }
+        assert_eq!(parse_hhmm("00:00"), Some(0));
+        assert_eq!(parse_hhmm("23:59"), Some(1439));
+    }
+}

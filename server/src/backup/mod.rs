@@ -1,0 +1,571 @@
+//! The backup worker: queues scheduled snapshots, then takes snapshots and runs restores one
+//! at a time, recording progress and outcome on their rows.
+//!
+//! A snapshot mounts the app's volumes under `stage/` (a second mount of file systems its
+//! container may have mounted too), makes them consistent as the app's policy says (pause or
+//! stop its container), hands the directory to restic, and lets the container go again
+//! whatever happened. While it works on an app, the app is held: the reconciler neither starts,
+//! stops nor replaces its container. A panel that dies mid-way leaves no trace that lasts: at
+//! start the worker fails the rows left running, unpauses containers it paused and unmounts
+//! what it mounted; the reconciler restarts what it stopped.
+
+pub mod panel;
+pub mod restic;
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use pier_core::{
+    backups::{Consistency, Snapshot, Trigger},
+    now,
+    repo::{self, backups::Job},
+    runtime::{volume_name, Container},
+    Pier,
+};
+
+use self::restic::{Restic, Throttled};
+
+/// The worker's directories under the backup directory.
+pub struct Dirs {
+    pub repo: PathBuf,
+    pub cache: PathBuf,
+    pub stage: PathBuf,
+}
+
+impl Dirs {
+    pub fn in_dir(dir: &Path) -> Dirs {
+        Dirs {
+            repo: dir.join("repo"),
+            cache: dir.join("cache"),
+            stage: dir.join("stage"),
+        }
+    }
+}
+
+/// The local repository of this panel, when backups are on.
+pub fn local_repository(pier: &Pier) -> Option<Restic> {
+    let dir = pier.settings().backups.dir.as_ref()?;
+    let d = Dirs::in_dir(dir);
+    Some(Restic::new(
+        d.repo.to_string_lossy().into_owned(),
+        d.cache,
+        pier.backup_password(),
+    ))
+}
+
+/// A done snapshot as a tar download, streamed: restic writes it as it reads, never all in
+/// memory. The caller has checked that the snapshot is the caller's.
+pub async fn tar_download(
+    pier: &Pier,
+    app: &str,
+    snap: &Snapshot,
+) -> Result<axum::response::Response, pier_core::Error> {
+    use axum::{http::header, response::IntoResponse};
+    let Some(rid) = snap
+        .restic_id
+        .as_deref()
+        .filter(|_| snap.state == pier_core::backups::JobState::Done)
+    else {
+        return Err(pier_core::Error::Conflict(
+            "Only a finished snapshot can be downloaded.".into(),
+        ));
+    };
+    let restic = local_repository(pier).ok_or_else(|| {
+        pier_core::Error::Unavailable("Backups are not set up on this server.".into())
+    })?;
+    let stdout = restic
+        .dump(rid)
+        .await
+        .map_err(|e| pier_core::Error::internal(format!("restic dump: {e}")))?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(stdout));
+    let file = format!("{app}-backup-{}.tar", snap.id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Starts the worker when backups are on.
+pub fn spawn(pier: Pier) -> Option<tokio::task::JoinHandle<()>> {
+    let dir = pier.settings().backups.dir.clone()?;
+    Some(tokio::spawn(run(pier, dir)))
+}
+
+/// Restic's tag of an app's snapshots: unique across installations sharing a repository.
+fn app_tag(instance: &str, app_id: i64) -> String {
+    format!("pier-{instance}-app-{app_id}")
+}
+
+async fn run(pier: Pier, dir: PathBuf) {
+    let dirs = Dirs::in_dir(&dir);
+    let restic = local_repository(&pier).expect("backups are on");
+    let mut ready = false;
+    let mut failures = 0u32;
+    loop {
+        if !ready {
+            match recover(&pier, &dirs, &restic).await {
+                Ok(()) => ready = true,
+                Err(e) => {
+                    // Loud: what was asked for fails with the reason instead of waiting.
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "backup worker not ready; retrying"
+                    );
+                    let why = format!("Backups cannot run on this server now: {e:#}");
+                    if let Err(e) = repo::backups::fail_queued(pier.db(), &why, now()).await {
+                        tracing::warn!(error = %e, "could not record failed backups");
+                    }
+                }
+            }
+        }
+        let wait = if ready {
+            match round(&pier, &dirs, &restic).await {
+                Ok(()) => {
+                    failures = 0;
+                    Duration::from_secs(pier.settings().backups.check_every_secs.max(1))
+                }
+                Err(e) => {
+                    failures = (failures + 1).min(6);
+                    tracing::warn!(error = %e, "backup round failed");
+                    Duration::from_secs(5 << failures)
+                }
+            }
+        } else {
+            Duration::from_secs(30)
+        };
+        tokio::select! {
+            _ = pier.backups_woken() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Undoes what a panel that stopped mid-way left: rows still running, mounts, paused
+/// containers. Then makes sure the repository exists.
+async fn recover(pier: &Pier, dirs: &Dirs, restic: &Restic) -> anyhow::Result<()> {
+    crate::files::private_dir(dirs.repo.parent().unwrap_or(&dirs.repo))?;
+    crate::files::private_dir(&dirs.stage)?;
+    let n = repo::backups::fail_interrupted(pier.db(), now()).await?;
+    if n > 0 {
+        tracing::warn!(jobs = n, "backups or restores were interrupted by a stop");
+    }
+    unmount_all(pier, &dirs.stage).await;
+    let instance = pier.instance_id().await?;
+    for c in pier.runtime().containers(&instance).await? {
+        if c.state == "paused" {
+            tracing::info!(container = %c.name, "unpausing a container a backup left paused");
+            pier.runtime().unpause(&c.id).await?;
+        }
+    }
+    restic.prepare().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Unmounts every mount under `stage` (deepest first) and removes the empty directories.
+async fn unmount_all(pier: &Pier, stage: &Path) {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = format!("{}/", stage.display());
+    let mut points: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        if let Err(e) = pier.runtime().unmount_volume(Path::new(p)).await {
+            tracing::warn!(mount = p, error = %e, "could not unmount a backup mount");
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(stage) {
+        for e in entries.flatten() {
+            remove_mount_dirs(&e.path());
+        }
+    }
+}
+
+/// Removes an app's mount directory and its `v<id>` mount points, if empty: never anything
+/// inside a volume (an rmdir of a mount point still mounted fails, and nothing deeper is read).
+fn remove_mount_dirs(root: &Path) {
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(root);
+}
+
+/// Queues what the schedule owes, then runs every queued job whose app can be held.
+async fn round(pier: &Pier, dirs: &Dirs, restic: &Restic) -> anyhow::Result<()> {
+    schedule(pier).await?;
+    if let Err(e) = panel::if_due(pier).await {
+        // Recorded as failed on the admin page; retried with the schedule's backoff.
+        tracing::warn!(error = format!("{e:#}"), "Pier's own backup failed");
+    }
+    let mut skip = HashSet::new();
+    while let Some(job) = repo::backups::next_job(pier.db(), &skip).await? {
+        let app_id = match &job {
+            Job::Snapshot(s) => s.app_id,
+            Job::Restore(r) => r.app_id,
+        };
+        let Some(hold) = pier.hold_app(app_id) else {
+            // A rollout of it runs: next round.
+            skip.insert(app_id);
+            continue;
+        };
+        match job {
+            Job::Snapshot(s) => snapshot(pier, dirs, restic, s).await?,
+            Job::Restore(r) => restore(pier, dirs, restic, r).await?,
+        }
+        drop(hold);
+    }
+    Ok(())
+}
+
+/// Queues a snapshot for every app whose schedule owes one (and that has volumes).
+async fn schedule(pier: &Pier) -> anyhow::Result<()> {
+    let now = now();
+    for (app_id, policy) in repo::backups::scheduled(pier.db()).await? {
+        let Some(slot) = policy.last_slot(now) else {
+            continue;
+        };
+        let attempts = repo::backups::attempts_since(pier.db(), app_id, slot).await?;
+        if !policy.due(now, &attempts) {
+            continue;
+        }
+        if repo::volumes::for_app(pier.db(), app_id).await?.is_empty() {
+            continue;
+        }
+        let id =
+            repo::backups::queue_snapshot(pier.db(), app_id, Trigger::Schedule, policy.mode, now)
+                .await?;
+        tracing::info!(app_id, snapshot = id, "scheduled backup queued");
+    }
+    Ok(())
+}
+
+/// The app's serving container, if it has one.
+async fn serving_container(pier: &Pier, app_id: i64) -> anyhow::Result<Option<Container>> {
+    let Some(app) = repo::apps::by_id(pier.db(), app_id).await? else {
+        return Ok(None);
+    };
+    let Some(current) = app.current_deployment_id else {
+        return Ok(None);
+    };
+    let instance = pier.instance_id().await?;
+    Ok(pier
+        .runtime()
+        .containers(&instance)
+        .await?
+        .into_iter()
+        .filter(|c| c.app_id() == Some(app_id) && c.deployment_id() == Some(current))
+        .max_by_key(|c| c.created))
+}
+
+/// The app's volumes mounted under one directory, `v<id>` each; unmounted when dropped by
+/// [`Mounted::release`].
+struct Mounted {
+    root: PathBuf,
+    points: Vec<(i64, PathBuf)>,
+}
+
+impl Mounted {
+    async fn new(pier: &Pier, stage: &Path, app_id: i64) -> Result<Mounted, String> {
+        let instance = pier.instance_id().await.map_err(|e| e.to_string())?;
+        let vols = repo::volumes::for_app(pier.db(), app_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if vols.is_empty() {
+            return Err("This app has no volumes.".into());
+        }
+        // On a machine restored from a backup the volumes do not exist yet.
+        crate::engine::start_volumes(pier, &instance, &vols, app_id)
+            .await
+            .map_err(|e| format!("the app's volumes could not be prepared: {e}"))?;
+        let root = stage.join(format!("app-{app_id}"));
+        let mut m = Mounted {
+            root: root.clone(),
+            points: Vec::new(),
+        };
+        for v in vols {
+            let at = root.join(format!("v{}", v.id));
+            if let Err(e) = std::fs::create_dir_all(&at) {
+                m.release(pier).await;
+                return Err(format!("could not make a mount point: {e}"));
+            }
+            if let Err(e) = pier
+                .runtime()
+                .mount_volume(&volume_name(&instance, v.id), &at)
+                .await
+            {
+                m.release(pier).await;
+                return Err(format!("volume {} could not be read: {e}", v.name));
+            }
+            m.points.push((v.id, at));
+        }
+        Ok(m)
+    }
+
+    async fn release(self, pier: &Pier) {
+        for (_, at) in &self.points {
+            if let Err(e) = pier.runtime().unmount_volume(at).await {
+                tracing::warn!(mount = %at.display(), error = %e, "could not unmount");
+            }
+        }
+        remove_mount_dirs(&self.root);
+    }
+}
+
+async fn snapshot(pier: &Pier, dirs: &Dirs, restic: &Restic, s: Snapshot) -> anyhow::Result<()> {
+    let db = pier.db();
+    if !repo::backups::start_snapshot(db, s.id, now()).await? {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let outcome = take(pier, dirs, restic, &s).await;
+    match outcome {
+        Ok((taken, paused_ms)) => {
+            repo::backups::finish_snapshot(db, s.id, &taken, paused_ms, now()).await?;
+            tracing::info!(
+                app_id = s.app_id,
+                snapshot = s.id,
+                bytes = taken.bytes,
+                added = taken.added_bytes,
+                paused_ms,
+                ms = started.elapsed().as_millis() as u64,
+                "backup done"
+            );
+            if let Err(e) = retention(pier, restic, s.app_id).await {
+                // The snapshot stands; old ones go next time.
+                tracing::warn!(app_id = s.app_id, error = %e, "retention not applied");
+            }
+        }
+        Err((reason, paused_ms)) => {
+            tracing::warn!(app_id = s.app_id, snapshot = s.id, %reason, "backup failed");
+            repo::backups::fail_snapshot(db, s.id, &reason, paused_ms, now()).await?;
+        }
+    }
+    Ok(())
+}
+
+type Outcome<T> = Result<T, (String, Option<i64>)>;
+
+/// Mounts, quiesces, backs up, lets go: (what was taken, how long the app was frozen).
+async fn take(
+    pier: &Pier,
+    dirs: &Dirs,
+    restic: &Restic,
+    s: &Snapshot,
+) -> Outcome<(repo::backups::Taken, Option<i64>)> {
+    let instance = pier
+        .instance_id()
+        .await
+        .map_err(|e| (e.to_string(), None))?;
+    let container = serving_container(pier, s.app_id)
+        .await
+        .map_err(|e| (e.to_string(), None))?;
+    let mounted = Mounted::new(pier, &dirs.stage, s.app_id)
+        .await
+        .map_err(|e| (e, None))?;
+    let rt = pier.runtime();
+    // Only a running container is paused or stopped; a stopped app's files are still.
+    let live = container.filter(|c| c.running());
+    let frozen = Instant::now();
+    let quiesced = match (&live, s.mode) {
+        (Some(c), Consistency::Pause) => rt.pause(&c.id).await,
+        (Some(c), Consistency::Stop) => {
+            rt.stop(&c.id, pier.settings().engine.stop_timeout_secs)
+                .await
+        }
+        (None, _) => Ok(()),
+    };
+    let result = match quiesced {
+        Err(e) => Err(format!("the container could not be {}: {e}", verb(s.mode))),
+        Ok(()) => {
+            let mut every = Throttled::new(Duration::from_secs(1));
+            let (tx, mut rx) = tokio::sync::watch::channel(restic::Progress::default());
+            let tag = app_tag(&instance, s.app_id);
+            let host = format!("pier-{instance}");
+            let tags = [tag.as_str()];
+            let backup = restic.backup(&mounted.root, &tags, &host, move |p| {
+                let _ = tx.send(p);
+            });
+            tokio::pin!(backup);
+            loop {
+                tokio::select! {
+                    r = &mut backup => break r.map_err(|e| e.to_string()),
+                    Ok(()) = rx.changed() => {
+                        if every.ready() {
+                            let p = *rx.borrow();
+                            let _ = repo::backups::snapshot_progress(
+                                pier.db(), s.id, p.bytes_done as i64, p.total_bytes as i64,
+                                p.files_done as i64).await;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let paused_ms = live.as_ref().map(|_| frozen.elapsed().as_millis() as i64);
+    // Let go whatever happened.
+    if let Some(c) = &live {
+        let back = match s.mode {
+            Consistency::Pause => rt.unpause(&c.id).await,
+            Consistency::Stop => rt.start(&c.id).await,
+        };
+        if let Err(e) = back {
+            tracing::error!(container = %c.name, error = %e, "could not resume after a backup");
+        }
+    }
+    mounted.release(pier).await;
+    let summary = result.map_err(|e| (e, paused_ms))?;
+    Ok((
+        repo::backups::Taken {
+            restic_id: summary.snapshot_id,
+            bytes: summary.bytes as i64,
+            files: summary.files as i64,
+            added_bytes: summary.data_added as i64,
+        },
+        paused_ms,
+    ))
+}
+
+fn verb(mode: Consistency) -> &'static str {
+    match mode {
+        Consistency::Pause => "paused",
+        Consistency::Stop => "stopped",
+    }
+}
+
+/// Keeps what the app's policy says and forgets the rest, in restic and in the database.
+async fn retention(pier: &Pier, restic: &Restic, app_id: i64) -> anyhow::Result<()> {
+    let p = pier.backup_policy(app_id).await?;
+    let instance = pier.instance_id().await?;
+    let removed = restic
+        .forget(
+            &app_tag(&instance, app_id),
+            p.keep_last,
+            p.keep_daily,
+            p.keep_weekly,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = repo::backups::forget(pier.db(), app_id, &removed).await?;
+    if n > 0 {
+        tracing::info!(app_id, removed = n, "old snapshots removed");
+    }
+    Ok(())
+}
+
+async fn restore(
+    pier: &Pier,
+    dirs: &Dirs,
+    restic: &Restic,
+    r: pier_core::backups::Restore,
+) -> anyhow::Result<()> {
+    let db = pier.db();
+    if !repo::backups::start_restore(db, r.id, now()).await? {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let failure = replace(pier, dirs, restic, &r).await.err();
+    repo::backups::end_restore(db, r.id, failure.as_deref(), now()).await?;
+    match &failure {
+        None => tracing::info!(
+            app_id = r.app_id,
+            snapshot = r.snapshot_id,
+            ms = started.elapsed().as_millis() as u64,
+            "restore done"
+        ),
+        Some(why) => tracing::warn!(app_id = r.app_id, reason = %why, "restore failed"),
+    }
+    pier.wake_engine();
+    Ok(())
+}
+
+/// Stops the app, replaces its volumes' contents with the snapshot's, starts it again.
+async fn replace(
+    pier: &Pier,
+    dirs: &Dirs,
+    restic: &Restic,
+    r: &pier_core::backups::Restore,
+) -> Result<(), String> {
+    let rid = repo::backups::restic_id(pier.db(), r.snapshot_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("The snapshot is gone (retention removed it).")?;
+    let in_snapshot: HashSet<String> = restic
+        .top_level(&rid)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    let container = serving_container(pier, r.app_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rt = pier.runtime();
+    let was_running = container
+        .as_ref()
+        .is_some_and(|c| c.running() || c.state == "paused");
+    if let Some(c) = container.as_ref().filter(|_| was_running) {
+        rt.stop(&c.id, pier.settings().engine.stop_timeout_secs)
+            .await
+            .map_err(|e| format!("the container could not be stopped: {e}"))?;
+    }
+    let mounted = Mounted::new(pier, &dirs.stage, r.app_id).await?;
+    // Only volumes the snapshot has are replaced; one added to the app since keeps its data.
+    let targets: Vec<String> = mounted
+        .points
+        .iter()
+        .map(|(id, _)| format!("v{id}"))
+        .filter(|d| in_snapshot.contains(d))
+        .collect();
+    let result = async {
+        if targets.is_empty() {
+            return Err("None of the app's volumes is in this snapshot.".to_string());
+        }
+        for (id, at) in &mounted.points {
+            if targets.contains(&format!("v{id}")) {
+                empty(at).map_err(|e| format!("could not empty the volume: {e}"))?;
+            }
+        }
+        restic
+            .restore(&rid, &mounted.root, &targets)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    mounted.release(pier).await;
+    // Started again as it was (the reconciler would too, once the hold goes).
+    if let Some(c) = container.as_ref().filter(|_| was_running) {
+        if let Err(e) = rt.start(&c.id).await {
+            tracing::warn!(container = %c.name, error = %e, "not started after a restore; the reconciler retries");
+        }
+    }
+    result
+}
+
+/// Removes everything inside `dir`, keeping `dir`.
+fn empty(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            std::fs::remove_dir_all(e.path())?;
+        } else {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}

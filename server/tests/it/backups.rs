@@ -1,0 +1,368 @@
+//! Backups against the real parts: dockerd, the test registry's busybox image, Pier's
+//! size-limited volumes and restic with a local repository. A snapshot taken while the app runs
+//! (paused, then stopped), a restore that brings exactly the snapshot's files back, a tar
+//! download that matches them, retention, and tenancy. Traffic goes only to 127.0.0.1.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+};
+use common::{registry, TestApp};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+use tower::ServiceExt;
+
+/// A member with a write token and a login for the test registry.
+async fn tenant(app: &TestApp, email: &str) -> String {
+    let _ = app.member(email).await;
+    let t = app.token(email, "write").await;
+    let (host, user, pw) = registry();
+    let r = app
+        .api(
+            "PUT",
+            &format!("/registries/{host}"),
+            Some(&t),
+            Some(json!({"username": user, "password": pw})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    t
+}
+
+async fn get(app: &TestApp, t: &str, path: &str) -> Value {
+    let r = app.api("GET", path, Some(t), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+    r.json()
+}
+
+/// Polls `path` until `pred` holds; panics with the last answer after `secs`.
+async fn until(
+    app: &TestApp,
+    t: &str,
+    path: &str,
+    secs: u64,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = get(app, t, path).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out on {path}; last: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The app's running container.
+async fn container(app: &TestApp, name: &str) -> String {
+    let all = app.containers().await;
+    all.iter()
+        .filter(|c| c.running() && c.name.contains(&format!("-{name}-d")))
+        .max_by_key(|c| c.created)
+        .map(|c| c.id.clone())
+        .unwrap_or_else(|| panic!("no running container for {name}: {all:#?}"))
+}
+
+fn exec(id: &str, script: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["exec", id, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Backs up now and waits until the snapshot is done; the snapshot.
+async fn back_up(app: &TestApp, t: &str, name: &str) -> Value {
+    let r = app
+        .api("POST", &format!("/apps/{name}/backups"), Some(t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let id = r.json()["id"].as_i64().expect("an id");
+    assert!(["queued", "running"].contains(&r.json()["state"].as_str().unwrap()));
+    let s = until(app, t, &format!("/apps/{name}/backups/{id}"), 120, |s| {
+        s["state"] == "done" || s["state"] == "failed"
+    })
+    .await;
+    assert_eq!(s["state"], "done", "{s:#}");
+    s
+}
+
+/// Raw GET with a token (the tar is bytes).
+async fn download(app: &TestApp, t: &str, path: &str) -> (StatusCode, String, Vec<u8>) {
+    let req = Request::builder()
+        .uri(format!("/api/v1{path}"))
+        .header(header::AUTHORIZATION, format!("Bearer {t}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, ctype, bytes)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn snapshots_restore_download_retention_and_tenancy(db: SqlitePool) {
+    let dir = std::env::temp_dir().join(format!("pier-test-backups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut settings = common::test_settings();
+    settings.backups.dir = Some(dir.clone());
+    settings.backups.check_every_secs = 1;
+    let app = TestApp::with_settings(db, settings).await;
+    let t = tenant(&app, "ann@example.com").await;
+    let image = format!("{}/pier-test/hello:1", registry().0);
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&t),
+            Some(json!({
+                "name": "keeper", "image": image, "port": 8080,
+                "volumes": [{"name": "keeper-data", "path": "/data", "size_mb": 64}],
+                "backup": {"keep_last": 2, "keep_daily": 0, "keep_weekly": 0}
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["backup"]["schedule"], "off");
+    assert_eq!(r.json()["backup"]["keep_last"], 2);
+    until(&app, &t, "/apps/keeper", 90, |a| a["state"] == "running").await;
+    let c = container(&app, "keeper").await;
+    exec(
+        &c,
+        "echo one > /data/a.txt && mkdir -p /data/d && echo nested > /data/d/b",
+    );
+
+    // Pause mode (the default): the app is frozen only while its files are read.
+    let first = back_up(&app, &t, "keeper").await;
+    assert_eq!(first["mode"], "pause");
+    assert_eq!(first["trigger"], "manual");
+    assert!(first["files"].as_i64().unwrap() >= 2, "{first:#}");
+    assert!(first["bytes"].as_i64().unwrap() >= 11, "{first:#}");
+    assert!(first["paused_ms"].as_i64().is_some(), "{first:#}");
+    let first_id = first["id"].as_i64().unwrap();
+    // The container kept running (unpaused), the same one.
+    assert_eq!(container(&app, "keeper").await, c);
+    assert_eq!(exec(&c, "cat /data/a.txt"), "one\n");
+
+    // Changes after the snapshot.
+    exec(
+        &c,
+        "echo two > /data/a.txt && rm -r /data/d && echo new > /data/c.txt",
+    );
+
+    // The download is a tar of exactly the snapshot's files.
+    let (status, ctype, tar) = download(
+        &app,
+        &t,
+        &format!("/apps/keeper/backups/{first_id}/download"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ctype, "application/x-tar");
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    std::fs::write(dir.join("snap.tar"), &tar).unwrap();
+    let out = std::process::Command::new("tar")
+        .args([
+            "-xf",
+            &dir.join("snap.tar").to_string_lossy(),
+            "-C",
+            &unpacked.to_string_lossy(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vdirs: Vec<_> = std::fs::read_dir(&unpacked).unwrap().flatten().collect();
+    assert_eq!(vdirs.len(), 1, "one volume, one directory");
+    let v = vdirs[0].path();
+    assert_eq!(std::fs::read_to_string(v.join("a.txt")).unwrap(), "one\n");
+    assert_eq!(std::fs::read_to_string(v.join("d/b")).unwrap(), "nested\n");
+    assert!(!v.join("c.txt").exists());
+
+    // Another tenant: even with an app of the same name, nothing of ann's is found.
+    let tb = tenant(&app, "bob@example.com").await;
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&tb),
+            Some(json!({"name": "keeper", "image": "127.0.0.1:9/pier-test/none:1", "port": 80})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(get(&app, &tb, "/apps/keeper/backups").await["total"], 0);
+    for (method, path) in [
+        ("GET", format!("/apps/keeper/backups/{first_id}")),
+        ("POST", format!("/apps/keeper/backups/{first_id}/restore")),
+        ("GET", format!("/apps/keeper/backups/{first_id}/download")),
+    ] {
+        let r = app.api(method, &path, Some(&tb), None).await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            r.body
+        );
+    }
+    // An app without volumes has nothing to back up.
+    let r = app
+        .api("POST", "/apps/keeper/backups", Some(&tb), None)
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+
+    // Restore: stopped, replaced, started; exactly the snapshot's files are back.
+    let r = app
+        .api(
+            "POST",
+            &format!("/apps/keeper/backups/{first_id}/restore"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let rid = r.json()["id"].as_i64().unwrap();
+    let done = until(
+        &app,
+        &t,
+        &format!("/apps/keeper/restores/{rid}"),
+        120,
+        |r| r["state"] == "done" || r["state"] == "failed",
+    )
+    .await;
+    assert_eq!(done["state"], "done", "{done:#}");
+    until(&app, &t, "/apps/keeper", 60, |a| a["state"] == "running").await;
+    let c = container(&app, "keeper").await;
+    assert_eq!(exec(&c, "cat /data/a.txt"), "one\n");
+    assert_eq!(exec(&c, "cat /data/d/b"), "nested\n");
+    assert_eq!(
+        exec(&c, "test -e /data/c.txt && echo there || echo gone"),
+        "gone\n"
+    );
+
+    // Stop mode, and retention keeping the last two.
+    let r = app
+        .api(
+            "PUT",
+            "/apps/keeper/backup-policy",
+            Some(&t),
+            Some(json!({"mode": "stop"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["mode"], "stop");
+    let second = back_up(&app, &t, "keeper").await;
+    assert_eq!(second["mode"], "stop");
+    until(&app, &t, "/apps/keeper", 60, |a| a["state"] == "running").await;
+    let third = back_up(&app, &t, "keeper").await;
+    // Retention follows each snapshot (restic forgets and prunes, then the rows go).
+    let list = until(&app, &t, "/apps/keeper/backups", 60, |l| l["total"] == 2).await;
+    let ids: Vec<i64> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            third["id"].as_i64().unwrap(),
+            second["id"].as_i64().unwrap()
+        ]
+    );
+    let r = app
+        .api(
+            "POST",
+            &format!("/apps/keeper/backups/{first_id}/restore"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "pruned: {}", r.body);
+
+    // Bad policies are refused field by field, and change nothing.
+    let r = app
+        .api(
+            "PUT",
+            "/apps/keeper/backup-policy",
+            Some(&t),
+            Some(json!({"schedule": "sometimes", "at": "25:00", "keep_last": 0})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    for f in ["schedule", "at", "keep_last"] {
+        assert!(r.api_field(f).len() > 3, "{f}: {}", r.body);
+    }
+    let p = get(&app, &t, "/apps/keeper/backup-policy").await;
+    assert_eq!(
+        (p["schedule"].as_str(), p["keep_last"].as_i64()),
+        (Some("off"), Some(2))
+    );
+
+    // The scheduler: an app whose policy owes a slot is backed up without anyone asking. (A
+    // policy owes only slots after it was set: its time is moved back here.)
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&t),
+            Some(json!({
+                "name": "ticker", "image": image, "port": 8080,
+                "volumes": [{"name": "ticker-data", "path": "/data", "size_mb": 32}],
+                "backup": {"schedule": "hourly", "at": "00:00"}
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["backup"]["overdue"], false);
+    until(&app, &t, "/apps/ticker", 90, |a| a["state"] == "running").await;
+    assert_eq!(get(&app, &t, "/apps/ticker/backups").await["total"], 0);
+    sqlx::query("UPDATE backup_policies SET updated_at = 0")
+        .execute(app.pier.db())
+        .await
+        .unwrap();
+    app.pier.wake_backups();
+    let list = until(&app, &t, "/apps/ticker/backups", 120, |l| {
+        l["items"][0]["state"] == "done"
+    })
+    .await;
+    assert_eq!(list["items"][0]["trigger"], "schedule");
+    assert_eq!(list["total"], 1, "one per slot: {list:#}");
+    let a = get(&app, &t, "/apps/ticker").await;
+    assert!(a["backup"]["last_success_at"].is_string(), "{a:#}");
+
+    for name in ["keeper", "ticker"] {
+        let r = app
+            .api(
+                "DELETE",
+                &format!("/apps/{name}?keep_volumes=false"),
+                Some(&t),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
