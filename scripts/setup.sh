@@ -49,6 +49,12 @@ if ((with_tests)); then
   need_apt docker-registry busybox-static apache2-utils curl debootstrap
   # pebble-challtestsrv: a mock DNS server on loopback (DNS checks; pebble for certificates).
   need_apt pebble
+  # Backup tests: an S3-compatible server over a directory (s3s-fs, from crates.io; 0.14.1 is the
+  # newest that builds with this machine's rustc).
+  if [[ "$(s3s-fs --version 2>/dev/null || true)" != *"0.14.1"* ]]; then
+    say "cargo install s3s-fs 0.14.1 (once)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked
+  fi
   # tests/proxy.rs: the rendered HAProxy configuration on a real haproxy, with a self-signed cert.
   need_apt openssl
   # schemathesis (PyPI) fuzzes the REST API against its OpenAPI document.

@@ -19,6 +19,9 @@ pub struct BackupSettings {
     pub check_every_secs: u64,
     /// The secret key's file, for Pier's own daily backup (None: not taken).
     pub key_file: Option<std::path::PathBuf>,
+    /// After a failed copy to the offsite target, the next try waits this long, doubling
+    /// with each failure (to an hour at most).
+    pub offsite_retry_secs: u64,
 }
 
 impl Default for BackupSettings {
@@ -27,6 +30,7 @@ impl Default for BackupSettings {
             dir: None,
             check_every_secs: 30,
             key_file: None,
+            offsite_retry_secs: 60,
         }
     }
 }
@@ -316,6 +320,8 @@ pub struct Snapshot {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// When it was copied to the offsite target.
+    pub offsite_at: Option<i64>,
 }
 
 impl Snapshot {
@@ -496,6 +502,18 @@ impl Pier {
         }
     }
 
+    /// Whether the caller may take a backup of Pier itself now (admins, where it is set up).
+    pub fn may_back_up_pier(&self, actor: &Actor) -> Result<()> {
+        Self::require_admin(actor)?;
+        let b = &self.settings().backups;
+        if b.dir.is_none() || b.key_file.is_none() {
+            return Err(Error::Unavailable(
+                "Pier's own backups are not set up on this server.".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Pier's own backups (admins only).
     pub async fn panel_backup_status(&self, actor: &Actor) -> Result<PanelBackupStatus> {
         Self::require_admin(actor)?;
@@ -560,11 +578,24 @@ impl Pier {
     /// The secret restic repositories are encrypted with: derived from the operator's key, so
     /// the key (and nothing stored) opens them.
     pub fn backup_password(&self) -> String {
-        hex::encode(
-            &self
-                .key()
-                .derive("pier backups: restic repository password")[..32],
-        )
+        repository_password(self.key())
+    }
+
+    /// Seals the operator's recovery passphrase (the bucket's repository gets it as a key too).
+    pub async fn record_passphrase(&self, passphrase: &str) -> Result<()> {
+        let sealed = self
+            .key()
+            .encrypt(passphrase.as_bytes(), PASSPHRASE_CONTEXT);
+        repo::backups::set_passphrase(self.db(), &sealed, now()).await
+    }
+
+    /// The recovery passphrase, when the bucket's repository still needs it as a key.
+    pub async fn passphrase_for_target(&self) -> Result<Option<String>> {
+        let Some(sealed) = repo::backups::passphrase_for_target(self.db()).await? else {
+            return Ok(None);
+        };
+        let p = self.key().decrypt(&sealed, PASSPHRASE_CONTEXT)?;
+        Ok(Some(String::from_utf8_lossy(&p).into_owned()))
     }
 }
 
@@ -573,6 +604,13 @@ impl Pier {
 pub struct Holds {
     held: std::collections::HashSet<i64>,
     rolling: std::collections::HashMap<i64, u32>,
+}
+
+const PASSPHRASE_CONTEXT: &str = "backups: recovery passphrase";
+
+/// The password of Pier's restic repositories, derived from the operator's key.
+pub fn repository_password(key: &crate::secret::SecretKey) -> String {
+    hex::encode(&key.derive("pier backups: restic repository password")[..32])
 }
 
 /// See [`Pier::hold_app`].

@@ -46,6 +46,7 @@ struct SnapshotRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    offsite_at: Option<i64>,
 }
 
 fn state(s: &str) -> JobState {
@@ -70,6 +71,7 @@ impl From<SnapshotRow> for Snapshot {
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            offsite_at: r.offsite_at,
         }
     }
 }
@@ -192,7 +194,7 @@ pub async fn list(db: impl SqliteExecutor<'_>, app_id: i64, limit: i64) -> Resul
     let rows = sqlx::query_as!(
         SnapshotRow,
         r#"SELECT id AS "id!", app_id, trigger, mode, state, reason, restic_id, bytes, total_bytes,
-                  files, added_bytes, paused_ms, created_at, started_at, finished_at
+                  files, added_bytes, paused_ms, created_at, started_at, finished_at, offsite_at
            FROM snapshots WHERE app_id = ? ORDER BY id DESC LIMIT ?"#,
         app_id,
         limit
@@ -211,7 +213,7 @@ pub async fn snapshot(
     let row = sqlx::query_as!(
         SnapshotRow,
         r#"SELECT id AS "id!", app_id, trigger, mode, state, reason, restic_id, bytes, total_bytes,
-                  files, added_bytes, paused_ms, created_at, started_at, finished_at
+                  files, added_bytes, paused_ms, created_at, started_at, finished_at, offsite_at
            FROM snapshots WHERE app_id = ? AND id = ?"#,
         app_id,
         id
@@ -236,7 +238,7 @@ pub async fn latest(
     let last = sqlx::query_as!(
         SnapshotRow,
         r#"SELECT id AS "id!", app_id, trigger, mode, state, reason, restic_id, bytes, total_bytes,
-                  files, added_bytes, paused_ms, created_at, started_at, finished_at
+                  files, added_bytes, paused_ms, created_at, started_at, finished_at, offsite_at
            FROM snapshots WHERE app_id = ? AND state IN ('done', 'failed')
            ORDER BY id DESC LIMIT 1"#,
         app_id
@@ -416,7 +418,7 @@ pub async fn next_job(
     let snaps = sqlx::query_as!(
         SnapshotRow,
         r#"SELECT id AS "id!", app_id, trigger, mode, state, reason, restic_id, bytes, total_bytes,
-                  files, added_bytes, paused_ms, created_at, started_at, finished_at
+                  files, added_bytes, paused_ms, created_at, started_at, finished_at, offsite_at
            FROM snapshots WHERE state = 'queued' ORDER BY id LIMIT 100"#
     )
     .fetch_all(&mut *conn)
@@ -670,11 +672,49 @@ pub async fn panel_attempts_since(
         .collect())
 }
 
-pub async fn set_passphrase_at(db: impl SqliteExecutor<'_>, now: i64) -> Result<()> {
-    sqlx::query!("UPDATE instance SET backup_passphrase_at = ?", now)
+/// Records the recovery passphrase (sealed); the bucket's repository needs it added again.
+pub async fn set_passphrase(db: &sqlx::SqlitePool, sealed: &str, now: i64) -> Result<()> {
+    sqlx::query!(
+        "UPDATE instance SET backup_passphrase_at = ?, backup_passphrase_sealed = ?",
+        now,
+        sealed
+    )
+    .execute(db)
+    .await?;
+    sqlx::query!("UPDATE backup_targets SET passphrase_added = 0")
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// The sealed recovery passphrase, when the bucket's repository still needs it as a key.
+pub async fn passphrase_for_target(db: impl SqliteExecutor<'_>) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT i.backup_passphrase_sealed FROM instance i, backup_targets t
+         WHERE t.passphrase_added = 0 AND i.backup_passphrase_sealed IS NOT NULL LIMIT 1"
+    )
+    .fetch_optional(db)
+    .await?
+    .flatten())
+}
+
+pub async fn passphrase_added(db: impl SqliteExecutor<'_>) -> Result<()> {
+    sqlx::query!("UPDATE backup_targets SET passphrase_added = 1")
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// When the latest snapshot (of an app or of Pier) finished.
+pub async fn latest_change(db: impl SqliteExecutor<'_>) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT MAX(t) AS "t?: i64" FROM (
+               SELECT MAX(finished_at) AS t FROM snapshots WHERE state = 'done'
+               UNION ALL
+               SELECT MAX(finished_at) AS t FROM panel_backups WHERE state = 'done')"#
+    )
+    .fetch_one(db)
+    .await?)
 }
 
 pub async fn passphrase_at(db: impl SqliteExecutor<'_>) -> Result<Option<i64>> {
@@ -727,4 +767,16 @@ pub async fn latest_done_per_app(db: impl SqliteExecutor<'_>) -> Result<Vec<(i64
         .into_iter()
         .map(|r| (r.app_id, r.id, r.restic_id))
         .collect())
+}
+
+/// After a restore through a copy of the repository, a snapshot's new id.
+pub async fn rename_restic_id(db: impl SqliteExecutor<'_>, old: &str, new: &str) -> Result<()> {
+    sqlx::query!(
+        "UPDATE snapshots SET restic_id = ? WHERE restic_id = ?",
+        new,
+        old
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }

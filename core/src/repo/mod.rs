@@ -85,3 +85,5 @@ pub mod certs;
 pub mod images;
 
 pub mod backups;
+
+pub mod backup_target;

@@ -29,6 +29,11 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{name}/backups/{id}/download", get(download))
         .route("/apps/{name}/restores/{id}", get(restore_status))
         .route("/apps/{name}/backup-policy", get(policy).put(set_policy))
+        .route("/pier-backups", post(back_up_pier))
+        .route(
+            "/backup-target",
+            get(target).put(set_target).delete(delete_target),
+        )
 }
 
 /// One snapshot of an app's volumes, or the attempt at one.
@@ -57,6 +62,8 @@ pub struct SnapshotOut {
     paused_ms: Option<i64>,
     /// How long the snapshot took, in ms (whole seconds).
     duration_ms: Option<i64>,
+    /// When it was copied to the offsite target (null: not yet, or there is none).
+    offsite_at: Option<String>,
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
@@ -66,6 +73,7 @@ impl From<Snapshot> for SnapshotOut {
     fn from(s: Snapshot) -> Self {
         SnapshotOut {
             duration_ms: s.duration_ms(),
+            offsite_at: s.offsite_at.map(format_time),
             id: s.id,
             state: s.state.as_str().into(),
             reason: s.reason,
@@ -387,4 +395,141 @@ pub async fn set_policy(
     apply_policy(&s, &caller, &name, b).await?;
     let app = s.pier.own_app(&caller.actor, &name).await?;
     Ok(Json(s.pier.backup_summary(app.id).await?.into()))
+}
+
+/// The offsite backup target, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetOut {
+    #[schema(example = "https://s3.example.com")]
+    endpoint: String,
+    #[schema(example = "us-east-1")]
+    region: String,
+    #[schema(example = "pier-backups")]
+    bucket: String,
+    access_key: String,
+    /// When the last copy that went through began.
+    last_ok_at: Option<String>,
+    /// Why the last copy failed, while it is the latest.
+    last_error: Option<String>,
+    last_error_at: Option<String>,
+    /// Failed copies in a row (the next try waits longer each time).
+    failures: i64,
+    /// Snapshots not copied yet.
+    pending: i64,
+}
+
+impl From<pier_core::backup_target::TargetView> for TargetOut {
+    fn from(v: pier_core::backup_target::TargetView) -> Self {
+        TargetOut {
+            endpoint: v.endpoint,
+            region: v.region,
+            bucket: v.bucket,
+            access_key: v.access_key,
+            last_ok_at: v.last_ok_at.map(format_time),
+            last_error: v.last_error,
+            last_error_at: v.last_error_at.map(format_time),
+            failures: v.failures,
+            pending: v.pending,
+        }
+    }
+}
+
+/// An S3-compatible bucket every snapshot is copied to. (No `Debug`: it holds a secret.)
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetBody {
+    /// http(s)://host[:port]
+    #[schema(example = "https://s3.example.com")]
+    endpoint: String,
+    /// Default us-east-1.
+    region: Option<String>,
+    bucket: String,
+    access_key: String,
+    /// Stored encrypted, never shown; leave it out to keep the stored one.
+    secret_key: Option<String>,
+}
+
+/// The offsite backup target (admin scope); 404 when there is none.
+#[utoipa::path(get, path = "/api/v1/backup-target", tag = "backups",
+    operation_id = "show_backup_target",
+    security(("token" = [])),
+    responses((status = 200, body = TargetOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn target(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<TargetOut>> {
+    caller.require(Scope::Admin)?;
+    let t = s
+        .pier
+        .backup_target(&caller.actor)
+        .await?
+        .ok_or(pier_core::Error::NotFound)?;
+    Ok(Json(t.into()))
+}
+
+/// Sets the offsite backup target (admin scope): every snapshot, and Pier's own backups, are
+/// copied to it after they are taken; a failing target is retried with backoff.
+#[utoipa::path(put, path = "/api/v1/backup-target", tag = "backups",
+    operation_id = "set_backup_target", request_body = TargetBody,
+    security(("token" = [])),
+    responses((status = 200, body = TargetOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn set_target(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<TargetBody>,
+) -> ApiResult<Json<TargetOut>> {
+    caller.require(Scope::Admin)?;
+    let input = pier_core::backup_target::TargetInput {
+        endpoint: b.endpoint,
+        region: b.region.unwrap_or_default(),
+        bucket: b.bucket,
+        access_key: b.access_key,
+        secret: b.secret_key.unwrap_or_default(),
+    };
+    Ok(Json(
+        s.pier
+            .set_backup_target(&caller.actor, &input)
+            .await?
+            .into(),
+    ))
+}
+
+/// Removes the offsite backup target (admin scope); what was copied stays in the bucket.
+#[utoipa::path(delete, path = "/api/v1/backup-target", tag = "backups",
+    operation_id = "delete_backup_target",
+    security(("token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_target(State(s): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    caller.require(Scope::Admin)?;
+    s.pier.delete_backup_target(&caller.actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A backup of Pier itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PierBackupOut {
+    /// The restic snapshot.
+    #[schema(example = "1b2c3d4e")]
+    snapshot: String,
+}
+
+/// Backs Pier itself up now (admin scope): its database and secret key, into the backup
+/// repository (and the offsite target, if there is one, right after). Answers when it is taken.
+#[utoipa::path(post, path = "/api/v1/pier-backups", tag = "backups",
+    operation_id = "back_up_pier",
+    security(("token" = [])),
+    responses((status = 201, body = PierBackupOut), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn back_up_pier(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<(StatusCode, Json<PierBackupOut>)> {
+    caller.require(Scope::Admin)?;
+    s.pier.may_back_up_pier(&caller.actor)?;
+    let snapshot = crate::backup::panel::back_up(&s.pier, pier_core::backups::Trigger::Manual)
+        .await
+        .map_err(|e| pier_core::Error::Unavailable(format!("The backup failed: {e:#}")))?;
+    s.pier.wake_backups();
+    Ok((StatusCode::CREATED, Json(PierBackupOut { snapshot })))
 }

@@ -110,6 +110,7 @@ fn app_tag(instance: &str, app_id: i64) -> String {
 async fn run(pier: Pier, dir: PathBuf) {
     let dirs = Dirs::in_dir(&dir);
     let restic = local_repository(&pier).expect("backups are on");
+    let mut offsite = Offsite::default();
     let mut ready = false;
     let mut failures = 0u32;
     loop {
@@ -130,7 +131,11 @@ async fn run(pier: Pier, dir: PathBuf) {
             }
         }
         let wait = if ready {
-            match round(&pier, &dirs, &restic).await {
+            let r = round(&pier, &dirs, &restic).await;
+            // Copies go on whatever the round did: a failing app must not keep others' data
+            // from leaving the machine.
+            offsite.sync(&pier, &dirs, &restic).await;
+            match r {
                 Ok(()) => {
                     failures = 0;
                     Duration::from_secs(pier.settings().backups.check_every_secs.max(1))
@@ -149,6 +154,113 @@ async fn run(pier: Pier, dir: PathBuf) {
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Copies to the offsite target: after every change, with backoff after failures.
+#[derive(Default)]
+struct Offsite {
+    next_try: Option<Instant>,
+}
+
+impl Offsite {
+    async fn sync(&mut self, pier: &Pier, dirs: &Dirs, local: &Restic) {
+        if self.next_try.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let target = match pier.backup_target_access().await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "offsite target unreadable");
+                return;
+            }
+        };
+        let db = pier.db();
+        let (Ok(view), Ok(change)) = (
+            repo::backup_target::view(db).await,
+            repo::backups::latest_change(db).await,
+        ) else {
+            return;
+        };
+        let Some(view) = view else { return };
+        let needs_key = pier.passphrase_for_target().await.ok().flatten();
+        let behind = change.is_some_and(|c| view.last_ok_at.is_none_or(|ok| c >= ok));
+        if !behind && needs_key.is_none() && view.failures == 0 {
+            return;
+        }
+        let started = now();
+        let dest = Restic::new(
+            target.repository.clone(),
+            dirs.cache.clone(),
+            pier.backup_password(),
+        )
+        .with_s3(&target.access_key, &target.secret, &target.region);
+        let result = async {
+            dest.prepare_copy_of(local).await?;
+            if let Some(p) = &needs_key {
+                dest.add_key(p).await?;
+            }
+            dest.copy_from(local).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.next_try = None;
+                if needs_key.is_some() {
+                    let _ = repo::backups::passphrase_added(db).await;
+                }
+                if let Err(e) = repo::backup_target::copied(db, started, now()).await {
+                    tracing::warn!(error = %e, "could not record the offsite copy");
+                }
+                tracing::info!(repository = %dest.repository(), "snapshots copied offsite");
+                retention_offsite(pier, &dest, started).await;
+            }
+            Err(e) => {
+                let n = repo::backup_target::failed(db, &e.0, now())
+                    .await
+                    .unwrap_or(1);
+                let base = pier.settings().backups.offsite_retry_secs.max(1);
+                let wait = (base << (n.clamp(1, 12) - 1) as u32).min(3600);
+                tracing::warn!(error = %e, retry_in_secs = wait, "copy to the offsite target failed");
+                self.next_try = Some(Instant::now() + Duration::from_secs(wait));
+            }
+        }
+    }
+}
+
+/// The bucket keeps what the apps' policies keep, like the local repository.
+async fn retention_offsite(pier: &Pier, dest: &Restic, since: i64) {
+    let Ok(instance) = pier.instance_id().await else {
+        return;
+    };
+    let apps = repo::backup_target::apps_copied_since(pier.db(), since)
+        .await
+        .unwrap_or_default();
+    for app_id in apps {
+        let Ok(p) = pier.backup_policy(app_id).await else {
+            continue;
+        };
+        if let Err(e) = dest
+            .forget(
+                &app_tag(&instance, app_id),
+                p.keep_last,
+                p.keep_daily,
+                p.keep_weekly,
+            )
+            .await
+        {
+            tracing::warn!(app_id, error = %e, "offsite retention not applied");
+        }
+    }
+    let p = pier_core::backups::PANEL_POLICY;
+    let _ = dest
+        .forget(
+            &format!("pier-{instance}-panel"),
+            p.keep_last,
+            p.keep_daily,
+            p.keep_weekly,
+        )
+        .await;
 }
 
 /// Undoes what a panel that stopped mid-way left: rows still running, mounts, paused

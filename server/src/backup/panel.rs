@@ -107,7 +107,9 @@ pub async fn set_passphrase(pier: &Pier, passphrase: &str) -> anyhow::Result<()>
     let restic = local_repository(pier).context("backups are off")?;
     restic.prepare().await?;
     restic.add_key(passphrase).await?;
-    repo::backups::set_passphrase_at(pier.db(), now()).await?;
+    // Kept sealed: the bucket's repository gets it as a key too when the worker reaches it.
+    pier.record_passphrase(passphrase).await?;
+    pier.wake_backups();
     Ok(())
 }
 
@@ -138,8 +140,8 @@ pub async fn restore(
     crate::files::private_dir(data_dir)?;
     let dirs = Dirs::in_dir(&data_dir.join("backups"));
     crate::files::private_dir(data_dir.join("backups").as_path())?;
-    let restic = Restic::new(from, dirs.cache.clone(), passphrase.to_owned());
-    let panels = restic.snapshots(Some(PANEL_TAG)).await?;
+    let source = source_repository(from, &dirs, passphrase)?;
+    let panels = source.snapshots(Some(PANEL_TAG)).await?;
     let chosen = match snapshot {
         Some(id) => panels
             .iter()
@@ -152,7 +154,7 @@ pub async fn restore(
     let tmp = data_dir.join("restore.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     crate::files::private_dir(&tmp)?;
-    restic
+    source
         .restore(
             &chosen.short_id,
             &tmp,
@@ -164,8 +166,21 @@ pub async fn restore(
             .with_context(|| format!("moving {f} into place"))?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    // A local repository elsewhere becomes this machine's own.
-    if !from.contains(':') {
+
+    // The repository becomes this machine's own: a local directory elsewhere is copied into
+    // place; a bucket's snapshots are copied into a new local repository (they get new ids
+    // there: the database's are mapped through restic's record of each copy's original).
+    let key = pier_core::secret::SecretKey::load_or_create(&data_dir.join("secret.key"))?;
+    let local = Restic::new(
+        dirs.repo.to_string_lossy().into_owned(),
+        dirs.cache.clone(),
+        pier_core::backups::repository_password(&key),
+    );
+    let from_bucket = from.contains(':');
+    if from_bucket {
+        local.prepare_copy_of(&source).await?;
+        local.copy_from(&source).await?;
+    } else {
         let src = std::fs::canonicalize(from)?;
         if src != dirs.repo && !dirs.repo.exists() {
             copy_tree(&src, &dirs.repo).context("copying the repository into place")?;
@@ -175,7 +190,14 @@ pub async fn restore(
     // The restored database, and what its apps get back.
     let db = pier_core::db::open(&data_dir.join("pier.db")).await?;
     let instance = repo::instance::id(&db).await?;
-    let all = restic.snapshots(None).await?;
+    let all = local.snapshots(None).await?;
+    if from_bucket {
+        for s in &all {
+            if let Some(original) = &s.original {
+                repo::backups::rename_restic_id(&db, original, &s.short_id).await?;
+            }
+        }
+    }
     let mut apps = 0;
     for app in repo::apps::list_all(&db).await? {
         if repo::volumes::for_app(&db, app.id).await?.is_empty() {
@@ -210,6 +232,25 @@ pub async fn restore(
         instance,
         apps,
     })
+}
+
+/// The repository a restore reads: a directory, or a bucket (`s3:…`, with the credentials in
+/// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and AWS_DEFAULT_REGION).
+fn source_repository(from: &str, dirs: &Dirs, passphrase: &str) -> anyhow::Result<Restic> {
+    let r = Restic::new(from, dirs.cache.clone(), passphrase.to_owned());
+    if let Some(rest) = from.strip_prefix("s3:") {
+        let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default();
+        let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default();
+        if key.is_empty() || secret.is_empty() {
+            bail!("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to read {rest}");
+        }
+        let region = std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| "us-east-1".into());
+        return Ok(r.with_s3(&key, &secret, &region));
+    }
+    if from.contains(':') {
+        bail!("--from takes a directory or an s3: location");
+    }
+    Ok(r)
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {

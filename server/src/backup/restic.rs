@@ -59,6 +59,8 @@ pub struct Restic {
     repository: String,
     cache: PathBuf,
     password: String,
+    /// For S3: the credentials and region (AWS_* variables restic reads).
+    env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Restic {
@@ -81,6 +83,8 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
     pub short_id: String,
+    /// For a copy: the short id of the snapshot it was first copied from.
+    pub original: Option<String>,
     /// Unix seconds.
     pub time: i64,
     pub tags: Vec<String>,
@@ -176,7 +180,22 @@ impl Restic {
             repository: repository.into(),
             cache,
             password,
+            env: Vec::new(),
         }
+    }
+
+    /// An S3 repository: the bucket's credentials and region go to restic in its environment.
+    pub fn with_s3(mut self, access_key: &str, secret: &str, region: &str) -> Self {
+        self.env = vec![
+            ("AWS_ACCESS_KEY_ID".into(), access_key.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), secret.into()),
+            ("AWS_DEFAULT_REGION".into(), region.into()),
+        ];
+        self
+    }
+
+    pub fn repository(&self) -> &str {
+        &self.repository
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -188,6 +207,7 @@ impl Restic {
             .env("RESTIC_PASSWORD", &self.password)
             .env("RESTIC_CACHE_DIR", &self.cache)
             .env("RESTIC_PROGRESS_FPS", "2")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -246,6 +266,49 @@ impl Restic {
             tracing::info!(repository = %self.repository, "backup repository made");
         }
         self.output(&["unlock"]).await.map(|_| ())
+    }
+
+    /// Makes this repository (unless it exists) as a copy target of `from`: the same chunking,
+    /// so what one stores is deduplicated in the other.
+    pub async fn prepare_copy_of(&self, from: &Restic) -> Result<()> {
+        if let Err(e) = self.output(&["cat", "config"]).await {
+            if !e.0.contains("Is there a repository") {
+                return Err(e);
+            }
+            crate::files::private_dir(&self.cache)
+                .map_err(|e| ResticError(format!("restic's cache directory: {e}")))?;
+            self.with_source(from)
+                .output(&[
+                    "init",
+                    "--copy-chunker-params",
+                    "--from-repo",
+                    &from.repository,
+                ])
+                .await?;
+            tracing::info!(repository = %self.repository, "backup copy repository made");
+        }
+        Ok(())
+    }
+
+    /// Copies every snapshot of `from` this repository does not have yet.
+    pub async fn copy_from(&self, from: &Restic) -> Result<()> {
+        self.with_source(from)
+            .output(&["copy", "--from-repo", &from.repository])
+            .await
+            .map(|_| ())
+    }
+
+    /// This repository, told how to open `from` (restic's RESTIC_FROM_PASSWORD).
+    fn with_source(&self, from: &Restic) -> Restic {
+        let mut r = self.clone();
+        r.env
+            .push(("RESTIC_FROM_PASSWORD".into(), from.password.clone()));
+        for (k, v) in &from.env {
+            if !r.env.iter().any(|(have, _)| have == k) {
+                r.env.push((k.clone(), v.clone()));
+            }
+        }
+        r
     }
 
     /// Backs up the contents of `dir` (its entries become the snapshot's top level), calling
@@ -414,6 +477,8 @@ impl Restic {
             time: String,
             short_id: String,
             #[serde(default)]
+            original: Option<String>,
+            #[serde(default)]
             tags: Vec<String>,
         }
         let raw: Vec<Raw> = serde_json::from_str(out.trim())
@@ -429,6 +494,12 @@ impl Restic {
                 .map(|t| t.unix_timestamp())
                 .unwrap_or(0),
                 short_id: r.short_id,
+                original: r
+                    .original
+                    .as_deref()
+                    .and_then(|o| o.get(..8))
+                    .and_then(snapshot_id)
+                    .map(str::to_owned),
                 tags: r.tags,
             })
             .collect();

@@ -366,3 +366,124 @@ async fn snapshots_restore_download_retention_and_tenancy(db: SqlitePool) {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_offsite_bucket_gets_every_snapshot_and_catches_up_after_an_outage(db: SqlitePool) {
+    use common::s3::{ACCESS_KEY, S3, SECRET_KEY};
+    let dir = std::env::temp_dir().join(format!("pier-test-offsite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut s3 = S3::start();
+    let mut settings = common::test_settings();
+    settings.backups.dir = Some(dir.clone());
+    settings.backups.check_every_secs = 1;
+    settings.backups.offsite_retry_secs = 1;
+    let app = TestApp::with_settings(db, settings).await;
+    let admin = app.token(common::ADMIN_EMAIL, "admin").await;
+    let t = tenant(&app, "ann@example.com").await;
+
+    // Only admins see or set it; bad input is refused field by field; the secret never shows.
+    let r = app.api("GET", "/backup-target", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app.api("GET", "/backup-target", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = app
+        .api(
+            "PUT",
+            "/backup-target",
+            Some(&admin),
+            Some(json!({"endpoint": "ftp://x", "bucket": "B", "access_key": ACCESS_KEY})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    for f in ["endpoint", "bucket", "secret"] {
+        assert!(!r.api_field(f).is_empty(), "{f}: {}", r.body);
+    }
+    let r = app
+        .api(
+            "PUT",
+            "/backup-target",
+            Some(&admin),
+            Some(json!({
+                "endpoint": s3.endpoint(), "bucket": "pier-offsite",
+                "access_key": ACCESS_KEY, "secret_key": SECRET_KEY
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.body.contains(SECRET_KEY));
+
+    let image = format!("{}/pier-test/hello:1", registry().0);
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&t),
+            Some(json!({
+                "name": "far", "image": image, "port": 8080,
+                "volumes": [{"name": "far-data", "path": "/data", "size_mb": 32}]
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    until(&app, &t, "/apps/far", 90, |a| a["state"] == "running").await;
+    let c = container(&app, "far").await;
+    exec(&c, "echo first > /data/f");
+    let one = back_up(&app, &t, "far").await["id"].as_i64().unwrap();
+    until(&app, &t, &format!("/apps/far/backups/{one}"), 60, |s| {
+        s["offsite_at"].is_string()
+    })
+    .await;
+
+    // The bucket goes away: snapshots still succeed locally; the copy fails, loudly, and is
+    // retried until the bucket is back.
+    s3.down();
+    exec(&c, "echo second > /data/f");
+    let two = back_up(&app, &t, "far").await["id"].as_i64().unwrap();
+    let target = until(&app, &admin, "/backup-target", 60, |t| {
+        t["failures"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+    assert!(
+        target["last_error"].as_str().unwrap().contains("restic"),
+        "{target:#}"
+    );
+    assert_eq!(target["pending"], 1);
+    let s = get(&app, &t, &format!("/apps/far/backups/{two}")).await;
+    assert!(s["offsite_at"].is_null(), "{s:#}");
+    s3.up();
+    until(&app, &t, &format!("/apps/far/backups/{two}"), 90, |s| {
+        s["offsite_at"].is_string()
+    })
+    .await;
+    let target = get(&app, &admin, "/backup-target").await;
+    assert_eq!(
+        (target["failures"].as_i64(), target["pending"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert!(target["last_error"].is_null(), "{target:#}");
+
+    // The bucket really holds both, readable with Pier's repository password.
+    let out = std::process::Command::new("restic")
+        .args(["snapshots", "--json"])
+        .env(
+            "RESTIC_REPOSITORY",
+            format!("s3:{}/pier-offsite/pier", s3.endpoint()),
+        )
+        .env(
+            "RESTIC_PASSWORD",
+            pier_core::backups::repository_password(app.pier.key()),
+        )
+        .env("RESTIC_CACHE_DIR", dir.join("check-cache"))
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 2, "{list:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

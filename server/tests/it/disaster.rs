@@ -1,7 +1,9 @@
 //! Disaster recovery with the real `pier` binary: a Pier with an app and its data is backed up
-//! (the app's volume and Pier itself), then everything is lost (data directory, containers,
-//! volumes); `pier restore` onto an empty data directory and `pier serve` bring the app back
-//! with its data, under the same token. Traffic goes only to 127.0.0.1.
+//! (the app's volume and Pier itself) and copied to an S3 bucket (s3s-fs on loopback), then the
+//! machine is lost (data directory with its local repository, containers, volumes); `pier
+//! restore --from s3:…` with the operator's passphrase onto an empty data directory and `pier
+//! serve` bring the app back with its data, under the same token. Traffic goes only to
+//! 127.0.0.1.
 
 use crate::common;
 
@@ -11,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::registry;
+use common::{registry, s3};
 use serde_json::{json, Value};
 
 const PIER: &str = env!("CARGO_BIN_EXE_pier");
@@ -25,6 +27,8 @@ fn pier(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
         .arg(data)
         .args(args)
         .env("PIER_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -211,11 +215,14 @@ async fn a_whole_pier_comes_back_on_an_empty_machine() {
 
 fn disaster() {
     let root = std::env::temp_dir().join(format!("pier-test-dr-{}", std::process::id()));
-    let (one, two, offsite) = (root.join("one"), root.join("two"), root.join("offsite"));
+    let (one, two) = (root.join("one"), root.join("two"));
     let _ = std::fs::remove_dir_all(&root);
     let mut cleanup = Cleanup(vec![one.clone(), two.clone(), root.clone()], String::new());
 
-    // A Pier with one app keeping data in a volume.
+    let s3 = s3::S3::start();
+    let bucket = format!("s3:{}/pier-dr/pier", s3.endpoint());
+
+    // A Pier with one app keeping data in a volume, and a recovery passphrase.
     pier(
         &one,
         &[
@@ -237,12 +244,17 @@ fn disaster() {
             "--name",
             "ci",
             "--scope",
-            "write",
+            "admin",
         ],
         None,
     )
     .trim()
     .to_owned();
+    pier(
+        &one,
+        &["backup", "passphrase", "--passphrase-stdin"],
+        Some(PASSPHRASE),
+    );
     let served = Served::start(&one);
     let (host, user, pw) = registry();
     let (s, v) = served.api(
@@ -250,6 +262,14 @@ fn disaster() {
         &format!("/registries/{host}"),
         &token,
         Some(json!({"username": user, "password": pw})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = served.api(
+        "PUT",
+        "/backup-target",
+        &token,
+        Some(json!({"endpoint": s3.endpoint(), "bucket": "pier-dr",
+                    "access_key": s3::ACCESS_KEY, "secret_key": s3::SECRET_KEY})),
     );
     assert_eq!(s, 200, "{v}");
     let (s, v) = served.api(
@@ -273,7 +293,7 @@ fn disaster() {
     let c = container(&instance).expect("the app's container");
     docker(&["exec", &c, "sh", "-c", "echo precious > /data/keep.txt"]);
 
-    // Back up the app's volume, then Pier itself, with a passphrase for a new machine.
+    // Back up the app's volume, then Pier itself; both reach the bucket.
     let (s, snap) = served.api("POST", "/apps/vault/backups", &token, None);
     assert_eq!(s, 202, "{snap}");
     let id = snap["id"].as_i64().unwrap();
@@ -281,23 +301,37 @@ fn disaster() {
         s["state"] == "done" || s["state"] == "failed"
     });
     assert_eq!(done["state"], "done", "{done:#}");
-    pier(
-        &one,
-        &["backup", "passphrase", "--passphrase-stdin"],
-        Some(PASSPHRASE),
-    );
-    let out = pier(&one, &["backup"], None);
-    assert!(out.contains("Backed up Pier"), "{out}");
+    let (s, v) = served.api("POST", "/pier-backups", &token, None);
+    assert_eq!(s, 201, "{v}");
+    let panel = v["snapshot"].as_str().unwrap().to_owned();
+    // The bucket opens with the passphrase alone and holds the app's snapshot and this one.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = Command::new("restic")
+            .args(["snapshots", "--json", "--tag", "pier-panel"])
+            .env("RESTIC_REPOSITORY", &bucket)
+            .env("RESTIC_PASSWORD", PASSPHRASE)
+            .env("RESTIC_CACHE_DIR", root.join("check-cache"))
+            .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // A copy names the snapshot it was copied from.
+        if out.status.success() && text.contains(&panel) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Pier's backup {panel} never reached the bucket: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     served.stop();
 
-    // The backups leave the machine (a copy elsewhere); then the machine is lost.
-    let cp = Command::new("cp")
-        .arg("-a")
-        .arg(one.join("backups/repo"))
-        .arg(&offsite)
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    // The machine is lost: its data directory (and the local repository in it), containers and
+    // volumes.
     lose_everything(&instance, &one);
     assert!(container(&instance).is_none());
 
@@ -305,9 +339,9 @@ fn disaster() {
     let bad = Command::new(PIER)
         .arg("--data-dir")
         .arg(&two)
-        .args(["restore", "--from"])
-        .arg(&offsite)
-        .arg("--passphrase-stdin")
+        .args(["restore", "--from", &bucket, "--passphrase-stdin"])
+        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -324,12 +358,7 @@ fn disaster() {
     // Restore onto the empty machine and start: the app serves its old data.
     let out = pier(
         &two,
-        &[
-            "restore",
-            "--from",
-            &offsite.to_string_lossy(),
-            "--passphrase-stdin",
-        ],
+        &["restore", "--from", &bucket, "--passphrase-stdin"],
         Some(PASSPHRASE),
     );
     assert!(out.contains("1 apps get their volumes back"), "{out}");

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pebble;
+pub mod s3;
 pub mod sites;
 
 pub use pebble::Pebble;
