@@ -261,3 +261,79 @@ pub async fn backup_overview() -> Result<Vec<BackupOverviewRow>, AppError> {
         })
         .collect())
 }
+
+/// The offsite target on the admin page (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetRow {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub last_ok: Option<String>,
+    pub last_error: Option<String>,
+    pub failures: i64,
+    pub pending: i64,
+}
+
+#[server(prefix = "/rpc", endpoint = "backup_target_info", input = GetUrl)]
+pub async fn backup_target_info() -> Result<Option<TargetRow>, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    Ok(c.pier.backup_target(&actor).await?.map(|t| TargetRow {
+        endpoint: t.endpoint,
+        region: t.region,
+        bucket: t.bucket,
+        access_key: t.access_key,
+        last_ok: t.last_ok_at.map(pier_core::format_time),
+        last_error: t.last_error,
+        failures: t.failures,
+        pending: t.pending,
+    }))
+}
+
+#[server(prefix = "/rpc", endpoint = "save_backup_target")]
+pub async fn save_backup_target(
+    endpoint: String,
+    #[server(default)] region: String,
+    bucket: String,
+    access_key: String,
+    #[server(default)] secret_key: String,
+    csrf_token: String,
+) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let t = c
+        .pier
+        .set_backup_target(
+            &actor,
+            &pier_core::backup_target::TargetInput {
+                endpoint,
+                region,
+                bucket,
+                access_key,
+                secret: secret_key,
+            },
+        )
+        .await?;
+    Ok(Done {
+        message: format!(
+            "Snapshots are copied to {} at {} from now on.",
+            t.bucket, t.endpoint
+        ),
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "delete_backup_target")]
+pub async fn delete_backup_target(csrf_token: String) -> Result<Done, AppError> {
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.delete_backup_target(&actor).await?;
+    Ok(Done {
+        message: "Snapshots are no longer copied offsite; what was copied stays in the bucket."
+            .into(),
+        copy: None,
+    })
+}

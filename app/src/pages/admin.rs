@@ -156,6 +156,7 @@ fn UsersAdmin() -> impl IntoView {
             </section>
         </div>
         <crate::pages::backups::BackupOverview/>
+        <crate::pages::backups::TargetForm/>
     }
 }
 

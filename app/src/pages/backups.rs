@@ -180,12 +180,17 @@ pub fn AppBackups(name: String) -> impl IntoView {
         |(n, ..)| app_backups(n),
     );
     poll(info, 2);
-    // The form's values: read once and after a save, so polling never resets what is typed.
+    // The form's values: read once and after a successful save, so neither polling nor a
+    // refused save resets what is typed.
+    let saved = RwSignal::new(0u32);
+    let save_result = save.value();
+    Effect::new(move |_| {
+        if save_result.with(|v| matches!(v, Some(Ok(_)))) {
+            saved.update(|n| *n += 1);
+        }
+    });
     let n = name.clone();
-    let form = Resource::new(
-        move || (n.clone(), save.version().get()),
-        |(n, _)| app_backups(n),
-    );
+    let form = Resource::new(move || (n.clone(), saved.get()), |(n, _)| app_backups(n));
     let save_value = save.value();
     let save_outcome = Signal::derive(move || match save_value.get() {
         Some(Err(e)) if !e.fields.is_empty() => None,
@@ -320,5 +325,79 @@ pub fn BackupOverview() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// The admin's offsite target: an S3-compatible bucket every snapshot is copied to.
+#[component]
+pub fn TargetForm() -> impl IntoView {
+    let save = ServerAction::<SaveBackupTarget>::new();
+    let remove = ServerAction::<DeleteBackupTarget>::new();
+    let saved = RwSignal::new(0u32);
+    let save_result = save.value();
+    Effect::new(move |_| {
+        if save_result.with(|v| matches!(v, Some(Ok(_)))) {
+            saved.update(|n| *n += 1);
+        }
+    });
+    let info = Resource::new(
+        move || (saved.get(), remove.version().get()),
+        |_| backup_target_info(),
+    );
+    let v = save.value();
+    let err = move |f: &'static str| field_error(v, f);
+    let outcome = Signal::derive(move || match v.get() {
+        Some(Err(e)) if !e.fields.is_empty() => None,
+        other => other,
+    });
+    view! {
+        <section class=format!("{CARD} mt-6") aria-labelledby="offsite-title" data-testid="backup-target">
+            <h2 id="offsite-title" class="text-lg font-semibold">"Offsite copies"</h2>
+            <p class="text-sm text-slate-500">"An S3-compatible bucket every snapshot (and Pier's own backup) is copied to, so a lost machine loses nothing. Restic encrypts everything before it leaves."</p>
+            <div class="mt-2 space-y-1"><Outcome value=outcome/><Outcome value=remove.value().into()/></div>
+            <Transition fallback=|| ()>
+                {move || info.get().and_then(Result::ok).map(|t| {
+                    let (endpoint, region, bucket, key) = t.as_ref().map(|t| (t.endpoint.clone(), t.region.clone(), t.bucket.clone(), t.access_key.clone())).unwrap_or_default();
+                    let select = format!("{INPUT} mt-1");
+                    let has = t.is_some();
+                    view! {
+                        {t.clone().map(|t| {
+                            let bad = t.last_error.is_some();
+                            view! {
+                                <p class=if bad { "mt-2 text-sm font-medium text-red-700" } else { "mt-2 text-sm" } data-testid="target-status">
+                                    {match (&t.last_error, &t.last_ok) {
+                                        (Some(e), _) => format!("Copies are failing ({} in a row, {} snapshots waiting; retrying): {e}", t.failures, t.pending),
+                                        (None, Some(ok)) => format!("Up to date as of {ok}; {} snapshots waiting.", t.pending),
+                                        (None, None) => "No copy yet.".to_string(),
+                                    }}
+                                </p>
+                            }
+                        })}
+                        <ActionForm action=save attr:class="mt-3 grid gap-3 sm:grid-cols-3" attr:novalidate=true>
+                            <CsrfField/>
+                            {[("endpoint", "Endpoint", endpoint, "https://s3.example.com"), ("region", "Region", region, "us-east-1"), ("bucket", "Bucket", bucket, "pier-backups"), ("access_key", "Access key", key, "")].into_iter().map(|(name, label, value, ph)| view! {
+                                <label class="text-sm">{label}
+                                    <input name=name value=value placeholder=ph class=select.clone() aria-invalid=move || err(name).get().is_some().to_string()/>
+                                    <span class="text-xs text-red-600">{move || err(name).get()}</span>
+                                </label>
+                            }).collect_view()}
+                            <label class="text-sm">"Secret key"
+                                <input name="secret_key" type="password" autocomplete="off" class=select.clone()
+                                    placeholder=if has { "unchanged" } else { "" }
+                                    aria-invalid=move || err("secret").get().is_some().to_string()/>
+                                <span class="text-xs text-red-600">{move || err("secret").get()}</span>
+                            </label>
+                            <div class="flex items-end"><button type="submit" class=BUTTON data-testid="save-target">"Save"</button></div>
+                        </ActionForm>
+                        {has.then(|| view! {
+                            <ActionForm action=remove attr:class="mt-3">
+                                <CsrfField/>
+                                <button type="submit" class=BUTTON_DANGER>"Stop copying offsite"</button>
+                            </ActionForm>
+                        })}
+                    }
+                })}
+            </Transition>
+        </section>
     }
 }
