@@ -172,6 +172,14 @@ impl Pier {
         Self::require_admin(actor)?;
         let old = repo::backup_target::sealed_secret(self.db()).await?;
         let (endpoint, region, bucket, access_key) = input.check(old.is_some())?;
+        let allowed = &self.settings().backups.target_hosts;
+        let host = endpoint.split_once("://").map_or("", |(_, h)| h);
+        if !allowed.is_empty() && !allowed.iter().any(|a| a == host) {
+            return Err(Error::field(
+                "endpoint",
+                format!("This server copies backups only to {}.", allowed.join(", ")),
+            ));
+        }
         let sealed = if input.secret.is_empty() {
             old.unwrap_or_default()
         } else {

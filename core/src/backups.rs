@@ -22,6 +22,8 @@ pub struct BackupSettings {
     /// After a failed copy to the offsite target, the next try waits this long, doubling
     /// with each failure (to an hour at most).
     pub offsite_retry_secs: u64,
+    /// Offsite endpoints must be at one of these `host[:port]` (empty: any).
+    pub target_hosts: Vec<String>,
 }
 
 impl Default for BackupSettings {
@@ -31,6 +33,7 @@ impl Default for BackupSettings {
             check_every_secs: 30,
             key_file: None,
             offsite_retry_secs: 60,
+            target_hosts: Vec::new(),
         }
     }
 }

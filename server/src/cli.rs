@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::default();
     if let Command::Serve(args) = &cli.command {
         settings.engine.allowed_registries = args.allowed_registries.clone();
+        settings.backups.target_hosts = args.backup_target_hosts.clone();
         settings.engine.egress.block_private = args.egress_block_private;
         // Apps may call sites served here by their domains, through HAProxy's public ports.
         if !args.no_proxy {

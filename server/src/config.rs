@@ -170,6 +170,11 @@ pub struct ServeArgs {
     /// Only pull images from these registries (comma-separated `host[:port]`); empty: any.
     #[arg(long, env = "PIER_ALLOWED_REGISTRIES", value_delimiter = ',', value_parser = parse_registry)]
     pub allowed_registries: Vec<String>,
+
+    /// Only copy backups to S3 endpoints at these hosts (comma-separated `host[:port]`); empty:
+    /// any the admin sets.
+    #[arg(long, env = "PIER_BACKUP_TARGET_HOSTS", value_delimiter = ',', value_parser = parse_registry)]
+    pub backup_target_hosts: Vec<String>,
 }
 
 fn parse_registry(s: &str) -> Result<String, String> {

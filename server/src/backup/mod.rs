@@ -494,6 +494,22 @@ async fn take(
     let rt = pier.runtime();
     // Only a running container is paused or stopped; a stopped app's files are still.
     let live = container.filter(|c| c.running());
+    let tag = app_tag(&instance, s.app_id);
+    let host = format!("pier-{instance}");
+    // A first pass while the app runs reads everything and stores what is new; the pass under
+    // pause or stop then reads only what changed since (restic skips files whose size, times
+    // and inode are as in its parent, the first pass): the app is frozen for seconds, not for
+    // as long as reading its whole volume takes. The first pass's snapshot is forgotten.
+    let mut warm = None;
+    if live.is_some() {
+        let pre_tag = format!("{tag}-pre");
+        match read_volumes(pier, restic, s.id, &mounted.root, &pre_tag, &host).await {
+            Ok(summary) => warm = Some(summary),
+            Err(e) => {
+                tracing::warn!(app_id = s.app_id, error = %e, "first backup pass failed; reading all under the pause")
+            }
+        }
+    }
     let frozen = Instant::now();
     let quiesced = match (&live, s.mode) {
         (Some(c), Consistency::Pause) => rt.pause(&c.id).await,
@@ -505,30 +521,9 @@ async fn take(
     };
     let result = match quiesced {
         Err(e) => Err(format!("the container could not be {}: {e}", verb(s.mode))),
-        Ok(()) => {
-            let mut every = Throttled::new(Duration::from_secs(1));
-            let (tx, mut rx) = tokio::sync::watch::channel(restic::Progress::default());
-            let tag = app_tag(&instance, s.app_id);
-            let host = format!("pier-{instance}");
-            let tags = [tag.as_str()];
-            let backup = restic.backup(&mounted.root, &tags, &host, move |p| {
-                let _ = tx.send(p);
-            });
-            tokio::pin!(backup);
-            loop {
-                tokio::select! {
-                    r = &mut backup => break r.map_err(|e| e.to_string()),
-                    Ok(()) = rx.changed() => {
-                        if every.ready() {
-                            let p = *rx.borrow();
-                            let _ = repo::backups::snapshot_progress(
-                                pier.db(), s.id, p.bytes_done as i64, p.total_bytes as i64,
-                                p.files_done as i64).await;
-                        }
-                    }
-                }
-            }
-        }
+        Ok(()) => read_volumes(pier, restic, s.id, &mounted.root, &tag, &host)
+            .await
+            .map_err(|e| e.to_string()),
     };
     let paused_ms = live.as_ref().map(|_| frozen.elapsed().as_millis() as i64);
     // Let go whatever happened.
@@ -542,16 +537,54 @@ async fn take(
         }
     }
     mounted.release(pier).await;
+    // What the first pass stored counts as this snapshot's.
+    let pre_added = warm.as_ref().map_or(0, |w| w.data_added);
+    if let Some(w) = warm {
+        if let Err(e) = restic.forget_ids(&[w.snapshot_id]).await {
+            tracing::warn!(error = %e, "the first pass's snapshot stays until retention");
+        }
+    }
     let summary = result.map_err(|e| (e, paused_ms))?;
     Ok((
         repo::backups::Taken {
             restic_id: summary.snapshot_id,
             bytes: summary.bytes as i64,
             files: summary.files as i64,
-            added_bytes: summary.data_added as i64,
+            added_bytes: (summary.data_added + pre_added) as i64,
         },
         paused_ms,
     ))
+}
+
+/// One restic backup of the mounted volumes, its progress written to the snapshot's row.
+async fn read_volumes(
+    pier: &Pier,
+    restic: &Restic,
+    snapshot: i64,
+    root: &Path,
+    tag: &str,
+    host: &str,
+) -> Result<restic::Summary, restic::ResticError> {
+    let mut every = Throttled::new(Duration::from_secs(1));
+    let (tx, mut rx) = tokio::sync::watch::channel(restic::Progress::default());
+    let tags = [tag];
+    let backup = restic.backup(root, &tags, host, move |p| {
+        let _ = tx.send(p);
+    });
+    tokio::pin!(backup);
+    loop {
+        tokio::select! {
+            r = &mut backup => break r,
+            Ok(()) = rx.changed() => {
+                if every.ready() {
+                    let p = *rx.borrow();
+                    let _ = repo::backups::snapshot_progress(
+                        pier.db(), snapshot, p.bytes_done as i64, p.total_bytes as i64,
+                        p.files_done as i64).await;
+                }
+            }
+        }
+    }
 }
 
 fn verb(mode: Consistency) -> &'static str {

@@ -413,6 +413,15 @@ impl Restic {
         self.output(&args).await.map(|_| ())
     }
 
+    /// Forgets snapshots by id (their data goes at the next prune).
+    pub async fn forget_ids(&self, ids: &[String]) -> Result<()> {
+        let mut args = vec!["forget"];
+        for id in ids {
+            args.push(checked(id)?);
+        }
+        self.output(&args).await.map(|_| ())
+    }
+
     /// Applies a retention policy to the snapshots with `tag` and removes the data no kept
     /// snapshot needs. The ids (short) of the snapshots removed.
     pub async fn forget(

@@ -124,6 +124,7 @@ pub fn serve_args() -> ServeArgs {
         panel_host: None,
         site_root: "target/site".into(),
         allowed_registries: Vec::new(),
+        backup_target_hosts: Vec::new(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         https_addr: "127.0.0.1:0".parse().unwrap(),
         no_proxy: true,
