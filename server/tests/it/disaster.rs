@@ -308,7 +308,7 @@ fn disaster() {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let out = Command::new("restic")
-            .args(["snapshots", "--json", "--tag", "pier-panel"])
+            .args(["snapshots", "--json", "--no-lock", "--tag", "pier-panel"])
             .env("RESTIC_REPOSITORY", &bucket)
             .env("RESTIC_PASSWORD", PASSPHRASE)
             .env("RESTIC_CACHE_DIR", root.join("check-cache"))
