@@ -141,6 +141,8 @@ pub async fn restore(
     let dirs = Dirs::in_dir(&data_dir.join("backups"));
     crate::files::private_dir(data_dir.join("backups").as_path())?;
     let source = source_repository(from, &dirs, passphrase)?;
+    // The lost machine may have died mid-prune, its lock still in the repository.
+    source.unlock_stale().await;
     let panels = source.snapshots(Some(PANEL_TAG)).await?;
     let chosen = match snapshot {
         Some(id) => panels

@@ -287,7 +287,16 @@ impl Restic {
                 .await?;
             tracing::info!(repository = %self.repository, "backup copy repository made");
         }
+        // A Pier stopped mid-prune leaves its lock behind; restic removes it once stale.
+        self.unlock_stale().await;
         Ok(())
+    }
+
+    /// Removes locks whose restic is gone (same host, dead process) or older than 30 minutes.
+    pub async fn unlock_stale(&self) {
+        if let Err(e) = self.output(&["unlock"]).await {
+            tracing::debug!(repository = %self.repository, error = %e, "unlock failed");
+        }
     }
 
     /// Copies every snapshot of `from` this repository does not have yet.
