@@ -50,6 +50,9 @@ pub async fn back_up(pier: &Pier, trigger: Trigger) -> anyhow::Result<String> {
         .context("the secret key's file is not known")?;
     let restic = local_repository(pier).context("backups are off")?;
     let instance = pier.instance_id().await?;
+    // One at a time: the daily one and `POST /pier-backups` share the staging directory.
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE.lock().await;
     let created = now();
     let stage = Dirs::in_dir(dir).stage.join("panel");
     let taken = async {
