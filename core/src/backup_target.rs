@@ -213,19 +213,20 @@ impl Pier {
         Ok(())
     }
 
-    /// How the worker reaches the target, if there is one.
-    pub async fn backup_target_access(&self) -> Result<Option<TargetAccess>> {
+    /// The target as it stands and how the worker reaches it, if there is one.
+    pub async fn backup_target_access(&self) -> Result<Option<(TargetView, TargetAccess)>> {
         let Some((v, sealed)) = repo::backup_target::with_secret(self.db()).await? else {
             return Ok(None);
         };
         let secret = String::from_utf8(self.key().decrypt(&sealed, SECRET_CONTEXT)?)
             .map_err(|_| Error::internal("the target's secret is not text"))?;
-        Ok(Some(TargetAccess {
+        let access = TargetAccess {
             repository: format!("s3:{}/{}/pier", v.endpoint, v.bucket),
-            access_key: v.access_key,
+            access_key: v.access_key.clone(),
             secret,
-            region: v.region,
-        }))
+            region: v.region.clone(),
+        };
+        Ok(Some((v, access)))
     }
 }
 

@@ -167,7 +167,7 @@ impl Offsite {
         if self.next_try.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        let target = match pier.backup_target_access().await {
+        let (view, target) = match pier.backup_target_access().await {
             Ok(Some(t)) => t,
             Ok(None) => return,
             Err(e) => {
@@ -176,13 +176,9 @@ impl Offsite {
             }
         };
         let db = pier.db();
-        let (Ok(view), Ok(change)) = (
-            repo::backup_target::view(db).await,
-            repo::backups::latest_change(db).await,
-        ) else {
+        let Ok(change) = repo::backups::latest_change(db).await else {
             return;
         };
-        let Some(view) = view else { return };
         let needs_key = pier.passphrase_for_target().await.ok().flatten();
         let behind = change.is_some_and(|c| view.last_ok_at.is_none_or(|ok| c >= ok));
         if !behind && needs_key.is_none() && view.failures == 0 {

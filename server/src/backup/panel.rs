@@ -203,16 +203,14 @@ pub async fn restore(
             }
         }
     }
+    let known_done = repo::backups::latest_done_per_app(&db).await?;
     let mut apps = 0;
     for app in repo::apps::list_all(&db).await? {
         if repo::volumes::for_app(&db, app.id).await?.is_empty() {
             continue;
         }
         let tag = app_tag(&instance, app.id);
-        let known = repo::backups::latest_done_per_app(&db)
-            .await?
-            .into_iter()
-            .find(|(a, ..)| *a == app.id);
+        let known = known_done.iter().find(|(a, ..)| *a == app.id).cloned();
         // The newest in the repository: it may be newer than Pier's own backup knew.
         let newest = all.iter().rfind(|s| s.tags.contains(&tag));
         let snapshot_id = match (known, newest) {
