@@ -33,6 +33,36 @@ pub fn CsrfField() -> impl IntoView {
     view! { <input type="hidden" name="csrf_token" value=token/> }
 }
 
+/// An action's last result for the flash above its form; a refusal with field errors shows at
+/// the fields instead.
+pub fn form_outcome<S>(value: S) -> Signal<Option<Result<Done, AppError>>>
+where
+    S: With<Value = Option<Result<Done, AppError>>> + Send + Sync + 'static,
+{
+    Signal::derive(move || {
+        value.with(|v| match v {
+            Some(Err(e)) if !e.fields.is_empty() => None,
+            other => other.clone(),
+        })
+    })
+}
+
+/// Counts an action's successful results: what reads a form's stored values again after a
+/// save that went through, and not after a refusal (which would reset what was typed).
+pub fn successes<T, S>(value: S) -> RwSignal<u32>
+where
+    T: Send + Sync + 'static,
+    S: With<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
+{
+    let n = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if value.with(|v| matches!(v, Some(Ok(_)))) {
+            n.update(|n| *n += 1);
+        }
+    });
+    n
+}
+
 /// The message a form field gets from the last result of its action.
 pub fn field_error<T, S>(value: S, field: &'static str) -> Signal<Option<String>>
 where

@@ -7,8 +7,8 @@ use crate::{
         RevokeToken,
     },
     components::{
-        field_error, reset_on_success, CsrfField, ErrorFlash, Field, Flash, Outcome, Tone, BUTTON,
-        BUTTON_SMALL, CARD, INPUT,
+        field_error, form_outcome, reset_on_success, CsrfField, ErrorFlash, Field, Flash, Outcome,
+        Tone, BUTTON, BUTTON_SMALL, CARD, INPUT,
     },
 };
 
@@ -119,10 +119,7 @@ fn ApiTokens() -> impl IntoView {
     let created = create.value();
     let form = NodeRef::new();
     reset_on_success(created, form);
-    let create_outcome = Signal::derive(move || match created.get() {
-        Some(Err(e)) if !e.fields.is_empty() => None,
-        other => other,
-    });
+    let create_outcome = form_outcome(created);
     let is_admin = expect_context::<crate::SessionCtx>()
         .0
         .get_untracked()

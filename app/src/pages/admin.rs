@@ -7,8 +7,8 @@ use crate::{
         SetDisabled, SetQuotas, SetRole, UserRow,
     },
     components::{
-        field_error, reset_on_success, CsrfField, Field, Outcome, BUTTON, BUTTON_DANGER,
-        BUTTON_SMALL, CARD, INPUT,
+        field_error, form_outcome, reset_on_success, CsrfField, Field, Outcome, BUTTON,
+        BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
     pages::AdminOnly,
@@ -87,10 +87,7 @@ fn UsersAdmin() -> impl IntoView {
     let created = create.value();
     let create_form = NodeRef::new();
     reset_on_success(created, create_form);
-    let create_outcome = Signal::derive(move || match created.get() {
-        Some(Err(e)) if !e.fields.is_empty() => None,
-        other => other,
-    });
+    let create_outcome = form_outcome(created);
 
     view! {
         <div class="flex items-end justify-between">

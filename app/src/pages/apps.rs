@@ -8,7 +8,7 @@ use crate::{
     api::Done,
     api_apps::*,
     components::{
-        field_error, reset_on_success, CsrfField, ErrorFlash, Field, Outcome, BUTTON,
+        field_error, form_outcome, reset_on_success, CsrfField, ErrorFlash, Field, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
@@ -298,10 +298,7 @@ pub fn NewAppPage() -> impl IntoView {
             }
         }
     });
-    let outcome = Signal::derive(move || match value.get() {
-        Some(Err(e)) if !e.fields.is_empty() => None,
-        other => other,
-    });
+    let outcome = form_outcome(value);
     view! {
         <Title text="New app"/>
         <h1 class="text-2xl font-bold tracking-tight">"New app"</h1>
@@ -509,10 +506,7 @@ pub fn AppPage() -> impl IntoView {
         }
     });
     let update_value = update.value();
-    let update_outcome = Signal::derive(move || match update_value.get() {
-        Some(Err(e)) if !e.fields.is_empty() => None,
-        other => other,
-    });
+    let update_outcome = form_outcome(update_value);
     view! {
         <Title text=move || name()/>
         <div class="space-y-1"><Outcome value=act.value().into()/><Outcome value=rollback.value().into()/></div>
@@ -752,10 +746,7 @@ pub fn RegistriesPage() -> impl IntoView {
     let value = save.value();
     let form = NodeRef::new();
     reset_on_success(value, form);
-    let outcome = Signal::derive(move || match value.get() {
-        Some(Err(e)) if !e.fields.is_empty() => None,
-        other => other,
-    });
+    let outcome = form_outcome(value);
     view! {
         <Title text="Registry logins"/>
         <h1 class="text-2xl font-bold tracking-tight">"Registry logins"</h1>

@@ -7,8 +7,8 @@ use leptos::prelude::*;
 use crate::{
     api_backups::*,
     components::{
-        field_error, CsrfField, ErrorFlash, Outcome, BUTTON, BUTTON_DANGER, BUTTON_SMALL, CARD,
-        INPUT,
+        field_error, form_outcome, successes, CsrfField, ErrorFlash, Outcome, BUTTON,
+        BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     pages::apps::poll,
 };
@@ -182,20 +182,11 @@ pub fn AppBackups(name: String) -> impl IntoView {
     poll(info, 2);
     // The form's values: read once and after a successful save, so neither polling nor a
     // refused save resets what is typed.
-    let saved = RwSignal::new(0u32);
-    let save_result = save.value();
-    Effect::new(move |_| {
-        if save_result.with(|v| matches!(v, Some(Ok(_)))) {
-            saved.update(|n| *n += 1);
-        }
-    });
+    let saved = successes(save.value());
     let n = name.clone();
     let form = Resource::new(move || (n.clone(), saved.get()), |(n, _)| app_backups(n));
     let save_value = save.value();
-    let save_outcome = Signal::derive(move || match save_value.get() {
-        Some(Err(e)) if !e.fields.is_empty() => None,
-        other => other,
-    });
+    let save_outcome = form_outcome(save_value);
     let form_app = name.clone();
     view! {
         <Transition fallback=|| ()>
@@ -333,23 +324,14 @@ pub fn BackupOverview() -> impl IntoView {
 pub fn TargetForm() -> impl IntoView {
     let save = ServerAction::<SaveBackupTarget>::new();
     let remove = ServerAction::<DeleteBackupTarget>::new();
-    let saved = RwSignal::new(0u32);
-    let save_result = save.value();
-    Effect::new(move |_| {
-        if save_result.with(|v| matches!(v, Some(Ok(_)))) {
-            saved.update(|n| *n += 1);
-        }
-    });
+    let saved = successes(save.value());
     let info = Resource::new(
         move || (saved.get(), remove.version().get()),
         |_| backup_target_info(),
     );
     let v = save.value();
     let err = move |f: &'static str| field_error(v, f);
-    let outcome = Signal::derive(move || match v.get() {
-        Some(Err(e)) if !e.fields.is_empty() => None,
-        other => other,
-    });
+    let outcome = form_outcome(v);
     view! {
         <section class=format!("{CARD} mt-6") aria-labelledby="offsite-title" data-testid="backup-target">
             <h2 id="offsite-title" class="text-lg font-semibold">"Offsite copies"</h2>

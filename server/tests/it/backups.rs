@@ -119,14 +119,49 @@ async fn download(app: &TestApp, t: &str, path: &str) -> (StatusCode, String, Ve
     (status, ctype, bytes)
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn snapshots_restore_download_retention_and_tenancy(db: SqlitePool) {
-    let dir = std::env::temp_dir().join(format!("pier-test-backups-{}", std::process::id()));
+/// A panel with backups on, in a fresh directory named after `what` (the caller removes it),
+/// its worker looking every second; `tweak` changes the settings further.
+async fn with_backups(
+    db: SqlitePool,
+    what: &str,
+    tweak: impl FnOnce(&mut pier_core::service::Settings),
+) -> (TestApp, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("pier-test-{what}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut settings = common::test_settings();
     settings.backups.dir = Some(dir.clone());
     settings.backups.check_every_secs = 1;
-    let app = TestApp::with_settings(db, settings).await;
+    tweak(&mut settings);
+    (TestApp::with_settings(db, settings).await, dir)
+}
+
+/// Restores snapshot `id` into the app and waits until the restore is done and the app runs
+/// again (within `start_secs`).
+async fn restore(app: &TestApp, t: &str, name: &str, id: i64, start_secs: u64) {
+    let r = app
+        .api(
+            "POST",
+            &format!("/apps/{name}/backups/{id}/restore"),
+            Some(t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let rid = r.json()["id"].as_i64().unwrap();
+    let done = until(app, t, &format!("/apps/{name}/restores/{rid}"), 120, |r| {
+        r["state"] == "done" || r["state"] == "failed"
+    })
+    .await;
+    assert_eq!(done["state"], "done", "{done:#}");
+    until(app, t, &format!("/apps/{name}"), start_secs, |a| {
+        a["state"] == "running"
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn snapshots_restore_download_retention_and_tenancy(db: SqlitePool) {
+    let (app, dir) = with_backups(db, "backups", |_| {}).await;
     let t = tenant(&app, "ann@example.com").await;
     let image = format!("{}/pier-test/hello:1", registry().0);
     let r = app
@@ -234,26 +269,7 @@ async fn snapshots_restore_download_retention_and_tenancy(db: SqlitePool) {
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
 
     // Restore: stopped, replaced, started; exactly the snapshot's files are back.
-    let r = app
-        .api(
-            "POST",
-            &format!("/apps/keeper/backups/{first_id}/restore"),
-            Some(&t),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let rid = r.json()["id"].as_i64().unwrap();
-    let done = until(
-        &app,
-        &t,
-        &format!("/apps/keeper/restores/{rid}"),
-        120,
-        |r| r["state"] == "done" || r["state"] == "failed",
-    )
-    .await;
-    assert_eq!(done["state"], "done", "{done:#}");
-    until(&app, &t, "/apps/keeper", 60, |a| a["state"] == "running").await;
+    restore(&app, &t, "keeper", first_id, 60).await;
     let c = container(&app, "keeper").await;
     assert_eq!(exec(&c, "cat /data/a.txt"), "one\n");
     assert_eq!(exec(&c, "cat /data/d/b"), "nested\n");
@@ -370,14 +386,8 @@ async fn snapshots_restore_download_retention_and_tenancy(db: SqlitePool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn an_offsite_bucket_gets_every_snapshot_and_catches_up_after_an_outage(db: SqlitePool) {
     use common::s3::{ACCESS_KEY, S3, SECRET_KEY};
-    let dir = std::env::temp_dir().join(format!("pier-test-offsite-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let mut s3 = S3::start();
-    let mut settings = common::test_settings();
-    settings.backups.dir = Some(dir.clone());
-    settings.backups.check_every_secs = 1;
-    settings.backups.offsite_retry_secs = 1;
-    let app = TestApp::with_settings(db, settings).await;
+    let (app, dir) = with_backups(db, "offsite", |s| s.backups.offsite_retry_secs = 1).await;
     let admin = app.token(common::ADMIN_EMAIL, "admin").await;
     let t = tenant(&app, "ann@example.com").await;
 
@@ -501,12 +511,7 @@ fn psql(id: &str, sql: &str) -> String {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn postgres_paused_under_writes_comes_back_with_the_snapshots_rows(db: SqlitePool) {
-    let dir = std::env::temp_dir().join(format!("pier-test-pg-backup-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut settings = common::test_settings();
-    settings.backups.dir = Some(dir.clone());
-    settings.backups.check_every_secs = 1;
-    let app = TestApp::with_settings(db, settings).await;
+    let (app, dir) = with_backups(db, "pg-backup", |_| {}).await;
     let t = tenant(&app, "ann@example.com").await;
     let r = app
         .api(
@@ -548,22 +553,7 @@ async fn postgres_paused_under_writes_comes_back_with_the_snapshots_rows(db: Sql
     tokio::time::sleep(Duration::from_millis(500)).await;
     psql(&c, "INSERT INTO t (v) VALUES ('later')");
 
-    let r = app
-        .api(
-            "POST",
-            &format!("/apps/db/backups/{}/restore", snap["id"]),
-            Some(&t),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let rid = r.json()["id"].as_i64().unwrap();
-    let done = until(&app, &t, &format!("/apps/db/restores/{rid}"), 120, |r| {
-        r["state"] == "done" || r["state"] == "failed"
-    })
-    .await;
-    assert_eq!(done["state"], "done", "{done:#}");
-    until(&app, &t, "/apps/db", 120, |a| a["state"] == "running").await;
+    restore(&app, &t, "db", snap["id"].as_i64().unwrap(), 120).await;
 
     // Postgres started on its own (it recovered from its WAL); exactly a prefix of the rows that
     // were written while the snapshot was taken is back, and nothing written after it.
