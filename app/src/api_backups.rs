@@ -16,7 +16,7 @@ pub struct SnapshotRow {
     pub reason: Option<String>,
     /// manual or schedule.
     pub trigger: String,
-    /// pause or stop.
+    /// pause, stop or command.
     pub mode: String,
     pub bytes: i64,
     pub total_bytes: i64,
@@ -36,6 +36,8 @@ pub struct RestoreRow {
     pub state: String,
     pub reason: Option<String>,
     pub created: String,
+    /// A restore into a new volume: its name.
+    pub into_volume: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +52,10 @@ pub struct BackupsInfo {
     pub keep_last: i64,
     pub keep_daily: i64,
     pub keep_weekly: i64,
+    pub command: String,
+    pub restore_command: String,
+    /// The app's volumes, by name (a restore into a new volume takes one of them).
+    pub volumes: Vec<String>,
     pub last_success: Option<String>,
     pub last_failure: Option<String>,
     pub overdue: bool,
@@ -90,6 +96,7 @@ mod convert {
             state: r.state.as_str().into(),
             reason: r.reason,
             created: format_time(r.created_at),
+            into_volume: r.into_volume,
         }
     }
 
@@ -111,12 +118,19 @@ pub async fn app_backups(name: String) -> Result<BackupsInfo, AppError> {
     let actor = c.actor().await?;
     let app = c.pier.own_app(&actor, &name).await?;
     let summary = c.pier.backup_summary(app.id).await?;
-    let has_volumes = !c.pier.app_volumes(&actor, &name).await?.is_empty();
+    let volumes: Vec<String> = c
+        .pier
+        .app_volumes(&actor, &name)
+        .await?
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
     let now = pier_core::now();
     let p = summary.policy;
     Ok(BackupsInfo {
         enabled: c.pier.settings().backups.dir.is_some(),
-        has_volumes,
+        has_volumes: !volumes.is_empty(),
+        volumes,
         schedule: p.schedule.as_str().into(),
         at: p.at_text(),
         weekday: p.weekday_text().into(),
@@ -124,6 +138,8 @@ pub async fn app_backups(name: String) -> Result<BackupsInfo, AppError> {
         keep_last: p.keep_last,
         keep_daily: p.keep_daily,
         keep_weekly: p.keep_weekly,
+        command: p.command,
+        restore_command: p.restore_command,
         last_success: summary.last_done_at.map(pier_core::format_time),
         last_failure: summary.last_failure.map(|(why, _)| why),
         overdue: summary.overdue,
@@ -149,6 +165,8 @@ pub async fn save_backup_policy(
     keep_last: String,
     keep_daily: String,
     keep_weekly: String,
+    #[server(default)] command: String,
+    #[server(default)] restore_command: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
@@ -164,6 +182,9 @@ pub async fn save_backup_policy(
         keep_last: convert::number("keep_last", &keep_last)?,
         keep_daily: convert::number("keep_daily", &keep_daily)?,
         keep_weekly: convert::number("keep_weekly", &keep_weekly)?,
+        // Sent empty to clear.
+        command: Some(command),
+        restore_command: Some(restore_command),
     };
     let p = c.pier.set_backup_policy(&actor, &app, &patch).await?;
     let when = match p.schedule {
@@ -195,16 +216,37 @@ pub async fn backup_now(app: String, csrf_token: String) -> Result<Done, AppErro
 }
 
 #[server(prefix = "/rpc", endpoint = "restore_backup")]
-pub async fn restore_backup(app: String, id: i64, csrf_token: String) -> Result<Done, AppError> {
+pub async fn restore_backup(
+    app: String,
+    id: i64,
+    #[server(default)] into_volume: String,
+    #[server(default)] from_volume: String,
+    csrf_token: String,
+) -> Result<Done, AppError> {
     let _ = csrf_token;
     let c = crate::api::ssr::ctx().await?;
     let actor = c.actor().await?;
-    let r = c.pier.restore_backup(&actor, &app, id).await?;
-    Ok(Done {
-        message: format!(
-            "Restoring backup #{} into {app}: it stops, its volumes are replaced, and it starts again (restore #{}).",
+    let into = if into_volume.trim().is_empty() {
+        pier_core::backups::RestoreInto::App
+    } else {
+        pier_core::backups::RestoreInto::NewVolume {
+            from: Some(from_volume).filter(|f| !f.trim().is_empty()),
+            name: into_volume,
+        }
+    };
+    let r = c.pier.restore_backup(&actor, &app, id, &into).await?;
+    let message = match &r.into_volume {
+        Some(v) => format!(
+            "Restoring backup #{} into the new volume {v} (restore #{}); {app} is not touched. Attach the volume to an app to read it.",
             r.snapshot_id, r.id
         ),
+        None => format!(
+            "Restoring backup #{} into {app} (restore #{}).",
+            r.snapshot_id, r.id
+        ),
+    };
+    Ok(Done {
+        message,
         copy: None,
     })
 }

@@ -886,7 +886,7 @@ impl Pier {
         for (v, size) in new {
             let row = repo::volumes::NewVolume {
                 user_id: actor.user_id,
-                app_id,
+                app_id: Some(app_id),
                 name: &v.name,
                 path: &v.path,
                 size_mb: size,

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{model::Actor, now, repo, Error, Pier, Result};
+use crate::{model::Actor, now, repo, validate, Error, Pier, Result};
 
 /// Where backups go and how often the scheduler looks.
 #[derive(Debug, Clone)]
@@ -59,6 +59,10 @@ pub enum Consistency {
     Pause,
     /// The container is stopped, and started again after the snapshot.
     Stop,
+    /// A command run inside the container (`pg_dump -Fc …`) writes the backup to its standard
+    /// output; the app keeps running. Restored by the policy's restore command, which reads it
+    /// from its standard input.
+    Command,
 }
 
 /// Where a snapshot or a restore stands.
@@ -92,7 +96,7 @@ macro_rules! text_enum {
     };
 }
 text_enum!(Schedule { Off = "off", Hourly = "hourly", Daily = "daily", Weekly = "weekly" });
-text_enum!(Consistency { Pause = "pause", Stop = "stop" });
+text_enum!(Consistency { Pause = "pause", Stop = "stop", Command = "command" });
 text_enum!(JobState { Queued = "queued", Running = "running", Done = "done", Failed = "failed" });
 text_enum!(Trigger { Manual = "manual", Schedule = "schedule" });
 
@@ -107,7 +111,7 @@ pub const WEEKDAYS: [&str; 7] = [
 ];
 
 /// An app's backup policy. Apps without one have the default: not scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupPolicy {
     pub schedule: Schedule,
     /// Minutes after midnight UTC (daily, weekly); hourly runs at this minute (mod 60).
@@ -121,6 +125,10 @@ pub struct BackupPolicy {
     pub keep_weekly: i64,
     /// When the policy last changed (slots before it are not owed).
     pub updated_at: i64,
+    /// Command mode: what runs inside the container to write the backup to standard output,
+    /// and what reads it back on a restore (shell-like quoting, no shell; empty: none).
+    pub command: String,
+    pub restore_command: String,
 }
 
 impl Default for BackupPolicy {
@@ -134,6 +142,8 @@ impl Default for BackupPolicy {
             keep_daily: 7,
             keep_weekly: 4,
             updated_at: 0,
+            command: String::new(),
+            restore_command: String::new(),
         }
     }
 }
@@ -205,6 +215,8 @@ pub const PANEL_POLICY: BackupPolicy = BackupPolicy {
     keep_daily: 14,
     keep_weekly: 8,
     updated_at: 0,
+    command: String::new(),
+    restore_command: String::new(),
 };
 
 /// Pier's own backups at a glance, for the admin page.
@@ -230,12 +242,14 @@ pub struct PolicyPatch {
     pub keep_last: Option<i64>,
     pub keep_daily: Option<i64>,
     pub keep_weekly: Option<i64>,
+    pub command: Option<String>,
+    pub restore_command: Option<String>,
 }
 
 impl PolicyPatch {
     /// The policy after the patch, or every field that is wrong.
     pub fn apply(&self, old: &BackupPolicy) -> Result<BackupPolicy> {
-        let mut p = *old;
+        let mut p = old.clone();
         let mut errors = Vec::new();
         if let Some(s) = &self.schedule {
             match Schedule::parse(s.trim()) {
@@ -259,7 +273,7 @@ impl PolicyPatch {
         if let Some(m) = &self.mode {
             match Consistency::parse(m.trim()) {
                 Some(v) => p.mode = v,
-                None => errors.push(("mode", "Choose pause or stop.".into())),
+                None => errors.push(("mode", "Choose pause, stop or command.".into())),
             }
         }
         for (field, value, min, slot) in [
@@ -275,6 +289,28 @@ impl PolicyPatch {
                 }
             }
         }
+        for (field, value, slot) in [
+            ("command", &self.command, &mut p.command),
+            (
+                "restore_command",
+                &self.restore_command,
+                &mut p.restore_command,
+            ),
+        ] {
+            if let Some(v) = value {
+                match command_args(v) {
+                    Ok(_) => *slot = v.trim().to_owned(),
+                    Err(m) => errors.push((field, m)),
+                }
+            }
+        }
+        if p.mode == Consistency::Command && p.command.is_empty() && errors.is_empty() {
+            errors.push((
+                "command",
+                "Give the command whose output is the backup, e.g. pg_dump -Fc -U postgres app."
+                    .into(),
+            ));
+        }
         if errors.is_empty() {
             Ok(p)
         } else {
@@ -289,6 +325,31 @@ impl PolicyPatch {
             ))
         }
     }
+}
+
+/// A command as the argument list it runs with: shell-like quoting (`'…'`, `"…"`, `\\`), no
+/// shell, so nothing in it is expanded or piped (`sh -c '…'` does that, inside the container).
+/// Empty text is no command.
+pub fn command_args(text: &str) -> std::result::Result<Vec<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    if text.len() > 1000 {
+        return Err("Keep the command under 1000 characters.".into());
+    }
+    if text.chars().any(char::is_control) {
+        return Err("Write the command on one line, without control characters.".into());
+    }
+    let args =
+        shlex::split(text).ok_or_else(|| "A quote in the command is not closed.".to_string())?;
+    if args.len() > 64 {
+        return Err("Give the command at most 64 arguments.".into());
+    }
+    if args.first().is_none_or(|a| a.is_empty()) {
+        return Err("Start the command with the program to run.".into());
+    }
+    Ok(args)
 }
 
 fn parse_hhmm(s: &str) -> Option<i64> {
@@ -344,6 +405,22 @@ pub struct Restore {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// A restore into a new volume: which of the snapshot's volumes, the volume made for it and
+    /// its name. None: into the app's own volumes.
+    pub from_volume_id: Option<i64>,
+    pub into_volume_id: Option<i64>,
+    pub into_volume: Option<String>,
+}
+
+/// Where a restore writes a snapshot's files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RestoreInto {
+    /// Over the app's own volumes (or through its restore command).
+    #[default]
+    App,
+    /// Into a new kept volume `name`, from the snapshot's copy of the app's volume `from` (may
+    /// be left out when the app has one volume).
+    NewVolume { from: Option<String>, name: String },
 }
 
 /// An app's backups at a glance: its policy and how the latest attempts went.
@@ -431,12 +508,14 @@ impl Pier {
     pub async fn back_up_now(&self, actor: &Actor, name: &str) -> Result<Snapshot> {
         let app = self.own_app(actor, name).await?;
         self.backups_on()?;
-        if repo::volumes::for_app(self.db(), app.id).await?.is_empty() {
+        let mode = self.backup_policy(app.id).await?.mode;
+        if mode != Consistency::Command
+            && repo::volumes::for_app(self.db(), app.id).await?.is_empty()
+        {
             return Err(Error::Conflict(
                 "This app has no volumes, so there is nothing to back up.".into(),
             ));
         }
-        let mode = self.backup_policy(app.id).await?.mode;
         let id =
             repo::backups::queue_snapshot(self.db(), app.id, Trigger::Manual, mode, now()).await?;
         self.wake_backups();
@@ -445,9 +524,18 @@ impl Pier {
             .ok_or_else(|| Error::internal("snapshot vanished"))
     }
 
-    /// Queues a restore of one of the caller's app's snapshots into its volumes: the app is
-    /// stopped, its volumes' contents replaced by the snapshot's, and started again.
-    pub async fn restore_backup(&self, actor: &Actor, name: &str, id: i64) -> Result<Restore> {
+    /// Queues a restore of one of the caller's app's snapshots. Into the app: the app is
+    /// stopped, its volumes' contents replaced by the snapshot's, and started again (a dump
+    /// taken by a command is fed to the policy's restore command instead, while the app runs).
+    /// Into a new volume: one of the snapshot's volumes is written to a new kept volume of the
+    /// caller (within their storage quota), and the app is not touched.
+    pub async fn restore_backup(
+        &self,
+        actor: &Actor,
+        name: &str,
+        id: i64,
+        into: &RestoreInto,
+    ) -> Result<Restore> {
         let snap = self.backup(actor, name, id).await?;
         self.backups_on()?;
         if snap.state != JobState::Done {
@@ -455,18 +543,103 @@ impl Pier {
                 "Only a finished snapshot can be restored.".into(),
             ));
         }
-        let rid = repo::backups::queue_restore(self.db(), snap.app_id, snap.id, now())
-            .await?
-            .ok_or_else(|| {
-                Error::Conflict(
-                    "A backup or restore of this app is under way; try again when it ends.".into(),
+        let busy = || {
+            Error::Conflict(
+                "A backup or restore of this app is under way; try again when it ends.".into(),
+            )
+        };
+        let rid = match into {
+            RestoreInto::App => {
+                if snap.mode == Consistency::Command
+                    && self
+                        .backup_policy(snap.app_id)
+                        .await?
+                        .restore_command
+                        .is_empty()
+                {
+                    return Err(Error::field(
+                        "restore_command",
+                        "This snapshot is a command's output: set the app's restore command (for example pg_restore --clean --if-exists -U postgres -d app), which reads it from its standard input, then restore.",
+                    ));
+                }
+                repo::backups::queue_restore(self.db(), snap.app_id, snap.id, None, now())
+                    .await?
+                    .ok_or_else(busy)?
+            }
+            RestoreInto::NewVolume { from, name: new } => {
+                if snap.mode == Consistency::Command {
+                    return Err(Error::field(
+                        "into_volume",
+                        "This snapshot is a command's output, not a volume: download it, or restore it into the app.",
+                    ));
+                }
+                let new = validate::volume_name(new).map_err(|e| Error::field("into_volume", e))?;
+                let vols = repo::volumes::for_app(self.db(), snap.app_id).await?;
+                let source = match from.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+                    Some(f) => vols.iter().find(|v| v.name == f).ok_or_else(|| {
+                        Error::field("from_volume", format!("This app has no volume named {f}."))
+                    })?,
+                    None if vols.len() == 1 => &vols[0],
+                    None => {
+                        return Err(Error::field(
+                            "from_volume",
+                            "Say which of the app's volumes to restore.",
+                        ))
+                    }
+                };
+                let q = repo::users::by_id(self.db(), actor.user_id)
+                    .await?
+                    .ok_or(Error::Unauthenticated)?
+                    .quotas;
+                let mut tx = self.db().begin().await?;
+                if repo::volumes::list_for_user(&mut *tx, actor.user_id)
+                    .await?
+                    .iter()
+                    .any(|v| v.name == new)
+                {
+                    return Err(Error::field(
+                        "into_volume",
+                        format!("You have a volume named {new} already; choose another name."),
+                    ));
+                }
+                let row = repo::volumes::NewVolume {
+                    user_id: actor.user_id,
+                    app_id: None,
+                    name: &new,
+                    path: &source.path,
+                    size_mb: source.size_mb,
+                };
+                let Some(vid) =
+                    repo::volumes::insert_within_quota(&mut *tx, &row, q.max_storage_mb, now())
+                        .await?
+                else {
+                    let used = repo::volumes::usage(&mut *tx, actor.user_id).await?;
+                    return Err(Error::Quota(format!(
+                        "The new volume needs {} MiB, but only {} MiB of your {} MiB storage quota is free. Delete a volume you no longer need, or ask an admin to raise your quota.",
+                        source.size_mb,
+                        (q.max_storage_mb - used).max(0),
+                        q.max_storage_mb
+                    )));
+                };
+                let rid = repo::backups::queue_restore(
+                    &mut *tx,
+                    snap.app_id,
+                    snap.id,
+                    Some((source.id, vid)),
+                    now(),
                 )
-            })?;
+                .await?
+                .ok_or_else(busy)?;
+                tx.commit().await?;
+                rid
+            }
+        };
         self.wake_backups();
         tracing::info!(
             app = name,
             snapshot = id,
             tenant = actor.user_id,
+            into = ?into,
             "restore queued"
         );
         repo::backups::restore(self.db(), snap.app_id, rid)
@@ -743,6 +916,59 @@ mod tests {
     }
 
     #[test]
+    fn commands_are_argument_lists_without_a_shell() {
+        assert_eq!(
+            command_args(" pg_dump -Fc -U postgres 'my db' ").unwrap(),
+            ["pg_dump", "-Fc", "-U", "postgres", "my db"]
+        );
+        assert_eq!(
+            command_args(r#"sh -c "pg_dumpall | gzip""#).unwrap(),
+            ["sh", "-c", "pg_dumpall | gzip"]
+        );
+        // Shell syntax outside quotes is only text: no pipe, no expansion.
+        assert_eq!(
+            command_args("echo $HOME; rm x").unwrap(),
+            ["echo", "$HOME;", "rm", "x"]
+        );
+        assert_eq!(command_args("  ").unwrap(), Vec::<String>::new());
+        for bad in [
+            "'open",
+            "a\tb\u{7}",
+            "'' x",
+            &"x ".repeat(65),
+            &"y".repeat(1001),
+        ] {
+            assert!(command_args(bad).is_err(), "{bad:?}");
+        }
+        // Command mode needs a command; switching back keeps it for later.
+        let needs = PolicyPatch {
+            mode: Some("command".into()),
+            ..Default::default()
+        }
+        .apply(&BackupPolicy::default())
+        .unwrap_err();
+        assert_eq!(needs.fields()[0].field, "command");
+        let p = PolicyPatch {
+            mode: Some("command".into()),
+            command: Some("pg_dump -Fc".into()),
+            ..Default::default()
+        }
+        .apply(&BackupPolicy::default())
+        .unwrap();
+        assert_eq!(
+            (p.mode, p.command.as_str()),
+            (Consistency::Command, "pg_dump -Fc")
+        );
+        let back = PolicyPatch {
+            mode: Some("pause".into()),
+            ..Default::default()
+        }
+        .apply(&p)
+        .unwrap();
+        assert_eq!(back.command, "pg_dump -Fc");
+    }
+
+    #[test]
     fn patches_are_checked_field_by_field() {
         let old = BackupPolicy::default();
         let p = PolicyPatch {
@@ -765,10 +991,12 @@ mod tests {
             schedule: Some("sometimes".into()),
             at: Some("24:00".into()),
             weekday: Some("funday".into()),
-            mode: Some("command".into()),
+            mode: Some("sometimes".into()),
             keep_last: Some(0),
             keep_daily: Some(-1),
             keep_weekly: Some(1001),
+            command: Some("pg_dump 'unclosed".into()),
+            restore_command: Some("a\nb".into()),
         }
         .apply(&old)
         .unwrap_err();
@@ -782,7 +1010,9 @@ mod tests {
                 "mode",
                 "keep_last",
                 "keep_daily",
-                "keep_weekly"
+                "keep_weekly",
+                "command",
+                "restore_command"
             ]
         );
         for t in ["12", "1:5", "12:345", "ab:cd", "-1:00", " 1:00", "12:60"] {

@@ -329,4 +329,56 @@ impl Runtime for FakeRuntime {
     async fn unmount_volume(&self, _at: &std::path::Path) -> Result<(), RuntimeError> {
         Ok(())
     }
+
+    /// The fake's commands read their input to the end and print their own argument list;
+    /// `false` fails.
+    async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdin: Option<ExecInput>,
+        mut stdout: ExecOutput,
+    ) -> Result<ExecOutcome, RuntimeError> {
+        use tokio::io::AsyncWriteExt;
+        let running = self
+            .state
+            .lock()
+            .expect("fake state")
+            .containers
+            .get(id)
+            .map(|c| c.running());
+        match running {
+            None => return Err(RuntimeError::NotFound),
+            Some(false) => {
+                return Err(RuntimeError::Conflict(
+                    "the container is not running".into(),
+                ))
+            }
+            Some(true) => {}
+        }
+        if let Some(mut input) = stdin {
+            tokio::io::copy(&mut input, &mut tokio::io::sink())
+                .await
+                .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+        }
+        let line = format!("{}\n", cmd.join(" "));
+        stdout
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+        stdout
+            .shutdown()
+            .await
+            .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+        let failed = cmd.first().is_some_and(|c| c == "false");
+        Ok(ExecOutcome {
+            exit_code: i64::from(failed),
+            stderr: if failed {
+                "false: failed".into()
+            } else {
+                String::new()
+            },
+            stdout_bytes: line.len() as u64,
+        })
+    }
 }

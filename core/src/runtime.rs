@@ -255,6 +255,20 @@ pub struct LogLine {
 
 pub type ProgressFn = Box<dyn Fn(PullProgress) + Send + Sync>;
 
+/// What a command run inside a container fed on, and where its output goes.
+pub type ExecInput = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+pub type ExecOutput = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// How a command run inside a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub exit_code: i64,
+    /// The last few KiB it wrote to standard error.
+    pub stderr: String,
+    /// What it wrote to standard output, in bytes.
+    pub stdout_bytes: u64,
+}
+
 /// The operations Pier needs from a container engine.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -318,6 +332,27 @@ pub trait Runtime: Send + Sync + 'static {
     /// containers may have it mounted too; `unmount_volume` undoes it.
     async fn mount_volume(&self, name: &str, at: &std::path::Path) -> Result<(), RuntimeError>;
     async fn unmount_volume(&self, at: &std::path::Path) -> Result<(), RuntimeError>;
+    /// Runs `cmd` (an argument list, no shell) inside a running container as its user: `stdin`
+    /// is fed to it (then closed), its standard output is copied into `stdout` as it comes.
+    /// Returns once it has exited.
+    async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdin: Option<ExecInput>,
+        stdout: ExecOutput,
+    ) -> Result<ExecOutcome, RuntimeError>;
+}
+
+/// Keeps the last `STDERR_TAIL` bytes of what a command wrote to standard error.
+pub const STDERR_TAIL: usize = 4096;
+
+/// Appends to a bounded tail of standard error.
+pub fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    tail.extend_from_slice(more);
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
 }
 
 /// The engine's name of a volume.

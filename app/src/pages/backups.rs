@@ -40,8 +40,17 @@ fn SnapshotLine(
     app: String,
     s: SnapshotRow,
     restore: ServerAction<RestoreBackup>,
+    volumes: Vec<String>,
+    restore_command: String,
 ) -> impl IntoView {
+    let dump = s.mode == "command";
     let detail = match s.state.as_str() {
+        "done" if dump => format!(
+            "a dump of {} from the app's backup command · {} new · took {:.0} s",
+            size(s.bytes),
+            size(s.added_bytes.unwrap_or(0)),
+            s.duration_ms.unwrap_or(0) as f64 / 1000.0,
+        ),
         "done" => format!(
             "{} in {} files · {} new · took {:.0} s{}",
             size(s.bytes),
@@ -76,6 +85,7 @@ fn SnapshotLine(
         .clamp(0, 100);
     let done = s.state == "done";
     let href = format!("/downloads/apps/{app}/backups/{}", s.id);
+    let beside = app.clone();
     view! {
         <li class="flex flex-wrap items-start justify-between gap-3 py-3 text-sm" data-snapshot=s.id.to_string() data-state=s.state.clone()>
             <div class="min-w-0 flex-1">
@@ -97,7 +107,15 @@ fn SnapshotLine(
                     <details class="text-xs" data-testid="snapshot-restore">
                         <summary class=format!("{BUTTON_SMALL} cursor-pointer list-none")>"Restore…"</summary>
                         <div class="mt-2 max-w-xs rounded border border-red-200 bg-red-50 p-3 text-red-900 dark:border-red-900 dark:bg-red-950 dark:text-red-200">
-                            <p>{format!("{app} stops, the contents of its volumes are replaced by backup #{} of {}, and it starts again. What changed since is lost.", s.id, s.created)}</p>
+                            <p>{if dump {
+                                if restore_command.is_empty() {
+                                    "This backup is a dump: set a restore command in the backup settings below (for example pg_restore --clean --if-exists -U postgres -d app) to restore it.".to_string()
+                                } else {
+                                    format!("{app} keeps running; its restore command ({restore_command}) reads backup #{} of {} on its standard input. What it replaces is up to that command.", s.id, s.created)
+                                }
+                            } else {
+                                format!("{app} stops, the contents of its volumes are replaced by backup #{} of {}, and it starts again. What changed since is lost.", s.id, s.created)
+                            }}</p>
                             <ActionForm action=restore attr:class="mt-2">
                                 <CsrfField/>
                                 <input type="hidden" name="app" value=app.clone()/>
@@ -106,6 +124,29 @@ fn SnapshotLine(
                             </ActionForm>
                         </div>
                     </details>
+                    {(!dump && !volumes.is_empty()).then(|| view! {
+                        <details class="text-xs" data-testid="snapshot-restore-beside">
+                            <summary class=format!("{BUTTON_SMALL} cursor-pointer list-none")>"Into a new volume…"</summary>
+                            <div class="mt-2 max-w-xs rounded border border-slate-200 p-3 dark:border-slate-800">
+                                <p>{format!("A volume of backup #{} goes into a new volume beside {beside}'s own; {beside} is not touched. Attach the new volume to an app to look at it.", s.id, beside = beside)}</p>
+                                <ActionForm action=restore attr:class="mt-2 space-y-2">
+                                    <CsrfField/>
+                                    <input type="hidden" name="app" value=beside.clone()/>
+                                    <input type="hidden" name="id" value=s.id.to_string()/>
+                                    <label class="block">"Volume"
+                                        <select name="from_volume" class=format!("{INPUT} mt-1")>
+                                            {volumes.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
+                                        </select>
+                                    </label>
+                                    <label class="block">"New volume's name"
+                                        <input name="into_volume" required class=format!("{INPUT} mt-1")
+                                            value=format!("{}-{}", volumes[0].chars().take(30).collect::<String>(), s.id) data-testid="restore-into-volume"/>
+                                    </label>
+                                    <button type="submit" class=BUTTON_SMALL data-testid="confirm-restore-beside">"Restore into it"</button>
+                                </ActionForm>
+                            </div>
+                        </details>
+                    })}
                 </div>
             })}
         </li>
@@ -147,6 +188,7 @@ fn PolicyForm(app: String, b: BackupsInfo, save: ServerAction<SaveBackupPolicy>)
             <label class="text-sm">"While reading"
                 <select name="mode" class=select.clone() data-testid="backup-mode">
                     {opt("pause", "Pause the app", &b.mode)}{opt("stop", "Stop the app", &b.mode)}
+                    {opt("command", "Run a dump command", &b.mode)}
                 </select>
             </label>
             {[("keep_last", "Keep the last", b.keep_last), ("keep_daily", "and one a day for (days)", b.keep_daily), ("keep_weekly", "and one a week for (weeks)", b.keep_weekly)].into_iter().map(|(name, label, value)| view! {
@@ -156,6 +198,19 @@ fn PolicyForm(app: String, b: BackupsInfo, save: ServerAction<SaveBackupPolicy>)
                     <span class="text-xs text-red-600">{move || err(name).get()}</span>
                 </label>
             }).collect_view()}
+            <label class="text-sm sm:col-span-2">"Dump command (command mode)"
+                <input name="command" value=b.command.clone() class=select.clone() placeholder="pg_dump -Fc -U postgres app"
+                    data-testid="backup-command" aria-invalid=move || err("command").get().is_some().to_string()/>
+                <span class="text-xs text-slate-500">"Runs inside the app, without a shell; what it prints is the backup."</span>
+                <span class="text-xs text-red-600">{move || err("command").get()}</span>
+            </label>
+            <label class="text-sm sm:col-span-2">"Restore command"
+                <input name="restore_command" value=b.restore_command.clone() class=select.clone()
+                    placeholder="pg_restore --clean --if-exists -U postgres -d app" data-testid="backup-restore-command"
+                    aria-invalid=move || err("restore_command").get().is_some().to_string()/>
+                <span class="text-xs text-slate-500">"Gets the dump on its standard input."</span>
+                <span class="text-xs text-red-600">{move || err("restore_command").get()}</span>
+            </label>
             <div class="flex items-end"><button type="submit" class=BUTTON data-testid="save-backup-policy">"Save"</button></div>
         </ActionForm>
     }
@@ -192,7 +247,7 @@ pub fn AppBackups(name: String) -> impl IntoView {
         <Transition fallback=|| ()>
             {move || info.get().map(|r| match r {
                 Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
-                Ok(b) if !b.has_volumes => ().into_any(),
+                Ok(b) if !b.has_volumes && b.mode != "command" => ().into_any(),
                 Ok(b) => {
                     let app = name.clone();
                     let now_app = app.clone();
@@ -222,13 +277,18 @@ pub fn AppBackups(name: String) -> impl IntoView {
                             {b.last_restore.clone().map(|r| {
                                 let text = match r.state.as_str() {
                                     "queued" | "running" => format!("Restoring backup #{}…", r.snapshot),
-                                    "done" => format!("Backup #{} was restored ({}).", r.snapshot, r.created),
+                                    "done" => match &r.into_volume {
+                                        Some(v) => format!("Backup #{} was restored into the volume {v} ({}).", r.snapshot, r.created),
+                                        None => format!("Backup #{} was restored ({}).", r.snapshot, r.created),
+                                    },
                                     _ => format!("Restoring backup #{} failed: {}", r.snapshot, r.reason.clone().unwrap_or_default()),
                                 };
                                 view! { <p class="mt-1 text-sm" data-testid="restore-state" data-state=r.state.clone()>{text}</p> }
                             })}
                             <ul class="mt-3 divide-y divide-slate-200 dark:divide-slate-800" data-testid="snapshots">
-                                {b.snapshots.iter().cloned().map(|s| view! { <SnapshotLine app=app.clone() s restore/> }).collect_view()}
+                                {b.snapshots.iter().cloned().map(|s| view! {
+                                    <SnapshotLine app=app.clone() s restore volumes=b.volumes.clone() restore_command=b.restore_command.clone()/>
+                                }).collect_view()}
                             </ul>
                         </section>
                     }.into_any()
@@ -236,10 +296,10 @@ pub fn AppBackups(name: String) -> impl IntoView {
             })}
         </Transition>
         <Transition fallback=|| ()>
-            {move || form.get().and_then(Result::ok).filter(|b| b.has_volumes && b.enabled).map(|b| view! {
+            {move || form.get().and_then(Result::ok).filter(|b| (b.has_volumes || b.mode == "command") && b.enabled).map(|b| view! {
                 <section class=format!("{CARD} mt-6") aria-labelledby="backup-policy-title">
                     <h2 id="backup-policy-title" class="text-lg font-semibold">"Backup schedule and retention"</h2>
-                    <p class="text-sm text-slate-500">"Pausing freezes the app's processes while its files are read: its data is as after a power cut, which databases recover from. Stopping is safest for anything else."</p>
+                    <p class="text-sm text-slate-500">"Pausing freezes the app's processes while its files are read: its data is as after a power cut, which databases recover from. Stopping is safest for anything else. A dump command (pg_dump, mysqldump, redis-cli --rdb -) backs up what the database itself writes out, while it keeps serving."</p>
                     <div class="mt-2"><Outcome value=save_outcome/></div>
                     <PolicyForm app=form_app.clone() b save/>
                 </section>

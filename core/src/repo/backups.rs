@@ -13,6 +13,8 @@ struct PolicyRow {
     keep_daily: i64,
     keep_weekly: i64,
     updated_at: i64,
+    command: String,
+    restore_command: String,
 }
 
 impl From<PolicyRow> for BackupPolicy {
@@ -26,6 +28,8 @@ impl From<PolicyRow> for BackupPolicy {
             keep_daily: r.keep_daily,
             keep_weekly: r.keep_weekly,
             updated_at: r.updated_at,
+            command: r.command,
+            restore_command: r.restore_command,
         }
     }
 }
@@ -85,6 +89,9 @@ struct RestoreRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    from_volume_id: Option<i64>,
+    into_volume_id: Option<i64>,
+    into_volume: Option<String>,
 }
 
 impl From<RestoreRow> for Restore {
@@ -98,6 +105,9 @@ impl From<RestoreRow> for Restore {
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            from_volume_id: r.from_volume_id,
+            into_volume_id: r.into_volume_id,
+            into_volume: r.into_volume,
         }
     }
 }
@@ -105,7 +115,8 @@ impl From<RestoreRow> for Restore {
 pub async fn policy(db: impl SqliteExecutor<'_>, app_id: i64) -> Result<Option<BackupPolicy>> {
     let row = sqlx::query_as!(
         PolicyRow,
-        "SELECT schedule, at_minute, weekday, mode, keep_last, keep_daily, keep_weekly, updated_at
+        "SELECT schedule, at_minute, weekday, mode, keep_last, keep_daily, keep_weekly, updated_at,
+                command, restore_command
          FROM backup_policies WHERE app_id = ?",
         app_id
     )
@@ -119,12 +130,13 @@ pub async fn set_policy(db: impl SqliteExecutor<'_>, app_id: i64, p: &BackupPoli
     sqlx::query!(
         "INSERT INTO backup_policies
              (app_id, schedule, at_minute, weekday, mode, keep_last, keep_daily, keep_weekly,
-              updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+              updated_at, command, restore_command)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (app_id) DO UPDATE SET schedule = excluded.schedule,
              at_minute = excluded.at_minute, weekday = excluded.weekday, mode = excluded.mode,
              keep_last = excluded.keep_last, keep_daily = excluded.keep_daily,
-             keep_weekly = excluded.keep_weekly, updated_at = excluded.updated_at",
+             keep_weekly = excluded.keep_weekly, updated_at = excluded.updated_at,
+             command = excluded.command, restore_command = excluded.restore_command",
         app_id,
         schedule,
         p.at_minute,
@@ -133,7 +145,9 @@ pub async fn set_policy(db: impl SqliteExecutor<'_>, app_id: i64, p: &BackupPoli
         p.keep_last,
         p.keep_daily,
         p.keep_weekly,
-        p.updated_at
+        p.updated_at,
+        p.command,
+        p.restore_command
     )
     .execute(db)
     .await?;
@@ -144,7 +158,7 @@ pub async fn set_policy(db: impl SqliteExecutor<'_>, app_id: i64, p: &BackupPoli
 pub async fn scheduled(db: impl SqliteExecutor<'_>) -> Result<Vec<(i64, BackupPolicy)>> {
     let rows = sqlx::query!(
         r#"SELECT app_id AS "app_id!", schedule, at_minute, weekday, mode, keep_last, keep_daily,
-                  keep_weekly, updated_at
+                  keep_weekly, updated_at, command, restore_command
            FROM backup_policies WHERE schedule <> 'off' ORDER BY app_id"#
     )
     .fetch_all(db)
@@ -163,6 +177,8 @@ pub async fn scheduled(db: impl SqliteExecutor<'_>) -> Result<Vec<(i64, BackupPo
                     keep_daily: r.keep_daily,
                     keep_weekly: r.keep_weekly,
                     updated_at: r.updated_at,
+                    command: r.command,
+                    restore_command: r.restore_command,
                 }),
             )
         })
@@ -289,11 +305,13 @@ pub async fn queue_restore(
     db: impl SqliteExecutor<'_>,
     app_id: i64,
     snapshot_id: i64,
+    into: Option<(i64, i64)>,
     now: i64,
 ) -> Result<Option<i64>> {
+    let (from, into) = (into.map(|i| i.0), into.map(|i| i.1));
     Ok(sqlx::query_scalar!(
-        r#"INSERT INTO restores (app_id, snapshot_id, created_at)
-           SELECT ?1, ?2, ?3
+        r#"INSERT INTO restores (app_id, snapshot_id, created_at, from_volume_id, into_volume_id)
+           SELECT ?1, ?2, ?3, ?4, ?5
            WHERE NOT EXISTS (SELECT 1 FROM snapshots
                              WHERE app_id = ?1 AND state IN ('queued', 'running'))
              AND NOT EXISTS (SELECT 1 FROM restores
@@ -301,7 +319,9 @@ pub async fn queue_restore(
            RETURNING id AS "id!: i64""#,
         app_id,
         snapshot_id,
-        now
+        now,
+        from,
+        into
     )
     .fetch_optional(db)
     .await?)
@@ -311,7 +331,8 @@ pub async fn restore(db: impl SqliteExecutor<'_>, app_id: i64, id: i64) -> Resul
     let row = sqlx::query_as!(
         RestoreRow,
         r#"SELECT id AS "id!", app_id, snapshot_id, state, reason, created_at, started_at,
-                  finished_at
+                  finished_at, from_volume_id, into_volume_id,
+                  (SELECT name FROM volumes v WHERE v.id = into_volume_id) AS into_volume
            FROM restores WHERE app_id = ? AND id = ?"#,
         app_id,
         id
@@ -325,7 +346,8 @@ pub async fn latest_restore(db: impl SqliteExecutor<'_>, app_id: i64) -> Result<
     let row = sqlx::query_as!(
         RestoreRow,
         r#"SELECT id AS "id!", app_id, snapshot_id, state, reason, created_at, started_at,
-                  finished_at
+                  finished_at, from_volume_id, into_volume_id,
+                  (SELECT name FROM volumes v WHERE v.id = into_volume_id) AS into_volume
            FROM restores WHERE app_id = ? ORDER BY id DESC LIMIT 1"#,
         app_id
     )
@@ -392,11 +414,15 @@ pub async fn fail_queued(db: &sqlx::SqlitePool, reason: &str, now: i64) -> Resul
     Ok(())
 }
 
-/// Apps with a restore queued or running: the reconciler leaves their containers alone until
-/// it is done (on a machine restored from a backup, none is made before the data is back).
+/// Apps with a restore into their volumes queued or running: the reconciler leaves their
+/// containers alone until it is done (on a machine restored from a backup, none is made before
+/// the data is back). A dump's restore needs the app running; one into a new volume leaves it.
 pub async fn restoring_apps(db: impl SqliteExecutor<'_>) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar!(
-        "SELECT DISTINCT app_id FROM restores WHERE state IN ('queued', 'running')"
+        r#"SELECT DISTINCT r.app_id AS "app_id!: i64" FROM restores r
+           JOIN snapshots s ON s.id = r.snapshot_id
+           WHERE r.state IN ('queued', 'running') AND r.from_volume_id IS NULL
+             AND s.mode <> 'command'"#
     )
     .fetch_all(db)
     .await?)
@@ -426,7 +452,8 @@ pub async fn next_job(
     let restores = sqlx::query_as!(
         RestoreRow,
         r#"SELECT id AS "id!", app_id, snapshot_id, state, reason, created_at, started_at,
-                  finished_at
+                  finished_at, from_volume_id, into_volume_id,
+                  (SELECT name FROM volumes v WHERE v.id = into_volume_id) AS into_volume
            FROM restores WHERE state = 'queued' ORDER BY id LIMIT 100"#
     )
     .fetch_all(&mut *conn)

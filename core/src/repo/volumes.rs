@@ -72,7 +72,8 @@ pub async fn for_app(db: impl SqliteExecutor<'_>, app_id: i64) -> Result<Vec<Vol
 /// A volume to make for an app.
 pub struct NewVolume<'a> {
     pub user_id: i64,
-    pub app_id: i64,
+    /// None: a kept volume (a restore beside the app's own).
+    pub app_id: Option<i64>,
     pub name: &'a str,
     pub path: &'a str,
     pub size_mb: i64,

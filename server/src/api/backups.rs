@@ -10,7 +10,7 @@ use axum::{
     Json, Router,
 };
 use pier_core::{
-    backups::{BackupPolicy, BackupSummary, PolicyPatch, Restore, Snapshot},
+    backups::{BackupPolicy, BackupSummary, PolicyPatch, Restore, RestoreInto, Snapshot},
     model::Scope,
 };
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,8 @@ pub struct SnapshotOut {
     /// manual or schedule.
     #[schema(example = "manual")]
     trigger: String,
-    /// pause or stop: how the files were kept still while read.
+    /// pause or stop: how the files were kept still while read; command: the snapshot is the
+    /// output of the app's backup command (the file `dump`).
     #[schema(example = "pause")]
     mode: String,
     /// Bytes read so far (running) or in all (done).
@@ -101,6 +102,8 @@ pub struct RestoreOut {
     #[schema(example = "queued")]
     state: String,
     reason: Option<String>,
+    /// The new volume restored into (null: the app's own volumes, or its restore command).
+    into_volume: Option<String>,
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
@@ -109,6 +112,7 @@ pub struct RestoreOut {
 impl From<Restore> for RestoreOut {
     fn from(r: Restore) -> Self {
         RestoreOut {
+            into_volume: r.into_volume,
             id: r.id,
             snapshot: r.snapshot_id,
             state: r.state.as_str().into(),
@@ -132,7 +136,8 @@ pub struct PolicyOut {
     /// For weekly: monday … sunday.
     #[schema(example = "monday")]
     weekday: String,
-    /// pause (default: processes frozen while their files are read) or stop.
+    /// pause (default: processes frozen while their volumes' files are read), stop, or
+    /// command (the backup is what `command` writes to its standard output).
     #[schema(example = "pause")]
     mode: String,
     /// Retention: the latest N snapshots, and the last of each of the latest D days and W
@@ -140,6 +145,13 @@ pub struct PolicyOut {
     keep_last: i64,
     keep_daily: i64,
     keep_weekly: i64,
+    /// Command mode: run inside the app's container, without a shell; its standard output is
+    /// the backup.
+    #[schema(example = "pg_dump -Fc -U postgres app")]
+    command: String,
+    /// Reads a command-mode backup from its standard input on a restore.
+    #[schema(example = "pg_restore --clean --if-exists -U postgres -d app")]
+    restore_command: String,
 }
 
 impl From<BackupPolicy> for PolicyOut {
@@ -152,6 +164,8 @@ impl From<BackupPolicy> for PolicyOut {
             keep_last: p.keep_last,
             keep_daily: p.keep_daily,
             keep_weekly: p.keep_weekly,
+            command: p.command,
+            restore_command: p.restore_command,
         }
     }
 }
@@ -193,9 +207,18 @@ pub struct PolicyBody {
     /// monday … sunday.
     #[schema(example = "sunday")]
     weekday: Option<String>,
-    /// pause or stop.
+    /// pause, stop or command.
     #[schema(example = "pause")]
     mode: Option<String>,
+    /// The backup command (command mode): an argument list in shell-like quoting, run inside
+    /// the container without a shell; its standard output is the backup, its exit status
+    /// checked. `sh -c '…'` where a pipe is needed.
+    #[schema(example = "pg_dump -Fc -U postgres app")]
+    command: Option<String>,
+    /// The command a command-mode backup is restored with, fed the backup on its standard
+    /// input.
+    #[schema(example = "pg_restore --clean --if-exists -U postgres -d app")]
+    restore_command: Option<String>,
     #[schema(minimum = 1, maximum = 1000)]
     keep_last: Option<i64>,
     #[schema(minimum = 0, maximum = 1000)]
@@ -214,8 +237,25 @@ impl From<PolicyBody> for PolicyPatch {
             keep_last: b.keep_last,
             keep_daily: b.keep_daily,
             keep_weekly: b.keep_weekly,
+            command: b.command,
+            restore_command: b.restore_command,
         }
     }
+}
+
+/// Where to restore a snapshot. Left out: into the app itself.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    /// Restore into a new volume of this name beside the app's own (to look at old data),
+    /// instead of over the app's volumes. It counts against your storage quota; attach it to
+    /// an app to read it.
+    #[schema(example = "db-data-tuesday")]
+    into_volume: Option<String>,
+    /// Which of the app's volumes to take from the snapshot (may be left out when the app has
+    /// one).
+    #[schema(example = "db-data")]
+    from_volume: Option<String>,
 }
 
 /// Applies a policy change from an app's create or update body.
@@ -297,25 +337,51 @@ pub async fn show(
     Ok(Json(snap.into()))
 }
 
-/// Restores a snapshot into the app: the app is stopped, the contents of its volumes replaced
-/// by the snapshot's, and the app started again. Answers at once with the restore, `queued`.
+/// Restores a snapshot. Into the app (no body): the app is stopped, the contents of its
+/// volumes replaced by the snapshot's, and the app started again; a command-mode snapshot is
+/// fed to the app's restore command instead, while it runs. With `into_volume`: one of the
+/// snapshot's volumes goes into a new volume and the app is not touched. Answers at once with
+/// the restore, `queued`.
 #[utoipa::path(post, path = "/api/v1/apps/{name}/backups/{id}/restore", tag = "backups",
     operation_id = "restore_backup",
     params(("name" = String, Path, description = "The app's name"),
         ("id" = String, Path, description = "The snapshot's id")),
+    request_body = Option<RestoreBody>,
     security(("token" = [])),
-    responses((status = 202, body = RestoreOut), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 202, body = RestoreOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn restore(
     State(s): State<AppState>,
     caller: Caller,
     Path((name, sid)): Path<(String, String)>,
+    body: Option<Body<RestoreBody>>,
 ) -> ApiResult<(StatusCode, Json<RestoreOut>)> {
     caller.require(Scope::Write)?;
+    let into = match body.map(|b| b.0) {
+        Some(RestoreBody {
+            into_volume: Some(name),
+            from_volume,
+        }) => RestoreInto::NewVolume {
+            from: from_volume,
+            name,
+        },
+        Some(RestoreBody {
+            into_volume: None,
+            from_volume: Some(_),
+        }) => {
+            return Err(pier_core::Error::field(
+                "into_volume",
+                "Name the new volume to restore into.",
+            )
+            .into())
+        }
+        _ => RestoreInto::App,
+    };
     let r = s
         .pier
-        .restore_backup(&caller.actor, &name, id(&sid)?)
+        .restore_backup(&caller.actor, &name, id(&sid)?, &into)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(r.into())))
 }

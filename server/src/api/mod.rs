@@ -183,6 +183,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     }
 }
 
+/// An optional JSON body: none at all (no content type, no length) is `None`; anything else
+/// must be the JSON `T`.
+impl<T: DeserializeOwned> axum::extract::OptionalFromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> ApiResult<Option<Self>> {
+        let h = req.headers();
+        let empty = !h.contains_key(header::CONTENT_TYPE)
+            && h.get(header::CONTENT_LENGTH).is_none_or(|v| v == "0");
+        if empty {
+            return Ok(None);
+        }
+        <Body<T> as FromRequest<AppState>>::from_request(req, state)
+            .await
+            .map(Some)
+    }
+}
+
 /// `?page=&per_page=` on list routes.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

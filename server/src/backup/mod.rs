@@ -328,6 +328,12 @@ async fn round(pier: &Pier, dirs: &Dirs, restic: &Restic) -> anyhow::Result<()> 
             Job::Snapshot(s) => s.app_id,
             Job::Restore(r) => r.app_id,
         };
+        if let Job::Restore(r) = &job {
+            if waits_for_app(pier, r).await? {
+                skip.insert(app_id);
+                continue;
+            }
+        }
         let Some(hold) = pier.hold_app(app_id) else {
             // A rollout of it runs: next round.
             skip.insert(app_id);
@@ -342,6 +348,21 @@ async fn round(pier: &Pier, dirs: &Dirs, restic: &Restic) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A dump's restore runs inside the app: on a machine just restored, or while the app is being
+/// replaced, it waits (up to 10 minutes) for the app to run.
+async fn waits_for_app(pier: &Pier, r: &pier_core::backups::Restore) -> anyhow::Result<bool> {
+    if r.from_volume_id.is_some() || now() - r.created_at > 600 {
+        return Ok(false);
+    }
+    let dump = repo::backups::snapshot(pier.db(), r.app_id, r.snapshot_id)
+        .await?
+        .is_some_and(|s| s.mode == Consistency::Command);
+    Ok(dump
+        && !serving_container(pier, r.app_id)
+            .await?
+            .is_some_and(|c| c.running()))
+}
+
 /// Queues a snapshot for every app whose schedule owes one (and that has volumes).
 async fn schedule(pier: &Pier) -> anyhow::Result<()> {
     let now = now();
@@ -353,7 +374,9 @@ async fn schedule(pier: &Pier) -> anyhow::Result<()> {
         if !policy.due(now, &attempts) {
             continue;
         }
-        if repo::volumes::for_app(pier.db(), app_id).await?.is_empty() {
+        if policy.mode != Consistency::Command
+            && repo::volumes::for_app(pier.db(), app_id).await?.is_empty()
+        {
             continue;
         }
         let id =
@@ -484,6 +507,12 @@ async fn take(
     let container = serving_container(pier, s.app_id)
         .await
         .map_err(|e| (e.to_string(), None))?;
+    if s.mode == Consistency::Command {
+        return dump(pier, restic, s, &instance, container)
+            .await
+            .map(|t| (t, None))
+            .map_err(|e| (e, None));
+    }
     let mounted = Mounted::new(pier, &dirs.stage, s.app_id)
         .await
         .map_err(|e| (e, None))?;
@@ -513,7 +542,7 @@ async fn take(
             rt.stop(&c.id, pier.settings().engine.stop_timeout_secs)
                 .await
         }
-        (None, _) => Ok(()),
+        (_, Consistency::Command) | (None, _) => Ok(()),
     };
     let result = match quiesced {
         Err(e) => Err(format!("the container could not be {}: {e}", verb(s.mode))),
@@ -527,6 +556,7 @@ async fn take(
         let back = match s.mode {
             Consistency::Pause => rt.unpause(&c.id).await,
             Consistency::Stop => rt.start(&c.id).await,
+            Consistency::Command => Ok(()),
         };
         if let Err(e) = back {
             tracing::error!(container = %c.name, error = %e, "could not resume after a backup");
@@ -561,16 +591,31 @@ async fn read_volumes(
     tag: &str,
     host: &str,
 ) -> Result<restic::Summary, restic::ResticError> {
+    let tags = [tag];
+    tracked(pier, snapshot, |progress| {
+        restic.backup(root, &tags, host, progress)
+    })
+    .await
+}
+
+/// Runs `work`, writing the progress it reports to the snapshot's row (once a second).
+async fn tracked<T, Fut>(
+    pier: &Pier,
+    snapshot: i64,
+    work: impl FnOnce(Box<dyn FnMut(restic::Progress) + Send>) -> Fut,
+) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
     let mut every = Throttled::new(Duration::from_secs(1));
     let (tx, mut rx) = tokio::sync::watch::channel(restic::Progress::default());
-    let tags = [tag];
-    let backup = restic.backup(root, &tags, host, move |p| {
+    let work = work(Box::new(move |p| {
         let _ = tx.send(p);
-    });
-    tokio::pin!(backup);
+    }));
+    tokio::pin!(work);
     loop {
         tokio::select! {
-            r = &mut backup => break r,
+            r = &mut work => break r,
             Ok(()) = rx.changed() => {
                 if every.ready() {
                     let p = *rx.borrow();
@@ -583,10 +628,121 @@ async fn read_volumes(
     }
 }
 
+/// The file a command's output is stored as in its snapshot, and the tag such snapshots carry
+/// (a restore onto a fresh machine tells them from snapshots of volumes by it).
+const DUMP_FILE: &str = "dump";
+pub const DUMP_TAG: &str = "pier-dump";
+
+/// The longest a backup or restore command may run.
+const COMMAND_LIMIT: Duration = Duration::from_secs(4 * 3600);
+
+/// The app's command (command mode), as its argument list.
+async fn app_command(pier: &Pier, app_id: i64, restore: bool) -> Result<Vec<String>, String> {
+    let p = pier
+        .backup_policy(app_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = if restore {
+        &p.restore_command
+    } else {
+        &p.command
+    };
+    let args = pier_core::backups::command_args(text)?;
+    if args.is_empty() {
+        return Err(if restore {
+            "This snapshot is a command's output: set the app's restore command, which reads it from its standard input, then restore.".into()
+        } else {
+            "Command mode needs a command: set it in the app's backup settings.".into()
+        });
+    }
+    Ok(args)
+}
+
+/// The first lines of what a failed command wrote to standard error, for its reason.
+fn said(stderr: &str) -> String {
+    let text = stderr.trim();
+    if text.is_empty() {
+        return "it wrote nothing to standard error".into();
+    }
+    let mut out: String = text.lines().take(5).collect::<Vec<_>>().join(" / ");
+    if out.len() > 600 {
+        let mut cut = 600;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// Command mode: the app's command runs inside its container, and what it writes to standard
+/// output is the snapshot (the file `/dump`). Its exit status decides: a failed or silent
+/// command leaves no snapshot that counts.
+async fn dump(
+    pier: &Pier,
+    restic: &Restic,
+    s: &Snapshot,
+    instance: &str,
+    container: Option<Container>,
+) -> Result<repo::backups::Taken, String> {
+    let args = app_command(pier, s.app_id, false).await?;
+    let c = container.filter(|c| c.running()).ok_or(
+        "The app is not running, so its backup command cannot run: start it, or back it up in pause or stop mode.",
+    )?;
+    let tag = app_tag(instance, s.app_id);
+    let host = format!("pier-{instance}");
+    let rt = pier.runtime();
+    let tags = [tag.as_str(), DUMP_TAG];
+    let (summary, ran) = tracked(pier, s.id, |progress| {
+        restic.backup_stdin(DUMP_FILE, &tags, &host, progress, |input| async {
+            tokio::time::timeout(COMMAND_LIMIT, rt.exec(&c.id, &args, None, Box::new(input))).await
+        })
+    })
+    .await;
+    let ran = match ran {
+        None => Err("the backup command was not run".to_string()),
+        Some(Err(_)) => Err(format!(
+            "The backup command ran longer than {} hours and was given up.",
+            COMMAND_LIMIT.as_secs() / 3600
+        )),
+        Some(Ok(Err(e))) => Err(format!("The backup command could not be run: {e}")),
+        Some(Ok(Ok(o))) if o.exit_code != 0 => Err(format!(
+            "The backup command exited with status {}: {}",
+            o.exit_code,
+            said(&o.stderr)
+        )),
+        Some(Ok(Ok(o))) if o.stdout_bytes == 0 => Err(
+            "The backup command wrote nothing to its standard output, so there is nothing to keep."
+                .to_string(),
+        ),
+        Some(Ok(Ok(o))) => Ok(o),
+    };
+    match (summary, ran) {
+        (Ok(sum), Ok(_)) => Ok(repo::backups::Taken {
+            restic_id: sum.snapshot_id,
+            bytes: sum.bytes as i64,
+            files: sum.files as i64,
+            added_bytes: sum.data_added as i64,
+        }),
+        (Ok(sum), Err(why)) => {
+            // restic stored what came before the failure: not a snapshot anyone should trust.
+            if let Err(e) = restic.forget_ids(&[sum.snapshot_id]).await {
+                tracing::warn!(error = %e, "a failed dump's snapshot stays until retention");
+            }
+            Err(why)
+        }
+        // A command that failed on its own says more than the broken pipe restic left it.
+        (Err(_), Err(why)) if !why.contains("could not be run") => Err(why),
+        (Err(e), _) => Err(format!("The backup could not be stored: {e}")),
+    }
+}
+
 fn verb(mode: Consistency) -> &'static str {
     match mode {
         Consistency::Pause => "paused",
         Consistency::Stop => "stopped",
+        Consistency::Command => "reached",
     }
 }
 
@@ -621,7 +777,11 @@ async fn restore(
         return Ok(());
     }
     let started = Instant::now();
-    let failure = replace(pier, dirs, restic, &r).await.err();
+    let failure = match (r.from_volume_id, r.into_volume_id) {
+        (Some(from), Some(into)) => beside(pier, dirs, restic, &r, from, into).await.err(),
+        (Some(_), None) => Some("The volume to restore into was deleted.".to_string()),
+        _ => replace(pier, dirs, restic, &r).await.err(),
+    };
     repo::backups::end_restore(db, r.id, failure.as_deref(), now()).await?;
     match &failure {
         None => tracing::info!(
@@ -643,10 +803,13 @@ async fn replace(
     restic: &Restic,
     r: &pier_core::backups::Restore,
 ) -> Result<(), String> {
-    let rid = repo::backups::restic_id(pier.db(), r.snapshot_id)
+    let rid = snapshot_id(pier, r.snapshot_id).await?;
+    let snap = repo::backups::snapshot(pier.db(), r.app_id, r.snapshot_id)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or("The snapshot is gone (retention removed it).")?;
+        .map_err(|e| e.to_string())?;
+    if snap.is_some_and(|s| s.mode == Consistency::Command) {
+        return feed_back(pier, restic, r, &rid).await;
+    }
     let in_snapshot: HashSet<String> = restic
         .top_level(&rid)
         .await
@@ -695,6 +858,129 @@ async fn replace(
             tracing::warn!(container = %c.name, error = %e, "not started after a restore; the reconciler retries");
         }
     }
+    result
+}
+
+async fn snapshot_id(pier: &Pier, id: i64) -> Result<String, String> {
+    repo::backups::restic_id(pier.db(), id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "The snapshot is gone (retention removed it).".to_string())
+}
+
+/// A command's output restored: fed to the app's restore command inside its running
+/// container, whose exit status decides.
+async fn feed_back(
+    pier: &Pier,
+    restic: &Restic,
+    r: &pier_core::backups::Restore,
+    rid: &str,
+) -> Result<(), String> {
+    let args = app_command(pier, r.app_id, true).await?;
+    let c = serving_container(pier, r.app_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|c| c.running())
+        .ok_or("The app is not running, so its restore command cannot run: start it first.")?;
+    let dump = restic
+        .dump_file(rid, DUMP_FILE)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ran = tokio::time::timeout(
+        COMMAND_LIMIT,
+        pier.runtime().exec(
+            &c.id,
+            &args,
+            Some(Box::new(dump)),
+            Box::new(tokio::io::sink()),
+        ),
+    )
+    .await
+    .map_err(|_| "The restore command ran too long and was given up.".to_string())?
+    .map_err(|e| format!("The restore command could not be run: {e}"))?;
+    if ran.exit_code != 0 {
+        return Err(format!(
+            "The restore command exited with status {}: {}",
+            ran.exit_code,
+            said(&ran.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// One of the snapshot's volumes restored into a new kept volume, beside the app's own; the
+/// app is not touched. A failed restore removes the volume it made (it holds nothing).
+async fn beside(
+    pier: &Pier,
+    dirs: &Dirs,
+    restic: &Restic,
+    r: &pier_core::backups::Restore,
+    from: i64,
+    into: i64,
+) -> Result<(), String> {
+    let vol = repo::volumes::list_all(pier.db())
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|v| v.id == into)
+        .ok_or("The volume to restore into was deleted.")?;
+    let result = fill(pier, dirs, restic, r, from, &vol).await;
+    if result.is_err() {
+        if let Ok(true) = repo::volumes::delete_kept(pier.db(), vol.user_id, &vol.name).await {
+            pier.wake_engine();
+        }
+    }
+    result
+}
+
+async fn fill(
+    pier: &Pier,
+    dirs: &Dirs,
+    restic: &Restic,
+    r: &pier_core::backups::Restore,
+    from: i64,
+    vol: &pier_core::model::Volume,
+) -> Result<(), String> {
+    let rid = snapshot_id(pier, r.snapshot_id).await?;
+    let dir = format!("v{from}");
+    if !restic
+        .top_level(&rid)
+        .await
+        .map_err(|e| e.to_string())?
+        .contains(&dir)
+    {
+        return Err("That volume is not in this snapshot (it was added to the app later).".into());
+    }
+    let instance = pier.instance_id().await.map_err(|e| e.to_string())?;
+    crate::engine::prepare_volume(pier, &instance, vol)
+        .await
+        .map_err(|e| format!("the new volume could not be prepared: {e}"))?;
+    // Mounted where the snapshot keeps that volume, so restic writes straight into it.
+    let root = dirs.stage.join(format!("restore-{}", r.id));
+    let at = root.join(&dir);
+    std::fs::create_dir_all(&at).map_err(|e| format!("could not make a mount point: {e}"))?;
+    let result = match pier
+        .runtime()
+        .mount_volume(&volume_name(&instance, vol.id), &at)
+        .await
+    {
+        Err(e) => Err(format!("the new volume could not be mounted: {e}")),
+        Ok(()) => {
+            let r = async {
+                empty(&at).map_err(|e| format!("could not empty the new volume: {e}"))?;
+                restic
+                    .restore(&rid, &root, std::slice::from_ref(&dir))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            if let Err(e) = pier.runtime().unmount_volume(&at).await {
+                tracing::warn!(mount = %at.display(), error = %e, "could not unmount");
+            }
+            r
+        }
+    };
+    remove_mount_dirs(&root);
     result
 }
 

@@ -216,13 +216,17 @@ pub async fn restore(
         let snapshot_id = match (known, newest) {
             (Some((_, id, rid)), Some(n)) if n.short_id == rid => id,
             (_, Some(n)) => {
-                let mode = pier_core::backups::Consistency::Pause;
+                let mode = if n.tags.iter().any(|t| t == super::DUMP_TAG) {
+                    pier_core::backups::Consistency::Command
+                } else {
+                    pier_core::backups::Consistency::Pause
+                };
                 repo::backups::adopt_snapshot(&db, app.id, &n.short_id, mode, n.time).await?
             }
             (Some((_, id, _)), None) => id,
             (None, None) => continue,
         };
-        if repo::backups::queue_restore(&db, app.id, snapshot_id, now())
+        if repo::backups::queue_restore(&db, app.id, snapshot_id, None, now())
             .await?
             .is_some()
         {

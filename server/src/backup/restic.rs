@@ -355,38 +355,107 @@ impl Restic {
             args.extend(["--tag", t]);
         }
         args.push(".");
-        let mut child = self
+        let child = self
             .command(&args)
             .current_dir(dir)
             .spawn()
             .map_err(|e| ResticError(format!("restic could not be run: {e}")))?;
-        let stderr = collect_stderr(&mut child);
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let mut summary = None;
-        let mut bad = None;
-        while let Ok(Some(line)) = lines.next_line().await {
-            match parse_line(&line) {
-                Some(Ok(Ok(p))) => progress(p),
-                Some(Ok(Err(s))) => summary = Some(s),
-                Some(Err(e)) => bad = Some(e),
-                None => {}
-            }
-        }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| ResticError(format!("restic: {e}")))?;
-        let stderr = stderr.await.unwrap_or_default();
-        // Exit 3: some files could not be read; the snapshot exists but is incomplete.
-        if !status.success() {
-            return Err(reason(&stderr, status));
-        }
-        if let Some(e) = bad {
-            return Err(e);
-        }
-        summary.ok_or_else(|| ResticError("restic ended without a summary".into()))
+        follow(child, progress).await
     }
 
+    /// Backs up what `feed` writes to restic's standard input, as the file `/<name>` of the
+    /// snapshot; `feed` gets the pipe and returns once it is done writing (dropping it ends the
+    /// input). Its own result comes back beside restic's: a snapshot is taken even when the
+    /// feed fails, and the caller forgets it then. Not retried when another process holds the
+    /// repository (the input cannot be read twice): the caller's schedule retries.
+    pub async fn backup_stdin<F, Fut, T>(
+        &self,
+        name: &str,
+        tags: &[&str],
+        host: &str,
+        mut progress: impl FnMut(Progress),
+        feed: F,
+    ) -> (Result<Summary>, Option<T>)
+    where
+        F: FnOnce(tokio::process::ChildStdin) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let lock = repo_lock(&self.repository);
+        let _shared = lock.read().await;
+        let stdin_name = name.to_string();
+        let mut args = vec![
+            "backup",
+            "--json",
+            "--host",
+            host,
+            "--stdin",
+            "--stdin-filename",
+            &stdin_name,
+        ];
+        for t in tags {
+            args.extend(["--tag", t]);
+        }
+        let mut child = match self.command(&args).stdin(Stdio::piped()).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return (
+                    Err(ResticError(format!("restic could not be run: {e}"))),
+                    None,
+                )
+            }
+        };
+        let input = child.stdin.take().expect("piped");
+        let (summary, fed) = tokio::join!(follow(child, &mut progress), feed(input));
+        (summary, Some(fed))
+    }
+
+    /// The total size of the data the snapshots with `tag` need, as stored (after
+    /// deduplication and compression).
+    pub async fn stored_bytes(&self, tag: &str) -> Result<u64> {
+        let out = self
+            .output(&["stats", "--json", "--mode", "raw-data", "--tag", tag])
+            .await?;
+        #[derive(Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            total_size: u64,
+        }
+        serde_json::from_str::<Stats>(out.trim())
+            .map(|s| s.total_size)
+            .map_err(|e| ResticError(format!("restic stats: {e}")))
+    }
+}
+
+/// Reads a running `restic backup --json` to its end: progress to `progress`, then its summary.
+async fn follow(mut child: Child, progress: &mut impl FnMut(Progress)) -> Result<Summary> {
+    let stderr = collect_stderr(&mut child);
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut summary = None;
+    let mut bad = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        match parse_line(&line) {
+            Some(Ok(Ok(p))) => progress(p),
+            Some(Ok(Err(s))) => summary = Some(s),
+            Some(Err(e)) => bad = Some(e),
+            None => {}
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| ResticError(format!("restic: {e}")))?;
+    let stderr = stderr.await.unwrap_or_default();
+    // Exit 3: some files could not be read; the snapshot exists but is incomplete.
+    if !status.success() {
+        return Err(reason(&stderr, status));
+    }
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    summary.ok_or_else(|| ResticError("restic ended without a summary".into()))
+}
+
+impl Restic {
     /// The top-level directory names of a snapshot.
     pub async fn top_level(&self, id: &str) -> Result<Vec<String>> {
         let id = checked(id)?;
@@ -554,10 +623,30 @@ impl Restic {
     /// for Pier's own pruning to end first; a failure mid-way (the stream ends short) is
     /// logged.
     pub async fn dump(&self, id: &str) -> Result<tokio::process::ChildStdout> {
+        self.dump_path(id, &["--archive", "tar"], "/").await
+    }
+
+    /// One file of a snapshot (`/dump` of a command's output) as it was written, streamed.
+    pub async fn dump_file(&self, id: &str, name: &str) -> Result<tokio::process::ChildStdout> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ResticError(format!("{name:?} is not a file Pier writes")));
+        }
+        self.dump_path(id, &[], &format!("/{name}")).await
+    }
+
+    async fn dump_path(
+        &self,
+        id: &str,
+        flags: &[&str],
+        path: &str,
+    ) -> Result<tokio::process::ChildStdout> {
         let id = checked(id)?.to_owned();
         let shared = repo_lock(&self.repository).read_owned().await;
+        let mut args = vec!["dump"];
+        args.extend(flags);
+        args.extend([id.as_str(), path]);
         let mut child = self
-            .command(&["dump", "--archive", "tar", &id, "/"])
+            .command(&args)
             .spawn()
             .map_err(|e| ResticError(format!("restic could not be run: {e}")))?;
         let stdout = child.stdout.take().expect("piped");

@@ -11,10 +11,11 @@ use bollard::{
     auth::DockerCredentials,
     container::LogOutput,
     errors::Error as DockerError,
+    exec::StartExecResults,
     models::{
-        ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
-        NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-        VolumeCreateRequest,
+        ContainerCreateBody, EndpointSettings, ExecConfig, HostConfig, HostConfigLogConfig, Mount,
+        MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
+        RestartPolicyNameEnum, VolumeCreateRequest,
     },
     query_parameters::{
         CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
@@ -29,9 +30,10 @@ use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
 use super::storage::Storage;
 use pier_core::{
     runtime::{
-        Container, ContainerSpec, EgressPolicy, EgressStatus, EngineInfo, ExitInfo, LogLine,
-        Network, ProgressFn, PullProgress, Pulled, RegistryAuth, Runtime, RuntimeError, Usage,
-        VolumeInfo, VolumeSpec, VolumeUsage, LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
+        keep_tail, Container, ContainerSpec, EgressPolicy, EgressStatus, EngineInfo, ExecInput,
+        ExecOutcome, ExecOutput, ExitInfo, LogLine, Network, ProgressFn, PullProgress, Pulled,
+        RegistryAuth, Runtime, RuntimeError, Usage, VolumeInfo, VolumeSpec, VolumeUsage,
+        LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
     },
     validate::ImageRef,
 };
@@ -727,6 +729,77 @@ impl Runtime for DockerRuntime {
 
     async fn unmount_volume(&self, at: &std::path::Path) -> Result<(), RuntimeError> {
         self.storage.unmount(at).await
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdin: Option<ExecInput>,
+        mut stdout: ExecOutput,
+    ) -> Result<ExecOutcome, RuntimeError> {
+        use tokio::io::AsyncWriteExt;
+        let docker = self.docker()?;
+        let config = ExecConfig {
+            attach_stdin: Some(stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            cmd: Some(cmd.to_vec()),
+            ..Default::default()
+        };
+        let exec = docker.create_exec(id, config).await.map_err(map_err)?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = docker.start_exec(&exec.id, None).await.map_err(map_err)?
+        else {
+            return Err(RuntimeError::Failed("the command did not attach".into()));
+        };
+        let io = |e: std::io::Error| RuntimeError::Failed(e.to_string());
+        // Input and output at once: a command that writes while it reads must not wait on us.
+        let feed = async {
+            if let Some(mut from) = stdin {
+                // A command that exits before reading everything closes its end: its exit
+                // status says what went wrong, not the broken pipe.
+                let _ = tokio::io::copy(&mut from, &mut input).await;
+            }
+            // Closing our half of the connection is the command's end of input.
+            let _ = input.shutdown().await;
+        };
+        let drain = async {
+            let mut stderr = Vec::new();
+            let mut written = 0u64;
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(map_err)? {
+                    LogOutput::StdOut { message } => {
+                        stdout.write_all(&message).await.map_err(io)?;
+                        written += message.len() as u64;
+                    }
+                    LogOutput::StdErr { message } => keep_tail(&mut stderr, &message),
+                    _ => {}
+                }
+            }
+            stdout.shutdown().await.map_err(io)?;
+            Ok::<_, RuntimeError>((stderr, written))
+        };
+        let ((), drained) = tokio::join!(feed, drain);
+        let (stderr, stdout_bytes) = drained?;
+        // The stream ends as the process exits; its status may take a moment to be recorded.
+        for _ in 0..50 {
+            let state = docker.inspect_exec(&exec.id).await.map_err(map_err)?;
+            if state.running != Some(true) {
+                return Ok(ExecOutcome {
+                    exit_code: state.exit_code.unwrap_or(-1),
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                    stdout_bytes,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(RuntimeError::Failed(
+            "the command's output ended but it did not exit".into(),
+        ))
     }
 }
 

@@ -275,6 +275,19 @@ pub(crate) async fn start_volumes(
         .map(|_| ())
 }
 
+/// Makes one of a tenant's volumes ready to mount, whether an app has it or not (a volume a
+/// backup is restored into).
+pub(crate) async fn prepare_volume(
+    pier: &Pier,
+    instance: &str,
+    volume: &pier_core::model::Volume,
+) -> Result<(), RuntimeError> {
+    let labels = rollout::tenant_labels(pier, instance, volume.user_id);
+    rollout::ensure_volumes(pier, instance, std::slice::from_ref(volume), &labels)
+        .await
+        .map(|_| ())
+}
+
 /// Notes the outcome of a step on the app: its error is shown on the app page.
 async fn record(
     pier: &Pier,

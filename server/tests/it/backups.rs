@@ -583,3 +583,273 @@ async fn postgres_paused_under_writes_comes_back_with_the_snapshots_rows(db: Sql
     assert_eq!(count, max_id, "rows 1..={max_id} with none missing");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn postgres_dump_in_command_mode_brings_back_exactly_its_rows(db: SqlitePool) {
+    let (app, dir) = with_backups(db, "pg-dump", |_| {}).await;
+    let t = tenant(&app, "ann@example.com").await;
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&t),
+            Some(json!({
+                "name": "db", "image": format!("{}/pier-test/postgres:1", registry().0),
+                "port": 5432, "kind": "internal", "memory_mb": 256,
+                "env": {"POSTGRES_PASSWORD": "pg-pass-123"}, "secret_env": ["POSTGRES_PASSWORD"],
+                "volumes": [{"name": "db-data", "path": "/var/lib/postgresql/data", "size_mb": 256}]
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    until(&app, &t, "/apps/db", 120, |a| a["state"] == "running").await;
+    let c = container(&app, "db").await;
+    psql(
+        &c,
+        "CREATE TABLE t (id serial PRIMARY KEY, v text NOT NULL); INSERT INTO t (v) SELECT 'kept' FROM generate_series(1, 100)",
+    );
+
+    // Command mode needs a command; a quote left open is refused and nothing changes.
+    let policy = "/apps/db/backup-policy";
+    let r = app
+        .api("PUT", policy, Some(&t), Some(json!({"mode": "command"})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = app
+        .api(
+            "PUT",
+            policy,
+            Some(&t),
+            Some(json!({"mode": "command", "command": "pg_dump 'postgres"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(get(&app, &t, policy).await["mode"], "pause");
+
+    // A command that fails: the snapshot fails with its exit status and what it said.
+    let r = app
+        .api(
+            "PUT",
+            policy,
+            Some(&t),
+            Some(json!({"mode": "command", "command": "pg_dump -Fc -U postgres no_such_db"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.api("POST", "/apps/db/backups", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let failed = until(
+        &app,
+        &t,
+        &format!("/apps/db/backups/{}", r.json()["id"]),
+        120,
+        |s| s["state"] == "failed" || s["state"] == "done",
+    )
+    .await;
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    let why = failed["reason"].as_str().unwrap();
+    assert!(
+        why.contains("exited with status 1") && why.contains("no_such_db"),
+        "{why}"
+    );
+
+    // The real dump, taken while the app keeps running.
+    let r = app
+        .api(
+            "PUT",
+            policy,
+            Some(&t),
+            Some(json!({"command": "pg_dump -Fc -U postgres postgres"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let snap = back_up(&app, &t, "db").await;
+    assert_eq!(snap["mode"], "command");
+    assert!(snap["paused_ms"].is_null(), "{snap:#}");
+    assert!(snap["bytes"].as_i64().unwrap() > 1000, "{snap:#}");
+    assert_eq!(container(&app, "db").await, c, "the app was not stopped");
+    let id = snap["id"].as_i64().unwrap();
+
+    // Its download is a tar holding the dump as pg_dump wrote it.
+    let (status, _, tar) = download(&app, &t, &format!("/apps/db/backups/{id}/download")).await;
+    assert_eq!(status, StatusCode::OK);
+    std::fs::create_dir_all(dir.join("x")).unwrap();
+    std::fs::write(dir.join("dump.tar"), &tar).unwrap();
+    let out = std::process::Command::new("tar")
+        .args(["-xf", &dir.join("dump.tar").to_string_lossy(), "-C"])
+        .arg(dir.join("x"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dump = std::fs::read(dir.join("x/dump")).unwrap();
+    assert_eq!(&dump[..5], b"PGDMP", "a pg_dump custom-format archive");
+
+    // More rows, and a table dropped; then the restore, which needs a restore command.
+    psql(
+        &c,
+        "INSERT INTO t (v) SELECT 'later' FROM generate_series(1, 50); CREATE TABLE u (x int)",
+    );
+    let restore_path = format!("/apps/db/backups/{id}/restore");
+    let r = app.api("POST", &restore_path, Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("restore command"), "{}", r.body);
+    let r = app
+        .api(
+            "PUT",
+            policy,
+            Some(&t),
+            Some(json!({"restore_command": "pg_restore --clean --if-exists -U postgres -d postgres"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A dump does not go into a volume.
+    let r = app
+        .api(
+            "POST",
+            &restore_path,
+            Some(&t),
+            Some(json!({"into_volume": "db-old"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    restore(&app, &t, "db", id, 60).await;
+
+    assert_eq!(container(&app, "db").await, c, "restored while it ran");
+    assert_eq!(
+        psql(
+            &c,
+            "SELECT count(*), count(*) FILTER (WHERE v = 'later') FROM t"
+        ),
+        "100|0"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn unchanged_data_is_not_stored_twice_and_a_restore_can_go_beside(db: SqlitePool) {
+    let (app, dir) = with_backups(db, "beside", |_| {}).await;
+    let t = tenant(&app, "ann@example.com").await;
+    let image = format!("{}/pier-test/hello:1", registry().0);
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&t),
+            Some(json!({
+                "name": "big", "image": image, "port": 8080,
+                "volumes": [{"name": "big-data", "path": "/data", "size_mb": 300}]
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    until(&app, &t, "/apps/big", 90, |a| a["state"] == "running").await;
+    let c = container(&app, "big").await;
+    // 200 MiB that does not compress, and a small file.
+    exec(
+        &c,
+        "dd if=/dev/urandom of=/data/blob bs=1M count=200 2>/dev/null && echo one > /data/note",
+    );
+    let sum = exec(&c, "md5sum /data/blob | cut -d' ' -f1");
+
+    let first = back_up(&app, &t, "big").await;
+    let added = first["added_bytes"].as_i64().unwrap();
+    assert!(
+        added > 195 << 20,
+        "the first snapshot stores the data: {first:#}"
+    );
+    // Nothing changed: the second snapshot reads it all again but stores (almost) nothing.
+    let second = back_up(&app, &t, "big").await;
+    let again = second["added_bytes"].as_i64().unwrap();
+    assert!(again < 1 << 20, "an unchanged volume added {again} bytes");
+    println!("200 MiB volume: first snapshot added {added} bytes, the unchanged second {again}");
+
+    exec(&c, "echo two > /data/note && rm /data/blob");
+
+    // The first snapshot into a new volume, beside the app's: the app is not touched.
+    let first_id = first["id"].as_i64().unwrap();
+    let path = format!("/apps/big/backups/{first_id}/restore");
+    for (body, status) in [
+        (
+            json!({"into_volume": "Bad Name"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"into_volume": "big-data"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"into_volume": "x", "from_volume": "nope"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"from_volume": "big-data"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"into_volume": "x", "extra": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let r = app.api("POST", &path, Some(&t), Some(body.clone())).await;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+    }
+    // Another tenant cannot reach it.
+    let bob = tenant(&app, "bob@example.com").await;
+    let r = app
+        .api(
+            "POST",
+            &path,
+            Some(&bob),
+            Some(json!({"into_volume": "mine"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
+    let r = app
+        .api(
+            "POST",
+            &path,
+            Some(&t),
+            Some(json!({"into_volume": "big-old"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.json()["into_volume"], "big-old");
+    let rid = r.json()["id"].as_i64().unwrap();
+    let done = until(&app, &t, &format!("/apps/big/restores/{rid}"), 120, |r| {
+        r["state"] == "done" || r["state"] == "failed"
+    })
+    .await;
+    assert_eq!(done["state"], "done", "{done:#}");
+    assert_eq!(container(&app, "big").await, c, "the app was not touched");
+    assert_eq!(exec(&c, "cat /data/note"), "two\n");
+    let vols = get(&app, &t, "/volumes").await;
+    let old = vols["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "big-old")
+        .unwrap_or_else(|| panic!("{vols:#}"))
+        .clone();
+    assert!(old["app"].is_null(), "a kept volume: {old:#}");
+    assert_eq!(old["size_mb"], 300);
+
+    // Attached to another app, it holds the snapshot's files.
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&t),
+            Some(json!({
+                "name": "viewer", "image": format!("{}/pier-test/hello:1", registry().0),
+                "port": 8080, "volumes": [{"name": "big-old", "path": "/old"}]
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    until(&app, &t, "/apps/viewer", 90, |a| a["state"] == "running").await;
+    let v = container(&app, "viewer").await;
+    assert_eq!(exec(&v, "cat /old/note"), "one\n");
+    assert_eq!(exec(&v, "md5sum /old/blob | cut -d' ' -f1"), sum);
+    let _ = std::fs::remove_dir_all(&dir);
+}
