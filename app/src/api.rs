@@ -44,6 +44,7 @@ pub struct UserRow {
     pub max_memory_mb: i64,
     pub max_cpus: String,
     pub max_storage_mb: i64,
+    pub max_backup_mb: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +226,7 @@ fn user_row(u: pier_core::model::User) -> UserRow {
         max_memory_mb: u.quotas.max_memory_mb,
         max_cpus: format_cpus(u.quotas.max_cpus_milli),
         max_storage_mb: u.quotas.max_storage_mb,
+        max_backup_mb: u.quotas.max_backup_mb,
         email: u.email,
     }
 }
@@ -454,6 +456,7 @@ pub async fn create_user(
     max_memory_mb: String,
     max_cpus: String,
     #[server(default)] max_storage_mb: String,
+    #[server(default)] max_backup_mb: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
@@ -472,6 +475,7 @@ pub async fn create_user(
                 max_memory_mb,
                 max_cpus,
                 max_storage_mb,
+                max_backup_mb,
             },
         )
         .await?;
@@ -565,6 +569,7 @@ pub async fn set_quotas(
     max_memory_mb: String,
     max_cpus: String,
     #[server(default)] max_storage_mb: String,
+    #[server(default)] max_backup_mb: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
@@ -576,10 +581,13 @@ pub async fn set_quotas(
         .set_quotas(
             &actor,
             id,
-            &max_apps,
-            &max_memory_mb,
-            &max_cpus,
-            &max_storage_mb,
+            [
+                &max_apps,
+                &max_memory_mb,
+                &max_cpus,
+                &max_storage_mb,
+                &max_backup_mb,
+            ],
         )
         .await?;
     Ok(Done {

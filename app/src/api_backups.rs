@@ -59,6 +59,10 @@ pub struct BackupsInfo {
     pub last_success: Option<String>,
     pub last_failure: Option<String>,
     pub overdue: bool,
+    /// This app's snapshots, and all of the tenant's, in the repository; the tenant's quota.
+    pub stored_bytes: i64,
+    pub tenant_stored_bytes: i64,
+    pub backup_quota_bytes: i64,
     pub snapshots: Vec<SnapshotRow>,
     pub last_restore: Option<RestoreRow>,
 }
@@ -126,6 +130,7 @@ pub async fn app_backups(name: String) -> Result<BackupsInfo, AppError> {
         .map(|v| v.name)
         .collect();
     let now = pier_core::now();
+    let usage = c.pier.backup_usage(actor.user_id).await?;
     let p = summary.policy;
     Ok(BackupsInfo {
         enabled: c.pier.settings().backups.dir.is_some(),
@@ -143,6 +148,9 @@ pub async fn app_backups(name: String) -> Result<BackupsInfo, AppError> {
         last_success: summary.last_done_at.map(pier_core::format_time),
         last_failure: summary.last_failure.map(|(why, _)| why),
         overdue: summary.overdue,
+        stored_bytes: summary.stored_bytes,
+        tenant_stored_bytes: usage.0,
+        backup_quota_bytes: usage.1,
         snapshots: c
             .pier
             .backups(&actor, &name)

@@ -433,6 +433,8 @@ pub struct BackupSummary {
     pub overdue: bool,
     /// The latest restore, whatever its state.
     pub last_restore: Option<Restore>,
+    /// What the app's snapshots take in the repository (after deduplication and compression).
+    pub stored_bytes: i64,
 }
 
 /// One app's line on the admin page.
@@ -486,6 +488,7 @@ impl Pier {
             last_done_at,
             last_failure,
             last_restore: repo::backups::latest_restore(self.db(), app_id).await?,
+            stored_bytes: repo::backups::stored_for_app(self.db(), app_id).await?,
         })
     }
 
@@ -508,6 +511,9 @@ impl Pier {
     pub async fn back_up_now(&self, actor: &Actor, name: &str) -> Result<Snapshot> {
         let app = self.own_app(actor, name).await?;
         self.backups_on()?;
+        if let Some(full) = self.backup_quota_full(actor.user_id).await? {
+            return Err(Error::Quota(full));
+        }
         let mode = self.backup_policy(app.id).await?.mode;
         if mode != Consistency::Command
             && repo::volumes::for_app(self.db(), app.id).await?.is_empty()
@@ -667,6 +673,28 @@ impl Pier {
             });
         }
         Ok(out)
+    }
+
+    /// What the tenant's backups take, and the most they may (bytes).
+    pub async fn backup_usage(&self, user_id: i64) -> Result<(i64, i64)> {
+        let q = repo::users::by_id(self.db(), user_id)
+            .await?
+            .ok_or(Error::NotFound)?
+            .quotas;
+        let used = repo::backups::stored_for_user(self.db(), user_id).await?;
+        Ok((used, q.max_backup_mb.saturating_mul(1 << 20)))
+    }
+
+    /// Why no new snapshot of the tenant's apps may be taken: their backups fill the quota.
+    pub async fn backup_quota_full(&self, user_id: i64) -> Result<Option<String>> {
+        let (used, max) = self.backup_usage(user_id).await?;
+        Ok((used >= max).then(|| {
+            format!(
+                "Your backups take {} MiB of your {} MiB backup quota. Keep fewer snapshots (retention), or ask an admin to raise the quota.",
+                used >> 20,
+                max >> 20
+            )
+        }))
     }
 
     fn backups_on(&self) -> Result<()> {

@@ -35,6 +35,8 @@ pub struct Quotas {
     pub max_cpus_milli: i64,
     /// What the user's volumes may take together.
     pub max_storage_mb: i64,
+    /// What the snapshots of the user's apps may take in the backup repository.
+    pub max_backup_mb: i64,
 }
 
 impl Default for Quotas {
@@ -44,6 +46,7 @@ impl Default for Quotas {
             max_memory_mb: 2048,
             max_cpus_milli: 2000,
             max_storage_mb: 5120,
+            max_backup_mb: 10240,
         }
     }
 }

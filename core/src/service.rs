@@ -188,6 +188,8 @@ pub struct NewUser {
     pub max_cpus: String,
     /// Empty: the operator's default.
     pub max_storage_mb: String,
+    /// Empty: the operator's default.
+    pub max_backup_mb: String,
 }
 
 /// See [`Pier::claim_listing`].
@@ -832,7 +834,8 @@ impl Pier {
             &or(&new.max_memory_mb, d.max_memory_mb.to_string()),
             &or(&new.max_cpus, validate::format_cpus(d.max_cpus_milli)),
             &new.max_storage_mb,
-            d.max_storage_mb,
+            &new.max_backup_mb,
+            d,
         );
         if let Some(e) = &email {
             if repo::users::by_email(self.db(), e).await?.is_some() {
@@ -1008,24 +1011,13 @@ impl Pier {
         Ok((user, token, revoked))
     }
 
-    pub async fn set_quotas(
-        &self,
-        actor: &Actor,
-        id: i64,
-        max_apps: &str,
-        max_memory_mb: &str,
-        max_cpus: &str,
-        max_storage_mb: &str,
-    ) -> Result<User> {
+    /// Sets a user's quotas from a form: `[apps, memory MiB, CPUs, storage MiB, backups MiB]`
+    /// (an empty storage or backups field keeps its value).
+    pub async fn set_quotas(&self, actor: &Actor, id: i64, form: [&str; 5]) -> Result<User> {
         Self::require_admin(actor)?;
         let current = self.target(id).await?;
-        let q = validate::quotas(
-            max_apps,
-            max_memory_mb,
-            max_cpus,
-            max_storage_mb,
-            current.quotas.max_storage_mb,
-        )?;
+        let [apps, memory, cpus, storage, backups] = form;
+        let q = validate::quotas(apps, memory, cpus, storage, backups, current.quotas)?;
         if !repo::users::set_quotas(self.db(), id, q).await? {
             return Err(Error::NotFound);
         }

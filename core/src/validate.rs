@@ -142,14 +142,15 @@ pub fn cpus_milli(input: &str) -> Result<i64, String> {
     Ok(milli)
 }
 
-/// Checks the quota fields of a form, reporting every bad one. An empty storage field means
-/// `storage_default` (the current value, or the operator's default for a new user).
+/// Checks the quota fields of a form, reporting every bad one. An empty storage or backup field
+/// means its value in `defaults` (the current value, or the operator's default for a new user).
 pub fn quotas(
     max_apps: &str,
     max_memory_mb: &str,
     max_cpus: &str,
     max_storage_mb: &str,
-    storage_default: i64,
+    max_backup_mb: &str,
+    defaults: Quotas,
 ) -> Result<Quotas> {
     let mut c = Checks::default();
     let q = quotas_into(
@@ -158,7 +159,8 @@ pub fn quotas(
         max_memory_mb,
         max_cpus,
         max_storage_mb,
-        storage_default,
+        max_backup_mb,
+        defaults,
     );
     c.finish()?;
     Ok(q.expect("no errors means every field parsed"))
@@ -171,7 +173,8 @@ pub fn quotas_into(
     max_memory_mb: &str,
     max_cpus: &str,
     max_storage_mb: &str,
-    storage_default: i64,
+    max_backup_mb: &str,
+    defaults: Quotas,
 ) -> Option<Quotas> {
     let a = c.check("max_apps", whole_number(max_apps, 0, 1000, "apps"));
     let m = c.check(
@@ -179,19 +182,21 @@ pub fn quotas_into(
         whole_number(max_memory_mb, 0, 1_048_576, "MiB"),
     );
     let p = c.check("max_cpus", cpus_milli(max_cpus));
-    let st = if max_storage_mb.trim().is_empty() {
-        Some(storage_default)
-    } else {
-        c.check(
-            "max_storage_mb",
-            whole_number(max_storage_mb, 0, 16 * 1_048_576, "MiB"),
-        )
+    let mut mib = |field: &'static str, text: &str, default: i64| {
+        if text.trim().is_empty() {
+            Some(default)
+        } else {
+            c.check(field, whole_number(text, 0, 16 * 1_048_576, "MiB"))
+        }
     };
+    let st = mib("max_storage_mb", max_storage_mb, defaults.max_storage_mb);
+    let bk = mib("max_backup_mb", max_backup_mb, defaults.max_backup_mb);
     Some(Quotas {
         max_apps: a?,
         max_memory_mb: m?,
         max_cpus_milli: p?,
         max_storage_mb: st?,
+        max_backup_mb: bk?,
     })
 }
 
@@ -804,26 +809,37 @@ mod tests {
 
     #[test]
     fn quotas_report_every_bad_field() {
-        let e = quotas("x", "-1", "999", "lots", 0).unwrap_err();
+        let d = Quotas::default();
+        let e = quotas("x", "-1", "999", "lots", "1e9", d).unwrap_err();
         let fields: Vec<_> = e.fields().iter().map(|f| f.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["max_apps", "max_memory_mb", "max_cpus", "max_storage_mb"]
+            [
+                "max_apps",
+                "max_memory_mb",
+                "max_cpus",
+                "max_storage_mb",
+                "max_backup_mb"
+            ]
         );
         assert_eq!(
-            quotas("3", "512", "0.5", "2048", 0).unwrap(),
+            quotas("3", "512", "0.5", "2048", "100", d).unwrap(),
             Quotas {
                 max_apps: 3,
                 max_memory_mb: 512,
                 max_cpus_milli: 500,
                 max_storage_mb: 2048,
+                max_backup_mb: 100,
             }
         );
-        // An empty storage field keeps what it was.
-        assert_eq!(
-            quotas("3", "512", "0.5", " ", 777).unwrap().max_storage_mb,
-            777
-        );
+        // Empty storage and backup fields keep what they were.
+        let d = Quotas {
+            max_storage_mb: 777,
+            max_backup_mb: 888,
+            ..d
+        };
+        let q = quotas("3", "512", "0.5", " ", "", d).unwrap();
+        assert_eq!((q.max_storage_mb, q.max_backup_mb), (777, 888));
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn UsersAdmin() -> impl IntoView {
                         <Field label="Memory MiB" name="max_memory_mb" placeholder="2048" error=field_error(created, "max_memory_mb")/>
                         <Field label="CPUs" name="max_cpus" placeholder="2" error=field_error(created, "max_cpus")/>
                         <Field label="Storage MiB" name="max_storage_mb" placeholder="5120" error=field_error(created, "max_storage_mb")/>
+                        <Field label="Backups MiB" name="max_backup_mb" placeholder="10240" error=field_error(created, "max_backup_mb")/>
                     </fieldset>
                     <button type="submit" class=BUTTON disabled=move || create.pending().get()>"Add person"</button>
                 </ActionForm>
@@ -185,6 +186,7 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
                     <input name="max_memory_mb" aria-label="Memory MiB" title="Memory MiB" class=small_input value=u.max_memory_mb.to_string()/>
                     <input name="max_cpus" aria-label="CPUs" title="CPUs" class=small_input value=u.max_cpus.clone()/>
                     <input name="max_storage_mb" aria-label="Storage MiB" title="Storage MiB" class=small_input value=u.max_storage_mb.to_string()/>
+                    <input name="max_backup_mb" aria-label="Backups MiB" title="Backups MiB" class=small_input value=u.max_backup_mb.to_string()/>
                     <button type="submit" class=BUTTON_SMALL>"Save"</button>
                 </ActionForm>
             </td>

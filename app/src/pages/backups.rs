@@ -268,6 +268,9 @@ pub fn AppBackups(name: String) -> impl IntoView {
                             <p class="text-sm" data-testid="backup-summary">
                                 {b.last_success.clone().map(|t| format!("Last good backup: {t}.")).unwrap_or_else(|| "No good backup yet.".into())}
                             </p>
+                            <p class="text-xs text-slate-500" data-testid="backup-storage">
+                                {format!("This app's backups take {}; all of yours take {} of {}.", size(b.stored_bytes), size(b.tenant_stored_bytes), size(b.backup_quota_bytes))}
+                            </p>
                             {b.overdue.then(|| view! {
                                 <p class="mt-1 text-sm font-medium text-red-700" data-testid="backup-overdue">"A scheduled backup was missed: the last good one is older than the schedule allows."</p>
                             })}

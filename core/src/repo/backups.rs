@@ -807,3 +807,36 @@ pub async fn rename_restic_id(db: impl SqliteExecutor<'_>, old: &str, new: &str)
     .await?;
     Ok(())
 }
+
+/// What an app's snapshots take in the repository, as last measured.
+pub async fn set_stored(db: impl SqliteExecutor<'_>, app_id: i64, bytes: i64) -> Result<()> {
+    sqlx::query!(
+        "UPDATE apps SET backup_bytes = ? WHERE id = ?",
+        bytes,
+        app_id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What the snapshots of a tenant's apps take together, in bytes.
+pub async fn stored_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT COALESCE(SUM(backup_bytes), 0) AS "n!: i64" FROM apps WHERE user_id = ?"#,
+        user_id
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+/// What one app's snapshots take, in bytes.
+pub async fn stored_for_app(db: impl SqliteExecutor<'_>, app_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT backup_bytes AS "n!: i64" FROM apps WHERE id = ?"#,
+        app_id
+    )
+    .fetch_optional(db)
+    .await?
+    .unwrap_or(0))
+}

@@ -22,6 +22,7 @@ struct UserRow {
     max_memory_mb: i64,
     max_cpus_milli: i64,
     max_storage_mb: i64,
+    max_backup_mb: i64,
     created_at: i64,
     last_sign_in_at: Option<i64>,
 }
@@ -40,6 +41,7 @@ impl From<UserRow> for User {
                 max_memory_mb: r.max_memory_mb,
                 max_cpus_milli: r.max_cpus_milli,
                 max_storage_mb: r.max_storage_mb,
+                max_backup_mb: r.max_backup_mb,
             },
             created_at: r.created_at,
             last_sign_in_at: r.last_sign_in_at,

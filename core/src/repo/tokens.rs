@@ -62,7 +62,7 @@ pub async fn by_hash_with_user(
         r#"SELECT t.id AS "id!", t.user_id, t.name, t.prefix, t.scope, t.created_at,
                   t.expires_at, t.last_used_at,
                   u.email, u.password_hash, u.role, u.disabled AS "disabled: bool", u.max_apps,
-                  u.max_memory_mb, u.max_cpus_milli, u.max_storage_mb,
+                  u.max_memory_mb, u.max_cpus_milli, u.max_storage_mb, u.max_backup_mb,
                   u.created_at AS user_created_at, u.last_sign_in_at
            FROM api_tokens t JOIN users u ON u.id = t.user_id
            WHERE t.secret_hash = ?"#,
@@ -81,6 +81,7 @@ pub async fn by_hash_with_user(
             max_memory_mb: r.max_memory_mb,
             max_cpus_milli: r.max_cpus_milli,
             max_storage_mb: r.max_storage_mb,
+            max_backup_mb: r.max_backup_mb,
             created_at: r.user_created_at,
             last_sign_in_at: r.last_sign_in_at,
         });

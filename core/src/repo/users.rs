@@ -10,8 +10,8 @@ pub async fn insert(
 ) -> Result<i64> {
     let role = role.as_str();
     let id = sqlx::query_scalar!(
-        r#"INSERT INTO users (email, password_hash, role, max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
+        r#"INSERT INTO users (email, password_hash, role, max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, max_backup_mb, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
         email,
         password_hash,
         role,
@@ -19,6 +19,7 @@ pub async fn insert(
         q.max_memory_mb,
         q.max_cpus_milli,
         q.max_storage_mb,
+        q.max_backup_mb,
         now
     )
     .fetch_one(db)
@@ -76,7 +77,7 @@ pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<User>>
     let row = sqlx::query_as!(
         UserRow,
         r#"SELECT id AS "id!", email, password_hash, role, disabled AS "disabled: bool",
-                  max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, created_at, last_sign_in_at
+                  max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, max_backup_mb, created_at, last_sign_in_at
            FROM users WHERE id = ?"#,
         id
     )
@@ -89,7 +90,7 @@ pub async fn by_email(db: impl SqliteExecutor<'_>, email: &str) -> Result<Option
     let row = sqlx::query_as!(
         UserRow,
         r#"SELECT id AS "id!", email, password_hash, role, disabled AS "disabled: bool",
-                  max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, created_at, last_sign_in_at
+                  max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, max_backup_mb, created_at, last_sign_in_at
            FROM users WHERE email = ?"#,
         email
     )
@@ -102,7 +103,7 @@ pub async fn list(db: impl SqliteExecutor<'_>) -> Result<Vec<User>> {
     let rows = sqlx::query_as!(
         UserRow,
         r#"SELECT id AS "id!", email, password_hash, role, disabled AS "disabled: bool",
-                  max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, created_at, last_sign_in_at
+                  max_apps, max_memory_mb, max_cpus_milli, max_storage_mb, max_backup_mb, created_at, last_sign_in_at
            FROM users ORDER BY email"#
     )
     .fetch_all(db)
@@ -189,12 +190,14 @@ pub async fn clear_password(db: impl SqliteExecutor<'_>, id: i64) -> Result<()> 
 
 pub async fn set_quotas(db: impl SqliteExecutor<'_>, id: i64, q: Quotas) -> Result<bool> {
     let done = sqlx::query!(
-        "UPDATE users SET max_apps = ?, max_memory_mb = ?, max_cpus_milli = ?, max_storage_mb = ?
+        "UPDATE users SET max_apps = ?, max_memory_mb = ?, max_cpus_milli = ?, max_storage_mb = ?,
+                max_backup_mb = ?
          WHERE id = ?",
         q.max_apps,
         q.max_memory_mb,
         q.max_cpus_milli,
         q.max_storage_mb,
+        q.max_backup_mb,
         id
     )
     .execute(db)

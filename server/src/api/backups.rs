@@ -181,6 +181,9 @@ pub struct BackupOut {
     last_failure: Option<String>,
     /// A scheduled snapshot was missed: the last good one is older than the schedule allows.
     overdue: bool,
+    /// What the app's snapshots take in the backup repository (deduplicated, compressed);
+    /// counted against its owner's `max_backup_mb`.
+    stored_bytes: i64,
 }
 
 impl From<BackupSummary> for BackupOut {
@@ -190,6 +193,7 @@ impl From<BackupSummary> for BackupOut {
             last_success_at: s.last_done_at.map(format_time),
             last_failure: s.last_failure.map(|(why, _)| why),
             overdue: s.overdue,
+            stored_bytes: s.stored_bytes,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Quotas {
     max_cpus: String,
     /// What the user's volumes may take together.
     max_storage_mb: i64,
+    /// What the snapshots of the user's apps may take in the backup repository.
+    max_backup_mb: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,6 +66,7 @@ impl From<User> for UserView {
                 max_memory_mb: u.quotas.max_memory_mb,
                 max_cpus: format_cpus(u.quotas.max_cpus_milli),
                 max_storage_mb: u.quotas.max_storage_mb,
+                max_backup_mb: u.quotas.max_backup_mb,
             },
             email: u.email,
         }
@@ -122,6 +125,7 @@ pub struct NewUserBody {
     max_memory_mb: Option<i64>,
     max_cpus: Option<Cpus>,
     max_storage_mb: Option<i64>,
+    max_backup_mb: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -155,6 +159,7 @@ pub async fn create(
                 max_memory_mb: b.max_memory_mb.map(|n| n.to_string()).unwrap_or_default(),
                 max_cpus: b.max_cpus.map(|c| c.text()).unwrap_or_default(),
                 max_storage_mb: b.max_storage_mb.map(|n| n.to_string()).unwrap_or_default(),
+                max_backup_mb: b.max_backup_mb.map(|n| n.to_string()).unwrap_or_default(),
             },
         )
         .await?;
@@ -183,6 +188,8 @@ pub struct PatchUser {
     max_memory_mb: Option<i64>,
     max_cpus: Option<Cpus>,
     max_storage_mb: Option<i64>,
+    /// What the snapshots of the user's apps may take in the backup repository.
+    max_backup_mb: Option<i64>,
 }
 
 /// Changes a user's role, status or quotas (admin scope); all or nothing on invalid input.
@@ -214,7 +221,8 @@ pub async fn update(
     let quotas_given = p.max_apps.is_some()
         || p.max_memory_mb.is_some()
         || p.max_cpus.is_some()
-        || p.max_storage_mb.is_some();
+        || p.max_storage_mb.is_some()
+        || p.max_backup_mb.is_some();
     let quotas = match quotas_given {
         true => Some(pier_core::validate::quotas(
             &p.max_apps.unwrap_or(current.quotas.max_apps).to_string(),
@@ -227,7 +235,10 @@ pub async fn update(
             &p.max_storage_mb
                 .unwrap_or(current.quotas.max_storage_mb)
                 .to_string(),
-            current.quotas.max_storage_mb,
+            &p.max_backup_mb
+                .unwrap_or(current.quotas.max_backup_mb)
+                .to_string(),
+            current.quotas,
         )?),
         false => None,
     };

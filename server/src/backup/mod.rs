@@ -482,6 +482,7 @@ async fn snapshot(pier: &Pier, dirs: &Dirs, restic: &Restic, s: Snapshot) -> any
                 // The snapshot stands; old ones go next time.
                 tracing::warn!(app_id = s.app_id, error = %e, "retention not applied");
             }
+            measure(pier, restic, s.app_id).await;
         }
         Err((reason, paused_ms)) => {
             tracing::warn!(app_id = s.app_id, snapshot = s.id, %reason, "backup failed");
@@ -504,6 +505,19 @@ async fn take(
         .instance_id()
         .await
         .map_err(|e| (e.to_string(), None))?;
+    let owner = repo::apps::by_id(pier.db(), s.app_id)
+        .await
+        .map_err(|e| (e.to_string(), None))?
+        .map(|a| a.user_id);
+    if let Some(owner) = owner {
+        if let Some(full) = pier
+            .backup_quota_full(owner)
+            .await
+            .map_err(|e| (e.to_string(), None))?
+        {
+            return Err((full, None));
+        }
+    }
     let container = serving_container(pier, s.app_id)
         .await
         .map_err(|e| (e.to_string(), None))?;
@@ -743,6 +757,21 @@ fn verb(mode: Consistency) -> &'static str {
         Consistency::Pause => "paused",
         Consistency::Stop => "stopped",
         Consistency::Command => "reached",
+    }
+}
+
+/// Records what the app's snapshots now take in the repository (its owner's backup quota).
+async fn measure(pier: &Pier, restic: &Restic, app_id: i64) {
+    let Ok(instance) = pier.instance_id().await else {
+        return;
+    };
+    match restic.stored_bytes(&app_tag(&instance, app_id)).await {
+        Ok(n) => {
+            if let Err(e) = repo::backups::set_stored(pier.db(), app_id, n as i64).await {
+                tracing::warn!(app_id, error = %e, "could not record backup storage");
+            }
+        }
+        Err(e) => tracing::warn!(app_id, error = %e, "backup storage not measured"),
     }
 }
 

@@ -763,6 +763,40 @@ async fn unchanged_data_is_not_stored_twice_and_a_restore_can_go_beside(db: Sqli
     assert!(again < 1 << 20, "an unchanged volume added {again} bytes");
     println!("200 MiB volume: first snapshot added {added} bytes, the unchanged second {again}");
 
+    // What the app's snapshots take is measured and counted against ann's backup quota: below
+    // it, no new snapshot starts, with the reason; the admin raises it and backups go on.
+    let stored = get(&app, &t, "/apps/big").await["backup"]["stored_bytes"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        (195 << 20..260 << 20).contains(&stored),
+        "two snapshots of 200 MiB take {stored} bytes"
+    );
+    let admin = app.token(common::ADMIN_EMAIL, "admin").await;
+    let ann = app.user_id("ann@example.com").await;
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/users/{ann}"),
+            Some(&admin),
+            Some(json!({"max_backup_mb": 150})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["quotas"]["max_backup_mb"], 150);
+    let r = app.api("POST", "/apps/big/backups", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("backup quota"), "{}", r.body);
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/users/{ann}"),
+            Some(&admin),
+            Some(json!({"max_backup_mb": 1024})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
     exec(&c, "echo two > /data/note && rm /data/blob");
 
     // The first snapshot into a new volume, beside the app's: the app is not touched.
