@@ -9,7 +9,8 @@ incompressible and compressible data), then:
 3. again after --change-mib of the data changed: the same;
 4. beside them, `tar | zstd -3` of the same directory (the volume as mounted for the app): time
    and output size, so the repository's size can be read against it;
-5. a restore of the first snapshot into the app (stopped, replaced, started): wall time.
+5. a restore of the first snapshot into the app (read out, app stopped, files copied in,
+   started): wall time, and how long the app's container was not running.
 The repository's size on disk after each snapshot is read with `du`.
 
 Needs `scripts/services.sh start`, then `source "$(scripts/services.sh env)"`; root (loop devices);
@@ -136,24 +137,46 @@ class Bench:
         self.tar = (time.monotonic() - t0, int(p.stdout.strip()))
         say(f"  tar | zstd -3: {self.tar[0]:.1f} s, {mib(self.tar[1])}")
 
+    def running(self, cid):
+        r = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", cid],
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout.strip() == "true"
+
     def restore(self, sid):
+        cid = self.container()
         t0 = time.monotonic()
         r = self.panel.api.expect("POST", f"/apps/{APP}/backups/{sid}/restore", status=(202,))
         rid = r["id"]
         deadline = t0 + self.args.timeout
+        # How long the app's container was not running: the restore reads the snapshot out
+        # first and stops the app only to copy the files in.
+        self.down, down_since = 0.0, None
         while True:
             r = self.panel.api.expect("GET", f"/apps/{APP}/restores/{rid}")
+            up = self.running(cid)
+            now = time.monotonic()
+            if not up and down_since is None:
+                down_since = now
+            elif up and down_since is not None:
+                self.down += now - down_since
+                down_since = None
             if r["state"] in ("done", "failed"):
                 break
-            if time.monotonic() > deadline:
+            if now > deadline:
                 raise BenchError(f"restore {rid} not done after {self.args.timeout} s")
-            time.sleep(0.1)
+            time.sleep(0.05)
+        while down_since is not None and time.monotonic() < deadline:
+            if self.running(cid):
+                self.down += time.monotonic() - down_since
+                down_since = None
+            time.sleep(0.05)
         if r["state"] != "done":
             raise BenchError(f"restore failed: {r.get('reason')}")
         self.restored = time.monotonic() - t0
         self.wait_running(120)
         self.back = time.monotonic() - t0
-        say(f"  restore: {self.restored:.1f} s (serving again after {self.back:.1f} s)")
+        say(f"  restore: {self.restored:.1f} s (serving again after {self.back:.1f} s; "
+            f"the app was down {self.down:.1f} s)")
 
     def steps(self):
         a = self.args
@@ -209,7 +232,7 @@ class Bench:
                 say(f"  repository after the first snapshot / tar|zstd: {repo / size:.2f}")
             if getattr(self, "restored", None):
                 say(f"  restore of the first snapshot: {self.restored:.1f} s "
-                    f"(app serving again after {self.back:.1f} s)")
+                    f"(app serving again after {self.back:.1f} s, down for {self.down:.1f} s)")
 
 
 def main():

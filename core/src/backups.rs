@@ -24,6 +24,9 @@ pub struct BackupSettings {
     pub offsite_retry_secs: u64,
     /// Offsite endpoints must be at one of these `host[:port]` (empty: any).
     pub target_hosts: Vec<String>,
+    /// How often the data of deleted apps (and of first passes a stop left) is removed from
+    /// the repositories.
+    pub sweep_every_secs: u64,
 }
 
 impl Default for BackupSettings {
@@ -34,6 +37,7 @@ impl Default for BackupSettings {
             key_file: None,
             offsite_retry_secs: 60,
             target_hosts: Vec::new(),
+            sweep_every_secs: 6 * 3600,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Backups in a real browser: set an app's schedule and retention, back it up now and watch the
-//! snapshot finish, then restore it after the confirmation and find the old data back.
+//! snapshot finish, then restore it after the confirmation and find the old data back, and
+//! restore it again into a new volume beside the app's.
 
 use std::{process::Command, time::Duration};
 
@@ -145,6 +146,23 @@ async fn schedule_back_up_now_and_restore_after_confirming() {
             exec(&container("diary"), "cat /data/page.txt"),
             "first entry\n"
         );
+
+        // The same snapshot into a new volume beside the app's, named in the form.
+        click(&c, "[data-testid=snapshot-restore-beside] summary").await;
+        let name = wait_for(&c, "[data-testid=restore-into-volume]").await;
+        name.clear().await.unwrap();
+        name.send_keys("diary-then").await.unwrap();
+        click(&c, "[data-testid=confirm-restore-beside]").await;
+        wait_for_text_within(
+            &c,
+            "[data-testid=restore-state]",
+            "restored into the volume diary-then",
+            Duration::from_secs(120),
+        )
+        .await;
+        let (code, body) = panel.api(&token, "GET", "/volumes", None);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains(r#""name":"diary-then""#), "{body}");
     }
     .await;
     let _ = c.close().await;

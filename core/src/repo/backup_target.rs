@@ -114,11 +114,13 @@ pub async fn failed(db: impl SqliteExecutor<'_>, reason: &str, now: i64) -> Resu
     .unwrap_or(0))
 }
 
-/// Apps with snapshots copied since `since` (their retention is applied in the bucket too).
-pub async fn apps_copied_since(db: impl SqliteExecutor<'_>, since: i64) -> Result<Vec<i64>> {
+/// Apps with finished snapshots not yet in the bucket (after a copy, their retention is applied
+/// there too).
+pub async fn apps_to_copy(db: impl SqliteExecutor<'_>, done_before: i64) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar!(
-        "SELECT DISTINCT app_id FROM snapshots WHERE offsite_at >= ?",
-        since
+        "SELECT DISTINCT app_id FROM snapshots
+         WHERE state = 'done' AND offsite_at IS NULL AND finished_at <= ?",
+        done_before
     )
     .fetch_all(db)
     .await?)

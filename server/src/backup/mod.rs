@@ -76,11 +76,11 @@ pub async fn tar_download(
     let restic = local_repository(pier).ok_or_else(|| {
         pier_core::Error::Unavailable("Backups are not set up on this server.".into())
     })?;
-    let stdout = restic
+    let stream = restic
         .dump(rid)
         .await
         .map_err(|e| pier_core::Error::internal(format!("restic dump: {e}")))?;
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(stdout));
+    let body = axum::body::Body::from_stream(stream);
     let file = format!("{app}-backup-{}.tar", snap.id);
     Ok((
         [
@@ -110,13 +110,25 @@ fn app_tag(instance: &str, app_id: i64) -> String {
 async fn run(pier: Pier, dir: PathBuf) {
     let dirs = Dirs::in_dir(&dir);
     let restic = local_repository(&pier).expect("backups are on");
-    let mut offsite = Offsite::default();
+    let mut swept: Option<Instant> = None;
+    let mut copies: Option<AbortOnDrop> = None;
     let mut ready = false;
     let mut failures = 0u32;
     loop {
         if !ready {
             match recover(&pier, &dirs, &restic).await {
-                Ok(()) => ready = true,
+                Ok(()) => {
+                    ready = true;
+                    // Copies run beside the local jobs: a bucket that hangs never holds up a
+                    // snapshot or a restore.
+                    copies.get_or_insert_with(|| {
+                        AbortOnDrop(tokio::spawn(copy_loop(
+                            pier.clone(),
+                            dir.clone(),
+                            restic.clone(),
+                        )))
+                    });
+                }
                 Err(e) => {
                     // Loud: what was asked for fails with the reason instead of waiting.
                     tracing::warn!(
@@ -132,9 +144,11 @@ async fn run(pier: Pier, dir: PathBuf) {
         }
         let wait = if ready {
             let r = round(&pier, &dirs, &restic).await;
-            // Copies go on whatever the round did: a failing app must not keep others' data
-            // from leaving the machine.
-            offsite.sync(&pier, &dirs, &restic).await;
+            let every = Duration::from_secs(pier.settings().backups.sweep_every_secs.max(1));
+            if swept.is_none_or(|t| t.elapsed() >= every) {
+                swept = Some(Instant::now());
+                sweep(&pier, &restic).await;
+            }
             match r {
                 Ok(()) => {
                     failures = 0;
@@ -153,6 +167,42 @@ async fn run(pier: Pier, dir: PathBuf) {
             _ = pier.backups_woken() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Aborts its task when dropped (the copy loop ends with the worker).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Copies snapshots to the offsite target, looking as often as the scheduler does (a copy
+/// follows a snapshot within that time), and sweeps the bucket like the local repository.
+async fn copy_loop(pier: Pier, dir: PathBuf, local: Restic) {
+    let dirs = Dirs::in_dir(&dir);
+    let mut offsite = Offsite::default();
+    // The bucket's first sweep after the interval, not at start.
+    let mut swept = Instant::now();
+    loop {
+        offsite.sync(&pier, &dirs, &local).await;
+        let every = Duration::from_secs(pier.settings().backups.sweep_every_secs.max(1));
+        if swept.elapsed() >= every {
+            swept = Instant::now();
+            if let Ok(Some((_, target))) = pier.backup_target_access().await {
+                let dest = Restic::new(
+                    target.repository.clone(),
+                    dirs.cache.clone(),
+                    pier.backup_password(),
+                )
+                .with_s3(&target.access_key, &target.secret, &target.region);
+                sweep(&pier, &dest).await;
+            }
+        }
+        let wait = pier.settings().backups.check_every_secs.max(1);
+        tokio::time::sleep(Duration::from_secs(wait)).await;
     }
 }
 
@@ -185,6 +235,9 @@ impl Offsite {
             return;
         }
         let started = now();
+        let apps = repo::backup_target::apps_to_copy(db, started)
+            .await
+            .unwrap_or_default();
         let dest = Restic::new(
             target.repository.clone(),
             dirs.cache.clone(),
@@ -205,11 +258,13 @@ impl Offsite {
                 if needs_key.is_some() {
                     let _ = repo::backups::passphrase_added(db).await;
                 }
+                tracing::info!(repository = %dest.repository(), "snapshots copied offsite");
+                // Recorded once the bucket's retention is applied too: a copy shown as done has
+                // nothing of it still going on.
+                retention_offsite(pier, &dest, &apps).await;
                 if let Err(e) = repo::backup_target::copied(db, started, now()).await {
                     tracing::warn!(error = %e, "could not record the offsite copy");
                 }
-                tracing::info!(repository = %dest.repository(), "snapshots copied offsite");
-                retention_offsite(pier, &dest, started).await;
             }
             Err(e) => {
                 let n = repo::backup_target::failed(db, &e.0, now())
@@ -224,15 +279,58 @@ impl Offsite {
     }
 }
 
-/// The bucket keeps what the apps' policies keep, like the local repository.
-async fn retention_offsite(pier: &Pier, dest: &Restic, since: i64) {
+/// Removes from the repositories the snapshots of apps that were deleted (their rows went with
+/// them, so nobody can restore them) and first passes a stop left behind (the worker takes one
+/// snapshot at a time, so none is being taken now). Runs every few hours.
+async fn sweep(pier: &Pier, restic: &Restic) {
     let Ok(instance) = pier.instance_id().await else {
         return;
     };
-    let apps = repo::backup_target::apps_copied_since(pier.db(), since)
-        .await
-        .unwrap_or_default();
-    for app_id in apps {
+    let Ok(apps) = repo::apps::list_all(pier.db()).await else {
+        return;
+    };
+    let live: HashSet<i64> = apps.iter().map(|a| a.id).collect();
+    let snaps = match restic.snapshots(None).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(repository = %restic.repository(), error = %e, "sweep: snapshots not listed");
+            return;
+        }
+    };
+    let gone: Vec<String> = snaps
+        .iter()
+        .filter(|s| s.tags.iter().any(|t| leftover(&instance, t, &live)))
+        .map(|s| s.short_id.clone())
+        .collect();
+    if gone.is_empty() {
+        return;
+    }
+    match restic.forget_and_prune(&gone).await {
+        Ok(()) => {
+            tracing::info!(repository = %restic.repository(), snapshots = gone.len(), "data of deleted apps removed")
+        }
+        Err(e) => tracing::warn!(repository = %restic.repository(), error = %e, "sweep failed"),
+    }
+}
+
+/// Whether a snapshot's tag marks it as left over: an app of this installation that no longer
+/// exists, or a first pass.
+fn leftover(instance: &str, tag: &str, live: &HashSet<i64>) -> bool {
+    let Some(rest) = tag.strip_prefix(&format!("pier-{instance}-app-")) else {
+        return false;
+    };
+    match rest.strip_suffix("-pre") {
+        Some(_) => true,
+        None => rest.parse::<i64>().is_ok_and(|id| !live.contains(&id)),
+    }
+}
+
+/// The bucket keeps what the apps' policies keep, like the local repository.
+async fn retention_offsite(pier: &Pier, dest: &Restic, apps: &[i64]) {
+    let Ok(instance) = pier.instance_id().await else {
+        return;
+    };
+    for &app_id in apps {
         let Ok(p) = pier.backup_policy(app_id).await else {
             continue;
         };
@@ -282,24 +380,26 @@ async fn recover(pier: &Pier, dirs: &Dirs, restic: &Restic) -> anyhow::Result<()
 
 /// Unmounts every mount under `stage` (deepest first) and removes the empty directories.
 async fn unmount_all(pier: &Pier, stage: &Path) {
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let prefix = format!("{}/", stage.display());
-    let mut points: Vec<&str> = table
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        if let Err(e) = pier.runtime().unmount_volume(Path::new(p)).await {
-            tracing::warn!(mount = p, error = %e, "could not unmount a backup mount");
+    for p in mounts_under(stage)
+        .into_iter()
+        .filter(|p| Path::new(p) != stage)
+    {
+        if let Err(e) = pier.runtime().unmount_volume(Path::new(&p)).await {
+            tracing::warn!(mount = %p, error = %e, "could not unmount a backup mount");
         }
     }
     if let Ok(entries) = std::fs::read_dir(stage) {
         for e in entries.flatten() {
-            remove_mount_dirs(&e.path());
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("staged-") {
+                // A restore's copy, left by a stop.
+                remove_staged(&e.path());
+            } else if name.starts_with("dump-") {
+                let _ = std::fs::remove_file(e.path());
+            } else {
+                remove_mount_dirs(&e.path());
+            }
         }
     }
 }
@@ -837,7 +937,7 @@ async fn replace(
         .await
         .map_err(|e| e.to_string())?;
     if snap.is_some_and(|s| s.mode == Consistency::Command) {
-        return feed_back(pier, restic, r, &rid).await;
+        return feed_back(pier, dirs, restic, r, &rid).await;
     }
     let in_snapshot: HashSet<String> = restic
         .top_level(&rid)
@@ -845,6 +945,30 @@ async fn replace(
         .map_err(|e| e.to_string())?
         .into_iter()
         .collect();
+    // Only volumes the snapshot has are replaced; one added to the app since keeps its data.
+    let targets: Vec<String> = repo::volumes::for_app(pier.db(), r.app_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|v| format!("v{}", v.id))
+        .filter(|d| in_snapshot.contains(d))
+        .collect();
+    if targets.is_empty() {
+        return Err(
+            "None of the app's volumes is in this snapshot (its volumes changed since).".into(),
+        );
+    }
+    // Read out whole first, while the app still runs: a snapshot that is gone or damaged fails
+    // here and nothing of the app changes; the app is down only while the files are copied.
+    let staged = dirs.stage.join(format!("staged-{}", r.id));
+    remove_staged(&staged);
+    std::fs::create_dir_all(&staged).map_err(|e| format!("could not stage the restore: {e}"))?;
+    if let Err(e) = restic.restore(&rid, &staged, &targets).await {
+        remove_staged(&staged);
+        return Err(format!(
+            "The snapshot could not be read, so nothing was changed: {e}"
+        ));
+    }
     let container = serving_container(pier, r.app_id)
         .await
         .map_err(|e| e.to_string())?;
@@ -853,34 +977,32 @@ async fn replace(
         .as_ref()
         .is_some_and(|c| c.running() || c.state == "paused");
     if let Some(c) = container.as_ref().filter(|_| was_running) {
-        rt.stop(&c.id, pier.settings().engine.stop_timeout_secs)
+        if let Err(e) = rt
+            .stop(&c.id, pier.settings().engine.stop_timeout_secs)
             .await
-            .map_err(|e| format!("the container could not be stopped: {e}"))?;
-    }
-    let mounted = Mounted::new(pier, &dirs.stage, r.app_id).await?;
-    // Only volumes the snapshot has are replaced; one added to the app since keeps its data.
-    let targets: Vec<String> = mounted
-        .points
-        .iter()
-        .map(|(id, _)| format!("v{id}"))
-        .filter(|d| in_snapshot.contains(d))
-        .collect();
-    let result = async {
-        if targets.is_empty() {
-            return Err("None of the app's volumes is in this snapshot.".to_string());
+        {
+            remove_staged(&staged);
+            return Err(format!("the container could not be stopped: {e}"));
         }
-        for (id, at) in &mounted.points {
-            if targets.contains(&format!("v{id}")) {
-                empty(at).map_err(|e| format!("could not empty the volume: {e}"))?;
+    }
+    let result = match Mounted::new(pier, &dirs.stage, r.app_id).await {
+        Err(e) => Err(e),
+        Ok(mounted) => {
+            let mut r = Ok(());
+            for (id, at) in &mounted.points {
+                let dir = format!("v{id}");
+                if targets.contains(&dir) {
+                    r = copy_in(&staged.join(&dir), at).await;
+                    if r.is_err() {
+                        break;
+                    }
+                }
             }
+            mounted.release(pier).await;
+            r
         }
-        restic
-            .restore(&rid, &mounted.root, &targets)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    mounted.release(pier).await;
+    };
+    remove_staged(&staged);
     // Started again as it was (the reconciler would too, once the hold goes).
     if let Some(c) = container.as_ref().filter(|_| was_running) {
         if let Err(e) = rt.start(&c.id).await {
@@ -901,6 +1023,7 @@ async fn snapshot_id(pier: &Pier, id: i64) -> Result<String, String> {
 /// container, whose exit status decides.
 async fn feed_back(
     pier: &Pier,
+    dirs: &Dirs,
     restic: &Restic,
     r: &pier_core::backups::Restore,
     rid: &str,
@@ -911,22 +1034,33 @@ async fn feed_back(
         .map_err(|e| e.to_string())?
         .filter(|c| c.running())
         .ok_or("The app is not running, so its restore command cannot run: start it first.")?;
-    let dump = restic
-        .dump_file(rid, DUMP_FILE)
+    // Read out whole first: a dump that is gone or damaged fails here, before the restore
+    // command has dropped anything.
+    let staged = dirs.stage.join(format!("dump-{}", r.id));
+    restic
+        .dump_file(rid, DUMP_FILE, &staged)
         .await
-        .map_err(|e| e.to_string())?;
-    let ran = tokio::time::timeout(
-        COMMAND_LIMIT,
-        pier.runtime().exec(
-            &c.id,
-            &args,
-            Some(Box::new(dump)),
-            Box::new(tokio::io::sink()),
-        ),
-    )
-    .await
-    .map_err(|_| "The restore command ran too long and was given up.".to_string())?
-    .map_err(|e| format!("The restore command could not be run: {e}"))?;
+        .map_err(|e| format!("The snapshot could not be read, so nothing was changed: {e}"))?;
+    let ran = async {
+        let file = tokio::fs::File::open(&staged)
+            .await
+            .map_err(|e| format!("could not read the dump back: {e}"))?;
+        tokio::time::timeout(
+            COMMAND_LIMIT,
+            pier.runtime().exec(
+                &c.id,
+                &args,
+                Some(Box::new(file)),
+                Box::new(tokio::io::sink()),
+            ),
+        )
+        .await
+        .map_err(|_| "The restore command ran too long and was given up.".to_string())?
+        .map_err(|e| format!("The restore command could not be run: {e}"))
+    }
+    .await;
+    let _ = std::fs::remove_file(&staged);
+    let ran = ran?;
     if ran.exit_code != 0 {
         return Err(format!(
             "The restore command exited with status {}: {}",
@@ -1013,6 +1147,62 @@ async fn fill(
     result
 }
 
+/// Replaces the contents of the mounted volume `at` with those of `from`: owners, modes, times,
+/// links and extended attributes as restic restored them (`cp -a`, the paths Pier's own).
+async fn copy_in(from: &Path, at: &Path) -> Result<(), String> {
+    empty(at).map_err(|e| format!("could not empty the volume: {e}"))?;
+    let out = tokio::process::Command::new("cp")
+        .arg("-a")
+        .arg("--")
+        .arg(from.join("."))
+        .arg(at)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .await
+        .map_err(|e| format!("cp could not be run: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the files could not be copied into the volume: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The mount points at or under `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let exact = dir.display().to_string();
+    let prefix = format!("{exact}/");
+    let mut points: Vec<String> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| *p == exact || p.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points
+}
+
+/// Removes a restore's staging directory, unless something is mounted in it (then it is left:
+/// removing it would reach into a volume).
+fn remove_staged(dir: &Path) {
+    if !dir.exists() {
+        return;
+    }
+    if !mounts_under(dir).is_empty() {
+        tracing::warn!(dir = %dir.display(), "a mount is inside a staging directory; left");
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a staging directory");
+    }
+}
+
 /// Removes everything inside `dir`, keeping `dir`.
 fn empty(dir: &Path) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
@@ -1024,4 +1214,29 @@ fn empty(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_are_deleted_apps_and_first_passes_of_this_installation() {
+        let live = HashSet::from([1, 2]);
+        assert!(!leftover("abc", "pier-abc-app-1", &live));
+        assert!(leftover("abc", "pier-abc-app-3", &live));
+        assert!(leftover("abc", "pier-abc-app-1-pre", &live));
+        // Another installation's, Pier's own, and tags Pier does not write stay.
+        assert!(!leftover("abc", "pier-xyz-app-3", &live));
+        assert!(!leftover("abc", "pier-abc-panel", &live));
+        assert!(!leftover("abc", "pier-dump", &live));
+        assert!(!leftover("abc", "pier-abc-app-x", &live));
+    }
+
+    #[test]
+    fn mounts_under_a_directory_not_beside_it() {
+        // The root is mounted; nothing is mounted under a directory that does not exist.
+        assert!(!mounts_under(Path::new("/")).is_empty());
+        assert!(mounts_under(Path::new("/no/such/dir/here")).is_empty());
+    }
 }

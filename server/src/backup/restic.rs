@@ -301,6 +301,8 @@ impl Restic {
 
     /// Copies every snapshot of `from` this repository does not have yet.
     pub async fn copy_from(&self, from: &Restic) -> Result<()> {
+        // Read from the source all along: Pier's own pruning of it waits until the copy ends.
+        let _source = repo_lock(&from.repository).read_owned().await;
         self.with_source(from)
             .output(&["copy", "--from-repo", &from.repository])
             .await
@@ -620,47 +622,81 @@ impl Restic {
     }
 
     /// A snapshot as a tar stream; restic runs until it is read to the end or dropped. Waits
-    /// for Pier's own pruning to end first; a failure mid-way (the stream ends short) is
-    /// logged.
-    pub async fn dump(&self, id: &str) -> Result<tokio::process::ChildStdout> {
-        self.dump_path(id, &["--archive", "tar"], "/").await
-    }
-
-    /// One file of a snapshot (`/dump` of a command's output) as it was written, streamed.
-    pub async fn dump_file(&self, id: &str, name: &str) -> Result<tokio::process::ChildStdout> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(ResticError(format!("{name:?} is not a file Pier writes")));
-        }
-        self.dump_path(id, &[], &format!("/{name}")).await
-    }
-
-    async fn dump_path(
+    /// for Pier's own pruning to end first. When restic fails mid-way the stream ends with an
+    /// error rather than just ending, so a download is cut off (the client sees an incomplete
+    /// transfer) instead of looking like a whole, shorter tar.
+    pub async fn dump(
         &self,
         id: &str,
-        flags: &[&str],
-        path: &str,
-    ) -> Result<tokio::process::ChildStdout> {
+    ) -> Result<futures_util::stream::BoxStream<'static, std::io::Result<axum::body::Bytes>>> {
+        use futures_util::StreamExt;
         let id = checked(id)?.to_owned();
         let shared = repo_lock(&self.repository).read_owned().await;
-        let mut args = vec!["dump"];
-        args.extend(flags);
-        args.extend([id.as_str(), path]);
         let mut child = self
-            .command(&args)
+            .command(&["dump", "--archive", "tar", &id, "/"])
             .spawn()
             .map_err(|e| ResticError(format!("restic could not be run: {e}")))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = collect_stderr(&mut child);
-        tokio::spawn(async move {
+        let end = futures_util::stream::once(async move {
             let _shared = shared;
-            if let Ok(status) = child.wait().await {
-                if !status.success() {
-                    let err = stderr.await.unwrap_or_default();
-                    tracing::warn!(snapshot = %id, error = %reason(&err, status), "restic dump failed");
-                }
+            let why = match child.wait().await {
+                Ok(status) if status.success() => return None,
+                Ok(status) => reason(&stderr.await.unwrap_or_default(), status).0,
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(snapshot = %id, error = %why, "restic dump failed");
+            Some(Err(std::io::Error::other(format!(
+                "restic dump failed: {why}"
+            ))))
+        })
+        .filter_map(std::future::ready);
+        Ok(tokio_util::io::ReaderStream::new(stdout).chain(end).boxed())
+    }
+
+    /// One file of a snapshot (`/dump`, a command's output) written to `to` as it was stored;
+    /// an error (and no file) when it cannot be read whole.
+    pub async fn dump_file(&self, id: &str, name: &str, to: &Path) -> Result<()> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ResticError(format!("{name:?} is not a file Pier writes")));
+        }
+        let id = checked(id)?;
+        let file = std::fs::File::create(to)
+            .map_err(|e| ResticError(format!("could not write {}: {e}", to.display())))?;
+        let path = format!("/{name}");
+        let _shared = repo_lock(&self.repository).read_owned().await;
+        // Spawned, not `output()`: that would pipe standard output instead of the file.
+        let out = match self
+            .command(&["dump", id, &path])
+            .stdout(Stdio::from(file))
+            .spawn()
+        {
+            Ok(child) => child
+                .wait_with_output()
+                .await
+                .map_err(|e| ResticError(format!("restic: {e}"))),
+            Err(e) => Err(ResticError(format!("restic could not be run: {e}"))),
+        };
+        match out {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => {
+                let _ = std::fs::remove_file(to);
+                Err(reason(&String::from_utf8_lossy(&o.stderr), o.status))
             }
-        });
-        Ok(stdout)
+            Err(e) => {
+                let _ = std::fs::remove_file(to);
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets snapshots by id and removes the data nothing else needs.
+    pub async fn forget_and_prune(&self, ids: &[String]) -> Result<()> {
+        let mut args = vec!["forget", "--prune"];
+        for id in ids {
+            args.push(checked(id)?);
+        }
+        self.output(&args).await.map(|_| ())
     }
 }
 

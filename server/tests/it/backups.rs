@@ -727,7 +727,7 @@ async fn postgres_dump_in_command_mode_brings_back_exactly_its_rows(db: SqlitePo
 
 #[sqlx::test(migrations = "../migrations")]
 async fn unchanged_data_is_not_stored_twice_and_a_restore_can_go_beside(db: SqlitePool) {
-    let (app, dir) = with_backups(db, "beside", |_| {}).await;
+    let (app, dir) = with_backups(db, "beside", |s| s.backups.sweep_every_secs = 1).await;
     let t = tenant(&app, "ann@example.com").await;
     let image = format!("{}/pier-test/hello:1", registry().0);
     let r = app
@@ -885,5 +885,97 @@ async fn unchanged_data_is_not_stored_twice_and_a_restore_can_go_beside(db: Sqli
     let v = container(&app, "viewer").await;
     assert_eq!(exec(&v, "cat /old/note"), "one\n");
     assert_eq!(exec(&v, "md5sum /old/blob | cut -d' ' -f1"), sum);
+
+    // A deleted app's snapshots leave the repository too (the worker sweeps every second here).
+    back_up(&app, &t, "viewer").await;
+    let viewer_id = app_id(&app, "viewer").await;
+    let instance = app.pier.instance_id().await.unwrap();
+    let tag = format!("pier-{instance}-app-{viewer_id}");
+    assert_eq!(repo_snapshots(&app, &dir, &tag).len(), 1);
+    let r = app.api("DELETE", "/apps/viewer", Some(&t), None).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !repo_snapshots(&app, &dir, &tag).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted app's snapshot stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        repo_snapshots(
+            &app,
+            &dir,
+            &format!("pier-{instance}-app-{}", app_id(&app, "big").await)
+        )
+        .len(),
+        2,
+        "the other app's snapshots stay"
+    );
+
+    // A damaged repository (every data file overwritten with zeros): the restore fails before
+    // anything of the app changes.
+    for d in std::fs::read_dir(dir.join("repo/data")).unwrap().flatten() {
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let len = f.metadata().unwrap().len() as usize;
+            std::fs::write(f.path(), vec![0u8; len]).unwrap();
+        }
+    }
+    let second_id = second["id"].as_i64().unwrap();
+    let r = app
+        .api(
+            "POST",
+            &format!("/apps/big/backups/{second_id}/restore"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let rid = r.json()["id"].as_i64().unwrap();
+    let failed = until(&app, &t, &format!("/apps/big/restores/{rid}"), 120, |r| {
+        r["state"] == "done" || r["state"] == "failed"
+    })
+    .await;
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed"),
+        "{failed:#}"
+    );
+    assert_eq!(container(&app, "big").await, c, "the app was not stopped");
+    assert_eq!(exec(&c, "cat /data/note"), "two\n");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An app's id in the database.
+async fn app_id(app: &TestApp, name: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT id FROM apps WHERE name = ?")
+        .bind(name)
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap()
+}
+
+/// The local repository's snapshots with `tag` (read without a lock: the worker may be pruning).
+fn repo_snapshots(app: &TestApp, dir: &std::path::Path, tag: &str) -> Vec<Value> {
+    let out = std::process::Command::new("restic")
+        .args(["snapshots", "--json", "--no-lock", "--tag", tag])
+        .env("RESTIC_REPOSITORY", dir.join("repo"))
+        .env(
+            "RESTIC_PASSWORD",
+            pier_core::backups::repository_password(app.pier.key()),
+        )
+        .env("RESTIC_CACHE_DIR", dir.join("check-cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Option<Vec<Value>>>(&out.stdout)
+        .unwrap()
+        .unwrap_or_default()
 }
