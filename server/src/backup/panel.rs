@@ -88,15 +88,7 @@ pub async fn back_up(pier: &Pier, trigger: Trigger) -> anyhow::Result<String> {
     .await?;
     let s = taken?;
     tracing::info!(snapshot = %s.snapshot_id, bytes = s.bytes, "Pier's own backup done");
-    if let Err(e) = restic
-        .forget(
-            &instance_tag(&instance),
-            POLICY.keep_last,
-            POLICY.keep_daily,
-            POLICY.keep_weekly,
-        )
-        .await
-    {
+    if let Err(e) = restic.forget(&instance_tag(&instance), &POLICY).await {
         tracing::warn!(error = %e, "retention of Pier's own backups not applied");
     }
     Ok(s.snapshot_id)

@@ -507,12 +507,11 @@ impl Restic {
     pub async fn forget(
         &self,
         tag: &str,
-        keep_last: i64,
-        keep_daily: i64,
-        keep_weekly: i64,
+        keep: &pier_core::backups::BackupPolicy,
     ) -> Result<Vec<String>> {
+        let (keep_daily, keep_weekly) = (keep.keep_daily, keep.keep_weekly);
         let (last, daily, weekly) = (
-            keep_last.to_string(),
+            keep.keep_last.to_string(),
             keep_daily.to_string(),
             keep_weekly.to_string(),
         );

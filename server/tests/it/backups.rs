@@ -499,6 +499,27 @@ async fn an_offsite_bucket_gets_every_snapshot_and_catches_up_after_an_outage(db
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The Postgres of the real-apps tests as the internal app `db`, with a volume, running: its
+/// container.
+async fn postgres(app: &TestApp, t: &str) -> String {
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(t),
+            Some(json!({
+                "name": "db", "image": format!("{}/pier-test/postgres:1", registry().0),
+                "port": 5432, "kind": "internal", "memory_mb": 256,
+                "env": {"POSTGRES_PASSWORD": "pg-pass-123"}, "secret_env": ["POSTGRES_PASSWORD"],
+                "volumes": [{"name": "db-data", "path": "/var/lib/postgresql/data", "size_mb": 256}]
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    until(app, t, "/apps/db", 120, |a| a["state"] == "running").await;
+    container(app, "db").await
+}
+
 /// psql inside the database's container; its output, trimmed.
 fn psql(id: &str, sql: &str) -> String {
     exec(
@@ -513,22 +534,7 @@ fn psql(id: &str, sql: &str) -> String {
 async fn postgres_paused_under_writes_comes_back_with_the_snapshots_rows(db: SqlitePool) {
     let (app, dir) = with_backups(db, "pg-backup", |_| {}).await;
     let t = tenant(&app, "ann@example.com").await;
-    let r = app
-        .api(
-            "POST",
-            "/apps",
-            Some(&t),
-            Some(json!({
-                "name": "db", "image": format!("{}/pier-test/postgres:1", registry().0),
-                "port": 5432, "kind": "internal", "memory_mb": 256,
-                "env": {"POSTGRES_PASSWORD": "pg-pass-123"}, "secret_env": ["POSTGRES_PASSWORD"],
-                "volumes": [{"name": "db-data", "path": "/var/lib/postgresql/data", "size_mb": 256}]
-            })),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    until(&app, &t, "/apps/db", 120, |a| a["state"] == "running").await;
-    let c = container(&app, "db").await;
+    let c = postgres(&app, &t).await;
     psql(
         &c,
         "CREATE TABLE t (id serial PRIMARY KEY, v text NOT NULL)",
@@ -588,22 +594,7 @@ async fn postgres_paused_under_writes_comes_back_with_the_snapshots_rows(db: Sql
 async fn postgres_dump_in_command_mode_brings_back_exactly_its_rows(db: SqlitePool) {
     let (app, dir) = with_backups(db, "pg-dump", |_| {}).await;
     let t = tenant(&app, "ann@example.com").await;
-    let r = app
-        .api(
-            "POST",
-            "/apps",
-            Some(&t),
-            Some(json!({
-                "name": "db", "image": format!("{}/pier-test/postgres:1", registry().0),
-                "port": 5432, "kind": "internal", "memory_mb": 256,
-                "env": {"POSTGRES_PASSWORD": "pg-pass-123"}, "secret_env": ["POSTGRES_PASSWORD"],
-                "volumes": [{"name": "db-data", "path": "/var/lib/postgresql/data", "size_mb": 256}]
-            })),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    until(&app, &t, "/apps/db", 120, |a| a["state"] == "running").await;
-    let c = container(&app, "db").await;
+    let c = postgres(&app, &t).await;
     psql(
         &c,
         "CREATE TABLE t (id serial PRIMARY KEY, v text NOT NULL); INSERT INTO t (v) SELECT 'kept' FROM generate_series(1, 100)",
