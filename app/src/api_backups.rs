@@ -235,6 +235,14 @@ pub async fn restore_backup(
     let c = crate::api::ssr::ctx().await?;
     let actor = c.actor().await?;
     let into = if into_volume.trim().is_empty() {
+        // The "into a new volume" form sends its volume: never a restore over the app.
+        if !from_volume.trim().is_empty() {
+            return Err(pier_core::Error::field(
+                "into_volume",
+                "Name the new volume to restore into.",
+            )
+            .into());
+        }
         pier_core::backups::RestoreInto::App
     } else {
         pier_core::backups::RestoreInto::NewVolume {

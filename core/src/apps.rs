@@ -520,7 +520,7 @@ impl Pier {
             repo::volumes::delete_for_app(&mut tx, app.id).await?;
         }
         // Kept volumes lose their app through the foreign key (ON DELETE SET NULL).
-        if !repo::apps::delete(&mut *tx, app.id, actor.user_id).await? {
+        if !repo::apps::delete(&mut tx, app.id, actor.user_id).await? {
             return Err(Error::NotFound);
         }
         tx.commit().await?;

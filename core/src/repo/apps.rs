@@ -254,9 +254,50 @@ pub async fn set_last_error(
     Ok(())
 }
 
-pub async fn delete(db: impl SqliteExecutor<'_>, id: i64, user_id: i64) -> Result<bool> {
+/// Deletes the tenant's app and notes its id (its backups are removed later). Inside the
+/// caller's transaction.
+pub async fn delete(conn: &mut sqlx::SqliteConnection, id: i64, user_id: i64) -> Result<bool> {
     let done = sqlx::query!("DELETE FROM apps WHERE id = ? AND user_id = ?", id, user_id)
-        .execute(db)
+        .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let now = crate::now();
+    sqlx::query!(
+        "INSERT OR IGNORE INTO deleted_apps (app_id, deleted_at) VALUES (?, ?)",
+        id,
+        now
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
+}
+
+/// Makes new apps' ids start above `n` (ids other data already refers to). Plain statements:
+/// `sqlite_sequence` is SQLite's own table, which the compile-time checks do not describe.
+pub async fn reserve_ids_through(db: &sqlx::SqlitePool, n: i64) -> Result<()> {
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'apps'")
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'apps', ?
+         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'apps')",
+    )
+    .bind(n)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The ids of apps deleted here.
+pub async fn deleted_ids(db: impl SqliteExecutor<'_>) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar!(r#"SELECT app_id AS "id!: i64" FROM deleted_apps"#)
+            .fetch_all(db)
+            .await?,
+    )
 }

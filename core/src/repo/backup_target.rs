@@ -86,7 +86,7 @@ pub async fn with_secret(db: &sqlx::SqlitePool) -> Result<Option<(TargetView, St
 pub async fn copied(db: &sqlx::SqlitePool, done_before: i64, now: i64) -> Result<()> {
     sqlx::query!(
         "UPDATE snapshots SET offsite_at = ?
-         WHERE state = 'done' AND offsite_at IS NULL AND finished_at <= ?",
+         WHERE state = 'done' AND offsite_at IS NULL AND finished_at < ?",
         now,
         done_before
     )
@@ -119,7 +119,7 @@ pub async fn failed(db: impl SqliteExecutor<'_>, reason: &str, now: i64) -> Resu
 pub async fn apps_to_copy(db: impl SqliteExecutor<'_>, done_before: i64) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar!(
         "SELECT DISTINCT app_id FROM snapshots
-         WHERE state = 'done' AND offsite_at IS NULL AND finished_at <= ?",
+         WHERE state = 'done' AND offsite_at IS NULL AND finished_at < ?",
         done_before
     )
     .fetch_all(db)

@@ -167,6 +167,18 @@ pub async fn delete_kept(db: impl SqliteExecutor<'_>, user_id: i64, name: &str) 
     Ok(done.rows_affected() == 1)
 }
 
+/// Deletes the tenant's volume `id` unless it belongs to an app.
+pub async fn delete_kept_by_id(db: impl SqliteExecutor<'_>, user_id: i64, id: i64) -> Result<bool> {
+    let done = sqlx::query!(
+        "DELETE FROM volumes WHERE user_id = ? AND id = ? AND app_id IS NULL",
+        user_id,
+        id
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes every volume of an app (the app is being deleted with its data).
 pub async fn delete_for_app(conn: &mut sqlx::SqliteConnection, app_id: i64) -> Result<()> {
     sqlx::query!("DELETE FROM volumes WHERE app_id = ?", app_id)

@@ -183,15 +183,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     }
 }
 
-/// An optional JSON body: none at all (no content type, no length) is `None`; anything else
-/// must be the JSON `T`.
+/// An optional JSON body: an empty one (length 0, or neither a length, a transfer encoding nor a
+/// content type) is `None`; anything else must be the JSON `T`.
 impl<T: DeserializeOwned> axum::extract::OptionalFromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> ApiResult<Option<Self>> {
         let h = req.headers();
-        let empty = !h.contains_key(header::CONTENT_TYPE)
-            && h.get(header::CONTENT_LENGTH).is_none_or(|v| v == "0");
+        let length = h.get(header::CONTENT_LENGTH);
+        let empty = length.is_some_and(|v| v == "0")
+            || (length.is_none()
+                && !h.contains_key(header::TRANSFER_ENCODING)
+                && !h.contains_key(header::CONTENT_TYPE));
         if empty {
             return Ok(None);
         }

@@ -113,10 +113,10 @@ pub(super) async fn sweep(pier: &Pier, restic: &Restic) {
     let Ok(instance) = pier.instance_id().await else {
         return;
     };
-    let Ok(apps) = repo::apps::list_all(pier.db()).await else {
+    let Ok(deleted) = repo::apps::deleted_ids(pier.db()).await else {
         return;
     };
-    let live: HashSet<i64> = apps.iter().map(|a| a.id).collect();
+    let deleted: HashSet<i64> = deleted.into_iter().collect();
     let snaps = match restic.snapshots(None).await {
         Ok(s) => s,
         Err(e) => {
@@ -126,7 +126,7 @@ pub(super) async fn sweep(pier: &Pier, restic: &Restic) {
     };
     let gone: Vec<String> = snaps
         .iter()
-        .filter(|s| s.tags.iter().any(|t| leftover(&instance, t, &live)))
+        .filter(|s| s.tags.iter().any(|t| leftover(&instance, t, &deleted)))
         .map(|s| s.short_id.clone())
         .collect();
     if gone.is_empty() {
@@ -140,15 +140,16 @@ pub(super) async fn sweep(pier: &Pier, restic: &Restic) {
     }
 }
 
-/// Whether a snapshot's tag marks it as left over: an app of this installation that no longer
-/// exists, or a first pass.
-pub(super) fn leftover(instance: &str, tag: &str, live: &HashSet<i64>) -> bool {
+/// Whether a snapshot's tag marks it as left over: an app of this installation that was deleted
+/// here, or a first pass. (Not every id the database does not know: restored from an older
+/// backup, it does not know apps made after it, and their snapshots are all that is left.)
+pub(super) fn leftover(instance: &str, tag: &str, deleted: &HashSet<i64>) -> bool {
     let Some(rest) = tag.strip_prefix(&format!("pier-{instance}-app-")) else {
         return false;
     };
     match rest.strip_suffix("-pre") {
         Some(_) => true,
-        None => rest.parse::<i64>().is_ok_and(|id| !live.contains(&id)),
+        None => rest.parse::<i64>().is_ok_and(|id| deleted.contains(&id)),
     }
 }
 
@@ -177,14 +178,16 @@ mod tests {
 
     #[test]
     fn leftovers_are_deleted_apps_and_first_passes_of_this_installation() {
-        let live = HashSet::from([1, 2]);
-        assert!(!leftover("abc", "pier-abc-app-1", &live));
-        assert!(leftover("abc", "pier-abc-app-3", &live));
-        assert!(leftover("abc", "pier-abc-app-1-pre", &live));
-        // Another installation's, Pier's own, and tags Pier does not write stay.
-        assert!(!leftover("abc", "pier-xyz-app-3", &live));
-        assert!(!leftover("abc", "pier-abc-panel", &live));
-        assert!(!leftover("abc", "pier-dump", &live));
-        assert!(!leftover("abc", "pier-abc-app-x", &live));
+        let deleted = HashSet::from([3]);
+        assert!(leftover("abc", "pier-abc-app-3", &deleted));
+        assert!(leftover("abc", "pier-abc-app-1-pre", &deleted));
+        // Live apps, apps this database never knew, another installation's, Pier's own, and
+        // tags Pier does not write stay.
+        assert!(!leftover("abc", "pier-abc-app-1", &deleted));
+        assert!(!leftover("abc", "pier-abc-app-9", &deleted));
+        assert!(!leftover("abc", "pier-xyz-app-3", &deleted));
+        assert!(!leftover("abc", "pier-abc-panel", &deleted));
+        assert!(!leftover("abc", "pier-dump", &deleted));
+        assert!(!leftover("abc", "pier-abc-app-x", &deleted));
     }
 }

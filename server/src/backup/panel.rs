@@ -195,12 +195,21 @@ pub async fn restore(
             }
         }
     }
+    // Apps made after this database was backed up left snapshots under their ids: new apps must
+    // not take those ids (their retention would remove those snapshots).
+    let prefix = format!("pier-{instance}-app-");
+    let highest = all
+        .iter()
+        .flat_map(|s| s.tags.iter())
+        .filter_map(|t| t.strip_prefix(&prefix))
+        .filter_map(|rest| rest.trim_end_matches("-pre").parse::<i64>().ok())
+        .max();
+    if let Some(n) = highest {
+        repo::apps::reserve_ids_through(&db, n).await?;
+    }
     let known_done = repo::backups::latest_done_per_app(&db).await?;
     let mut apps = 0;
     for app in repo::apps::list_all(&db).await? {
-        if repo::volumes::for_app(&db, app.id).await?.is_empty() {
-            continue;
-        }
         let tag = app_tag(&instance, app.id);
         let known = known_done.iter().find(|(a, ..)| *a == app.id).cloned();
         // The newest in the repository: it may be newer than Pier's own backup knew.

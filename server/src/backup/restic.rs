@@ -301,8 +301,9 @@ impl Restic {
 
     /// Copies every snapshot of `from` this repository does not have yet.
     pub async fn copy_from(&self, from: &Restic) -> Result<()> {
-        // Read from the source all along: Pier's own pruning of it waits until the copy ends.
-        let _source = repo_lock(&from.repository).read_owned().await;
+        // Pier's lock of the source is not held: an upload can take hours, and its pruning
+        // (exclusive) would queue every local backup behind it. restic's own lock keeps the
+        // source whole; a prune that meets it is retried, then left for the next time.
         self.with_source(from)
             .output(&["copy", "--from-repo", &from.repository])
             .await

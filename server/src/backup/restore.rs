@@ -81,9 +81,10 @@ pub(super) async fn replace(
         .await
         .map_err(|e| e.to_string())?;
     let rt = pier.runtime();
+    // Running, paused, or restarting (a crash loop: Docker would start it again mid-copy).
     let was_running = container
         .as_ref()
-        .is_some_and(|c| c.running() || c.state == "paused");
+        .is_some_and(|c| !matches!(c.state.as_str(), "exited" | "created" | "dead"));
     if let Some(c) = container.as_ref().filter(|_| was_running) {
         if let Err(e) = rt
             .stop(&c.id, pier.settings().engine.stop_timeout_secs)
@@ -111,13 +112,30 @@ pub(super) async fn replace(
         }
     };
     remove_staged(&staged);
+    if let Err(why) = result {
+        // Half copied: the app must not start on it (a database would make itself a new one
+        // there). It stays stopped, with the reason, until its owner restores again or starts it.
+        if let Err(e) = repo::apps::set_desired(
+            pier.db(),
+            r.app_id,
+            pier_core::model::Desired::Stopped,
+            now(),
+        )
+        .await
+        {
+            tracing::error!(app_id = r.app_id, error = %e, "could not keep the app stopped");
+        }
+        return Err(format!(
+            "{why}. The app was left stopped so that nothing runs on half-restored data: restore again, or start it."
+        ));
+    }
     // Started again as it was (the reconciler would too, once the hold goes).
     if let Some(c) = container.as_ref().filter(|_| was_running) {
         if let Err(e) = rt.start(&c.id).await {
             tracing::warn!(container = %c.name, error = %e, "not started after a restore; the reconciler retries");
         }
     }
-    result
+    Ok(())
 }
 
 pub(super) async fn snapshot_id(pier: &Pier, id: i64) -> Result<String, String> {
@@ -197,8 +215,12 @@ pub(super) async fn beside(
         .ok_or("The volume to restore into was deleted.")?;
     let result = fill(pier, dirs, restic, r, from, &vol).await;
     if result.is_err() {
-        if let Ok(true) = repo::volumes::delete_kept(pier.db(), vol.user_id, &vol.name).await {
-            pier.wake_engine();
+        match repo::volumes::delete_kept_by_id(pier.db(), vol.user_id, vol.id).await {
+            Ok(true) => pier.wake_engine(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(volume = %vol.name, error = %e, "could not remove the volume of a failed restore")
+            }
         }
     }
     result

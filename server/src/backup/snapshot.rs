@@ -262,13 +262,32 @@ pub(super) async fn dump(
     let host = format!("pier-{instance}");
     let rt = pier.runtime();
     let tags = [tag.as_str(), DUMP_TAG];
+    // A dump may not outgrow the owner's backup quota (counted as written, before compression).
+    let room = match repo::apps::by_id(pier.db(), s.app_id).await {
+        Ok(Some(app)) => match pier.backup_usage(app.user_id).await {
+            Ok((used, max)) => u64::try_from(max - used).unwrap_or(0),
+            Err(e) => return Err(e.to_string()),
+        },
+        Ok(None) => return Err("The app was deleted.".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (summary, ran) = tracked(pier, s.id, |progress| {
         restic.backup_stdin(DUMP_FILE, &tags, &host, progress, |input| async {
-            tokio::time::timeout(COMMAND_LIMIT, rt.exec(&c.id, &args, None, Box::new(input))).await
+            let capped = Capped {
+                inner: input,
+                left: room,
+                over: over.clone(),
+            };
+            tokio::time::timeout(COMMAND_LIMIT, rt.exec(&c.id, &args, None, Box::new(capped))).await
         })
     })
     .await;
     let ran = match ran {
+        _ if over.load(std::sync::atomic::Ordering::SeqCst) => Err(format!(
+            "The dump grew past the {} MiB left in your backup quota, so it was stopped and not kept. Keep fewer snapshots, or ask an admin to raise the quota.",
+            room >> 20
+        )),
         None => Err("the backup command was not run".to_string()),
         Some(Err(_)) => Err(format!(
             "The backup command ran longer than {} hours and was given up.",
@@ -303,6 +322,43 @@ pub(super) async fn dump(
         // A command that failed on its own says more than the broken pipe restic left it.
         (Err(_), Err(why)) if !why.contains("could not be run") => Err(why),
         (Err(e), _) => Err(format!("The backup could not be stored: {e}")),
+    }
+}
+
+/// A writer that refuses to take more than `left` bytes, and says so in `over`.
+struct Capped<W> {
+    inner: W,
+    left: u64,
+    over: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Capped<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if buf.len() as u64 > self.left {
+            self.over.store(true, std::sync::atomic::Ordering::SeqCst);
+            return std::task::Poll::Ready(Err(std::io::Error::other("over the backup quota")));
+        }
+        let n = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        self.left -= n as u64;
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

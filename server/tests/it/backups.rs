@@ -713,6 +713,43 @@ async fn postgres_dump_in_command_mode_brings_back_exactly_its_rows(db: SqlitePo
         ),
         "100|0"
     );
+
+    // A dump may not outgrow the room left in the owner's backup quota: it is stopped there.
+    let admin = app.token(common::ADMIN_EMAIL, "admin").await;
+    let ann = app.user_id("ann@example.com").await;
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/users/{ann}"),
+            Some(&admin),
+            Some(json!({"max_backup_mb": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .api(
+            "PUT",
+            policy,
+            Some(&t),
+            Some(json!({"command": "head -c 3000000 /dev/zero"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.api("POST", "/apps/db/backups", Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let big = until(
+        &app,
+        &t,
+        &format!("/apps/db/backups/{}", r.json()["id"]),
+        120,
+        |s| s["state"] == "failed" || s["state"] == "done",
+    )
+    .await;
+    assert_eq!(big["state"], "failed", "{big:#}");
+    assert!(
+        big["reason"].as_str().unwrap().contains("backup quota"),
+        "{big:#}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
