@@ -531,7 +531,15 @@ fn parse_leaf(chain: &str) -> anyhow::Result<Leaf> {
         .map_err(|e| anyhow::anyhow!("the CA's certificate does not parse: {e}"))?;
     Ok(Leaf {
         der: pem.contents.clone(),
-        serial: cert.raw_serial_as_string(),
+        // The number's own bytes, as `openssl x509 -serial` shows it: not DER's leading zero
+        // (added when the top bit is set).
+        serial: cert
+            .serial
+            .to_bytes_be()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
     })
