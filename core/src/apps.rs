@@ -891,19 +891,15 @@ impl Pier {
                 path: &v.path,
                 size_mb: size,
             };
-            let id =
-                repo::volumes::insert_within_quota(&mut *tx, &row, max_storage_mb, now()).await?;
-            match id {
-                Some(id) => keep.push(id),
-                None => {
-                    let used = repo::volumes::usage(&mut *tx, actor.user_id).await?;
-                    return Err(Error::Quota(format!(
-                        "The volume {} needs {size} MiB, but only {} MiB of your {max_storage_mb} MiB storage quota is free. Make it smaller, delete a volume you no longer need, or ask an admin to raise your quota.",
-                        v.name,
-                        (max_storage_mb - used).max(0)
-                    )));
-                }
-            }
+            keep.push(
+                add_volume(
+                    tx,
+                    &row,
+                    max_storage_mb,
+                    "Make it smaller, delete a volume you no longer need",
+                )
+                .await?,
+            );
         }
         repo::volumes::detach_others(tx, app_id, &keep).await
     }
@@ -956,7 +952,7 @@ impl Pier {
                 "The volume {name} belongs to your app {app}: take it off the app (or delete the app) first."
             )));
         }
-        if !repo::volumes::delete_kept(self.db(), actor.user_id, name).await? {
+        if !repo::volumes::delete_kept(self.db(), actor.user_id, v.id).await? {
             return Err(Error::Conflict(
                 "The volume was just given to an app; try again.".into(),
             ));
@@ -1092,6 +1088,29 @@ impl CheckedSpec {
 }
 
 /// A volume row of a form, checked on its own (whether the name exists is the database's).
+/// Makes a volume within its owner's storage quota (checked in the same statement), inside the
+/// caller's transaction: its id, or a `Quota` error saying what is free and, in `advice`, what
+/// to do.
+pub(crate) async fn add_volume(
+    tx: &mut sqlx::SqliteConnection,
+    row: &repo::volumes::NewVolume<'_>,
+    max_storage_mb: i64,
+    advice: &str,
+) -> Result<i64> {
+    if let Some(id) =
+        repo::volumes::insert_within_quota(&mut *tx, row, max_storage_mb, now()).await?
+    {
+        return Ok(id);
+    }
+    let used = repo::volumes::usage(&mut *tx, row.user_id).await?;
+    Err(Error::Quota(format!(
+        "The volume {} needs {} MiB, but only {} MiB of your {max_storage_mb} MiB storage quota is free. {advice}, or ask an admin to raise your quota.",
+        row.name,
+        row.size_mb,
+        (max_storage_mb - used).max(0)
+    )))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CheckedVolume {
     name: String,

@@ -71,9 +71,7 @@ impl Pier {
     pub async fn back_up_now(&self, actor: &Actor, name: &str) -> Result<Snapshot> {
         let app = self.own_app(actor, name).await?;
         self.backups_on()?;
-        if let Some(full) = self.backup_quota_full(actor.user_id).await? {
-            return Err(Error::Quota(full));
-        }
+        self.backup_room(actor.user_id).await?;
         let mode = self.backup_policy(app.id).await?.mode;
         if mode != Consistency::Command
             && repo::volumes::for_app(self.db(), app.id).await?.is_empty()
@@ -175,18 +173,13 @@ impl Pier {
                     path: &source.path,
                     size_mb: source.size_mb,
                 };
-                let Some(vid) =
-                    repo::volumes::insert_within_quota(&mut *tx, &row, q.max_storage_mb, now())
-                        .await?
-                else {
-                    let used = repo::volumes::usage(&mut *tx, actor.user_id).await?;
-                    return Err(Error::Quota(format!(
-                        "The new volume needs {} MiB, but only {} MiB of your {} MiB storage quota is free. Delete a volume you no longer need, or ask an admin to raise your quota.",
-                        source.size_mb,
-                        (q.max_storage_mb - used).max(0),
-                        q.max_storage_mb
-                    )));
-                };
+                let vid = crate::apps::add_volume(
+                    &mut tx,
+                    &row,
+                    q.max_storage_mb,
+                    "Delete a volume you no longer need",
+                )
+                .await?;
                 let rid = repo::backups::queue_restore(
                     &mut *tx,
                     snap.app_id,
@@ -245,16 +238,18 @@ impl Pier {
         Ok((used, q.max_backup_mb.saturating_mul(1 << 20)))
     }
 
-    /// Why no new snapshot of the tenant's apps may be taken: their backups fill the quota.
-    pub async fn backup_quota_full(&self, user_id: i64) -> Result<Option<String>> {
+    /// The bytes the tenant's backups may still take; `Quota` (with the figures) when their
+    /// backups fill the quota, so no new snapshot may start.
+    pub async fn backup_room(&self, user_id: i64) -> Result<u64> {
         let (used, max) = self.backup_usage(user_id).await?;
-        Ok((used >= max).then(|| {
-            format!(
+        if used >= max {
+            return Err(Error::Quota(format!(
                 "Your backups take {} MiB of your {} MiB backup quota. Keep fewer snapshots (retention), or ask an admin to raise the quota.",
                 used >> 20,
                 max >> 20
-            )
-        }))
+            )));
+        }
+        Ok(u64::try_from(max - used).unwrap_or(0))
     }
 
     fn backups_on(&self) -> Result<()> {

@@ -154,21 +154,9 @@ pub async fn usage(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<i64> {
     .await?)
 }
 
-/// Deletes the tenant's volume unless it belongs to an app. False when there is no such
+/// Deletes the tenant's volume `id` unless it belongs to an app. False when there is no such
 /// kept volume.
-pub async fn delete_kept(db: impl SqliteExecutor<'_>, user_id: i64, name: &str) -> Result<bool> {
-    let done = sqlx::query!(
-        "DELETE FROM volumes WHERE user_id = ? AND name = ? AND app_id IS NULL",
-        user_id,
-        name
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Deletes the tenant's volume `id` unless it belongs to an app.
-pub async fn delete_kept_by_id(db: impl SqliteExecutor<'_>, user_id: i64, id: i64) -> Result<bool> {
+pub async fn delete_kept(db: impl SqliteExecutor<'_>, user_id: i64, id: i64) -> Result<bool> {
     let done = sqlx::query!(
         "DELETE FROM volumes WHERE user_id = ? AND id = ? AND app_id IS NULL",
         user_id,

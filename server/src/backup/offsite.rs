@@ -16,18 +16,22 @@ pub(super) async fn copy_loop(pier: Pier, dir: PathBuf, local: Restic) {
         if swept.elapsed() >= every {
             swept = Instant::now();
             if let Ok(Some((_, target))) = pier.backup_target_access().await {
-                let dest = Restic::new(
-                    target.repository.clone(),
-                    dirs.cache.clone(),
-                    pier.backup_password(),
-                )
-                .with_s3(&target.access_key, &target.secret, &target.region);
-                sweep(&pier, &dest).await;
+                sweep(&pier, &bucket(&pier, &dirs, &target)).await;
             }
         }
         let wait = pier.settings().backups.check_every_secs.max(1);
         tokio::time::sleep(Duration::from_secs(wait)).await;
     }
+}
+
+/// The offsite bucket's repository, opened like the local one (same password and cache).
+fn bucket(pier: &Pier, dirs: &Dirs, target: &pier_core::backup_target::TargetAccess) -> Restic {
+    Restic::new(
+        target.repository.clone(),
+        dirs.cache.clone(),
+        pier.backup_password(),
+    )
+    .with_s3(&target.access_key, &target.secret, &target.region)
 }
 
 /// Copies to the offsite target: after every change, with backoff after failures.
@@ -62,12 +66,7 @@ impl Offsite {
         let apps = repo::backup_target::apps_to_copy(db, started)
             .await
             .unwrap_or_default();
-        let dest = Restic::new(
-            target.repository.clone(),
-            dirs.cache.clone(),
-            pier.backup_password(),
-        )
-        .with_s3(&target.access_key, &target.secret, &target.region);
+        let dest = bucket(pier, dirs, &target);
         let result = async {
             dest.prepare_copy_of(local).await?;
             if let Some(p) = &needs_key {

@@ -215,7 +215,7 @@ pub(super) async fn beside(
         .ok_or("The volume to restore into was deleted.")?;
     let result = fill(pier, dirs, restic, r, from, &vol).await;
     if result.is_err() {
-        match repo::volumes::delete_kept_by_id(pier.db(), vol.user_id, vol.id).await {
+        match repo::volumes::delete_kept(pier.db(), vol.user_id, vol.id).await {
             Ok(true) => pier.wake_engine(),
             Ok(false) => {}
             Err(e) => {

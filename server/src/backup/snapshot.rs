@@ -57,21 +57,19 @@ pub(super) async fn take(
     let owner = repo::apps::by_id(pier.db(), s.app_id)
         .await
         .map_err(|e| (e.to_string(), None))?
-        .map(|a| a.user_id);
-    if let Some(owner) = owner {
-        if let Some(full) = pier
-            .backup_quota_full(owner)
-            .await
-            .map_err(|e| (e.to_string(), None))?
-        {
-            return Err((full, None));
-        }
-    }
+        .ok_or(("The app was deleted.".to_string(), None))?
+        .user_id;
+    // No snapshot starts while the owner's backups fill their quota; a dump may take no more
+    // than the room left.
+    let room = pier.backup_room(owner).await.map_err(|e| match e {
+        pier_core::Error::Quota(why) => (why, None),
+        e => (e.to_string(), None),
+    })?;
     let container = serving_container(pier, s.app_id)
         .await
         .map_err(|e| (e.to_string(), None))?;
     if s.mode == Consistency::Command {
-        return dump(pier, restic, s, &instance, container)
+        return dump(pier, restic, s, &instance, container, room)
             .await
             .map(|t| (t, None))
             .map_err(|e| (e, None));
@@ -253,6 +251,7 @@ pub(super) async fn dump(
     s: &Snapshot,
     instance: &str,
     container: Option<Container>,
+    room: u64,
 ) -> Result<repo::backups::Taken, String> {
     let args = app_command(pier, s.app_id, false).await?;
     let c = container.filter(|c| c.running()).ok_or(
@@ -263,14 +262,6 @@ pub(super) async fn dump(
     let rt = pier.runtime();
     let tags = [tag.as_str(), DUMP_TAG];
     // A dump may not outgrow the owner's backup quota (counted as written, before compression).
-    let room = match repo::apps::by_id(pier.db(), s.app_id).await {
-        Ok(Some(app)) => match pier.backup_usage(app.user_id).await {
-            Ok((used, max)) => u64::try_from(max - used).unwrap_or(0),
-            Err(e) => return Err(e.to_string()),
-        },
-        Ok(None) => return Err("The app was deleted.".into()),
-        Err(e) => return Err(e.to_string()),
-    };
     let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (summary, ran) = tracked(pier, s.id, |progress| {
         restic.backup_stdin(DUMP_FILE, &tags, &host, progress, |input| async {

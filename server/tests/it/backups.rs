@@ -85,20 +85,41 @@ fn exec(id: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Backs up now and waits until the snapshot is done; the snapshot.
-async fn back_up(app: &TestApp, t: &str, name: &str) -> Value {
+/// Backs up now and waits until the snapshot has ended, done or failed; the snapshot.
+async fn back_up_ending(app: &TestApp, t: &str, name: &str) -> Value {
     let r = app
         .api("POST", &format!("/apps/{name}/backups"), Some(t), None)
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     let id = r.json()["id"].as_i64().expect("an id");
     assert!(["queued", "running"].contains(&r.json()["state"].as_str().unwrap()));
-    let s = until(app, t, &format!("/apps/{name}/backups/{id}"), 120, |s| {
+    until(app, t, &format!("/apps/{name}/backups/{id}"), 120, |s| {
         s["state"] == "done" || s["state"] == "failed"
     })
-    .await;
+    .await
+}
+
+/// Backs up now and waits until the snapshot is done; the snapshot.
+async fn back_up(app: &TestApp, t: &str, name: &str) -> Value {
+    let s = back_up_ending(app, t, name).await;
     assert_eq!(s["state"], "done", "{s:#}");
     s
+}
+
+/// Sets a person's backup quota (MiB), as an admin.
+async fn set_backup_quota(app: &TestApp, email: &str, mb: i64) {
+    let admin = app.token(common::ADMIN_EMAIL, "admin").await;
+    let id = app.user_id(email).await;
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/users/{id}"),
+            Some(&admin),
+            Some(json!({"max_backup_mb": mb})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["quotas"]["max_backup_mb"], mb);
 }
 
 /// Raw GET with a token (the tar is bytes).
@@ -135,23 +156,29 @@ async fn with_backups(
     (TestApp::with_settings(db, settings).await, dir)
 }
 
-/// Restores snapshot `id` into the app and waits until the restore is done and the app runs
-/// again (within `start_secs`).
-async fn restore(app: &TestApp, t: &str, name: &str, id: i64, start_secs: u64) {
+/// Asks for a restore of snapshot `id` (`body` says where) and waits until it has ended, done
+/// or failed; the restore.
+async fn restore_ending(app: &TestApp, t: &str, name: &str, id: i64, body: Option<Value>) -> Value {
     let r = app
         .api(
             "POST",
             &format!("/apps/{name}/backups/{id}/restore"),
             Some(t),
-            None,
+            body,
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     let rid = r.json()["id"].as_i64().unwrap();
-    let done = until(app, t, &format!("/apps/{name}/restores/{rid}"), 120, |r| {
+    until(app, t, &format!("/apps/{name}/restores/{rid}"), 120, |r| {
         r["state"] == "done" || r["state"] == "failed"
     })
-    .await;
+    .await
+}
+
+/// Restores snapshot `id` into the app and waits until the restore is done and the app runs
+/// again (within `start_secs`).
+async fn restore(app: &TestApp, t: &str, name: &str, id: i64, start_secs: u64) {
+    let done = restore_ending(app, t, name, id, None).await;
     assert_eq!(done["state"], "done", "{done:#}");
     until(app, t, &format!("/apps/{name}"), start_secs, |a| {
         a["state"] == "running"
@@ -627,16 +654,7 @@ async fn postgres_dump_in_command_mode_brings_back_exactly_its_rows(db: SqlitePo
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = app.api("POST", "/apps/db/backups", Some(&t), None).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let failed = until(
-        &app,
-        &t,
-        &format!("/apps/db/backups/{}", r.json()["id"]),
-        120,
-        |s| s["state"] == "failed" || s["state"] == "done",
-    )
-    .await;
+    let failed = back_up_ending(&app, &t, "db").await;
     assert_eq!(failed["state"], "failed", "{failed:#}");
     let why = failed["reason"].as_str().unwrap();
     assert!(
@@ -715,17 +733,7 @@ async fn postgres_dump_in_command_mode_brings_back_exactly_its_rows(db: SqlitePo
     );
 
     // A dump may not outgrow the room left in the owner's backup quota: it is stopped there.
-    let admin = app.token(common::ADMIN_EMAIL, "admin").await;
-    let ann = app.user_id("ann@example.com").await;
-    let r = app
-        .api(
-            "PATCH",
-            &format!("/users/{ann}"),
-            Some(&admin),
-            Some(json!({"max_backup_mb": 1})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    set_backup_quota(&app, "ann@example.com", 1).await;
     let r = app
         .api(
             "PUT",
@@ -735,16 +743,7 @@ async fn postgres_dump_in_command_mode_brings_back_exactly_its_rows(db: SqlitePo
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = app.api("POST", "/apps/db/backups", Some(&t), None).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let big = until(
-        &app,
-        &t,
-        &format!("/apps/db/backups/{}", r.json()["id"]),
-        120,
-        |s| s["state"] == "failed" || s["state"] == "done",
-    )
-    .await;
+    let big = back_up_ending(&app, &t, "db").await;
     assert_eq!(big["state"], "failed", "{big:#}");
     assert!(
         big["reason"].as_str().unwrap().contains("backup quota"),
@@ -800,30 +799,11 @@ async fn unchanged_data_is_not_stored_twice_and_a_restore_can_go_beside(db: Sqli
         (195 << 20..260 << 20).contains(&stored),
         "two snapshots of 200 MiB take {stored} bytes"
     );
-    let admin = app.token(common::ADMIN_EMAIL, "admin").await;
-    let ann = app.user_id("ann@example.com").await;
-    let r = app
-        .api(
-            "PATCH",
-            &format!("/users/{ann}"),
-            Some(&admin),
-            Some(json!({"max_backup_mb": 150})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.json()["quotas"]["max_backup_mb"], 150);
+    set_backup_quota(&app, "ann@example.com", 150).await;
     let r = app.api("POST", "/apps/big/backups", Some(&t), None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert!(r.body.contains("backup quota"), "{}", r.body);
-    let r = app
-        .api(
-            "PATCH",
-            &format!("/users/{ann}"),
-            Some(&admin),
-            Some(json!({"max_backup_mb": 1024})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    set_backup_quota(&app, "ann@example.com", 1024).await;
 
     exec(&c, "echo two > /data/note && rm /data/blob");
 
@@ -867,22 +847,16 @@ async fn unchanged_data_is_not_stored_twice_and_a_restore_can_go_beside(db: Sqli
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
 
-    let r = app
-        .api(
-            "POST",
-            &path,
-            Some(&t),
-            Some(json!({"into_volume": "big-old"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    assert_eq!(r.json()["into_volume"], "big-old");
-    let rid = r.json()["id"].as_i64().unwrap();
-    let done = until(&app, &t, &format!("/apps/big/restores/{rid}"), 120, |r| {
-        r["state"] == "done" || r["state"] == "failed"
-    })
+    let done = restore_ending(
+        &app,
+        &t,
+        "big",
+        first_id,
+        Some(json!({"into_volume": "big-old"})),
+    )
     .await;
     assert_eq!(done["state"], "done", "{done:#}");
+    assert_eq!(done["into_volume"], "big-old");
     assert_eq!(container(&app, "big").await, c, "the app was not touched");
     assert_eq!(exec(&c, "cat /data/note"), "two\n");
     let vols = get(&app, &t, "/volumes").await;
@@ -950,20 +924,7 @@ async fn unchanged_data_is_not_stored_twice_and_a_restore_can_go_beside(db: Sqli
         }
     }
     let second_id = second["id"].as_i64().unwrap();
-    let r = app
-        .api(
-            "POST",
-            &format!("/apps/big/backups/{second_id}/restore"),
-            Some(&t),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let rid = r.json()["id"].as_i64().unwrap();
-    let failed = until(&app, &t, &format!("/apps/big/restores/{rid}"), 120, |r| {
-        r["state"] == "done" || r["state"] == "failed"
-    })
-    .await;
+    let failed = restore_ending(&app, &t, "big", second_id, None).await;
     assert_eq!(failed["state"], "failed", "{failed:#}");
     assert!(
         failed["reason"]
