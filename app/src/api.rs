@@ -118,8 +118,11 @@ pub mod ssr {
     }
 
     impl Ctx {
+        /// The signed-in user, with the address their request came from (for the audit log).
         pub async fn actor(&self) -> Result<Actor, AppError> {
-            Ok(self.pier.require_actor(&self.session).await?)
+            let mut actor = self.pier.require_actor(&self.session).await?;
+            actor.origin.address = Some(self.client.ip.clone());
+            Ok(actor)
         }
     }
 
@@ -370,7 +373,9 @@ pub async fn accept_invite(
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
     let _ = csrf_token;
     let c = ssr::ctx().await?;
-    c.pier.accept_invite(&token, &password, &confirm).await?;
+    c.pier
+        .accept_invite(&token, &password, &confirm, &c.client)
+        .await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ compile_error!(
 
 pub mod api;
 pub mod api_apps;
+pub mod api_audit;
 pub mod api_backups;
 pub mod api_domains;
 pub mod components;
@@ -84,6 +85,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/certificates") view=pages::certificates::CertificatesPage ssr=SsrMode::Async/>
+                        <Route path=path!("admin/audit") view=pages::audit::AuditPage ssr=SsrMode::Async/>
                         <Route path=path!("api-docs") view=pages::api_docs::ApiDocsPage ssr=SsrMode::Async/>
                     </ParentRoute>
                 </Routes>

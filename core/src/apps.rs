@@ -58,6 +58,61 @@ pub struct AppInput {
     pub volumes: Option<Vec<VolumeInput>>,
 }
 
+impl AppInput {
+    /// The settings asked for, as the audit log tells them: every value but the environment's,
+    /// of which only the names are given (a value may be a secret whether marked or not).
+    pub fn describe(&self) -> String {
+        let short = |s: &str| -> String { s.trim().chars().take(300).collect() };
+        let mut parts = vec![format!("image {}", short(&self.image))];
+        let mut add = |label: &str, v: &str| {
+            if !v.trim().is_empty() {
+                parts.push(format!("{label} {}", short(v)));
+            }
+        };
+        add("port", &self.port);
+        add("memory MiB", &self.memory_mb);
+        add("CPUs", &self.cpus);
+        add("health check", &self.health_path);
+        if let Some(k) = self.kind {
+            parts.push(format!("kind {}", k.as_str()));
+        }
+        if let Some(c) = self.capabilities {
+            parts.push(format!("capabilities {}", c.as_str()));
+        }
+        if self.read_only {
+            parts.push("read-only".into());
+        }
+        let names = |secret: bool| -> Vec<&str> {
+            self.env
+                .iter()
+                .filter(|e| e.secret == secret && !e.name.trim().is_empty())
+                .map(|e| e.name.trim())
+                .collect()
+        };
+        let (plain, secret) = (names(false), names(true));
+        if !plain.is_empty() {
+            parts.push(format!("env {}", plain.join(", ")));
+        }
+        if !secret.is_empty() {
+            parts.push(format!("secret env {}", secret.join(", ")));
+        }
+        if !self.dotenv.trim().is_empty() {
+            parts.push("a pasted .env file".into());
+        }
+        if let Some(vols) = &self.volumes {
+            let v: Vec<String> = vols
+                .iter()
+                .map(|v| format!("{} at {}", v.name.trim(), v.path.trim()))
+                .collect();
+            parts.push(match v.is_empty() {
+                true => "no volumes".into(),
+                false => format!("volumes {}", v.join(", ")),
+            });
+        }
+        parts.join("; ")
+    }
+}
+
 /// One volume of an app, as typed.
 #[derive(Debug, Clone, Default)]
 pub struct VolumeInput {
@@ -421,217 +476,268 @@ impl Pier {
     }
 
     pub async fn create_app(&self, actor: &Actor, input: AppInput) -> Result<App> {
-        let (name, spec) = self.check_app_input(actor, &input, None)?;
-        let q = repo::users::by_id(self.db(), actor.user_id)
-            .await?
-            .ok_or(Error::Unauthenticated)?
-            .quotas;
-        let mut tx = self.db().begin().await?;
-        let id = match repo::apps::insert_within_quota(
-            &mut *tx,
-            actor.user_id,
-            &name,
-            &spec.as_repo(),
-            q,
-            now(),
-        )
+        let what = crate::audit::Change::new(crate::audit::Action::AppCreate, input.name.trim())
+            .owner(actor.user_id)
+            .summary(input.describe());
+        self.audited(actor, what, async {
+            let (name, spec) = self.check_app_input(actor, &input, None)?;
+            let q = repo::users::by_id(self.db(), actor.user_id)
+                .await?
+                .ok_or(Error::Unauthenticated)?
+                .quotas;
+            let mut tx = self.db().begin().await?;
+            let id = match repo::apps::insert_within_quota(
+                &mut *tx,
+                actor.user_id,
+                &name,
+                &spec.as_repo(),
+                q,
+                now(),
+            )
+            .await
+            {
+                Ok(Some(id)) => id,
+                Ok(None) => {
+                    drop(tx);
+                    return Err(self.quota_error(actor, &spec, None).await);
+                }
+                Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
+                    return Err(Error::field(
+                        "name",
+                        format!("You already have an app called {name}."),
+                    ))
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(vols) = &spec.volumes {
+                self.apply_volumes(&mut tx, actor, id, vols, q.max_storage_mb)
+                    .await?;
+            }
+            let app = repo::apps::by_id(&mut *tx, id)
+                .await?
+                .ok_or_else(|| Error::internal("app vanished"))?;
+            repo::deployments::queue(&mut tx, &app, "created", None, now()).await?;
+            tx.commit().await?;
+            tracing::info!(app = %app.name, tenant = actor.user_id, "app created");
+            self.wake_engine();
+            Ok(app)
+        })
         .await
-        {
-            Ok(Some(id)) => id,
-            Ok(None) => {
-                drop(tx);
-                return Err(self.quota_error(actor, &spec, None).await);
-            }
-            Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
-                return Err(Error::field(
-                    "name",
-                    format!("You already have an app called {name}."),
-                ))
-            }
-            Err(e) => return Err(e),
-        };
-        if let Some(vols) = &spec.volumes {
-            self.apply_volumes(&mut tx, actor, id, vols, q.max_storage_mb)
-                .await?;
-        }
-        let app = repo::apps::by_id(&mut *tx, id)
-            .await?
-            .ok_or_else(|| Error::internal("app vanished"))?;
-        repo::deployments::queue(&mut tx, &app, "created", None, now()).await?;
-        tx.commit().await?;
-        tracing::info!(app = %app.name, tenant = actor.user_id, "app created");
-        self.wake_engine();
-        Ok(app)
     }
 
     /// Changes an app's settings and rolls them out.
     pub async fn update_app(&self, actor: &Actor, name: &str, input: AppInput) -> Result<App> {
-        let old = self.own_app(actor, name).await?;
-        let (_, spec) = self.check_app_input(actor, &input, Some(&old))?;
-        if spec.kind == AppKind::Internal && old.kind != AppKind::Internal {
-            let domains = repo::domains::names_for_app(self.db(), old.id).await?;
-            if !domains.is_empty() {
-                return Err(Error::field(
-                    "kind",
-                    format!(
-                        "Detach {} first: an internal app takes no domain.",
-                        domains.join(", ")
-                    ),
-                ));
+        let what = crate::audit::Change::new(crate::audit::Action::AppUpdate, name.trim())
+            .owner(actor.user_id)
+            .summary(input.describe());
+        self.audited(actor, what, async {
+            let old = self.own_app(actor, name).await?;
+            let (_, spec) = self.check_app_input(actor, &input, Some(&old))?;
+            if spec.kind == AppKind::Internal && old.kind != AppKind::Internal {
+                let domains = repo::domains::names_for_app(self.db(), old.id).await?;
+                if !domains.is_empty() {
+                    return Err(Error::field(
+                        "kind",
+                        format!(
+                            "Detach {} first: an internal app takes no domain.",
+                            domains.join(", ")
+                        ),
+                    ));
+                }
             }
-        }
-        let q = repo::users::by_id(self.db(), actor.user_id)
+            let q = repo::users::by_id(self.db(), actor.user_id)
+                .await?
+                .ok_or(Error::Unauthenticated)?
+                .quotas;
+            let mut tx = self.db().begin().await?;
+            if !repo::apps::update_within_quota(
+                &mut *tx,
+                old.id,
+                actor.user_id,
+                &spec.as_repo(),
+                q,
+                now(),
+            )
             .await?
-            .ok_or(Error::Unauthenticated)?
-            .quotas;
-        let mut tx = self.db().begin().await?;
-        if !repo::apps::update_within_quota(
-            &mut *tx,
-            old.id,
-            actor.user_id,
-            &spec.as_repo(),
-            q,
-            now(),
-        )
-        .await?
-        {
-            drop(tx);
-            return Err(self.quota_error(actor, &spec, Some(old.id)).await);
-        }
-        if let Some(vols) = &spec.volumes {
-            self.apply_volumes(&mut tx, actor, old.id, vols, q.max_storage_mb)
-                .await?;
-        }
-        let app = repo::apps::by_id(&mut *tx, old.id)
-            .await?
-            .ok_or(Error::NotFound)?;
-        repo::deployments::queue(&mut tx, &app, "settings changed", None, now()).await?;
-        tx.commit().await?;
-        self.wake_engine();
-        Ok(app)
+            {
+                drop(tx);
+                return Err(self.quota_error(actor, &spec, Some(old.id)).await);
+            }
+            if let Some(vols) = &spec.volumes {
+                self.apply_volumes(&mut tx, actor, old.id, vols, q.max_storage_mb)
+                    .await?;
+            }
+            let app = repo::apps::by_id(&mut *tx, old.id)
+                .await?
+                .ok_or(Error::NotFound)?;
+            repo::deployments::queue(&mut tx, &app, "settings changed", None, now()).await?;
+            tx.commit().await?;
+            self.wake_engine();
+            Ok(app)
+        })
+        .await
     }
 
     /// Deletes an app. Its volumes are kept (listed, and can be given to another app) unless
     /// `delete_volumes`, in which case their data goes with it.
     pub async fn delete_app(&self, actor: &Actor, name: &str, delete_volumes: bool) -> Result<()> {
-        let app = self.own_app(actor, name).await?;
-        let mut tx = self.db().begin().await?;
-        if delete_volumes {
-            repo::volumes::delete_for_app(&mut tx, app.id).await?;
-        }
-        // Kept volumes lose their app through the foreign key (ON DELETE SET NULL).
-        if !repo::apps::delete(&mut tx, app.id, actor.user_id).await? {
-            return Err(Error::NotFound);
-        }
-        tx.commit().await?;
-        tracing::info!(app = %app.name, tenant = actor.user_id, delete_volumes, "app deleted");
-        self.wake_engine();
-        Ok(())
+        let what = crate::audit::Change::new(crate::audit::Action::AppDelete, name.trim())
+            .owner(actor.user_id)
+            .summary(if delete_volumes {
+                "deleted with its volumes"
+            } else {
+                "deleted; its volumes are kept"
+            });
+        self.audited(actor, what, async {
+            let app = self.own_app(actor, name).await?;
+            let mut tx = self.db().begin().await?;
+            if delete_volumes {
+                repo::volumes::delete_for_app(&mut tx, app.id).await?;
+            }
+            // Kept volumes lose their app through the foreign key (ON DELETE SET NULL).
+            if !repo::apps::delete(&mut tx, app.id, actor.user_id).await? {
+                return Err(Error::NotFound);
+            }
+            tx.commit().await?;
+            tracing::info!(app = %app.name, tenant = actor.user_id, delete_volumes, "app deleted");
+            self.wake_engine();
+            Ok(())
+        })
+        .await
     }
 
     pub async fn set_app_running(&self, actor: &Actor, name: &str, running: bool) -> Result<App> {
-        let app = self.own_app(actor, name).await?;
-        let desired = if running {
-            Desired::Running
-        } else {
-            Desired::Stopped
-        };
-        repo::apps::set_desired(self.db(), app.id, desired, now()).await?;
-        self.wake_engine();
-        self.own_app(actor, name).await
+        let what = crate::audit::Change::new(
+            if running {
+                crate::audit::Action::AppStart
+            } else {
+                crate::audit::Action::AppStop
+            },
+            name.trim(),
+        )
+        .owner(actor.user_id);
+        self.audited(actor, what, async {
+            let app = self.own_app(actor, name).await?;
+            let desired = if running {
+                Desired::Running
+            } else {
+                Desired::Stopped
+            };
+            repo::apps::set_desired(self.db(), app.id, desired, now()).await?;
+            self.wake_engine();
+            self.own_app(actor, name).await
+        })
+        .await
     }
 
     /// Restarts the app's container in place.
     pub async fn restart_app(&self, actor: &Actor, name: &str) -> Result<()> {
-        let app = self.own_app(actor, name).await?;
-        if app.desired == Desired::Stopped {
-            return Err(Error::Conflict(
-                "The app is stopped; start it instead.".into(),
-            ));
-        }
-        let container = self
-            .current_container(&app)
-            .await?
-            .ok_or_else(|| Error::Conflict("The app has no container to restart yet.".into()))?;
-        self.runtime()
-            .restart(&container.id, self.settings().engine.stop_timeout_secs)
-            .await
-            .map_err(engine_error)?;
-        Ok(())
+        let what = crate::audit::Change::new(crate::audit::Action::AppRestart, name.trim())
+            .owner(actor.user_id)
+            .summary("container restarted");
+        self.audited(actor, what, async {
+            let app = self.own_app(actor, name).await?;
+            if app.desired == Desired::Stopped {
+                return Err(Error::Conflict(
+                    "The app is stopped; start it instead.".into(),
+                ));
+            }
+            let container = self.current_container(&app).await?.ok_or_else(|| {
+                Error::Conflict("The app has no container to restart yet.".into())
+            })?;
+            self.runtime()
+                .restart(&container.id, self.settings().engine.stop_timeout_secs)
+                .await
+                .map_err(engine_error)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deploys the app's settings again (pulling the image tag afresh).
     pub async fn redeploy_app(&self, actor: &Actor, name: &str) -> Result<Deployment> {
-        let app = self.own_app(actor, name).await?;
-        self.tenant_limits()
-            .redeploys
-            .take_for_tenant(actor.user_id, "redeploys")?;
-        let mut tx = self.db().begin().await?;
-        let id = repo::deployments::queue(&mut tx, &app, "redeploy", None, now()).await?;
-        tx.commit().await?;
-        self.wake_engine();
-        repo::deployments::by_id(self.db(), id)
-            .await?
-            .ok_or(Error::NotFound)
+        let what = crate::audit::Change::new(crate::audit::Action::AppDeploy, name.trim())
+            .owner(actor.user_id)
+            .summary("redeploy");
+        self.audited(actor, what, async {
+            let app = self.own_app(actor, name).await?;
+            self.tenant_limits()
+                .redeploys
+                .take_for_tenant(actor.user_id, "redeploys")?;
+            let mut tx = self.db().begin().await?;
+            let id = repo::deployments::queue(&mut tx, &app, "redeploy", None, now()).await?;
+            tx.commit().await?;
+            self.wake_engine();
+            repo::deployments::by_id(self.db(), id)
+                .await?
+                .ok_or(Error::NotFound)
+        })
+        .await
     }
 
     /// Deploys exactly what deployment `number` ran (same image digest, same env and limits).
     pub async fn rollback_app(&self, actor: &Actor, name: &str, number: i64) -> Result<Deployment> {
-        let app = self.own_app(actor, name).await?;
-        let target = repo::deployments::by_number(self.db(), app.id, number)
+        let what = crate::audit::Change::new(crate::audit::Action::AppRollback, name.trim())
+            .owner(actor.user_id)
+            .summary(format!("to deployment #{number}"));
+        self.audited(actor, what, async {
+            let app = self.own_app(actor, name).await?;
+            let target = repo::deployments::by_number(self.db(), app.id, number)
+                .await?
+                .ok_or(Error::NotFound)?;
+            if !target.status.succeeded() {
+                return Err(Error::Conflict(format!(
+                    "Deployment #{number} never ran successfully; pick one that did."
+                )));
+            }
+            let q = repo::users::by_id(self.db(), actor.user_id)
+                .await?
+                .ok_or(Error::Unauthenticated)?
+                .quotas;
+            let spec = CheckedSpec {
+                image: target.image.clone(),
+                port: target.port,
+                env: target.env.clone(),
+                memory_mb: target.memory_mb,
+                cpus_milli: target.cpus_milli,
+                health_path: target.health_path.clone(),
+                read_only: target.read_only,
+                kind: target.kind,
+                capabilities: target.capabilities,
+                volumes: None,
+            };
+            let mut tx = self.db().begin().await?;
+            if !repo::apps::update_within_quota(
+                &mut *tx,
+                app.id,
+                actor.user_id,
+                &spec.as_repo(),
+                q,
+                now(),
+            )
             .await?
-            .ok_or(Error::NotFound)?;
-        if !target.status.succeeded() {
-            return Err(Error::Conflict(format!(
-                "Deployment #{number} never ran successfully; pick one that did."
-            )));
-        }
-        let q = repo::users::by_id(self.db(), actor.user_id)
-            .await?
-            .ok_or(Error::Unauthenticated)?
-            .quotas;
-        let spec = CheckedSpec {
-            image: target.image.clone(),
-            port: target.port,
-            env: target.env.clone(),
-            memory_mb: target.memory_mb,
-            cpus_milli: target.cpus_milli,
-            health_path: target.health_path.clone(),
-            read_only: target.read_only,
-            kind: target.kind,
-            capabilities: target.capabilities,
-            volumes: None,
-        };
-        let mut tx = self.db().begin().await?;
-        if !repo::apps::update_within_quota(
-            &mut *tx,
-            app.id,
-            actor.user_id,
-            &spec.as_repo(),
-            q,
-            now(),
-        )
-        .await?
-        {
-            drop(tx);
-            return Err(self.quota_error(actor, &spec, Some(app.id)).await);
-        }
-        let app = repo::apps::by_id(&mut *tx, app.id)
-            .await?
-            .ok_or(Error::NotFound)?;
-        let id = repo::deployments::queue(
-            &mut tx,
-            &app,
-            &format!("rollback to #{number}"),
-            target.digest.as_deref(),
-            now(),
-        )
-        .await?;
-        tx.commit().await?;
-        self.wake_engine();
-        repo::deployments::by_id(self.db(), id)
-            .await?
-            .ok_or(Error::NotFound)
+            {
+                drop(tx);
+                return Err(self.quota_error(actor, &spec, Some(app.id)).await);
+            }
+            let app = repo::apps::by_id(&mut *tx, app.id)
+                .await?
+                .ok_or(Error::NotFound)?;
+            let id = repo::deployments::queue(
+                &mut tx,
+                &app,
+                &format!("rollback to #{number}"),
+                target.digest.as_deref(),
+                now(),
+            )
+            .await?;
+            tx.commit().await?;
+            self.wake_engine();
+            repo::deployments::by_id(self.db(), id)
+                .await?
+                .ok_or(Error::NotFound)
+        })
+        .await
     }
 
     pub async fn deployments(
@@ -942,24 +1048,30 @@ impl Pier {
 
     /// Deletes one of the caller's kept volumes and its data. A volume an app mounts is a 409.
     pub async fn delete_volume(&self, actor: &Actor, name: &str) -> Result<()> {
-        let name = name.trim();
-        let vols = repo::volumes::list_for_user(self.db(), actor.user_id).await?;
-        let Some(v) = vols.iter().find(|v| v.name == name) else {
-            return Err(Error::NotFound);
-        };
-        if let Some(app) = &v.app_name {
-            return Err(Error::Conflict(format!(
-                "The volume {name} belongs to your app {app}: take it off the app (or delete the app) first."
-            )));
-        }
-        if !repo::volumes::delete_kept(self.db(), actor.user_id, v.id).await? {
-            return Err(Error::Conflict(
-                "The volume was just given to an app; try again.".into(),
-            ));
-        }
-        tracing::info!(volume = %name, tenant = actor.user_id, "volume deleted");
-        self.wake_engine();
-        Ok(())
+        let what = crate::audit::Change::new(crate::audit::Action::VolumeDelete, name.trim())
+            .owner(actor.user_id)
+            .summary("deleted with its data");
+        self.audited(actor, what, async {
+            let name = name.trim();
+            let vols = repo::volumes::list_for_user(self.db(), actor.user_id).await?;
+            let Some(v) = vols.iter().find(|v| v.name == name) else {
+                return Err(Error::NotFound);
+            };
+            if let Some(app) = &v.app_name {
+                return Err(Error::Conflict(format!(
+                    "The volume {name} belongs to your app {app}: take it off the app (or delete the app) first."
+                )));
+            }
+            if !repo::volumes::delete_kept(self.db(), actor.user_id, v.id).await? {
+                return Err(Error::Conflict(
+                    "The volume was just given to an app; try again.".into(),
+                ));
+            }
+            tracing::info!(volume = %name, tenant = actor.user_id, "volume deleted");
+            self.wake_engine();
+            Ok(())
+        })
+        .await
     }
 
     // ----- registry logins ------------------------------------------------------------------
@@ -975,46 +1087,59 @@ impl Pier {
         username: &str,
         password: &str,
     ) -> Result<String> {
-        let mut c = Checks::default();
-        let registry = c.check("registry", validate::registry_host(registry));
-        let username = username.trim();
-        if username.is_empty() || username.len() > 255 || username.chars().any(char::is_control) {
-            c.check::<()>(
-                "username",
-                Err("Enter the user name for this registry.".into()),
+        let what = crate::audit::Change::new(crate::audit::Action::RegistryLogin, registry.trim())
+            .owner(actor.user_id)
+            .summary(format!("as {}", username.trim()));
+        self.audited(actor, what, async {
+            let mut c = Checks::default();
+            let registry = c.check("registry", validate::registry_host(registry));
+            let username = username.trim();
+            if username.is_empty() || username.len() > 255 || username.chars().any(char::is_control)
+            {
+                c.check::<()>(
+                    "username",
+                    Err("Enter the user name for this registry.".into()),
+                );
+            }
+            if password.is_empty() || password.len() > 4096 || password.contains('\0') {
+                c.check::<()>(
+                    "password",
+                    Err("Enter the password or access token for this registry.".into()),
+                );
+            }
+            c.finish()?;
+            let registry = registry.expect("checked");
+            let sealed = self.key().encrypt(
+                password.as_bytes(),
+                &registry_context(actor.user_id, &registry),
             );
-        }
-        if password.is_empty() || password.len() > 4096 || password.contains('\0') {
-            c.check::<()>(
-                "password",
-                Err("Enter the password or access token for this registry.".into()),
-            );
-        }
-        c.finish()?;
-        let registry = registry.expect("checked");
-        let sealed = self.key().encrypt(
-            password.as_bytes(),
-            &registry_context(actor.user_id, &registry),
-        );
-        repo::registries::upsert(
-            self.db(),
-            actor.user_id,
-            &registry,
-            username,
-            &sealed,
-            now(),
-        )
-        .await?;
-        Ok(registry)
+            repo::registries::upsert(
+                self.db(),
+                actor.user_id,
+                &registry,
+                username,
+                &sealed,
+                now(),
+            )
+            .await?;
+            Ok(registry)
+        })
+        .await
     }
 
     pub async fn delete_registry_credential(&self, actor: &Actor, registry: &str) -> Result<()> {
-        let registry = validate::registry_host(registry).map_err(|_| Error::NotFound)?;
-        if repo::registries::delete(self.db(), actor.user_id, &registry).await? {
-            Ok(())
-        } else {
-            Err(Error::NotFound)
-        }
+        let what = crate::audit::Change::new(crate::audit::Action::RegistryLogout, registry.trim())
+            .owner(actor.user_id)
+            .summary("login removed");
+        self.audited(actor, what, async {
+            let registry = validate::registry_host(registry).map_err(|_| Error::NotFound)?;
+            if repo::registries::delete(self.db(), actor.user_id, &registry).await? {
+                Ok(())
+            } else {
+                Err(Error::NotFound)
+            }
+        })
+        .await
     }
 
     /// The login the engine uses to pull `registry` for a tenant.

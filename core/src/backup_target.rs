@@ -28,6 +28,24 @@ pub struct TargetInput {
     pub secret: String,
 }
 
+impl TargetInput {
+    /// The target as the audit log tells it: where, never the secret key.
+    pub fn describe(&self) -> String {
+        let short = |s: &str| -> String { s.trim().chars().take(200).collect() };
+        format!(
+            "endpoint {}, bucket {}, region {}; {}",
+            short(&self.endpoint),
+            short(&self.bucket),
+            short(&self.region),
+            if self.secret.is_empty() {
+                "secret key kept"
+            } else {
+                "secret key replaced"
+            }
+        )
+    }
+}
+
 /// How the worker reaches the target.
 pub struct TargetAccess {
     /// restic's location: `s3:<endpoint>/<bucket>/pier`.
@@ -169,48 +187,60 @@ impl Pier {
         actor: &Actor,
         input: &TargetInput,
     ) -> Result<TargetView> {
-        Self::require_admin(actor)?;
-        let old = repo::backup_target::sealed_secret(self.db()).await?;
-        let (endpoint, region, bucket, access_key) = input.check(old.is_some())?;
-        let allowed = &self.settings().backups.target_hosts;
-        let host = endpoint.split_once("://").map_or("", |(_, h)| h);
-        if !allowed.is_empty() && !allowed.iter().any(|a| a == host) {
-            return Err(Error::field(
-                "endpoint",
-                format!("This server copies backups only to {}.", allowed.join(", ")),
-            ));
-        }
-        let sealed = if input.secret.is_empty() {
-            old.unwrap_or_default()
-        } else {
-            self.key().encrypt(input.secret.as_bytes(), SECRET_CONTEXT)
-        };
-        repo::backup_target::set(
-            self.db(),
-            &repo::backup_target::Row {
-                endpoint: &endpoint,
-                region: &region,
-                bucket: &bucket,
-                access_key: &access_key,
-                secret_sealed: &sealed,
-            },
-            now(),
-        )
-        .await?;
-        tracing::info!(%endpoint, %bucket, admin = actor.user_id, "offsite backup target set");
-        self.wake_backups();
-        repo::backup_target::view(self.db())
-            .await?
-            .ok_or_else(|| Error::internal("target vanished"))
+        let what =
+            crate::audit::Change::new(crate::audit::Action::BackupTargetSet, "offsite target")
+                .summary(input.describe());
+        self.audited(actor, what, async {
+            Self::require_admin(actor)?;
+            let old = repo::backup_target::sealed_secret(self.db()).await?;
+            let (endpoint, region, bucket, access_key) = input.check(old.is_some())?;
+            let allowed = &self.settings().backups.target_hosts;
+            let host = endpoint.split_once("://").map_or("", |(_, h)| h);
+            if !allowed.is_empty() && !allowed.iter().any(|a| a == host) {
+                return Err(Error::field(
+                    "endpoint",
+                    format!("This server copies backups only to {}.", allowed.join(", ")),
+                ));
+            }
+            let sealed = if input.secret.is_empty() {
+                old.unwrap_or_default()
+            } else {
+                self.key().encrypt(input.secret.as_bytes(), SECRET_CONTEXT)
+            };
+            repo::backup_target::set(
+                self.db(),
+                &repo::backup_target::Row {
+                    endpoint: &endpoint,
+                    region: &region,
+                    bucket: &bucket,
+                    access_key: &access_key,
+                    secret_sealed: &sealed,
+                },
+                now(),
+            )
+            .await?;
+            tracing::info!(%endpoint, %bucket, admin = actor.user_id, "offsite backup target set");
+            self.wake_backups();
+            repo::backup_target::view(self.db())
+                .await?
+                .ok_or_else(|| Error::internal("target vanished"))
+        })
+        .await
     }
 
     /// Removes the offsite target (what was copied stays in the bucket).
     pub async fn delete_backup_target(&self, actor: &Actor) -> Result<()> {
-        Self::require_admin(actor)?;
-        if !repo::backup_target::delete(self.db()).await? {
-            return Err(Error::NotFound);
-        }
-        Ok(())
+        let what =
+            crate::audit::Change::new(crate::audit::Action::BackupTargetDelete, "offsite target")
+                .summary("removed");
+        self.audited(actor, what, async {
+            Self::require_admin(actor)?;
+            if !repo::backup_target::delete(self.db()).await? {
+                return Err(Error::NotFound);
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The target as it stands and how the worker reaches it, if there is one.

@@ -252,41 +252,52 @@ impl Pier {
 
     /// "Retry now" on a domain whose certificate is pending, failed or renewing.
     pub async fn retry_certificate(&self, actor: &Actor, name: &str) -> Result<()> {
-        let d = self.own_domain(actor, name).await?;
-        let cert = repo::certs::by_domain(self.db(), d.id).await?;
-        if !match cert {
-            Some(c) => repo::certs::retry_now(self.db(), c.id, now()).await?,
-            None => false,
-        } {
-            return Err(Error::Conflict(
-                "There is nothing to retry: the certificate is valid, or no order was placed yet."
-                    .into(),
-            ));
-        }
-        self.wake_certs();
-        Ok(())
+        let what = crate::audit::Change::new(crate::audit::Action::CertificateRetry, name.trim())
+            .owner(actor.user_id)
+            .summary("retry now");
+        self.audited(actor, what, async {
+            let d = self.own_domain(actor, name).await?;
+            let cert = repo::certs::by_domain(self.db(), d.id).await?;
+            if !match cert {
+                Some(c) => repo::certs::retry_now(self.db(), c.id, now()).await?,
+                None => false,
+            } {
+                return Err(Error::Conflict(
+                    "There is nothing to retry: the certificate is valid, or no order was placed yet."
+                        .into(),
+                ));
+            }
+            self.wake_certs();
+            Ok(())
+        })
+        .await
     }
 
     /// Orders a successor for a valid certificate now (admins only; the rate limits still
     /// apply, and the current certificate serves until the new one is installed).
     pub async fn renew_certificate_now(&self, actor: &Actor, name: &str) -> Result<()> {
-        if actor.role != Role::Admin {
-            return Err(Error::Forbidden);
-        }
-        let Some(c) = repo::certs::all(self.db())
-            .await?
-            .into_iter()
-            .find(|c| c.name == name.trim())
-        else {
-            return Err(Error::NotFound);
-        };
-        if !repo::certs::renew_now(self.db(), c.id, now()).await? {
-            return Err(Error::Conflict(
-                "Only a valid certificate can be renewed; use retry for the others.".into(),
-            ));
-        }
-        self.wake_certs();
-        Ok(())
+        let what = crate::audit::Change::new(crate::audit::Action::CertificateRenew, name.trim())
+            .summary("renew now");
+        self.audited(actor, what, async {
+            if actor.role != Role::Admin {
+                return Err(Error::Forbidden);
+            }
+            let Some(c) = repo::certs::all(self.db())
+                .await?
+                .into_iter()
+                .find(|c| c.name == name.trim())
+            else {
+                return Err(Error::NotFound);
+            };
+            if !repo::certs::renew_now(self.db(), c.id, now()).await? {
+                return Err(Error::Conflict(
+                    "Only a valid certificate can be renewed; use retry for the others.".into(),
+                ));
+            }
+            self.wake_certs();
+            Ok(())
+        })
+        .await
     }
 
     /// Every certificate, the ACME account and this week's orders (admins only).

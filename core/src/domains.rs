@@ -119,14 +119,20 @@ impl Pier {
 
     /// Checks the caller's proof record for a registered domain and marks it proven.
     pub async fn verify_domain(&self, actor: &Actor, name: &str) -> Result<DomainView> {
-        let d = self.own_domain(actor, name).await?;
-        if d.verified_at.is_none() {
-            self.check_proof(actor, &d.name, "domain").await?;
-            repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
-            tracing::info!(domain = %d.name, tenant = actor.user_id, "domain proven");
-            self.wake_certs();
-        }
-        self.domain(actor, &d.name).await
+        let what = crate::audit::Change::new(crate::audit::Action::DomainVerify, name.trim())
+            .owner(actor.user_id)
+            .summary("proof checked");
+        self.audited(actor, what, async {
+            let d = self.own_domain(actor, name).await?;
+            if d.verified_at.is_none() {
+                self.check_proof(actor, &d.name, "domain").await?;
+                repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
+                tracing::info!(domain = %d.name, tenant = actor.user_id, "domain proven");
+                self.wake_certs();
+            }
+            self.domain(actor, &d.name).await
+        })
+        .await
     }
 
     /// Before `domain` is attached: Ok when proofs are off or it is proven now; else a field
@@ -235,67 +241,76 @@ impl Pier {
         domain: &str,
         app: Option<&str>,
     ) -> Result<DomainView> {
-        let name = self.check_domain(domain)?;
-        let app_id = self.app_to_attach(actor, app).await?;
-        let max = self.settings().routing.max_domains_per_user;
-        if repo::domains::count_for_user(self.db(), actor.user_id).await? >= max {
-            return Err(Error::Quota(format!(
-                "You have registered {max} domains, the most one person may; delete one first."
-            )));
-        }
-        let proofs = self.settings().routing.require_domain_proof;
-        let taken = || {
-            Error::Conflict(format!(
-                "{name} is already registered on this Pier by someone else."
-            ))
-        };
-        let mut proven = false;
-        match repo::domains::claim(self.db(), &name).await? {
-            Some((owner, _)) if owner == actor.user_id => {
-                return Err(Error::Conflict(format!(
-                    "You have already registered {name}."
-                )))
+        let what = crate::audit::Change::new(crate::audit::Action::DomainCreate, domain.trim())
+            .owner(actor.user_id)
+            .summary(match app {
+                Some(a) => format!("registered for {}", a.trim()),
+                None => "registered".into(),
+            });
+        self.audited(actor, what, async {
+            let name = self.check_domain(domain)?;
+            let app_id = self.app_to_attach(actor, app).await?;
+            let max = self.settings().routing.max_domains_per_user;
+            if repo::domains::count_for_user(self.db(), actor.user_id).await? >= max {
+                return Err(Error::Quota(format!(
+                    "You have registered {max} domains, the most one person may; delete one first."
+                )));
             }
-            // Someone registered it without proving it: whoever proves it takes it, so a name
-            // cannot be held hostage by typing it first.
-            Some((_, false)) if proofs => {
-                if let Err(e) = self.require_proof(actor, &name, "domain").await {
-                    return Err(match e {
-                        Error::Invalid(_) => {
-                            let p = self.domain_proof(actor, &name).await?;
-                            Error::Conflict(format!(
-                                "{name} is registered by someone else who has not proven it theirs: publish the TXT record {} with the value {} and add it again to take it.",
-                                p.record, p.value
-                            ))
-                        }
-                        other => other,
-                    });
+            let proofs = self.settings().routing.require_domain_proof;
+            let taken = || {
+                Error::Conflict(format!(
+                    "{name} is already registered on this Pier by someone else."
+                ))
+            };
+            let mut proven = false;
+            match repo::domains::claim(self.db(), &name).await? {
+                Some((owner, _)) if owner == actor.user_id => {
+                    return Err(Error::Conflict(format!(
+                        "You have already registered {name}."
+                    )))
                 }
-                repo::domains::drop_unproven(self.db(), &name, actor.user_id).await?;
-                tracing::info!(domain = %name, tenant = actor.user_id, "an unproven claim gave way to a proof");
-                proven = true;
+                // Someone registered it without proving it: whoever proves it takes it, so a name
+                // cannot be held hostage by typing it first.
+                Some((_, false)) if proofs => {
+                    if let Err(e) = self.require_proof(actor, &name, "domain").await {
+                        return Err(match e {
+                            Error::Invalid(_) => {
+                                let p = self.domain_proof(actor, &name).await?;
+                                Error::Conflict(format!(
+                                    "{name} is registered by someone else who has not proven it theirs: publish the TXT record {} with the value {} and add it again to take it.",
+                                    p.record, p.value
+                                ))
+                            }
+                            other => other,
+                        });
+                    }
+                    repo::domains::drop_unproven(self.db(), &name, actor.user_id).await?;
+                    tracing::info!(domain = %name, tenant = actor.user_id, "an unproven claim gave way to a proof");
+                    proven = true;
+                }
+                Some(_) => return Err(taken()),
+                None => {}
             }
-            Some(_) => return Err(taken()),
-            None => {}
-        }
-        if app_id.is_some() && !proven {
-            // Attached at once only when proven now.
-            self.require_proof(actor, &name, "domain").await?;
-            proven = proofs;
-        }
-        // Proven now, or proofs are off; otherwise later, by Verify or a first attachment.
-        let verified_at = (proven || !proofs).then(now);
-        match repo::domains::insert(self.db(), actor.user_id, &name, app_id, verified_at, now())
-            .await
-        {
-            Ok(_) => {}
-            Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => return Err(taken()),
-            Err(e) => return Err(e),
-        }
-        tracing::info!(domain = %name, tenant = actor.user_id, "domain registered");
-        self.wake_engine();
-        self.wake_certs();
-        self.domain(actor, &name).await
+            if app_id.is_some() && !proven {
+                // Attached at once only when proven now.
+                self.require_proof(actor, &name, "domain").await?;
+                proven = proofs;
+            }
+            // Proven now, or proofs are off; otherwise later, by Verify or a first attachment.
+            let verified_at = (proven || !proofs).then(now);
+            match repo::domains::insert(self.db(), actor.user_id, &name, app_id, verified_at, now())
+                .await
+            {
+                Ok(_) => {}
+                Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => return Err(taken()),
+                Err(e) => return Err(e),
+            }
+            tracing::info!(domain = %name, tenant = actor.user_id, "domain registered");
+            self.wake_engine();
+            self.wake_certs();
+            self.domain(actor, &name).await
+        })
+        .await
     }
 
     pub async fn domain(&self, actor: &Actor, name: &str) -> Result<DomainView> {
@@ -323,33 +338,48 @@ impl Pier {
         name: &str,
         app: Option<&str>,
     ) -> Result<DomainView> {
-        let d = self.own_domain(actor, name).await?;
-        let app_id = self.app_to_attach(actor, app).await?;
-        if app_id.is_some() && d.verified_at.is_none() {
-            // Moving between one's own apps needs no new proof; the first attachment does.
-            self.require_proof(actor, &d.name, "app").await?;
-            repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
-        }
-        if !repo::domains::set_app(self.db(), actor.user_id, &d.name, app_id, now()).await? {
-            // The domain or the app went away meanwhile.
-            return Err(Error::NotFound);
-        }
-        tracing::info!(domain = %d.name, tenant = actor.user_id, app = ?app, "domain attached");
-        self.wake_engine();
-        self.wake_certs();
-        self.domain(actor, &d.name).await
+        let what = crate::audit::Change::new(crate::audit::Action::DomainAttach, name.trim())
+            .owner(actor.user_id)
+            .summary(match app {
+                Some(a) => format!("attached to {}", a.trim()),
+                None => "detached".into(),
+            });
+        self.audited(actor, what, async {
+            let d = self.own_domain(actor, name).await?;
+            let app_id = self.app_to_attach(actor, app).await?;
+            if app_id.is_some() && d.verified_at.is_none() {
+                // Moving between one's own apps needs no new proof; the first attachment does.
+                self.require_proof(actor, &d.name, "app").await?;
+                repo::domains::set_verified(self.db(), actor.user_id, &d.name, now()).await?;
+            }
+            if !repo::domains::set_app(self.db(), actor.user_id, &d.name, app_id, now()).await? {
+                // The domain or the app went away meanwhile.
+                return Err(Error::NotFound);
+            }
+            tracing::info!(domain = %d.name, tenant = actor.user_id, app = ?app, "domain attached");
+            self.wake_engine();
+            self.wake_certs();
+            self.domain(actor, &d.name).await
+        })
+        .await
     }
 
     pub async fn delete_domain(&self, actor: &Actor, name: &str) -> Result<()> {
-        let d = self.own_domain(actor, name).await?;
-        if !repo::domains::delete(self.db(), actor.user_id, &d.name).await? {
-            return Err(Error::NotFound);
-        }
-        tracing::info!(domain = %d.name, tenant = actor.user_id, "domain deleted");
-        self.wake_engine();
-        // Its certificate leaves HAProxy and the disk.
-        self.wake_certs();
-        Ok(())
+        let what = crate::audit::Change::new(crate::audit::Action::DomainDelete, name.trim())
+            .owner(actor.user_id)
+            .summary("deleted");
+        self.audited(actor, what, async {
+            let d = self.own_domain(actor, name).await?;
+            if !repo::domains::delete(self.db(), actor.user_id, &d.name).await? {
+                return Err(Error::NotFound);
+            }
+            tracing::info!(domain = %d.name, tenant = actor.user_id, "domain deleted");
+            self.wake_engine();
+            // Its certificate leaves HAProxy and the disk.
+            self.wake_certs();
+            Ok(())
+        })
+        .await
     }
 
     /// Every app's routable platform host names as of now (see [`platform_names`]); None

@@ -5,6 +5,7 @@
 //! API (`server`) both call [`service::Pier`], so each rule is written once.
 
 pub mod apps;
+pub mod audit;
 pub mod backup_target;
 pub mod backups;
 pub mod certs;

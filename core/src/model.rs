@@ -70,6 +70,15 @@ pub struct Actor {
     pub email: String,
     pub role: Role,
     pub quotas: Quotas,
+    /// Where the request came from, for the audit log.
+    pub origin: Origin,
+}
+
+/// How a request reached Pier: the API token it carried and the client's address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub token_id: Option<i64>,
+    pub address: Option<String>,
 }
 
 impl From<User> for Actor {
@@ -79,6 +88,7 @@ impl From<User> for Actor {
             email: u.email,
             role: u.role,
             quotas: u.quotas,
+            origin: Origin::default(),
         }
     }
 }

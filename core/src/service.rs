@@ -11,7 +11,7 @@ use tower_sessions::{Expiry, Session};
 
 use crate::{
     db::Db,
-    model::{Actor, Quotas, Role, SessionSummary, User},
+    model::{Actor, Origin, Quotas, Role, SessionSummary, User},
     now, password, repo,
     runtime::Runtime,
     secret::SecretKey,
@@ -38,6 +38,7 @@ pub struct Settings {
     pub routing: RoutingSettings,
     pub acme: crate::certs::AcmeSettings,
     pub backups: crate::backups::BackupSettings,
+    pub audit: crate::audit::AuditSettings,
 }
 
 /// How host names reach apps.
@@ -135,6 +136,7 @@ impl Default for Settings {
             routing: RoutingSettings::default(),
             acme: crate::certs::AcmeSettings::default(),
             backups: Default::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -174,6 +176,74 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     /// Already checked (`validate::quotas`).
     pub quotas: Option<Quotas>,
+}
+
+impl UserPatch {
+    /// What the patch changes, for the audit log.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = self.role {
+            parts.push(format!("role {}", r.as_str()));
+        }
+        if let Some(d) = self.disabled {
+            parts.push(if d { "disabled" } else { "enabled" }.to_owned());
+        }
+        if let Some(q) = self.quotas {
+            parts.push(format!(
+                "quotas: {} apps, {} MiB memory, {} CPUs, {} MiB storage, {} MiB backups",
+                q.max_apps,
+                q.max_memory_mb,
+                validate::format_cpus(q.max_cpus_milli),
+                q.max_storage_mb,
+                q.max_backup_mb
+            ));
+        }
+        if parts.is_empty() {
+            "nothing".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+/// Quotas as typed into the admin form, for the audit log (an empty field keeps its value).
+fn quota_summary([apps, memory, cpus, storage, backups]: [&str; 5]) -> String {
+    let v = |s: &str| match s.trim() {
+        "" => "unchanged".to_owned(),
+        t => t.chars().take(20).collect(),
+    };
+    format!(
+        "quotas: apps {}, memory {} MiB, CPUs {}, storage {} MiB, backups {} MiB",
+        v(apps),
+        v(memory),
+        v(cpus),
+        v(storage),
+        v(backups)
+    )
+}
+
+impl NewUser {
+    /// The new user as the audit log tells it (whether a password was set, never the password).
+    fn describe(&self) -> String {
+        let v = |s: &str| match s.trim() {
+            "" => "default".to_owned(),
+            t => t.chars().take(20).collect(),
+        };
+        format!(
+            "role {}; {}; quotas: apps {}, memory {} MiB, CPUs {}, storage {} MiB, backups {} MiB",
+            v(&self.role),
+            if self.password.is_empty() {
+                "invite link"
+            } else {
+                "password set"
+            },
+            v(&self.max_apps),
+            v(&self.max_memory_mb),
+            v(&self.max_cpus),
+            v(&self.max_storage_mb),
+            v(&self.max_backup_mb)
+        )
+    }
 }
 
 /// A user to create, as typed into the admin form.
@@ -545,19 +615,45 @@ impl Pier {
         }
         c.finish()?;
         let email = email.unwrap_or_default();
+        // Every attempt with a well-formed address is recorded, under the account it names
+        // when there is one (its owner sees the failures on their account page).
+        let user = repo::users::by_email(self.db(), &email).await?;
+        let who = crate::audit::Who {
+            user_id: user.as_ref().map(|u| u.id),
+            email: email.clone(),
+            origin: Origin {
+                token_id: None,
+                address: Some(client.ip.clone()),
+            },
+        };
+        let mut what = crate::audit::Change::new(crate::audit::Action::SignIn, &email);
+        what.owner = who.user_id;
+        let r = self
+            .check_sign_in(session, &email, password, client, user)
+            .await;
+        self.record_as(&who, what, &r).await;
+        r
+    }
 
+    async fn check_sign_in(
+        &self,
+        session: &Session,
+        email: &str,
+        password: &str,
+        client: &Client,
+        user: Option<User>,
+    ) -> Result<Actor> {
         let throttle = &self.0.throttle;
         throttle
-            .check(&email, &client.ip)
+            .check(email, &client.ip)
             .map_err(|retry_after_secs| Error::RateLimited {
                 what: "failed sign-in attempts",
                 retry_after_secs,
             })?;
 
-        let user = repo::users::by_email(self.db(), &email).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         if !password::verify(password.to_owned(), hash).await? {
-            throttle.record_failure(&email, &client.ip);
+            throttle.record_failure(email, &client.ip);
             tracing::info!(ip = %client.ip, "failed sign-in");
             return Err(Error::BadCredentials);
         }
@@ -565,7 +661,7 @@ impl Pier {
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
-        throttle.clear_account(&email);
+        throttle.clear_account(email);
 
         // A fresh id and CSRF token at every sign-in (no session fixation), and the full idle
         // lifetime.
@@ -651,40 +747,50 @@ impl Pier {
         confirm: &str,
         revoke_tokens: bool,
     ) -> Result<u64> {
-        let mut c = Checks::default();
-        if current.is_empty() {
-            c.check::<()>("current", Err("Enter your current password.".into()));
-        }
-        c.check("new", validate::password(new));
-        if new != confirm {
-            c.check::<()>("confirm", Err("The two new passwords differ.".into()));
-        }
-        c.finish()?;
-        let user = repo::users::by_id(self.db(), actor.user_id)
-            .await?
-            .ok_or(Error::Unauthenticated)?;
-        if !password::verify(current.to_owned(), user.password_hash).await? {
-            return Err(Error::field(
-                "current",
-                "That is not your current password.",
-            ));
-        }
-        let hash = password::hash(new.to_owned()).await?;
-        let keep = session.id().map(|id| id.to_string()).unwrap_or_default();
-        let mut tx = self.db().begin().await?;
-        repo::users::set_password(&mut *tx, user.id, &hash).await?;
-        repo::sessions::delete_for_user_except(&mut *tx, user.id, &keep).await?;
-        let revoked = match revoke_tokens {
-            true => repo::tokens::delete_all_for_user(&mut *tx, user.id).await?,
-            false => 0,
-        };
-        tx.commit().await?;
-        tracing::info!(
-            user_id = user.id,
-            tokens_revoked = revoked,
-            "password changed; other sessions ended"
-        );
-        Ok(revoked)
+        let what = crate::audit::Change::new(crate::audit::Action::PasswordChange, &actor.email)
+            .owner(actor.user_id)
+            .summary(if revoke_tokens {
+                "changed the password; other sessions and every API token ended"
+            } else {
+                "changed the password; other sessions ended"
+            });
+        self.audited(actor, what, async {
+            let mut c = Checks::default();
+            if current.is_empty() {
+                c.check::<()>("current", Err("Enter your current password.".into()));
+            }
+            c.check("new", validate::password(new));
+            if new != confirm {
+                c.check::<()>("confirm", Err("The two new passwords differ.".into()));
+            }
+            c.finish()?;
+            let user = repo::users::by_id(self.db(), actor.user_id)
+                .await?
+                .ok_or(Error::Unauthenticated)?;
+            if !password::verify(current.to_owned(), user.password_hash).await? {
+                return Err(Error::field(
+                    "current",
+                    "That is not your current password.",
+                ));
+            }
+            let hash = password::hash(new.to_owned()).await?;
+            let keep = session.id().map(|id| id.to_string()).unwrap_or_default();
+            let mut tx = self.db().begin().await?;
+            repo::users::set_password(&mut *tx, user.id, &hash).await?;
+            repo::sessions::delete_for_user_except(&mut *tx, user.id, &keep).await?;
+            let revoked = match revoke_tokens {
+                true => repo::tokens::delete_all_for_user(&mut *tx, user.id).await?,
+                false => 0,
+            };
+            tx.commit().await?;
+            tracing::info!(
+                user_id = user.id,
+                tokens_revoked = revoked,
+                "password changed; other sessions ended"
+            );
+            Ok(revoked)
+        })
+        .await
     }
 
     pub async fn list_sessions(
@@ -710,20 +816,32 @@ impl Pier {
 
     /// Ends one of the actor's own sessions, named by its handle.
     pub async fn end_session(&self, actor: &Actor, session: &Session, handle: &str) -> Result<()> {
-        let rows = repo::sessions::list_for_user(self.db(), actor.user_id, now()).await?;
-        let row = rows
-            .into_iter()
-            .find(|r| session_handle(&r.id) == handle)
-            .ok_or(Error::NotFound)?;
-        if session.id().map(|id| id.to_string()).as_deref() == Some(row.id.as_str()) {
-            return self.sign_out(session).await;
-        }
-        repo::sessions::delete(self.db(), &row.id).await
+        let what = crate::audit::Change::new(crate::audit::Action::SessionEnd, handle)
+            .owner(actor.user_id)
+            .summary("ended a session");
+        self.audited(actor, what, async {
+            let rows = repo::sessions::list_for_user(self.db(), actor.user_id, now()).await?;
+            let row = rows
+                .into_iter()
+                .find(|r| session_handle(&r.id) == handle)
+                .ok_or(Error::NotFound)?;
+            if session.id().map(|id| id.to_string()).as_deref() == Some(row.id.as_str()) {
+                return self.sign_out(session).await;
+            }
+            repo::sessions::delete(self.db(), &row.id).await
+        })
+        .await
     }
 
     pub async fn end_other_sessions(&self, actor: &Actor, session: &Session) -> Result<u64> {
-        let keep = session.id().map(|id| id.to_string()).unwrap_or_default();
-        repo::sessions::delete_for_user_except(self.db(), actor.user_id, &keep).await
+        let what = crate::audit::Change::new(crate::audit::Action::SessionEndOthers, &actor.email)
+            .owner(actor.user_id)
+            .summary("ended every other session");
+        self.audited(actor, what, async {
+            let keep = session.id().map(|id| id.to_string()).unwrap_or_default();
+            repo::sessions::delete_for_user_except(self.db(), actor.user_id, &keep).await
+        })
+        .await
     }
 
     // ----- invites --------------------------------------------------------------------------
@@ -781,8 +899,37 @@ impl Pier {
 
     /// Sets a password through an invite link. The link works once; every existing session of
     /// the user ends.
-    pub async fn accept_invite(&self, token: &str, new: &str, confirm: &str) -> Result<String> {
+    pub async fn accept_invite(
+        &self,
+        token: &str,
+        new: &str,
+        confirm: &str,
+        client: &Client,
+    ) -> Result<String> {
         let (invite, user) = self.valid_invite(token).await?;
+        let who = crate::audit::Who {
+            user_id: Some(user.id),
+            email: user.email.clone(),
+            origin: Origin {
+                token_id: None,
+                address: Some(client.ip.clone()),
+            },
+        };
+        let what = crate::audit::Change::new(crate::audit::Action::InviteAccept, &user.email)
+            .owner(user.id)
+            .summary("password set through an invite link");
+        let r = self.use_invite(invite, user, new, confirm).await;
+        self.record_as(&who, what, &r).await;
+        r
+    }
+
+    async fn use_invite(
+        &self,
+        invite: repo::invites::Invite,
+        user: User,
+        new: &str,
+        confirm: &str,
+    ) -> Result<String> {
         let mut c = Checks::default();
         c.check("password", validate::password(new));
         if new != confirm {
@@ -812,8 +959,16 @@ impl Pier {
 
     /// Creates a user. Without a password, returns an invite token for them to choose one.
     pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<(User, Option<String>)> {
-        Self::require_admin(actor)?;
-        self.create_user_unchecked(new).await
+        let mut what =
+            crate::audit::Change::new(crate::audit::Action::UserCreate, new.email.trim())
+                .summary(new.describe());
+        let r = match Self::require_admin(actor) {
+            Ok(()) => self.create_user_unchecked(new).await,
+            Err(e) => Err(e),
+        };
+        what.owner = r.as_ref().ok().map(|(u, _)| u.id);
+        self.record(actor, what, &r).await;
+        r
     }
 
     async fn create_user_unchecked(&self, new: NewUser) -> Result<(User, Option<String>)> {
@@ -885,15 +1040,31 @@ impl Pier {
 
     /// The operator's way in: creates an admin from the command line, where no one is signed in.
     pub async fn create_admin_from_cli(&self, email: &str, password: &str) -> Result<User> {
-        let (user, _) = self
-            .create_user_unchecked(NewUser {
-                email: email.to_owned(),
-                role: "admin".into(),
-                password: password.to_owned(),
-                ..NewUser::default()
-            })
-            .await?;
-        Ok(user)
+        let new = NewUser {
+            email: email.to_owned(),
+            role: "admin".into(),
+            password: password.to_owned(),
+            ..NewUser::default()
+        };
+        let mut what = crate::audit::Change::new(crate::audit::Action::UserCreate, email.trim())
+            .summary(new.describe());
+        let r = self.create_user_unchecked(new).await.map(|(user, _)| user);
+        what.owner = r.as_ref().ok().map(|u| u.id);
+        self.record_as(&crate::audit::Who::command_line(), what, &r)
+            .await;
+        r
+    }
+
+    /// How a user is named in an audit entry: their e-mail for an admin, the bare id for
+    /// anyone else (whose refused attempt must not learn whose account the id is).
+    async fn user_label(&self, actor: &Actor, id: i64) -> String {
+        match actor.is_admin() {
+            true => match repo::users::by_id(self.db(), id).await {
+                Ok(Some(u)) => u.email,
+                _ => format!("#{id}"),
+            },
+            false => format!("#{id}"),
+        }
     }
 
     /// One user, for an admin.
@@ -914,68 +1085,95 @@ impl Pier {
     /// Changes what `patch` names of a user, all in one transaction: a refusal (the last
     /// admin) leaves every field as it was.
     pub async fn patch_user(&self, actor: &Actor, id: i64, patch: UserPatch) -> Result<User> {
-        Self::require_admin(actor)?;
-        self.target(id).await?;
-        let mut tx = self.db().begin().await?;
-        if let Some(role) = patch.role {
-            if !repo::users::set_role_keeping_an_admin(&mut *tx, id, role).await? {
+        let what = crate::audit::Change::new(
+            crate::audit::Action::UserUpdate,
+            self.user_label(actor, id).await,
+        )
+        .owner(id)
+        .summary(patch.describe());
+        self.audited(actor, what, async {
+            Self::require_admin(actor)?;
+            self.target(id).await?;
+            let mut tx = self.db().begin().await?;
+            if let Some(role) = patch.role {
+                if !repo::users::set_role_keeping_an_admin(&mut *tx, id, role).await? {
+                    return Err(Error::Conflict(Self::LAST_ADMIN.into()));
+                }
+            }
+            if let Some(disabled) = patch.disabled {
+                if !repo::users::set_disabled_keeping_an_admin(&mut *tx, id, disabled).await? {
+                    return Err(Error::Conflict(Self::LAST_ADMIN.into()));
+                }
+                if disabled {
+                    repo::sessions::delete_for_user(&mut *tx, id).await?;
+                }
+            }
+            if let Some(q) = patch.quotas {
+                if !repo::users::set_quotas(&mut *tx, id, q).await? {
+                    return Err(Error::NotFound);
+                }
+            }
+            tx.commit().await?;
+            tracing::info!(user_id = id, by = actor.user_id, ?patch, "user changed");
+            self.target(id).await
+        })
+        .await
+    }
+
+    pub async fn set_role(&self, actor: &Actor, id: i64, role: &str) -> Result<User> {
+        let what = crate::audit::Change::new(
+            crate::audit::Action::UserUpdate,
+            self.user_label(actor, id).await,
+        )
+        .owner(id)
+        .summary(format!("role {}", role.trim()));
+        self.audited(actor, what, async {
+            Self::require_admin(actor)?;
+            let role =
+                Role::parse(role).ok_or_else(|| Error::field("role", "Choose admin or member."))?;
+            self.target(id).await?;
+            if !repo::users::set_role_keeping_an_admin(self.db(), id, role).await? {
                 return Err(Error::Conflict(Self::LAST_ADMIN.into()));
             }
-        }
-        if let Some(disabled) = patch.disabled {
+            tracing::info!(
+                user_id = id,
+                by = actor.user_id,
+                role = role.as_str(),
+                "role changed"
+            );
+            self.target(id).await
+        })
+        .await
+    }
+
+    /// Disables (ending every session of the user at once) or enables a user.
+    pub async fn set_disabled(&self, actor: &Actor, id: i64, disabled: bool) -> Result<User> {
+        let what = crate::audit::Change::new(
+            crate::audit::Action::UserUpdate,
+            self.user_label(actor, id).await,
+        )
+        .owner(id)
+        .summary(if disabled { "disabled" } else { "enabled" });
+        self.audited(actor, what, async {
+            Self::require_admin(actor)?;
+            self.target(id).await?;
+            let mut tx = self.db().begin().await?;
             if !repo::users::set_disabled_keeping_an_admin(&mut *tx, id, disabled).await? {
                 return Err(Error::Conflict(Self::LAST_ADMIN.into()));
             }
             if disabled {
                 repo::sessions::delete_for_user(&mut *tx, id).await?;
             }
-        }
-        if let Some(q) = patch.quotas {
-            if !repo::users::set_quotas(&mut *tx, id, q).await? {
-                return Err(Error::NotFound);
-            }
-        }
-        tx.commit().await?;
-        tracing::info!(user_id = id, by = actor.user_id, ?patch, "user changed");
-        self.target(id).await
-    }
-
-    pub async fn set_role(&self, actor: &Actor, id: i64, role: &str) -> Result<User> {
-        Self::require_admin(actor)?;
-        let role =
-            Role::parse(role).ok_or_else(|| Error::field("role", "Choose admin or member."))?;
-        self.target(id).await?;
-        if !repo::users::set_role_keeping_an_admin(self.db(), id, role).await? {
-            return Err(Error::Conflict(Self::LAST_ADMIN.into()));
-        }
-        tracing::info!(
-            user_id = id,
-            by = actor.user_id,
-            role = role.as_str(),
-            "role changed"
-        );
-        self.target(id).await
-    }
-
-    /// Disables (ending every session of the user at once) or enables a user.
-    pub async fn set_disabled(&self, actor: &Actor, id: i64, disabled: bool) -> Result<User> {
-        Self::require_admin(actor)?;
-        self.target(id).await?;
-        let mut tx = self.db().begin().await?;
-        if !repo::users::set_disabled_keeping_an_admin(&mut *tx, id, disabled).await? {
-            return Err(Error::Conflict(Self::LAST_ADMIN.into()));
-        }
-        if disabled {
-            repo::sessions::delete_for_user(&mut *tx, id).await?;
-        }
-        tx.commit().await?;
-        tracing::info!(
-            user_id = id,
-            by = actor.user_id,
-            disabled,
-            "user status changed"
-        );
-        self.target(id).await
+            tx.commit().await?;
+            tracing::info!(
+                user_id = id,
+                by = actor.user_id,
+                disabled,
+                "user status changed"
+            );
+            self.target(id).await
+        })
+        .await
     }
 
     /// Issues a new invite link with which the user chooses a new password. With
@@ -988,71 +1186,102 @@ impl Pier {
         id: i64,
         revoke_tokens: bool,
     ) -> Result<(User, String, u64)> {
-        Self::require_admin(actor)?;
-        let user = self.target(id).await?;
-        let mut tx = self.db().begin().await?;
-        let token = self.new_invite(&mut tx, id).await?;
-        let revoked = match revoke_tokens {
-            true => {
-                repo::sessions::delete_for_user(&mut *tx, id).await?;
-                repo::users::clear_password(&mut *tx, id).await?;
-                repo::tokens::delete_all_for_user(&mut *tx, id).await?
-            }
-            false => 0,
-        };
-        tx.commit().await?;
-        tracing::info!(
-            user_id = id,
-            by = actor.user_id,
-            locked_out = revoke_tokens,
-            tokens_revoked = revoked,
-            "password reset link issued"
-        );
-        Ok((user, token, revoked))
+        let what = crate::audit::Change::new(
+            crate::audit::Action::UserPasswordReset,
+            self.user_label(actor, id).await,
+        )
+        .owner(id)
+        .summary(if revoke_tokens {
+            "new invite link; locked out: sessions, password and API tokens revoked"
+        } else {
+            "new invite link"
+        });
+        self.audited(actor, what, async {
+            Self::require_admin(actor)?;
+            let user = self.target(id).await?;
+            let mut tx = self.db().begin().await?;
+            let token = self.new_invite(&mut tx, id).await?;
+            let revoked = match revoke_tokens {
+                true => {
+                    repo::sessions::delete_for_user(&mut *tx, id).await?;
+                    repo::users::clear_password(&mut *tx, id).await?;
+                    repo::tokens::delete_all_for_user(&mut *tx, id).await?
+                }
+                false => 0,
+            };
+            tx.commit().await?;
+            tracing::info!(
+                user_id = id,
+                by = actor.user_id,
+                locked_out = revoke_tokens,
+                tokens_revoked = revoked,
+                "password reset link issued"
+            );
+            Ok((user, token, revoked))
+        })
+        .await
     }
 
     /// Sets a user's quotas from a form: `[apps, memory MiB, CPUs, storage MiB, backups MiB]`
     /// (an empty storage or backups field keeps its value).
     pub async fn set_quotas(&self, actor: &Actor, id: i64, form: [&str; 5]) -> Result<User> {
-        Self::require_admin(actor)?;
-        let current = self.target(id).await?;
-        let [apps, memory, cpus, storage, backups] = form;
-        let q = validate::quotas(apps, memory, cpus, storage, backups, current.quotas)?;
-        if !repo::users::set_quotas(self.db(), id, q).await? {
-            return Err(Error::NotFound);
-        }
-        self.target(id).await
+        let what = crate::audit::Change::new(
+            crate::audit::Action::UserUpdate,
+            self.user_label(actor, id).await,
+        )
+        .owner(id)
+        .summary(quota_summary(form));
+        self.audited(actor, what, async {
+            Self::require_admin(actor)?;
+            let current = self.target(id).await?;
+            let [apps, memory, cpus, storage, backups] = form;
+            let q = validate::quotas(apps, memory, cpus, storage, backups, current.quotas)?;
+            if !repo::users::set_quotas(self.db(), id, q).await? {
+                return Err(Error::NotFound);
+            }
+            self.target(id).await
+        })
+        .await
     }
 
     pub async fn delete_user(&self, actor: &Actor, id: i64) -> Result<()> {
-        Self::require_admin(actor)?;
-        let user = self.target(id).await?;
-        if id == actor.user_id {
-            return Err(Error::Conflict(
-                "You cannot delete your own account; ask another admin.".into(),
-            ));
-        }
-        let apps = repo::apps::count_for_user(self.db(), id).await?;
-        if apps > 0 {
-            return Err(Error::Conflict(format!(
-                "{} still has {apps} app{}. Delete them first, or disable the account instead.",
-                user.email,
-                if apps == 1 { "" } else { "s" }
-            )));
-        }
-        let kept = repo::volumes::list_for_user(self.db(), id).await?.len();
-        if kept > 0 {
-            return Err(Error::Conflict(format!(
-                "{} still has {kept} volume{} with data. They delete them on their Volumes page first.",
-                user.email,
-                if kept == 1 { "" } else { "s" }
-            )));
-        }
-        if !repo::users::delete_keeping_an_admin(self.db(), id).await? {
-            return Err(Error::Conflict(Self::LAST_ADMIN.into()));
-        }
-        tracing::info!(user_id = id, email = %user.email, by = actor.user_id, "user deleted");
-        Ok(())
+        let what = crate::audit::Change::new(
+            crate::audit::Action::UserDelete,
+            self.user_label(actor, id).await,
+        )
+        .owner(id)
+        .summary("deleted");
+        self.audited(actor, what, async {
+            Self::require_admin(actor)?;
+            let user = self.target(id).await?;
+            if id == actor.user_id {
+                return Err(Error::Conflict(
+                    "You cannot delete your own account; ask another admin.".into(),
+                ));
+            }
+            let apps = repo::apps::count_for_user(self.db(), id).await?;
+            if apps > 0 {
+                return Err(Error::Conflict(format!(
+                    "{} still has {apps} app{}. Delete them first, or disable the account instead.",
+                    user.email,
+                    if apps == 1 { "" } else { "s" }
+                )));
+            }
+            let kept = repo::volumes::list_for_user(self.db(), id).await?.len();
+            if kept > 0 {
+                return Err(Error::Conflict(format!(
+                    "{} still has {kept} volume{} with data. They delete them on their Volumes page first.",
+                    user.email,
+                    if kept == 1 { "" } else { "s" }
+                )));
+            }
+            if !repo::users::delete_keeping_an_admin(self.db(), id).await? {
+                return Err(Error::Conflict(Self::LAST_ADMIN.into()));
+            }
+            tracing::info!(user_id = id, email = %user.email, by = actor.user_id, "user deleted");
+            Ok(())
+        })
+        .await
     }
 
     /// Removes expired sessions; run periodically.

@@ -3,6 +3,7 @@
 //! call slow), shown once, scoped read < write < admin, optionally expiring, revocable.
 
 use crate::{
+    audit::{Action, Change, Who},
     model::{Actor, ApiToken, Role, Scope},
     now, repo,
     service::{random_token, sha256_hex},
@@ -106,6 +107,22 @@ impl Pier {
         scope: &str,
         expires_in_days: Option<i64>,
     ) -> Result<(ApiToken, String)> {
+        let what = token_change(actor.user_id, name, scope, expires_in_days);
+        let r = self
+            .mint_token(actor, minter, name, scope, expires_in_days)
+            .await;
+        self.record(actor, what, &r).await;
+        r
+    }
+
+    async fn mint_token(
+        &self,
+        actor: &Actor,
+        minter: Minter,
+        name: &str,
+        scope: &str,
+        expires_in_days: Option<i64>,
+    ) -> Result<(ApiToken, String)> {
         let t = now();
         let mut c = Checks::default();
         let name = c.check("name", token_name(name));
@@ -188,8 +205,12 @@ impl Pier {
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
-        self.create_token(&Actor::from(user), Minter::Person, name, scope, None)
-            .await
+        let what = token_change(user.id, name, scope, None);
+        let r = self
+            .mint_token(&Actor::from(user), Minter::Person, name, scope, None)
+            .await;
+        self.record_as(&Who::command_line(), what, &r).await;
+        r
     }
 
     pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<ApiToken>> {
@@ -198,6 +219,20 @@ impl Pier {
 
     /// Revokes one of the actor's own tokens; someone else's is "not found".
     pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<()> {
+        let name = repo::tokens::list_for_user(self.db(), actor.user_id)
+            .await?
+            .into_iter()
+            .find(|t| t.id == id)
+            .map_or_else(|| format!("#{id}"), |t| t.name);
+        let what = Change::new(Action::TokenRevoke, name)
+            .owner(actor.user_id)
+            .summary(format!("token #{id} revoked"));
+        let r = self.delete_token(actor, id).await;
+        self.record(actor, what, &r).await;
+        r
+    }
+
+    async fn delete_token(&self, actor: &Actor, id: i64) -> Result<()> {
         if repo::tokens::delete_for_user(self.db(), actor.user_id, id).await? {
             tracing::info!(user_id = actor.user_id, token_id = id, "API token revoked");
             Ok(())
@@ -246,13 +281,27 @@ impl Pier {
         } else {
             found.scope.min(Scope::Write)
         };
+        let mut actor = Actor::from(user);
+        actor.origin.token_id = Some(found.id);
         Ok(Bearer {
-            actor: Actor::from(user),
+            actor,
             scope,
             expires_at: found.expires_at,
             token_id: found.id,
         })
     }
+}
+
+/// A token's creation as the audit log tells it (never its secret, which does not exist yet).
+fn token_change(owner: i64, name: &str, scope: &str, days: Option<i64>) -> Change {
+    let expiry = match days {
+        Some(d) => format!("expires in {d} days"),
+        None => "never expires".into(),
+    };
+    let scope: String = scope.trim().chars().take(20).collect();
+    Change::new(Action::TokenCreate, name.trim())
+        .owner(owner)
+        .summary(format!("scope {scope}, {expiry}"))
 }
 
 /// Refuses an action that needs more than the token's scope.

@@ -54,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.routing.panel_host = args.panel_host.clone();
         settings.routing.allow_wildcards = args.allow_wildcard_domains;
         settings.routing.require_domain_proof = !args.no_domain_proof;
+        settings.audit.enabled = !args.no_audit_log;
         settings.routing.public_addrs = args.public_addrs.clone();
         settings.acme.enabled = !args.no_proxy && !args.no_acme;
         settings.acme.directory = args.acme_directory.clone();
@@ -212,7 +213,7 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
         tracing::info!(directory = %pier.settings().acme.directory, "certificates from ACME");
     }
 
-    // Expired sessions are removed hourly.
+    // Expired sessions and audit entries past their retention are removed hourly.
     let janitor = {
         let pier = pier.clone();
         tokio::spawn(async move {
@@ -223,6 +224,11 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
                     Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+                }
+                match pier.purge_old_audit_entries().await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "removed old audit entries"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "removing old audit entries failed"),
                 }
             }
         })

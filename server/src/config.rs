@@ -149,6 +149,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PIER_NO_ACME", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_acme: bool,
 
+    /// Do not write the audit log (for measuring what it costs; the admin page says it is
+    /// off). Changes are then recorded nowhere but the process log.
+    #[arg(long, env = "PIER_NO_AUDIT_LOG", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_audit_log: bool,
+
     /// Attach and certify tenants' domains without asking them to prove ownership with a TXT
     /// record first (only where every tenant is trusted with every name pointing here).
     #[arg(long, env = "PIER_NO_DOMAIN_PROOF", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]

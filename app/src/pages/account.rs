@@ -104,6 +104,7 @@ pub fn AccountPage() -> impl IntoView {
             </section>
         </div>
         <ApiTokens/>
+        <crate::pages::audit::MyActivity/>
     }
 }
 

@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod api_docs;
 pub mod apps;
+pub mod audit;
 pub mod backups;
 pub mod certificates;
 pub mod domains;
@@ -99,6 +100,7 @@ fn Nav(me: Me) -> impl IntoView {
                     <A href="/api-docs" attr:class=link>"API"</A>
                     {me.is_admin.then(|| view! { <A href="/admin/users" attr:class=link>"Users"</A> })}
                     {me.is_admin.then(|| view! { <A href="/admin/certificates" attr:class=link>"Certificates"</A> })}
+                    {me.is_admin.then(|| view! { <A href="/admin/audit" attr:class=link>"Audit log"</A> })}
                 </nav>
                 <span class="hidden text-sm text-slate-500 sm:inline" data-testid="me">{me.email.clone()}</span>
                 <ActionForm action=logout>

@@ -257,6 +257,43 @@ pub struct PolicyPatch {
 }
 
 impl PolicyPatch {
+    /// What the patch sets, for the audit log. The commands are named, not quoted: one may
+    /// carry a password on its command line.
+    pub fn describe(&self) -> String {
+        let short = |s: &str| -> String { s.trim().chars().take(40).collect() };
+        let mut parts = Vec::new();
+        for (label, v) in [
+            ("schedule", &self.schedule),
+            ("at", &self.at),
+            ("on", &self.weekday),
+            ("mode", &self.mode),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{label} {}", short(v)));
+            }
+        }
+        for (label, v) in [
+            ("keep last", self.keep_last),
+            ("keep daily", self.keep_daily),
+            ("keep weekly", self.keep_weekly),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{label} {v}"));
+            }
+        }
+        if self.command.is_some() {
+            parts.push("dump command set".into());
+        }
+        if self.restore_command.is_some() {
+            parts.push("restore command set".into());
+        }
+        if parts.is_empty() {
+            "nothing".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
     /// The policy after the patch, or every field that is wrong.
     pub fn apply(&self, old: &BackupPolicy) -> Result<BackupPolicy> {
         let mut p = old.clone();
@@ -431,6 +468,22 @@ pub enum RestoreInto {
     /// Into a new kept volume `name`, from the snapshot's copy of the app's volume `from` (may
     /// be left out when the app has one volume).
     NewVolume { from: Option<String>, name: String },
+}
+
+impl RestoreInto {
+    /// Where snapshot `id` goes, for the audit log.
+    pub fn describe(&self, id: i64) -> String {
+        match self {
+            RestoreInto::App => format!("snapshot #{id} into the app"),
+            RestoreInto::NewVolume { from, name } => format!(
+                "snapshot #{id}{} into a new volume {}",
+                from.as_deref()
+                    .map(|f| format!(", volume {}", f.trim()))
+                    .unwrap_or_default(),
+                name.trim()
+            ),
+        }
+    }
 }
 
 /// An app's backups at a glance: its policy and how the latest attempts went.

@@ -22,15 +22,21 @@ impl Pier {
         name: &str,
         patch: &PolicyPatch,
     ) -> Result<BackupPolicy> {
-        let app = self.own_app(actor, name).await?;
-        let old = self.backup_policy(app.id).await?;
-        let mut p = patch.apply(&old)?;
-        if p != old {
-            p.updated_at = now();
-            repo::backups::set_policy(self.db(), app.id, &p).await?;
-            self.wake_backups();
-        }
-        Ok(p)
+        let what = crate::audit::Change::new(crate::audit::Action::BackupPolicy, name.trim())
+            .owner(actor.user_id)
+            .summary(patch.describe());
+        self.audited(actor, what, async {
+            let app = self.own_app(actor, name).await?;
+            let old = self.backup_policy(app.id).await?;
+            let mut p = patch.apply(&old)?;
+            if p != old {
+                p.updated_at = now();
+                repo::backups::set_policy(self.db(), app.id, &p).await?;
+                self.wake_backups();
+            }
+            Ok(p)
+        })
+        .await
     }
 
     pub async fn backup_summary(&self, app_id: i64) -> Result<BackupSummary> {
@@ -69,23 +75,29 @@ impl Pier {
     /// Queues a snapshot of the caller's app now. One already queued or running is answered
     /// instead of a second.
     pub async fn back_up_now(&self, actor: &Actor, name: &str) -> Result<Snapshot> {
-        let app = self.own_app(actor, name).await?;
-        self.backups_on()?;
-        self.backup_room(actor.user_id).await?;
-        let mode = self.backup_policy(app.id).await?.mode;
-        if mode != Consistency::Command
-            && repo::volumes::for_app(self.db(), app.id).await?.is_empty()
-        {
-            return Err(Error::Conflict(
-                "This app has no volumes, so there is nothing to back up.".into(),
-            ));
-        }
-        let id =
-            repo::backups::queue_snapshot(self.db(), app.id, Trigger::Manual, mode, now()).await?;
-        self.wake_backups();
-        repo::backups::snapshot(self.db(), app.id, id)
-            .await?
-            .ok_or_else(|| Error::internal("snapshot vanished"))
+        let what = crate::audit::Change::new(crate::audit::Action::BackupCreate, name.trim())
+            .owner(actor.user_id)
+            .summary("snapshot now");
+        self.audited(actor, what, async {
+            let app = self.own_app(actor, name).await?;
+            self.backups_on()?;
+            self.backup_room(actor.user_id).await?;
+            let mode = self.backup_policy(app.id).await?.mode;
+            if mode != Consistency::Command
+                && repo::volumes::for_app(self.db(), app.id).await?.is_empty()
+            {
+                return Err(Error::Conflict(
+                    "This app has no volumes, so there is nothing to back up.".into(),
+                ));
+            }
+            let id = repo::backups::queue_snapshot(self.db(), app.id, Trigger::Manual, mode, now())
+                .await?;
+            self.wake_backups();
+            repo::backups::snapshot(self.db(), app.id, id)
+                .await?
+                .ok_or_else(|| Error::internal("snapshot vanished"))
+        })
+        .await
     }
 
     /// Queues a restore of one of the caller's app's snapshots. Into the app: the app is
@@ -100,110 +112,116 @@ impl Pier {
         id: i64,
         into: &RestoreInto,
     ) -> Result<Restore> {
-        let snap = self.backup(actor, name, id).await?;
-        self.backups_on()?;
-        if snap.state != JobState::Done {
-            return Err(Error::Conflict(
-                "Only a finished snapshot can be restored.".into(),
-            ));
-        }
-        let busy = || {
-            Error::Conflict(
-                "A backup or restore of this app is under way; try again when it ends.".into(),
-            )
-        };
-        let rid = match into {
-            RestoreInto::App => {
-                if snap.mode == Consistency::Command
-                    && self
-                        .backup_policy(snap.app_id)
-                        .await?
-                        .restore_command
-                        .is_empty()
-                {
-                    return Err(Error::field(
-                        "restore_command",
-                        "This snapshot is a command's output: set the app's restore command (for example pg_restore --clean --if-exists -U postgres -d app), which reads it from its standard input, then restore.",
-                    ));
-                }
-                repo::backups::queue_restore(self.db(), snap.app_id, snap.id, None, now())
-                    .await?
-                    .ok_or_else(busy)?
+        let what = crate::audit::Change::new(crate::audit::Action::BackupRestore, name.trim())
+            .owner(actor.user_id)
+            .summary(into.describe(id));
+        self.audited(actor, what, async {
+            let snap = self.backup(actor, name, id).await?;
+            self.backups_on()?;
+            if snap.state != JobState::Done {
+                return Err(Error::Conflict(
+                    "Only a finished snapshot can be restored.".into(),
+                ));
             }
-            RestoreInto::NewVolume { from, name: new } => {
-                if snap.mode == Consistency::Command {
-                    return Err(Error::field(
-                        "into_volume",
-                        "This snapshot is a command's output, not a volume: download it, or restore it into the app.",
-                    ));
-                }
-                let new = validate::volume_name(new).map_err(|e| Error::field("into_volume", e))?;
-                let vols = repo::volumes::for_app(self.db(), snap.app_id).await?;
-                let source = match from.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
-                    Some(f) => vols.iter().find(|v| v.name == f).ok_or_else(|| {
-                        Error::field("from_volume", format!("This app has no volume named {f}."))
-                    })?,
-                    None if vols.len() == 1 => &vols[0],
-                    None => {
+            let busy = || {
+                Error::Conflict(
+                    "A backup or restore of this app is under way; try again when it ends.".into(),
+                )
+            };
+            let rid = match into {
+                RestoreInto::App => {
+                    if snap.mode == Consistency::Command
+                        && self
+                            .backup_policy(snap.app_id)
+                            .await?
+                            .restore_command
+                            .is_empty()
+                    {
                         return Err(Error::field(
-                            "from_volume",
-                            "Say which of the app's volumes to restore.",
-                        ))
+                            "restore_command",
+                            "This snapshot is a command's output: set the app's restore command (for example pg_restore --clean --if-exists -U postgres -d app), which reads it from its standard input, then restore.",
+                        ));
                     }
-                };
-                let q = repo::users::by_id(self.db(), actor.user_id)
-                    .await?
-                    .ok_or(Error::Unauthenticated)?
-                    .quotas;
-                let mut tx = self.db().begin().await?;
-                if repo::volumes::list_for_user(&mut *tx, actor.user_id)
-                    .await?
-                    .iter()
-                    .any(|v| v.name == new)
-                {
-                    return Err(Error::field(
-                        "into_volume",
-                        format!("You have a volume named {new} already; choose another name."),
-                    ));
+                    repo::backups::queue_restore(self.db(), snap.app_id, snap.id, None, now())
+                        .await?
+                        .ok_or_else(busy)?
                 }
-                let row = repo::volumes::NewVolume {
-                    user_id: actor.user_id,
-                    app_id: None,
-                    name: &new,
-                    path: &source.path,
-                    size_mb: source.size_mb,
-                };
-                let vid = crate::apps::add_volume(
-                    &mut tx,
-                    &row,
-                    q.max_storage_mb,
-                    "Delete a volume you no longer need",
-                )
-                .await?;
-                let rid = repo::backups::queue_restore(
-                    &mut *tx,
-                    snap.app_id,
-                    snap.id,
-                    Some((source.id, vid)),
-                    now(),
-                )
+                RestoreInto::NewVolume { from, name: new } => {
+                    if snap.mode == Consistency::Command {
+                        return Err(Error::field(
+                            "into_volume",
+                            "This snapshot is a command's output, not a volume: download it, or restore it into the app.",
+                        ));
+                    }
+                    let new = validate::volume_name(new).map_err(|e| Error::field("into_volume", e))?;
+                    let vols = repo::volumes::for_app(self.db(), snap.app_id).await?;
+                    let source = match from.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+                        Some(f) => vols.iter().find(|v| v.name == f).ok_or_else(|| {
+                            Error::field("from_volume", format!("This app has no volume named {f}."))
+                        })?,
+                        None if vols.len() == 1 => &vols[0],
+                        None => {
+                            return Err(Error::field(
+                                "from_volume",
+                                "Say which of the app's volumes to restore.",
+                            ))
+                        }
+                    };
+                    let q = repo::users::by_id(self.db(), actor.user_id)
+                        .await?
+                        .ok_or(Error::Unauthenticated)?
+                        .quotas;
+                    let mut tx = self.db().begin().await?;
+                    if repo::volumes::list_for_user(&mut *tx, actor.user_id)
+                        .await?
+                        .iter()
+                        .any(|v| v.name == new)
+                    {
+                        return Err(Error::field(
+                            "into_volume",
+                            format!("You have a volume named {new} already; choose another name."),
+                        ));
+                    }
+                    let row = repo::volumes::NewVolume {
+                        user_id: actor.user_id,
+                        app_id: None,
+                        name: &new,
+                        path: &source.path,
+                        size_mb: source.size_mb,
+                    };
+                    let vid = crate::apps::add_volume(
+                        &mut tx,
+                        &row,
+                        q.max_storage_mb,
+                        "Delete a volume you no longer need",
+                    )
+                    .await?;
+                    let rid = repo::backups::queue_restore(
+                        &mut *tx,
+                        snap.app_id,
+                        snap.id,
+                        Some((source.id, vid)),
+                        now(),
+                    )
+                    .await?
+                    .ok_or_else(busy)?;
+                    tx.commit().await?;
+                    rid
+                }
+            };
+            self.wake_backups();
+            tracing::info!(
+                app = name,
+                snapshot = id,
+                tenant = actor.user_id,
+                into = ?into,
+                "restore queued"
+            );
+            repo::backups::restore(self.db(), snap.app_id, rid)
                 .await?
-                .ok_or_else(busy)?;
-                tx.commit().await?;
-                rid
-            }
-        };
-        self.wake_backups();
-        tracing::info!(
-            app = name,
-            snapshot = id,
-            tenant = actor.user_id,
-            into = ?into,
-            "restore queued"
-        );
-        repo::backups::restore(self.db(), snap.app_id, rid)
-            .await?
-            .ok_or_else(|| Error::internal("restore vanished"))
+                .ok_or_else(|| Error::internal("restore vanished"))
+        })
+        .await
     }
 
     /// One of the caller's app's restores, or 404.

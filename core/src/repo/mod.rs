@@ -89,3 +89,5 @@ pub mod images;
 pub mod backups;
 
 pub mod backup_target;
+
+pub mod audit;

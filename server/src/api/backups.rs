@@ -9,6 +9,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use pier_core::audit::{Action, Change};
 use pier_core::{
     backups::{BackupPolicy, BackupSummary, PolicyPatch, Restore, RestoreInto, Snapshot},
     model::Scope,
@@ -596,10 +597,19 @@ pub async fn back_up_pier(
     caller: Caller,
 ) -> ApiResult<(StatusCode, Json<PierBackupOut>)> {
     caller.require(Scope::Admin)?;
-    s.pier.may_back_up_pier(&caller.actor)?;
-    let snapshot = crate::backup::panel::back_up(&s.pier, pier_core::backups::Trigger::Manual)
-        .await
-        .map_err(|e| pier_core::Error::Unavailable(format!("The backup failed: {e:#}")))?;
+    let taken = async {
+        s.pier.may_back_up_pier(&caller.actor)?;
+        crate::backup::panel::back_up(&s.pier, pier_core::backups::Trigger::Manual)
+            .await
+            .map_err(|e| pier_core::Error::Unavailable(format!("The backup failed: {e:#}")))
+    }
+    .await;
+    let what = Change::new(Action::PierBackup, "Pier").summary(match &taken {
+        Ok(snapshot) => format!("database and key backed up as snapshot {snapshot}"),
+        Err(_) => "database and key".to_owned(),
+    });
+    s.pier.record(&caller.actor, what, &taken).await;
+    let snapshot = taken?;
     s.pier.wake_backups();
     Ok((StatusCode::CREATED, Json(PierBackupOut { snapshot })))
 }

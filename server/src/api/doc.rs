@@ -7,7 +7,7 @@ use utoipa::{
 };
 
 use super::{
-    apps, backups, domains, registries, tokens, users, ErrorBody, ErrorDetail, FieldMessage,
+    apps, audit, backups, domains, registries, tokens, users, ErrorBody, ErrorDetail, FieldMessage,
 };
 use crate::http::AppState;
 
@@ -21,6 +21,7 @@ use crate::http::AppState;
     ),
     paths(
         tokens::list, tokens::create, tokens::revoke,
+        audit::list, audit::settings, audit::set_settings,
         users::list, users::create, users::update, users::remove,
         apps::list, apps::create, apps::show, apps::update, apps::remove,
         apps::start, apps::stop, apps::restart, apps::redeploy, apps::rollback,
@@ -33,6 +34,7 @@ use crate::http::AppState;
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldMessage,
+        audit::AuditEntryOut, audit::ActorOut, audit::ObjectOut, audit::AuditPageOut, audit::AuditSettings,
         apps::AppOut, apps::EnvOut, apps::RolloutOut, apps::PullOut, apps::DeploymentOut,
         apps::MetricOut, apps::NewApp, apps::PatchApp, apps::RollbackBody,
         apps::AppVolumeOut, apps::VolumeBody, apps::VolumeOut,
@@ -50,6 +52,7 @@ use crate::http::AppState;
         (name = "backups", description = "Snapshots of your apps' volumes, restores and backup policies"),
         (name = "registries", description = "Your logins for private image registries"),
         (name = "domains", description = "Your domains and the apps they route to"),
+        (name = "audit", description = "Who changed what, when and from where"),
     )
 )]
 pub struct ApiDoc;

@@ -2,6 +2,7 @@
 //! surface). Handlers call the same `pier_core::Pier` methods as the browser's server functions.
 
 mod apps;
+mod audit;
 mod backups;
 mod doc;
 mod domains;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(apps::router())
         .merge(backups::router())
+        .merge(audit::router())
         .merge(registries::router())
         .merge(domains::router())
         .merge(doc::router())
@@ -146,7 +148,8 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
-        let b = state.pier.authenticate_bearer(header).await?;
+        let mut b = state.pier.authenticate_bearer(header).await?;
+        b.actor.origin.address = Some(app::api::ssr::client_ip(&parts.extensions, &parts.headers));
         Ok(Caller {
             actor: b.actor,
             scope: b.scope,

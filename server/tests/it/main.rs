@@ -11,6 +11,7 @@ mod api_apps;
 mod api_domains;
 mod api_volumes;
 mod assets;
+mod audit;
 mod auth;
 mod backups;
 mod certs;

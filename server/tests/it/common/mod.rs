@@ -130,6 +130,7 @@ pub fn serve_args() -> ServeArgs {
         no_proxy: true,
         allow_wildcard_domains: false,
         no_domain_proof: false,
+        no_audit_log: false,
         public_addrs: Vec::new(),
         dns_server: None,
         acme_directory: pier_core::certs::LETS_ENCRYPT.into(),
