@@ -7,6 +7,8 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 SQLX_OFFLINE=true cargo leptos build --release --precompress
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 python3 bench/panel.py --bin "$target_dir/release/pier" --site "$PWD/target/site" "$@"
+# What the audit log and the request metrics cost the REST throughput.
+python3 bench/observability.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
 # Page weight and time to hydrate in headless chromium (fails above the 400 KB budget).
 python3 bench/page.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
 # Apps benchmark: needs dockerd, the local registry and its test images (stopped again on exit).

@@ -55,6 +55,8 @@ if ((with_tests)); then
     say "cargo install s3s-fs 0.14.1 (once)"
     cargo install s3s-fs --version 0.14.1 --features binary --locked
   fi
+  # tests/metrics.rs reads the panel's metrics back with a real OpenMetrics parser.
+  need_apt python3-prometheus-client
   # tests/proxy.rs: the rendered HAProxy configuration on a real haproxy, with a self-signed cert.
   need_apt openssl
   # schemathesis (PyPI) fuzzes the REST API against its OpenAPI document.

@@ -825,7 +825,10 @@ impl Pier {
 
     /// This installation's containers as seen at most a second ago (None when the engine does
     /// not answer).
-    async fn containers_of(&self, needed: bool) -> Option<std::sync::Arc<Vec<Container>>> {
+    pub(crate) async fn containers_of(
+        &self,
+        needed: bool,
+    ) -> Option<std::sync::Arc<Vec<Container>>> {
         use std::time::Duration;
         if !needed {
             return Some(Default::default());

@@ -223,6 +223,7 @@ impl Runtime for FakeRuntime {
     async fn exit_info(&self, id: &str) -> Result<ExitInfo, RuntimeError> {
         self.with(id, |c| ExitInfo {
             running: c.running(),
+            restarts: 0,
             exit_code: 0,
             oom_killed: false,
             error: String::new(),

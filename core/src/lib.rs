@@ -16,6 +16,7 @@ pub mod error;
 #[cfg(any(test, feature = "fake-runtime"))]
 pub mod fake_runtime;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod password;
 pub mod repo;

@@ -219,6 +219,8 @@ pub struct Network {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitInfo {
     pub running: bool,
+    /// How often Docker restarted the container (its restart policy).
+    pub restarts: u64,
     pub exit_code: i64,
     pub oom_killed: bool,
     pub error: String,

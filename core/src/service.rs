@@ -285,6 +285,9 @@ pub(crate) struct Inner {
     tenant_limits: TenantLimits,
     runtime: Arc<dyn Runtime>,
     telemetry: Telemetry,
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Started with the first audit entry (see `audit::writer`).
+    pub(crate) audit_writer: std::sync::OnceLock<crate::audit::Writer>,
     wake: tokio::sync::Notify,
     wake_certs: tokio::sync::Notify,
     pub(crate) wake_backups: tokio::sync::Notify,
@@ -356,6 +359,8 @@ impl Pier {
             tenant_limits,
             runtime,
             telemetry: Telemetry::default(),
+            metrics: Default::default(),
+            audit_writer: Default::default(),
             wake: tokio::sync::Notify::new(),
             wake_certs: tokio::sync::Notify::new(),
             wake_backups: tokio::sync::Notify::new(),

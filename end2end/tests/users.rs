@@ -106,6 +106,16 @@ async fn story(base: String, admin: Client, member: Client) {
     assert!(secret.starts_with("pier_"), "{secret}");
     wait_for_text(member, "[data-testid=tokens]", "laptop").await;
 
+    // The account page lists what the member did: the token, the sign-in before it.
+    click(member, "[data-testid=activity-refresh]").await;
+    wait_for(
+        member,
+        "[data-testid=audit-entries] tr[data-action='token.create']",
+    )
+    .await;
+    wait_for_text(member, "[data-testid=audit-entries]", "account.sign_in").await;
+    wait_for_text(member, "[data-testid=audit-entries]", "scope write").await;
+
     // The link works once.
     open(admin, &invite).await;
     wait_for_text(admin, "[data-flash=error]", "already used").await;
@@ -115,8 +125,52 @@ async fn story(base: String, admin: Client, member: Client) {
     open(member, &url("/admin/users")).await;
     wait_for_text(member, "h1", "Admins only").await;
     assert!(!member.source().await.unwrap().contains(ADMIN));
+    open(member, &url("/admin/audit")).await;
+    wait_for_text(member, "h1", "Admins only").await;
     click_link(member, "Apps").await;
     wait_for_path(member, "/").await;
+
+    // The admin's audit log has everyone's entries: their own failed sign-in, the member's
+    // token. Filtering by an action narrows it, in the address too.
+    open(admin, &url("/admin/users")).await;
+    click_link(admin, "Audit log").await;
+    wait_for_path(admin, "/admin/audit").await;
+    wait_for_text(admin, "[data-testid=audit-entries]", "bad_credentials").await;
+    wait_for_text(admin, "[data-testid=audit-entries]", "laptop").await;
+    admin
+        .find(Locator::Css(
+            "select[name=action] option[value='user.create']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(admin, "[data-testid=audit-filters] button[type=submit]").await;
+    wait_for_text(admin, "[data-testid=audit-entries]", MEMBER).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rows = admin
+            .find_all(Locator::Css("[data-testid=audit-entry]"))
+            .await
+            .unwrap();
+        let mut actions = Vec::new();
+        for r in &rows {
+            actions.push(r.attr("data-action").await.unwrap().unwrap_or_default());
+        }
+        if !actions.is_empty() && actions.iter().all(|a| a == "user.create") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "filter left {actions:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The filter is in the address: the page can be bookmarked or shared.
+    let here = admin.current_url().await.unwrap();
+    assert!(
+        here.query()
+            .is_some_and(|q| q.contains("action=user.create")),
+        "{here}"
+    );
 
     // The admin disables the member…
     open(admin, &url("/admin/users")).await;

@@ -79,8 +79,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let pier = open(&cli.data_dir, settings).await?;
-    match cli.command {
-        Command::Serve(args) => serve(pier, *args, &cli.data_dir).await,
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(pier.clone(), *args, &cli.data_dir).await,
         Command::Admin {
             command: AdminCommand::Create { email, .. },
         } => {
@@ -125,7 +125,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { .. } => unreachable!("handled before the database is opened"),
-    }
+    };
+    // What a command recorded in the audit log is written before the process ends.
+    pier.flush_audit().await;
+    outcome
 }
 
 /// A domain error as one line for the terminal.
@@ -206,6 +209,17 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
         pier.set_proxy_status_source(proxy_status(proxy.clone()));
         Some(proxy)
     };
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let (pier, proxy) = (pier.clone(), proxy.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve(addr, pier, proxy).await {
+                    tracing::error!(error = format!("{e:#}"), "the metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let mut engine = crate::engine::spawn(pier.clone(), proxy.clone());
     if let Some(p) = proxy.filter(|_| pier.settings().acme.enabled) {
         let issuer = crate::certs::Issuer::new(pier.clone(), p, challenges);
@@ -248,9 +262,14 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     janitor.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     for task in engine {
         task.abort();
     }
+    // Audit entries still gathering for their batch go in before the database closes.
+    pier.flush_audit().await;
     pier.db().close().await;
     tracing::info!("Pier stopped");
     Ok(())

@@ -149,6 +149,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PIER_NO_ACME", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_acme: bool,
 
+    /// Serve Prometheus metrics at `/metrics` on this address (off unless set; keep it on
+    /// loopback or a private network: the endpoint has no authentication).
+    #[arg(long, env = "PIER_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Do not write the audit log (for measuring what it costs; the admin page says it is
     /// off). Changes are then recorded nowhere but the process log.
     #[arg(long, env = "PIER_NO_AUDIT_LOG", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]

@@ -33,6 +33,8 @@ pub struct AppState {
     pub panel: PanelInfo,
     /// HTTP-01 answers while ACME orders wait for validation.
     pub challenges: crate::certs::Challenges,
+    /// Count and time requests by route (only where metrics are served).
+    pub count_requests: bool,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -79,6 +81,7 @@ impl AppState {
                 ),
             },
             challenges: crate::certs::Challenges::default(),
+            count_requests: args.metrics_listen.is_some(),
         }
     }
 }
@@ -171,10 +174,16 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(host_cookie_over_https))
         .layer(RequestBodyLimitLayer::new(2 * 1024 * 1024));
 
-    Router::new()
-        .merge(pkg)
-        .merge(panel)
-        .layer(middleware::from_fn(content_security_policy))
+    let all = Router::new().merge(pkg).merge(panel);
+    // Per route (a layer on the router runs after routing): the route's pattern is known.
+    let all = match state.count_requests {
+        true => all.layer(middleware::from_fn_with_state(
+            state.pier.clone(),
+            crate::metrics::track,
+        )),
+        false => all,
+    };
+    all.layer(middleware::from_fn(content_security_policy))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             strict_transport,

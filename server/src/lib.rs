@@ -13,4 +13,5 @@ pub mod engine;
 pub mod events;
 pub mod files;
 pub mod http;
+pub mod metrics;
 pub mod proxy;

@@ -179,7 +179,11 @@ pub fn MyActivity() -> impl IntoView {
     );
     view! {
         <section class=format!("{CARD} mt-6") aria-labelledby="activity-title">
-            <h2 id="activity-title" class="text-lg font-semibold">"Activity"</h2>
+            <div class="flex items-center justify-between gap-2">
+                <h2 id="activity-title" class="text-lg font-semibold">"Activity"</h2>
+                <button type="button" class=BUTTON_SMALL data-testid="activity-refresh"
+                    on:click=move |_| entries.refetch()>"Refresh"</button>
+            </div>
             <p class="mt-1 mb-4 text-sm text-slate-500">"What you changed, what others changed of yours, and every sign-in to your account, whether it worked or not."</p>
             <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading…"</p> }>
                 {move || entries.get().map(|r| match r {

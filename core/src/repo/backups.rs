@@ -840,3 +840,14 @@ pub async fn stored_for_app(db: impl SqliteExecutor<'_>, app_id: i64) -> Result<
     .await?
     .unwrap_or(0))
 }
+
+/// When each app's last snapshot succeeded: (app id, unix seconds).
+pub async fn last_done_per_app(db: impl SqliteExecutor<'_>) -> Result<Vec<(i64, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT app_id AS "app_id!", MAX(finished_at) AS "at!: i64"
+           FROM snapshots WHERE state = 'done' AND finished_at IS NOT NULL GROUP BY app_id"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.app_id, r.at)).collect())
+}

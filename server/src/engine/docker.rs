@@ -524,6 +524,10 @@ impl Runtime for DockerRuntime {
             .map_err(map_err)?;
         let s = c.state.unwrap_or_default();
         Ok(ExitInfo {
+            restarts: c
+                .restart_count
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
             // Docker says "running" of a container waiting to be restarted after a crash too: a
             // crash loop is not a container that runs.
             running: s.running.unwrap_or(false) && !s.restarting.unwrap_or(false),

@@ -82,6 +82,8 @@ async fn reconcile_forever(pier: Pier, routing: Routing) {
         let started = std::time::Instant::now();
         let wait = match pass(&pier, &routing, &mut backoff, &mut tasks).await {
             Ok(()) => {
+                pier.metrics()
+                    .reconcile_pass(started.elapsed().as_secs_f64());
                 // bench/apps.py reads this (PIER_LOG=pier::engine=debug) for the cost of a pass.
                 tracing::debug!(
                     elapsed_us = started.elapsed().as_micros() as u64,

@@ -44,6 +44,7 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
         tracing::info!(deployment = id, reason = %msg, "deployment failed");
         if promote {
             repo::deployments::fail(pier.db(), id, &msg, now()).await?;
+            pier.metrics().deployment("failed");
         } else {
             repo::apps::set_last_error(pier.db(), dep.app_id, Some(&msg)).await?;
         }
@@ -262,6 +263,7 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
             // Cancelled: a newer deployment was asked for while this one started.
             let _ = rt.remove(&container).await;
             restore(stopped).await;
+            pier.metrics().deployment("cancelled");
             return Ok(true);
         }
         let tail = last_lines(pier, &container).await;
@@ -311,10 +313,12 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
             live_at_ms = t0.elapsed().as_millis() as u64,
             "deployment is live"
         );
+        pier.metrics().deployment("live");
     } else {
         // Cancelled while starting (a newer deployment was asked for).
         let _ = rt.remove(&container).await;
         restore(stopped).await;
+        pier.metrics().deployment("cancelled");
     }
     Ok(true)
 }

@@ -44,6 +44,11 @@ impl Files {
         }
     }
 
+    /// HAProxy's admin socket (statistics, map and certificate changes).
+    pub fn stats_socket(&self) -> PathBuf {
+        self.dir.join("admin.sock")
+    }
+
     /// The configuration's paths for files in this directory.
     pub fn config(
         &self,
@@ -57,7 +62,7 @@ impl Files {
             https_addr,
             panel_addr,
             panel_host,
-            stats_socket: self.dir.join("admin.sock"),
+            stats_socket: self.stats_socket(),
             hosts_map: self.dir.join("hosts.map"),
             default_cert: self.dir.join("default.pem"),
             crt_list: self.dir.join("certs.list"),

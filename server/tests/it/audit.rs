@@ -76,19 +76,28 @@ async fn token_id(db: &SqlitePool, user: i64, name: &str) -> i64 {
 /// Follows the log: each `expect` checks that exactly one entry was written since the last.
 struct Log {
     db: SqlitePool,
+    pier: pier_core::Pier,
     seen: i64,
 }
 
 impl Log {
-    async fn new(db: &SqlitePool) -> Log {
+    async fn new(app: &TestApp, db: &SqlitePool) -> Log {
+        app.pier.flush_audit().await;
         Log {
             db: db.clone(),
+            pier: app.pier.clone(),
             seen: last_id(db).await,
         }
     }
 
+    /// Entries written since the last `expect`, once the batching writer has written them.
+    async fn new_entries(&self) -> Vec<Entry> {
+        self.pier.flush_audit().await;
+        entries_after(&self.db, self.seen).await
+    }
+
     async fn expect(&mut self, action: &str, actor: &str, outcome: &str) -> Entry {
-        let mut new = entries_after(&self.db, self.seen).await;
+        let mut new = self.new_entries().await;
         assert_eq!(
             new.len(),
             1,
@@ -119,7 +128,7 @@ fn ok(r: &common::Reply, status: StatusCode) -> Value {
 async fn every_kind_of_change_leaves_one_entry_with_its_actor(db: SqlitePool) {
     let app = TestApp::new(db.clone()).await;
     let admin_id = app.user_id(ADMIN_EMAIL).await;
-    let mut log = Log::new(&db).await;
+    let mut log = Log::new(&app, &db).await;
 
     // A token made on the command line is the command line's doing.
     let admin = app.token(ADMIN_EMAIL, "admin").await;
@@ -402,7 +411,7 @@ async fn every_kind_of_change_leaves_one_entry_with_its_actor(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // (refused by the token's scope before the service is asked: nothing to record)
-    assert!(entries_after(&db, log.seen).await.is_empty());
+    assert!(log.new_entries().await.is_empty());
 
     // Own account: password, sessions; then the member's token goes.
     let r = browser
@@ -436,6 +445,7 @@ async fn every_kind_of_change_leaves_one_entry_with_its_actor(db: SqlitePool) {
         StatusCode::NO_CONTENT,
     );
     log.expect("user.delete", ADMIN_EMAIL, "ok").await;
+    app.pier.flush_audit().await;
     let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE actor_id = ?")
         .bind(member_id)
         .fetch_one(&db)
@@ -675,6 +685,7 @@ async fn entries_past_the_retention_are_removed(db: SqlitePool) {
     ok(&r, StatusCode::OK);
     assert_eq!(app.pier.purge_old_audit_entries().await.unwrap(), 1);
     assert_eq!(names().await, ["aged-10"]);
+    app.pier.flush_audit().await;
     let outcomes: Vec<String> = sqlx::query_scalar(
         "SELECT outcome FROM audit_log WHERE action = 'settings.audit_retention' ORDER BY id",
     )
@@ -699,5 +710,6 @@ async fn a_panel_without_the_log_records_nothing(db: SqlitePool) {
         )
         .await;
     ok(&r, StatusCode::CREATED);
+    app.pier.flush_audit().await;
     assert_eq!(last_id(&db).await, 0);
 }

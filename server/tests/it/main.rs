@@ -17,6 +17,7 @@ mod backups;
 mod certs;
 mod disaster;
 mod engine;
+mod metrics;
 mod pages;
 mod proxy;
 mod real_apps;

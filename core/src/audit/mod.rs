@@ -7,6 +7,10 @@
 //! covered by the same line of code, once. Entries are only ever inserted; the retention sweep
 //! is the only thing that removes them, and nothing in Pier edits them.
 
+mod writer;
+
+pub(crate) use writer::Writer;
+
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
@@ -310,29 +314,46 @@ impl Pier {
     }
 
     /// Records a change by someone who is not a signed-in actor (a failed sign-in, the command
-    /// line). The change has happened whatever becomes of its record, so a failure to write it
-    /// is logged as an error rather than turned into the request's failure.
+    /// line). The entry is handed to the batching writer (see `writer`); the change has happened
+    /// whatever becomes of its record, so a failure to write it is logged as an error rather
+    /// than turned into the request's failure.
     pub(crate) async fn record_as<T>(&self, who: &Who, what: Change, r: &Result<T>) {
         if !self.settings().audit.enabled {
             return;
         }
         let (outcome, message) = outcome(r);
-        let entry = repo::audit::NewEntry {
+        let entry = writer::Pending {
             at: now(),
             actor_id: who.user_id,
-            actor_email: clip(&who.email, 320),
+            actor_email: clip(&who.email, 320).to_owned(),
             token_id: who.origin.token_id,
-            address: who.origin.address.as_deref().map(|a| clip(a, 64)),
+            address: who
+                .origin
+                .address
+                .as_deref()
+                .map(|a| clip(a, 64).to_owned()),
             action: what.action.as_str(),
             object_kind: what.action.kind().as_str(),
-            object_name: clip(&what.object, 256),
+            object_name: clip(&what.object, 256).to_owned(),
             owner_id: what.owner,
-            summary: clip(&what.summary, 1000),
+            summary: clip(&what.summary, 1000).to_owned(),
             outcome,
-            message: message.as_deref().map(|m| clip(m, 500)),
+            message: message.as_deref().map(|m| clip(m, 500).to_owned()),
         };
-        if let Err(e) = repo::audit::insert(self.db(), &entry).await {
-            tracing::error!(error = %e, action = entry.action, "could not write an audit entry");
+        self.audit_writer().send(entry).await;
+    }
+
+    fn audit_writer(&self) -> &writer::Writer {
+        self.0
+            .audit_writer
+            .get_or_init(|| writer::Writer::start(self.db().clone()))
+    }
+
+    /// Waits until every entry recorded so far is in the database (readers of the log, a clean
+    /// shutdown and tests call this).
+    pub async fn flush_audit(&self) {
+        if let Some(w) = self.0.audit_writer.get() {
+            w.flush().await;
         }
     }
 
@@ -365,6 +386,7 @@ impl Pier {
                 format!("Ask for 1 to {MAX_PAGE} entries at a time."),
             ));
         }
+        self.flush_audit().await;
         let entries = repo::audit::page(self.db(), &q).await?;
         let next_before = (entries.len() as i64 == q.limit)
             .then(|| entries.last().map(|e| e.id))
