@@ -664,15 +664,26 @@ impl Pier {
             self.tenant_limits()
                 .redeploys
                 .take_for_tenant(actor.user_id, "redeploys")?;
-            let mut tx = self.db().begin().await?;
-            let id = repo::deployments::queue(&mut tx, &app, "redeploy", None, now()).await?;
-            tx.commit().await?;
-            self.wake_engine();
-            repo::deployments::by_id(self.db(), id)
-                .await?
-                .ok_or(Error::NotFound)
+            self.queue_deployment(&app, "redeploy", None).await
         })
         .await
+    }
+
+    /// Queues a deployment of the app's settings (pinned to `digest` when given) and wakes the
+    /// engine.
+    pub(crate) async fn queue_deployment(
+        &self,
+        app: &App,
+        cause: &str,
+        digest: Option<&str>,
+    ) -> Result<Deployment> {
+        let mut tx = self.db().begin().await?;
+        let id = repo::deployments::queue(&mut tx, app, cause, digest, now()).await?;
+        tx.commit().await?;
+        self.wake_engine();
+        repo::deployments::by_id(self.db(), id)
+            .await?
+            .ok_or(Error::NotFound)
     }
 
     /// Deploys exactly what deployment `number` ran (same image digest, same env and limits).

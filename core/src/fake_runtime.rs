@@ -119,6 +119,20 @@ impl Runtime for FakeRuntime {
             .collect())
     }
 
+    async fn remote_digest(
+        &self,
+        image: &ImageRef,
+        _auth: Option<RegistryAuth>,
+    ) -> Result<String, RuntimeError> {
+        // The fake registry: a tag names the digest of its own name.
+        let name = format!(
+            "{}:{}",
+            image.name(),
+            image.tag.as_deref().unwrap_or("latest")
+        );
+        Ok(format!("sha256:{}", crate::service::sha256_hex(&name)))
+    }
+
     async fn pull(
         &self,
         image: &ImageRef,

@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod secret;
 pub mod service;
 pub mod session_store;
+pub mod tags;
 pub mod telemetry;
 pub mod throttle;
 pub mod tokens;

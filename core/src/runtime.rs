@@ -282,6 +282,12 @@ pub trait Runtime: Send + Sync + 'static {
         auth: Option<RegistryAuth>,
         progress: ProgressFn,
     ) -> Result<Pulled, RuntimeError>;
+    /// The digest the image's tag names in its registry now, without pulling it.
+    async fn remote_digest(
+        &self,
+        image: &ImageRef,
+        auth: Option<RegistryAuth>,
+    ) -> Result<String, RuntimeError>;
     async fn networks(&self, instance: &str) -> Result<Vec<Network>, RuntimeError>;
     /// Creates the network unless it exists; its id. `bridge` names its bridge on the host
     /// (egress rules match Pier's bridges by name).

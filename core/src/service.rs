@@ -102,11 +102,17 @@ pub struct EngineSettings {
     /// The most a container's writable layer may hold (MiB; 0: no bound), where the storage
     /// driver can bound it (volumes have their own sizes).
     pub writable_layer_mb: i64,
+    /// How often an app that follows its image tag asks the registry (±10 % per app).
+    pub tag_check_secs: i64,
+    /// How often the tag follower looks for apps that are due.
+    pub tag_poll_secs: u64,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
+            tag_check_secs: crate::tags::DEFAULT_CHECK_SECS,
+            tag_poll_secs: 60,
             resync_secs: 15,
             health_timeout_secs: 60,
             stats_every_secs: 15,

@@ -106,6 +106,22 @@ async fn create_an_app_see_it_run_and_read_its_logs() {
         .await;
         wait_for_text(&c, "[data-testid=deployments]", "#1 · created").await;
 
+        // Image updates: the registry's digest for the tag is the one running.
+        click(&c, "[data-testid=check-update]").await;
+        wait_for_text(
+            &c,
+            "[data-testid=image-updates] [data-flash=success]",
+            "Up to date",
+        )
+        .await;
+        let running = wait_for(&c, "[data-testid=serving-digest]")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(running.starts_with("sha256:"), "{running}");
+        wait_for_text(&c, "[data-testid=remote-digest]", &running).await;
+
         // Change the env var in the settings form; what is typed survives the page's status
         // refreshes (every 2 s), and saving rolls out deployment #2.
         let value = wait_for(&c, "input[name='env[0][value]']").await;

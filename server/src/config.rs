@@ -149,6 +149,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PIER_NO_ACME", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_acme: bool,
 
+    /// How often an app that follows its image tag asks its registry for the tag's digest, in
+    /// hours (1–168; each app is spread ±10 % around it).
+    #[arg(long, env = "PIER_TAG_CHECK_HOURS", default_value_t = 6, value_parser = clap::value_parser!(i64).range(1..=168))]
+    pub tag_check_hours: i64,
+
     /// Serve Prometheus metrics at `/metrics` on this address (off unless set; keep it on
     /// loopback or a private network: the endpoint has no authentication).
     #[arg(long, env = "PIER_METRICS_LISTEN")]

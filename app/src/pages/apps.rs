@@ -617,6 +617,7 @@ pub fn AppPage() -> impl IntoView {
             view! { <section class=format!("{CARD} mt-6")><Logs name=n/></section> }
         }}
         {move || view! { <crate::pages::backups::AppBackups name=name()/> }}
+        {move || view! { <crate::pages::tags::ImageUpdates name=name()/> }}
         <Transition fallback=|| ()>
             {move || settings.get().and_then(Result::ok).map(|d| {
                 let n = d.row.name.clone();

@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod domains;
 pub mod invite;
 pub mod login;
+pub mod tags;
 
 use leptos::prelude::*;
 use leptos_meta::Title;

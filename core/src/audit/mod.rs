@@ -138,6 +138,8 @@ actions! {
     AppDeploy => "app.deploy", App;
     AppRollback => "app.rollback", App;
     AppDelete => "app.delete", App;
+    AppFollowTag => "app.follow_tag", App;
+    AppTagHook => "app.tag_hook", App;
     VolumeDelete => "volume.delete", Volume;
     DomainCreate => "domain.create", Domain;
     DomainVerify => "domain.verify", Domain;

@@ -91,3 +91,5 @@ pub mod backups;
 pub mod backup_target;
 
 pub mod audit;
+
+pub mod tags;

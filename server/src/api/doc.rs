@@ -7,7 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    apps, audit, backups, domains, registries, tokens, users, ErrorBody, ErrorDetail, FieldMessage,
+    apps, audit, backups, domains, registries, tags, tokens, users, ErrorBody, ErrorDetail,
+    FieldMessage,
 };
 use crate::http::AppState;
 
@@ -22,6 +23,7 @@ use crate::http::AppState;
     paths(
         tokens::list, tokens::create, tokens::revoke,
         audit::list, audit::settings, audit::set_settings,
+        tags::show, tags::set, tags::check, tags::new_webhook, tags::hook,
         users::list, users::create, users::update, users::remove,
         apps::list, apps::create, apps::show, apps::update, apps::remove,
         apps::start, apps::stop, apps::restart, apps::redeploy, apps::rollback,
@@ -34,6 +36,7 @@ use crate::http::AppState;
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldMessage,
+        tags::ImageUpdatesOut, tags::CheckOut, tags::FollowBody,
         audit::AuditEntryOut, audit::ActorOut, audit::ObjectOut, audit::AuditPageOut, audit::AuditSettings,
         apps::AppOut, apps::EnvOut, apps::RolloutOut, apps::PullOut, apps::DeploymentOut,
         apps::MetricOut, apps::NewApp, apps::PatchApp, apps::RollbackBody,

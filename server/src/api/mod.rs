@@ -7,6 +7,7 @@ mod backups;
 mod doc;
 mod domains;
 mod registries;
+mod tags;
 mod tokens;
 mod users;
 
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .merge(backups::router())
         .merge(audit::router())
         .merge(registries::router())
+        .merge(tags::router())
         .merge(domains::router())
         .merge(doc::router())
         .fallback(|| async { ApiError::from(pier_core::Error::NotFound) })
@@ -270,6 +272,17 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Q<T> {
             .map(|Query(v)| Q(v))
             .map_err(|e| bad_request("bad_request", e.body_text()))
     }
+}
+
+/// The panel's address for links in responses: its public host, else the request's.
+pub fn panel_origin(s: &AppState, headers: &axum::http::HeaderMap) -> String {
+    s.panel.public_origin.clone().unwrap_or_else(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    })
 }
 
 pub fn format_time(ts: i64) -> String {

@@ -2,7 +2,7 @@
 
 use axum::{
     extract::{Path, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode},
     routing::get,
     Json, Router,
 };
@@ -163,13 +163,7 @@ pub async fn create(
             },
         )
         .await?;
-    let origin = s.panel.public_origin.clone().unwrap_or_else(|| {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}")
-    });
+    let origin = super::panel_origin(&s, &headers);
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {

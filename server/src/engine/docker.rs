@@ -262,6 +262,38 @@ impl Runtime for DockerRuntime {
         })
     }
 
+    async fn remote_digest(
+        &self,
+        image: &ImageRef,
+        auth: Option<RegistryAuth>,
+    ) -> Result<String, RuntimeError> {
+        // The engine asks the registry for the manifest (HEAD, then GET where the registry wants
+        // it), with the tenant's login: GET /distribution/{name}/json.
+        let reference = format!(
+            "{}:{}",
+            image.name(),
+            image.tag.as_deref().unwrap_or("latest")
+        );
+        let creds = auth.map(|a| DockerCredentials {
+            username: Some(a.username),
+            password: Some(a.password),
+            serveraddress: Some(a.server),
+            ..Default::default()
+        });
+        let found = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            self.docker()?.inspect_registry_image(&reference, creds),
+        )
+        .await
+        .map_err(|_| RuntimeError::Failed("the registry did not answer within 30 s".into()))?
+        .map_err(map_err)?;
+        found
+            .descriptor
+            .digest
+            .filter(|d| d.starts_with("sha256:"))
+            .ok_or_else(|| RuntimeError::Failed("the registry gave no digest".into()))
+    }
+
     async fn networks(&self, instance: &str) -> Result<Vec<Network>, RuntimeError> {
         let opts = ListNetworksOptionsBuilder::new()
             .filters(&label_filter(instance))

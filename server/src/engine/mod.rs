@@ -15,6 +15,7 @@ pub mod plan;
 mod rollout;
 pub mod routing;
 mod storage;
+mod tags;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -63,6 +64,7 @@ pub fn spawn(pier: Pier, proxy: Option<Arc<Proxy>>) -> Vec<tokio::task::JoinHand
         tokio::spawn(reconcile_forever(pier.clone(), Routing::new(proxy.clone()))),
         tokio::spawn(sample_forever(pier.clone())),
         tokio::spawn(images::collect_forever(pier.clone())),
+        tokio::spawn(tags::follow_forever(pier.clone())),
     ];
     tasks.extend(crate::backup::spawn(pier));
     if let Some(p) = proxy {

@@ -22,3 +22,4 @@ mod pages;
 mod proxy;
 mod real_apps;
 mod routing;
+mod tags;

@@ -131,6 +131,7 @@ pub fn serve_args() -> ServeArgs {
         allow_wildcard_domains: false,
         no_domain_proof: false,
         no_audit_log: false,
+        tag_check_hours: 6,
         // Counts requests (the listener itself is not opened here; tests/metrics.rs scrapes the
         // metrics router directly).
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
