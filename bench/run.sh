@@ -17,6 +17,8 @@ trap './scripts/services.sh stop' EXIT
 # shellcheck disable=SC1090
 source "$(./scripts/services.sh env)"
 python3 bench/apps.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
+# Tag following: from a push under an app's tag to the new deployment serving, with the webhook.
+python3 bench/tags.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
 # Volumes: redeploy gap of an app with a volume (stop-first) beside one without; deploy time on
 # the userns dockerd beside a second one without user namespaces (started and stopped by the bench).
 python3 bench/volumes.py --bin "$target_dir/release/pier" --site "$PWD/target/site"

@@ -294,6 +294,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: crate::metrics::Metrics,
     /// Started with the first audit entry (see `audit::writer`).
     pub(crate) audit_writer: std::sync::OnceLock<crate::audit::Writer>,
+    /// When each app's latest webhook check runs (see `tags::HOOK_MIN_GAP`).
+    pub(crate) tag_hooks: std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>,
     wake: tokio::sync::Notify,
     wake_certs: tokio::sync::Notify,
     pub(crate) wake_backups: tokio::sync::Notify,
@@ -367,6 +369,7 @@ impl Pier {
             telemetry: Telemetry::default(),
             metrics: Default::default(),
             audit_writer: Default::default(),
+            tag_hooks: Default::default(),
             wake: tokio::sync::Notify::new(),
             wake_certs: tokio::sync::Notify::new(),
             wake_backups: tokio::sync::Notify::new(),

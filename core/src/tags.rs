@@ -17,9 +17,9 @@ use crate::{
 
 /// How often an app that follows its tag is checked by default (6 hours).
 pub const DEFAULT_CHECK_SECS: i64 = 6 * 3600;
-/// A webhook call waits until the app's last check is this old (a burst of calls, as a
-/// multi-platform push sends, makes one registry request per gap, and none is dropped).
-const HOOK_MIN_GAP_SECS: i64 = 2;
+/// A webhook call waits until the app's last webhook check is this old: a burst of calls (a
+/// multi-platform push sends several) makes one registry request per gap, and none is dropped.
+const HOOK_MIN_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An app's tag following, as its page and the API show it.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,12 +170,18 @@ impl Pier {
         if !bool::from(want.as_bytes().ct_eq(token.as_bytes())) {
             return Err(Error::NotFound);
         }
-        if let Some(at) = f.checked_at {
-            let wait = HOOK_MIN_GAP_SECS - (now() - at);
-            if wait > 0 {
-                tokio::time::sleep(std::time::Duration::from_secs(wait as u64)).await;
-            }
-        }
+        // The slot after the app's last webhook check (claimed now, so concurrent calls queue).
+        let slot = {
+            let mut last = self.0.tag_hooks.lock().expect("tag hook lock");
+            let t = std::time::Instant::now();
+            let slot = last
+                .get(&app.id)
+                .map_or(t, |prev| (*prev + HOOK_MIN_GAP).max(t));
+            last.retain(|_, at| t.duration_since(*at) < HOOK_MIN_GAP);
+            last.insert(app.id, slot);
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
         let r = self.check_tag(&app).await;
         if let Ok(TagCheck {
             deployed: Some(n),

@@ -162,7 +162,8 @@ pub async fn new_webhook(
 }
 
 /// The app's webhook, for its registry: checks the tag now (at most every 10 s) and deploys a
-/// new digest when the app follows its tag (calls within 2 s of a check wait for the gap). Any
+/// new digest when the app follows its tag (calls for one app run at most once a second; the
+/// others wait their turn). Any
 /// body is ignored. 404 for a wrong URL.
 #[utoipa::path(post, path = "/api/v1/hooks/tags/{app}/{token}", tag = "apps",
     params(("app" = String, Path, description = "The app's id"),
