@@ -268,7 +268,7 @@ pub async fn logout(csrf_token: String) -> Result<(), AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
     let _ = csrf_token;
     let c = ssr::ctx().await?;
-    c.pier.sign_out(&c.session).await?;
+    c.pier.sign_out(&c.session, &c.client).await?;
     Ok(())
 }
 

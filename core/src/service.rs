@@ -701,7 +701,20 @@ impl Pier {
         Ok(Actor::from(user))
     }
 
-    pub async fn sign_out(&self, session: &Session) -> Result<()> {
+    /// Ends this session; recorded in the audit log when someone was signed in.
+    pub async fn sign_out(&self, session: &Session, client: &Client) -> Result<()> {
+        let Some(mut actor) = self.current_actor(session).await? else {
+            return self.end_this_session(session).await;
+        };
+        actor.origin.address = Some(client.ip.clone());
+        let what = crate::audit::Change::new(crate::audit::Action::SignOut, &actor.email)
+            .owner(actor.user_id)
+            .summary("signed out");
+        self.audited(&actor, what, self.end_this_session(session))
+            .await
+    }
+
+    async fn end_this_session(&self, session: &Session) -> Result<()> {
         session.flush().await.map_err(session_err)
     }
 
@@ -840,7 +853,7 @@ impl Pier {
                 .find(|r| session_handle(&r.id) == handle)
                 .ok_or(Error::NotFound)?;
             if session.id().map(|id| id.to_string()).as_deref() == Some(row.id.as_str()) {
-                return self.sign_out(session).await;
+                return self.end_this_session(session).await;
             }
             repo::sessions::delete(self.db(), &row.id).await
         })

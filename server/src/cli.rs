@@ -4,7 +4,13 @@ use std::{io::BufRead, path::Path, time::Duration};
 
 use anyhow::{bail, Context};
 use axum::serve::ListenerExt;
-use pier_core::{db, secret::SecretKey, service::Settings, Pier};
+use pier_core::{
+    audit::{Action, Change, Who},
+    db,
+    secret::SecretKey,
+    service::Settings,
+    Pier,
+};
 
 use crate::{
     config::{AdminCommand, BackupCommand, Cli, Command, ServeArgs, TokenCommand},
@@ -112,8 +118,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup {
             command: None | Some(BackupCommand::Now),
         } => {
-            let id =
-                crate::backup::panel::back_up(&pier, pier_core::backups::Trigger::Manual).await?;
+            let r = crate::backup::panel::back_up(&pier, pier_core::backups::Trigger::Manual)
+                .await
+                .map_err(|e| pier_core::Error::Unavailable(format!("The backup failed: {e:#}")));
+            let what = Change::new(Action::PierBackup, "Pier").summary(match &r {
+                Ok(id) => format!("database and key backed up as snapshot {id}"),
+                Err(_) => "database and key".to_owned(),
+            });
+            pier.record_as(&Who::command_line(), what, &r).await;
+            let id = r?;
             println!("Backed up Pier: snapshot {id}.");
             Ok(())
         }
@@ -121,7 +134,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: Some(BackupCommand::Passphrase { .. }),
         } => {
             let passphrase = read_password_line(std::io::stdin().lock())?;
-            crate::backup::panel::set_passphrase(&pier, &passphrase).await?;
+            let r = crate::backup::panel::set_passphrase(&pier, &passphrase)
+                .await
+                .map_err(|e| pier_core::Error::Unavailable(format!("{e:#}")));
+            let what = Change::new(Action::BackupPassphrase, "backup repository")
+                .summary("a passphrase added to the backup repository's keys");
+            pier.record_as(&Who::command_line(), what, &r).await;
+            r?;
             println!("The backup repository now opens with this passphrase too: keep it apart from this machine.");
             Ok(())
         }

@@ -153,6 +153,7 @@ actions! {
     BackupCreate => "backup.create", Backup;
     BackupRestore => "backup.restore", Backup;
     PierBackup => "backup.pier", Backup;
+    BackupPassphrase => "settings.backup_passphrase", Settings;
     BackupTargetSet => "settings.backup_target", Settings;
     BackupTargetDelete => "settings.backup_target_delete", Settings;
     AuditRetention => "settings.audit_retention", Settings;
@@ -319,7 +320,7 @@ impl Pier {
     /// line). The entry is handed to the batching writer (see `writer`); the change has happened
     /// whatever becomes of its record, so a failure to write it is logged as an error rather
     /// than turned into the request's failure.
-    pub(crate) async fn record_as<T>(&self, who: &Who, what: Change, r: &Result<T>) {
+    pub async fn record_as<T>(&self, who: &Who, what: Change, r: &Result<T>) {
         if !self.settings().audit.enabled {
             return;
         }

@@ -425,6 +425,14 @@ async fn every_kind_of_change_leaves_one_entry_with_its_actor(db: SqlitePool) {
     let r = browser.call("end_other_sessions", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     log.expect("session.end_others", MEMBER, "ok").await;
+    let r = browser.call("logout", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let e = log.expect("account.sign_out", MEMBER, "ok").await;
+    assert_eq!(e.address.as_deref(), Some("192.0.2.44"));
+    // Signing out without a session records nothing.
+    let r = browser.call("logout", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(log.new_entries().await.is_empty());
     ok(
         &app.api(
             "DELETE",
