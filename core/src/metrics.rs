@@ -424,29 +424,31 @@ impl Pier {
     /// the server's to add).
     pub async fn metrics_snapshot(&self) -> Result<Snapshot> {
         let t = now();
-        let owners: std::collections::HashMap<i64, String> = repo::users::list(self.db())
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u.email))
-            .collect();
+        let users = repo::users::list(self.db()).await?;
+        let owners: std::collections::HashMap<i64, String> =
+            users.iter().map(|u| (u.id, u.email.clone())).collect();
         let last_backups: std::collections::HashMap<i64, i64> =
             repo::backups::last_done_per_app(self.db())
                 .await?
                 .into_iter()
                 .collect();
         let mut views = Vec::new();
-        for u in repo::users::list(self.db()).await? {
+        for u in users {
             let actor = crate::model::Actor::from(u);
             views.extend(self.list_apps_page(&actor, i64::MAX, 0).await?.0);
         }
+        // Each serving container, by its deployment: one walk of the list, not one per app.
         let containers = self.containers_of(!views.is_empty()).await;
+        let by_deployment: std::collections::HashMap<i64, &crate::runtime::Container> = containers
+            .as_deref()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| Some((c.deployment_id()?, c)))
+            .collect();
         let serving = |v: &crate::apps::AppView| -> Option<String> {
-            let d = v.current.as_ref()?.id;
-            containers
-                .as_deref()?
-                .iter()
-                .find(|c| c.deployment_id() == Some(d) && c.app_id() == Some(v.app.id))
-                .map(|c| c.id.clone())
+            let c = by_deployment.get(&v.current.as_ref()?.id)?;
+            (c.app_id() == Some(v.app.id)).then(|| c.id.clone())
         };
         let mut apps = Vec::with_capacity(views.len());
         for view in views {

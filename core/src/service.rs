@@ -212,10 +212,11 @@ impl UserPatch {
     }
 }
 
-/// Quotas as typed into the admin form, for the audit log (an empty field keeps its value).
-fn quota_summary([apps, memory, cpus, storage, backups]: [&str; 5]) -> String {
+/// Quotas as typed into the admin form, for the audit log: `[apps, memory MiB, CPUs, storage
+/// MiB, backups MiB]`, an empty field said as `empty` ("unchanged", "default").
+fn typed_quotas([apps, memory, cpus, storage, backups]: [&str; 5], empty: &str) -> String {
     let v = |s: &str| match s.trim() {
-        "" => "unchanged".to_owned(),
+        "" => empty.to_owned(),
         t => t.chars().take(20).collect(),
     };
     format!(
@@ -231,23 +232,25 @@ fn quota_summary([apps, memory, cpus, storage, backups]: [&str; 5]) -> String {
 impl NewUser {
     /// The new user as the audit log tells it (whether a password was set, never the password).
     fn describe(&self) -> String {
-        let v = |s: &str| match s.trim() {
+        let role = match self.role.trim() {
             "" => "default".to_owned(),
-            t => t.chars().take(20).collect(),
+            r => r.chars().take(20).collect(),
         };
+        let quotas = [
+            self.max_apps.as_str(),
+            &self.max_memory_mb,
+            &self.max_cpus,
+            &self.max_storage_mb,
+            &self.max_backup_mb,
+        ];
         format!(
-            "role {}; {}; quotas: apps {}, memory {} MiB, CPUs {}, storage {} MiB, backups {} MiB",
-            v(&self.role),
+            "role {role}; {}; {}",
             if self.password.is_empty() {
                 "invite link"
             } else {
                 "password set"
             },
-            v(&self.max_apps),
-            v(&self.max_memory_mb),
-            v(&self.max_cpus),
-            v(&self.max_storage_mb),
-            v(&self.max_backup_mb)
+            typed_quotas(quotas, "default")
         )
     }
 }
@@ -1257,7 +1260,7 @@ impl Pier {
             self.user_label(actor, id).await,
         )
         .owner(id)
-        .summary(quota_summary(form));
+        .summary(typed_quotas(form, "unchanged"));
         self.audited(actor, what, async {
             Self::require_admin(actor)?;
             let current = self.target(id).await?;

@@ -70,15 +70,20 @@ impl Pier {
         hex::encode(&mac.finalize().into_bytes()[..20])
     }
 
-    async fn tag_status_of(&self, app: &App) -> Result<TagStatus> {
-        let f = repo::tags::get(self.db(), app.id).await?;
-        let image = validate::image(&app.image).ok();
-        let serving = match app.current_deployment_id {
+    /// The digest the app's serving deployment runs.
+    async fn serving_digest(&self, app: &App) -> Result<Option<String>> {
+        Ok(match app.current_deployment_id {
             Some(id) => repo::deployments::by_id(self.db(), id)
                 .await?
                 .and_then(|d| d.digest),
             None => None,
-        };
+        })
+    }
+
+    async fn tag_status_of(&self, app: &App) -> Result<TagStatus> {
+        let f = repo::tags::get(self.db(), app.id).await?;
+        let image = validate::image(&app.image).ok();
+        let serving = self.serving_digest(app).await?;
         Ok(TagStatus {
             follow: f.enabled,
             tag: image
@@ -227,7 +232,7 @@ impl Pier {
         }
         let remote = r?;
         let f = repo::tags::get(self.db(), app.id).await?;
-        let serving = self.tag_status_of(app).await?.serving_digest;
+        let serving = self.serving_digest(app).await?;
         let latest = repo::deployments::list_for_app(self.db(), app.id, 1, 0)
             .await?
             .into_iter()

@@ -118,15 +118,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup {
             command: None | Some(BackupCommand::Now),
         } => {
-            let r = crate::backup::panel::back_up(&pier, pier_core::backups::Trigger::Manual)
+            let id = crate::backup::panel::back_up_for(&pier, &Who::command_line(), Ok(()))
                 .await
-                .map_err(|e| pier_core::Error::Unavailable(format!("The backup failed: {e:#}")));
-            let what = Change::new(Action::PierBackup, "Pier").summary(match &r {
-                Ok(id) => format!("database and key backed up as snapshot {id}"),
-                Err(_) => "database and key".to_owned(),
-            });
-            pier.record_as(&Who::command_line(), what, &r).await;
-            let id = r?;
+                .map_err(explain)?;
             println!("Backed up Pier: snapshot {id}.");
             Ok(())
         }

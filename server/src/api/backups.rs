@@ -9,7 +9,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use pier_core::audit::{Action, Change};
+use pier_core::audit::Who;
 use pier_core::{
     backups::{BackupPolicy, BackupSummary, PolicyPatch, Restore, RestoreInto, Snapshot},
     model::Scope,
@@ -597,19 +597,12 @@ pub async fn back_up_pier(
     caller: Caller,
 ) -> ApiResult<(StatusCode, Json<PierBackupOut>)> {
     caller.require(Scope::Admin)?;
-    let taken = async {
-        s.pier.may_back_up_pier(&caller.actor)?;
-        crate::backup::panel::back_up(&s.pier, pier_core::backups::Trigger::Manual)
-            .await
-            .map_err(|e| pier_core::Error::Unavailable(format!("The backup failed: {e:#}")))
-    }
-    .await;
-    let what = Change::new(Action::PierBackup, "Pier").summary(match &taken {
-        Ok(snapshot) => format!("database and key backed up as snapshot {snapshot}"),
-        Err(_) => "database and key".to_owned(),
-    });
-    s.pier.record(&caller.actor, what, &taken).await;
-    let snapshot = taken?;
+    let snapshot = crate::backup::panel::back_up_for(
+        &s.pier,
+        &Who::from(&caller.actor),
+        s.pier.may_back_up_pier(&caller.actor),
+    )
+    .await?;
     s.pier.wake_backups();
     Ok((StatusCode::CREATED, Json(PierBackupOut { snapshot })))
 }

@@ -11,7 +11,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use pier_core::{backups::Trigger, now, repo, Pier};
+use pier_core::{
+    audit::{Action, Change, Who},
+    backups::Trigger,
+    now, repo, Pier,
+};
 
 use super::{app_tag, local_repository, restic::Restic, Dirs};
 
@@ -38,6 +42,27 @@ pub async fn if_due(pier: &Pier) -> anyhow::Result<()> {
         back_up(pier, Trigger::Schedule).await?;
     }
     Ok(())
+}
+
+/// Pier's own backup asked for by someone (an admin through the API, the operator on the
+/// command line), refused when `allowed` is an error, and recorded in the audit log either way.
+pub async fn back_up_for(
+    pier: &Pier,
+    who: &Who,
+    allowed: pier_core::Result<()>,
+) -> pier_core::Result<String> {
+    let r = match allowed {
+        Ok(()) => back_up(pier, Trigger::Manual)
+            .await
+            .map_err(|e| pier_core::Error::Unavailable(format!("The backup failed: {e:#}"))),
+        Err(e) => Err(e),
+    };
+    let what = Change::new(Action::PierBackup, "Pier").summary(match &r {
+        Ok(id) => format!("database and key backed up as snapshot {id}"),
+        Err(_) => "database and key".to_owned(),
+    });
+    pier.record_as(who, what, &r).await;
+    r
 }
 
 /// Takes a snapshot of Pier's database and key now; the restic snapshot's id.
