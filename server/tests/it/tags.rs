@@ -191,7 +191,9 @@ async fn a_followed_tag_is_deployed_once_per_digest_and_a_broken_one_leaves_the_
     pushed.digests.push(two.clone());
     let hook = u["webhook_url"].as_str().unwrap();
     let hook = &hook[hook.find("/api/v1").unwrap() + "/api/v1".len()..];
-    let wrong = format!("{}0", &hook[..hook.len() - 1]);
+    // The same URL with its last character changed.
+    let other = if hook.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{other}", &hook[..hook.len() - 1]);
     assert_eq!(app.api("POST", &wrong, None, None).await.status, 404);
     let r = app.api("POST", hook, None, None).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
@@ -267,6 +269,24 @@ async fn a_followed_tag_is_deployed_once_per_digest_and_a_broken_one_leaves_the_
             ("app.deploy".into(), ann_),
         ],
         "{actions:?}"
+    );
+    // On the tenant's Activity, the webhook's deployment says it came through the webhook.
+    let r = ann
+        .read("audit_log?mine=true&person=&action=app.deploy&object=&name=&since=&until=")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let rows = r.json()["rows"].as_array().unwrap().clone();
+    let vias: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["via"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        vias,
+        [
+            ("ann@example.com", "browser"),
+            ("registry webhook", "webhook")
+        ],
+        "{rows:?}"
     );
     drop(pushed);
 }
