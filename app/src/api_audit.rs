@@ -14,7 +14,7 @@ pub struct AuditRow {
     pub id: i64,
     pub at: String,
     pub actor: String,
-    /// "API token #7", "browser" or "command line".
+    /// "API token #7", "browser", "command line" or "webhook".
     pub via: String,
     pub address: String,
     pub action: String,
@@ -97,10 +97,14 @@ pub async fn audit_log(
                 id: e.id,
                 at: pier_core::format_time(e.at),
                 actor: e.actor_email,
-                via: match (e.token_id, e.actor_id) {
-                    (Some(t), _) => format!("API token #{t}"),
-                    (None, None) if e.action != "account.sign_in" => "command line".into(),
-                    _ => "browser".into(),
+                via: match (e.token_id, e.actor_id, &e.address) {
+                    (Some(t), _, _) => format!("API token #{t}"),
+                    (None, Some(_), _) => "browser".into(),
+                    _ if e.action == "account.sign_in" => "browser".into(),
+                    // No person: the command line (on the machine, no address) or an app's
+                    // registry webhook (from an address).
+                    (None, None, None) => "command line".into(),
+                    (None, None, Some(_)) => "webhook".into(),
                 },
                 address: e.address.unwrap_or_default(),
                 action: e.action,
