@@ -22,6 +22,8 @@ pub struct Me {
     pub max_memory_mb: i64,
     pub max_cpus: String,
     pub max_storage_mb: i64,
+    /// Two factors are required and this person has none yet: they may only set one up.
+    pub must_enrol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +31,16 @@ pub struct SessionInfo {
     pub me: Option<Me>,
     /// Goes into every form as the hidden `csrf_token` field.
     pub csrf: String,
+    /// The password was right and the second factor's code is awaited.
+    pub code_pending: bool,
+}
+
+/// How the password step of signing in ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginStep {
+    SignedIn,
+    /// Ask for the authenticator (or recovery) code.
+    NeedsCode,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +57,8 @@ pub struct UserRow {
     pub max_cpus: String,
     pub max_storage_mb: i64,
     pub max_backup_mb: i64,
+    /// Signs in with a second factor.
+    pub two_factor: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,8 +133,17 @@ pub mod ssr {
 
     impl Ctx {
         /// The signed-in user, with the address their request came from (for the audit log).
+        /// Refused while the person still has to set up a required second factor.
         pub async fn actor(&self) -> Result<Actor, AppError> {
             let mut actor = self.pier.require_actor(&self.session).await?;
+            actor.origin.address = Some(self.client.ip.clone());
+            Ok(actor)
+        }
+
+        /// The signed-in user, even one who still has to set up a second factor (for the
+        /// calls that set it up).
+        pub async fn actor_enrolling(&self) -> Result<Actor, AppError> {
+            let mut actor = self.pier.require_actor_enrolling(&self.session).await?;
             actor.origin.address = Some(self.client.ip.clone());
             Ok(actor)
         }
@@ -216,7 +239,7 @@ pub mod ssr {
 }
 
 #[cfg(feature = "ssr")]
-fn user_row(u: pier_core::model::User) -> UserRow {
+fn user_row(u: pier_core::model::User, two_factor: &[i64]) -> UserRow {
     use pier_core::{format_time, model::Role, validate::format_cpus};
     UserRow {
         id: u.id,
@@ -230,6 +253,7 @@ fn user_row(u: pier_core::model::User) -> UserRow {
         max_cpus: format_cpus(u.quotas.max_cpus_milli),
         max_storage_mb: u.quotas.max_storage_mb,
         max_backup_mb: u.quotas.max_backup_mb,
+        two_factor: two_factor.contains(&u.id),
         email: u.email,
     }
 }
@@ -239,7 +263,13 @@ fn user_row(u: pier_core::model::User) -> UserRow {
 #[server(prefix = "/rpc", endpoint = "session", input = GetUrl)]
 pub async fn session_state() -> Result<SessionInfo, AppError> {
     let c = ssr::ctx().await?;
-    let me = c.pier.current_actor(&c.session).await?.map(|a| Me {
+    let actor = c.pier.current_actor(&c.session).await?;
+    let must_enrol = match &actor {
+        Some(a) => c.pier.must_enrol(a).await?,
+        None => false,
+    };
+    let me = actor.map(|a| Me {
+        must_enrol,
         id: a.user_id,
         is_admin: a.is_admin(),
         max_apps: a.quotas.max_apps,
@@ -249,17 +279,40 @@ pub async fn session_state() -> Result<SessionInfo, AppError> {
         email: a.email,
     });
     let csrf = c.pier.csrf_token(&c.session, &c.cookies).await?;
-    Ok(SessionInfo { me, csrf })
+    let code_pending = me.is_none() && c.pier.sign_in_pending(&c.session).await?;
+    Ok(SessionInfo {
+        me,
+        csrf,
+        code_pending,
+    })
 }
 
 #[server(prefix = "/rpc", endpoint = "login")]
-pub async fn login(email: String, password: String, csrf_token: String) -> Result<(), AppError> {
+pub async fn login(
+    email: String,
+    password: String,
+    csrf_token: String,
+) -> Result<LoginStep, AppError> {
     // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
     let _ = csrf_token;
     let c = ssr::ctx().await?;
-    c.pier
+    let step = c
+        .pier
         .sign_in(&c.session, &email, &password, &c.client)
         .await?;
+    Ok(match step {
+        pier_core::service::SignIn::Done(_) => LoginStep::SignedIn,
+        pier_core::service::SignIn::NeedsCode => LoginStep::NeedsCode,
+    })
+}
+
+/// The second step of signing in: the authenticator's code or a recovery code.
+#[server(prefix = "/rpc", endpoint = "login_code")]
+pub async fn login_code(code: String, csrf_token: String) -> Result<(), AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = ssr::ctx().await?;
+    c.pier.sign_in_code(&c.session, &code, &c.client).await?;
     Ok(())
 }
 
@@ -444,11 +497,12 @@ pub async fn engine_status() -> Result<Option<EngineRow>, AppError> {
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
     let c = ssr::ctx().await?;
     let actor = c.actor().await?;
+    let two_factor = c.pier.two_factor_users(&actor).await?;
     Ok(c.pier
         .list_users(&actor)
         .await?
         .into_iter()
-        .map(user_row)
+        .map(|u| user_row(u, &two_factor))
         .collect())
 }
 

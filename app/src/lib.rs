@@ -13,6 +13,7 @@ pub mod api_audit;
 pub mod api_backups;
 pub mod api_domains;
 pub mod api_tags;
+pub mod api_two_factor;
 pub mod components;
 pub mod error;
 pub mod pages;
@@ -84,6 +85,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("volumes") view=pages::apps::VolumesPage ssr=SsrMode::Async/>
                         <Route path=path!("domains") view=pages::domains::DomainsPage ssr=SsrMode::Async/>
                         <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
+                        <Route path=path!("account/two-factor") view=pages::two_factor::TwoFactorPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/certificates") view=pages::certificates::CertificatesPage ssr=SsrMode::Async/>
                         <Route path=path!("admin/audit") view=pages::audit::AuditPage ssr=SsrMode::Async/>

@@ -25,6 +25,9 @@ pub enum Error {
     AccountDisabled,
     #[error("not allowed")]
     Forbidden,
+    /// This Pier requires two-factor sign-in and the person has not set it up yet.
+    #[error("two-factor sign-in must be set up first")]
+    TwoFactorSetup,
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -73,7 +76,11 @@ impl Error {
         match self {
             Error::Invalid(_) => 422,
             Error::Unauthenticated | Error::BadCredentials | Error::BadToken(_) => 401,
-            Error::AccountDisabled | Error::Forbidden | Error::Csrf | Error::Quota(_) => 403,
+            Error::AccountDisabled
+            | Error::Forbidden
+            | Error::TwoFactorSetup
+            | Error::Csrf
+            | Error::Quota(_) => 403,
             Error::NotFound => 404,
             Error::Conflict(_) => 409,
             Error::Gone { .. } => 410,
@@ -92,6 +99,7 @@ impl Error {
             Error::BadToken(_) => "invalid_token",
             Error::AccountDisabled => "account_disabled",
             Error::Forbidden => "forbidden",
+            Error::TwoFactorSetup => "two_factor_setup_required",
             Error::NotFound => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Quota(_) => "quota_exceeded",
@@ -114,6 +122,9 @@ impl Error {
                 "This account is disabled. Ask an administrator to enable it.".into()
             }
             Error::Forbidden => "You are not allowed to do that.".into(),
+            Error::TwoFactorSetup => {
+                "Set up two-factor sign-in first: this Pier requires it for everyone.".into()
+            }
             Error::NotFound => "Not found.".into(),
             Error::Conflict(m) | Error::Quota(m) | Error::Unavailable(m) => m.clone(),
             Error::Gone { message } => message.clone(),

@@ -28,6 +28,7 @@ pub mod tags;
 pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
+pub mod two_factor;
 pub mod validate;
 
 pub use error::{Error, FieldError, Result};

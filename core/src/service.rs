@@ -168,6 +168,15 @@ const ANONYMOUS_IDLE_SECS: i64 = 12 * 3600;
 /// The cookie holding a visitor's CSRF token before they sign in.
 pub const CSRF_COOKIE: &str = "pier_csrf";
 
+/// How a sign-in with a right password went on.
+#[derive(Debug, Clone)]
+pub enum SignIn {
+    /// Signed in.
+    Done(Actor),
+    /// The account has a second factor: the session waits for its code.
+    NeedsCode,
+}
+
 /// Where a request comes from, for throttling and the session list.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -290,7 +299,9 @@ pub(crate) struct Inner {
     db: Db,
     key: SecretKey,
     settings: Settings,
-    throttle: Throttle,
+    pub(crate) throttle: Throttle,
+    /// Whether two factors are required: 0 not read yet, 1 no, 2 yes (see `two_factor`).
+    pub(crate) two_factor_required: std::sync::atomic::AtomicU8,
     tenant_limits: TenantLimits,
     runtime: Arc<dyn Runtime>,
     telemetry: Telemetry,
@@ -367,6 +378,7 @@ impl Pier {
             key,
             settings,
             throttle,
+            two_factor_required: Default::default(),
             tenant_limits,
             runtime,
             telemetry: Telemetry::default(),
@@ -622,7 +634,7 @@ impl Pier {
         email: &str,
         password: &str,
         client: &Client,
-    ) -> Result<Actor> {
+    ) -> Result<SignIn> {
         let mut c = Checks::default();
         let email = c.check("email", validate::email(email));
         if password.is_empty() {
@@ -648,6 +660,9 @@ impl Pier {
         let r = self
             .check_sign_in(session, &email, password, client, user)
             .await;
+        if let Ok(SignIn::NeedsCode) = r {
+            what.summary = "password accepted; asked for the second factor".into();
+        }
         self.record_as(&who, what, &r).await;
         r
     }
@@ -659,7 +674,7 @@ impl Pier {
         password: &str,
         client: &Client,
         user: Option<User>,
-    ) -> Result<Actor> {
+    ) -> Result<SignIn> {
         let throttle = &self.0.throttle;
         throttle
             .check(email, &client.ip)
@@ -678,11 +693,42 @@ impl Pier {
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
+        if repo::two_factor::enrolled(self.db(), user.id).await? {
+            // The password is right, but the account's streak of failures is kept until the
+            // second factor is too: knowing the password must not reset the code throttle.
+            session.cycle_id().await.map_err(session_err)?;
+            session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(
+                crate::two_factor::PENDING_SECS,
+            ))));
+            let pending = crate::two_factor::Pending {
+                user_id: user.id,
+                at: now(),
+            };
+            session
+                .insert(crate::two_factor::PENDING_KEY, &pending)
+                .await
+                .map_err(session_err)?;
+            return Ok(SignIn::NeedsCode);
+        }
         throttle.clear_account(email);
+        Ok(SignIn::Done(
+            self.complete_sign_in(session, user, client).await?,
+        ))
+    }
 
-        // A fresh id and CSRF token at every sign-in (no session fixation), and the full idle
-        // lifetime.
+    /// Makes this session a signed-in one: a fresh id and CSRF token (no session fixation), the
+    /// full idle lifetime.
+    pub(crate) async fn complete_sign_in(
+        &self,
+        session: &Session,
+        user: User,
+        client: &Client,
+    ) -> Result<Actor> {
         session.cycle_id().await.map_err(session_err)?;
+        session
+            .remove_value(crate::two_factor::PENDING_KEY)
+            .await
+            .map_err(session_err)?;
         session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(
             self.0.settings.session_idle_secs,
         ))));
@@ -750,7 +796,19 @@ impl Pier {
         Ok(Some(Actor::from(user)))
     }
 
+    /// The signed-in user, for everything but setting up two-factor sign-in: when this Pier
+    /// requires a second factor and the user has none yet, they may do nothing else.
     pub async fn require_actor(&self, session: &Session) -> Result<Actor> {
+        let actor = self.require_actor_enrolling(session).await?;
+        if self.must_enrol(&actor).await? {
+            return Err(Error::TwoFactorSetup);
+        }
+        Ok(actor)
+    }
+
+    /// The signed-in user, even one who still has to set up a second factor (for the pages and
+    /// calls that set it up).
+    pub async fn require_actor_enrolling(&self, session: &Session) -> Result<Actor> {
         self.current_actor(session)
             .await?
             .ok_or(Error::Unauthenticated)
@@ -1087,7 +1145,7 @@ impl Pier {
 
     /// How a user is named in an audit entry: their e-mail for an admin, the bare id for
     /// anyone else (whose refused attempt must not learn whose account the id is).
-    async fn user_label(&self, actor: &Actor, id: i64) -> String {
+    pub(crate) async fn user_label(&self, actor: &Actor, id: i64) -> String {
         match actor.is_admin() {
             true => match repo::users::by_id(self.db(), id).await {
                 Ok(Some(u)) => u.email,

@@ -398,6 +398,31 @@ impl Driver {
     }
 }
 
+/// RFC 6238 as an authenticator app computes it (HMAC-SHA-1, six digits, 30-second steps), for
+/// the base32 key the page shows.
+pub mod totp {
+    use hmac::{Hmac, Mac};
+
+    pub fn code(key: &str, step: u64) -> String {
+        let plain: String = key.chars().filter(|c| !c.is_whitespace()).collect();
+        let secret = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &plain)
+            .expect("a base32 key");
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&secret).unwrap();
+        mac.update(&step.to_be_bytes());
+        let h = mac.finalize().into_bytes();
+        let offset = (h[19] & 0x0f) as usize;
+        let n = u32::from_be_bytes(h[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
+        format!("{:06}", n % 1_000_000)
+    }
+
+    pub fn step_now() -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        now.as_secs() / 30
+    }
+}
+
 /// Browser helpers shared by the tests: wait for an element, type, click, follow the URL.
 pub mod ui {
     use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use end2end::{ui::*, Driver, Panel};
+use end2end::{totp, ui::*, Driver, Panel};
 use fantoccini::{Client, Locator};
 
 const ADMIN: &str = "admin@example.com";
@@ -115,6 +115,56 @@ async fn story(base: String, admin: Client, member: Client) {
     .await;
     wait_for_text(member, "[data-testid=audit-entries]", "account.sign_in").await;
     wait_for_text(member, "[data-testid=audit-entries]", "scope write").await;
+
+    // The member turns on two-factor sign-in: the key from the page into "their app", a code
+    // back, ten recovery codes shown once.
+    click_link(member, "Manage").await;
+    wait_for_path(member, "/account/two-factor").await;
+    wait_for_text(member, "[data-testid=two-factor-state]", "off").await;
+    click(member, "[data-testid=begin-two-factor]").await;
+    wait_for(member, "[role=img] svg").await;
+    let key = wait_for(member, "[data-testid=totp-secret]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let setup_step = totp::step_now();
+    type_into(member, "#f-confirm-code", &totp::code(&key, setup_step)).await;
+    member
+        .find(Locator::XPath(
+            "//button[normalize-space()='Turn on two-factor sign-in']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(member, "[data-testid=recovery-codes]").await;
+    let codes = member
+        .find_all(Locator::Css("[data-testid=recovery-codes] li"))
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+    wait_for_text(member, "[data-testid=two-factor-state]", "10 recovery codes left").await;
+    click(member, "[data-testid=codes-saved]").await;
+    wait_for_path(member, "/account").await;
+    wait_for_text(member, "[data-testid=two-factor-summary]", "On: an authenticator app").await;
+
+    // Signing in now takes the password, then a code (a fresh one: each is good once).
+    member
+        .find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(member, "/login?notice=signed-out").await;
+    submit_sign_in(member, &base, MEMBER, MEMBER_PW).await;
+    wait_for_text(member, "h1", "Two-factor sign-in").await;
+    type_into(member, "#f-code", &totp::code(&key, setup_step + 1)).await;
+    click(member, "form button[type=submit]").await;
+    wait_for_path(member, "/").await;
+    wait_for_text(member, "[data-testid=me]", MEMBER).await;
 
     // The link works once.
     open(admin, &invite).await;

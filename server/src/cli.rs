@@ -99,6 +99,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Created admin {} (id {}).", user.email, user.id);
             Ok(())
         }
+        Command::Admin {
+            command: AdminCommand::ResetTwoFactor { email },
+        } => {
+            pier.reset_two_factor_from_cli(&email)
+                .await
+                .map_err(explain)?;
+            println!("Removed the authenticator and recovery codes of {email}.");
+            Ok(())
+        }
         Command::Token {
             command: TokenCommand::Create { email, name, scope },
         } => {

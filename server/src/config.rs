@@ -96,6 +96,12 @@ pub enum AdminCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Remove a person's authenticator and recovery codes (they lost both): their password
+    /// alone signs them in, and where two factors are required they set one up again at once.
+    ResetTwoFactor {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

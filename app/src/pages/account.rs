@@ -103,6 +103,7 @@ pub fn AccountPage() -> impl IntoView {
                 </Transition>
             </section>
         </div>
+        <crate::pages::two_factor::TwoFactorSummary/>
         <ApiTokens/>
         <crate::pages::audit::MyActivity/>
     }

@@ -6,6 +6,7 @@ use crate::{
         engine_status, list_users, proxy_status, CreateUser, DeleteUser, Done, ResetPassword,
         SetDisabled, SetQuotas, SetRole, UserRow,
     },
+    api_two_factor::{two_factor_policy, ResetTwoFactor, SetTwoFactorPolicy},
     components::{
         field_error, form_outcome, reset_on_success, CsrfField, Field, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
@@ -22,6 +23,7 @@ struct Actions {
     reset: ServerAction<ResetPassword>,
     quotas: ServerAction<SetQuotas>,
     delete: ServerAction<DeleteUser>,
+    two_factor: ServerAction<ResetTwoFactor>,
 }
 
 /// `/admin/users`: everyone who can sign in, and what an admin can change about them. The
@@ -52,6 +54,7 @@ fn UsersAdmin() -> impl IntoView {
         reset: ServerAction::new(),
         quotas: ServerAction::new(),
         delete: ServerAction::new(),
+        two_factor: ServerAction::new(),
     };
     let users = Resource::new(
         move || {
@@ -62,6 +65,7 @@ fn UsersAdmin() -> impl IntoView {
                 acts.quotas.version().get(),
                 acts.delete.version().get(),
                 acts.reset.version().get(),
+                acts.two_factor.version().get(),
             )
         },
         |_| list_users(),
@@ -83,6 +87,7 @@ fn UsersAdmin() -> impl IntoView {
     follow!(acts.reset);
     follow!(acts.quotas);
     follow!(acts.delete);
+    follow!(acts.two_factor);
 
     let created = create.value();
     let create_form = NodeRef::new();
@@ -153,8 +158,43 @@ fn UsersAdmin() -> impl IntoView {
                 </Transition>
             </section>
         </div>
+        <TwoFactorPolicy/>
         <crate::pages::backups::BackupOverview/>
         <crate::pages::backups::TargetForm/>
+    }
+}
+
+/// Whether everyone must sign in with two factors.
+#[component]
+fn TwoFactorPolicy() -> impl IntoView {
+    let set = ServerAction::<SetTwoFactorPolicy>::new();
+    let policy = Resource::new(move || set.version().get(), |_| two_factor_policy());
+    let outcome = form_outcome(set.value());
+    view! {
+        <section class=format!("{CARD} mt-6") aria-labelledby="tf-policy">
+            <h2 id="tf-policy" class="text-lg font-semibold">"Two-factor sign-in"</h2>
+            <p class="mt-1 text-sm text-slate-500">
+                "When required, people without an authenticator set one up right after signing in, \
+                 before anything else. API tokens are not affected. Turn it on for your own account first."
+            </p>
+            <div class="mt-3" data-testid="policy-outcome"><Outcome value=outcome/></div>
+            <Transition fallback=|| ()>
+                {move || policy.get().map(|r| match r {
+                    Ok(required) => view! {
+                        <ActionForm action=set attr:class="mt-3 flex flex-wrap items-center gap-3">
+                            <CsrfField/>
+                            <label class="flex items-center gap-2 text-sm">
+                                <input type="checkbox" name="required" value="on" checked=required
+                                    data-testid="require-two-factor"/>
+                                "Require two-factor sign-in for everyone"
+                            </label>
+                            <button type="submit" class=BUTTON_SMALL>"Save"</button>
+                        </ActionForm>
+                    }.into_any(),
+                    Err(e) => view! { <crate::components::ErrorFlash error=e/> }.into_any(),
+                })}
+            </Transition>
+        </section>
     }
 }
 
@@ -172,6 +212,7 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
                 {(u.id == me).then(|| badge("you", "bg-indigo-100 text-indigo-800 dark:bg-indigo-900 dark:text-indigo-100"))}
                 {u.disabled.then(|| badge("disabled", "bg-red-100 text-red-800 dark:bg-red-900 dark:text-red-100"))}
                 {(!u.has_password).then(|| badge("invited", "bg-amber-100 text-amber-800 dark:bg-amber-900 dark:text-amber-100"))}
+                {u.two_factor.then(|| badge("2FA", "bg-emerald-100 text-emerald-800 dark:bg-emerald-900 dark:text-emerald-100"))}
             </td>
             <td class="py-3 pr-3">{if u.is_admin { "Admin" } else { "Member" }}</td>
             <td class="py-3 pr-3 text-xs text-slate-500">
@@ -212,6 +253,16 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
                         </label>
                         <button type="submit" class=BUTTON_SMALL>"Reset password"</button>
                     </ActionForm>
+                    {u.two_factor.then(|| view! {
+                        <ActionForm action=acts.two_factor>
+                            <CsrfField/>
+                            <IdField id=uid/>
+                            <button type="submit" class=BUTTON_SMALL
+                                title="They lost their authenticator: remove it and their recovery codes">
+                                "Reset two-factor"
+                            </button>
+                        </ActionForm>
+                    })}
                     <DeleteButton id=u.id action=acts.delete/>
                 </div>
             </td>

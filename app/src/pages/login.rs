@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use leptos_router::{components::Redirect, hooks::use_query_map};
 
 use crate::{
-    api::{Login, SessionInfo},
+    api::{Login, LoginCode, LoginStep, Logout, SessionInfo},
     components::{
         field_error, hard_navigate, safe_next, CsrfField, ErrorFlash, Field, Flash, Tone, BUTTON,
         CARD, INPUT,
@@ -30,6 +30,8 @@ pub fn LoginPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match session.await {
                     Ok(SessionInfo { me: Some(_), .. }) => view! { <Redirect path=next()/> }.into_any(),
+                    // The password was right a moment ago (the page was reloaded): the code is next.
+                    Ok(SessionInfo { code_pending: true, .. }) => view! { <CodeForm next=next()/> }.into_any(),
                     _ => view! { <LoginForm next=next()/> }.into_any(),
                 }
             })}
@@ -45,10 +47,11 @@ fn LoginForm(next: String) -> impl IntoView {
     let (show, set_show) = signal(false);
     let target = next.clone();
     Effect::new(move |_| {
-        if let Some(Ok(())) = value.get() {
+        if let Some(Ok(LoginStep::SignedIn)) = value.get() {
             hard_navigate(&target);
         }
     });
+    let needs_code = move || matches!(value.get(), Some(Ok(LoginStep::NeedsCode)));
     let general = move || match value.get() {
         Some(Err(e)) if e.fields.is_empty() => Some(view! { <ErrorFlash error=e/> }),
         _ => None,
@@ -60,12 +63,11 @@ fn LoginForm(next: String) -> impl IntoView {
             .and_then(|n| notice(&n))
             .map(|m| view! { <Flash tone=Tone::Info>{m}</Flash> })
     };
+    let code_next = next.clone();
     view! {
+        <Show when=needs_code fallback=move || view! {
         <main class="mx-auto flex min-h-screen max-w-md flex-col justify-center px-4 py-12">
-            <div class="mb-8 flex items-center justify-center gap-2 text-2xl font-bold tracking-tight">
-                <span aria-hidden="true" class="inline-block h-8 w-8 rounded-lg bg-indigo-600"></span>
-                "Pier"
-            </div>
+            <Logo/>
             <div class=CARD>
                 <h1 class="mb-6 text-xl font-semibold">"Sign in"</h1>
                 <div class="mb-4 space-y-3">{info}{general}</div>
@@ -100,6 +102,67 @@ fn LoginForm(next: String) -> impl IntoView {
             <p class="mt-6 text-center text-xs text-slate-500">
                 "No account? Pier is invite-only: ask the person who runs it."
             </p>
+        </main>
+        }>
+            <CodeForm next=code_next.clone()/>
+        </Show>
+    }
+}
+
+#[component]
+fn Logo() -> impl IntoView {
+    view! {
+        <div class="mb-8 flex items-center justify-center gap-2 text-2xl font-bold tracking-tight">
+            <span aria-hidden="true" class="inline-block h-8 w-8 rounded-lg bg-indigo-600"></span>
+            "Pier"
+        </div>
+    }
+}
+
+/// The second step: the authenticator's six digits, or one of the recovery codes.
+#[component]
+fn CodeForm(next: String) -> impl IntoView {
+    let send = ServerAction::<LoginCode>::new();
+    let value = send.value();
+    let restart = ServerAction::<Logout>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = value.get() {
+            hard_navigate(&next);
+        }
+    });
+    Effect::new(move |_| {
+        if restart.value().get().is_some() {
+            hard_navigate("/login");
+        }
+    });
+    let general = move || match value.get() {
+        Some(Err(e)) if e.fields.is_empty() => Some(view! { <ErrorFlash error=e/> }),
+        _ => None,
+    };
+    view! {
+        <main class="mx-auto flex min-h-screen max-w-md flex-col justify-center px-4 py-12">
+            <Logo/>
+            <div class=CARD>
+                <h1 class="mb-2 text-xl font-semibold">"Two-factor sign-in"</h1>
+                <p class="mb-6 text-sm text-slate-500">
+                    "Enter the six-digit code from your authenticator app. Lost it? A recovery code works here too."
+                </p>
+                <div class="mb-4">{general}</div>
+                <ActionForm action=send attr:class="space-y-4" attr:novalidate=true>
+                    <CsrfField/>
+                    <Field label="Code" name="code" autocomplete="one-time-code" required=true
+                        error=field_error(value, "code")/>
+                    <button type="submit" class=format!("{BUTTON} w-full") disabled=move || send.pending().get()>
+                        {move || if send.pending().get() { "Checking…" } else { "Continue" }}
+                    </button>
+                </ActionForm>
+                <ActionForm action=restart attr:class="mt-4 text-center">
+                    <CsrfField/>
+                    <button type="submit" class="text-xs font-medium text-indigo-600 hover:underline">
+                        "Start over with another account"
+                    </button>
+                </ActionForm>
+            </div>
         </main>
     }
 }

@@ -11,6 +11,7 @@ pub mod domains;
 pub mod invite;
 pub mod login;
 pub mod tags;
+pub mod two_factor;
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -38,6 +39,9 @@ pub fn set_status(code: u16) {
     let _ = code;
 }
 
+/// Where people set up two-factor sign-in.
+pub const TWO_FACTOR_PAGE: &str = "/account/two-factor";
+
 /// The layout of every signed-in page: navigation, then the page. Anyone not signed in is sent
 /// to the sign-in page, and comes back here afterwards.
 #[component]
@@ -48,6 +52,13 @@ pub fn Authed() -> impl IntoView {
         <Transition fallback=|| view! { <p class="p-8 text-sm text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match session.await {
+                    // Two factors are required and this person has none: setting one up comes
+                    // first (the server refuses everything else anyway).
+                    Ok(SessionInfo { me: Some(me), .. })
+                        if me.must_enrol && location.pathname.get_untracked() != TWO_FACTOR_PAGE =>
+                    {
+                        view! { <Redirect path=TWO_FACTOR_PAGE/> }.into_any()
+                    }
                     Ok(SessionInfo { me: Some(me), .. }) => view! {
                         <Nav me=me/>
                         <main class="mx-auto max-w-6xl px-4 py-8">

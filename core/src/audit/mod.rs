@@ -119,7 +119,11 @@ macro_rules! actions {
 
 actions! {
     SignIn => "account.sign_in", Account;
+    SignInCode => "account.sign_in_code", Account;
     SignOut => "account.sign_out", Account;
+    TwoFactorOn => "account.two_factor_on", Account;
+    TwoFactorOff => "account.two_factor_off", Account;
+    RecoveryCodes => "account.recovery_codes", Account;
     PasswordChange => "account.password_change", Account;
     InviteAccept => "account.invite_accept", Account;
     SessionEnd => "session.end", Session;
@@ -127,6 +131,7 @@ actions! {
     UserCreate => "user.create", User;
     UserUpdate => "user.update", User;
     UserPasswordReset => "user.password_reset", User;
+    UserTwoFactorReset => "user.two_factor_reset", User;
     UserDelete => "user.delete", User;
     TokenCreate => "token.create", Token;
     TokenRevoke => "token.revoke", Token;
@@ -157,6 +162,7 @@ actions! {
     BackupTargetSet => "settings.backup_target", Settings;
     BackupTargetDelete => "settings.backup_target_delete", Settings;
     AuditRetention => "settings.audit_retention", Settings;
+    TwoFactorPolicy => "settings.two_factor", Settings;
 }
 
 impl Action {

@@ -93,3 +93,5 @@ pub mod backup_target;
 pub mod audit;
 
 pub mod tags;
+/// Authenticators and recovery codes.
+pub mod two_factor;

@@ -24,6 +24,14 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/users", get(list).post(create))
         .route("/users/{id}", axum::routing::patch(update).delete(remove))
+        .route(
+            "/users/{id}/two-factor",
+            axum::routing::delete(reset_two_factor),
+        )
+        .route(
+            "/settings/two-factor",
+            get(two_factor_policy).put(set_two_factor_policy),
+        )
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,12 +57,15 @@ pub struct UserView {
     has_password: bool,
     created_at: String,
     last_sign_in_at: Option<String>,
+    /// Signs in with a second factor (an authenticator app).
+    two_factor: bool,
     quotas: Quotas,
 }
 
-impl From<User> for UserView {
-    fn from(u: User) -> Self {
+impl UserView {
+    fn new(u: User, two_factor: bool) -> Self {
         UserView {
+            two_factor,
             id: u.id,
             role: u.role,
             disabled: u.disabled,
@@ -90,8 +101,16 @@ pub async fn list(
 ) -> ApiResult<Json<Page<UserView>>> {
     caller.require(Scope::Admin)?;
     let all = s.pier.list_users(&caller.actor).await?;
+    let two_factor = s.pier.two_factor_users(&caller.actor).await?;
     Ok(Json(
-        q.paginate(all.into_iter().map(UserView::from).collect())?,
+        q.paginate(
+            all.into_iter()
+                .map(|u| {
+                    let on = two_factor.contains(&u.id);
+                    UserView::new(u, on)
+                })
+                .collect(),
+        )?,
     ))
 }
 
@@ -167,7 +186,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
-            user: user.into(),
+            user: UserView::new(user, false),
             invite_url: token.map(|t| format!("{origin}/invite/{t}")),
         }),
     ))
@@ -241,7 +260,9 @@ pub async fn update(
         disabled: p.disabled,
         quotas,
     };
-    Ok(Json(s.pier.patch_user(actor, id, patch).await?.into()))
+    let user = s.pier.patch_user(actor, id, patch).await?;
+    let on = s.pier.two_factor_users(actor).await?.contains(&user.id);
+    Ok(Json(UserView::new(user, on)))
 }
 
 /// Deletes a user (admin scope); never yourself or the last admin.
@@ -258,4 +279,62 @@ pub async fn remove(
     caller.require(Scope::Admin)?;
     s.pier.delete_user(&caller.actor, id_of(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a person's authenticator and recovery codes (admin scope), when they lost their
+/// phone: their password alone signs them in until they set it up again.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/two-factor", tag = "users",
+    params(("id" = String, Path, description = "The user's id")),
+    security(("token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn reset_two_factor(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Admin)?;
+    s.pier.reset_two_factor(&caller.actor, id_of(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TwoFactorPolicy {
+    /// Everyone must sign in with a second factor; people without one set it up first.
+    required: bool,
+}
+
+/// Whether two-factor sign-in is required for everyone (admin scope).
+#[utoipa::path(get, path = "/api/v1/settings/two-factor", tag = "users",
+    security(("token" = [])),
+    responses((status = 200, body = TwoFactorPolicy), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn two_factor_policy(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<TwoFactorPolicy>> {
+    caller.require(Scope::Admin)?;
+    let required = s.pier.two_factor_policy(&caller.actor).await?;
+    Ok(Json(TwoFactorPolicy { required }))
+}
+
+/// Requires two-factor sign-in for everyone, or makes it optional (admin scope). Requiring it
+/// needs the caller's own account to have a second factor (409 otherwise).
+#[utoipa::path(put, path = "/api/v1/settings/two-factor", tag = "users",
+    request_body = TwoFactorPolicy, security(("token" = [])),
+    responses((status = 200, body = TwoFactorPolicy), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn set_two_factor_policy(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<TwoFactorPolicy>,
+) -> ApiResult<Json<TwoFactorPolicy>> {
+    caller.require(Scope::Admin)?;
+    let required = s
+        .pier
+        .set_two_factor_required(&caller.actor, b.required)
+        .await?;
+    Ok(Json(TwoFactorPolicy { required }))
 }

@@ -23,3 +23,4 @@ mod proxy;
 mod real_apps;
 mod routing;
 mod tags;
+mod two_factor;

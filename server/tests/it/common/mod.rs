@@ -5,6 +5,7 @@
 pub mod pebble;
 pub mod s3;
 pub mod sites;
+pub mod totp;
 
 pub use pebble::Pebble;
 

@@ -1,0 +1,137 @@
+//! Server functions for two-factor sign-in: a person's own authenticator and recovery codes, and
+//! an admin's reset and policy. The rules live in `pier_core::two_factor`.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::GetUrl;
+
+use crate::{api::Done, error::AppError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwoFactorView {
+    pub enabled: bool,
+    pub since: Option<String>,
+    pub recovery_codes_left: i64,
+    pub required: bool,
+}
+
+/// What the setup step shows: the QR code and the secret to type by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthenticatorSetup {
+    /// An SVG drawn by the server from the otpauth URI (no user input in it).
+    pub qr_svg: String,
+    pub uri: String,
+    pub secret: String,
+}
+
+#[server(prefix = "/rpc", endpoint = "two_factor", input = GetUrl)]
+pub async fn two_factor() -> Result<TwoFactorView, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor_enrolling().await?;
+    let s = c.pier.two_factor_status(&actor).await?;
+    Ok(TwoFactorView {
+        enabled: s.enabled,
+        since: s.since.map(pier_core::format_time),
+        recovery_codes_left: s.recovery_codes_left,
+        required: s.required,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "begin_two_factor")]
+pub async fn begin_two_factor(csrf_token: String) -> Result<AuthenticatorSetup, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor_enrolling().await?;
+    let s = c.pier.begin_totp(&actor).await?;
+    Ok(AuthenticatorSetup {
+        qr_svg: s.qr_svg,
+        uri: s.uri,
+        secret: s.secret,
+    })
+}
+
+/// Turns it on with the first code; the recovery codes come back, shown once.
+#[server(prefix = "/rpc", endpoint = "confirm_two_factor")]
+pub async fn confirm_two_factor(code: String, csrf_token: String) -> Result<Vec<String>, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor_enrolling().await?;
+    Ok(c.pier.confirm_totp(&actor, &code, &c.client).await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "new_recovery_codes")]
+pub async fn new_recovery_codes(code: String, csrf_token: String) -> Result<Vec<String>, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor_enrolling().await?;
+    Ok(c.pier.new_recovery_codes(&actor, &code, &c.client).await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "disable_two_factor")]
+pub async fn disable_two_factor(code: String, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor_enrolling().await?;
+    c.pier.disable_two_factor(&actor, &code, &c.client).await?;
+    Ok(Done {
+        message: "Two-factor sign-in is off: your password alone signs you in.".into(),
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "reset_two_factor")]
+pub async fn reset_two_factor(id: i64, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    c.pier.reset_two_factor(&actor, id).await?;
+    let u = c.pier.user(&actor, id).await?;
+    let then = if c.pier.two_factor_required().await? {
+        "they set it up again at their next sign-in"
+    } else {
+        "their password alone signs them in until they set it up again"
+    };
+    Ok(Done {
+        message: format!(
+            "Removed {}'s authenticator and recovery codes; {then}.",
+            u.email
+        ),
+        copy: None,
+    })
+}
+
+#[server(prefix = "/rpc", endpoint = "two_factor_policy", input = GetUrl)]
+pub async fn two_factor_policy() -> Result<bool, AppError> {
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    Ok(c.pier.two_factor_policy(&actor).await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "set_two_factor_policy")]
+pub async fn set_two_factor_policy(
+    /// A checked box ("on"): required for everyone.
+    required: Option<String>,
+    csrf_token: String,
+) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor().await?;
+    let on = c
+        .pier
+        .set_two_factor_required(&actor, required.is_some())
+        .await?;
+    Ok(Done {
+        message: if on {
+            "Two-factor sign-in is required: people without it set it up at their next page.".into()
+        } else {
+            "Two-factor sign-in is optional.".into()
+        },
+        copy: None,
+    })
+}
