@@ -31,16 +31,23 @@ pub struct SessionInfo {
     pub me: Option<Me>,
     /// Goes into every form as the hidden `csrf_token` field.
     pub csrf: String,
-    /// The password was right and the second factor's code is awaited.
-    pub code_pending: bool,
+    /// The password was right a moment ago and a second factor is awaited: these.
+    pub pending: Option<SecondFactors>,
+}
+
+/// The second factors an account can sign in with (a recovery code always works).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactors {
+    pub authenticator: bool,
+    pub passkey: bool,
 }
 
 /// How the password step of signing in ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoginStep {
     SignedIn,
-    /// Ask for the authenticator (or recovery) code.
-    NeedsCode,
+    /// Ask for a code or a passkey.
+    NeedsSecondFactor(SecondFactors),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,12 +286,18 @@ pub async fn session_state() -> Result<SessionInfo, AppError> {
         email: a.email,
     });
     let csrf = c.pier.csrf_token(&c.session, &c.cookies).await?;
-    let code_pending = me.is_none() && c.pier.sign_in_pending(&c.session).await?;
-    Ok(SessionInfo {
-        me,
-        csrf,
-        code_pending,
-    })
+    let pending = match me {
+        Some(_) => None,
+        None => c
+            .pier
+            .pending_factors(&c.session)
+            .await?
+            .map(|f| SecondFactors {
+                authenticator: f.authenticator,
+                passkey: f.passkey,
+            }),
+    };
+    Ok(SessionInfo { me, csrf, pending })
 }
 
 #[server(prefix = "/rpc", endpoint = "login")]
@@ -302,7 +315,12 @@ pub async fn login(
         .await?;
     Ok(match step {
         pier_core::service::SignIn::Done(_) => LoginStep::SignedIn,
-        pier_core::service::SignIn::NeedsCode => LoginStep::NeedsCode,
+        pier_core::service::SignIn::NeedsSecondFactor(f) => {
+            LoginStep::NeedsSecondFactor(SecondFactors {
+                authenticator: f.authenticator,
+                passkey: f.passkey,
+            })
+        }
     })
 }
 

@@ -9,10 +9,22 @@ use crate::{api::Done, error::AppError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwoFactorView {
+    /// Any second factor.
     pub enabled: bool,
+    /// An authenticator app, since when.
+    pub authenticator: bool,
     pub since: Option<String>,
+    pub passkeys: Vec<PasskeyRow>,
     pub recovery_codes_left: i64,
     pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasskeyRow {
+    pub id: i64,
+    pub name: String,
+    pub created: String,
+    pub last_used: Option<String>,
 }
 
 /// What the setup step shows: the QR code and the secret to type by hand.
@@ -29,8 +41,22 @@ pub async fn two_factor() -> Result<TwoFactorView, AppError> {
     let c = crate::api::ssr::ctx().await?;
     let actor = c.actor_enrolling().await?;
     let s = c.pier.two_factor_status(&actor).await?;
+    let passkeys = c
+        .pier
+        .passkeys(&actor)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyRow {
+            id: p.id,
+            name: p.name,
+            created: pier_core::format_time(p.created_at),
+            last_used: p.last_used_at.map(pier_core::format_time),
+        })
+        .collect();
     Ok(TwoFactorView {
         enabled: s.enabled,
+        authenticator: s.authenticator,
+        passkeys,
         since: s.since.map(pier_core::format_time),
         recovery_codes_left: s.recovery_codes_left,
         required: s.required,
@@ -77,8 +103,13 @@ pub async fn disable_two_factor(code: String, csrf_token: String) -> Result<Done
     let c = crate::api::ssr::ctx().await?;
     let actor = c.actor_enrolling().await?;
     c.pier.disable_two_factor(&actor, &code, &c.client).await?;
+    let on = c.pier.two_factor_status(&actor).await?.enabled;
     Ok(Done {
-        message: "Two-factor sign-in is off: your password alone signs you in.".into(),
+        message: if on {
+            "The authenticator app is removed; your passkeys still sign you in.".into()
+        } else {
+            "Two-factor sign-in is off: your password alone signs you in.".into()
+        },
         copy: None,
     })
 }
@@ -98,7 +129,7 @@ pub async fn reset_two_factor(id: i64, csrf_token: String) -> Result<Done, AppEr
     };
     Ok(Done {
         message: format!(
-            "Removed {}'s authenticator and recovery codes; {then}.",
+            "Removed {}'s authenticator, passkeys and recovery codes; {then}.",
             u.email
         ),
         copy: None,
@@ -134,4 +165,74 @@ pub async fn set_two_factor_policy(
         },
         copy: None,
     })
+}
+
+// ----- passkeys -----------------------------------------------------------------------------
+
+/// The options for `navigator.credentials.create()`, as JSON text.
+#[server(prefix = "/rpc", endpoint = "begin_passkey")]
+pub async fn begin_passkey(name: String, csrf_token: String) -> Result<String, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor_enrolling().await?;
+    let options = c
+        .pier
+        .begin_passkey(&actor, &c.session, &c.origin, &name)
+        .await?;
+    Ok(options.to_string())
+}
+
+/// Keeps the passkey the browser made; the account's first second factor brings its recovery
+/// codes.
+#[server(prefix = "/rpc", endpoint = "finish_passkey")]
+pub async fn finish_passkey(
+    credential: String,
+    csrf_token: String,
+) -> Result<Option<Vec<String>>, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor_enrolling().await?;
+    Ok(c.pier
+        .finish_passkey(&actor, &c.session, &c.origin, &credential)
+        .await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "remove_passkey")]
+pub async fn remove_passkey(id: i64, csrf_token: String) -> Result<Done, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let actor = c.actor_enrolling().await?;
+    c.pier.remove_passkey(&actor, id).await?;
+    Ok(Done {
+        message: "The passkey is removed.".into(),
+        copy: None,
+    })
+}
+
+/// The options for `navigator.credentials.get()`: for the account whose password was just
+/// given, or for `email` (signing in without the password).
+#[server(prefix = "/rpc", endpoint = "begin_passkey_login")]
+pub async fn begin_passkey_login(email: String, csrf_token: String) -> Result<String, AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    let options = c
+        .pier
+        .begin_passkey_sign_in(&c.session, &c.origin, &email, &c.client)
+        .await?;
+    Ok(options.to_string())
+}
+
+#[server(prefix = "/rpc", endpoint = "finish_passkey_login")]
+pub async fn finish_passkey_login(credential: String, csrf_token: String) -> Result<(), AppError> {
+    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
+    let _ = csrf_token;
+    let c = crate::api::ssr::ctx().await?;
+    c.pier
+        .finish_passkey_sign_in(&c.session, &c.origin, &credential, &c.client)
+        .await?;
+    Ok(())
 }

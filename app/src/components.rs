@@ -261,6 +261,29 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The message of a server function's error, with its field messages when it has them.
+pub fn said(e: AppError) -> String {
+    match e.fields.is_empty() {
+        true => e.message,
+        false => e
+            .fields
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// The CSRF token of this session, for calls made outside a form.
+pub fn csrf_now() -> String {
+    expect_context::<SessionCtx>()
+        .0
+        .get_untracked()
+        .and_then(Result::ok)
+        .map(|s| s.csrf)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

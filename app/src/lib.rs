@@ -17,6 +17,7 @@ pub mod api_two_factor;
 pub mod components;
 pub mod error;
 pub mod pages;
+pub mod webauthn;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};

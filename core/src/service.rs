@@ -173,8 +173,8 @@ pub const CSRF_COOKIE: &str = "pier_csrf";
 pub enum SignIn {
     /// Signed in.
     Done(Actor),
-    /// The account has a second factor: the session waits for its code.
-    NeedsCode,
+    /// The account has a second factor: the session waits for it.
+    NeedsSecondFactor(crate::two_factor::Factors),
 }
 
 /// Where a request comes from, for throttling and the session list.
@@ -660,7 +660,7 @@ impl Pier {
         let r = self
             .check_sign_in(session, &email, password, client, user)
             .await;
-        if let Ok(SignIn::NeedsCode) = r {
+        if let Ok(SignIn::NeedsSecondFactor(_)) = r {
             what.summary = "password accepted; asked for the second factor".into();
         }
         self.record_as(&who, what, &r).await;
@@ -708,7 +708,7 @@ impl Pier {
                 .insert(crate::two_factor::PENDING_KEY, &pending)
                 .await
                 .map_err(session_err)?;
-            return Ok(SignIn::NeedsCode);
+            return Ok(SignIn::NeedsSecondFactor(self.factors(user.id).await?));
         }
         throttle.clear_account(email);
         Ok(SignIn::Done(

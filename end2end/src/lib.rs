@@ -205,6 +205,12 @@ impl Panel {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The same panel at `localhost` (also loopback): browsers allow passkeys there over plain
+    /// HTTP, never at an IP address.
+    pub fn localhost_url(&self, path: &str) -> String {
+        format!("http://localhost:{}{path}", self.port)
+    }
+
     /// `pier token create` for a user of this panel: the token.
     pub fn token(&self, email: &str, scope: &str) -> String {
         let out = Command::new(pier_bin())
@@ -420,6 +426,45 @@ pub mod totp {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap();
         now.as_secs() / 30
+    }
+}
+
+/// WebDriver's WebAuthn extension: a virtual authenticator in the browser, with a user who is
+/// present and verified (as a phone's fingerprint would say), holding resident keys.
+pub mod webauthn {
+    #[derive(Debug)]
+    struct AddVirtualAuthenticator;
+
+    impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
+        fn endpoint(
+            &self,
+            base_url: &url::Url,
+            session_id: Option<&str>,
+        ) -> Result<url::Url, url::ParseError> {
+            let session = session_id.expect("a WebDriver session");
+            base_url.join(&format!("session/{session}/webauthn/authenticator"))
+        }
+
+        fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+            let body = serde_json::json!({
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserConsenting": true,
+                "isUserVerified": true,
+            });
+            (http::Method::POST, Some(body.to_string()))
+        }
+    }
+
+    /// Gives the browser a virtual authenticator; its id.
+    pub async fn add_authenticator(c: &fantoccini::Client) -> String {
+        let r = c
+            .issue_cmd(AddVirtualAuthenticator)
+            .await
+            .expect("a virtual authenticator");
+        r.as_str().unwrap_or_default().to_owned()
     }
 }
 

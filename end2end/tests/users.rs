@@ -145,10 +145,20 @@ async fn story(base: String, admin: Client, member: Client) {
         .await
         .unwrap();
     assert_eq!(codes.len(), 10);
-    wait_for_text(member, "[data-testid=two-factor-state]", "10 recovery codes left").await;
+    wait_for_text(
+        member,
+        "[data-testid=two-factor-state]",
+        "10 recovery codes left",
+    )
+    .await;
     click(member, "[data-testid=codes-saved]").await;
     wait_for_path(member, "/account").await;
-    wait_for_text(member, "[data-testid=two-factor-summary]", "On: an authenticator app").await;
+    wait_for_text(
+        member,
+        "[data-testid=two-factor-summary]",
+        "On: an authenticator app",
+    )
+    .await;
 
     // Signing in now takes the password, then a code (a fresh one: each is good once).
     member
@@ -266,6 +276,86 @@ async fn admin_invites_member_then_disables_them() {
     }
     let _ = admin.close().await;
     let _ = member.close().await;
+    drop(driver);
+    drop(panel);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Passkeys in chromium with WebDriver's virtual authenticator: the admin adds one (their first
+/// second factor, so the recovery codes come with it), then signs in with it instead of the
+/// password, and with it as the second step after the password.
+async fn passkey_story(panel_url: impl Fn(&str) -> String, c: Client) {
+    let c = &c;
+    end2end::webauthn::add_authenticator(c).await;
+    open(c, &panel_url("/login")).await;
+    type_into(c, "#f-email", ADMIN).await;
+    type_into(c, "#f-password", ADMIN_PW).await;
+    click(c, "form button[type=submit]").await;
+    wait_for_text(c, "[data-testid=me]", ADMIN).await;
+
+    open(c, &panel_url("/account/two-factor")).await;
+    wait_for_text(c, "[data-testid=two-factor-state]", "off").await;
+    type_into(c, "#f-passkey-name", "Virtual key").await;
+    click(c, "[data-testid=add-passkey]").await;
+    wait_for_text(c, "[data-testid=passkey-outcome]", "The passkey is added.").await;
+    wait_for(c, "[data-testid=recovery-codes]").await;
+    wait_for_text(c, "[data-testid=passkeys]", "Virtual key").await;
+    wait_for_text(c, "[data-testid=two-factor-state]", "on, with a passkey").await;
+
+    // Without the password: the e-mail, then the passkey.
+    c.find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/login?notice=signed-out").await;
+    wait_for(c, "body[data-hydrated]").await;
+    type_into(c, "#f-email", ADMIN).await;
+    click(c, "[data-testid=passkey-sign-in]").await;
+    wait_for_path(c, "/").await;
+    wait_for_text(c, "[data-testid=me]", ADMIN).await;
+
+    // With the password, the passkey is the second step.
+    c.find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/login?notice=signed-out").await;
+    wait_for(c, "body[data-hydrated]").await;
+    type_into(c, "#f-email", ADMIN).await;
+    type_into(c, "#f-password", ADMIN_PW).await;
+    click(c, "form button[type=submit]").await;
+    click(c, "[data-testid=passkey-second-factor]").await;
+    wait_for_path(c, "/").await;
+    wait_for_text(c, "[data-testid=me]", ADMIN).await;
+
+    open(c, &panel_url("/account/two-factor")).await;
+    wait_for_text(c, "[data-testid=passkeys]", "last used").await;
+}
+
+#[tokio::test]
+async fn passkeys_sign_in_with_and_without_the_password() {
+    let panel = Panel::start(ADMIN, ADMIN_PW);
+    let driver = Driver::start();
+    let c = driver.browser().await;
+    let base = panel.localhost_url("");
+    let outcome = tokio::spawn(passkey_story(move |p| format!("{base}{p}"), c.clone())).await;
+    if outcome.is_err() {
+        let path = std::env::temp_dir().join("pier-e2e-passkeys.png");
+        if let Ok(png) = c.screenshot().await {
+            let _ = std::fs::write(&path, png);
+            eprintln!("screenshot: {}", path.display());
+        }
+        if let Ok(url) = c.current_url().await {
+            eprintln!("the browser was at {url}");
+        }
+    }
+    let _ = c.close().await;
     drop(driver);
     drop(panel);
     if let Err(e) = outcome {

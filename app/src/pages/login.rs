@@ -3,10 +3,11 @@ use leptos_meta::Title;
 use leptos_router::{components::Redirect, hooks::use_query_map};
 
 use crate::{
-    api::{Login, LoginCode, LoginStep, Logout, SessionInfo},
+    api::{Login, LoginCode, LoginStep, Logout, SecondFactors, SessionInfo},
+    api_two_factor::{begin_passkey_login, finish_passkey_login},
     components::{
-        field_error, hard_navigate, safe_next, CsrfField, ErrorFlash, Field, Flash, Tone, BUTTON,
-        CARD, INPUT,
+        csrf_now, field_error, hard_navigate, safe_next, said, CsrfField, ErrorFlash, Field, Flash,
+        Tone, BUTTON, BUTTON_SMALL, CARD, INPUT,
     },
     SessionCtx,
 };
@@ -31,7 +32,7 @@ pub fn LoginPage() -> impl IntoView {
                 match session.await {
                     Ok(SessionInfo { me: Some(_), .. }) => view! { <Redirect path=next()/> }.into_any(),
                     // The password was right a moment ago (the page was reloaded): the code is next.
-                    Ok(SessionInfo { code_pending: true, .. }) => view! { <CodeForm next=next()/> }.into_any(),
+                    Ok(SessionInfo { pending: Some(f), .. }) => view! { <CodeForm next=next() factors=f/> }.into_any(),
                     _ => view! { <LoginForm next=next()/> }.into_any(),
                 }
             })}
@@ -51,7 +52,12 @@ fn LoginForm(next: String) -> impl IntoView {
             hard_navigate(&target);
         }
     });
-    let needs_code = move || matches!(value.get(), Some(Ok(LoginStep::NeedsCode)));
+    let factors = move || match value.get() {
+        Some(Ok(LoginStep::NeedsSecondFactor(f))) => Some(f),
+        _ => None,
+    };
+    let email = RwSignal::new(String::new());
+    let passkey = passkey_sign_in(next.clone());
     let general = move || match value.get() {
         Some(Err(e)) if e.fields.is_empty() => Some(view! { <ErrorFlash error=e/> }),
         _ => None,
@@ -65,7 +71,7 @@ fn LoginForm(next: String) -> impl IntoView {
     };
     let code_next = next.clone();
     view! {
-        <Show when=needs_code fallback=move || view! {
+        <Show when=move || factors().is_some() fallback=move || view! {
         <main class="mx-auto flex min-h-screen max-w-md flex-col justify-center px-4 py-12">
             <Logo/>
             <div class=CARD>
@@ -73,8 +79,17 @@ fn LoginForm(next: String) -> impl IntoView {
                 <div class="mb-4 space-y-3">{info}{general}</div>
                 <ActionForm action=login attr:class="space-y-4" attr:novalidate=true>
                     <CsrfField/>
-                    <Field label="Email" name="email" kind="email" autocomplete="username" required=true
-                        error=field_error(value, "email")/>
+                    <div class="space-y-1">
+                        <label for="f-email" class="block text-sm font-medium">"Email"</label>
+                        <input id="f-email" name="email" type="email" autocomplete="username webauthn" required
+                            class=INPUT
+                            on:input=move |ev| email.set(event_target_value(&ev))
+                            aria-invalid=move || field_error(value, "email").get().is_some().to_string()
+                            aria-describedby="f-email-error"/>
+                        <p id="f-email-error" class="text-sm text-red-600 dark:text-red-400" role="alert">
+                            {move || field_error(value, "email").get()}
+                        </p>
+                    </div>
                     <div class="space-y-1">
                         <div class="flex items-center justify-between">
                             <label for="f-password" class="block text-sm font-medium">"Password"</label>
@@ -98,13 +113,27 @@ fn LoginForm(next: String) -> impl IntoView {
                         {move || if login.pending().get() { "Signing in…" } else { "Sign in" }}
                     </button>
                 </ActionForm>
+                <div class="mt-4 border-t border-slate-200 pt-4 dark:border-slate-800">
+                    <button type="button" class=format!("{BUTTON_SMALL} w-full") data-testid="passkey-sign-in"
+                        disabled=move || passkey.pending().get()
+                        on:click=move |_| { passkey.dispatch(email.get_untracked()); }>
+                        {move || if passkey.pending().get() { "Waiting for your device…" } else { "Sign in with a passkey" }}
+                    </button>
+                    <p class="mt-2 text-center text-xs text-slate-500">"Enter your email, then use the passkey instead of the password."</p>
+                    <div class="mt-2">{move || passkey.value().get().and_then(Result::err).map(|m| view! {
+                        <Flash tone=Tone::Error>{m}</Flash>
+                    })}</div>
+                </div>
             </div>
             <p class="mt-6 text-center text-xs text-slate-500">
                 "No account? Pier is invite-only: ask the person who runs it."
             </p>
         </main>
         }>
-            <CodeForm next=code_next.clone()/>
+            <CodeForm next=code_next.clone() factors=factors().unwrap_or(SecondFactors {
+                authenticator: true,
+                passkey: false,
+            })/>
         </Show>
     }
 }
@@ -119,9 +148,32 @@ fn Logo() -> impl IntoView {
     }
 }
 
-/// The second step: the authenticator's six digits, or one of the recovery codes.
+/// Signs in with a passkey in the browser: for the account whose password was just given, or
+/// for the e-mail typed. Goes on to `next` when it worked.
+fn passkey_sign_in(next: String) -> Action<String, Result<(), String>> {
+    let done: Action<String, Result<(), String>> = Action::new_local(|email: &String| {
+        let email = email.clone();
+        async move {
+            let csrf = csrf_now();
+            let options = begin_passkey_login(email, csrf.clone())
+                .await
+                .map_err(said)?;
+            let answer = crate::webauthn::get(options).await.map_err(|e| e.0)?;
+            finish_passkey_login(answer, csrf).await.map_err(said)
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(())) = done.value().get() {
+            hard_navigate(&next);
+        }
+    });
+    done
+}
+
+/// The second step: the authenticator's six digits, one of the recovery codes, or a passkey.
 #[component]
-fn CodeForm(next: String) -> impl IntoView {
+fn CodeForm(next: String, factors: SecondFactors) -> impl IntoView {
+    let passkey = passkey_sign_in(next.clone());
     let send = ServerAction::<LoginCode>::new();
     let value = send.value();
     let restart = ServerAction::<Logout>::new();
@@ -145,12 +197,27 @@ fn CodeForm(next: String) -> impl IntoView {
             <div class=CARD>
                 <h1 class="mb-2 text-xl font-semibold">"Two-factor sign-in"</h1>
                 <p class="mb-6 text-sm text-slate-500">
-                    "Enter the six-digit code from your authenticator app. Lost it? A recovery code works here too."
+                    {match (factors.authenticator, factors.passkey) {
+                        (true, true) => "Use your passkey, or enter the six-digit code from your authenticator app. Lost both? A recovery code works here too.",
+                        (true, false) => "Enter the six-digit code from your authenticator app. Lost it? A recovery code works here too.",
+                        _ => "Use your passkey. Lost it? Enter a recovery code.",
+                    }}
                 </p>
+                {factors.passkey.then(|| view! {
+                    <button type="button" class=format!("{BUTTON} mb-2 w-full") data-testid="passkey-second-factor"
+                        disabled=move || passkey.pending().get()
+                        on:click=move |_| { passkey.dispatch(String::new()); }>
+                        {move || if passkey.pending().get() { "Waiting for your device…" } else { "Use a passkey" }}
+                    </button>
+                    <div class="mb-4">{move || passkey.value().get().and_then(Result::err).map(|m| view! {
+                        <Flash tone=Tone::Error>{m}</Flash>
+                    })}</div>
+                })}
                 <div class="mb-4">{general}</div>
                 <ActionForm action=send attr:class="space-y-4" attr:novalidate=true>
                     <CsrfField/>
-                    <Field label="Code" name="code" autocomplete="one-time-code" required=true
+                    <Field label=if factors.authenticator { "Code" } else { "Recovery code" } name="code"
+                        autocomplete="one-time-code" required=true
                         error=field_error(value, "code")/>
                     <button type="submit" class=format!("{BUTTON} w-full") disabled=move || send.pending().get()>
                         {move || if send.pending().get() { "Checking…" } else { "Continue" }}

@@ -7,12 +7,12 @@ use leptos_meta::Title;
 
 use crate::{
     api_two_factor::{
-        two_factor, BeginTwoFactor, ConfirmTwoFactor, DisableTwoFactor, NewRecoveryCodes,
-        TwoFactorView,
+        begin_passkey, finish_passkey, two_factor, BeginTwoFactor, ConfirmTwoFactor,
+        DisableTwoFactor, NewRecoveryCodes, RemovePasskey, TwoFactorView,
     },
     components::{
-        field_error, form_outcome, hard_navigate, CsrfField, ErrorFlash, Flash, Outcome, Tone,
-        BUTTON, BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
+        csrf_now, field_error, form_outcome, hard_navigate, said, CsrfField, ErrorFlash, Flash,
+        Outcome, Tone, BUTTON, BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
 };
@@ -57,47 +57,199 @@ where
     }
 }
 
+/// Adds a passkey in the browser: the server's options, the authenticator, the answer back.
+/// Ok(Some(codes)) when it was the account's first second factor.
+type AddPasskey = Action<String, Result<Option<Vec<String>>, String>>;
+
 #[component]
 pub fn TwoFactorPage() -> impl IntoView {
     let confirm = ServerAction::<ConfirmTwoFactor>::new();
     let renew = ServerAction::<NewRecoveryCodes>::new();
     let disable = ServerAction::<DisableTwoFactor>::new();
+    let remove = ServerAction::<RemovePasskey>::new();
+    let add: AddPasskey = Action::new_local(|name: &String| {
+        let name = name.clone();
+        async move {
+            let csrf = csrf_now();
+            let options = begin_passkey(name, csrf.clone()).await.map_err(said)?;
+            let answer = crate::webauthn::create(options).await.map_err(|e| e.0)?;
+            finish_passkey(answer, csrf).await.map_err(said)
+        }
+    });
     let state = Resource::new(
         move || {
             (
                 confirm.version().get(),
                 renew.version().get(),
                 disable.version().get(),
+                remove.version().get(),
+                add.version().get(),
             )
         },
         |_| two_factor(),
     );
-    // Recovery codes from turning it on or renewing them, shown until the page is left.
-    let codes = Signal::derive(move || {
-        renew
-            .value()
-            .get()
-            .and_then(Result::ok)
-            .or_else(|| confirm.value().get().and_then(Result::ok))
+    // Recovery codes from the latest action that made them, shown until the page is left.
+    let codes: RwSignal<Option<Vec<String>>> = RwSignal::new(None);
+    Effect::new(move |_| {
+        if let Some(Ok(c)) = confirm.value().get() {
+            codes.set(Some(c));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(c)) = renew.value().get() {
+            codes.set(Some(c));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(Some(c))) = add.value().get() {
+            codes.set(Some(c));
+        }
     });
     view! {
         <Title text="Two-factor sign-in"/>
         <h1 class="text-2xl font-bold tracking-tight">"Two-factor sign-in"</h1>
         <p class="mt-1 max-w-2xl text-sm text-slate-500">
-            "After your password, Pier asks for a code from an authenticator app on your phone \
-             (any app that reads a QR code: Aegis, Google Authenticator, 1Password, …). \
-             API tokens are not affected."
+            "After your password, Pier asks for a second factor: a code from an authenticator app on \
+             your phone (any app that reads a QR code: Aegis, Google Authenticator, 1Password, …), or a \
+             passkey, which also signs you in without the password. API tokens are not affected."
         </p>
         <div class="mt-6 max-w-2xl space-y-6">
             {move || codes.get().map(|c| view! { <RecoveryCodes codes=c/> })}
             <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading…"</p> }>
                 {move || state.get().map(|r| match r {
-                    Ok(s) if s.enabled => view! { <Enabled state=s renew=renew disable=disable/> }.into_any(),
-                    Ok(s) => view! { <SetUp state=s confirm=confirm/> }.into_any(),
+                    Ok(s) => view! {
+                        <StateLine state=s.clone()/>
+                        {if s.authenticator {
+                            view! { <AuthenticatorOn state=s.clone() disable=disable/> }.into_any()
+                        } else {
+                            view! { <SetUp confirm=confirm/> }.into_any()
+                        }}
+                        <Passkeys state=s.clone() add=add remove=remove/>
+                        {s.enabled.then(|| view! { <NewCodes state=s.clone() renew=renew/> })}
+                    }.into_any(),
                     Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
                 })}
             </Transition>
         </div>
+    }
+}
+
+/// Whether two-factor sign-in is on, with what, and the recovery codes left.
+#[component]
+fn StateLine(state: TwoFactorView) -> impl IntoView {
+    let line = if state.enabled {
+        let with = match (state.authenticator, state.passkeys.len()) {
+            (true, 0) => "an authenticator app".to_string(),
+            (true, 1) => "an authenticator app and a passkey".to_string(),
+            (true, n) => format!("an authenticator app and {n} passkeys"),
+            (false, 1) => "a passkey".to_string(),
+            (false, n) => format!("{n} passkeys"),
+        };
+        let left = match state.recovery_codes_left {
+            0 => "no recovery codes left: make new ones".to_string(),
+            1 => "1 recovery code left".to_string(),
+            n => format!("{n} recovery codes left"),
+        };
+        format!("Two-factor sign-in is on, with {with}; {left}.")
+    } else {
+        "Two-factor sign-in is off: your password alone signs you in.".to_string()
+    };
+    view! {
+        {(state.required && !state.enabled).then(|| view! {
+            <Flash tone=Tone::Info>
+                "This Pier requires two-factor sign-in for everyone. Add an authenticator app or a passkey to continue."
+            </Flash>
+        })}
+        <p class="text-sm font-medium" data-testid="two-factor-state">{line}</p>
+    }
+}
+
+/// Every passkey, removable, and a way to add one.
+#[component]
+fn Passkeys(
+    state: TwoFactorView,
+    add: AddPasskey,
+    remove: ServerAction<RemovePasskey>,
+) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let removed = form_outcome(remove.value());
+    let supported = RwSignal::new(true);
+    Effect::new(move |_| supported.set(crate::webauthn::supported()));
+    view! {
+        <section class=CARD aria-labelledby="passkeys-title">
+            <h2 id="passkeys-title" class="text-lg font-semibold">"Passkeys"</h2>
+            <p class="mt-1 text-sm text-slate-500">
+                "A passkey lives in your phone, computer or security key and is unlocked with its PIN, \
+                 fingerprint or face. Add one per device."
+            </p>
+            <div class="mt-3"><Outcome value=removed/></div>
+            <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="passkeys">
+                {state.passkeys.into_iter().map(|p| view! {
+                    <li class="flex items-center justify-between gap-3 py-3 text-sm" data-passkey=p.name.clone()>
+                        <div class="min-w-0">
+                            <p class="truncate font-medium">{p.name.clone()}</p>
+                            <p class="text-xs text-slate-500">
+                                {format!("Added {} · {}", p.created,
+                                    p.last_used.map(|t| format!("last used {t}")).unwrap_or_else(|| "not used yet".into()))}
+                            </p>
+                        </div>
+                        <ActionForm action=remove>
+                            <CsrfField/>
+                            <input type="hidden" name="id" value=p.id.to_string()/>
+                            <button type="submit" class=BUTTON_SMALL>"Remove"</button>
+                        </ActionForm>
+                    </li>
+                }).collect_view()}
+            </ul>
+            <form class="mt-4 flex flex-wrap items-end gap-2"
+                on:submit=move |ev| {
+                    ev.prevent_default();
+                    add.dispatch(name.get_untracked());
+                }>
+                <div class="space-y-1">
+                    <label for="f-passkey-name" class="block text-sm font-medium">"Name"</label>
+                    <input id="f-passkey-name" name="name" placeholder="Laptop" maxlength="64"
+                        class=format!("{INPUT} max-w-xs")
+                        prop:value=move || name.get()
+                        on:input=move |ev| name.set(event_target_value(&ev))/>
+                </div>
+                <button type="submit" class=BUTTON_SMALL data-testid="add-passkey"
+                    disabled=move || add.pending().get() || !supported.get()>
+                    {move || if add.pending().get() { "Waiting for your device…" } else { "Add a passkey" }}
+                </button>
+            </form>
+            {move || (!supported.get()).then(|| view! {
+                <p class="mt-2 text-sm text-slate-500">"This browser cannot use passkeys."</p>
+            })}
+            <div class="mt-3" data-testid="passkey-outcome">
+                {move || add.value().get().map(|r| match r {
+                    Ok(_) => view! { <Flash tone=Tone::Success>"The passkey is added."</Flash> }.into_any(),
+                    Err(m) => view! { <Flash tone=Tone::Error>{m}</Flash> }.into_any(),
+                })}
+            </div>
+        </section>
+    }
+}
+
+/// Ten new recovery codes in place of the old ones.
+#[component]
+fn NewCodes(state: TwoFactorView, renew: ServerAction<NewRecoveryCodes>) -> impl IntoView {
+    let renewed = renew.value();
+    view! {
+        <section class=CARD aria-labelledby="renew-title">
+            <h2 id="renew-title" class="text-lg font-semibold">"New recovery codes"</h2>
+            <p class="mt-1 text-sm text-slate-500">"Ten new codes; the old ones stop working."</p>
+            <ActionForm action=renew attr:class="mt-4 space-y-3" attr:novalidate=true>
+                <CsrfField/>
+                {if state.authenticator {
+                    view! { <CodeField id="f-renew-code" error=field_error(renewed, "code")/> }.into_any()
+                } else {
+                    view! { <input type="hidden" name="code" value=""/> }.into_any()
+                }}
+                <div>{general_error(renewed)}</div>
+                <button type="submit" class=BUTTON_SMALL>"Make new recovery codes"</button>
+            </ActionForm>
+        </section>
     }
 }
 
@@ -128,19 +280,13 @@ fn RecoveryCodes(codes: Vec<String>) -> impl IntoView {
 }
 
 #[component]
-fn SetUp(state: TwoFactorView, confirm: ServerAction<ConfirmTwoFactor>) -> impl IntoView {
+fn SetUp(confirm: ServerAction<ConfirmTwoFactor>) -> impl IntoView {
     let begin = ServerAction::<BeginTwoFactor>::new();
     let setup = begin.value();
     let value = confirm.value();
     view! {
-        {state.required.then(|| view! {
-            <Flash tone=Tone::Info>
-                "This Pier requires two-factor sign-in for everyone. Set it up to continue."
-            </Flash>
-        })}
         <section class=CARD aria-labelledby="setup-title">
-            <h2 id="setup-title" class="text-lg font-semibold">"Set up an authenticator app"</h2>
-            <p class="mt-1 text-sm text-slate-500" data-testid="two-factor-state">"Two-factor sign-in is off."</p>
+            <h2 id="setup-title" class="text-lg font-semibold">"Authenticator app"</h2>
             <div class="mt-4">{general_error(setup)}</div>
             {move || match setup.get() {
                 Some(Ok(s)) => view! {
@@ -180,54 +326,30 @@ fn SetUp(state: TwoFactorView, confirm: ServerAction<ConfirmTwoFactor>) -> impl 
 }
 
 #[component]
-fn Enabled(
-    state: TwoFactorView,
-    renew: ServerAction<NewRecoveryCodes>,
-    disable: ServerAction<DisableTwoFactor>,
-) -> impl IntoView {
-    let renewed = renew.value();
+fn AuthenticatorOn(state: TwoFactorView, disable: ServerAction<DisableTwoFactor>) -> impl IntoView {
     let disabled = form_outcome(disable.value());
-    let left = state.recovery_codes_left;
-    let left_text = match left {
-        0 => "You have no recovery codes left: make new ones.".to_string(),
-        1 => "1 recovery code left.".to_string(),
-        n => format!("{n} recovery codes left."),
-    };
+    let last_factor = state.passkeys.is_empty();
     view! {
         <section class=CARD aria-labelledby="on-title">
-            <h2 id="on-title" class="text-lg font-semibold">"Two-factor sign-in is on"</h2>
-            <p class="mt-1 text-sm text-slate-500" data-testid="two-factor-state">
-                {format!("On since {}. ", state.since.clone().unwrap_or_default())}{left_text}
+            <h2 id="on-title" class="text-lg font-semibold">"Authenticator app"</h2>
+            <p class="mt-1 text-sm text-slate-500">
+                {format!("Set up {}.", state.since.clone().unwrap_or_default())}
             </p>
-        </section>
-        <section class=CARD aria-labelledby="renew-title">
-            <h2 id="renew-title" class="text-lg font-semibold">"New recovery codes"</h2>
-            <p class="mt-1 text-sm text-slate-500">"Ten new codes; the old ones stop working."</p>
-            <ActionForm action=renew attr:class="mt-4 space-y-3" attr:novalidate=true>
-                <CsrfField/>
-                <CodeField id="f-renew-code" error=field_error(renewed, "code")/>
-                <div>{general_error(renewed)}</div>
-                <button type="submit" class=BUTTON_SMALL>"Make new recovery codes"</button>
-            </ActionForm>
-        </section>
-        <section class=CARD aria-labelledby="off-title">
-            <h2 id="off-title" class="text-lg font-semibold">"Turn off"</h2>
-            {if state.required {
+            {if state.required && last_factor {
                 view! {
-                    <p class="mt-1 text-sm text-slate-500">
-                        "This Pier requires two-factor sign-in, so it stays on. If you lose your \
-                         authenticator, sign in with a recovery code and ask an admin to reset it."
+                    <p class="mt-3 text-sm text-slate-500">
+                        "This Pier requires two-factor sign-in and this is your only second factor, so it \
+                         stays. If you lose it, sign in with a recovery code and ask an admin to reset it."
                     </p>
                 }.into_any()
             } else {
                 view! {
-                    <p class="mt-1 text-sm text-slate-500">"Your password alone will sign you in."</p>
                     <div class="mt-3"><Outcome value=disabled/></div>
-                    <ActionForm action=disable attr:class="mt-4 space-y-3" attr:novalidate=true>
+                    <ActionForm action=disable attr:class="mt-3 space-y-3" attr:novalidate=true>
                         <CsrfField/>
                         <CodeField id="f-off-code" label="Code from your authenticator app, or a recovery code"
                             error=field_error(disable.value(), "code")/>
-                        <button type="submit" class=BUTTON_DANGER>"Turn off two-factor sign-in"</button>
+                        <button type="submit" class=BUTTON_DANGER>"Remove the authenticator app"</button>
                     </ActionForm>
                 }.into_any()
             }}
@@ -248,7 +370,14 @@ pub fn TwoFactorSummary() -> impl IntoView {
                         <p class="text-sm text-slate-500" data-testid="two-factor-summary">
                             {move || state.get().map(|r| match r {
                                 Ok(s) if s.enabled => format!(
-                                    "On: an authenticator app, {} recovery code{} left.",
+                                    "On: {}{}{}, {} recovery code{} left.",
+                                    if s.authenticator { "an authenticator app" } else { "" },
+                                    if s.authenticator && !s.passkeys.is_empty() { " and " } else { "" },
+                                    match s.passkeys.len() {
+                                        0 => String::new(),
+                                        1 => "a passkey".into(),
+                                        n => format!("{n} passkeys"),
+                                    },
                                     s.recovery_codes_left,
                                     if s.recovery_codes_left == 1 { "" } else { "s" }
                                 ),

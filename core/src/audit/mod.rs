@@ -120,10 +120,13 @@ macro_rules! actions {
 actions! {
     SignIn => "account.sign_in", Account;
     SignInCode => "account.sign_in_code", Account;
+    SignInPasskey => "account.sign_in_passkey", Account;
     SignOut => "account.sign_out", Account;
     TwoFactorOn => "account.two_factor_on", Account;
     TwoFactorOff => "account.two_factor_off", Account;
     RecoveryCodes => "account.recovery_codes", Account;
+    PasskeyAdd => "account.passkey_add", Account;
+    PasskeyRemove => "account.passkey_remove", Account;
     PasswordChange => "account.password_change", Account;
     InviteAccept => "account.invite_accept", Account;
     SessionEnd => "session.end", Session;

@@ -92,6 +92,8 @@ pub mod backup_target;
 
 pub mod audit;
 
+/// WebAuthn credentials.
+pub mod passkeys;
 pub mod tags;
 /// Authenticators and recovery codes.
 pub mod two_factor;

@@ -61,19 +61,49 @@ pub async fn accept_step(
     Ok(r.rows_affected() == 1)
 }
 
-/// Removes the authenticator and every recovery code; whether there was anything to remove.
+/// Removes every second factor: the authenticator, the passkeys and the recovery codes;
+/// whether there was any factor to remove.
 pub async fn delete_all(db: &mut sqlx::SqliteConnection, user_id: i64) -> Result<bool> {
     let a = sqlx::query!("DELETE FROM totp WHERE user_id = ?", user_id)
+        .execute(&mut *db)
+        .await?;
+    let p = sqlx::query!("DELETE FROM passkeys WHERE user_id = ?", user_id)
         .execute(&mut *db)
         .await?;
     sqlx::query!("DELETE FROM recovery_codes WHERE user_id = ?", user_id)
         .execute(&mut *db)
         .await?;
-    Ok(a.rows_affected() > 0)
+    Ok(a.rows_affected() + p.rows_affected() > 0)
 }
 
-/// Whether the person signs in with a second factor.
+/// Removes the authenticator only.
+pub async fn delete_totp(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<()> {
+    sqlx::query!("DELETE FROM totp WHERE user_id = ?", user_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_recovery_codes(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<()> {
+    sqlx::query!("DELETE FROM recovery_codes WHERE user_id = ?", user_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Whether the person signs in with a second factor: a confirmed authenticator or a passkey.
 pub async fn enrolled(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT (EXISTS (SELECT 1 FROM totp WHERE user_id = ?1 AND confirmed_at IS NOT NULL)
+                OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = ?1)) AS "yes: bool""#,
+        user_id
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+/// Whether the person has a confirmed authenticator app.
+pub async fn has_totp(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<bool> {
     Ok(sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM totp WHERE user_id = ? AND confirmed_at IS NOT NULL)
            AS "yes: bool""#,
@@ -85,11 +115,12 @@ pub async fn enrolled(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<bool>
 
 /// Everyone who signs in with a second factor.
 pub async fn enrolled_users(db: impl SqliteExecutor<'_>) -> Result<Vec<i64>> {
-    Ok(
-        sqlx::query_scalar!("SELECT user_id FROM totp WHERE confirmed_at IS NOT NULL")
-            .fetch_all(db)
-            .await?,
+    Ok(sqlx::query_scalar!(
+        r#"SELECT user_id AS "user_id!: i64" FROM totp WHERE confirmed_at IS NOT NULL
+           UNION SELECT user_id FROM passkeys"#
     )
+    .fetch_all(db)
+    .await?)
 }
 
 /// Replaces a person's recovery codes with these (hashed) ones.

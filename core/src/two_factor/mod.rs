@@ -5,6 +5,7 @@
 //! account with growing delays, per address in a window), and a code is good once.
 
 pub mod codes;
+pub mod passkeys;
 
 use std::sync::atomic::Ordering;
 
@@ -33,11 +34,22 @@ pub struct Pending {
     pub at: i64,
 }
 
+/// Which second factors an account has, for the second step of signing in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Factors {
+    pub authenticator: bool,
+    pub passkey: bool,
+}
+
 /// A person's two-factor state, as their account page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// Any second factor: an authenticator app or a passkey.
     pub enabled: bool,
+    /// An authenticator app, and since when.
+    pub authenticator: bool,
     pub since: Option<i64>,
+    pub passkeys: i64,
     pub recovery_codes_left: i64,
     /// An admin requires two factors for everyone.
     pub required: bool,
@@ -96,9 +108,12 @@ impl Pier {
     pub async fn two_factor_status(&self, actor: &Actor) -> Result<Status> {
         let totp = repo::two_factor::totp(self.db(), actor.user_id).await?;
         let since = totp.and_then(|t| t.confirmed_at);
+        let passkeys = repo::passkeys::count_for_user(self.db(), actor.user_id).await?;
         Ok(Status {
-            enabled: since.is_some(),
+            enabled: since.is_some() || passkeys > 0,
+            authenticator: since.is_some(),
             since,
+            passkeys,
             recovery_codes_left: repo::two_factor::recovery_codes_left(self.db(), actor.user_id)
                 .await?,
             required: self.two_factor_required().await?,
@@ -162,7 +177,8 @@ impl Pier {
     }
 
     /// Ten new recovery codes in place of the old ones (all of which stop working); needs a
-    /// current code.
+    /// current code where there is an authenticator app (a passkey-only account signed in with
+    /// its passkey a moment ago).
     pub async fn new_recovery_codes(
         &self,
         actor: &Actor,
@@ -174,15 +190,18 @@ impl Pier {
             .summary("made new recovery codes; the old ones no longer work");
         self.audited(actor, what, async {
             self.require_enabled(actor.user_id).await?;
-            self.check_code(actor.user_id, &actor.email, code, client, false)
-                .await?;
+            if repo::two_factor::has_totp(self.db(), actor.user_id).await? {
+                self.check_code(actor.user_id, &actor.email, code, client, false)
+                    .await?;
+            }
             self.replace_recovery_codes(actor.user_id).await
         })
         .await
     }
 
-    /// Turns two-factor sign-in off; needs a current code, and is refused while an admin
-    /// requires two factors.
+    /// Removes the authenticator app; needs a current code (or a recovery code). Refused while
+    /// an admin requires two factors and it is the account's only one. The recovery codes go
+    /// with the last second factor.
     pub async fn disable_two_factor(
         &self,
         actor: &Actor,
@@ -191,20 +210,28 @@ impl Pier {
     ) -> Result<()> {
         let what = Change::new(Action::TwoFactorOff, &actor.email)
             .owner(actor.user_id)
-            .summary("turned off two-factor sign-in");
+            .summary("removed the authenticator app");
         self.audited(actor, what, async {
-            self.require_enabled(actor.user_id).await?;
-            if self.two_factor_required().await? {
+            if !repo::two_factor::has_totp(self.db(), actor.user_id).await? {
+                return Err(Error::Conflict("There is no authenticator app to remove.".into()));
+            }
+            let passkeys = repo::passkeys::count_for_user(self.db(), actor.user_id).await?;
+            if passkeys == 0 && self.two_factor_required().await? {
                 return Err(Error::Conflict(
-                    "This Pier requires two-factor sign-in, so it cannot be turned off. \
-                     If you lost your authenticator, sign in with a recovery code and ask an admin to reset it."
+                    "This Pier requires two-factor sign-in and this is your only second factor: \
+                     add a passkey first. If you lost your authenticator, sign in with a recovery code \
+                     and ask an admin to reset it."
                         .into(),
                 ));
             }
             self.check_code(actor.user_id, &actor.email, code, client, false)
                 .await?;
-            let mut db = self.db().acquire().await?;
-            repo::two_factor::delete_all(&mut db, actor.user_id).await?;
+            let mut tx = self.db().begin().await?;
+            repo::two_factor::delete_totp(&mut *tx, actor.user_id).await?;
+            if passkeys == 0 {
+                repo::two_factor::delete_recovery_codes(&mut *tx, actor.user_id).await?;
+            }
+            tx.commit().await?;
             Ok(())
         })
         .await
@@ -293,9 +320,24 @@ impl Pier {
         }
     }
 
-    /// Whether this session's password step is done and a code is awaited.
-    pub async fn sign_in_pending(&self, session: &Session) -> Result<bool> {
-        Ok(self.pending(session).await?.is_some())
+    /// The second factors awaited, when this session's password step is done.
+    pub async fn pending_factors(&self, session: &Session) -> Result<Option<Factors>> {
+        match self.pending(session).await? {
+            Some(p) => Ok(Some(self.factors(p.user_id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn factors(&self, user_id: i64) -> Result<Factors> {
+        Ok(Factors {
+            authenticator: repo::two_factor::has_totp(self.db(), user_id).await?,
+            passkey: repo::passkeys::count_for_user(self.db(), user_id).await? > 0,
+        })
+    }
+
+    /// The account whose password this session gave a moment ago, if any.
+    pub(crate) async fn pending_user(&self, session: &Session) -> Result<Option<i64>> {
+        Ok(self.pending(session).await?.map(|p| p.user_id))
     }
 
     async fn pending(&self, session: &Session) -> Result<Option<Pending>> {
@@ -354,12 +396,12 @@ impl Pier {
         r
     }
 
-    /// Removes a person's authenticator and recovery codes (they lost their phone). They sign
+    /// Removes a person's authenticator, passkeys and recovery codes (they lost their phone). They sign
     /// in with their password alone, and set it up again (at once, when it is required).
     pub async fn reset_two_factor(&self, actor: &Actor, id: i64) -> Result<()> {
         let what = Change::new(Action::UserTwoFactorReset, self.user_label(actor, id).await)
             .owner(id)
-            .summary("removed their authenticator and recovery codes");
+            .summary("removed their authenticator, passkeys and recovery codes");
         self.audited(actor, what, async {
             Self::require_admin(actor)?;
             let user = self.user(actor, id).await?;
@@ -385,7 +427,7 @@ impl Pier {
             .ok_or_else(|| Error::field("email", "No user has this email."))?;
         let what = Change::new(Action::UserTwoFactorReset, &user.email)
             .owner(user.id)
-            .summary("removed their authenticator and recovery codes");
+            .summary("removed their authenticator, passkeys and recovery codes");
         let r = async {
             let mut db = self.db().acquire().await?;
             match repo::two_factor::delete_all(&mut db, user.id).await? {

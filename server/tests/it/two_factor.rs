@@ -47,7 +47,7 @@ async fn password_step(app: &TestApp, email: &str, password: &str) -> Browser {
         .call("login", &[("email", email), ("password", password)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.json(), "NeedsCode");
+    assert!(r.json()["NeedsSecondFactor"].is_object(), "{}", r.body);
     b
 }
 
@@ -101,7 +101,10 @@ async fn an_authenticator_is_asked_for_after_the_password(db: SqlitePool) {
     // The password alone is not a sign-in any more.
     let mut c = password_step(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(c.me().await, None);
-    assert_eq!(c.session().await["code_pending"], true);
+    assert_eq!(
+        c.session().await["pending"],
+        serde_json::json!({ "authenticator": true, "passkey": false })
+    );
     assert_eq!(c.read("list_users").await.status, StatusCode::UNAUTHORIZED);
     // The code that turned it on is spent (a code is good once).
     let r = c
@@ -115,7 +118,7 @@ async fn an_authenticator_is_asked_for_after_the_password(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(c.me().await.as_deref(), Some(ADMIN_EMAIL));
-    assert_eq!(c.session().await["code_pending"], false);
+    assert_eq!(c.session().await["pending"], serde_json::Value::Null);
 
     // Seen by someone looking over a shoulder: the same code again is refused.
     let mut d = password_step(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -415,4 +418,68 @@ async fn an_admin_resets_a_lost_authenticator(db: SqlitePool) {
         .await
         .unwrap_err();
     assert!(err.public_message().contains("no two-factor sign-in"));
+}
+
+/// What the router alone can show of passkeys (the whole ceremony runs in chromium with a
+/// virtual authenticator, `end2end/tests/users.rs`): where they are offered, the options the
+/// browser gets, and every refusal.
+#[sqlx::test(migrations = "../migrations")]
+async fn passkey_ceremonies_refuse_what_they_should(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.admin().await;
+
+    // Browsers allow WebAuthn on HTTPS or at localhost, never at an IP address.
+    b.headers.push(("host", "127.0.0.1:3000".into()));
+    let r = b.call("begin_passkey", &[("name", "Laptop")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("localhost"));
+
+    b.headers = vec![("host", "localhost:3000".into())];
+    let r = b.call("begin_passkey", &[("name", "  ")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.field_error("name").is_some());
+    let r = b.call("begin_passkey", &[("name", &"x".repeat(65))]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+
+    let r = b.call("begin_passkey", &[("name", "Laptop")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let options: serde_json::Value = serde_json::from_str(r.json().as_str().unwrap()).unwrap();
+    let pk = &options["publicKey"];
+    assert_eq!(pk["rp"]["id"], "localhost");
+    assert_eq!(pk["user"]["name"], ADMIN_EMAIL);
+    // The user handle is opaque: neither the e-mail nor the row id.
+    let handle = pk["user"]["id"].as_str().unwrap();
+    assert!(!handle.is_empty() && !handle.contains("admin"));
+    assert_eq!(pk["authenticatorSelection"]["userVerification"], "required");
+
+    // An answer that is not a credential is refused, and the ceremony is used up.
+    let r = b.call("finish_passkey", &[("credential", "{}")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = b.call("finish_passkey", &[("credential", "{}")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(
+        b.read("two_factor").await.json()["passkeys"],
+        serde_json::json!([])
+    );
+
+    // Another person's passkey is not there for anyone else.
+    let r = b.call("remove_passkey", &[("id", "1")]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
+    // Signing in with a passkey: an account without one (or no account) gets the same answer.
+    let mut v = app.browser();
+    v.headers = vec![("host", "localhost:3000".into())];
+    for email in [ADMIN_EMAIL, "nobody@example.com"] {
+        let r = v.call("begin_passkey_login", &[("email", email)]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(
+            r.field_error("email").unwrap(),
+            "This account has no passkey: sign in with your password."
+        );
+    }
+    let r = v
+        .call("finish_passkey_login", &[("credential", "{}")])
+        .await;
+    assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
+    assert_eq!(v.me().await, None);
 }
