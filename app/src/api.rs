@@ -544,7 +544,7 @@ pub async fn create_user(
         .pier
         .create_user(
             &actor,
-            pier_core::service::NewUser {
+            pier_core::users::NewUser {
                 email,
                 role,
                 password,

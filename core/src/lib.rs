@@ -4,6 +4,7 @@
 //! checks, throttling and the SQL behind them. The Leptos server functions (`app`) and the REST
 //! API (`server`) both call [`service::Pier`], so each rule is written once.
 
+pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod backup_target;
@@ -29,6 +30,7 @@ pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
 pub mod two_factor;
+pub mod users;
 pub mod validate;
 
 pub use error::{Error, FieldError, Result};

@@ -350,7 +350,7 @@ async fn host_cookie_over_https(mut req: Request, next: Next) -> Response {
 }
 
 /// The cookies that are `__Host-` cookies over HTTPS: the session, and a visitor's CSRF token.
-const HOST_COOKIES: [&str; 2] = [SESSION_COOKIE, pier_core::service::CSRF_COOKIE];
+const HOST_COOKIES: [&str; 2] = [SESSION_COOKIE, pier_core::accounts::CSRF_COOKIE];
 
 /// The name of `name=value[; attributes]`.
 fn cookie_name(pair: &str) -> &str {

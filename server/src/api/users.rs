@@ -8,7 +8,7 @@ use axum::{
 };
 use pier_core::{
     model::{Role, Scope, User},
-    service::{NewUser, UserPatch},
+    users::{NewUser, UserPatch},
     validate::format_cpus,
 };
 use serde::{Deserialize, Serialize};
