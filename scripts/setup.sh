@@ -57,6 +57,8 @@ if ((with_tests)); then
   fi
   # tests/metrics.rs reads the panel's metrics back with a real OpenMetrics parser.
   need_apt python3-prometheus-client
+  # tests/notify.rs: a real SMTP server on loopback (aiosmtpd) receives the notifications.
+  need_apt python3-aiosmtpd
   # tests/proxy.rs: the rendered HAProxy configuration on a real haproxy, with a self-signed cert.
   need_apt openssl
   # schemathesis (PyPI) fuzzes the REST API against its OpenAPI document.

@@ -12,6 +12,7 @@ pub mod api_apps;
 pub mod api_audit;
 pub mod api_backups;
 pub mod api_domains;
+pub mod api_notify;
 pub mod api_tags;
 pub mod api_two_factor;
 pub mod components;

@@ -19,6 +19,7 @@ pub mod fake_runtime;
 pub mod logs;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod password;
 pub mod repo;
 pub mod runtime;

@@ -37,6 +37,25 @@ pub struct Settings {
     pub acme: crate::certs::AcmeSettings,
     pub backups: crate::backups::BackupSettings,
     pub audit: crate::audit::AuditSettings,
+    pub notify: NotifySettings,
+}
+
+/// How notifications are delivered.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Webhooks may go to private networks and this machine (a LAN receiver; the tests').
+    pub allow_private_webhooks: bool,
+    /// The first retry waits this long; later ones 4, 20, 120 and 720 times as long.
+    pub retry_base_secs: i64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            allow_private_webhooks: false,
+            retry_base_secs: 30,
+        }
+    }
 }
 
 /// How host names reach apps.
@@ -141,6 +160,7 @@ impl Default for Settings {
             acme: crate::certs::AcmeSettings::default(),
             backups: Default::default(),
             audit: Default::default(),
+            notify: Default::default(),
         }
     }
 }
@@ -206,6 +226,8 @@ pub(crate) struct Inner {
     wake: tokio::sync::Notify,
     wake_certs: tokio::sync::Notify,
     pub(crate) wake_backups: tokio::sync::Notify,
+    /// A notification was queued (see `notify`).
+    pub(crate) wake_notify: tokio::sync::Notify,
     /// Apps the reconciler leaves alone (a backup or restore has their container).
     pub(crate) holds: std::sync::Mutex<crate::backups::Holds>,
     instance: tokio::sync::OnceCell<String>,
@@ -281,6 +303,7 @@ impl Pier {
             wake: tokio::sync::Notify::new(),
             wake_certs: tokio::sync::Notify::new(),
             wake_backups: tokio::sync::Notify::new(),
+            wake_notify: tokio::sync::Notify::new(),
             holds: Default::default(),
             proxy_status: std::sync::RwLock::new(None),
             egress: std::sync::RwLock::new(None),

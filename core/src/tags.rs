@@ -16,6 +16,9 @@ use crate::{
 };
 
 /// How often an app that follows its tag is checked by default (6 hours).
+/// How a deployment the tag started begins its cause (what its notification is told by).
+pub const TAG_CAUSE: &str = "the tag moved to";
+
 pub const DEFAULT_CHECK_SECS: i64 = 6 * 3600;
 /// A webhook call waits until the app's last webhook check is this old: a burst of calls (a
 /// multi-platform push sends several) makes one registry request per gap, and none is dropped.
@@ -245,7 +248,7 @@ impl Pier {
         let mut deployed = None;
         if f.enabled && !known && app.desired == crate::model::Desired::Running {
             let short = remote.get(..19).unwrap_or(&remote);
-            let cause = format!("the tag moved to {short}…");
+            let cause = format!("{TAG_CAUSE} {short}…");
             let d = self.queue_deployment(app, &cause, Some(&remote)).await?;
             deployed = Some(d.number);
             tracing::info!(app = %app.name, digest = %remote, "the tag moved: deploying");

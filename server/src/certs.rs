@@ -284,6 +284,18 @@ impl Issuer {
                 repo::certs::record_order(self.pier.db(), &order(outcome, Some(&f.message)))
                     .await?;
                 repo::certs::failed(self.pier.db(), id, &f.message, now() + wait, now()).await?;
+                // Told once per streak of failures, at its first.
+                if failures == 1 {
+                    let event = pier_core::notify::Event::CertificateFailed {
+                        domain: name.to_owned(),
+                        error: f.message.clone(),
+                        since: now(),
+                    };
+                    match due.user_id {
+                        Some(user) => self.pier.notify(user, event).await,
+                        None => self.pier.notify_admins(event).await,
+                    }
+                }
             }
         }
         Ok(())

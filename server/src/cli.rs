@@ -61,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.routing.allow_wildcards = args.allow_wildcard_domains;
         settings.routing.require_domain_proof = !args.no_domain_proof;
         settings.audit.enabled = !args.no_audit_log;
+        settings.notify.allow_private_webhooks = args.notify_allow_private_webhooks;
         settings.engine.tag_check_secs = args.tag_check_hours * 3600;
         settings.routing.public_addrs = args.public_addrs.clone();
         settings.acme.enabled = !args.no_proxy && !args.no_acme;
@@ -261,6 +262,9 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
                     Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+                }
+                if let Err(e) = pier.notify_expiring_certificates().await {
+                    tracing::warn!(error = %e, "checking certificates' expiry failed");
                 }
                 match pier.purge_old_audit_entries().await {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "removed old audit entries"),

@@ -165,6 +165,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PIER_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// Let webhooks go to private networks and this machine (a receiver on the LAN). Off by
+    /// default: a tenant's webhook URL could otherwise reach services only the server sees.
+    #[arg(long, env = "PIER_NOTIFY_ALLOW_PRIVATE_WEBHOOKS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub notify_allow_private_webhooks: bool,
+
     /// Do not write the audit log (for measuring what it costs; the admin page says it is
     /// off). Changes are then recorded nowhere but the process log.
     #[arg(long, env = "PIER_NO_AUDIT_LOG", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]

@@ -14,4 +14,5 @@ pub mod events;
 pub mod files;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;

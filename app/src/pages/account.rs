@@ -104,6 +104,7 @@ pub fn AccountPage() -> impl IntoView {
             </section>
         </div>
         <crate::pages::two_factor::TwoFactorSummary/>
+        <crate::pages::notifications::Notifications/>
         <ApiTokens/>
         <crate::pages::audit::MyActivity/>
     }

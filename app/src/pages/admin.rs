@@ -159,6 +159,7 @@ fn UsersAdmin() -> impl IntoView {
             </section>
         </div>
         <TwoFactorPolicy/>
+        <crate::pages::notifications::SmtpForm/>
         <crate::pages::backups::BackupOverview/>
         <crate::pages::backups::TargetForm/>
     }

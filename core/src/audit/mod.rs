@@ -127,6 +127,7 @@ actions! {
     RecoveryCodes => "account.recovery_codes", Account;
     PasskeyAdd => "account.passkey_add", Account;
     PasskeyRemove => "account.passkey_remove", Account;
+    NotifySettings => "account.notifications", Account;
     PasswordChange => "account.password_change", Account;
     InviteAccept => "account.invite_accept", Account;
     SessionEnd => "session.end", Session;
@@ -166,6 +167,8 @@ actions! {
     BackupTargetDelete => "settings.backup_target_delete", Settings;
     AuditRetention => "settings.audit_retention", Settings;
     TwoFactorPolicy => "settings.two_factor", Settings;
+    SmtpSet => "settings.smtp", Settings;
+    SmtpDelete => "settings.smtp_delete", Settings;
 }
 
 impl Action {

@@ -92,6 +92,8 @@ pub mod backup_target;
 
 pub mod audit;
 
+/// Notifications, their deliveries, and where they go.
+pub mod notify;
 /// WebAuthn credentials.
 pub mod passkeys;
 pub mod tags;

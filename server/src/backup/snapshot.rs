@@ -36,6 +36,14 @@ pub(super) async fn snapshot(
         Err((reason, paused_ms)) => {
             tracing::warn!(app_id = s.app_id, snapshot = s.id, %reason, "backup failed");
             repo::backups::fail_snapshot(db, s.id, &reason, paused_ms, now()).await?;
+            if let Some(app) = repo::apps::by_id(db, s.app_id).await? {
+                let event = pier_core::notify::Event::BackupFailed {
+                    app: app.name,
+                    job: s.id,
+                    error: reason,
+                };
+                pier.notify(app.user_id, event).await;
+            }
         }
     }
     Ok(())

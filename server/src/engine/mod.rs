@@ -65,6 +65,7 @@ pub fn spawn(pier: Pier, proxy: Option<Arc<Proxy>>) -> Vec<tokio::task::JoinHand
         tokio::spawn(sample_forever(pier.clone())),
         tokio::spawn(images::collect_forever(pier.clone())),
         tokio::spawn(tags::follow_forever(pier.clone())),
+        tokio::spawn(crate::notify::deliver_forever(pier.clone())),
     ];
     tasks.extend(crate::backup::spawn(pier));
     if let Some(p) = proxy {

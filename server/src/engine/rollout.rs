@@ -7,11 +7,13 @@ use futures_util::StreamExt;
 use pier_core::{
     apps::{bridge_name, container_name, network_name, open_env},
     model::{AppKind, CapProfile, DeployStatus, Deployment},
+    notify::Event,
     now, repo,
     runtime::{
         volume_name, Container, ContainerSpec, RuntimeError, VolumeSpec, LABEL_APP,
         LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_TENANT,
     },
+    tags::TAG_CAUSE,
     validate, Pier,
 };
 
@@ -40,11 +42,23 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
     }
     let instance = pier.instance_id().await?;
     let rt = pier.runtime();
+    let (app_name, owner) = (&app.name, app.user_id);
     let fail = |msg: String| async move {
         tracing::info!(deployment = id, reason = %msg, "deployment failed");
         if promote {
-            repo::deployments::fail(pier.db(), id, &msg, now()).await?;
-            pier.metrics().deployment("failed");
+            if repo::deployments::fail(pier.db(), id, &msg, now()).await? {
+                pier.metrics().deployment("failed");
+                let previous_serves = repo::apps::by_id(pier.db(), dep.app_id)
+                    .await?
+                    .is_some_and(|a| a.current_deployment_id.is_some());
+                let event = Event::DeploymentFailed {
+                    app: app_name.clone(),
+                    deployment: dep.number,
+                    reason: msg.clone(),
+                    previous_serves,
+                };
+                pier.notify(owner, event).await;
+            }
         } else {
             repo::apps::set_last_error(pier.db(), dep.app_id, Some(&msg)).await?;
         }
@@ -314,6 +328,19 @@ pub async fn run(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyh
             "deployment is live"
         );
         pier.metrics().deployment("live");
+        if let Some(digest) = dep
+            .cause
+            .starts_with(TAG_CAUSE)
+            .then_some(())
+            .and(dep.digest.clone())
+        {
+            let event = Event::TagDeployed {
+                app: app.name.clone(),
+                deployment: dep.number,
+                digest,
+            };
+            pier.notify(app.user_id, event).await;
+        }
     } else {
         // Cancelled while starting (a newer deployment was asked for).
         let _ = rt.remove(&container).await;

@@ -403,6 +403,20 @@ async fn failed_deployments_keep_the_previous_one_serving(db: SqlitePool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Each failure was one notification for the app's owner, saying whether #2 kept serving.
+    let told: Vec<(String, String)> = sqlx::query_as(
+        "SELECT dedupe_key, body FROM notifications WHERE kind = 'deployment.failed' ORDER BY id",
+    )
+    .fetch_all(app.pier.db())
+    .await
+    .unwrap();
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert!(
+        told[0].1.starts_with("Deployment #1 of web failed") && told[0].1.contains("not serving")
+    );
+    assert!(told[1].1.contains("refused the saved login") && told[1].1.contains("keeps serving"));
+    assert!(told[2].1.contains("never became healthy"));
+
     // A bad image reference never gets that far.
     let r = b
         .call(

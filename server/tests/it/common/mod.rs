@@ -109,6 +109,9 @@ pub fn test_settings() -> Settings {
     // The panel's own certificate is ordered only where a test asks for it (certs.rs), so the
     // others count just their domains' orders.
     s.acme.panel_certificate = false;
+    // Webhook receivers in the tests listen on loopback; retries come after a second.
+    s.notify.allow_private_webhooks = true;
+    s.notify.retry_base_secs = 1;
     s
 }
 
@@ -132,6 +135,7 @@ pub fn serve_args() -> ServeArgs {
         allow_wildcard_domains: false,
         no_domain_proof: false,
         no_audit_log: false,
+        notify_allow_private_webhooks: true,
         tag_check_hours: 6,
         // Counts requests (the listener itself is not opened here; tests/metrics.rs scrapes the
         // metrics router directly).

@@ -1,0 +1,188 @@
+//! The events people are told about: each with its kind, the key that makes it one occurrence,
+//! the words of the e-mail, and the facts a webhook receives.
+
+use serde_json::json;
+
+use crate::format_time;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A deployment ended as failed (the previous one, if any, keeps serving).
+    DeploymentFailed {
+        app: String,
+        deployment: i64,
+        reason: String,
+        /// Whether an older deployment keeps serving.
+        previous_serves: bool,
+    },
+    /// A deployment Pier started because the image tag moved went live.
+    TagDeployed {
+        app: String,
+        deployment: i64,
+        digest: String,
+    },
+    /// A certificate could not be obtained or renewed; `since` is when the streak began.
+    CertificateFailed {
+        domain: String,
+        error: String,
+        since: i64,
+    },
+    /// A certificate runs out within 14 days and has not been renewed.
+    CertificateExpiring { domain: String, not_after: i64 },
+    /// A backup of an app failed.
+    BackupFailed {
+        app: String,
+        job: i64,
+        error: String,
+    },
+    /// Sent from the account page.
+    Test { nonce: String },
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::DeploymentFailed { .. } => "deployment.failed",
+            Event::TagDeployed { .. } => "deployment.tag_moved",
+            Event::CertificateFailed { .. } => "certificate.failed",
+            Event::CertificateExpiring { .. } => "certificate.expiring",
+            Event::BackupFailed { .. } => "backup.failed",
+            Event::Test { .. } => "test",
+        }
+    }
+
+    /// What makes two events the same occurrence (sent once).
+    pub fn dedupe_key(&self) -> String {
+        match self {
+            Event::DeploymentFailed { deployment, .. } => format!("deployment.failed:{deployment}"),
+            Event::TagDeployed { deployment, .. } => format!("deployment.tag_moved:{deployment}"),
+            Event::CertificateFailed { domain, since, .. } => {
+                format!("certificate.failed:{domain}:{since}")
+            }
+            Event::CertificateExpiring { domain, not_after } => {
+                format!("certificate.expiring:{domain}:{not_after}")
+            }
+            Event::BackupFailed { job, .. } => format!("backup.failed:{job}"),
+            Event::Test { nonce } => format!("test:{nonce}"),
+        }
+    }
+
+    pub fn subject(&self) -> String {
+        match self {
+            Event::DeploymentFailed { app, .. } => format!("Deployment of {app} failed"),
+            Event::TagDeployed { app, .. } => format!("{app} was redeployed: its image tag moved"),
+            Event::CertificateFailed { domain, .. } => {
+                format!("The certificate for {domain} could not be obtained")
+            }
+            Event::CertificateExpiring { domain, .. } => {
+                format!("The certificate for {domain} expires soon")
+            }
+            Event::BackupFailed { app, .. } => format!("A backup of {app} failed"),
+            Event::Test { .. } => "Test notification from Pier".into(),
+        }
+    }
+
+    pub fn body(&self) -> String {
+        match self {
+            Event::DeploymentFailed {
+                app,
+                deployment,
+                reason,
+                previous_serves,
+            } => format!(
+                "Deployment #{deployment} of {app} failed: {reason}\n\n{}",
+                if *previous_serves {
+                    "The previous deployment keeps serving."
+                } else {
+                    "The app has no earlier deployment to fall back on: it is not serving."
+                }
+            ),
+            Event::TagDeployed {
+                app,
+                deployment,
+                digest,
+            } => format!(
+                "The image tag {app} follows now points at {digest}. Deployment #{deployment} is live."
+            ),
+            Event::CertificateFailed {
+                domain,
+                error,
+                since,
+            } => format!(
+                "Pier could not obtain a certificate for {domain} (failing since {}): {error}\n\n\
+                 Pier keeps trying with growing pauses; check that the domain's DNS points at this server.",
+                format_time(*since)
+            ),
+            Event::CertificateExpiring { domain, not_after } => format!(
+                "The certificate for {domain} expires {}, and renewing it has not worked yet.",
+                format_time(*not_after)
+            ),
+            Event::BackupFailed { app, error, .. } => {
+                format!("A backup of {app} failed: {error}\n\nThe next one is tried on schedule.")
+            }
+            Event::Test { .. } => {
+                "This is a test. If you read it, Pier's notifications reach you here.".into()
+            }
+        }
+    }
+
+    /// The event's facts, as a webhook receives them under `"event"`.
+    pub fn details(&self) -> serde_json::Value {
+        match self {
+            Event::DeploymentFailed {
+                app,
+                deployment,
+                reason,
+                previous_serves,
+            } => json!({ "app": app, "deployment": deployment, "reason": reason,
+                         "previous_serves": previous_serves }),
+            Event::TagDeployed {
+                app,
+                deployment,
+                digest,
+            } => json!({ "app": app, "deployment": deployment, "digest": digest }),
+            Event::CertificateFailed {
+                domain,
+                error,
+                since,
+            } => json!({ "domain": domain, "error": error, "failing_since": format_time(*since) }),
+            Event::CertificateExpiring { domain, not_after } => {
+                json!({ "domain": domain, "not_after": format_time(*not_after) })
+            }
+            Event::BackupFailed { app, job, error } => {
+                json!({ "app": app, "job": job, "error": error })
+            }
+            Event::Test { .. } => json!({}),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_occurrence_one_key() {
+        let a = Event::DeploymentFailed {
+            app: "blog".into(),
+            deployment: 7,
+            reason: "exited".into(),
+            previous_serves: true,
+        };
+        let mut b = a.clone();
+        if let Event::DeploymentFailed { reason, .. } = &mut b {
+            *reason = "other words".into();
+        }
+        assert_eq!(a.dedupe_key(), b.dedupe_key());
+        assert_eq!(a.kind(), "deployment.failed");
+        assert!(a.body().contains("keeps serving"));
+        let first = Event::DeploymentFailed {
+            app: "blog".into(),
+            deployment: 1,
+            reason: "exited".into(),
+            previous_serves: false,
+        };
+        assert!(first.body().contains("not serving"));
+        assert_eq!(a.details()["deployment"], 7);
+    }
+}

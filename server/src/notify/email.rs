@@ -1,0 +1,59 @@
+//! A notification as a plain-text e-mail to the person's address, through the operator's SMTP
+//! server (lettre: STARTTLS, implicit TLS, or none for a server on this machine).
+
+use std::time::Duration;
+
+use lettre::{
+    message::header::ContentType, transport::smtp::authentication::Credentials, AsyncSmtpTransport,
+    AsyncTransport, Message, Tokio1Executor,
+};
+use pier_core::{repo::notify::Due, Pier};
+
+pub async fn deliver(pier: &Pier, d: &Due) -> Result<(), String> {
+    let Some((smtp, password)) = pier
+        .smtp_with_password()
+        .await
+        .map_err(|e| e.public_message())?
+    else {
+        return Err("the operator has not set a mail server".into());
+    };
+    let builder = match smtp.security.as_str() {
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
+        "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host),
+        _ => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+            &smtp.host,
+        )),
+    }
+    .map_err(|e| format!("the mail server's settings: {e}"))?;
+    let mut builder = builder
+        .port(u16::try_from(smtp.port).unwrap_or(587))
+        .timeout(Some(Duration::from_secs(20)));
+    if let (Some(user), Some(pw)) = (smtp.username.clone(), password) {
+        builder = builder.credentials(Credentials::new(user, pw));
+    }
+    let mailer = builder.build();
+    let from = smtp
+        .from_address
+        .parse()
+        .map_err(|e| format!("the sender address: {e}"))?;
+    let to = d
+        .email
+        .parse()
+        .map_err(|e| format!("the recipient address: {e}"))?;
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(format!("[Pier] {}", d.subject))
+        .header(ContentType::TEXT_PLAIN)
+        .body(format!(
+            "{}\n\n-- \nPier · {}\nChoose what reaches you on your account page.\n",
+            d.body,
+            pier_core::format_time(d.created_at)
+        ))
+        .map_err(|e| format!("the message could not be made: {e}"))?;
+    mailer
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("the mail server refused it: {e}"))
+}
