@@ -262,6 +262,7 @@ impl Runtime for FakeRuntime {
 
     async fn info(&self) -> Result<EngineInfo, RuntimeError> {
         Ok(EngineInfo {
+            root_dir: String::new(),
             version: "fake".into(),
             userland_proxy: Some(false),
             ..Default::default()

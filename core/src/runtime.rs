@@ -175,6 +175,8 @@ pub struct VolumeUsage {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineInfo {
     pub version: String,
+    /// Where the engine keeps images, containers and volumes (its disk is watched).
+    pub root_dir: String,
     /// Containers run in user namespaces (`userns-remap`): container root is not host root.
     pub user_namespaces: bool,
     /// The host uid and gid that container root maps to (0 without user namespaces).

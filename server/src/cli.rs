@@ -254,6 +254,7 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
     // Expired sessions and audit entries past their retention are removed hourly.
     let janitor = {
         let pier = pier.clone();
+        let data_dir = data_dir.to_path_buf();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
@@ -266,6 +267,22 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
                 if let Err(e) = pier.notify_expiring_certificates().await {
                     tracing::warn!(error = %e, "checking certificates' expiry failed");
                 }
+                if let Err(e) = pier.notify_quotas_nearly_used().await {
+                    tracing::warn!(error = %e, "checking quotas failed");
+                }
+                let docker = match pier.runtime().info().await {
+                    Ok(i) if !i.root_dir.is_empty() => Some(std::path::PathBuf::from(i.root_dir)),
+                    _ => None,
+                };
+                let mut disks = vec![data_dir.as_path()];
+                disks.extend(docker.as_deref());
+                crate::disk::check(
+                    &pier,
+                    &disks,
+                    crate::disk::MIN_FREE_PERCENT,
+                    crate::disk::MIN_FREE_MB,
+                )
+                .await;
                 match pier.purge_old_audit_entries().await {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "removed old audit entries"),
                     Ok(_) => {}

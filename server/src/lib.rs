@@ -7,6 +7,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod csrf;
+pub mod disk;
 pub mod dns;
 pub mod downloads;
 pub mod engine;

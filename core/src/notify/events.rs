@@ -35,6 +35,32 @@ pub enum Event {
         job: i64,
         error: String,
     },
+    /// A serving container crashed and was restarted (told at most once a day per deployment).
+    AppCrashed {
+        app: String,
+        deployment: i64,
+        restarts: u64,
+        why: String,
+        day: i64,
+    },
+    /// A quota is 90 % used or more (told at most once a week per quota and limit).
+    QuotaNearlyUsed {
+        what: &'static str,
+        used: String,
+        limit: String,
+        week: i64,
+    },
+    /// Admins: the container engine has not answered since `since`.
+    EngineDown { since: i64, error: String },
+    /// Admins: HAProxy stopped and Pier is starting it again (at most once an hour).
+    ProxyDown { at: i64, why: String },
+    /// Admins: a disk Pier uses is nearly full (at most once a day per disk).
+    DiskLow {
+        path: String,
+        free_mb: u64,
+        percent_free: u64,
+        day: i64,
+    },
     /// Sent from the account page.
     Test { nonce: String },
 }
@@ -47,6 +73,11 @@ impl Event {
             Event::CertificateFailed { .. } => "certificate.failed",
             Event::CertificateExpiring { .. } => "certificate.expiring",
             Event::BackupFailed { .. } => "backup.failed",
+            Event::AppCrashed { .. } => "app.crashed",
+            Event::QuotaNearlyUsed { .. } => "quota.nearly_used",
+            Event::EngineDown { .. } => "engine.down",
+            Event::ProxyDown { .. } => "proxy.down",
+            Event::DiskLow { .. } => "disk.low",
             Event::Test { .. } => "test",
         }
     }
@@ -63,6 +94,15 @@ impl Event {
                 format!("certificate.expiring:{domain}:{not_after}")
             }
             Event::BackupFailed { job, .. } => format!("backup.failed:{job}"),
+            Event::AppCrashed {
+                deployment, day, ..
+            } => format!("app.crashed:{deployment}:{day}"),
+            Event::QuotaNearlyUsed {
+                what, limit, week, ..
+            } => format!("quota.nearly_used:{what}:{limit}:{week}"),
+            Event::EngineDown { since, .. } => format!("engine.down:{since}"),
+            Event::ProxyDown { at, .. } => format!("proxy.down:{}", at / 3600),
+            Event::DiskLow { path, day, .. } => format!("disk.low:{path}:{day}"),
             Event::Test { nonce } => format!("test:{nonce}"),
         }
     }
@@ -78,6 +118,11 @@ impl Event {
                 format!("The certificate for {domain} expires soon")
             }
             Event::BackupFailed { app, .. } => format!("A backup of {app} failed"),
+            Event::AppCrashed { app, .. } => format!("{app} crashed and was restarted"),
+            Event::QuotaNearlyUsed { what, .. } => format!("Your {what} quota is nearly used"),
+            Event::EngineDown { .. } => "The container engine does not answer".into(),
+            Event::ProxyDown { .. } => "HAProxy stopped; Pier is starting it again".into(),
+            Event::DiskLow { path, .. } => format!("The disk holding {path} is nearly full"),
             Event::Test { .. } => "Test notification from Pier".into(),
         }
     }
@@ -120,6 +165,36 @@ impl Event {
             Event::BackupFailed { app, error, .. } => {
                 format!("A backup of {app} failed: {error}\n\nThe next one is tried on schedule.")
             }
+            Event::AppCrashed {
+                app, restarts, why, ..
+            } => format!(
+                "{app} stopped on its own ({why}) and Docker restarted it; it has restarted \
+                 {restarts} time(s) so far. Its logs on the app page say more."
+            ),
+            Event::QuotaNearlyUsed {
+                what, used, limit, ..
+            } => format!(
+                "Your apps use {used} of your {limit} {what} quota. Ask your admin for more, or \
+                 make room, before the next app or deployment is refused."
+            ),
+            Event::EngineDown { since, error } => format!(
+                "Pier has not reached the Docker engine since {}: {error}\n\nApps keep running \
+                 as they are, but nothing can be deployed, started or stopped.",
+                format_time(*since)
+            ),
+            Event::ProxyDown { why, .. } => format!(
+                "HAProxy, which serves every site, stopped ({why}). Pier is starting it again; \
+                 the admin page shows whether it runs."
+            ),
+            Event::DiskLow {
+                path,
+                free_mb,
+                percent_free,
+                ..
+            } => format!(
+                "The disk holding {path} has {free_mb} MiB free ({percent_free} %). When it is \
+                 full, deployments, backups and the database fail."
+            ),
             Event::Test { .. } => {
                 "This is a test. If you read it, Pier's notifications reach you here.".into()
             }
@@ -152,6 +227,26 @@ impl Event {
             Event::BackupFailed { app, job, error } => {
                 json!({ "app": app, "job": job, "error": error })
             }
+            Event::AppCrashed {
+                app,
+                deployment,
+                restarts,
+                why,
+                ..
+            } => json!({ "app": app, "deployment": deployment, "restarts": restarts, "why": why }),
+            Event::QuotaNearlyUsed {
+                what, used, limit, ..
+            } => json!({ "quota": what, "used": used, "limit": limit }),
+            Event::EngineDown { since, error } => {
+                json!({ "since": format_time(*since), "error": error })
+            }
+            Event::ProxyDown { at, why } => json!({ "at": format_time(*at), "why": why }),
+            Event::DiskLow {
+                path,
+                free_mb,
+                percent_free,
+                ..
+            } => json!({ "path": path, "free_mb": free_mb, "percent_free": percent_free }),
             Event::Test { .. } => json!({}),
         }
     }

@@ -215,6 +215,73 @@ impl Pier {
         Ok(told)
     }
 
+    /// Tells each person whose quota is 90 % used or more (at most once a week per quota and
+    /// limit). Run hourly.
+    pub async fn notify_quotas_nearly_used(&self) -> Result<usize> {
+        let week = now() / (7 * 86_400);
+        let mut told = 0;
+        for u in repo::users::list(self.db()).await? {
+            if u.disabled {
+                continue;
+            }
+            let q = u.quotas;
+            let (apps, memory, cpus) = repo::apps::usage(self.db(), u.id, None).await?;
+            let storage = repo::volumes::usage(self.db(), u.id).await?;
+            let backups = repo::backups::stored_for_user(self.db(), u.id).await? / (1024 * 1024);
+            let cpu = validate::format_cpus;
+            let checks: [(&'static str, i64, i64, String, String); 5] = [
+                (
+                    "apps",
+                    apps,
+                    q.max_apps,
+                    apps.to_string(),
+                    q.max_apps.to_string(),
+                ),
+                (
+                    "memory",
+                    memory,
+                    q.max_memory_mb,
+                    format!("{memory} MiB"),
+                    format!("{} MiB", q.max_memory_mb),
+                ),
+                (
+                    "CPU",
+                    cpus,
+                    q.max_cpus_milli,
+                    cpu(cpus),
+                    cpu(q.max_cpus_milli),
+                ),
+                (
+                    "storage",
+                    storage,
+                    q.max_storage_mb,
+                    format!("{storage} MiB"),
+                    format!("{} MiB", q.max_storage_mb),
+                ),
+                (
+                    "backup",
+                    backups,
+                    q.max_backup_mb,
+                    format!("{backups} MiB"),
+                    format!("{} MiB", q.max_backup_mb),
+                ),
+            ];
+            for (what, used, limit, used_text, limit_text) in checks {
+                if limit > 0 && used * 10 >= limit * 9 {
+                    let event = Event::QuotaNearlyUsed {
+                        what,
+                        used: used_text,
+                        limit: limit_text,
+                        week,
+                    };
+                    self.notify(u.id, event).await;
+                    told += 1;
+                }
+            }
+        }
+        Ok(told)
+    }
+
     /// Waits until a notification is queued (the delivery worker's wake-up).
     pub async fn notifications_queued(&self) {
         self.0.wake_notify.notified().await

@@ -917,6 +917,7 @@ fn engine_info(
         .unwrap_or((0, 0));
     EngineInfo {
         version,
+        root_dir: root_dir.to_owned(),
         user_namespaces: userns,
         root_uid: uid,
         root_gid: gid,

@@ -67,9 +67,10 @@ pub fn spawn(pier: Pier, proxy: Option<Arc<Proxy>>) -> Vec<tokio::task::JoinHand
         tokio::spawn(tags::follow_forever(pier.clone())),
         tokio::spawn(crate::notify::deliver_forever(pier.clone())),
     ];
+    let pier_for_proxy = pier.clone();
     tasks.extend(crate::backup::spawn(pier));
     if let Some(p) = proxy {
-        tasks.push(tokio::spawn(p.supervise()));
+        tasks.push(tokio::spawn(p.supervise(Some(pier_for_proxy))));
     }
     tasks
 }
@@ -78,6 +79,7 @@ async fn reconcile_forever(pier: Pier, routing: Routing) {
     let mut backoff = Backoff::default();
     let resync = Duration::from_secs(pier.settings().engine.resync_secs.max(1));
     let mut failures = 0u32;
+    let mut down_since: Option<i64> = None;
     // Rollouts in flight; dropped (so aborted) with this task, as in a crash. Each ends with
     // its app and whether it went well, which feeds the app's backoff.
     let mut tasks: Tasks = tokio::task::JoinSet::new();
@@ -93,12 +95,22 @@ async fn reconcile_forever(pier: Pier, routing: Routing) {
                     "reconcile pass"
                 );
                 failures = 0;
+                down_since = None;
                 resync
             }
             Err(e) => {
                 failures = (failures + 1).min(8);
                 let d = Duration::from_secs((1u64 << failures).min(60));
                 tracing::warn!(error = %e, retry_in_secs = d.as_secs(), "reconcile pass failed");
+                let since = *down_since.get_or_insert_with(now);
+                // Three failed passes in a row (about 15 s): the admins hear of it, once.
+                if failures == 3 {
+                    let event = pier_core::notify::Event::EngineDown {
+                        since,
+                        error: format!("{e:#}"),
+                    };
+                    pier.notify_admins(event).await;
+                }
                 d
             }
         };
@@ -375,6 +387,7 @@ fn spawn_rollout(
 async fn sample_forever(pier: Pier) {
     let every = Duration::from_secs(pier.settings().engine.stats_every_secs.max(1));
     let mut last: HashMap<String, Usage> = HashMap::new();
+    let mut restarts: HashMap<String, u64> = HashMap::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -392,6 +405,7 @@ async fn sample_forever(pier: Pier) {
             .iter()
             .filter_map(|a| a.current_deployment_id.map(|d| (d, a.id)))
             .collect();
+        watch_crashes(&pier, &apps, &containers, &mut restarts).await;
         let mut seen = HashSet::new();
         for c in containers.iter().filter(|c| c.running()) {
             let Some(app_id) = c.deployment_id().and_then(|d| serving.get(&d)) else {
@@ -407,6 +421,56 @@ async fn sample_forever(pier: Pier) {
         }
         last.retain(|id, _| seen.contains(id));
     }
+}
+
+/// Tells an app's owner when its serving container crashed and Docker restarted it: its
+/// restart count went up since the last look (or it is restarting at the first look).
+async fn watch_crashes(
+    pier: &Pier,
+    apps: &[pier_core::model::App],
+    containers: &[pier_core::runtime::Container],
+    seen: &mut HashMap<String, u64>,
+) {
+    let mut present = HashSet::new();
+    for app in apps
+        .iter()
+        .filter(|a| a.desired == pier_core::model::Desired::Running)
+    {
+        let Some(current) = app.current_deployment_id else {
+            continue;
+        };
+        let Some(c) = containers
+            .iter()
+            .find(|c| c.deployment_id() == Some(current))
+        else {
+            continue;
+        };
+        present.insert(c.id.clone());
+        let Ok(info) = pier.runtime().exit_info(&c.id).await else {
+            continue;
+        };
+        let before = seen.insert(c.id.clone(), info.restarts);
+        let crashed = match before {
+            Some(n) => info.restarts > n,
+            None => c.state == "restarting",
+        };
+        if crashed {
+            let number = repo::deployments::by_id(pier.db(), current)
+                .await
+                .ok()
+                .flatten()
+                .map_or(current, |d| d.number);
+            let event = pier_core::notify::Event::AppCrashed {
+                app: app.name.clone(),
+                deployment: number,
+                restarts: info.restarts,
+                why: info.describe(),
+                day: now() / 86_400,
+            };
+            pier.notify(app.user_id, event).await;
+        }
+    }
+    seen.retain(|id, _| present.contains(id));
 }
 
 /// CPU use between two readings, in percent of one CPU.

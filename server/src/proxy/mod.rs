@@ -502,7 +502,8 @@ impl Proxy {
 
     /// Restarts HAProxy whenever it is gone (checked every second), with backoff when it will
     /// not stay up. Runs until the task is dropped.
-    pub async fn supervise(self: Arc<Self>) {
+    /// With `pier`, admins are told when HAProxy stopped (at most once an hour).
+    pub async fn supervise(self: Arc<Self>, pier: Option<pier_core::Pier>) {
         let mut misses = 0u32;
         let mut failures = 0u32;
         loop {
@@ -533,6 +534,17 @@ impl Proxy {
                 continue;
             }
             tracing::warn!(?exited, "HAProxy is gone; starting it again");
+            if let Some(p) = &pier {
+                let why = match exited {
+                    Some(status) => format!("it exited: {status}"),
+                    None => "it stopped answering on its control socket".into(),
+                };
+                let event = pier_core::notify::Event::ProxyDown {
+                    at: pier_core::now(),
+                    why,
+                };
+                p.notify_admins(event).await;
+            }
             self.kill_leftover().await;
             let routes = self.routes.lock().await;
             // The files already say everything: the map is written before every change.

@@ -336,3 +336,69 @@ async fn e_mail_goes_out_through_the_operators_mail_server(db: SqlitePool) {
         "{summary}"
     );
 }
+
+async fn told(db: &SqlitePool, kind: &str) -> Vec<(i64, String)> {
+    sqlx::query_as("SELECT user_id, body FROM notifications WHERE kind = ? ORDER BY id")
+        .bind(kind)
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn admins_hear_when_haproxy_stops(db: SqlitePool) {
+    let app = TestApp::with_proxy(db.clone()).await;
+    let admin = app.user_id(crate::common::ADMIN_EMAIL).await;
+    pier::proxy::kill_pidfile(&app.proxy().files().pidfile);
+    let rows = wait_until("the notification", 20, async || {
+        let rows = told(&db, "proxy.down").await;
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows[0].0, admin);
+    assert!(rows[0].1.contains("HAProxy"), "{}", rows[0].1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn nearly_used_quotas_and_nearly_full_disks_are_told_once(db: SqlitePool) {
+    let app = TestApp::new(db.clone()).await;
+    let mut ada = app.member("ada@example.com").await;
+    let ada_id = app.user_id("ada@example.com").await;
+    let admin_token = app.token(crate::common::ADMIN_EMAIL, "admin").await;
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/users/{ada_id}"),
+            Some(&admin_token),
+            Some(serde_json::json!({ "max_apps": 1 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.pier.notify_quotas_nearly_used().await.unwrap(), 0);
+    let r = ada
+        .call(
+            "create_app",
+            &[
+                ("name", "web"),
+                ("image", "127.0.0.1:9/nothing:1"),
+                ("port", "8080"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.pier.notify_quotas_nearly_used().await.unwrap();
+    app.pier.notify_quotas_nearly_used().await.unwrap();
+    let rows = told(&db, "quota.nearly_used").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, ada_id);
+    assert!(rows[0].1.contains("use 1 of your 1 apps quota"), "{}", rows[0].1);
+
+    // A disk below the line (every disk is below 101 %): the admins, once a day.
+    let dir = std::env::temp_dir();
+    assert_eq!(pier::disk::check(&app.pier, &[dir.as_path()], 101, 0).await, 1);
+    pier::disk::check(&app.pier, &[dir.as_path()], 101, 0).await;
+    assert_eq!(pier::disk::check(&app.pier, &[dir.as_path()], 0, 0).await, 0);
+    let rows = told(&db, "disk.low").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, app.user_id(crate::common::ADMIN_EMAIL).await);
+}
