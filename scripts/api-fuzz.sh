@@ -25,7 +25,8 @@ printf 'fuzz admin password\n' | "$pier" --data-dir "$data" admin create --email
 token=$("$pier" --data-dir "$data" token create --email fuzz@example.com --name schemathesis --scope admin 2>/dev/null)
 # Apps the fuzzer creates may only name images on this machine's registry: Docker never reaches out.
 # An offsite backup target it sets may only be a closed loopback port: restic never reaches out.
-PIER_LOG=warn PIER_ALLOWED_REGISTRIES=127.0.0.1:5123 PIER_BACKUP_TARGET_HOSTS=127.0.0.1:9 "$pier" --data-dir "$data" serve --listen "127.0.0.1:$port" --no-proxy &
+# Webhooks and a mail server it sets likewise: notifications never leave the machine.
+PIER_LOG=warn PIER_ALLOWED_REGISTRIES=127.0.0.1:5123 PIER_BACKUP_TARGET_HOSTS=127.0.0.1:9 PIER_NOTIFY_HOSTS=127.0.0.1:9 "$pier" --data-dir "$data" serve --listen "127.0.0.1:$port" --no-proxy &
 pid=$!
 for _ in $(seq 100); do
   python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/healthz', timeout=1)" 2>/dev/null && break

@@ -47,6 +47,9 @@ pub struct NotifySettings {
     pub allow_private_webhooks: bool,
     /// The first retry waits this long; later ones 4, 20, 120 and 720 times as long.
     pub retry_base_secs: i64,
+    /// Webhooks and the mail server only at these `host` or `host:port` (empty: any public
+    /// host). An address listed here is allowed even where it is private.
+    pub hosts: Vec<String>,
 }
 
 impl Default for NotifySettings {
@@ -54,6 +57,7 @@ impl Default for NotifySettings {
         NotifySettings {
             allow_private_webhooks: false,
             retry_base_secs: 30,
+            hosts: Vec::new(),
         }
     }
 }

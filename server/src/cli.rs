@@ -62,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.routing.require_domain_proof = !args.no_domain_proof;
         settings.audit.enabled = !args.no_audit_log;
         settings.notify.allow_private_webhooks = args.notify_allow_private_webhooks;
+        settings.notify.hosts = args.notify_hosts.clone();
         settings.engine.tag_check_secs = args.tag_check_hours * 3600;
         settings.routing.public_addrs = args.public_addrs.clone();
         settings.acme.enabled = !args.no_proxy && !args.no_acme;

@@ -201,6 +201,11 @@ pub struct ServeArgs {
     /// any the admin sets.
     #[arg(long, env = "PIER_BACKUP_TARGET_HOSTS", value_delimiter = ',', value_parser = parse_registry)]
     pub backup_target_hosts: Vec<String>,
+
+    /// Only send notifications (webhooks, the mail server) to these hosts (comma-separated
+    /// `host[:port]`); empty: any public host. A host listed here may be a private address.
+    #[arg(long, env = "PIER_NOTIFY_HOSTS", value_delimiter = ',', value_parser = parse_registry)]
+    pub notify_hosts: Vec<String>,
 }
 
 fn parse_registry(s: &str) -> Result<String, String> {

@@ -103,9 +103,36 @@ pub fn forbidden_address(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether the operator's list (`host` or `host:port` entries) names this host and port; an
+/// empty list names nothing.
+pub fn listed(hosts: &[String], host: &str, port: u16) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    hosts.iter().any(|h| {
+        let h = h.trim().to_ascii_lowercase();
+        h == host || h == format!("{host}:{port}") || h == format!("[{host}]:{port}")
+    })
+}
+
+/// Checks the operator's list of notification hosts, when there is one.
+fn check_listed(hosts: &[String], host: &str, port: u16) -> std::result::Result<(), String> {
+    if hosts.is_empty() || listed(hosts, host, port) {
+        Ok(())
+    } else {
+        Err(format!(
+            "This server sends notifications only to {}.",
+            hosts.join(", ")
+        ))
+    }
+}
+
 /// Checks a webhook URL: http(s), a host, no credentials in it, not an address on this machine
-/// or a private network (unless the operator allows private targets).
-pub fn webhook_url(raw: &str, allow_private: bool) -> std::result::Result<String, String> {
+/// or a private network (unless the operator allows private targets, or lists the host), and
+/// on the operator's list of hosts when there is one.
+pub fn webhook_url(
+    raw: &str,
+    allow_private: bool,
+    hosts: &[String],
+) -> std::result::Result<String, String> {
     let raw = raw.trim();
     if raw.len() > 2000 {
         return Err("That URL is too long.".into());
@@ -117,6 +144,10 @@ pub fn webhook_url(raw: &str, allow_private: bool) -> std::result::Result<String
     if !url.username().is_empty() || url.password().is_some() {
         return Err("Put no user name or password in the URL; check the signature instead.".into());
     }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let port = url.port_or_known_default().unwrap_or(443);
+    check_listed(hosts, &host, port)?;
+    let allow_private = allow_private || listed(hosts, &host, port);
     match url.host() {
         None => return Err("The URL needs a host.".into()),
         Some(url::Host::Ipv4(ip)) if !allow_private && forbidden_address(IpAddr::V4(ip)) => {
@@ -336,8 +367,12 @@ impl Pier {
             let url = match webhook.trim() {
                 "" => None,
                 raw => Some(
-                    webhook_url(raw, self.settings().notify.allow_private_webhooks)
-                        .map_err(|m| Error::field("webhook_url", m))?,
+                    webhook_url(
+                        raw,
+                        self.settings().notify.allow_private_webhooks,
+                        &self.settings().notify.hosts,
+                    )
+                    .map_err(|m| Error::field("webhook_url", m))?,
                 ),
             };
             let current = repo::notify::settings(self.db(), actor.user_id).await?;
@@ -480,6 +515,8 @@ impl Pier {
             let from = c.check("from_address", validate::email(input.from_address.trim()));
             c.finish()?;
             let host = host.unwrap_or_default();
+            check_listed(&self.settings().notify.hosts, &host, port.unwrap_or_default())
+                .map_err(|m| Error::field("host", m))?;
             let local = host == "localhost"
                 || host
                     .parse::<IpAddr>()
@@ -528,7 +565,7 @@ mod tests {
     #[test]
     fn webhook_urls_are_checked() {
         assert_eq!(
-            webhook_url(" https://hooks.example.com/p?q=1 ", false).unwrap(),
+            webhook_url(" https://hooks.example.com/p?q=1 ", false, &[]).unwrap(),
             "https://hooks.example.com/p?q=1"
         );
         for bad in [
@@ -544,9 +581,15 @@ mod tests {
             "http://100.64.0.1/",
             "http://[::ffff:127.0.0.1]/",
         ] {
-            assert!(webhook_url(bad, false).is_err(), "{bad}");
+            assert!(webhook_url(bad, false, &[]).is_err(), "{bad}");
         }
         // The operator may allow private targets (a LAN receiver; the tests' loopback one).
-        assert!(webhook_url("http://127.0.0.1:9/", true).is_ok());
+        assert!(webhook_url("http://127.0.0.1:9/", true, &[]).is_ok());
+        // Or name the hosts notifications may go to: only those, private or not.
+        let hosts = vec!["127.0.0.1:9".to_string(), "hooks.example.com".to_string()];
+        assert!(webhook_url("http://127.0.0.1:9/x", false, &hosts).is_ok());
+        assert!(webhook_url("http://127.0.0.1:10/x", false, &hosts).is_err());
+        assert!(webhook_url("https://hooks.example.com/a", false, &hosts).is_ok());
+        assert!(webhook_url("https://example.org/a", false, &hosts).is_err());
     }
 }

@@ -7,7 +7,7 @@ use utoipa::{
 };
 
 use super::{
-    apps, audit, backups, domains, registries, tags, tokens, users, ErrorBody, ErrorDetail,
+    apps, audit, backups, domains, notify, registries, tags, tokens, users, ErrorBody, ErrorDetail,
     FieldMessage,
 };
 use crate::http::AppState;
@@ -23,6 +23,8 @@ use crate::http::AppState;
     paths(
         tokens::list, tokens::create, tokens::revoke,
         audit::list, audit::settings, audit::set_settings,
+        notify::channels, notify::set_channels, notify::test, notify::deliveries,
+        notify::smtp, notify::set_smtp, notify::delete_smtp,
         tags::show, tags::set, tags::check, tags::new_webhook, tags::hook,
         users::list, users::create, users::update, users::remove,
         users::reset_two_factor, users::two_factor_policy, users::set_two_factor_policy,
@@ -40,6 +42,7 @@ use crate::http::AppState;
         tags::ImageUpdatesOut, tags::CheckOut, tags::FollowBody,
         audit::AuditEntryOut, audit::ActorOut, audit::ObjectOut, audit::AuditPageOut, audit::AuditSettings,
         users::TwoFactorPolicy,
+        notify::ChannelsOut, notify::ChannelsIn, notify::DeliveryOut, notify::SmtpOut, notify::SmtpIn,
         apps::AppOut, apps::EnvOut, apps::RolloutOut, apps::PullOut, apps::DeploymentOut,
         apps::MetricOut, apps::NewApp, apps::PatchApp, apps::RollbackBody,
         apps::AppVolumeOut, apps::VolumeBody, apps::VolumeOut,
@@ -58,6 +61,7 @@ use crate::http::AppState;
         (name = "registries", description = "Your logins for private image registries"),
         (name = "domains", description = "Your domains and the apps they route to"),
         (name = "audit", description = "Who changed what, when and from where"),
+        (name = "notifications", description = "Where a person's notifications go, their deliveries, the mail server"),
     )
 )]
 pub struct ApiDoc;

@@ -6,6 +6,7 @@ mod audit;
 mod backups;
 mod doc;
 mod domains;
+mod notify;
 mod registries;
 mod tags;
 mod tokens;
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .merge(apps::router())
         .merge(backups::router())
         .merge(audit::router())
+        .merge(notify::router())
         .merge(registries::router())
         .merge(tags::router())
         .merge(domains::router())

@@ -17,6 +17,11 @@ pub async fn deliver(pier: &Pier, d: &Due) -> Result<(), String> {
     else {
         return Err("the operator has not set a mail server".into());
     };
+    let hosts = &pier.settings().notify.hosts;
+    let port = u16::try_from(smtp.port).unwrap_or(587);
+    if !hosts.is_empty() && !pier_core::notify::listed(hosts, &smtp.host, port) {
+        return Err("the mail server is not on this server's list of hosts any more".into());
+    }
     let builder = match smtp.security.as_str() {
         "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
         "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host),
@@ -25,9 +30,7 @@ pub async fn deliver(pier: &Pier, d: &Due) -> Result<(), String> {
         )),
     }
     .map_err(|e| format!("the mail server's settings: {e}"))?;
-    let mut builder = builder
-        .port(u16::try_from(smtp.port).unwrap_or(587))
-        .timeout(Some(Duration::from_secs(20)));
+    let mut builder = builder.port(port).timeout(Some(Duration::from_secs(20)));
     if let (Some(user), Some(pw)) = (smtp.username.clone(), password) {
         builder = builder.credentials(Credentials::new(user, pw));
     }

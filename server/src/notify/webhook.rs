@@ -92,7 +92,14 @@ pub async fn deliver(pier: &Pier, d: &Due) -> Result<(), String> {
     .to_string();
     let timestamp = pier_core::now();
     let parsed = url::Url::parse(&url).map_err(|_| "the webhook URL is not valid".to_string())?;
-    let allow_private = pier.settings().notify.allow_private_webhooks;
+    let n = &pier.settings().notify;
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    if !n.hosts.is_empty() && !pier_core::notify::listed(&n.hosts, &host, port) {
+        return Err("the webhook's host is not on this server's list any more".into());
+    }
+    let allow_private =
+        n.allow_private_webhooks || pier_core::notify::listed(&n.hosts, &host, port);
     let addrs = addresses(&parsed, allow_private).await?;
 
     let mut http = HttpConnector::new_with_resolver(Checked(addrs));

@@ -391,14 +391,156 @@ async fn nearly_used_quotas_and_nearly_full_disks_are_told_once(db: SqlitePool) 
     let rows = told(&db, "quota.nearly_used").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, ada_id);
-    assert!(rows[0].1.contains("use 1 of your 1 apps quota"), "{}", rows[0].1);
+    assert!(
+        rows[0].1.contains("use 1 of your 1 apps quota"),
+        "{}",
+        rows[0].1
+    );
 
     // A disk below the line (every disk is below 101 %): the admins, once a day.
     let dir = std::env::temp_dir();
-    assert_eq!(pier::disk::check(&app.pier, &[dir.as_path()], 101, 0).await, 1);
+    assert_eq!(
+        pier::disk::check(&app.pier, &[dir.as_path()], 101, 0).await,
+        1
+    );
     pier::disk::check(&app.pier, &[dir.as_path()], 101, 0).await;
-    assert_eq!(pier::disk::check(&app.pier, &[dir.as_path()], 0, 0).await, 0);
+    assert_eq!(
+        pier::disk::check(&app.pier, &[dir.as_path()], 0, 0).await,
+        0
+    );
     let rows = told(&db, "disk.low").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, app.user_id(crate::common::ADMIN_EMAIL).await);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_rest_api_sets_channels_sends_tests_and_lists_deliveries(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    app.member("ada@example.com").await;
+    let read = app.token("ada@example.com", "read").await;
+    let write = app.token("ada@example.com", "write").await;
+    let admin = app.token(crate::common::ADMIN_EMAIL, "admin").await;
+    let (addr, got) = receiver(Arc::new(AtomicU16::new(200))).await;
+
+    let r = app
+        .api("POST", "/notifications/test", Some(&write), None)
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let body = |url: &str| serde_json::json!({ "email": false, "webhook_url": url });
+    let r = app
+        .api(
+            "PUT",
+            "/notifications",
+            Some(&write),
+            Some(body("gopher://x")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(!r.api_field("webhook_url").is_empty());
+    let r = app
+        .api(
+            "PUT",
+            "/notifications",
+            Some(&read),
+            Some(body("http://127.0.0.1:1/")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let url = format!("http://{addr}/hook");
+    let r = app
+        .api("PUT", "/notifications", Some(&write), Some(body(&url)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let secret = r.json()["webhook_secret"].as_str().unwrap().to_owned();
+    // A read token sees where notifications go, not the secret.
+    let r = app.api("GET", "/notifications", Some(&read), None).await;
+    assert_eq!(r.json()["webhook_url"], url.as_str());
+    assert_eq!(r.json()["webhook_secret"], serde_json::Value::Null);
+
+    let r = app
+        .api("POST", "/notifications/test", Some(&write), None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let (headers, body) = wait_until("the webhook", 15, async || {
+        got.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert!(verify(&secret, &headers, &body));
+    let list = wait_until("the delivery", 10, async || {
+        let r = app
+            .api(
+                "GET",
+                "/notifications/deliveries?limit=5",
+                Some(&read),
+                None,
+            )
+            .await;
+        let v = r.json();
+        (v[0]["status"] == "sent").then_some(v)
+    })
+    .await;
+    assert_eq!(list[0]["kind"], "test");
+    assert_eq!(list[0]["channel"], "webhook");
+
+    // The mail server: admins only; absent until set; its password never comes back.
+    let r = app.api("GET", "/settings/smtp", Some(&write), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app.api("GET", "/settings/smtp", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let smtp = serde_json::json!({ "host": "127.0.0.1", "port": 2525, "security": "none",
+        "username": "pier", "password": "mail-password-77", "from_address": "pier@example.com" });
+    let r = app
+        .api("PUT", "/settings/smtp", Some(&admin), Some(smtp))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["has_password"], true);
+    assert!(!r.body.contains("mail-password-77"));
+    let stored: String = sqlx::query_scalar("SELECT password FROM smtp_settings")
+        .fetch_one(app.pier.db())
+        .await
+        .unwrap();
+    assert!(!stored.contains("mail-password-77"));
+    let r = app
+        .api("DELETE", "/settings/smtp", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+}
+
+/// The operator's list of notification hosts: nothing else, private or public.
+#[sqlx::test(migrations = "../migrations")]
+async fn only_the_operators_hosts_get_notifications_when_listed(db: SqlitePool) {
+    let mut settings = crate::common::test_settings();
+    settings.notify.allow_private_webhooks = false;
+    settings.notify.hosts = vec!["127.0.0.1:9".into()];
+    let app = TestApp::with_settings(db, settings).await;
+    let mut b = app.admin().await;
+    for (url, ok) in [
+        ("http://127.0.0.1:9/hook", true),
+        ("http://127.0.0.1:10/hook", false),
+        ("https://hooks.example.com/", false),
+    ] {
+        let r = b.call("set_notifications", &[("webhook_url", url)]).await;
+        assert_eq!(r.status == StatusCode::OK, ok, "{url}: {}", r.body);
+        if !ok {
+            assert!(r
+                .field_error("webhook_url")
+                .unwrap()
+                .contains("only to 127.0.0.1:9"));
+        }
+    }
+    let r = b
+        .call(
+            "set_smtp",
+            &[
+                ("host", "mail.example.com"),
+                ("port", "587"),
+                ("security", "starttls"),
+                ("username", ""),
+                ("password", ""),
+                ("from_address", "pier@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.field_error("host").unwrap().contains("only to"));
 }
