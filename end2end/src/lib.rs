@@ -184,6 +184,8 @@ impl Panel {
                 .env("PIER_HTTPS_ADDR", format!("127.0.0.1:{https_port}"))
                 .env("PIER_BASE_DOMAIN", "apps.pier.test")
                 .env("PIER_NO_DOMAIN_PROOF", "true")
+                // Notifications only to a closed loopback port: nothing leaves the machine.
+                .env("PIER_NOTIFY_HOSTS", "127.0.0.1:9")
                 // Docker never reaches past this machine in tests: only the local registry.
                 .env(
                     "PIER_ALLOWED_REGISTRIES",

@@ -176,6 +176,44 @@ async fn story(base: String, admin: Client, member: Client) {
     wait_for_path(member, "/").await;
     wait_for_text(member, "[data-testid=me]", MEMBER).await;
 
+    // Notifications: a webhook that does not answer; the test's failed attempt is shown.
+    click_link(member, "Account").await;
+    wait_for_path(member, "/account").await;
+    type_into(member, "#f-webhook_url", "http://127.0.0.1:9/hook").await;
+    member
+        .find(Locator::XPath(
+            "//section[@aria-labelledby='notify-title']//button[normalize-space()='Save']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let secret = wait_for(member, "[data-testid=webhook-secret]").await;
+    let secret = secret.prop("value").await.unwrap().unwrap_or_default();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    click(member, "[data-testid=send-test]").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        click(member, "[data-testid=deliveries-refresh]").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rows = member
+            .find_all(Locator::Css("[data-testid=deliveries] tr[data-kind=test]"))
+            .await
+            .unwrap();
+        let mut text = String::new();
+        for r in &rows {
+            text.push_str(&r.text().await.unwrap_or_default());
+        }
+        if text.contains("retrying") && text.contains("could not connect") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failed attempt shown: {text:?}"
+        );
+    }
+
     // The link works once.
     open(admin, &invite).await;
     wait_for_text(admin, "[data-flash=error]", "already used").await;
