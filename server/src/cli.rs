@@ -268,6 +268,9 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
                 if let Err(e) = pier.notify_expiring_certificates().await {
                     tracing::warn!(error = %e, "checking certificates' expiry failed");
                 }
+                if let Err(e) = pier.notify_overdue_backups().await {
+                    tracing::warn!(error = %e, "checking overdue backups failed");
+                }
                 if let Err(e) = pier.notify_quotas_nearly_used().await {
                     tracing::warn!(error = %e, "checking quotas failed");
                 }

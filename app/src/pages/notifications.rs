@@ -41,7 +41,7 @@ pub fn Notifications() -> impl IntoView {
             </div>
             <p class="mt-1 text-sm text-slate-500">
                 "Pier tells you when a deployment fails, an app redeploys because its tag moved, a certificate \
-                 cannot be obtained or runs out within 14 days, or a backup fails. Each is sent once, \
+                 cannot be obtained or runs out within 14 days, an app crashes, a backup fails or is overdue, or a quota is nearly used. Each is sent once, \
                  retried for about four hours if it does not get through."
             </p>
             <div class="mt-3 space-y-2"><Outcome value=saved/><Outcome value=tested/></div>

@@ -35,6 +35,8 @@ pub enum Event {
         job: i64,
         error: String,
     },
+    /// A scheduled backup's slot passed (15 minutes ago or more) without a snapshot.
+    BackupOverdue { app: String, app_id: i64, slot: i64 },
     /// A serving container crashed and was restarted (told at most once a day per deployment).
     AppCrashed {
         app: String,
@@ -73,6 +75,7 @@ impl Event {
             Event::CertificateFailed { .. } => "certificate.failed",
             Event::CertificateExpiring { .. } => "certificate.expiring",
             Event::BackupFailed { .. } => "backup.failed",
+            Event::BackupOverdue { .. } => "backup.overdue",
             Event::AppCrashed { .. } => "app.crashed",
             Event::QuotaNearlyUsed { .. } => "quota.nearly_used",
             Event::EngineDown { .. } => "engine.down",
@@ -94,6 +97,7 @@ impl Event {
                 format!("certificate.expiring:{domain}:{not_after}")
             }
             Event::BackupFailed { job, .. } => format!("backup.failed:{job}"),
+            Event::BackupOverdue { app_id, slot, .. } => format!("backup.overdue:{app_id}:{slot}"),
             Event::AppCrashed {
                 deployment, day, ..
             } => format!("app.crashed:{deployment}:{day}"),
@@ -118,6 +122,7 @@ impl Event {
                 format!("The certificate for {domain} expires soon")
             }
             Event::BackupFailed { app, .. } => format!("A backup of {app} failed"),
+            Event::BackupOverdue { app, .. } => format!("The backup of {app} is overdue"),
             Event::AppCrashed { app, .. } => format!("{app} crashed and was restarted"),
             Event::QuotaNearlyUsed { what, .. } => format!("Your {what} quota is nearly used"),
             Event::EngineDown { .. } => "The container engine does not answer".into(),
@@ -165,6 +170,11 @@ impl Event {
             Event::BackupFailed { app, error, .. } => {
                 format!("A backup of {app} failed: {error}\n\nThe next one is tried on schedule.")
             }
+            Event::BackupOverdue { app, slot, .. } => format!(
+                "{app} was to be backed up at {}, and no backup has succeeded since. The app's \
+                 Backups section says what happened.",
+                format_time(*slot)
+            ),
             Event::AppCrashed {
                 app, restarts, why, ..
             } => format!(
@@ -226,6 +236,9 @@ impl Event {
             }
             Event::BackupFailed { app, job, error } => {
                 json!({ "app": app, "job": job, "error": error })
+            }
+            Event::BackupOverdue { app, slot, .. } => {
+                json!({ "app": app, "due_at": format_time(*slot) })
             }
             Event::AppCrashed {
                 app,

@@ -246,6 +246,33 @@ impl Pier {
         Ok(told)
     }
 
+    /// Tells the owners of apps whose scheduled backup is overdue (the slot passed 15 minutes
+    /// ago or more and no snapshot succeeded since), once per missed slot. Run hourly.
+    pub async fn notify_overdue_backups(&self) -> Result<usize> {
+        let t = now();
+        let mut told = 0;
+        for (app_id, policy) in repo::backups::scheduled(self.db()).await? {
+            let (last_done, _) = repo::backups::latest(self.db(), app_id).await?;
+            let Some(slot) = policy.last_slot(t) else {
+                continue;
+            };
+            if !policy.overdue(t, last_done) {
+                continue;
+            }
+            let Some(app) = repo::apps::by_id(self.db(), app_id).await? else {
+                continue;
+            };
+            let event = Event::BackupOverdue {
+                app: app.name,
+                app_id,
+                slot,
+            };
+            self.notify(app.user_id, event).await;
+            told += 1;
+        }
+        Ok(told)
+    }
+
     /// Tells each person whose quota is 90 % used or more (at most once a week per quota and
     /// limit). Run hourly.
     pub async fn notify_quotas_nearly_used(&self) -> Result<usize> {

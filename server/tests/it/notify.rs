@@ -544,3 +544,54 @@ async fn only_the_operators_hosts_get_notifications_when_listed(db: SqlitePool) 
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(r.field_error("host").unwrap().contains("only to"));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_overdue_scheduled_backup_is_told_once_per_missed_slot(db: SqlitePool) {
+    let app = TestApp::new(db.clone()).await;
+    let mut ada = app.member("ada@example.com").await;
+    let ada_id = app.user_id("ada@example.com").await;
+    let token = app.token("ada@example.com", "write").await;
+    let r = ada
+        .call(
+            "create_app",
+            &[
+                ("name", "db"),
+                ("image", "127.0.0.1:9/nothing:1"),
+                ("port", "5432"),
+                ("kind", "internal"),
+                ("volumes[0][name]", "db-data"),
+                ("volumes[0][path]", "/data"),
+                ("volumes[0][size_mb]", "64"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Hourly, at a minute 20 minutes ago: that slot passed with no snapshot.
+    let minute = (pier_core::now() / 60 - 20).rem_euclid(60);
+    let r = app
+        .api(
+            "PUT",
+            "/apps/db/backup-policy",
+            Some(&token),
+            Some(serde_json::json!({ "schedule": "hourly", "at": format!("00:{minute:02}") })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Set just now, the policy owes nothing yet.
+    assert_eq!(app.pier.notify_overdue_backups().await.unwrap(), 0);
+    // As if it had been set yesterday.
+    sqlx::query("UPDATE backup_policies SET updated_at = 0")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(app.pier.notify_overdue_backups().await.unwrap(), 1);
+    app.pier.notify_overdue_backups().await.unwrap();
+    let rows = told(&db, "backup.overdue").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, ada_id);
+    assert!(
+        rows[0].1.starts_with("db was to be backed up at"),
+        "{}",
+        rows[0].1
+    );
+}
