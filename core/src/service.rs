@@ -50,6 +50,8 @@ pub struct NotifySettings {
     /// Webhooks and the mail server only at these `host` or `host:port` (empty: any public
     /// host). An address listed here is allowed even where it is private.
     pub hosts: Vec<String>,
+    /// An extra root (PEM) to trust for the mail server's TLS certificate (a private CA).
+    pub smtp_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NotifySettings {
@@ -58,6 +60,7 @@ impl Default for NotifySettings {
             allow_private_webhooks: false,
             retry_base_secs: 30,
             hosts: Vec::new(),
+            smtp_ca_file: None,
         }
     }
 }

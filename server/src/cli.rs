@@ -63,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.audit.enabled = !args.no_audit_log;
         settings.notify.allow_private_webhooks = args.notify_allow_private_webhooks;
         settings.notify.hosts = args.notify_hosts.clone();
+        settings.notify.smtp_ca_file = args.smtp_ca_file.clone();
         settings.engine.tag_check_secs = args.tag_check_hours * 3600;
         settings.routing.public_addrs = args.public_addrs.clone();
         settings.acme.enabled = !args.no_proxy && !args.no_acme;

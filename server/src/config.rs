@@ -206,6 +206,10 @@ pub struct ServeArgs {
     /// `host[:port]`); empty: any public host. A host listed here may be a private address.
     #[arg(long, env = "PIER_NOTIFY_HOSTS", value_delimiter = ',', value_parser = parse_registry)]
     pub notify_hosts: Vec<String>,
+
+    /// An extra root certificate (PEM) to trust for the mail server (a private CA).
+    #[arg(long, env = "PIER_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
 }
 
 fn parse_registry(s: &str) -> Result<String, String> {

@@ -4,8 +4,12 @@
 use std::time::Duration;
 
 use lettre::{
-    message::header::ContentType, transport::smtp::authentication::Credentials, AsyncSmtpTransport,
-    AsyncTransport, Message, Tokio1Executor,
+    message::header::ContentType,
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, Tls, TlsParameters},
+    },
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
 };
 use pier_core::{repo::notify::Due, Pier};
 
@@ -22,14 +26,24 @@ pub async fn deliver(pier: &Pier, d: &Due) -> Result<(), String> {
     if !hosts.is_empty() && !pier_core::notify::listed(hosts, &smtp.host, port) {
         return Err("the mail server is not on this server's list of hosts any more".into());
     }
+    let tls = || -> Result<TlsParameters, String> {
+        let mut b = TlsParameters::builder(smtp.host.clone());
+        if let Some(ca) = &pier.settings().notify.smtp_ca_file {
+            let pem = std::fs::read(ca).map_err(|e| format!("the mail server's CA file: {e}"))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| format!("the mail server's CA file: {e}"))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build()
+            .map_err(|e| format!("the mail server's TLS settings: {e}"))
+    };
+    let base = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host);
     let builder = match smtp.security.as_str() {
-        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
-        "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host),
-        _ => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-            &smtp.host,
-        )),
-    }
-    .map_err(|e| format!("the mail server's settings: {e}"))?;
+        // Implicit TLS (port 465), or STARTTLS that must succeed: never plain text after all.
+        "tls" => base.tls(Tls::Wrapper(tls()?)),
+        "starttls" => base.tls(Tls::Required(tls()?)),
+        _ => base,
+    };
     let mut builder = builder.port(port).timeout(Some(Duration::from_secs(20)));
     if let (Some(user), Some(pw)) = (smtp.username.clone(), password) {
         builder = builder.credentials(Credentials::new(user, pw));

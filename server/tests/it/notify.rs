@@ -196,11 +196,25 @@ struct SmtpSink {
 
 impl SmtpSink {
     fn start() -> SmtpSink {
+        Self::start_with(&[])
+    }
+
+    /// With `--tlscert`, aiosmtpd offers STARTTLS and refuses mail sent without it.
+    fn start_with(extra: &[&std::path::Path]) -> SmtpSink {
         let port = free_addr().port();
         let maildir = std::env::temp_dir().join(format!("pier-test-mail-{port}"));
         let _ = std::fs::remove_dir_all(&maildir);
         let child = Command::new("/usr/bin/python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(match extra {
+                [cert, key] => vec![
+                    std::ffi::OsString::from("--tlscert"),
+                    cert.as_os_str().to_owned(),
+                    std::ffi::OsString::from("--tlskey"),
+                    key.as_os_str().to_owned(),
+                ],
+                _ => Vec::new(),
+            })
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())
@@ -594,4 +608,61 @@ async fn an_overdue_scheduled_backup_is_told_once_per_missed_slot(db: SqlitePool
         "{}",
         rows[0].1
     );
+}
+
+/// STARTTLS to a mail server whose certificate a private CA signed (`PIER_SMTP_CA_FILE`); the
+/// server refuses mail without TLS, so a delivered message went encrypted.
+#[sqlx::test(migrations = "../migrations")]
+async fn e_mail_goes_over_starttls_trusting_the_operators_ca(db: SqlitePool) {
+    let dir = std::env::temp_dir().join(format!("pier-test-smtp-tls-{}", free_addr().port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let sink = SmtpSink::start_with(&[cert.as_path(), key.as_path()]);
+    let mut settings = crate::common::test_settings();
+    settings.notify.smtp_ca_file = Some(cert.clone());
+    let app = TestApp::with_settings(db, settings).await;
+    let mut admin = app.admin().await;
+    let port = sink.port.to_string();
+    let r = admin
+        .call(
+            "set_smtp",
+            &[
+                ("host", "127.0.0.1"),
+                ("port", &port),
+                ("security", "starttls"),
+                ("username", ""),
+                ("password", ""),
+                ("from_address", "pier@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = admin.call("send_test_notification", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mail = wait_until("the e-mail", 20, async || {
+        sink.messages().into_iter().next()
+    })
+    .await;
+    assert!(
+        mail.contains("Subject: [Pier] Test notification from Pier"),
+        "{mail}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -137,6 +137,7 @@ pub fn serve_args() -> ServeArgs {
         no_audit_log: false,
         notify_allow_private_webhooks: true,
         notify_hosts: Vec::new(),
+        smtp_ca_file: None,
         tag_check_hours: 6,
         // Counts requests (the listener itself is not opened here; tests/metrics.rs scrapes the
         // metrics router directly).
