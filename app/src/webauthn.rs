@@ -74,6 +74,15 @@ export async function pierGetPasskey(json) {
     }
 }
 
+/// The browser's answer as JSON text, or why it gave none.
+#[cfg(feature = "hydrate")]
+fn answered(
+    r: Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>,
+) -> Result<String, BrowserRefused> {
+    r.map(|v| v.as_string().unwrap_or_default())
+        .map_err(refused)
+}
+
 #[cfg(feature = "hydrate")]
 fn refused(e: wasm_bindgen::JsValue) -> BrowserRefused {
     use wasm_bindgen::JsCast;
@@ -102,10 +111,7 @@ pub fn supported() -> bool {
 /// Makes a passkey with the server's creation options; the answer as JSON.
 pub async fn create(options: String) -> Result<String, BrowserRefused> {
     #[cfg(feature = "hydrate")]
-    return js::create(options)
-        .await
-        .map(|v| v.as_string().unwrap_or_default())
-        .map_err(refused);
+    return answered(js::create(options).await);
     #[cfg(not(feature = "hydrate"))]
     {
         let _ = options;
@@ -116,10 +122,7 @@ pub async fn create(options: String) -> Result<String, BrowserRefused> {
 /// Signs the server's challenge with a passkey; the answer as JSON.
 pub async fn get(options: String) -> Result<String, BrowserRefused> {
     #[cfg(feature = "hydrate")]
-    return js::get(options)
-        .await
-        .map(|v| v.as_string().unwrap_or_default())
-        .map_err(refused);
+    return answered(js::get(options).await);
     #[cfg(not(feature = "hydrate"))]
     {
         let _ = options;

@@ -6,7 +6,7 @@ use tower_cookies::Cookies;
 use tower_sessions::{Expiry, Session};
 
 use crate::{
-    model::{Actor, Origin, SessionSummary, User},
+    model::{Actor, SessionSummary, User},
     now, password, repo,
     service::{random_token, session_err, session_handle, sha256_hex, truncate, Client, SignIn},
     session_store::{AuthData, AUTH_KEY, CSRF_KEY},
@@ -109,14 +109,7 @@ impl Pier {
         // Every attempt with a well-formed address is recorded, under the account it names
         // when there is one (its owner sees the failures on their account page).
         let user = repo::users::by_email(self.db(), &email).await?;
-        let who = crate::audit::Who {
-            user_id: user.as_ref().map(|u| u.id),
-            email: email.clone(),
-            origin: Origin {
-                token_id: None,
-                address: Some(client.ip.clone()),
-            },
-        };
+        let who = crate::audit::Who::visitor(user.as_ref().map(|u| u.id), &email, &client.ip);
         let mut what = crate::audit::Change::new(crate::audit::Action::SignIn, &email);
         what.owner = who.user_id;
         let r = self
@@ -138,12 +131,7 @@ impl Pier {
         user: Option<User>,
     ) -> Result<SignIn> {
         let throttle = &self.0.throttle;
-        throttle
-            .check(email, &client.ip)
-            .map_err(|retry_after_secs| Error::RateLimited {
-                what: "failed sign-in attempts",
-                retry_after_secs,
-            })?;
+        throttle.admit(email, &client.ip, "failed sign-in attempts")?;
 
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         if !password::verify(password.to_owned(), hash).await? {
@@ -461,14 +449,7 @@ impl Pier {
         client: &Client,
     ) -> Result<String> {
         let (invite, user) = self.valid_invite(token).await?;
-        let who = crate::audit::Who {
-            user_id: Some(user.id),
-            email: user.email.clone(),
-            origin: Origin {
-                token_id: None,
-                address: Some(client.ip.clone()),
-            },
-        };
+        let who = crate::audit::Who::visitor(Some(user.id), &user.email, &client.ip);
         let what = crate::audit::Change::new(crate::audit::Action::InviteAccept, &user.email)
             .owner(user.id)
             .summary("password set through an invite link");

@@ -232,6 +232,15 @@ impl Throttle {
         }
     }
 
+    /// [`Throttle::check`] as the error a person sees: "Too many {what}. Try again in …".
+    pub fn admit(&self, account: &str, address: &str, what: &'static str) -> crate::Result<()> {
+        self.check(account, address)
+            .map_err(|retry_after_secs| crate::Error::RateLimited {
+                what,
+                retry_after_secs,
+            })
+    }
+
     /// Counts a failed sign-in (only attempts that were let through are counted: a refused one
     /// checks no password, and counting it would let anyone stretch an account's delay).
     pub fn record_failure(&self, account: &str, address: &str) {

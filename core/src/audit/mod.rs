@@ -217,6 +217,19 @@ pub struct Who {
 }
 
 impl Who {
+    /// Someone not signed in (yet), known by the account they name and their address: a
+    /// sign-in attempt, an invite being accepted.
+    pub fn visitor(user_id: Option<i64>, email: &str, address: &str) -> Self {
+        Who {
+            user_id,
+            email: email.to_owned(),
+            origin: Origin {
+                token_id: None,
+                address: Some(address.to_owned()),
+            },
+        }
+    }
+
     /// An operator at the machine (`pier admin …`, `pier token …`).
     pub fn command_line() -> Self {
         Who {

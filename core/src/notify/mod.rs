@@ -51,18 +51,7 @@ pub struct SmtpInput {
 }
 
 /// One delivery, as the account page lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub id: i64,
-    pub kind: String,
-    pub subject: String,
-    pub channel: String,
-    pub status: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub created_at: i64,
-    pub sent_at: Option<i64>,
-}
+pub use crate::repo::notify::DeliveryRow as Delivery;
 
 fn webhook_context(user_id: i64) -> String {
     format!("user:{user_id}:webhook")
@@ -445,23 +434,7 @@ impl Pier {
 
     /// The caller's latest deliveries, newest first.
     pub async fn deliveries(&self, actor: &Actor, limit: i64) -> Result<Vec<Delivery>> {
-        Ok(
-            repo::notify::recent(self.db(), actor.user_id, limit.clamp(1, 100))
-                .await?
-                .into_iter()
-                .map(|d| Delivery {
-                    id: d.id,
-                    kind: d.kind,
-                    subject: d.subject,
-                    channel: d.channel,
-                    status: d.status,
-                    attempts: d.attempts,
-                    last_error: d.last_error,
-                    created_at: d.created_at,
-                    sent_at: d.sent_at,
-                })
-                .collect(),
-        )
+        repo::notify::recent(self.db(), actor.user_id, limit.clamp(1, 100)).await
     }
 
     /// The webhook secret of `user_id` (for the delivery worker).

@@ -211,7 +211,7 @@ pub async fn attempt_failed(
 }
 
 /// One delivery as the account page lists it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRow {
     pub id: i64,
     pub kind: String,

@@ -14,9 +14,9 @@ use tower_sessions::Session;
 
 use crate::{
     audit::{Action, Change, Who},
-    model::{Actor, Origin},
+    model::Actor,
     now, repo,
-    service::Client,
+    service::{session_err, Client},
     Error, Pier, Result,
 };
 
@@ -269,12 +269,7 @@ impl Pier {
         enrolling: bool,
     ) -> Result<Used> {
         let throttle = &self.0.throttle;
-        throttle
-            .check(email, &client.ip)
-            .map_err(|retry_after_secs| Error::RateLimited {
-                what: "wrong codes",
-                retry_after_secs,
-            })?;
+        throttle.admit(email, &client.ip, "wrong codes")?;
         let Some(typed) = codes::parse(code) else {
             return Err(Error::field(
                 "code",
@@ -344,7 +339,7 @@ impl Pier {
         let p = session
             .get::<Pending>(PENDING_KEY)
             .await
-            .map_err(|e| Error::internal(format!("session: {e}")))?;
+            .map_err(session_err)?;
         Ok(p.filter(|p| now() - p.at < PENDING_SECS))
     }
 
@@ -362,20 +357,10 @@ impl Pier {
         };
         let user = repo::users::by_id(self.db(), pending.user_id).await?;
         let Some(user) = user.filter(|u| !u.disabled) else {
-            session
-                .flush()
-                .await
-                .map_err(|e| Error::internal(format!("session: {e}")))?;
+            session.flush().await.map_err(session_err)?;
             return Err(Error::AccountDisabled);
         };
-        let who = Who {
-            user_id: Some(user.id),
-            email: user.email.clone(),
-            origin: Origin {
-                token_id: None,
-                address: Some(client.ip.clone()),
-            },
-        };
+        let who = Who::visitor(Some(user.id), &user.email, &client.ip);
         let mut what = Change::new(Action::SignInCode, &user.email).owner(user.id);
         let r = async {
             let used = self

@@ -11,10 +11,10 @@ use webauthn_rs::prelude::{
 };
 
 use crate::{
-    audit::{Action, Change, Who},
-    model::{Actor, Origin},
+    audit::{Action, Change},
+    model::Actor,
     now, repo,
-    service::Client,
+    service::{session_err, Client},
     Error, Pier, Result,
 };
 
@@ -46,10 +46,6 @@ pub struct PasskeyInfo {
     pub name: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
-}
-
-fn session_err(e: tower_sessions::session::Error) -> Error {
-    Error::internal(format!("session: {e}"))
 }
 
 /// The relying party for the panel at `origin`: its host name is the passkeys' scope. Browsers
@@ -278,11 +274,7 @@ impl Pier {
         let user = user.filter(|u| !u.disabled).ok_or_else(no_passkey)?;
         self.0
             .throttle
-            .check(&user.email, &client.ip)
-            .map_err(|retry_after_secs| Error::RateLimited {
-                what: "failed sign-in attempts",
-                retry_after_secs,
-            })?;
+            .admit(&user.email, &client.ip, "failed sign-in attempts")?;
         let rp = relying_party(origin)?;
         let passkeys: Vec<webauthn_rs::prelude::Passkey> =
             repo::passkeys::list_for_user(self.db(), user.id)
@@ -330,14 +322,7 @@ impl Pier {
             .await?
             .filter(|u| !u.disabled)
             .ok_or(Error::AccountDisabled)?;
-        let who = Who {
-            user_id: Some(user.id),
-            email: user.email.clone(),
-            origin: Origin {
-                token_id: None,
-                address: Some(client.ip.clone()),
-            },
-        };
+        let who = crate::audit::Who::visitor(Some(user.id), &user.email, &client.ip);
         let mut what = Change::new(Action::SignInPasskey, &user.email).owner(user.id);
         let r = async {
             let rp = relying_party(origin)?;
