@@ -2,6 +2,11 @@
 //! containers are created, started, stopped and removed as Docker would (names unique, state
 //! strings as Docker's, a host port on start when published), networks and volumes are kept by
 //! name. Tests can hold the container list (a gate) and count calls.
+//!
+//! What a container does once started is chosen per image with [`FakeRuntime::behave`]: by
+//! default a published container answers HTTP on a real loopback port (so health checks and
+//! routes are exercised as with Docker); it can also stay silent, exit, crash-loop or fail to
+//! start, with log lines of its own.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,9 +21,37 @@ use futures_util::stream::{self, BoxStream};
 
 use crate::{runtime::*, validate::ImageRef};
 
+/// What a container of some image does when started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Runs; when published, answers every HTTP request on its loopback port with this status.
+    Answers(u16),
+    /// Runs, but nothing listens on its published port.
+    Silent,
+    /// Exits at once with this code; the engine's restart policy restarts it again and again.
+    /// Listed as restarting (waiting for its next restart).
+    CrashLoop(i64),
+    /// The same, caught just after a restart: listed as running, nothing listening, the
+    /// restart count up.
+    Flapping(i64),
+    /// The engine refuses to start it, with this message.
+    StartFails(String),
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour::Answers(200)
+    }
+}
+
 #[derive(Default)]
 pub struct FakeRuntime {
     state: Mutex<State>,
+    /// (image reference, behaviour, log lines) — the first whose reference the container's image
+    /// contains applies.
+    behaviours: Mutex<Vec<(String, Behaviour, Vec<String>)>>,
+    /// Errors the next calls of an operation ("create", "start", "pull") answer with, once each.
+    faults: Mutex<Vec<(&'static str, RuntimeError)>>,
     /// While set, `containers` waits until the test adds a permit.
     list_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     list_calls: AtomicU64,
@@ -31,6 +64,31 @@ struct State {
     containers: BTreeMap<String, Container>,
     networks: HashMap<String, HashMap<String, String>>,
     volumes: BTreeMap<String, VolumeSpec>,
+    /// What the engine knows of each container beyond its listing.
+    inner: HashMap<String, Inner>,
+    /// Containers created and removed, by name, in order.
+    created: Vec<String>,
+    removed: Vec<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    behaviour: Behaviour,
+    logs: Vec<String>,
+    restarts: u64,
+    exit_code: i64,
+    /// The volumes it mounts.
+    mounts: Vec<String>,
+    /// The task answering HTTP for a running published container.
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
 }
 
 impl FakeRuntime {
@@ -52,6 +110,46 @@ impl FakeRuntime {
             self.list_calls.load(Ordering::SeqCst),
             self.list_running.load(Ordering::SeqCst),
         )
+    }
+
+    /// From now on, containers whose image contains `image` behave so and log `logs`.
+    pub fn behave(&self, image: &str, behaviour: Behaviour, logs: &[&str]) {
+        self.behaviours.lock().expect("behaviours lock").insert(
+            0,
+            (
+                image.to_owned(),
+                behaviour,
+                logs.iter().map(|l| (*l).to_owned()).collect(),
+            ),
+        );
+    }
+
+    /// The next call of `op` ("create", "start" or "pull") fails with `error`.
+    pub fn fail_next(&self, op: &'static str, error: RuntimeError) {
+        self.faults.lock().expect("faults lock").push((op, error));
+    }
+
+    fn fault(&self, op: &str) -> Result<(), RuntimeError> {
+        let mut faults = self.faults.lock().expect("faults lock");
+        match faults.iter().position(|(o, _)| *o == op) {
+            Some(i) => Err(faults.remove(i).1),
+            None => Ok(()),
+        }
+    }
+
+    /// The names of the containers created so far, and of those removed, in order.
+    pub fn history(&self) -> (Vec<String>, Vec<String>) {
+        let s = self.state.lock().expect("fake state");
+        (s.created.clone(), s.removed.clone())
+    }
+
+    /// A container's state as the engine lists it, by name.
+    pub fn state_of(&self, name: &str) -> Option<String> {
+        let s = self.state.lock().expect("fake state");
+        s.containers
+            .values()
+            .find(|c| c.name == name)
+            .map(|c| c.state.clone())
     }
 
     /// Puts a container in place as if made by an earlier panel run (or by hand).
@@ -77,6 +175,7 @@ impl FakeRuntime {
                 created: n as i64,
             },
         );
+        s.inner.insert(id.clone(), Inner::default());
         id
     }
 
@@ -87,6 +186,48 @@ impl FakeRuntime {
             .map(f)
             .ok_or(RuntimeError::NotFound)
     }
+}
+
+/// A free loopback port with nothing listening on it.
+async fn free_port() -> Result<u16, RuntimeError> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| RuntimeError::Failed(e.to_string()))
+}
+
+/// Answers every HTTP request on a new loopback port with `status`, until aborted.
+async fn answer_http(status: u16) -> Result<(u16, tokio::task::JoinHandle<()>), RuntimeError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+    let port = l
+        .local_addr()
+        .map_err(|e| RuntimeError::Failed(e.to_string()))?
+        .port();
+    let server = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 512];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status} Fake\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    Ok((port, server))
 }
 
 /// Counts a running `containers` call until dropped.
@@ -139,6 +280,7 @@ impl Runtime for FakeRuntime {
         _auth: Option<RegistryAuth>,
         progress: ProgressFn,
     ) -> Result<Pulled, RuntimeError> {
+        self.fault("pull")?;
         progress(PullProgress {
             status: "Downloaded newer image".into(),
             ..Default::default()
@@ -182,6 +324,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        self.fault("create")?;
         {
             let s = self.state.lock().expect("fake state");
             if s.containers.values().any(|c| c.name == spec.name) {
@@ -201,24 +344,97 @@ impl Runtime for FakeRuntime {
         if spec.publish {
             labels.insert("fake.publish".into(), spec.port.to_string());
         }
-        Ok(self.add_container(&spec.name, labels, "created"))
+        let (behaviour, logs) = self
+            .behaviours
+            .lock()
+            .expect("behaviours lock")
+            .iter()
+            .find(|(image, _, _)| spec.image.contains(image.as_str()))
+            .map(|(_, b, l)| (b.clone(), l.clone()))
+            .unwrap_or_default();
+        let id = self.add_container(&spec.name, labels, "created");
+        let mut s = self.state.lock().expect("fake state");
+        s.created.push(spec.name.clone());
+        s.inner.insert(
+            id.clone(),
+            Inner {
+                behaviour,
+                logs,
+                mounts: spec.mounts.iter().map(|(v, _)| v.clone()).collect(),
+                restarts: 0,
+                exit_code: 0,
+                server: None,
+            },
+        );
+        Ok(id)
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.with(id, |c| {
-            c.state = "running".into();
-            if c.labels.contains_key("fake.publish") && c.host_port.is_none() {
-                // Like Docker's ephemeral ports: unique per container.
-                c.host_port = Some(40_000 + (c.created % 20_000) as u16);
+        self.fault("start")?;
+        let (behaviour, publish) = {
+            let s = self.state.lock().expect("fake state");
+            let c = s.containers.get(id).ok_or(RuntimeError::NotFound)?;
+            if c.running() {
+                return Ok(());
             }
-        })
+            let inner = s.inner.get(id).ok_or(RuntimeError::NotFound)?;
+            (
+                inner.behaviour.clone(),
+                c.labels.contains_key("fake.publish"),
+            )
+        };
+        // Like Docker's ephemeral ports: a free loopback port, answering or not.
+        let (port, server) = match (&behaviour, publish) {
+            (Behaviour::Answers(status), true) => {
+                let (port, server) = answer_http(*status).await?;
+                (Some(port), Some(server))
+            }
+            (Behaviour::Silent | Behaviour::Flapping(_), true) => (Some(free_port().await?), None),
+            _ => (None, None),
+        };
+        let mut s = self.state.lock().expect("fake state");
+        let State {
+            containers, inner, ..
+        } = &mut *s;
+        let (Some(c), Some(inner)) = (containers.get_mut(id), inner.get_mut(id)) else {
+            return Err(RuntimeError::NotFound);
+        };
+        match behaviour {
+            Behaviour::StartFails(msg) => Err(RuntimeError::Failed(msg)),
+            Behaviour::CrashLoop(code) => {
+                // Between two restarts, as Docker lists it.
+                c.state = "restarting".into();
+                inner.restarts += 1;
+                inner.exit_code = code;
+                Ok(())
+            }
+            Behaviour::Flapping(code) => {
+                c.state = "running".into();
+                c.host_port = port;
+                inner.restarts += 1;
+                inner.exit_code = code;
+                Ok(())
+            }
+            Behaviour::Answers(_) | Behaviour::Silent => {
+                c.state = "running".into();
+                c.host_port = port;
+                if let Some(old) = std::mem::replace(&mut inner.server, server) {
+                    old.abort();
+                }
+                Ok(())
+            }
+        }
     }
 
     async fn stop(&self, id: &str, _timeout_secs: i64) -> Result<(), RuntimeError> {
-        self.with(id, |c| {
-            c.state = "exited".into();
-            c.host_port = None;
-        })
+        let mut s = self.state.lock().expect("fake state");
+        if let Some(server) = s.inner.get_mut(id).and_then(|i| i.server.take()) {
+            server.abort();
+        }
+        let c = s.containers.get_mut(id).ok_or(RuntimeError::NotFound)?;
+        c.state = "exited".into();
+        c.host_port = None;
+        Ok(())
     }
 
     async fn restart(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
@@ -226,31 +442,45 @@ impl Runtime for FakeRuntime {
         self.start(id).await
     }
 
+    /// A missing container is not an error, as with Docker.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let mut s = self.state.lock().expect("fake state");
-        s.containers
-            .remove(id)
-            .map(|_| ())
-            .ok_or(RuntimeError::NotFound)
+        s.inner.remove(id);
+        if let Some(c) = s.containers.remove(id) {
+            s.removed.push(c.name);
+        }
+        Ok(())
     }
 
     async fn exit_info(&self, id: &str) -> Result<ExitInfo, RuntimeError> {
-        self.with(id, |c| ExitInfo {
+        let s = self.state.lock().expect("fake state");
+        let c = s.containers.get(id).ok_or(RuntimeError::NotFound)?;
+        let inner = s.inner.get(id).ok_or(RuntimeError::NotFound)?;
+        Ok(ExitInfo {
             running: c.running(),
-            restarts: 0,
-            exit_code: 0,
+            restarts: inner.restarts,
+            exit_code: inner.exit_code,
             oom_killed: false,
             error: String::new(),
         })
     }
 
+    /// The container's log lines (its behaviour's), the last `tail` of them; never follows.
     fn logs(
         &self,
-        _id: &str,
-        _tail: usize,
+        id: &str,
+        tail: usize,
         _follow: bool,
     ) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
-        Box::pin(stream::empty())
+        let s = self.state.lock().expect("fake state");
+        let lines = s.inner.get(id).map(|i| i.logs.clone()).unwrap_or_default();
+        let skip = lines.len().saturating_sub(tail);
+        Box::pin(stream::iter(lines.into_iter().skip(skip).map(|text| {
+            Ok(LogLine {
+                stream: "stdout".into(),
+                text,
+            })
+        })))
     }
 
     async fn usage(&self, id: &str) -> Result<Usage, RuntimeError> {
@@ -290,10 +520,7 @@ impl Runtime for FakeRuntime {
 
     async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
         let mut s = self.state.lock().expect("fake state");
-        if s.containers
-            .values()
-            .any(|c| c.labels.get(LABEL_VOLUME).map(String::as_str) == Some(name))
-        {
+        if s.inner.values().any(|i| i.mounts.iter().any(|m| m == name)) {
             return Err(RuntimeError::Conflict(format!("volume {name} is in use")));
         }
         s.volumes.remove(name);

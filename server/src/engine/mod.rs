@@ -362,8 +362,14 @@ fn spawn_rollout(
     let routing = routing.clone();
     tasks.spawn(async move {
         let _mark = mark;
-        let ok = match rollout::run(&pier, &routing, deployment_id, promote).await {
-            Ok(ok) => ok,
+        let run = if promote {
+            rollout::rollout(&pier, &routing, deployment_id).await
+        } else {
+            rollout::recreate(&pier, &routing, deployment_id).await
+        };
+        let ok = match run {
+            // A failed deployment waits out its backoff before the app is tried again.
+            Ok(outcome) => !matches!(outcome, rollout::Outcome::Failed(_)),
             Err(e) => {
                 // Transient (the engine or the database did not answer): retried with backoff.
                 // The detail goes to the log; the app page gets words a tenant can use.

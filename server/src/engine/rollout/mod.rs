@@ -1,0 +1,619 @@
+//! Driving one deployment to a running container, in steps: pull, create and start, wait until
+//! it answers, promote (it serves). Each step tolerates having been done before, and each ends
+//! the run early with a [`Halt`] when it cannot go on; what was made so far is then undone.
+
+mod health;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::HashMap, time::Duration};
+
+use futures_util::StreamExt;
+use pier_core::{
+    apps::{bridge_name, container_name, network_name, open_env},
+    model::{App, AppKind, CapProfile, DeployStatus, Deployment},
+    notify::Event,
+    now, repo,
+    runtime::{
+        volume_name, Container, ContainerSpec, RuntimeError, VolumeSpec, LABEL_APP,
+        LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_TENANT,
+    },
+    tags::TAG_CAUSE,
+    validate, Pier,
+};
+use tokio::time::Instant;
+
+use super::routing::{Hold, Routing};
+use health::Health;
+
+/// How a rollout or a recreate ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A rollout's deployment serves; a recreate's container runs again.
+    Live,
+    /// The deployment failed, for this reason (what its owner reads).
+    Failed(String),
+    /// A newer deployment was asked for meanwhile, or this one had already ended: nothing
+    /// was left to do.
+    Cancelled,
+}
+
+/// Runs deployment `id` as a rollout: it becomes the app's serving deployment once healthy.
+///
+/// Err when the engine or the database did not answer (the caller retries with backoff);
+/// anything the deployment itself got wrong ends it as [`Outcome::Failed`].
+pub async fn rollout(pier: &Pier, routing: &Routing, id: i64) -> anyhow::Result<Outcome> {
+    drive(pier, routing, id, true).await
+}
+
+/// Recreates the container of the serving deployment `id` (it was removed, or its settings
+/// need a new container); a failure is shown on the app, the deployment keeps its state.
+pub async fn recreate(pier: &Pier, routing: &Routing, id: i64) -> anyhow::Result<Outcome> {
+    drive(pier, routing, id, false).await
+}
+
+/// Why a run stopped before the end.
+enum Halt {
+    Failed(String),
+    Cancelled,
+    /// The engine or the database did not answer.
+    Transient(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Halt {
+    fn from(e: anyhow::Error) -> Self {
+        Halt::Transient(e)
+    }
+}
+
+impl From<pier_core::Error> for Halt {
+    fn from(e: pier_core::Error) -> Self {
+        Halt::Transient(e.into())
+    }
+}
+
+impl From<sqlx::Error> for Halt {
+    fn from(e: sqlx::Error) -> Self {
+        Halt::Transient(e.into())
+    }
+}
+
+impl Halt {
+    /// A refusal by the engine ends the run with `what` and the engine's words; an engine that
+    /// did not answer is retried.
+    fn engine(e: RuntimeError, what: &str) -> Halt {
+        if e.is_transient() {
+            Halt::Transient(e.into())
+        } else {
+            Halt::Failed(format!("{what}: {e}"))
+        }
+    }
+}
+
+/// One run: what it read once at the start, and what it has made or changed so far.
+struct Run<'a> {
+    pier: &'a Pier,
+    routing: &'a Routing,
+    dep: Deployment,
+    app: App,
+    instance: String,
+    /// A rollout (promotes) rather than a recreate.
+    promote: bool,
+    started: Instant,
+    /// The container this run created or adopted.
+    container: Option<String>,
+    /// The serving container stopped for a stop-first replacement, and when.
+    stopped: Option<(Container, Instant)>,
+    /// Keeps the serving deployment's container from the planner while it is stopped.
+    _stop_first: Option<Hold>,
+    /// Milliseconds from the start to each step, for the log.
+    marks: [u128; 3],
+}
+
+async fn drive(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyhow::Result<Outcome> {
+    let Some(dep) = repo::deployments::by_id(pier.db(), id).await? else {
+        return Ok(Outcome::Cancelled);
+    };
+    let Some(app) = repo::apps::by_id(pier.db(), dep.app_id).await? else {
+        return Ok(Outcome::Cancelled);
+    };
+    if promote && !dep.status.in_progress() {
+        return Ok(Outcome::Cancelled);
+    }
+    let mut run = Run {
+        instance: pier.instance_id().await?,
+        pier,
+        routing,
+        dep,
+        app,
+        promote,
+        started: Instant::now(),
+        container: None,
+        stopped: None,
+        _stop_first: None,
+        marks: [0; 3],
+    };
+    match run.steps().await {
+        Ok(()) => Ok(Outcome::Live),
+        Err(Halt::Transient(e)) => {
+            // The container made so far stays (the retry adopts it); the old one serves again.
+            run.restart_stopped().await;
+            Err(e)
+        }
+        Err(Halt::Cancelled) => {
+            run.undo().await;
+            if promote {
+                pier.metrics().deployment("cancelled");
+            }
+            Ok(Outcome::Cancelled)
+        }
+        Err(Halt::Failed(reason)) => {
+            run.undo().await;
+            run.record_failure(&reason).await?;
+            Ok(Outcome::Failed(reason))
+        }
+    }
+}
+
+impl Run<'_> {
+    async fn steps(&mut self) -> Result<(), Halt> {
+        let image = self.pull().await?;
+        let spec = self.spec(image).await?;
+        self.stop_first().await?;
+        self.start(&spec).await?;
+        if !self.promote {
+            repo::apps::set_last_error(self.pier.db(), self.app.id, None).await?;
+            return Ok(());
+        }
+        self.await_healthy().await?;
+        self.go_live().await
+    }
+
+    /// Moves a rollout's deployment on to `status`; Cancelled when it has ended meanwhile.
+    async fn advance(&self, status: DeployStatus) -> Result<(), Halt> {
+        if self.promote && !repo::deployments::advance(self.pier.db(), self.dep.id, status).await? {
+            return Err(Halt::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Step 1: pulls the image (by digest when the deployment pins one): its local id.
+    async fn pull(&mut self) -> Result<String, Halt> {
+        let (pier, id) = (self.pier, self.dep.id);
+        self.advance(DeployStatus::Pulling).await?;
+        let Ok(mut image) = validate::image(&self.dep.image) else {
+            return Err(Halt::Failed(format!(
+                "{:?} is not a valid image reference.",
+                self.dep.image
+            )));
+        };
+        if let Some(d) = &self.dep.digest {
+            image = image.pinned(d);
+        }
+        // Checked again here, not only when the app was saved: redeploys, rollbacks and
+        // recreates pull too, and the operator may have narrowed the list since.
+        let allowed = &pier.settings().engine.allowed_registries;
+        if !allowed.is_empty() && !allowed.contains(&image.registry) {
+            return Err(Halt::Failed(format!(
+                "This Pier no longer pulls from {}; it only pulls from {}.",
+                image.registry,
+                allowed.join(", ")
+            )));
+        }
+        if allowed.is_empty() {
+            // Without a list, never a registry in the host's own network (apps saved before
+            // this rule existed are stopped here).
+            validate::public_registry(&image.registry).map_err(Halt::Failed)?;
+        }
+        let auth = pier
+            .registry_auth(self.app.user_id, &image.registry)
+            .await
+            .map_err(|e| {
+                tracing::error!(deployment = id, error = %e, "registry login unreadable");
+                Halt::Failed("The saved registry login could not be read; save it again.".into())
+            })?;
+        let had_auth = auth.is_some();
+        // Recorded before the pull: a pull cut short still leaves layers to collect later.
+        repo::images::record(pier.db(), &image.local(), now()).await?;
+        self.marks[0] = self.started.elapsed().as_millis();
+        let telemetry = pier.clone();
+        let pulled = tokio::time::timeout(
+            PULL_LIMIT,
+            pier.runtime().pull(
+                &image,
+                auth,
+                Box::new(move |p| telemetry.telemetry().set_pull(id, p)),
+            ),
+        )
+        .await;
+        pier.telemetry().clear_pull(id);
+        let pulled = match pulled {
+            Err(_) => {
+                return Err(Halt::Failed(format!(
+                    "Pulling {} took longer than {} minutes; giving up.",
+                    image.whole(),
+                    PULL_LIMIT.as_secs() / 60
+                )))
+            }
+            Ok(Err(e)) if e.is_transient() => return Err(Halt::Transient(e.into())),
+            Ok(Err(e)) => return Err(Halt::Failed(pull_failure(&image.whole(), had_auth, &e))),
+            Ok(Ok(p)) => p,
+        };
+        if let Some(d) = &pulled.digest {
+            // The digest reference too: when the tag moves on, the old image is only known by it.
+            repo::images::record(pier.db(), &image.pinned(d).local(), now()).await?;
+            if self.dep.digest.is_none() {
+                repo::deployments::set_digest(pier.db(), id, d).await?;
+            }
+        }
+        Ok(pulled.image_id)
+    }
+
+    /// Step 2a: makes the network and volumes, and says what the container is to be.
+    async fn spec(&mut self, image: String) -> Result<ContainerSpec, Halt> {
+        let (pier, app, dep) = (self.pier, &self.app, &self.dep);
+        self.advance(DeployStatus::Starting).await?;
+        let rt = pier.runtime();
+        let mut labels = tenant_labels(pier, &self.instance, app.user_id);
+        let network = network_name(&self.instance, app.user_id);
+        rt.ensure_network(&network, &bridge_name(&self.instance, app.user_id), &labels)
+            .await
+            .map_err(|e| Halt::engine(e, "The app's network could not be made"))?;
+        // Volumes: made (once) and attached (again after a reboot) before the container needs
+        // them.
+        let volumes = repo::volumes::for_app(pier.db(), app.id).await?;
+        let mounts = ensure_volumes(pier, &self.instance, &volumes, &labels)
+            .await
+            .map_err(|e| match e {
+                RuntimeError::Unavailable(_) => Halt::Transient(e.into()),
+                e => Halt::Failed(e.to_string()),
+            })?;
+        labels.insert(LABEL_APP.into(), app.id.to_string());
+        labels.insert(LABEL_DEPLOYMENT.into(), dep.id.to_string());
+        // Bounded where the storage driver can; elsewhere the admin page says it is not.
+        let layer_mb = pier.settings().engine.writable_layer_mb;
+        let writable_layer_mb = match rt.info().await {
+            Ok(i) if i.layer_limit && layer_mb > 0 => Some(layer_mb),
+            _ => None,
+        };
+        let env = open_env(pier.key(), app.user_id, &app.name, &dep.env).map_err(|e| {
+            tracing::error!(deployment = dep.id, error = %e, "sealed env unreadable");
+            Halt::Failed(
+                "A secret value could not be decrypted with this Pier's key; set it again.".into(),
+            )
+        })?;
+        Ok(ContainerSpec {
+            writable_layer_mb,
+            name: container_name(&self.instance, app, dep.id),
+            image,
+            env,
+            port: dep.port,
+            memory_bytes: dep.memory_mb * 1024 * 1024,
+            nano_cpus: dep.cpus_milli * 1_000_000,
+            pids_limit: pier.settings().engine.pids_limit,
+            read_only: dep.read_only,
+            network,
+            alias: app.name.clone(),
+            publish: dep.kind == AppKind::Web,
+            cap_add: dep
+                .capabilities
+                .capabilities()
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
+            mounts,
+            labels,
+        })
+    }
+
+    /// The deployment serving until now, if another.
+    fn serving(&self) -> Option<i64> {
+        self.app.current_deployment_id.filter(|s| *s != self.dep.id)
+    }
+
+    /// Step 2b: an app with volumes is replaced stop-first: two copies of a database on one data
+    /// directory corrupt it. The serving container stops before the new one starts (and starts
+    /// again if the new one fails); nothing serves in between.
+    async fn stop_first(&mut self) -> Result<(), Halt> {
+        let (pier, rt) = (self.pier, self.pier.runtime());
+        if !self.promote
+            || repo::volumes::for_app(pier.db(), self.app.id)
+                .await?
+                .is_empty()
+        {
+            return Ok(());
+        }
+        let serving = self.serving();
+        self._stop_first = Some(self.routing.hold(serving));
+        let listed = rt
+            .containers(&self.instance)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if let Some(old) = listed
+            .into_iter()
+            .find(|c| c.deployment_id().is_some() && c.deployment_id() == serving && c.running())
+        {
+            let at = Instant::now();
+            rt.stop(&old.id, pier.settings().engine.stop_timeout_secs)
+                .await
+                .map_err(anyhow::Error::from)?;
+            self.stopped = Some((old, at));
+        }
+        Ok(())
+    }
+
+    /// Step 2c: creates the container (adopts it when an earlier attempt made it) and starts it.
+    async fn start(&mut self, spec: &ContainerSpec) -> Result<(), Halt> {
+        let rt = self.pier.runtime();
+        self.marks[1] = self.started.elapsed().as_millis();
+        let id = match rt.create(spec).await {
+            Ok(id) => id,
+            Err(RuntimeError::Conflict(_)) => {
+                // Created before a crash: adopt it.
+                let listed = rt
+                    .containers(&self.instance)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                match listed.into_iter().find(|c| c.name == spec.name) {
+                    Some(c) => c.id,
+                    None => {
+                        return Err(Halt::Transient(anyhow::anyhow!(
+                            "container {} exists but is not listed",
+                            spec.name
+                        )))
+                    }
+                }
+            }
+            Err(e) => return Err(Halt::engine(e, "Docker refused to create the container")),
+        };
+        self.container = Some(id.clone());
+        rt.start(&id)
+            .await
+            .map_err(|e| Halt::engine(e, "The container did not start"))?;
+        self.marks[2] = self.started.elapsed().as_millis();
+        Ok(())
+    }
+
+    /// Step 3: waits until the new container answers; a failure carries its last log lines.
+    async fn await_healthy(&mut self) -> Result<(), Halt> {
+        let container = self.container.clone().unwrap_or_default();
+        let serving = self.serving().is_some();
+        match health::wait(self.pier, &self.instance, &container, &self.dep, serving).await? {
+            Health::Healthy => Ok(()),
+            Health::Cancelled => Err(Halt::Cancelled),
+            Health::Failed(mut reason) => {
+                let tail = last_lines(self.pier, &container).await;
+                if let Some(hint) = capability_hint(self.dep.capabilities, &tail) {
+                    reason = format!("{reason} {hint}");
+                }
+                if !tail.is_empty() {
+                    reason = format!("{reason}\nLast log lines:\n{tail}");
+                }
+                Err(Halt::Failed(reason))
+            }
+        }
+    }
+
+    /// Step 4: makes the deployment the one that serves and moves the routes to it. The deployment
+    /// serving until now keeps its container while its last requests finish.
+    async fn go_live(&mut self) -> Result<(), Halt> {
+        let (pier, app, dep) = (self.pier, &self.app, &self.dep);
+        // Read again: the deployment serving now, not the one when this run began.
+        let serving = repo::apps::by_id(pier.db(), app.id)
+            .await?
+            .and_then(|a| a.current_deployment_id);
+        let _draining = self.routing.hold(serving);
+        let mut tx = pier.db().begin().await?;
+        let promoted = repo::deployments::promote(&mut tx, dep.id, now()).await?;
+        tx.commit().await?;
+        if !promoted {
+            // Cancelled while starting (a newer deployment was asked for).
+            return Err(Halt::Cancelled);
+        }
+        // Switch: HAProxy sends new requests to the new container from here on.
+        if let Err(e) = self.routing.sync(pier).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "routes not switched yet; the next pass retries"
+            );
+        }
+        if let Some((_, at)) = &self.stopped {
+            let gap = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+            repo::deployments::set_gap(pier.db(), dep.id, gap).await?;
+        } else if serving.is_some() {
+            tokio::time::sleep(self.routing.drain(pier)).await;
+        }
+        let [pull, create, start] = self.marks;
+        tracing::info!(
+            app = %app.name,
+            deployment = dep.number,
+            pull_from_ms = pull as u64,
+            create_from_ms = create as u64,
+            started_at_ms = start as u64,
+            live_at_ms = self.started.elapsed().as_millis() as u64,
+            "deployment is live"
+        );
+        pier.metrics().deployment("live");
+        if let (true, Some(digest)) = (dep.cause.starts_with(TAG_CAUSE), dep.digest.clone()) {
+            let event = Event::TagDeployed {
+                app: app.name.clone(),
+                deployment: dep.number,
+                digest,
+            };
+            pier.notify(app.user_id, event).await;
+        }
+        Ok(())
+    }
+
+    /// Puts the serving container back when it was stopped for this run.
+    async fn restart_stopped(&mut self) {
+        if let Some((old, _)) = self.stopped.take() {
+            if let Err(e) = self.pier.runtime().start(&old.id).await {
+                tracing::warn!(container = %old.id, error = %e, "restarting the previous container failed; the next pass retries");
+            }
+        }
+    }
+
+    /// Removes what the run made and puts back what it stopped.
+    async fn undo(&mut self) {
+        if let Some(id) = self.container.take() {
+            if let Err(e) = self.pier.runtime().remove(&id).await {
+                tracing::warn!(container = %id, error = %e, "removing the new container failed; the planner retries");
+            }
+        }
+        self.restart_stopped().await;
+    }
+
+    /// Ends the deployment as failed (a rollout) or notes the problem on the app (a recreate),
+    /// and tells the owner.
+    async fn record_failure(&self, reason: &str) -> anyhow::Result<()> {
+        let (pier, dep) = (self.pier, &self.dep);
+        tracing::info!(deployment = dep.id, %reason, "deployment failed");
+        if !self.promote {
+            repo::apps::set_last_error(pier.db(), dep.app_id, Some(reason)).await?;
+            return Ok(());
+        }
+        if repo::deployments::fail(pier.db(), dep.id, reason, now()).await? {
+            pier.metrics().deployment("failed");
+            let previous_serves = repo::apps::by_id(pier.db(), dep.app_id)
+                .await?
+                .is_some_and(|a| a.current_deployment_id.is_some());
+            let event = Event::DeploymentFailed {
+                app: self.app.name.clone(),
+                deployment: dep.number,
+                reason: reason.to_owned(),
+                previous_serves,
+            };
+            pier.notify(self.app.user_id, event).await;
+        }
+        Ok(())
+    }
+}
+
+/// The labels of everything made for a tenant: the operator's extra ones, this installation's
+/// id and the tenant's.
+pub fn tenant_labels(pier: &Pier, instance: &str, tenant: i64) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = pier
+        .settings()
+        .engine
+        .extra_labels
+        .iter()
+        .cloned()
+        .collect();
+    labels.insert(LABEL_INSTANCE.into(), instance.to_owned());
+    labels.insert(LABEL_TENANT.into(), tenant.to_string());
+    labels
+}
+
+/// Makes an app's volumes ready to mount (made once, attached again after a reboot): the
+/// (engine name, mount path) pairs for its container.
+pub async fn ensure_volumes(
+    pier: &Pier,
+    instance: &str,
+    volumes: &[pier_core::model::Volume],
+    labels: &HashMap<String, String>,
+) -> Result<Vec<(String, String)>, RuntimeError> {
+    let mut mounts = Vec::new();
+    for v in volumes {
+        let name = volume_name(instance, v.id);
+        let spec = VolumeSpec {
+            id: v.id,
+            name: name.clone(),
+            size_mb: v.size_mb,
+            labels: labels.clone(),
+        };
+        match pier.runtime().ensure_volume(&spec).await {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                return Err(RuntimeError::Failed(format!(
+                    "The volume {} could not be prepared: {e}",
+                    v.name
+                )))
+            }
+        }
+        mounts.push((name, v.path.clone()));
+    }
+    Ok(mounts)
+}
+
+/// When a container under the strict profile failed with "Operation not permitted", which
+/// capability its log says it needed, and what to do.
+fn capability_hint(profile: CapProfile, log: &str) -> Option<String> {
+    if profile != CapProfile::Strict {
+        return None;
+    }
+    let lower = log.to_ascii_lowercase();
+    if !lower.contains("operation not permitted") && !lower.contains("permission denied") {
+        return None;
+    }
+    // Words of the failing call, as images log them, and the capabilities they need.
+    let needs: [(&str, &[&str]); 10] = [
+        ("chown", &["CHOWN"]),
+        ("setgroups", &["SETGID"]),
+        ("setgid", &["SETGID"]),
+        ("initgroups", &["SETGID"]),
+        ("setuid", &["SETUID"]),
+        // gosu and su-exec: "failed switching to \"postgres\": operation not permitted".
+        ("failed switching to", &["SETUID", "SETGID"]),
+        ("chroot", &["SYS_CHROOT"]),
+        ("bind", &["NET_BIND_SERVICE"]),
+        ("kill", &["KILL"]),
+        ("chmod", &["FOWNER"]),
+    ];
+    let mut found: Vec<&str> = Vec::new();
+    for (word, caps) in needs {
+        if lower.contains(word) {
+            for c in caps {
+                if !found.contains(c) {
+                    found.push(c);
+                }
+            }
+        }
+    }
+    let which = match found.len() {
+        0 => "a capability".to_string(),
+        1 => format!("the {} capability", found[0]),
+        _ => format!("the {} capabilities", found.join(" and ")),
+    };
+    Some(format!(
+        "It was refused an operation that needs {which}, which the strict profile drops: choose the default capability profile for this image."
+    ))
+}
+
+/// The longest a pull may take.
+const PULL_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+fn pull_failure(image: &str, had_auth: bool, e: &RuntimeError) -> String {
+    let m = e.to_string();
+    let lower = m.to_ascii_lowercase();
+    let hint = if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("no basic auth")
+        || lower.contains("denied")
+    {
+        if had_auth {
+            " The registry refused the saved login: check the user name and password on the Registries page."
+        } else {
+            " The registry wants a login: add one on the Registries page."
+        }
+    } else if lower.contains("not found") || lower.contains("manifest unknown") {
+        " Check the image name and tag."
+    } else {
+        ""
+    };
+    format!("Pulling {image} failed: {m}.{hint}")
+}
+
+async fn last_lines(pier: &Pier, container: &str) -> String {
+    let lines = pier.runtime().logs(container, 15, false);
+    let collected = tokio::time::timeout(Duration::from_secs(3), lines.collect::<Vec<_>>())
+        .await
+        .unwrap_or_default();
+    collected
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|l| l.text)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
