@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::{api::Done, error::AppError, SessionCtx};
+use crate::{error::AppError, rpc::Done, SessionCtx};
 
 pub const INPUT: &str =
     "block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-sm shadow-sm \

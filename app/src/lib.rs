@@ -7,17 +7,10 @@ compile_error!(
     "build with `--cfg erase_components` (.cargo/config.toml sets it; RUSTFLAGS replaces it)"
 );
 
-pub mod api;
-pub mod api_apps;
-pub mod api_audit;
-pub mod api_backups;
-pub mod api_domains;
-pub mod api_notify;
-pub mod api_tags;
-pub mod api_two_factor;
 pub mod components;
 pub mod error;
 pub mod pages;
+pub mod rpc;
 pub mod webauthn;
 
 use leptos::prelude::*;
@@ -29,8 +22,8 @@ use leptos_router::{
 };
 
 use crate::{
-    api::{session_state, SessionInfo},
     error::AppError,
+    rpc::account::{session_state, SessionInfo},
 };
 
 /// The document around the app, rendered on the server only.

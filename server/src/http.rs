@@ -1,6 +1,6 @@
 //! The HTTP router, built apart from serving so tests drive it directly.
 
-use app::{api::ssr::PanelInfo, shell, App};
+use app::{rpc::ssr::PanelInfo, shell, App};
 use axum::{
     extract::{FromRef, Request, State},
     http::{header, HeaderValue, StatusCode},
@@ -258,7 +258,7 @@ async fn strict_transport(State(state): State<AppState>, req: Request, next: Nex
         });
     let send = panel.is_some()
         && host.as_deref() == panel
-        && app::api::ssr::via_https(req.extensions(), req.headers())
+        && app::rpc::ssr::via_https(req.extensions(), req.headers())
         && state.pier.panel_certified();
     let mut res = next.run(req).await;
     if send {
@@ -305,7 +305,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 /// plain `pier_session` cookie arriving over HTTPS is dropped, as anyone on a sibling host could
 /// have set it. Plain HTTP (loopback development) keeps `pier_session`.
 async fn host_cookie_over_https(mut req: Request, next: Next) -> Response {
-    let https = app::api::ssr::via_https(req.extensions(), req.headers());
+    let https = app::rpc::ssr::via_https(req.extensions(), req.headers());
     if https {
         let pairs: Vec<String> = req
             .headers()

@@ -2,13 +2,13 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
-    api::{
-        my_sessions, my_tokens, ChangePassword, CreateToken, EndOtherSessions, EndSession,
-        RevokeToken,
-    },
     components::{
         field_error, form_outcome, reset_on_success, CsrfField, ErrorFlash, Field, Flash, Outcome,
         Tone, BUTTON, BUTTON_SMALL, CARD, INPUT,
+    },
+    rpc::{
+        account::{my_sessions, ChangePassword, EndOtherSessions, EndSession},
+        tokens::{my_tokens, CreateToken, RevokeToken},
     },
 };
 

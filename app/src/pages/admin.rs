@@ -2,17 +2,20 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
-    api::{
-        engine_status, list_users, proxy_status, CreateUser, DeleteUser, Done, ResetPassword,
-        SetDisabled, SetQuotas, SetRole, UserRow,
-    },
-    api_two_factor::{two_factor_policy, ResetTwoFactor, SetTwoFactorPolicy},
     components::{
         field_error, form_outcome, reset_on_success, CsrfField, Field, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
     pages::AdminOnly,
+    rpc::{
+        two_factor::{two_factor_policy, ResetTwoFactor, SetTwoFactorPolicy},
+        users::{
+            engine_status, list_users, proxy_status, CreateUser, DeleteUser, ResetPassword,
+            SetDisabled, SetQuotas, SetRole, UserRow,
+        },
+        Done,
+    },
     SessionCtx,
 };
 

@@ -2,8 +2,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
-    api::api_reference,
     components::{ErrorFlash, CARD},
+    rpc::tokens::api_reference,
 };
 
 /// A readable reference of the REST API, generated from the same OpenAPI document that

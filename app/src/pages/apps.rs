@@ -5,13 +5,13 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::{
-    api::Done,
-    api_apps::*,
     components::{
         field_error, form_outcome, reset_on_success, CsrfField, ErrorFlash, Field, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
+    rpc::apps::*,
+    rpc::Done,
 };
 
 /// Refetches `r` every `secs` seconds while the page is open (in the browser only).

@@ -9,9 +9,9 @@ use leptos_router::{
 };
 
 use crate::{
-    api_audit::{audit_choices, audit_log, AuditView, SetAuditRetention},
     components::{encode_component, field_error, ErrorFlash, Outcome, BUTTON_SMALL, CARD, INPUT},
     pages::AdminOnly,
+    rpc::audit::{audit_choices, audit_log, AuditView, SetAuditRetention},
 };
 
 /// The filters the admin page reads from its address, in the order the server function takes.

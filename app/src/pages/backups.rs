@@ -5,12 +5,12 @@
 use leptos::prelude::*;
 
 use crate::{
-    api_backups::*,
     components::{
         field_error, form_outcome, successes, CsrfField, ErrorFlash, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     pages::apps::poll,
+    rpc::backups::*,
 };
 
 /// Bytes for people: 1.5 MB, 820 kB.

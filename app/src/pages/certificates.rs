@@ -4,9 +4,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
-    api_domains::*,
     components::{CsrfField, ErrorFlash, Outcome, BUTTON_SMALL, CARD},
     pages::AdminOnly,
+    rpc::domains::*,
 };
 
 #[component]

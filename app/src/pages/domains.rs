@@ -4,11 +4,11 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
-    api_domains::*,
     components::{
         field_error, reset_on_success, CsrfField, ErrorFlash, Field, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
+    rpc::domains::*,
 };
 
 /// `<select name="app">` with "not attached" and the caller's apps; `current` selected.

@@ -3,8 +3,8 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::{
-    api::{invite_info, AcceptInvite},
     components::{field_error, hard_navigate, CsrfField, ErrorFlash, Field, BUTTON, CARD},
+    rpc::account::{invite_info, AcceptInvite},
 };
 
 /// Where an invited (or reset) user chooses their password.

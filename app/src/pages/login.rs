@@ -3,12 +3,12 @@ use leptos_meta::Title;
 use leptos_router::{components::Redirect, hooks::use_query_map};
 
 use crate::{
-    api::{Login, LoginCode, LoginStep, Logout, SecondFactors, SessionInfo},
-    api_two_factor::{begin_passkey_login, finish_passkey_login},
     components::{
         csrf_now, field_error, hard_navigate, safe_next, said, CsrfField, ErrorFlash, Field, Flash,
         Tone, BUTTON, BUTTON_SMALL, CARD, INPUT,
     },
+    rpc::account::{Login, LoginCode, LoginStep, Logout, SecondFactors, SessionInfo},
+    rpc::two_factor::{begin_passkey_login, finish_passkey_login},
     SessionCtx,
 };
 

@@ -22,8 +22,8 @@ use leptos_router::{
 };
 
 use crate::{
-    api::{Logout, Me, SessionInfo},
     components::{encode_component, hard_navigate, CsrfField, ErrorFlash, CARD},
+    rpc::account::{Logout, Me, SessionInfo},
     SessionCtx,
 };
 

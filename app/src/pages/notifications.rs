@@ -4,13 +4,13 @@
 use leptos::prelude::*;
 
 use crate::{
-    api_notify::{
-        notifications, smtp_settings, DeleteSmtp, NotifyView, SendTestNotification,
-        SetNotifications, SetSmtp,
-    },
     components::{
         field_error, form_outcome, CsrfField, ErrorFlash, Field, Outcome, BUTTON, BUTTON_SMALL,
         CARD, INPUT,
+    },
+    rpc::notify::{
+        notifications, smtp_settings, DeleteSmtp, NotifyView, SendTestNotification,
+        SetNotifications, SetSmtp,
     },
 };
 

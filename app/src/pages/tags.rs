@@ -4,8 +4,8 @@
 use leptos::prelude::*;
 
 use crate::{
-    api_tags::{image_updates, CheckForUpdate, FollowTag, NewTagWebhook},
     components::{CsrfField, ErrorFlash, Outcome, BUTTON_SMALL, CARD, INPUT},
+    rpc::tags::{image_updates, CheckForUpdate, FollowTag, NewTagWebhook},
 };
 
 #[component]

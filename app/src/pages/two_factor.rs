@@ -6,15 +6,15 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
-    api_two_factor::{
-        begin_passkey, finish_passkey, two_factor, BeginTwoFactor, ConfirmTwoFactor,
-        DisableTwoFactor, NewRecoveryCodes, RemovePasskey, TwoFactorView,
-    },
     components::{
         csrf_now, field_error, form_outcome, hard_navigate, said, CsrfField, ErrorFlash, Flash,
         Outcome, Tone, BUTTON, BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
+    rpc::two_factor::{
+        begin_passkey, finish_passkey, two_factor, BeginTwoFactor, ConfirmTwoFactor,
+        DisableTwoFactor, NewRecoveryCodes, RemovePasskey, TwoFactorView,
+    },
 };
 
 /// A one-time code input: digits on phones, the browser's one-time-code autofill.

@@ -153,7 +153,7 @@ impl FromRequestParts<AppState> for Caller {
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
         let mut b = state.pier.authenticate_bearer(header).await?;
-        b.actor.origin.address = Some(app::api::ssr::client_ip(&parts.extensions, &parts.headers));
+        b.actor.origin.address = Some(app::rpc::ssr::client_ip(&parts.extensions, &parts.headers));
         Ok(Caller {
             actor: b.actor,
             scope: b.scope,

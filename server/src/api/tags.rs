@@ -177,7 +177,7 @@ pub async fn hook(
     Path((app, token)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<CheckOut>)> {
     let app: i64 = app.parse().map_err(|_| pier_core::Error::NotFound)?;
-    let address = app::api::ssr::client_ip(&extensions, &headers);
+    let address = app::rpc::ssr::client_ip(&extensions, &headers);
     let c = s.pier.tag_hook(app, &token, &address).await?;
     Ok((StatusCode::ACCEPTED, Json(c.into())))
 }

@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::GetUrl;
 
-use crate::{api::Done, error::AppError};
+#[cfg(feature = "ssr")]
+use super::ssr;
+use crate::{error::AppError, rpc::Done};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRow {
@@ -42,8 +44,7 @@ pub struct SmtpRow {
 
 #[server(prefix = "/rpc", endpoint = "notifications", input = GetUrl)]
 pub async fn notifications() -> Result<NotifyView, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let ch = c.pier.channels(&actor).await?;
     let deliveries = c
         .pier
@@ -81,10 +82,7 @@ pub async fn set_notifications(
     new_secret: Option<String>,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier
         .set_channels(&actor, email.is_some(), &webhook_url, new_secret.is_some())
         .await?;
@@ -96,10 +94,7 @@ pub async fn set_notifications(
 
 #[server(prefix = "/rpc", endpoint = "send_test_notification")]
 pub async fn send_test_notification(csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.send_test_notification(&actor).await?;
     Ok(Done {
         message: "A test is on its way; its delivery shows below in a moment.".into(),
@@ -109,8 +104,7 @@ pub async fn send_test_notification(csrf_token: String) -> Result<Done, AppError
 
 #[server(prefix = "/rpc", endpoint = "smtp_settings", input = GetUrl)]
 pub async fn smtp_settings() -> Result<Option<SmtpRow>, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     Ok(c.pier.smtp_settings(&actor).await?.map(|s| SmtpRow {
         host: s.host,
         port: s.port,
@@ -131,10 +125,7 @@ pub async fn set_smtp(
     from_address: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let input = pier_core::notify::SmtpInput {
         host,
         port,
@@ -155,10 +146,7 @@ pub async fn set_smtp(
 
 #[server(prefix = "/rpc", endpoint = "delete_smtp")]
 pub async fn delete_smtp(csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.delete_smtp(&actor).await?;
     Ok(Done {
         message: "The mail server is removed: no e-mail goes out.".into(),

@@ -6,7 +6,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::GetUrl;
 
-use crate::{api::Done, error::AppError};
+#[cfg(feature = "ssr")]
+use super::ssr;
+use crate::{error::AppError, rpc::Done};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotRow {
@@ -118,8 +120,7 @@ mod convert {
 
 #[server(prefix = "/rpc", endpoint = "app_backups", input = GetUrl)]
 pub async fn app_backups(name: String) -> Result<BackupsInfo, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let app = c.pier.own_app(&actor, &name).await?;
     let summary = c.pier.backup_summary(app.id).await?;
     let volumes: Vec<String> = c
@@ -177,10 +178,7 @@ pub async fn save_backup_policy(
     #[server(default)] restore_command: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let some = |s: String| (!s.trim().is_empty()).then_some(s);
     let patch = pier_core::backups::PolicyPatch {
         schedule: some(schedule),
@@ -213,9 +211,7 @@ pub async fn save_backup_policy(
 
 #[server(prefix = "/rpc", endpoint = "backup_now")]
 pub async fn backup_now(app: String, csrf_token: String) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let s = c.pier.back_up_now(&actor, &app).await?;
     Ok(Done {
         message: format!("Backup #{} of {app} is {}.", s.id, s.state.as_str()),
@@ -231,9 +227,7 @@ pub async fn restore_backup(
     #[server(default)] from_volume: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let into = if into_volume.trim().is_empty() {
         // The "into a new volume" form sends its volume: never a restore over the app.
         if !from_volume.trim().is_empty() {
@@ -289,8 +283,7 @@ pub struct PanelBackupRow {
 
 #[server(prefix = "/rpc", endpoint = "panel_backup_status", input = GetUrl)]
 pub async fn panel_backup_status() -> Result<PanelBackupRow, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let s = c.pier.panel_backup_status(&actor).await?;
     Ok(PanelBackupRow {
         last_success: s.last_done_at.map(pier_core::format_time),
@@ -303,8 +296,7 @@ pub async fn panel_backup_status() -> Result<PanelBackupRow, AppError> {
 /// Every app with a schedule or a snapshot (admins only).
 #[server(prefix = "/rpc", endpoint = "backup_overview", input = GetUrl)]
 pub async fn backup_overview() -> Result<Vec<BackupOverviewRow>, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     Ok(c.pier
         .backup_overview(&actor)
         .await?
@@ -335,8 +327,7 @@ pub struct TargetRow {
 
 #[server(prefix = "/rpc", endpoint = "backup_target_info", input = GetUrl)]
 pub async fn backup_target_info() -> Result<Option<TargetRow>, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     Ok(c.pier.backup_target(&actor).await?.map(|t| TargetRow {
         endpoint: t.endpoint,
         region: t.region,
@@ -358,9 +349,7 @@ pub async fn save_backup_target(
     #[server(default)] secret_key: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let t = c
         .pier
         .set_backup_target(
@@ -385,9 +374,7 @@ pub async fn save_backup_target(
 
 #[server(prefix = "/rpc", endpoint = "delete_backup_target")]
 pub async fn delete_backup_target(csrf_token: String) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.delete_backup_target(&actor).await?;
     Ok(Done {
         message: "Snapshots are no longer copied offsite; what was copied stays in the bucket."

@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::GetUrl;
 
-use crate::{api::Done, error::AppError};
+#[cfg(feature = "ssr")]
+use super::ssr;
+use crate::{error::AppError, rpc::Done};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageUpdatesView {
@@ -21,8 +23,7 @@ pub struct ImageUpdatesView {
 
 #[server(prefix = "/rpc", endpoint = "image_updates", input = GetUrl)]
 pub async fn image_updates(app: String) -> Result<ImageUpdatesView, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let t = c.pier.tag_status(&actor, &app).await?;
     Ok(ImageUpdatesView {
         follow: t.follow,
@@ -41,10 +42,7 @@ pub async fn follow_tag(
     follow: Option<String>,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let on = follow.is_some();
     c.pier.set_follow_tag(&actor, &app, on).await?;
     Ok(Done {
@@ -59,10 +57,7 @@ pub async fn follow_tag(
 
 #[server(prefix = "/rpc", endpoint = "check_for_update")]
 pub async fn check_for_update(app: String, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let r = c.pier.check_for_update(&actor, &app).await?;
     let message = match (r.deployed, r.up_to_date()) {
         (Some(n), _) => format!(
@@ -83,10 +78,7 @@ pub async fn check_for_update(app: String, csrf_token: String) -> Result<Done, A
 
 #[server(prefix = "/rpc", endpoint = "new_tag_webhook")]
 pub async fn new_tag_webhook(app: String, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let t = c.pier.new_tag_hook(&actor, &app).await?;
     Ok(Done {
         message: "A new webhook URL; the old one no longer works. Give this one to your registry."

@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::GetUrl;
 
-use crate::{api::Done, error::AppError};
+#[cfg(feature = "ssr")]
+use super::ssr;
+use crate::{error::AppError, rpc::Done};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainRow {
@@ -36,8 +38,7 @@ pub struct DomainsData {
 
 #[server(prefix = "/rpc", endpoint = "my_domains", input = GetUrl)]
 pub async fn my_domains() -> Result<DomainsData, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let (views, _) = c.pier.list_domains_page(&actor, i64::MAX, 0).await?;
     let apps = c.pier.app_names(&actor).await?;
     let platform = c.pier.platform_hosts(&actor).await?;
@@ -67,10 +68,7 @@ pub async fn my_domains() -> Result<DomainsData, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "add_domain")]
 pub async fn add_domain(domain: String, app: String, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let d = c
         .pier
         .register_domain(&actor, &domain, Some(app.as_str()))
@@ -92,9 +90,7 @@ pub async fn attach_domain(
     app: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let d = c
         .pier
         .set_domain_app(&actor, &domain, Some(app.as_str()))
@@ -111,9 +107,7 @@ pub async fn attach_domain(
 
 #[server(prefix = "/rpc", endpoint = "remove_domain")]
 pub async fn remove_domain(domain: String, csrf_token: String) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.delete_domain(&actor, &domain).await?;
     Ok(Done {
         message: format!("Deleted {}.", domain.trim()),
@@ -124,9 +118,7 @@ pub async fn remove_domain(domain: String, csrf_token: String) -> Result<Done, A
 /// Looks the domain's proof record up now and marks it proven.
 #[server(prefix = "/rpc", endpoint = "verify_domain")]
 pub async fn verify_domain(domain: String, csrf_token: String) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let d = c.pier.verify_domain(&actor, &domain).await?;
     Ok(Done {
         message: format!("{} is proven yours; attach it to an app.", d.name),
@@ -137,9 +129,7 @@ pub async fn verify_domain(domain: String, csrf_token: String) -> Result<Done, A
 /// Looks the domain's DNS up now; the message says whether it points at this server.
 #[server(prefix = "/rpc", endpoint = "check_dns")]
 pub async fn check_dns(domain: String, csrf_token: String) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let check = c.pier.check_domain_dns(&actor, &domain).await?;
     Ok(Done {
         message: check.message,
@@ -149,9 +139,7 @@ pub async fn check_dns(domain: String, csrf_token: String) -> Result<Done, AppEr
 
 #[server(prefix = "/rpc", endpoint = "retry_certificate")]
 pub async fn retry_certificate(domain: String, csrf_token: String) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.retry_certificate(&actor, &domain).await?;
     Ok(Done {
         message: format!("Asking for a certificate for {} again now.", domain.trim()),
@@ -187,8 +175,7 @@ pub struct CertsAdmin {
 
 #[server(prefix = "/rpc", endpoint = "certificates_overview", input = GetUrl)]
 pub async fn certificates_overview() -> Result<CertsAdmin, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let o = c.pier.certificates_overview(&actor).await?;
     Ok(CertsAdmin {
         enabled: o.enabled,
@@ -216,9 +203,7 @@ pub async fn certificates_overview() -> Result<CertsAdmin, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "renew_certificate")]
 pub async fn renew_certificate(domain: String, csrf_token: String) -> Result<Done, AppError> {
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.renew_certificate_now(&actor, &domain).await?;
     Ok(Done {
         message: format!("Renewing the certificate of {} now.", domain.trim()),

@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::GetUrl;
 
-use crate::{api::Done, error::AppError};
+#[cfg(feature = "ssr")]
+use super::ssr;
+use crate::{error::AppError, rpc::Done};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwoFactorView {
@@ -38,7 +40,7 @@ pub struct AuthenticatorSetup {
 
 #[server(prefix = "/rpc", endpoint = "two_factor", input = GetUrl)]
 pub async fn two_factor() -> Result<TwoFactorView, AppError> {
-    let c = crate::api::ssr::ctx().await?;
+    let c = ssr::ctx().await?;
     let actor = c.actor_enrolling().await?;
     let s = c.pier.two_factor_status(&actor).await?;
     let passkeys = c
@@ -65,10 +67,7 @@ pub async fn two_factor() -> Result<TwoFactorView, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "begin_two_factor")]
 pub async fn begin_two_factor(csrf_token: String) -> Result<AuthenticatorSetup, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor_enrolling().await?;
+    let (c, actor) = ssr::form_enrolling(csrf_token).await?;
     let s = c.pier.begin_totp(&actor).await?;
     Ok(AuthenticatorSetup {
         qr_svg: s.qr_svg,
@@ -80,28 +79,19 @@ pub async fn begin_two_factor(csrf_token: String) -> Result<AuthenticatorSetup, 
 /// Turns it on with the first code; the recovery codes come back, shown once.
 #[server(prefix = "/rpc", endpoint = "confirm_two_factor")]
 pub async fn confirm_two_factor(code: String, csrf_token: String) -> Result<Vec<String>, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor_enrolling().await?;
+    let (c, actor) = ssr::form_enrolling(csrf_token).await?;
     Ok(c.pier.confirm_totp(&actor, &code, &c.client).await?)
 }
 
 #[server(prefix = "/rpc", endpoint = "new_recovery_codes")]
 pub async fn new_recovery_codes(code: String, csrf_token: String) -> Result<Vec<String>, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor_enrolling().await?;
+    let (c, actor) = ssr::form_enrolling(csrf_token).await?;
     Ok(c.pier.new_recovery_codes(&actor, &code, &c.client).await?)
 }
 
 #[server(prefix = "/rpc", endpoint = "disable_two_factor")]
 pub async fn disable_two_factor(code: String, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor_enrolling().await?;
+    let (c, actor) = ssr::form_enrolling(csrf_token).await?;
     c.pier.disable_two_factor(&actor, &code, &c.client).await?;
     let on = c.pier.two_factor_status(&actor).await?.enabled;
     Ok(Done {
@@ -116,10 +106,7 @@ pub async fn disable_two_factor(code: String, csrf_token: String) -> Result<Done
 
 #[server(prefix = "/rpc", endpoint = "reset_two_factor")]
 pub async fn reset_two_factor(id: i64, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.reset_two_factor(&actor, id).await?;
     let u = c.pier.user(&actor, id).await?;
     let then = if c.pier.two_factor_required().await? {
@@ -138,8 +125,7 @@ pub async fn reset_two_factor(id: i64, csrf_token: String) -> Result<Done, AppEr
 
 #[server(prefix = "/rpc", endpoint = "two_factor_policy", input = GetUrl)]
 pub async fn two_factor_policy() -> Result<bool, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     Ok(c.pier.two_factor_policy(&actor).await?)
 }
 
@@ -149,10 +135,7 @@ pub async fn set_two_factor_policy(
     required: Option<String>,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let on = c
         .pier
         .set_two_factor_required(&actor, required.is_some())
@@ -172,10 +155,7 @@ pub async fn set_two_factor_policy(
 /// The options for `navigator.credentials.create()`, as JSON text.
 #[server(prefix = "/rpc", endpoint = "begin_passkey")]
 pub async fn begin_passkey(name: String, csrf_token: String) -> Result<String, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor_enrolling().await?;
+    let (c, actor) = ssr::form_enrolling(csrf_token).await?;
     let options = c
         .pier
         .begin_passkey(&actor, &c.session, &c.origin, &name)
@@ -190,10 +170,7 @@ pub async fn finish_passkey(
     credential: String,
     csrf_token: String,
 ) -> Result<Option<Vec<String>>, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor_enrolling().await?;
+    let (c, actor) = ssr::form_enrolling(csrf_token).await?;
     Ok(c.pier
         .finish_passkey(&actor, &c.session, &c.origin, &credential)
         .await?)
@@ -201,10 +178,7 @@ pub async fn finish_passkey(
 
 #[server(prefix = "/rpc", endpoint = "remove_passkey")]
 pub async fn remove_passkey(id: i64, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor_enrolling().await?;
+    let (c, actor) = ssr::form_enrolling(csrf_token).await?;
     c.pier.remove_passkey(&actor, id).await?;
     Ok(Done {
         message: "The passkey is removed.".into(),
@@ -216,9 +190,7 @@ pub async fn remove_passkey(id: i64, csrf_token: String) -> Result<Done, AppErro
 /// given, or for `email` (signing in without the password).
 #[server(prefix = "/rpc", endpoint = "begin_passkey_login")]
 pub async fn begin_passkey_login(email: String, csrf_token: String) -> Result<String, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
+    let c = ssr::form_ctx(csrf_token).await?;
     let options = c
         .pier
         .begin_passkey_sign_in(&c.session, &c.origin, &email, &c.client)
@@ -228,9 +200,7 @@ pub async fn begin_passkey_login(email: String, csrf_token: String) -> Result<St
 
 #[server(prefix = "/rpc", endpoint = "finish_passkey_login")]
 pub async fn finish_passkey_login(credential: String, csrf_token: String) -> Result<(), AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
+    let c = ssr::form_ctx(csrf_token).await?;
     c.pier
         .finish_passkey_sign_in(&c.session, &c.origin, &credential, &c.client)
         .await?;

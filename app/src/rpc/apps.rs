@@ -7,7 +7,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::GetUrl;
 
-use crate::{api::Done, error::AppError};
+#[cfg(feature = "ssr")]
+use super::ssr;
+use crate::{error::AppError, rpc::Done};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutRow {
@@ -275,8 +277,7 @@ mod convert {
 
 #[server(prefix = "/rpc", endpoint = "list_apps", input = GetUrl)]
 pub async fn list_apps() -> Result<Vec<AppRow>, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     Ok(c.pier
         .list_apps(&actor)
         .await?
@@ -287,8 +288,7 @@ pub async fn list_apps() -> Result<Vec<AppRow>, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "app_detail", input = GetUrl)]
 pub async fn app_detail(name: String) -> Result<AppInfo, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let v = c.pier.app_view(&actor, &name).await?;
     let current = v.app.current_deployment_id;
     let deployments = c
@@ -346,8 +346,7 @@ pub async fn app_detail(name: String) -> Result<AppInfo, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "quota_left", input = GetUrl)]
 pub async fn quota_left() -> Result<QuotaRoom, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let (apps, mem, cpus) = c.pier.quota_usage(&actor).await?;
     let storage = c.pier.storage_usage(&actor).await?;
     let q = actor.quotas;
@@ -381,10 +380,7 @@ pub async fn create_app(
     #[server(default)] volumes: Vec<VolumeField>,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let app = c
         .pier
         .create_app(
@@ -429,10 +425,7 @@ pub async fn update_app(
     #[server(default)] volumes: Vec<VolumeField>,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let a = c
         .pier
         .update_app(
@@ -464,10 +457,7 @@ pub async fn update_app(
 /// start, stop, restart, redeploy, delete (keeping the app's volumes) or delete-with-volumes.
 #[server(prefix = "/rpc", endpoint = "app_action")]
 pub async fn app_action(app: String, action: String, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let p = &c.pier;
     let message = match action.as_str() {
         "start" => {
@@ -504,10 +494,7 @@ pub async fn app_action(app: String, action: String, csrf_token: String) -> Resu
 
 #[server(prefix = "/rpc", endpoint = "rollback_app")]
 pub async fn rollback_app(app: String, number: i64, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let d = c.pier.rollback_app(&actor, &app, number).await?;
     Ok(Done {
         message: format!("Rolling back to #{number} (deployment #{}).", d.number),
@@ -517,8 +504,7 @@ pub async fn rollback_app(app: String, number: i64, csrf_token: String) -> Resul
 
 #[server(prefix = "/rpc", endpoint = "my_volumes", input = GetUrl)]
 pub async fn my_volumes() -> Result<Vec<VolumeView>, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let vols = c.pier.volumes(&actor).await?;
     let usage = c.pier.volume_usage(&vols).await;
     Ok(vols
@@ -530,10 +516,7 @@ pub async fn my_volumes() -> Result<Vec<VolumeView>, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "delete_volume")]
 pub async fn delete_volume(name: String, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.delete_volume(&actor, &name).await?;
     Ok(Done {
         message: format!("Deleted the volume {name} and its data."),
@@ -543,8 +526,7 @@ pub async fn delete_volume(name: String, csrf_token: String) -> Result<Done, App
 
 #[server(prefix = "/rpc", endpoint = "my_registries", input = GetUrl)]
 pub async fn my_registries() -> Result<Vec<RegistryRow>, AppError> {
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     Ok(c.pier
         .registry_credentials(&actor)
         .await?
@@ -564,10 +546,7 @@ pub async fn save_registry(
     password: String,
     csrf_token: String,
 ) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let host = c
         .pier
         .set_registry_credential(&actor, &registry, &username, &password)
@@ -582,10 +561,7 @@ pub async fn save_registry(
 
 #[server(prefix = "/rpc", endpoint = "delete_registry")]
 pub async fn delete_registry(registry: String, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     c.pier.delete_registry_credential(&actor, &registry).await?;
     Ok(Done {
         message: format!("Removed the login for {registry}."),

@@ -7,7 +7,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::GetUrl;
 
-use crate::{api::Done, error::AppError};
+#[cfg(feature = "ssr")]
+use super::ssr;
+use crate::{error::AppError, rpc::Done};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRow {
@@ -59,8 +61,7 @@ pub async fn audit_log(
     before: Option<i64>,
 ) -> Result<AuditView, AppError> {
     use pier_core::{audit::AuditQuery, Error};
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let given = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     let person = match given(&person) {
         _ if mine || !actor.is_admin() => Some(actor.user_id),
@@ -124,8 +125,7 @@ pub async fn audit_log(
 #[server(prefix = "/rpc", endpoint = "audit_choices", input = GetUrl)]
 pub async fn audit_choices() -> Result<AuditFilters, AppError> {
     use pier_core::audit::{Action, ObjectKind};
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::signed_in().await?;
     let retention_days = c.pier.audit_retention_days(&actor).await?;
     let people = c
         .pier
@@ -148,10 +148,7 @@ pub async fn audit_choices() -> Result<AuditFilters, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "set_audit_retention")]
 pub async fn set_audit_retention(days: String, csrf_token: String) -> Result<Done, AppError> {
-    // Checked by the server's CSRF layer before this runs; a parameter so that ActionForm sends it.
-    let _ = csrf_token;
-    let c = crate::api::ssr::ctx().await?;
-    let actor = c.actor().await?;
+    let (c, actor) = ssr::form(csrf_token).await?;
     let days = days
         .trim()
         .parse::<i64>()
