@@ -14,6 +14,24 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
+# The toolchain rust-toolchain.toml pins, before any cargo runs here. Where it is missing but the
+# installed stable is that very version, it is made known under the pinned name (nothing to
+# download); otherwise rustup installs it. Run from / so the pin itself does not apply yet.
+if command -v rustup >/dev/null; then
+  pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)
+  if ! (cd / && rustup toolchain list) | grep -q "^$pinned-"; then
+    stable=$(cd / && rustc +stable --version 2>/dev/null | cut -d' ' -f2 || true)
+    if [[ "$stable" == "$pinned" ]]; then
+      host=$(cd / && rustc +stable -vV | sed -n 's/^host: //p')
+      say "rust $pinned: the installed stable"
+      ln -s "$(cd / && rustc +stable --print sysroot)" "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$pinned-$host"
+    else
+      say "rustup toolchain install $pinned"
+      (cd / && rustup toolchain install "$pinned" --profile minimal -c rustfmt,clippy -t wasm32-unknown-unknown)
+    fi
+  fi
+fi
+
 apt_updated=0
 need_apt() {
   local missing=()
