@@ -568,10 +568,13 @@ pub async fn update(
         && p.kind.is_none()
         && p.capabilities.is_none()
         && p.volumes.is_none();
-    if let Some(b) = p.backup {
-        apply_policy(&s, &caller, &current.name, b).await?;
-    }
+    // The policy was checked above; it is saved only once the rest of the patch is, so a
+    // refused patch changes nothing.
+    let backup = p.backup;
     if policy_only {
+        if let Some(b) = backup {
+            apply_policy(&s, &caller, &current.name, b).await?;
+        }
         return app_out(&s, &caller, &current.name).await;
     }
     let env = match (p.env, p.secret_env) {
@@ -630,6 +633,9 @@ pub async fn update(
         ..Default::default()
     };
     let app = s.pier.update_app(actor, &current.name, input).await?;
+    if let Some(b) = backup {
+        apply_policy(&s, &caller, &app.name, b).await?;
+    }
     app_out(&s, &caller, &app.name).await
 }
 

@@ -5,8 +5,14 @@
 //!
 //! When Pier stops, HAProxy keeps serving (like the containers); the next Pier adopts it through
 //! its master socket.
+//!
+//! This file is the process: start or adopt, supervise, reload, stop. `routes` keeps the host
+//! map, `certs` the certificates, `config` renders the configuration, `runtime` speaks the
+//! runtime API.
 
+mod certs;
 pub mod config;
+mod routes;
 pub mod runtime;
 
 use std::{
@@ -20,7 +26,8 @@ use std::{
 use anyhow::{bail, Context};
 use tokio::sync::Mutex;
 
-use self::config::{render, render_map, ProxyConfig};
+use self::config::{render, ProxyConfig};
+use self::routes::parse_map;
 use crate::files::{private_dir, write_atomic};
 
 /// Where HAProxy's files live (`<data dir>/haproxy/`).
@@ -92,9 +99,6 @@ struct Routes {
     /// A runtime change failed: HAProxy may differ from the file until it reloads.
     stale: bool,
 }
-
-/// Above this many changes at once, the map file is rewritten and HAProxy reloaded instead.
-const MAX_RUNTIME_CHANGES: usize = 500;
 
 impl Proxy {
     /// Prepares the directory (0700), the default self-signed certificate and the certificate
@@ -254,252 +258,6 @@ impl Proxy {
         }
     }
 
-    /// Makes HAProxy route exactly `want` (host → loopback port): the map file first, then the
-    /// running process through the runtime API, without a reload.
-    pub async fn set_routes(&self, want: BTreeMap<String, u16>) -> anyhow::Result<()> {
-        let want = only_routable(want);
-        let mut routes = self.routes.lock().await;
-        if routes.map == want && !routes.stale {
-            return Ok(());
-        }
-        let changes = diff(&routes.map, &want);
-        write_atomic(
-            &self.cfg.hosts_map,
-            render_map_sorted(&want).as_bytes(),
-            0o600,
-        )?;
-        let old = std::mem::replace(&mut routes.map, want);
-        let ok = !routes.stale && self.apply(&changes).await;
-        if !ok {
-            routes.stale = true;
-            // The reload reads the map file, which already says what we want.
-            self.reload_locked().await?;
-            routes.stale = false;
-        }
-        tracing::debug!(
-            changes = changes.len(),
-            routes = routes.map.len(),
-            previously = old.len(),
-            "routes applied"
-        );
-        // Only the count changed; the supervisor refreshes the workers every second.
-        self.status.lock().expect("status lock").routes = routes.map.len();
-        Ok(())
-    }
-
-    /// Route changes through the runtime API; false when there are too many for that or one
-    /// failed (the caller reloads instead, from the map file).
-    async fn apply(&self, changes: &[Change]) -> bool {
-        if changes.len() > MAX_RUNTIME_CHANGES {
-            return false;
-        }
-        let (socket, map) = (&self.cfg.stats_socket, &self.cfg.hosts_map);
-        for change in changes {
-            let r = match change {
-                Change::Set(h, p) => runtime::set_route(socket, map, h, *p).await,
-                Change::Remove(h) => runtime::remove_route(socket, map, h).await,
-            };
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "runtime route change failed; reloading HAProxy");
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Serves `name` with this certificate from now on: the PEM file (chain then key, mode 0600)
-    /// is written and listed in the certificate list first, then the running HAProxy gets it
-    /// through the runtime API (`set ssl cert` + `commit ssl cert` for a name it has, `new ssl
-    /// cert` and `add ssl crt-list` for a new one). No reload; if the runtime API fails, a
-    /// validated reload from the files.
-    pub async fn install_certificate(
-        &self,
-        name: &str,
-        chain: &str,
-        key: &str,
-    ) -> anyhow::Result<()> {
-        if !is_routable(name) || name.starts_with("*.") {
-            bail!("refusing a certificate file for {name:?}");
-        }
-        let bundle: String = format!("{chain}\n{key}")
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| !l.is_empty())
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let routes = self.routes.lock().await;
-        let dir = self.files.dir.join("certs");
-        private_dir(&dir)?;
-        let path = dir.join(format!("{name}.pem"));
-        let file = runtime::checked_path(&path)?;
-        let list = std::fs::read_to_string(&self.cfg.crt_list).unwrap_or_default();
-        let listed = list.lines().any(|l| l.trim() == file);
-        if std::fs::read_to_string(&path).is_ok_and(|old| old == bundle) && listed {
-            // Already there; HAProxy loaded it (at start or when it was installed).
-            return Ok(());
-        }
-        write_atomic(&path, bundle.as_bytes(), 0o600)?;
-        if !listed {
-            write_atomic(
-                &self.cfg.crt_list,
-                format!("{list}{file}\n").as_bytes(),
-                0o600,
-            )?;
-        }
-        let socket = &self.cfg.stats_socket;
-        let crt_list = runtime::checked_path(&self.cfg.crt_list)?;
-        let live = async {
-            let exists = runtime::command(socket, &format!("show ssl cert {file}"))
-                .await
-                .map(|a| a.contains("Serial:"))?;
-            if !exists {
-                expect_ok(
-                    runtime::command(socket, &format!("new ssl cert {file}")).await?,
-                    "New empty certificate",
-                )?;
-            }
-            expect_ok(
-                runtime::command_with_pem(socket, &format!("set ssl cert {file}"), &bundle).await?,
-                "Transaction created",
-            )?;
-            expect_ok(
-                runtime::command(socket, &format!("commit ssl cert {file}")).await?,
-                "Success!",
-            )?;
-            if !exists {
-                expect_ok(
-                    runtime::command(socket, &format!("add ssl crt-list {crt_list} {file}"))
-                        .await?,
-                    "Success!",
-                )?;
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = live {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                domain = name,
-                "runtime certificate update failed; reloading HAProxy"
-            );
-            let _ = runtime::command(socket, &format!("abort ssl cert {file}")).await;
-            self.reload_locked().await?;
-        }
-        drop(routes);
-        Ok(())
-    }
-
-    /// The names with a certificate file of their own (`<dir>/certs/<name>.pem`).
-    pub fn installed_certificates(&self) -> anyhow::Result<Vec<String>> {
-        let dir = self.files.dir.join("certs");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).context("reading the certificate directory"),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let file = entry?.file_name();
-            if let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".pem")) {
-                names.push(name.to_owned());
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-
-    /// Stops serving `name`'s certificate: out of the running HAProxy (`del ssl crt-list`, `del
-    /// ssl cert`), out of the certificate list and off the disk. HTTPS for the name falls back
-    /// to the default certificate. A runtime failure is repaired by a validated reload.
-    pub async fn remove_certificate(&self, name: &str) -> anyhow::Result<()> {
-        if !is_routable(name) || name.starts_with("*.") {
-            bail!("refusing a certificate file for {name:?}");
-        }
-        let routes = self.routes.lock().await;
-        let path = self.files.dir.join("certs").join(format!("{name}.pem"));
-        let file = runtime::checked_path(&path)?;
-        let list = std::fs::read_to_string(&self.cfg.crt_list).unwrap_or_default();
-        let kept: String = list
-            .lines()
-            .filter(|l| l.trim() != file)
-            .map(|l| format!("{l}\n"))
-            .collect();
-        if kept != list {
-            write_atomic(&self.cfg.crt_list, kept.as_bytes(), 0o600)?;
-        }
-        let socket = &self.cfg.stats_socket;
-        let crt_list = runtime::checked_path(&self.cfg.crt_list)?;
-        let live = async {
-            let listed = runtime::command(socket, &format!("show ssl crt-list {crt_list}"))
-                .await?
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(file.as_str()));
-            if listed {
-                expect_ok(
-                    runtime::command(socket, &format!("del ssl crt-list {crt_list} {file}"))
-                        .await?,
-                    "deleted",
-                )?;
-            }
-            let loaded = runtime::command(socket, &format!("show ssl cert {file}"))
-                .await
-                .map(|a| a.contains("Serial:"))?;
-            if loaded {
-                expect_ok(
-                    runtime::command(socket, &format!("del ssl cert {file}")).await?,
-                    "deleted",
-                )?;
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = live {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                domain = name,
-                "runtime certificate removal failed; reloading HAProxy"
-            );
-            self.reload_locked().await?;
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).context("removing a certificate file"),
-        }
-        drop(routes);
-        Ok(())
-    }
-
-    /// The routes as Pier last set them.
-    pub async fn routes(&self) -> BTreeMap<String, u16> {
-        self.routes.lock().await.map.clone()
-    }
-
-    async fn resync_if_stale(&self) {
-        let mut routes = self.routes.lock().await;
-        if !routes.stale {
-            return;
-        }
-        // Compare with what the running process has, and fix the difference.
-        let have = match runtime::command(
-            &self.cfg.stats_socket,
-            &format!("show map {}", self.cfg.hosts_map.display()),
-        )
-        .await
-        {
-            Ok(out) => parse_show_map(&out),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read HAProxy's routes");
-                return;
-            }
-        };
-        let want = routes.map.clone();
-        let changes = diff(&have, &want);
-        if self.apply(&changes).await || self.reload_locked().await.is_ok() {
-            routes.stale = false;
-        }
-    }
-
     /// Restarts HAProxy whenever it is gone (checked every second), with backoff when it will
     /// not stay up. Runs until the task is dropped.
     /// With `pier`, admins are told when HAProxy stopped (at most once an hour).
@@ -575,34 +333,6 @@ impl Proxy {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
         }
     }
-}
-
-/// A runtime API answer that must contain `want`.
-fn expect_ok(answer: String, want: &str) -> anyhow::Result<()> {
-    if answer.contains(want) {
-        Ok(())
-    } else {
-        bail!("HAProxy answered: {answer}")
-    }
-}
-
-/// Names were checked when they were registered; checked again before they reach a file. A bad
-/// one (say a platform name with a label over 63 characters) is left out with a warning: one
-/// name must not stop every other route from changing.
-fn only_routable(mut want: BTreeMap<String, u16>) -> BTreeMap<String, u16> {
-    want.retain(|h, _| {
-        let ok = is_routable(h);
-        if !ok {
-            tracing::warn!(host = ?h, "not routing an invalid host name");
-        }
-        ok
-    });
-    want
-}
-
-/// A host name as stored: normalised, and valid under the domain grammar (wildcards included).
-fn is_routable(h: &str) -> bool {
-    pier_core::validate::domain(h, true).is_ok_and(|n| n == h)
 }
 
 /// SIGTERM to the master named in the pid file (it stops its workers), SIGKILL if it lingers.
@@ -708,53 +438,6 @@ fn log_tail(path: &Path) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Change {
-    Set(String, u16),
-    Remove(String),
-}
-
-fn diff(have: &BTreeMap<String, u16>, want: &BTreeMap<String, u16>) -> Vec<Change> {
-    let mut out: Vec<Change> = want
-        .iter()
-        .filter(|(h, p)| have.get(*h) != Some(p))
-        .map(|(h, p)| Change::Set(h.clone(), *p))
-        .collect();
-    out.extend(
-        have.keys()
-            .filter(|h| !want.contains_key(*h))
-            .map(|h| Change::Remove(h.clone())),
-    );
-    out
-}
-
-fn render_map_sorted(routes: &BTreeMap<String, u16>) -> String {
-    let v: Vec<(String, u16)> = routes.iter().map(|(h, p)| (h.clone(), *p)).collect();
-    render_map(&v)
-}
-
-/// The map file's `host 127.0.0.1:port` lines (anything else is skipped).
-fn parse_map(text: &str) -> BTreeMap<String, u16> {
-    text.lines()
-        .filter_map(|l| {
-            let (h, v) = l.split_once(' ')?;
-            let port = v.trim().strip_prefix("127.0.0.1:")?.parse().ok()?;
-            Some((h.to_owned(), port))
-        })
-        .collect()
-}
-
-/// `show map`: `0x55d… host 127.0.0.1:port` lines.
-fn parse_show_map(text: &str) -> BTreeMap<String, u16> {
-    parse_map(
-        &text
-            .lines()
-            .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
-}
-
 /// The pids under `# workers` in the master's `show proc`.
 fn parse_workers(text: &str) -> Vec<u32> {
     let mut in_workers = false;
@@ -789,94 +472,5 @@ mod tests {
                    # programs\n";
         assert_eq!(parse_workers(out), vec![205]);
         assert!(parse_workers("").is_empty());
-    }
-
-    #[test]
-    fn route_diff_sets_and_removes() {
-        let have = BTreeMap::from([("a.io".to_string(), 1u16), ("b.io".to_string(), 2)]);
-        let want = BTreeMap::from([
-            ("a.io".to_string(), 1u16),
-            ("b.io".to_string(), 3),
-            ("c.io".to_string(), 4),
-        ]);
-        assert_eq!(
-            diff(&have, &want),
-            vec![Change::Set("b.io".into(), 3), Change::Set("c.io".into(), 4)]
-        );
-        assert_eq!(diff(&want, &BTreeMap::new()).len(), 3);
-        assert!(diff(&want, &want).is_empty());
-    }
-
-    #[test]
-    fn only_valid_host_names_are_routable() {
-        for ok in ["a.example.com", "*.example.com", "xn--bcher-kva.example"] {
-            assert!(is_routable(ok), "{ok}");
-        }
-        for bad in [
-            "a.example.com\nbind :1",
-            "a.example.com 127.0.0.1:1",
-            "A.example.com",
-            "a.example.com#",
-            "%[req.hdr(host)]",
-            "a\\.example.com",
-            "",
-            "com",
-        ] {
-            assert!(!is_routable(bad), "{bad:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_bad_host_never_reaches_the_map_file() {
-        let dir = std::env::temp_dir().join(format!("pier-proxy-unit-{}", std::process::id()));
-        let files = Files::in_dir(&dir);
-        let cfg = files.config(
-            "127.0.0.1:1".parse().unwrap(),
-            "127.0.0.1:2".parse().unwrap(),
-            "127.0.0.1:3".parse().unwrap(),
-            None,
-        );
-        // Never started: a bad name is dropped before touching HAProxy or its files (nothing
-        // else is left to route, so nothing is written).
-        let proxy = Proxy {
-            files,
-            cfg: cfg.clone(),
-            routes: Mutex::new(Routes::default()),
-            child: StdMutex::new(None),
-            status: StdMutex::new(Status::default()),
-        };
-        let want = BTreeMap::from([("ok.example.com\nbackend x".to_string(), 1u16)]);
-        assert!(proxy.set_routes(want).await.is_ok());
-        assert!(!cfg.hosts_map.exists());
-    }
-
-    #[test]
-    fn one_bad_host_does_not_stop_the_others() {
-        let long = format!("{}.apps.example.com", "a".repeat(64));
-        let want = BTreeMap::from([
-            ("a.example.com".to_string(), 40001u16),
-            (long, 40002),
-            (format!("{}.example.com", "b.".repeat(130)), 40003),
-            ("c.example.com".to_string(), 40004),
-        ]);
-        assert_eq!(
-            only_routable(want),
-            BTreeMap::from([
-                ("a.example.com".to_string(), 40001u16),
-                ("c.example.com".to_string(), 40004),
-            ])
-        );
-    }
-
-    #[test]
-    fn map_files_and_show_map_parse_back() {
-        let m = BTreeMap::from([
-            ("a.io".to_string(), 40001u16),
-            ("*.b.io".to_string(), 40002),
-        ]);
-        assert_eq!(parse_map(&render_map_sorted(&m)), m);
-        let shown = "0x5581 a.io 127.0.0.1:40001\n0x5582 *.b.io 127.0.0.1:40002\n";
-        assert_eq!(parse_show_map(shown), m);
-        assert!(parse_map("junk\nx 10.0.0.1:80\n").is_empty());
     }
 }

@@ -363,6 +363,19 @@ async fn snapshots_restore_download_retention_and_tenancy(db: SqlitePool) {
         (p["schedule"].as_str(), p["keep_last"].as_i64()),
         (Some("off"), Some(2))
     );
+    // Nor does an app PATCH whose other fields are refused: its policy is not saved either.
+    let r = app
+        .api(
+            "PATCH",
+            "/apps/keeper",
+            Some(&t),
+            Some(json!({"backup": {"schedule": "daily", "at": "03:00"}, "port": 0})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.api_field("port").len() > 3, "{}", r.body);
+    let p = get(&app, &t, "/apps/keeper/backup-policy").await;
+    assert_eq!(p["schedule"], "off", "{p}");
 
     // The scheduler: an app whose policy owes a slot is backed up without anyone asking. (A
     // policy owes only slots after it was set: its time is moved back here.)
