@@ -14,7 +14,7 @@ pub mod db;
 pub mod dns;
 pub mod domains;
 pub mod error;
-#[cfg(any(test, feature = "fake-runtime"))]
+#[cfg(any(test, feature = "test-support"))]
 pub mod fake_runtime;
 pub mod logs;
 pub mod metrics;

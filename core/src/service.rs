@@ -182,7 +182,17 @@ pub struct ProxyStatus {
     pub error: Option<String>,
 }
 
-type ProxyStatusSource = Arc<dyn Fn() -> ProxyStatus + Send + Sync>;
+/// Reads HAProxy's state (the server's proxy supervisor answers).
+pub type ProxyStatusSource = Arc<dyn Fn() -> ProxyStatus + Send + Sync>;
+
+/// What the service gets from the server around it, when it is made.
+#[derive(Default, Clone)]
+pub struct Wiring {
+    /// How domain names are looked up for DNS checks (None: the checks are off).
+    pub resolver: Option<Arc<dyn crate::dns::Resolve>>,
+    /// Where HAProxy's state is read from (None: this Pier runs without HAProxy).
+    pub proxy_status: Option<ProxyStatusSource>,
+}
 
 /// How a sign-in with a right password went on.
 #[derive(Debug, Clone)]
@@ -243,7 +253,7 @@ pub(crate) struct Inner {
     observed: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::runtime::Container>>)>>,
     /// A page's refresh of that list is under way (one at a time, shared by every page).
     listing: std::sync::atomic::AtomicBool,
-    proxy_status: std::sync::RwLock<Option<ProxyStatusSource>>,
+    proxy_status: Option<ProxyStatusSource>,
     egress: std::sync::RwLock<Option<crate::runtime::EgressStatus>>,
     resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
     /// Followed log streams open per user.
@@ -290,7 +300,19 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 }
 
 impl Pier {
+    /// A service with nothing from the server around it: no DNS checks, no HAProxy (the command
+    /// line's tasks, and tests).
     pub fn new(db: Db, key: SecretKey, settings: Settings, runtime: Arc<dyn Runtime>) -> Self {
+        Self::wired(db, key, settings, runtime, Wiring::default())
+    }
+
+    pub fn wired(
+        db: Db,
+        key: SecretKey,
+        settings: Settings,
+        runtime: Arc<dyn Runtime>,
+        wiring: Wiring,
+    ) -> Self {
         let throttle = Throttle::new(settings.throttle);
         let tenant_limits = TenantLimits::new(settings.tenant_limits);
         let panel_cert_name = panel_certificate_name(&settings);
@@ -312,9 +334,9 @@ impl Pier {
             wake_backups: tokio::sync::Notify::new(),
             wake_notify: tokio::sync::Notify::new(),
             holds: Default::default(),
-            proxy_status: std::sync::RwLock::new(None),
+            proxy_status: wiring.proxy_status,
             egress: std::sync::RwLock::new(None),
-            resolver: std::sync::RwLock::new(None),
+            resolver: std::sync::RwLock::new(wiring.resolver),
             instance: tokio::sync::OnceCell::new(),
             observed: std::sync::Mutex::new(None),
             listing: std::sync::atomic::AtomicBool::new(false),
@@ -355,12 +377,8 @@ impl Pier {
             .map(|(_, list)| list.clone())
     }
 
-    /// Where HAProxy's state is read from (set when the server starts or adopts it).
-    pub fn set_proxy_status_source(&self, source: ProxyStatusSource) {
-        *self.0.proxy_status.write().expect("proxy status lock") = Some(source);
-    }
-
-    /// How domain names are looked up for DNS checks (set by the server at start).
+    /// Replaces the DNS resolver given at start (tests point it at their own DNS server).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn set_resolver(&self, r: Arc<dyn crate::dns::Resolve>) {
         *self.0.resolver.write().expect("resolver lock") = Some(r);
     }
@@ -374,13 +392,7 @@ impl Pier {
         if actor.role != crate::model::Role::Admin {
             return Err(Error::Forbidden);
         }
-        let source = self
-            .0
-            .proxy_status
-            .read()
-            .expect("proxy status lock")
-            .clone();
-        Ok(source.map(|f| f()))
+        Ok(self.0.proxy_status.as_ref().map(|f| f()))
     }
 
     /// The container engine's isolation for admins; None when the engine does not answer.

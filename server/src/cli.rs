@@ -1,6 +1,6 @@
 //! What each command does: open the data dir, then serve or run an operator task.
 
-use std::{io::BufRead, path::Path, time::Duration};
+use std::{io::BufRead, path::Path};
 
 use anyhow::{bail, Context};
 use axum::serve::ListenerExt;
@@ -17,8 +17,15 @@ use crate::{
     http,
 };
 
-/// Opens the data dir (made 0700, whether new or not), its database (0600) and its secret key.
-pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
+/// The data dir (made 0700, whether new or not), its database (0600), its secret key and the
+/// Docker engine Pier drives.
+pub async fn open_parts(
+    data_dir: &Path,
+) -> anyhow::Result<(
+    db::Db,
+    SecretKey,
+    std::sync::Arc<dyn pier_core::runtime::Runtime>,
+)> {
     crate::files::private_dir(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let key = SecretKey::load_or_create(&data_dir.join("secret.key"))?;
@@ -28,7 +35,13 @@ pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
     // After opening, so a database SQLite has just created is covered too.
     make_private(data_dir)?;
     let runtime = crate::engine::docker::DockerRuntime::new(data_dir.join("volumes"));
-    Ok(Pier::new(db, key, settings, std::sync::Arc::new(runtime)))
+    Ok((db, key, std::sync::Arc::new(runtime)))
+}
+
+/// The service alone, for the command line's tasks.
+pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
+    let (db, key, runtime) = open_parts(data_dir).await?;
+    Ok(Pier::new(db, key, settings, runtime))
 }
 
 /// Tightens an existing data dir and database to owner-only. SQLite creates a new `pier.db`
@@ -88,9 +101,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let command = match cli.command {
+        Command::Serve(args) => return serve(settings, *args, &cli.data_dir).await,
+        other => other,
+    };
     let pier = open(&cli.data_dir, settings).await?;
-    let outcome = match cli.command {
-        Command::Serve(args) => serve(pier.clone(), *args, &cli.data_dir).await,
+    let outcome = match command {
+        Command::Serve(_) => unreachable!("served above"),
         Command::Admin {
             command: AdminCommand::Create { email, .. },
         } => {
@@ -185,18 +202,15 @@ fn read_password_line(mut input: impl BufRead) -> anyhow::Result<String> {
     Ok(password.to_owned())
 }
 
-/// What the admin page shows about HAProxy, read when asked.
-pub fn proxy_status(
-    proxy: std::sync::Arc<crate::proxy::Proxy>,
-) -> std::sync::Arc<dyn Fn() -> pier_core::service::ProxyStatus + Send + Sync> {
-    std::sync::Arc::new(move || proxy.status())
-}
-
-async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
-    match crate::dns::DnsResolver::new(args.dns_server) {
-        Ok(r) => pier.set_resolver(std::sync::Arc::new(r)),
-        Err(e) => tracing::warn!(error = %e, "no DNS resolver: domain DNS checks are off"),
-    }
+async fn serve(settings: Settings, args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
+    let resolver: Option<std::sync::Arc<dyn pier_core::dns::Resolve>> =
+        match crate::dns::DnsResolver::new(args.dns_server) {
+            Ok(r) => Some(std::sync::Arc::new(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver: domain DNS checks are off");
+                None
+            }
+        };
     // Apps live under the base domain; were the panel on the same registrable domain, any app
     // could set cookies the panel's browser sends back and would count as same-site to it.
     if let (Some(base), Some(panel)) = (&args.base_domain, &args.panel_host) {
@@ -211,9 +225,7 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
             );
         }
     }
-    let state = http::AppState::new(pier.clone(), &args);
-    let challenges = state.challenges.clone();
-    let app = http::router(state);
+    let (db, key, runtime) = open_parts(data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -232,70 +244,31 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
             .await
             .context("starting HAProxy (or run with --no-proxy)")?;
         tracing::info!(http = %args.http_addr, https = %args.https_addr, "HAProxy is serving");
-        pier.set_proxy_status_source(proxy_status(proxy.clone()));
         Some(proxy)
     };
-    let metrics = match args.metrics_listen {
-        Some(addr) => {
-            let (pier, proxy) = (pier.clone(), proxy.clone());
-            Some(tokio::spawn(async move {
-                if let Err(e) = crate::metrics::serve(addr, pier, proxy).await {
-                    tracing::error!(error = format!("{e:#}"), "the metrics listener stopped");
-                }
-            }))
-        }
-        None => None,
-    };
-    let mut engine = crate::engine::spawn(pier.clone(), proxy.clone());
-    if let Some(p) = proxy.filter(|_| pier.settings().acme.enabled) {
-        let issuer = crate::certs::Issuer::new(pier.clone(), p, challenges);
-        engine.push(tokio::spawn(issuer.run()));
-        tracing::info!(directory = %pier.settings().acme.directory, "certificates from ACME");
+    let mut handles = crate::launch::launch(crate::launch::Parts {
+        db,
+        key,
+        settings,
+        runtime,
+        resolver,
+        proxy,
+        challenges: crate::certs::Challenges::default(),
+    });
+    let pier = handles.pier.clone();
+    let mut state = http::AppState::new(pier.clone(), &args);
+    state.challenges = handles.challenges.clone();
+    let app = http::router(state);
+    if let Some(addr) = args.metrics_listen {
+        let (pier, proxy) = (pier.clone(), handles.proxy.clone());
+        handles.spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, pier, proxy).await {
+                tracing::error!(error = format!("{e:#}"), "the metrics listener stopped");
+            }
+        });
     }
 
-    // Expired sessions and audit entries past their retention are removed hourly.
-    let janitor = {
-        let pier = pier.clone();
-        let data_dir = data_dir.to_path_buf();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                match pier.purge_expired_sessions().await {
-                    Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
-                }
-                if let Err(e) = pier.notify_expiring_certificates().await {
-                    tracing::warn!(error = %e, "checking certificates' expiry failed");
-                }
-                if let Err(e) = pier.notify_overdue_backups().await {
-                    tracing::warn!(error = %e, "checking overdue backups failed");
-                }
-                if let Err(e) = pier.notify_quotas_nearly_used().await {
-                    tracing::warn!(error = %e, "checking quotas failed");
-                }
-                let docker = match pier.runtime().info().await {
-                    Ok(i) if !i.root_dir.is_empty() => Some(std::path::PathBuf::from(i.root_dir)),
-                    _ => None,
-                };
-                let mut disks = vec![data_dir.as_path()];
-                disks.extend(docker.as_deref());
-                crate::disk::check(
-                    &pier,
-                    &disks,
-                    crate::disk::MIN_FREE_PERCENT,
-                    crate::disk::MIN_FREE_MB,
-                )
-                .await;
-                match pier.purge_old_audit_entries().await {
-                    Ok(n) if n > 0 => tracing::info!(removed = n, "removed old audit entries"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "removing old audit entries failed"),
-                }
-            }
-        })
-    };
+    handles.spawn(crate::janitor::run(pier.clone(), data_dir.to_path_buf()));
 
     // No Nagle: a response goes out as headers then body; with Nagle the body waited for the
     // client's delayed ACK of the headers, 40 ms (the p99 of every page, measured).
@@ -310,16 +283,8 @@ async fn serve(pier: Pier, args: ServeArgs, data_dir: &Path) -> anyhow::Result<(
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
-    janitor.abort();
-    if let Some(m) = metrics {
-        m.abort();
-    }
-    for task in engine {
-        task.abort();
-    }
     // Audit entries still gathering for their batch go in before the database closes.
-    pier.flush_audit().await;
-    pier.db().close().await;
+    handles.shutdown().await;
     tracing::info!("Pier stopped");
     Ok(())
 }

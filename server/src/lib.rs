@@ -14,6 +14,8 @@ pub mod engine;
 pub mod events;
 pub mod files;
 pub mod http;
+pub mod janitor;
+pub mod launch;
 pub mod metrics;
 pub mod notify;
 pub mod proxy;

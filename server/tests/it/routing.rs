@@ -257,9 +257,11 @@ async fn a_configuration_haproxy_refuses_is_never_applied(db: SqlitePool) {
         (200, "still here".into())
     );
 
-    // The admin sees it (on the Users page, from the same status).
-    app.pier
-        .set_proxy_status_source(pier::cli::proxy_status(adopted.clone()));
+    // The admin sees it (on the Users page, from the same status), here on a panel restarted in
+    // front of the adopted HAProxy.
+    let mut app = app;
+    app.kill();
+    let app = app.restarted_with(Some(adopted.clone())).await;
     let mut admin = app.admin().await;
     let r = admin.read("proxy_status").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

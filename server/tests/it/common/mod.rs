@@ -22,6 +22,7 @@ use pier::{
     certs::Challenges,
     config::ServeArgs,
     http::{router, AppState},
+    launch::{launch, Handles, Parts},
     proxy::{config::ProxyConfig, Files, Proxy},
 };
 use pier_core::{secret::SecretKey, service::Settings, Pier};
@@ -34,8 +35,8 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub pier: Pier,
     pub router: Router,
-    /// The reconciler and sampler tasks (stopped with the test's runtime).
-    engine: Vec<tokio::task::JoinHandle<()>>,
+    /// The started panel: its reconciler, sampler, issuer… (stopped with the test's runtime).
+    handles: Handles,
     /// This installation's id: everything it makes in Docker carries it.
     pub instance: String,
     /// The HAProxy this panel runs, when the test asked for one.
@@ -52,11 +53,17 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
+    /// HAProxy's files and configuration in a directory of their own, and the panel behind it
+    /// serving `router`.
     pub async fn new(router: Router) -> TestProxy {
-        Self::with_http(router, free_addr()).await
+        let (tp, listener) = Self::bind(free_addr()).await;
+        serve_panel(listener, router);
+        tp
     }
 
-    pub async fn with_http(router: Router, http: SocketAddr) -> TestProxy {
+    /// The same with HAProxy's HTTP port at `http`; the panel's listener is bound but not yet
+    /// serving (see [`serve_panel`]), so the panel can be made after HAProxy starts.
+    pub async fn bind(http: SocketAddr) -> (TestProxy, tokio::net::TcpListener) {
         let dir = std::env::temp_dir().join(format!(
             "pier-haproxy-{}-{}",
             std::process::id(),
@@ -65,18 +72,22 @@ impl TestProxy {
         let _ = std::fs::remove_dir_all(&dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let panel = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap()
-        });
         let files = Files::in_dir(&dir);
         let config = files.config(http, free_addr(), panel, Some("panel.pier.test".into()));
-        TestProxy { files, config }
+        (TestProxy { files, config }, listener)
     }
+}
+
+/// Serves `router` on `listener`, as the panel behind a test's HAProxy.
+pub fn serve_panel(listener: tokio::net::TcpListener, router: Router) {
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
 }
 
 static NEXT_DIR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -158,27 +169,25 @@ impl TestApp {
     }
 
     pub async fn with_settings(db: SqlitePool, settings: Settings) -> Self {
-        let pier = Pier::new(db, SecretKey::generate(), settings, docker());
-        pier.create_admin_from_cli(ADMIN_EMAIL, ADMIN_PASSWORD)
-            .await
-            .expect("bootstrap admin");
-        let instance = pier.instance_id().await.expect("instance id");
-        Self::around(pier, instance, None, None, Challenges::default())
+        Self::started(db, SecretKey::generate(), settings, None, None).await
     }
 
     /// A panel with its own real HAProxy on loopback ports (stopped when the test ends).
     pub async fn with_proxy(db: SqlitePool) -> Self {
-        let pier = Pier::new(db, SecretKey::generate(), test_settings(), docker());
-        pier.create_admin_from_cli(ADMIN_EMAIL, ADMIN_PASSWORD)
-            .await
-            .expect("bootstrap admin");
-        let instance = pier.instance_id().await.expect("instance id");
-        let challenges = Challenges::default();
-        let tp = TestProxy::new(Self::router_for(&pier, &challenges)).await;
+        let (tp, listener) = TestProxy::bind(free_addr()).await;
         let proxy = Proxy::start(tp.files, tp.config)
             .await
             .expect("haproxy starts");
-        Self::around(pier, instance, Some(proxy), None, challenges)
+        let app = Self::started(
+            db,
+            SecretKey::generate(),
+            test_settings(),
+            Some(proxy),
+            None,
+        )
+        .await;
+        serve_panel(listener, app.router.clone());
+        app
     }
 
     /// A panel with its own HAProxy and an ACME test CA (pebble) of its own, which validates
@@ -196,17 +205,52 @@ impl TestApp {
         settings.acme.directory = pebble.directory.clone();
         settings.acme.ca_file = Some(pebble.ca_file.clone());
         settings.acme.retry_base_secs = 1;
-        let pier = Pier::new(db, SecretKey::generate(), settings, docker());
+        let (tp, listener) = TestProxy::bind(http).await;
+        let proxy = Proxy::start(tp.files, tp.config)
+            .await
+            .expect("haproxy starts");
+        let app = Self::started(
+            db,
+            SecretKey::generate(),
+            settings,
+            Some(proxy),
+            Some(pebble),
+        )
+        .await;
+        serve_panel(listener, app.router.clone());
+        app
+    }
+
+    /// Starts a panel the way `pier serve` does ([`launch`]), with the bootstrap admin.
+    async fn started(
+        db: SqlitePool,
+        key: SecretKey,
+        settings: Settings,
+        proxy: Option<Arc<Proxy>>,
+        pebble: Option<Pebble>,
+    ) -> TestApp {
+        let handles = launch(Parts {
+            db,
+            key,
+            settings,
+            runtime: docker(),
+            resolver: None,
+            proxy,
+            challenges: Challenges::default(),
+        });
+        let pier = handles.pier.clone();
         pier.create_admin_from_cli(ADMIN_EMAIL, ADMIN_PASSWORD)
             .await
             .expect("bootstrap admin");
         let instance = pier.instance_id().await.expect("instance id");
-        let challenges = Challenges::default();
-        let tp = TestProxy::with_http(Self::router_for(&pier, &challenges), http).await;
-        let proxy = Proxy::start(tp.files, tp.config)
-            .await
-            .expect("haproxy starts");
-        Self::around(pier, instance, Some(proxy), Some(pebble), challenges)
+        TestApp {
+            router: Self::router_for(&pier, &handles.challenges),
+            proxy: handles.proxy.clone(),
+            pier,
+            handles,
+            instance,
+            pebble,
+        }
     }
 
     fn router_for(pier: &Pier, challenges: &Challenges) -> Router {
@@ -220,32 +264,6 @@ impl TestApp {
         router(state).layer(MockConnectInfo(peer))
     }
 
-    fn around(
-        pier: Pier,
-        instance: String,
-        proxy: Option<Arc<Proxy>>,
-        pebble: Option<Pebble>,
-        challenges: Challenges,
-    ) -> TestApp {
-        let router = Self::router_for(&pier, &challenges);
-        if let Some(p) = &proxy {
-            pier.set_proxy_status_source(pier::cli::proxy_status(p.clone()));
-        }
-        let mut engine = pier::engine::spawn(pier.clone(), proxy.clone());
-        if let Some(p) = proxy.clone().filter(|_| pier.settings().acme.enabled) {
-            let issuer = pier::certs::Issuer::new(pier.clone(), p, challenges);
-            engine.push(tokio::spawn(issuer.run()));
-        }
-        TestApp {
-            pier,
-            router,
-            engine,
-            instance,
-            proxy,
-            pebble,
-        }
-    }
-
     /// The HAProxy of this panel.
     pub fn proxy(&self) -> &Arc<Proxy> {
         self.proxy.as_ref().expect("a TestApp made with_proxy")
@@ -254,12 +272,6 @@ impl TestApp {
     /// The same database and key behind a brand-new service, router and engine, as after a
     /// restart. Call [`TestApp::kill`] on the old one first to model a crash.
     pub async fn restarted(&self) -> TestApp {
-        let pier = Pier::new(
-            self.pier.db().clone(),
-            self.pier.key().clone(),
-            self.pier.settings().clone(),
-            docker(),
-        );
         // HAProxy kept running; the new panel adopts it.
         let proxy = match &self.proxy {
             Some(p) => Some(
@@ -269,20 +281,34 @@ impl TestApp {
             ),
             None => None,
         };
-        Self::around(
-            pier,
-            self.instance.clone(),
+        self.restarted_with(proxy).await
+    }
+
+    /// As [`TestApp::restarted`], in front of `proxy` (one a test adopted itself).
+    pub async fn restarted_with(&self, proxy: Option<Arc<Proxy>>) -> TestApp {
+        let handles = launch(Parts {
+            db: self.pier.db().clone(),
+            key: self.pier.key().clone(),
+            settings: self.pier.settings().clone(),
+            runtime: docker(),
+            resolver: None,
             proxy,
-            None,
-            Challenges::default(),
-        )
+            challenges: Challenges::default(),
+        });
+        let pier = handles.pier.clone();
+        TestApp {
+            router: Self::router_for(&pier, &handles.challenges),
+            proxy: handles.proxy.clone(),
+            pier,
+            handles,
+            instance: self.instance.clone(),
+            pebble: None,
+        }
     }
 
     /// Stops this panel's engine at once, wherever it is (mid-pull, mid-create…), as a crash.
     pub fn kill(&mut self) {
-        for t in self.engine.drain(..) {
-            t.abort();
-        }
+        self.handles.abort();
     }
 
     /// This installation's containers, straight from Docker.
