@@ -24,80 +24,83 @@ pub const DEFAULT_CPUS_MILLI: i64 = 500;
 /// The most log lines one request may ask for.
 pub const MAX_LOG_TAIL: usize = 5000;
 
-/// One environment variable as typed into a form or sent to the API.
+/// One environment variable as a form or the API gives it.
 #[derive(Debug, Clone, Default)]
 pub struct EnvInput {
     pub name: String,
+    /// An empty value of a secret variable that has a saved value keeps that value.
     pub value: String,
-    pub secret: bool,
+    /// None: secret if the app's variable of that name is secret now (a new one is not).
+    pub secret: Option<bool>,
 }
 
-/// An app's settings as typed; everything is checked by the service.
+/// An app's settings, typed. Creating an app, a field left out (None) takes its default (image
+/// and port must be given); changing one, it keeps what the app has.
 #[derive(Debug, Clone, Default)]
-pub struct AppInput {
-    /// Only read when creating.
-    pub name: String,
-    pub image: String,
-    pub port: String,
-    pub env: Vec<EnvInput>,
-    /// A pasted `.env` file, added to `env`.
-    pub dotenv: String,
-    /// Mark the variables from `dotenv` secret.
-    pub dotenv_secret: bool,
-    /// Empty: the default (or, on update, unchanged).
-    pub memory_mb: String,
-    pub cpus: String,
-    pub health_path: String,
-    pub read_only: bool,
-    /// None: web for a new app, unchanged for an existing one.
+pub struct AppSpec {
+    pub image: Option<String>,
+    pub port: Option<i64>,
+    /// The whole environment.
+    pub env: Option<Vec<EnvInput>>,
+    pub memory_mb: Option<i64>,
+    pub cpus_milli: Option<i64>,
+    /// An empty path removes the health check.
+    pub health_path: Option<String>,
+    pub read_only: Option<bool>,
     pub kind: Option<AppKind>,
-    /// None: the default profile for a new app, unchanged for an existing one.
     pub capabilities: Option<CapProfile>,
-    /// The volumes the app mounts, all of them; None leaves an existing app's as they are.
-    /// A name the tenant already has gives that (kept) volume to the app; a new name makes one.
+    /// All the volumes the app mounts. A name the tenant already has gives that (kept) volume
+    /// to the app; a new name makes one.
     pub volumes: Option<Vec<VolumeInput>>,
+    /// What the caller could not read into the fields above (a form's text that is no number),
+    /// by field: reported together with what the service finds.
+    pub unreadable: Vec<(String, String)>,
 }
 
-impl AppInput {
+impl AppSpec {
     /// The settings asked for, as the audit log tells them: every value but the environment's,
     /// of which only the names are given (a value may be a secret whether marked or not).
     pub fn describe(&self) -> String {
         let short = |s: &str| -> String { s.trim().chars().take(300).collect() };
-        let mut parts = vec![format!("image {}", short(&self.image))];
-        let mut add = |label: &str, v: &str| {
-            if !v.trim().is_empty() {
-                parts.push(format!("{label} {}", short(v)));
-            }
-        };
-        add("port", &self.port);
-        add("memory MiB", &self.memory_mb);
-        add("CPUs", &self.cpus);
-        add("health check", &self.health_path);
+        let mut parts = Vec::new();
+        if let Some(i) = &self.image {
+            parts.push(format!("image {}", short(i)));
+        }
+        if let Some(p) = self.port {
+            parts.push(format!("port {p}"));
+        }
+        if let Some(m) = self.memory_mb {
+            parts.push(format!("memory MiB {m}"));
+        }
+        if let Some(c) = self.cpus_milli {
+            parts.push(format!("CPUs {}", validate::format_cpus(c)));
+        }
+        if let Some(h) = self.health_path.as_deref().filter(|h| !h.trim().is_empty()) {
+            parts.push(format!("health check {}", short(h)));
+        }
         if let Some(k) = self.kind {
             parts.push(format!("kind {}", k.as_str()));
         }
         if let Some(c) = self.capabilities {
             parts.push(format!("capabilities {}", c.as_str()));
         }
-        if self.read_only {
+        if self.read_only == Some(true) {
             parts.push("read-only".into());
         }
-        let names = |secret: bool| -> Vec<&str> {
-            self.env
-                .iter()
-                .filter(|e| e.secret == secret && !e.name.trim().is_empty())
-                .map(|e| e.name.trim())
-                .collect()
-        };
-        let (plain, secret) = (names(false), names(true));
-        if !plain.is_empty() {
-            parts.push(format!("env {}", plain.join(", ")));
-        }
-        if !secret.is_empty() {
-            parts.push(format!("secret env {}", secret.join(", ")));
-        }
-        if !self.dotenv.trim().is_empty() {
-            parts.push("a pasted .env file".into());
+        if let Some(env) = &self.env {
+            let names = |secret: bool| -> Vec<&str> {
+                env.iter()
+                    .filter(|e| e.secret.unwrap_or(false) == secret && !e.name.trim().is_empty())
+                    .map(|e| e.name.trim())
+                    .collect()
+            };
+            let (plain, secret) = (names(false), names(true));
+            if !plain.is_empty() {
+                parts.push(format!("env {}", plain.join(", ")));
+            }
+            if !secret.is_empty() {
+                parts.push(format!("secret env {}", secret.join(", ")));
+            }
         }
         if let Some(vols) = &self.volumes {
             let v: Vec<String> = vols
@@ -111,16 +114,24 @@ impl AppInput {
         }
         parts.join("; ")
     }
+
+    /// Why `field` could not be read, if it could not.
+    fn unreadable(&self, field: &str) -> Option<String> {
+        self.unreadable
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.clone())
+    }
 }
 
-/// One volume of an app, as typed.
+/// One volume of an app.
 #[derive(Debug, Clone, Default)]
 pub struct VolumeInput {
     pub name: String,
     /// Where the app sees it, like /var/lib/postgresql/data.
     pub path: String,
-    /// MiB; may be empty for a volume that exists already.
-    pub size_mb: String,
+    /// MiB; may be left out for a volume that exists already.
+    pub size_mb: Option<i64>,
 }
 
 /// What an app is doing, as a person would say it.
@@ -242,53 +253,90 @@ fn over(what: &str, want: String, free: String, limit: String) -> Error {
 const CONTAINERS_STALE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Pier {
-    /// Checks a form into a spec. `old` is the app being changed (its secret values are kept
-    /// when the form leaves them empty).
-    fn check_app_input(
+    /// Checks settings into a spec: `name` for a new app, `old` the app being changed (what
+    /// the spec leaves out is kept from it; so are secret values left empty).
+    fn check_app_spec(
         &self,
         actor: &Actor,
-        input: &AppInput,
+        name: Option<&str>,
+        spec: &AppSpec,
         old: Option<&App>,
     ) -> Result<(String, CheckedSpec)> {
         let mut c = Checks::default();
-        let name = match old {
-            Some(a) => Some(a.name.clone()),
-            None => c.check("name", validate::app_name(&input.name)),
+        // A field the caller could not read is reported in its place, in the same order.
+        let field = |c: &mut Checks, f: &str| -> Option<()> {
+            match spec.unreadable(f) {
+                Some(why) => c.check::<()>(f, Err(why)),
+                None => Some(()),
+            }
+        };
+        let name = match (old, name) {
+            (Some(a), _) => Some(a.name.clone()),
+            (None, n) => c.check("name", validate::app_name(n.unwrap_or_default())),
         };
         let allowed = &self.settings().engine.allowed_registries;
-        let image = c.check(
-            "image",
-            validate::image(&input.image).and_then(|i| {
-                if allowed.contains(&i.registry) {
-                    Ok(i)
-                } else if allowed.is_empty() {
-                    // No list: anything public, but nothing in the host's own network.
-                    validate::public_registry(&i.registry).map(|()| i)
-                } else {
-                    Err(format!(
-                        "This Pier only pulls images from {}; {} is not one of them.",
-                        allowed.join(", "),
-                        i.registry
-                    ))
-                }
-            }),
-        );
-        let port = c.check("port", validate::port(&input.port));
-        let memory_mb = match (input.memory_mb.trim(), old) {
-            ("", Some(a)) => Some(a.memory_mb),
-            ("", None) => Some(DEFAULT_MEMORY_MB),
-            (m, _) => c.check("memory_mb", validate::memory_mb(m)),
+        let image = match (&spec.image, old) {
+            (None, Some(a)) => validate::image(&a.image).ok(),
+            (i, _) => c.check(
+                "image",
+                validate::image(i.as_deref().unwrap_or_default()).and_then(|i| {
+                    if allowed.contains(&i.registry) {
+                        Ok(i)
+                    } else if allowed.is_empty() {
+                        // No list: anything public, but nothing in the host's own network.
+                        validate::public_registry(&i.registry).map(|()| i)
+                    } else {
+                        Err(format!(
+                            "This Pier only pulls images from {}; {} is not one of them.",
+                            allowed.join(", "),
+                            i.registry
+                        ))
+                    }
+                }),
+            ),
         };
-        let cpus_milli = match (input.cpus.trim(), old) {
-            ("", Some(a)) => Some(a.cpus_milli),
-            ("", None) => Some(DEFAULT_CPUS_MILLI),
-            (m, _) => c.check("cpus", validate::app_cpus_milli(m)),
+        let port = field(&mut c, "port").and_then(|()| match (spec.port, old) {
+            (None, Some(a)) => Some(a.port),
+            (p, _) => c.check("port", validate::port_number(p.unwrap_or(0))),
+        });
+        let memory_mb = field(&mut c, "memory_mb").and_then(|()| match (spec.memory_mb, old) {
+            (None, Some(a)) => Some(a.memory_mb),
+            (None, None) => Some(DEFAULT_MEMORY_MB),
+            (Some(m), _) => c.check("memory_mb", validate::app_memory(m)),
+        });
+        let cpus_milli = field(&mut c, "cpus").and_then(|()| match (spec.cpus_milli, old) {
+            (None, Some(a)) => Some(a.cpus_milli),
+            (None, None) => Some(DEFAULT_CPUS_MILLI),
+            (Some(m), _) => c.check("cpus", validate::app_cpus(m)),
+        });
+        let health_path = match (&spec.health_path, old) {
+            (None, Some(a)) => a.health_path.clone(),
+            (p, _) => c
+                .check(
+                    "health_path",
+                    validate::health_path(p.as_deref().unwrap_or_default()),
+                )
+                .unwrap_or(None),
         };
-        let health_path = c
-            .check("health_path", validate::health_path(&input.health_path))
-            .unwrap_or(None);
-        let kind = input.kind.or(old.map(|a| a.kind)).unwrap_or(AppKind::Web);
-        let capabilities = input
+        field(&mut c, "kind");
+        field(&mut c, "capabilities");
+        // Anything else the caller could not read, after the fields the service knows.
+        const KNOWN: [&str; 7] = [
+            "port",
+            "memory_mb",
+            "cpus",
+            "kind",
+            "capabilities",
+            "volumes",
+            "env",
+        ];
+        for (f, why) in &spec.unreadable {
+            if !KNOWN.contains(&f.as_str()) {
+                c.check::<()>(f, Err(why.clone()));
+            }
+        }
+        let kind = spec.kind.or(old.map(|a| a.kind)).unwrap_or(AppKind::Web);
+        let capabilities = spec
             .capabilities
             .or(old.map(|a| a.capabilities))
             .unwrap_or(CapProfile::Default);
@@ -298,27 +346,43 @@ impl Pier {
                 Err("An internal app is checked by connecting to its port: leave the health path empty.".into()),
             );
         }
-        let volumes = match &input.volumes {
+        let volumes = field(&mut c, "volumes").and_then(|()| match &spec.volumes {
             Some(list) => c.check("volumes", check_volumes(list)).map(Some),
             None => Some(None),
-        };
+        });
+        let read_only = spec
+            .read_only
+            .unwrap_or_else(|| old.is_some_and(|a| a.read_only));
 
-        // Environment: rows, then the pasted file.
+        // The environment: as the app has it when left out.
+        let is_secret_now =
+            |n: &str| old.is_some_and(|a| a.env.iter().any(|e| e.name == n && e.is_secret()));
         let mut vars: Vec<(String, String, bool)> = Vec::new();
-        let mut problems: Vec<String> = Vec::new();
-        for row in &input.env {
+        let mut problems: Vec<String> = spec.unreadable("env").into_iter().collect();
+        let rows = match (&spec.env, old) {
+            (Some(rows), _) => rows.clone(),
+            (None, Some(a)) => a
+                .env
+                .iter()
+                .map(|v| EnvInput {
+                    name: v.name.clone(),
+                    // A secret's saved value is kept (below) when left empty.
+                    value: v.value.clone().unwrap_or_default(),
+                    secret: Some(v.is_secret()),
+                })
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        for row in &rows {
             if row.name.trim().is_empty() && row.value.is_empty() {
                 continue;
             }
             match validate::env_name(&row.name) {
-                Ok(n) => vars.push((n, row.value.clone(), row.secret)),
+                Ok(n) => {
+                    let secret = row.secret.unwrap_or_else(|| is_secret_now(&n));
+                    vars.push((n, row.value.clone(), secret))
+                }
                 Err(e) => problems.push(e),
-            }
-        }
-        if !input.dotenv.trim().is_empty() {
-            match validate::parse_dotenv(&input.dotenv) {
-                Ok(list) => vars.extend(list.into_iter().map(|(n, v)| (n, v, input.dotenv_secret))),
-                Err(e) => problems.push(format!("Pasted .env, line {}: {}", e.line, e.message)),
             }
         }
         // An empty secret keeps its saved value; with none saved (a new or renamed variable, or
@@ -419,7 +483,7 @@ impl Pier {
                 memory_mb: memory_mb.expect("checked"),
                 cpus_milli: cpus_milli.expect("checked"),
                 health_path,
-                read_only: input.read_only,
+                read_only,
                 kind,
                 capabilities,
                 volumes: volumes.expect("checked"),
@@ -475,12 +539,12 @@ impl Pier {
             .ok_or(Error::NotFound)
     }
 
-    pub async fn create_app(&self, actor: &Actor, input: AppInput) -> Result<App> {
-        let what = crate::audit::Change::new(crate::audit::Action::AppCreate, input.name.trim())
+    pub async fn create_app(&self, actor: &Actor, name: &str, input: AppSpec) -> Result<App> {
+        let what = crate::audit::Change::new(crate::audit::Action::AppCreate, name.trim())
             .owner(actor.user_id)
             .summary(input.describe());
         self.audited(actor, what, async {
-            let (name, spec) = self.check_app_input(actor, &input, None)?;
+            let (name, spec) = self.check_app_spec(actor, Some(name), &input, None)?;
             let q = repo::users::by_id(self.db(), actor.user_id)
                 .await?
                 .ok_or(Error::Unauthenticated)?
@@ -525,14 +589,14 @@ impl Pier {
         .await
     }
 
-    /// Changes an app's settings and rolls them out.
-    pub async fn update_app(&self, actor: &Actor, name: &str, input: AppInput) -> Result<App> {
+    /// Changes an app's settings (what `input` leaves out stays) and rolls them out.
+    pub async fn update_app(&self, actor: &Actor, name: &str, input: AppSpec) -> Result<App> {
         let what = crate::audit::Change::new(crate::audit::Action::AppUpdate, name.trim())
             .owner(actor.user_id)
             .summary(input.describe());
         self.audited(actor, what, async {
             let old = self.own_app(actor, name).await?;
-            let (_, spec) = self.check_app_input(actor, &input, Some(&old))?;
+            let (_, spec) = self.check_app_spec(actor, None, &input, Some(&old))?;
             if spec.kind == AppKind::Internal && old.kind != AppKind::Internal {
                 let domains = repo::domains::names_for_app(self.db(), old.id).await?;
                 if !domains.is_empty() {
@@ -1261,9 +1325,7 @@ struct CheckedVolume {
 fn check_volumes(list: &[VolumeInput]) -> std::result::Result<Vec<CheckedVolume>, String> {
     let rows: Vec<&VolumeInput> = list
         .iter()
-        .filter(|v| {
-            !(v.name.trim().is_empty() && v.path.trim().is_empty() && v.size_mb.trim().is_empty())
-        })
+        .filter(|v| !(v.name.trim().is_empty() && v.path.trim().is_empty() && v.size_mb.is_none()))
         .collect();
     if rows.len() > validate::MAX_VOLUMES_PER_APP {
         return Err(format!(
@@ -1277,10 +1339,7 @@ fn check_volumes(list: &[VolumeInput]) -> std::result::Result<Vec<CheckedVolume>
     for v in rows {
         let name = validate::volume_name(&v.name);
         let path = validate::mount_path(&v.path);
-        let size = match v.size_mb.trim() {
-            "" => Ok(None),
-            s => validate::volume_size_mb(s).map(Some),
-        };
+        let size = v.size_mb.map(validate::volume_size).transpose();
         match (name, path, size) {
             (Ok(name), Ok(path), Ok(size_mb)) => {
                 if !names.insert(name.clone()) {
@@ -1354,6 +1413,86 @@ mod tests {
             .into();
         let pier = Pier::new(db, SecretKey::generate(), Settings::default(), runtime);
         (pier, actor, dir)
+    }
+
+    #[tokio::test]
+    async fn a_spec_leaves_out_what_stays_and_reports_every_problem_in_order() {
+        use super::{AppSpec, EnvInput};
+        let (pier, actor, dir) = panel(FakeRuntime::new()).await;
+        let env = |name: &str, value: &str, secret: Option<bool>| EnvInput {
+            name: name.into(),
+            value: value.into(),
+            secret,
+        };
+        let spec = AppSpec {
+            image: Some("registry.example/api:1".into()),
+            port: Some(8080),
+            env: Some(vec![
+                env("MODE", "prod", Some(false)),
+                env("TOKEN", "s3cret", Some(true)),
+            ]),
+            health_path: Some("/healthz".into()),
+            ..AppSpec::default()
+        };
+        let app = pier.create_app(&actor, "api", spec).await.unwrap();
+        assert_eq!((app.memory_mb, app.cpus_milli), (256, 500), "defaults");
+        let opened = |a: &crate::model::App| {
+            super::open_env(pier.key(), a.user_id, &a.name, &a.env).unwrap()
+        };
+        let before = opened(&app);
+
+        // Only the port: everything else, the sealed secret included, stays as it is.
+        let patch = AppSpec {
+            port: Some(9090),
+            ..AppSpec::default()
+        };
+        let app = pier.update_app(&actor, "api", patch).await.unwrap();
+        assert_eq!(app.port, 9090);
+        assert_eq!(app.image, "registry.example/api:1");
+        assert_eq!(app.health_path.as_deref(), Some("/healthz"));
+        assert_eq!(opened(&app), before);
+
+        // A new environment without saying what is secret: TOKEN stays secret and, left empty,
+        // keeps its value; a new variable is plain.
+        let patch = AppSpec {
+            env: Some(vec![env("TOKEN", "", None), env("NEW", "1", None)]),
+            health_path: Some(String::new()),
+            ..AppSpec::default()
+        };
+        let app = pier.update_app(&actor, "api", patch).await.unwrap();
+        assert_eq!(app.health_path, None, "an empty path removes the check");
+        let token = app.env.iter().find(|e| e.name == "TOKEN").unwrap();
+        assert!(token.is_secret());
+        assert!(!app
+            .env
+            .iter()
+            .find(|e| e.name == "NEW")
+            .unwrap()
+            .is_secret());
+        assert!(opened(&app).contains(&("TOKEN".into(), "s3cret".into())));
+
+        // What the caller could not read is reported in its field's place, with the rest.
+        let bad = AppSpec {
+            image: Some("Not An Image".into()),
+            memory_mb: Some(1),
+            unreadable: vec![("port".into(), "Enter the port.".into())],
+            ..AppSpec::default()
+        };
+        let err = pier.update_app(&actor, "api", bad).await.unwrap_err();
+        let fields: Vec<&str> = err.fields().iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["image", "port", "memory_mb"]);
+        assert_eq!(err.fields()[1].message, "Enter the port.");
+        let kept = pier.own_app(&actor, "api").await.unwrap();
+        assert_eq!((kept.port, kept.memory_mb), (9090, 256), "nothing changed");
+
+        // A new app needs an image and a port.
+        let err = pier
+            .create_app(&actor, "empty", AppSpec::default())
+            .await
+            .unwrap_err();
+        let fields: Vec<&str> = err.fields().iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["image", "port"]);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]

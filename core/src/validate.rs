@@ -109,6 +109,10 @@ fn whole_number(input: &str, min: i64, max: i64, what: &str) -> Result<i64, Stri
         .trim()
         .parse()
         .map_err(|_| format!("Enter a whole number of {what}."))?;
+    in_range(n, min, max, what)
+}
+
+fn in_range(n: i64, min: i64, max: i64, what: &str) -> Result<i64, String> {
     if (min..=max).contains(&n) {
         Ok(n)
     } else {
@@ -391,6 +395,11 @@ pub fn volume_size_mb(input: &str) -> Result<i64, String> {
     whole_number(input, MIN_VOLUME_MB, MAX_VOLUME_MB, "MiB")
 }
 
+/// A volume's size in MiB, given as a number.
+pub fn volume_size(n: i64) -> Result<i64, String> {
+    in_range(n, MIN_VOLUME_MB, MAX_VOLUME_MB, "MiB")
+}
+
 /// A parsed, normalised image reference (`registry/repository[:tag][@digest]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -562,26 +571,50 @@ fn internal_ip(ip: std::net::IpAddr) -> bool {
     }
 }
 
-/// A container port.
+/// A container port, as typed.
 pub fn port(input: &str) -> Result<u16, String> {
-    match input.trim().parse::<u16>() {
+    input
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| PORT_RANGE.to_string())
+        .and_then(port_number)
+}
+
+const PORT_RANGE: &str = "Enter the port your app listens on inside the container, 1–65535.";
+
+/// A container port, given as a number.
+pub fn port_number(n: i64) -> Result<u16, String> {
+    match u16::try_from(n) {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err("Enter the port your app listens on inside the container, 1–65535.".into()),
+        _ => Err(PORT_RANGE.into()),
     }
 }
 
-/// An app's memory limit in MiB.
+/// An app's memory limit in MiB, as typed.
 pub fn memory_mb(input: &str) -> Result<i64, String> {
-    whole_number(input, MIN_APP_MEMORY_MB, 1_048_576, "MiB")
+    whole_number(input, MIN_APP_MEMORY_MB, MAX_APP_MEMORY_MB, "MiB")
 }
 
-/// An app's CPU limit (decimal CPUs) in thousandths.
+/// An app's memory limit in MiB, given as a number.
+pub fn app_memory(n: i64) -> Result<i64, String> {
+    in_range(n, MIN_APP_MEMORY_MB, MAX_APP_MEMORY_MB, "MiB")
+}
+
+const MAX_APP_MEMORY_MB: i64 = 1_048_576;
+
+/// An app's CPU limit (decimal CPUs, as typed) in thousandths.
 pub fn app_cpus_milli(input: &str) -> Result<i64, String> {
-    let m = cpus_milli(input)?;
-    if m < MIN_APP_CPUS_MILLI {
+    app_cpus(cpus_milli(input)?)
+}
+
+/// An app's CPU limit in thousandths, given as a number.
+pub fn app_cpus(milli: i64) -> Result<i64, String> {
+    if !(0..=256_000).contains(&milli) {
+        Err("Enter a number of CPUs between 0 and 256, like 0.5 or 2.".into())
+    } else if milli < MIN_APP_CPUS_MILLI {
         Err("Give the app at least 0.05 CPU.".into())
     } else {
-        Ok(m)
+        Ok(milli)
     }
 }
 

@@ -198,8 +198,9 @@ mod convert {
         }
     }
 
+    /// The app form's fields as the service takes them: text read into numbers and choices
+    /// here, and what cannot be read reported with what the service finds.
     pub fn input(
-        name: String,
         image: String,
         port: String,
         env: Vec<EnvField>,
@@ -212,52 +213,102 @@ mod convert {
         kind: String,
         capabilities: String,
         volumes: Vec<VolumeField>,
-    ) -> Result<pier_core::apps::AppInput, pier_core::Error> {
-        use pier_core::model::{AppKind, CapProfile};
+    ) -> pier_core::apps::AppSpec {
+        use pier_core::{
+            apps::{AppSpec, EnvInput, VolumeInput},
+            model::{AppKind, CapProfile},
+            validate,
+        };
+        let mut unreadable: Vec<(String, String)> = Vec::new();
+        let mut read = |field: &str, r: Result<i64, String>| match r {
+            Ok(n) => Some(n),
+            Err(why) => {
+                unreadable.push((field.to_owned(), why));
+                None
+            }
+        };
+        // Empty limits: the default for a new app, unchanged for an existing one.
+        let optional = |t: &str| (!t.trim().is_empty()).then(|| t.trim().to_owned());
+        let port = read("port", validate::port(&port).map(i64::from));
+        let memory_mb =
+            optional(&memory_mb).and_then(|m| read("memory_mb", validate::memory_mb(&m)));
+        let cpus_milli = optional(&cpus).and_then(|c| read("cpus", validate::app_cpus_milli(&c)));
+        let mut volume_problems = Vec::new();
+        let volumes = volumes
+            .into_iter()
+            .map(|v| {
+                let size_mb =
+                    optional(&v.size_mb).and_then(|t| match validate::volume_size_mb(&t) {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            let label = v.name.trim();
+                            volume_problems.push(if label.is_empty() {
+                                format!("Size: {e}")
+                            } else {
+                                format!("Volume {label}: Size: {e}")
+                            });
+                            None
+                        }
+                    });
+                VolumeInput {
+                    name: v.name,
+                    path: v.path,
+                    size_mb,
+                }
+            })
+            .collect();
+        if !volume_problems.is_empty() {
+            unreadable.push(("volumes".into(), volume_problems.join(" ")));
+        }
+        let mut env: Vec<EnvInput> = env
+            .into_iter()
+            .map(|e| EnvInput {
+                name: e.name,
+                value: e.value,
+                secret: Some(e.secret.is_some()),
+            })
+            .collect();
+        // A pasted .env file adds its variables to the rows.
+        if !dotenv.trim().is_empty() {
+            match validate::parse_dotenv(&dotenv) {
+                Ok(list) => env.extend(list.into_iter().map(|(name, value)| EnvInput {
+                    name,
+                    value,
+                    secret: Some(dotenv_secret.is_some()),
+                })),
+                Err(e) => unreadable.push((
+                    "env".into(),
+                    format!("Pasted .env, line {}: {}", e.line, e.message),
+                )),
+            }
+        }
         let kind = match kind.trim() {
             "" => None,
-            k => Some(
-                AppKind::parse(k)
-                    .ok_or_else(|| pier_core::Error::field("kind", "Choose web or internal."))?,
-            ),
+            k => AppKind::parse(k).or_else(|| {
+                unreadable.push(("kind".into(), "Choose web or internal.".into()));
+                None
+            }),
         };
         let capabilities = match capabilities.trim() {
             "" => None,
-            k => Some(CapProfile::parse(k).ok_or_else(|| {
-                pier_core::Error::field("capabilities", "Choose default or strict.")
-            })?),
+            k => CapProfile::parse(k).or_else(|| {
+                unreadable.push(("capabilities".into(), "Choose default or strict.".into()));
+                None
+            }),
         };
-        Ok(pier_core::apps::AppInput {
-            name,
-            image,
+        AppSpec {
+            image: Some(image),
             port,
-            env: env
-                .into_iter()
-                .map(|e| pier_core::apps::EnvInput {
-                    name: e.name,
-                    value: e.value,
-                    secret: e.secret.is_some(),
-                })
-                .collect(),
-            dotenv,
-            dotenv_secret: dotenv_secret.is_some(),
+            env: Some(env),
             memory_mb,
-            cpus,
-            health_path,
-            read_only: read_only.is_some(),
+            cpus_milli,
+            health_path: Some(health_path),
+            read_only: Some(read_only.is_some()),
             kind,
             capabilities,
-            volumes: Some(
-                volumes
-                    .into_iter()
-                    .map(|v| pier_core::apps::VolumeInput {
-                        name: v.name,
-                        path: v.path,
-                        size_mb: v.size_mb,
-                    })
-                    .collect(),
-            ),
-        })
+            volumes: Some(volumes),
+            unreadable,
+        }
     }
 
     pub fn volume_view(
@@ -385,8 +436,8 @@ pub async fn create_app(
         .pier
         .create_app(
             &actor,
+            &name,
             convert::input(
-                name,
                 image,
                 port,
                 env,
@@ -399,7 +450,7 @@ pub async fn create_app(
                 kind,
                 capabilities,
                 volumes,
-            )?,
+            ),
         )
         .await?;
     Ok(Done {
@@ -432,7 +483,6 @@ pub async fn update_app(
             &actor,
             &app,
             convert::input(
-                String::new(),
                 image,
                 port,
                 env,
@@ -445,7 +495,7 @@ pub async fn update_app(
                 kind,
                 capabilities,
                 volumes,
-            )?,
+            ),
         )
         .await?;
     Ok(Done {

@@ -15,7 +15,7 @@ use axum::{
 };
 use futures_util::StreamExt;
 use pier_core::{
-    apps::{AppInput, AppView, EnvInput, VolumeInput, MAX_LOG_TAIL},
+    apps::{AppSpec, AppView, EnvInput, VolumeInput, MAX_LOG_TAIL},
     logs::Credential,
     model::{AppKind, CapProfile, Deployment, Scope, Volume},
     runtime::PullProgress,
@@ -333,7 +333,7 @@ fn volume_inputs(v: Option<Vec<VolumeBody>>) -> Option<Vec<VolumeInput>> {
             .map(|b| VolumeInput {
                 name: b.name,
                 path: b.path,
-                size_mb: b.size_mb.map(|n| n.to_string()).unwrap_or_default(),
+                size_mb: b.size_mb,
             })
             .collect()
     })
@@ -411,10 +411,19 @@ pub struct LogsQuery {
     follow: Option<bool>,
 }
 
-fn cpus_text(c: &Cpus) -> String {
-    match c {
+/// CPUs as thousandths; what cannot be read goes to `unreadable`, for the service to report
+/// with the rest.
+fn cpus_milli(c: Option<Cpus>, unreadable: &mut Vec<(String, String)>) -> Option<i64> {
+    let text = match c? {
         Cpus::Number(n) => n.to_string(),
-        Cpus::Text(t) => t.clone(),
+        Cpus::Text(t) => t,
+    };
+    match pier_core::validate::app_cpus_milli(&text) {
+        Ok(m) => Some(m),
+        Err(why) => {
+            unreadable.push(("cpus".into(), why));
+            None
+        }
     }
 }
 
@@ -430,11 +439,12 @@ fn secret_names(env: &BTreeMap<String, String>, names: Vec<String>) -> ApiResult
     Ok(names.into_iter().collect())
 }
 
-/// The variables as the service takes them (in name order).
-fn env_input(env: BTreeMap<String, String>, secret: &HashSet<String>) -> Vec<EnvInput> {
+/// The variables as the service takes them (in name order). Without `secret`, each stays as
+/// secret as it is now.
+fn env_input(env: BTreeMap<String, String>, secret: Option<&HashSet<String>>) -> Vec<EnvInput> {
     env.into_iter()
         .map(|(name, value)| EnvInput {
-            secret: secret.contains(&name),
+            secret: secret.map(|s| s.contains(&name)),
             name,
             value,
         })
@@ -498,21 +508,21 @@ pub async fn create(
     }
     let env = b.env.unwrap_or_default();
     let secret = secret_names(&env, b.secret_env.unwrap_or_default())?;
-    let input = AppInput {
-        name: b.name,
-        image: b.image,
-        port: b.port.to_string(),
-        env: env_input(env, &secret),
-        memory_mb: b.memory_mb.map(|m| m.to_string()).unwrap_or_default(),
-        cpus: b.cpus.as_ref().map(cpus_text).unwrap_or_default(),
-        health_path: b.health_path.unwrap_or_default(),
-        read_only: b.read_only.unwrap_or(false),
+    let mut unreadable = Vec::new();
+    let input = AppSpec {
+        cpus_milli: cpus_milli(b.cpus, &mut unreadable),
+        image: Some(b.image),
+        port: Some(b.port),
+        env: Some(env_input(env, Some(&secret))),
+        memory_mb: b.memory_mb,
+        health_path: b.health_path,
+        read_only: b.read_only,
         kind: b.kind,
         capabilities: b.capabilities,
         volumes: volume_inputs(b.volumes),
-        ..Default::default()
+        unreadable,
     };
-    let app = s.pier.create_app(&caller.actor, input).await?;
+    let app = s.pier.create_app(&caller.actor, &b.name, input).await?;
     if let Some(p) = b.backup {
         apply_policy(&s, &caller, &app.name, p).await?;
     }
@@ -580,17 +590,9 @@ pub async fn update(
     let env = match (p.env, p.secret_env) {
         (Some(env), Some(names)) => {
             let secret = secret_names(&env, names)?;
-            env_input(env, &secret)
+            Some(env_input(env, Some(&secret)))
         }
-        (Some(env), None) => {
-            let secret: HashSet<String> = current
-                .env
-                .iter()
-                .filter(|v| v.is_secret())
-                .map(|v| v.name.clone())
-                .collect();
-            env_input(env, &secret)
-        }
+        (Some(env), None) => Some(env_input(env, None)),
         (None, Some(_)) => {
             return Err(pier_core::Error::field(
                 "secret_env",
@@ -598,39 +600,21 @@ pub async fn update(
             )
             .into())
         }
-        // Unchanged: plain values as they are, secret ones empty (which the service keeps).
-        (None, None) => current
-            .env
-            .iter()
-            .map(|v| EnvInput {
-                name: v.name.clone(),
-                value: if v.is_secret() {
-                    String::new()
-                } else {
-                    v.value.clone().unwrap_or_default()
-                },
-                secret: v.is_secret(),
-            })
-            .collect(),
+        (None, None) => None,
     };
-    let input = AppInput {
-        name: current.name.clone(),
-        image: p.image.unwrap_or_else(|| current.image.clone()),
-        port: p
-            .port
-            .map_or_else(|| current.port.to_string(), |n| n.to_string()),
+    let mut unreadable = Vec::new();
+    let input = AppSpec {
+        cpus_milli: cpus_milli(p.cpus, &mut unreadable),
+        image: p.image,
+        port: p.port,
         env,
-        // Empty means unchanged to the service.
-        memory_mb: p.memory_mb.map(|m| m.to_string()).unwrap_or_default(),
-        cpus: p.cpus.as_ref().map(cpus_text).unwrap_or_default(),
-        health_path: p
-            .health_path
-            .unwrap_or_else(|| current.health_path.clone().unwrap_or_default()),
-        read_only: p.read_only.unwrap_or(current.read_only),
+        memory_mb: p.memory_mb,
+        health_path: p.health_path,
+        read_only: p.read_only,
         kind: p.kind,
         capabilities: p.capabilities,
         volumes: volume_inputs(p.volumes),
-        ..Default::default()
+        unreadable,
     };
     let app = s.pier.update_app(actor, &current.name, input).await?;
     if let Some(b) = backup {

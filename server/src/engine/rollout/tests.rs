@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use pier_core::{
-    apps::{AppInput, VolumeInput},
+    apps::{AppSpec, VolumeInput},
     fake_runtime::{Behaviour, FakeRuntime},
     model::{Actor, CapProfile, DeployStatus, Deployment},
     runtime::{Runtime, RuntimeError},
@@ -66,28 +66,30 @@ async fn panel(health_secs: u64) -> Panel {
     }
 }
 
-fn input(name: &str, image: &str) -> AppInput {
-    AppInput {
-        name: name.into(),
-        image: format!("registry.example/{image}"),
-        port: "8080".into(),
-        ..AppInput::default()
-    }
+/// Settings of an app named `name` running `image`.
+fn input(name: &str, image: &str) -> (String, AppSpec) {
+    let spec = AppSpec {
+        image: Some(format!("registry.example/{image}")),
+        port: Some(8080),
+        ..AppSpec::default()
+    };
+    (name.to_owned(), spec)
 }
 
 impl Panel {
     /// Creates the app; its first deployment.
-    async fn create(&self, input: AppInput) -> Deployment {
-        let name = input.name.clone();
-        self.pier.create_app(&self.actor, input).await.unwrap();
+    async fn create(&self, (name, spec): (String, AppSpec)) -> Deployment {
+        self.pier
+            .create_app(&self.actor, &name, spec)
+            .await
+            .unwrap();
         self.latest(&name).await
     }
 
     /// Saves new settings; the deployment that rolls them out.
-    async fn update(&self, input: AppInput) -> Deployment {
-        let name = input.name.clone();
+    async fn update(&self, (name, spec): (String, AppSpec)) -> Deployment {
         self.pier
-            .update_app(&self.actor, &name, input)
+            .update_app(&self.actor, &name, spec)
             .await
             .unwrap();
         self.latest(&name).await
@@ -217,7 +219,7 @@ async fn a_crash_loop_fails_at_once_with_its_last_lines() {
     );
     let started = std::time::Instant::now();
     let mut strict = input("db", "db:1");
-    strict.capabilities = Some(CapProfile::Strict);
+    strict.1.capabilities = Some(CapProfile::Strict);
     let first = p.create(strict).await;
     let why = failed(p.rollout(&first).await);
     assert!(
@@ -333,13 +335,17 @@ async fn an_engine_that_stops_answering_is_retried_and_the_container_adopted() {
 #[tokio::test]
 async fn volume_apps_stop_first_and_get_the_old_container_back_on_failure() {
     let p = panel(1).await;
-    let with_volume = |image: &str| AppInput {
-        volumes: Some(vec![VolumeInput {
-            name: "data".into(),
-            path: "/data".into(),
-            size_mb: "64".into(),
-        }]),
-        ..input("db", image)
+    let with_volume = |image: &str| {
+        let (name, spec) = input("db", image);
+        let spec = AppSpec {
+            volumes: Some(vec![VolumeInput {
+                name: "data".into(),
+                path: "/data".into(),
+                size_mb: Some(64),
+            }]),
+            ..spec
+        };
+        (name, spec)
     };
     let first = p.create(with_volume("db:1")).await;
     assert_eq!(p.rollout(&first).await, Outcome::Live);
