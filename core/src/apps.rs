@@ -185,6 +185,18 @@ pub struct AppView {
     pub volumes: Vec<Volume>,
 }
 
+impl AppView {
+    /// What is wrong with the app, for its owner: the engine's last problem with it, else why
+    /// its latest deployment failed.
+    pub fn problem(&self) -> Option<String> {
+        self.app.last_error.clone().or_else(|| {
+            let d = self.last_failed.as_ref()?;
+            let why = d.error.as_ref()?;
+            Some(format!("Deployment #{} failed: {why}", d.number))
+        })
+    }
+}
+
 /// The label of the network a tenant's apps share.
 pub fn network_name(instance: &str, user_id: i64) -> String {
     format!("pier-{instance}-t{user_id}")

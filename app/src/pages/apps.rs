@@ -457,7 +457,7 @@ fn Logs(name: String) -> impl IntoView {
 #[component]
 fn ActionButton(
     app: String,
-    action: &'static str,
+    action: AppVerb,
     label: &'static str,
     act: ServerAction<AppAction>,
     #[prop(optional)] danger: bool,
@@ -466,8 +466,8 @@ fn ActionButton(
         <ActionForm action=act>
             <CsrfField/>
             <input type="hidden" name="app" value=app/>
-            <input type="hidden" name="action" value=action/>
-            <button type="submit" class=if danger { BUTTON_DANGER } else { BUTTON_SMALL } data-testid=format!("action-{action}")>{label}</button>
+            <input type="hidden" name="action" value=action.as_str()/>
+            <button type="submit" class=if danger { BUTTON_DANGER } else { BUTTON_SMALL } data-testid=format!("action-{}", action.as_str())>{label}</button>
         </ActionForm>
     }
 }
@@ -496,17 +496,24 @@ pub fn AppPage() -> impl IntoView {
         move || (name(), rollback.version().get(), update.version().get()),
         |(n, ..)| app_detail(n),
     );
+    // After a delete the page has nothing to show: back to the list. The verb is noted when the
+    // form is sent (the action forgets its input once answered).
     let navigate = use_navigate();
     let act_value = act.value();
+    let act_input = act.input();
+    let removing = RwSignal::new(false);
     Effect::new(move |_| {
-        if let Some(Ok(d)) = act_value.get() {
-            if d.message.starts_with("Deleted") {
+        if let Some(i) = act_input.get() {
+            removing.set(i.action.removes_the_app());
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = act_value.get() {
+            if removing.get_untracked() {
                 navigate("/", Default::default());
             }
         }
     });
-    let update_value = update.value();
-    let update_outcome = form_outcome(update_value);
     view! {
         <Title text=move || name()/>
         <div class="space-y-1"><Outcome value=act.value().into()/><Outcome value=rollback.value().into()/></div>
@@ -519,44 +526,7 @@ pub fn AppPage() -> impl IntoView {
                     let mem: Vec<(i64, f64)> = d.metrics.iter().map(|p| (p.at, p.memory_mb)).collect();
                     let limit = d.row.memory_mb as f64;
                     view! {
-                        <div class="flex flex-wrap items-center justify-between gap-4">
-                            <div>
-                                <h1 class="flex items-center gap-3 text-2xl font-bold tracking-tight">
-                                    {n.clone()} <StateBadge state=d.row.state.clone()/>
-                                </h1>
-                                <p class="font-mono text-xs text-slate-500">{d.row.image.clone()}</p>
-                                <p class="text-xs text-slate-500">
-                                    {d.row.current.map(|c| format!("Serving deployment #{c}")).unwrap_or_else(|| "Not deployed yet".into())}
-                                    {d.row.host_port.map(|p| format!(" · answering on 127.0.0.1:{p}"))}
-                                </p>
-                                {(d.kind == "internal").then(|| view! {
-                                    <p class="text-xs text-slate-500" data-testid="app-internal">
-                                        {format!("Internal app: your other apps reach it at {}:{}; it is never reachable from outside.", n, d.port)}
-                                    </p>
-                                })}
-                                <p class="text-xs text-slate-500" data-testid="app-hosts" class:hidden=d.kind == "internal">
-                                    {if d.hosts.is_empty() {
-                                        view! { "No domain yet: "<a href="/domains" class="text-indigo-700 hover:underline dark:text-indigo-400">"attach one"</a> }.into_any()
-                                    } else {
-                                        d.hosts.iter().map(|h| {
-                                            let href = (!h.starts_with("*.")).then(|| format!("https://{h}/"));
-                                            view! { <a href=href class="mr-2 font-mono text-indigo-700 hover:underline dark:text-indigo-400" target="_blank" rel="noopener">{h.clone()}</a> }
-                                        }).collect_view().into_any()
-                                    }}
-                                </p>
-                            </div>
-                            <div class="flex flex-wrap gap-2">
-                                {if d.stopped {
-                                    view! { <ActionButton app=n.clone() action="start" label="Start" act/> }.into_any()
-                                } else {
-                                    view! {
-                                        <ActionButton app=n.clone() action="stop" label="Stop" act/>
-                                        <ActionButton app=n.clone() action="restart" label="Restart" act/>
-                                    }.into_any()
-                                }}
-                                <ActionButton app=n.clone() action="redeploy" label="Redeploy" act/>
-                            </div>
-                        </div>
+                        <AppHeader d=d.clone() act/>
                         {d.row.rollout.clone().map(|r| view! { <PullBar r/> })}
                         {d.row.problem.clone().map(|p| view! {
                             <p class="mt-3 whitespace-pre-wrap rounded border border-red-200 bg-red-50 p-3 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200" data-testid="app-problem">{p}</p>
@@ -577,35 +547,7 @@ pub fn AppPage() -> impl IntoView {
                             <Chart title="CPU (% of one CPU), last hour" unit="%" points=cpu max=100.0/>
                             <Chart title="Memory (MiB), last hour" unit="MiB" points=mem max=limit/>
                         </section>
-                        <section class=format!("{CARD} mt-6") aria-labelledby="deploys-title">
-                            <h2 id="deploys-title" class="text-lg font-semibold">"Deployments"</h2>
-                            <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="deployments">
-                                {d.deployments.clone().into_iter().map({ let n = n.clone(); move |dep| {
-                                    let n = n.clone();
-                                    view! {
-                                        <li class="flex flex-wrap items-start justify-between gap-3 py-3 text-sm">
-                                            <div class="min-w-0">
-                                                <p class="font-medium">{format!("#{} · {}", dep.number, dep.cause)}
-                                                    <span class=format!("ml-2 rounded-full px-2 py-0.5 text-xs {}", badge(if dep.status == "superseded" { "stopped" } else { &dep.status }))>{dep.status.clone()}</span>
-                                                    {dep.current.then(|| view! { <span class="ml-1 text-xs text-emerald-700">"serving"</span> })}
-                                                </p>
-                                                <p class="truncate font-mono text-xs text-slate-500">{dep.image.clone()}{dep.digest.clone().map(|d| format!(" @ {}", &d[..d.len().min(19)]))}</p>
-                                                <p class="text-xs text-slate-500">{format!("{}{}", dep.created, dep.finished.clone().map(|f| format!(" → {f}")).unwrap_or_default())}</p>
-                                                {dep.error.clone().map(|e| view! { <p class="mt-1 whitespace-pre-wrap text-xs text-red-600">{e}</p> })}
-                                            </div>
-                                            {dep.can_rollback.then(|| view! {
-                                                <ActionForm action=rollback>
-                                                    <CsrfField/>
-                                                    <input type="hidden" name="app" value=n.clone()/>
-                                                    <input type="hidden" name="number" value=dep.number.to_string()/>
-                                                    <button type="submit" class=BUTTON_SMALL>{format!("Roll back to #{}", dep.number)}</button>
-                                                </ActionForm>
-                                            })}
-                                        </li>
-                                    }
-                                }}).collect_view()}
-                            </ul>
-                        </section>
+                        <DeploymentList name=n.clone() deployments=d.deployments.clone() rollback/>
                     }.into_any()
                 }
             })}
@@ -620,44 +562,142 @@ pub fn AppPage() -> impl IntoView {
         {move || view! { <crate::pages::tags::ImageUpdates name=name()/> }}
         <Transition fallback=|| ()>
             {move || settings.get().and_then(Result::ok).map(|d| {
-                let n = d.row.name.clone();
-                let n_delete = n.clone();
-                let volume_names = d.volumes.iter().map(|v| v.name.clone()).collect::<Vec<_>>();
-                view! {
-                        <section class=format!("{CARD} mt-6") aria-labelledby="settings-title">
-                            <h2 id="settings-title" class="text-lg font-semibold">"Settings"</h2>
-                            <p class="mb-4 text-sm text-slate-500">{if volume_names.is_empty() {
-                                "Saving deploys the new settings; the running version keeps serving until the new one answers."
-                            } else {
-                                "Saving deploys the new settings. This app has volumes, so the running version stops before the new one starts: expect a short gap."
-                            }}</p>
-                            <div class="mb-4"><Outcome value=update_outcome/></div>
-                            <ActionForm action=update attr:class="space-y-4" attr:novalidate=true>
-                                <CsrfField/>
-                                <input type="hidden" name="app" value=n.clone()/>
-                                <SpecFields value=update_value.into() initial=d.clone()/>
-                                <button type="submit" class=BUTTON data-testid="save-settings">"Save and deploy"</button>
-                            </ActionForm>
-                        </section>
-                        <details class=format!("{CARD} mt-6")>
-                            <summary class="cursor-pointer font-semibold text-red-700">"Delete this app"</summary>
-                            <p class="my-3 text-sm text-slate-500">"Its container is removed and its history is lost. This cannot be undone."</p>
-                            {if volume_names.is_empty() {
-                                view! { <ActionButton app=n_delete action="delete" label="Yes, delete this app" act danger=true/> }.into_any()
-                            } else {
-                                let names = volume_names.join(", ");
-                                view! {
-                                    <p class="mb-3 text-sm">{format!("Its volumes ({names}) can be kept — listed under Volumes, ready for another app — or deleted with their data.")}</p>
-                                    <div class="flex flex-wrap gap-2">
-                                        <ActionButton app=n_delete.clone() action="delete" label="Delete the app, keep its volumes" act danger=true/>
-                                        <ActionButton app=n_delete action="delete-with-volumes" label="Delete the app and its data" act danger=true/>
-                                    </div>
-                                }.into_any()
-                            }}
-                        </details>
-                }
+                view! { <AppSettings d update act/> }
             })}
         </Transition>
+    }
+}
+
+/// The app's name and state, where it answers, and its buttons.
+#[component]
+fn AppHeader(d: AppInfo, act: ServerAction<AppAction>) -> impl IntoView {
+    let n = d.row.name.clone();
+    view! {
+        <div class="flex flex-wrap items-center justify-between gap-4">
+            <div>
+                <h1 class="flex items-center gap-3 text-2xl font-bold tracking-tight">
+                    {n.clone()} <StateBadge state=d.row.state.clone()/>
+                </h1>
+                <p class="font-mono text-xs text-slate-500">{d.row.image.clone()}</p>
+                <p class="text-xs text-slate-500">
+                    {d.row.current.map(|c| format!("Serving deployment #{c}")).unwrap_or_else(|| "Not deployed yet".into())}
+                    {d.row.host_port.map(|p| format!(" · answering on 127.0.0.1:{p}"))}
+                </p>
+                {(d.kind == "internal").then(|| view! {
+                    <p class="text-xs text-slate-500" data-testid="app-internal">
+                        {format!("Internal app: your other apps reach it at {}:{}; it is never reachable from outside.", n, d.port)}
+                    </p>
+                })}
+                <p class="text-xs text-slate-500" data-testid="app-hosts" class:hidden=d.kind == "internal">
+                    {if d.hosts.is_empty() {
+                        view! { "No domain yet: "<a href="/domains" class="text-indigo-700 hover:underline dark:text-indigo-400">"attach one"</a> }.into_any()
+                    } else {
+                        d.hosts.iter().map(|h| {
+                            let href = (!h.starts_with("*.")).then(|| format!("https://{h}/"));
+                            view! { <a href=href class="mr-2 font-mono text-indigo-700 hover:underline dark:text-indigo-400" target="_blank" rel="noopener">{h.clone()}</a> }
+                        }).collect_view().into_any()
+                    }}
+                </p>
+            </div>
+            <div class="flex flex-wrap gap-2">
+                {if d.stopped {
+                    view! { <ActionButton app=n.clone() action=AppVerb::Start label="Start" act/> }.into_any()
+                } else {
+                    view! {
+                        <ActionButton app=n.clone() action=AppVerb::Stop label="Stop" act/>
+                        <ActionButton app=n.clone() action=AppVerb::Restart label="Restart" act/>
+                    }.into_any()
+                }}
+                <ActionButton app=n.clone() action=AppVerb::Redeploy label="Redeploy" act/>
+            </div>
+        </div>
+    }
+}
+
+/// Every deployment of the app, newest first, with a button to roll back to those that ran.
+#[component]
+fn DeploymentList(
+    name: String,
+    deployments: Vec<DeployRow>,
+    rollback: ServerAction<RollbackApp>,
+) -> impl IntoView {
+    view! {
+        <section class=format!("{CARD} mt-6") aria-labelledby="deploys-title">
+            <h2 id="deploys-title" class="text-lg font-semibold">"Deployments"</h2>
+            <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="deployments">
+                {deployments.into_iter().map(move |dep| {
+                    let n = name.clone();
+                    view! {
+                        <li class="flex flex-wrap items-start justify-between gap-3 py-3 text-sm">
+                            <div class="min-w-0">
+                                <p class="font-medium">{format!("#{} · {}", dep.number, dep.cause)}
+                                    <span class=format!("ml-2 rounded-full px-2 py-0.5 text-xs {}", badge(if dep.status == "superseded" { "stopped" } else { &dep.status }))>{dep.status.clone()}</span>
+                                    {dep.current.then(|| view! { <span class="ml-1 text-xs text-emerald-700">"serving"</span> })}
+                                </p>
+                                <p class="truncate font-mono text-xs text-slate-500">{dep.image.clone()}{dep.digest.clone().map(|d| format!(" @ {}", &d[..d.len().min(19)]))}</p>
+                                <p class="text-xs text-slate-500">{format!("{}{}", dep.created, dep.finished.clone().map(|f| format!(" → {f}")).unwrap_or_default())}</p>
+                                {dep.error.clone().map(|e| view! { <p class="mt-1 whitespace-pre-wrap text-xs text-red-600">{e}</p> })}
+                            </div>
+                            {dep.can_rollback.then(|| view! {
+                                <ActionForm action=rollback>
+                                    <CsrfField/>
+                                    <input type="hidden" name="app" value=n.clone()/>
+                                    <input type="hidden" name="number" value=dep.number.to_string()/>
+                                    <button type="submit" class=BUTTON_SMALL>{format!("Roll back to #{}", dep.number)}</button>
+                                </ActionForm>
+                            })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </section>
+    }
+}
+
+/// The settings form (saving deploys them) and the delete buttons.
+#[component]
+fn AppSettings(
+    d: AppInfo,
+    update: ServerAction<UpdateApp>,
+    act: ServerAction<AppAction>,
+) -> impl IntoView {
+    let update_value = update.value();
+    let update_outcome = form_outcome(update_value);
+    let n = d.row.name.clone();
+    let n_delete = n.clone();
+    let volume_names = d.volumes.iter().map(|v| v.name.clone()).collect::<Vec<_>>();
+    view! {
+        <section class=format!("{CARD} mt-6") aria-labelledby="settings-title">
+            <h2 id="settings-title" class="text-lg font-semibold">"Settings"</h2>
+            <p class="mb-4 text-sm text-slate-500">{if volume_names.is_empty() {
+                "Saving deploys the new settings; the running version keeps serving until the new one answers."
+            } else {
+                "Saving deploys the new settings. This app has volumes, so the running version stops before the new one starts: expect a short gap."
+            }}</p>
+            <div class="mb-4"><Outcome value=update_outcome/></div>
+            <ActionForm action=update attr:class="space-y-4" attr:novalidate=true>
+                <CsrfField/>
+                <input type="hidden" name="app" value=n.clone()/>
+                <SpecFields value=update_value.into() initial=d.clone()/>
+                <button type="submit" class=BUTTON data-testid="save-settings">"Save and deploy"</button>
+            </ActionForm>
+        </section>
+        <details class=format!("{CARD} mt-6")>
+            <summary class="cursor-pointer font-semibold text-red-700">"Delete this app"</summary>
+            <p class="my-3 text-sm text-slate-500">"Its container is removed and its history is lost. This cannot be undone."</p>
+            {if volume_names.is_empty() {
+                view! { <ActionButton app=n_delete action=AppVerb::Delete label="Yes, delete this app" act danger=true/> }.into_any()
+            } else {
+                let names = volume_names.join(", ");
+                view! {
+                    <p class="mb-3 text-sm">{format!("Its volumes ({names}) can be kept — listed under Volumes, ready for another app — or deleted with their data.")}</p>
+                    <div class="flex flex-wrap gap-2">
+                        <ActionButton app=n_delete.clone() action=AppVerb::Delete label="Delete the app, keep its volumes" act danger=true/>
+                        <ActionButton app=n_delete action=AppVerb::DeleteWithVolumes label="Delete the app and its data" act danger=true/>
+                    </div>
+                }.into_any()
+            }}
+        </details>
     }
 }
 

@@ -148,17 +148,7 @@ mod convert {
     use pier_core::{apps::AppView, format_time, validate::format_cpus};
 
     pub fn row(v: &AppView) -> AppRow {
-        let problem = v.app.last_error.clone().or_else(|| {
-            v.last_failed
-                .as_ref()
-                .and_then(|d| d.error.clone())
-                .map(|e| {
-                    format!(
-                        "Deployment #{} failed: {e}",
-                        v.last_failed.as_ref().map(|d| d.number).unwrap_or(0)
-                    )
-                })
-        });
+        let problem = v.problem();
         AppRow {
             name: v.app.name.clone(),
             image: v.app.image.clone(),
@@ -504,37 +494,71 @@ pub async fn update_app(
     })
 }
 
-/// start, stop, restart, redeploy, delete (keeping the app's volumes) or delete-with-volumes.
+/// What the buttons on an app's page ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppVerb {
+    Start,
+    Stop,
+    Restart,
+    Redeploy,
+    /// Deletes the app, keeping its volumes.
+    Delete,
+    DeleteWithVolumes,
+}
+
+impl AppVerb {
+    /// As the form sends it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppVerb::Start => "start",
+            AppVerb::Stop => "stop",
+            AppVerb::Restart => "restart",
+            AppVerb::Redeploy => "redeploy",
+            AppVerb::Delete => "delete",
+            AppVerb::DeleteWithVolumes => "delete-with-volumes",
+        }
+    }
+
+    /// Afterwards the app is gone, and its page has nothing left to show.
+    pub fn removes_the_app(self) -> bool {
+        matches!(self, AppVerb::Delete | AppVerb::DeleteWithVolumes)
+    }
+}
+
 #[server(prefix = "/rpc", endpoint = "app_action")]
-pub async fn app_action(app: String, action: String, csrf_token: String) -> Result<Done, AppError> {
+pub async fn app_action(
+    app: String,
+    action: AppVerb,
+    csrf_token: String,
+) -> Result<Done, AppError> {
     let (c, actor) = ssr::form(csrf_token).await?;
     let p = &c.pier;
-    let message = match action.as_str() {
-        "start" => {
+    let message = match action {
+        AppVerb::Start => {
             p.set_app_running(&actor, &app, true).await?;
             format!("Starting {app}.")
         }
-        "stop" => {
+        AppVerb::Stop => {
             p.set_app_running(&actor, &app, false).await?;
             format!("Stopping {app}.")
         }
-        "restart" => {
+        AppVerb::Restart => {
             p.restart_app(&actor, &app).await?;
             format!("Restarted {app}.")
         }
-        "redeploy" => {
+        AppVerb::Redeploy => {
             let d = p.redeploy_app(&actor, &app).await?;
             format!("Deployment #{} of {app} is under way.", d.number)
         }
-        "delete" => {
+        AppVerb::Delete => {
             p.delete_app(&actor, &app, false).await?;
             format!("Deleted {app}; its container is being removed.")
         }
-        "delete-with-volumes" => {
+        AppVerb::DeleteWithVolumes => {
             p.delete_app(&actor, &app, true).await?;
             format!("Deleted {app} and its volumes; its container and data are being removed.")
         }
-        _ => return Err(pier_core::Error::field("action", "Unknown action.").into()),
     };
     Ok(Done {
         message,

@@ -163,7 +163,7 @@ pub struct AppOut {
     current_deployment: Option<i64>,
     /// The deployment being rolled out, if one is.
     rollout: Option<RolloutOut>,
-    /// Why the last attempt to run the app failed.
+    /// Why the last attempt to run the app failed ("Deployment #N failed: …" when a rollout did).
     last_error: Option<String>,
     /// Its backup policy and how the latest snapshot went (responses about one app; not in
     /// lists).
@@ -175,6 +175,7 @@ pub struct AppOut {
 
 impl From<AppView> for AppOut {
     fn from(v: AppView) -> Self {
+        let problem = v.problem();
         let app = v.app;
         AppOut {
             env: app
@@ -207,9 +208,7 @@ impl From<AppView> for AppOut {
                 status: d.status.as_str().to_owned(),
                 pull: pull.map(PullOut::from),
             }),
-            last_error: app
-                .last_error
-                .or_else(|| v.last_failed.and_then(|d| d.error)),
+            last_error: problem,
             backup: None,
             created_at: format_time(app.created_at),
             updated_at: format_time(app.updated_at),
