@@ -115,8 +115,7 @@ pub struct Panel {
 }
 
 /// The ACME test CA, shared with the server's tests.
-#[path = "../../server/tests/it/common/pebble.rs"]
-pub mod pebble;
+pub use test_support::pebble;
 
 /// Certificates for a panel: from this pebble, which validates on `http_port` (the panel's
 /// HAProxy HTTP port).
@@ -283,39 +282,10 @@ impl Drop for Panel {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default();
         if !instance.is_empty() {
-            let filter = format!("label=pier.instance={instance}");
-            for (list, remove) in [
-                (vec!["ps", "-aq"], vec!["rm", "-f"]),
-                (vec!["network", "ls", "-q"], vec!["network", "rm"]),
-                (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
-            ] {
-                let ids = Command::new("docker")
-                    .args(&list)
-                    .args(["--filter", &filter])
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-                    .unwrap_or_default();
-                let ids: Vec<&str> = ids.split_whitespace().collect();
-                if !ids.is_empty() {
-                    let _ = Command::new("docker").args(&remove).args(&ids).output();
-                }
-            }
+            test_support::docker::remove_labelled(&instance);
         }
         // Volume file systems: their loop devices go before the files.
-        if let Ok(entries) = std::fs::read_dir(self.data_dir.join("volumes")) {
-            for e in entries.flatten() {
-                if e.path().extension().is_some_and(|x| x == "img") {
-                    let _ = Command::new("sh")
-                        .args([
-                            "-c",
-                            "for d in $(losetup -n -O NAME -j \"$1\"); do losetup -d \"$d\"; done",
-                            "sh",
-                        ])
-                        .arg(e.path())
-                        .output();
-                }
-            }
-        }
+        test_support::docker::remove_volume_files(&self.data_dir.join("volumes"), "");
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
@@ -406,30 +376,8 @@ impl Driver {
     }
 }
 
-/// RFC 6238 as an authenticator app computes it (HMAC-SHA-1, six digits, 30-second steps), for
-/// the base32 key the page shows.
-pub mod totp {
-    use hmac::{Hmac, Mac};
-
-    pub fn code(key: &str, step: u64) -> String {
-        let plain: String = key.chars().filter(|c| !c.is_whitespace()).collect();
-        let secret = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &plain)
-            .expect("a base32 key");
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&secret).unwrap();
-        mac.update(&step.to_be_bytes());
-        let h = mac.finalize().into_bytes();
-        let offset = (h[19] & 0x0f) as usize;
-        let n = u32::from_be_bytes(h[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-        format!("{:06}", n % 1_000_000)
-    }
-
-    pub fn step_now() -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        now.as_secs() / 30
-    }
-}
+/// Authenticator codes, computed apart from Pier's own code.
+pub use test_support::totp;
 
 /// WebDriver's WebAuthn extension: a virtual authenticator in the browser, with a user who is
 /// present and verified (as a phone's fingerprint would say), holding resident keys.

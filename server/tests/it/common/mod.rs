@@ -2,12 +2,10 @@
 //! and form posts to server functions.
 #![allow(dead_code)]
 
-pub mod pebble;
 pub mod s3;
 pub mod sites;
-pub mod totp;
 
-pub use pebble::Pebble;
+pub use test_support::{totp, Pebble};
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -629,60 +627,16 @@ impl Drop for TestApp {
     }
 }
 
-/// `docker rm -f`, `docker network rm` and `docker volume rm` of everything labelled with this
-/// instance, then its volumes' file systems (loop devices detached, images deleted).
+/// Removes everything labelled with this instance from Docker, then its volumes' file systems
+/// (loop devices detached, images deleted).
 pub fn sweep(instance: &str) {
-    let filter = format!("label=pier.instance={instance}");
-    // Containers first: a network or volume still in use cannot go.
-    for (list, remove) in [
-        (&["ps", "-aq"][..], &["rm", "-f"][..]),
-        (&["network", "ls", "-q"][..], &["network", "rm"][..]),
-        (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]),
-    ] {
-        let ids = std::process::Command::new("docker")
-            .args(list)
-            .args(["--filter", &filter])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let _ = std::process::Command::new("docker")
-                .args(remove)
-                .args(&ids)
-                .output();
-        }
-    }
-    sweep_volume_files(instance);
+    test_support::docker::remove_labelled(instance);
+    test_support::docker::remove_volume_files(&volumes_dir(), &format!("pier-{instance}-v"));
 }
 
 /// Where the tests' Docker runtime keeps volume file systems.
 pub fn volumes_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("pier-test-volumes")
-}
-
-fn sweep_volume_files(instance: &str) {
-    let Ok(entries) = std::fs::read_dir(volumes_dir()) else {
-        return;
-    };
-    let prefix = format!("pier-{instance}-v");
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        if name.ends_with(".img") {
-            let _ = std::process::Command::new("sh")
-                .args([
-                    "-c",
-                    "for d in $(losetup -n -O NAME -j \"$1\"); do losetup -d \"$d\"; done",
-                    "sh",
-                ])
-                .arg(e.path())
-                .output();
-        }
-        let _ = std::fs::remove_file(e.path());
-    }
 }
 
 /// The local registry `scripts/services.sh start` runs (its env file is read when the variables

@@ -1,6 +1,5 @@
-//! pebble, the ACME test CA, for tests (the server's and the browser tests', which include this
-//! file): its own listener certificate, free loopback ports, the mock DNS server for every name.
-#![allow(dead_code)]
+//! pebble, the ACME test CA, for tests: its own listener certificate, free loopback ports, the
+//! mock DNS server for every name.
 
 use std::net::{SocketAddr, TcpListener};
 

@@ -1,0 +1,9 @@
+//! What the server's integration tests (`server/tests/it/`) and the browser tests (`end2end/`)
+//! share: pebble, the ACME test CA; authenticator codes computed apart from Pier's; and
+//! sweeping up what a test's Pier made in Docker, by its label.
+
+pub mod docker;
+pub mod pebble;
+pub mod totp;
+
+pub use pebble::Pebble;
