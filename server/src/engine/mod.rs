@@ -16,6 +16,10 @@ mod rollout;
 pub mod routing;
 mod storage;
 mod tags;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -493,44 +497,5 @@ pub fn point(prev: &Usage, cur: &Usage, at: i64) -> Point {
         cpu_percent,
         memory_bytes: cur.memory_bytes,
         memory_limit: cur.memory_limit,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_percent_from_two_readings() {
-        let a = Usage {
-            cpu_ns: 1_000,
-            system_ns: 10_000,
-            online_cpus: 2,
-            memory_bytes: 1,
-            memory_limit: 2,
-        };
-        let b = Usage {
-            cpu_ns: 2_000,
-            system_ns: 20_000,
-            ..a
-        };
-        // 10% of all CPU time on a 2-CPU machine = 20% of one CPU.
-        assert!((point(&a, &b, 0).cpu_percent - 20.0).abs() < 1e-9);
-        assert_eq!(point(&b, &b, 0).cpu_percent, 0.0);
-    }
-
-    #[test]
-    fn backoff_doubles_and_resets() {
-        let mut b = Backoff::default();
-        assert!(b.ready(1));
-        assert_eq!(b.failed(1), Duration::from_secs(2));
-        assert_eq!(b.failed(1), Duration::from_secs(4));
-        assert!(!b.ready(1));
-        b.succeeded(1);
-        assert!(b.ready(1));
-        for _ in 0..20 {
-            b.failed(2);
-        }
-        assert_eq!(b.failed(2), Duration::from_secs(300));
     }
 }

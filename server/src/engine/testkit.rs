@@ -1,0 +1,138 @@
+//! A panel on the in-memory engine, for the engine's unit tests (rollouts, reconciler passes).
+
+use std::{sync::Arc, time::Duration};
+
+use pier_core::{
+    apps::AppSpec,
+    fake_runtime::FakeRuntime,
+    model::{Actor, Deployment},
+    secret::SecretKey,
+    service::Settings,
+    Pier,
+};
+
+use super::{
+    rollout::{rollout, Outcome},
+    routing::Routing,
+};
+
+pub struct Panel {
+    pub pier: Pier,
+    pub engine: Arc<FakeRuntime>,
+    pub routing: Routing,
+    pub actor: Actor,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Panel {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// A panel on a database of its own, a member with room for a few apps, and health checks that
+/// give up after `health_secs`.
+pub async fn panel(health_secs: u64) -> Panel {
+    let dir = std::env::temp_dir().join(format!(
+        "pier-rollout-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = pier_core::db::open(&dir.join("pier.db")).await.unwrap();
+    let user: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, role, max_apps, max_memory_mb, max_cpus_milli, created_at)
+         VALUES ('m@example.com', 'member', 5, 2048, 4000, 0) RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let actor = pier_core::repo::users::by_id(&db, user)
+        .await
+        .unwrap()
+        .unwrap()
+        .into();
+    let mut settings = Settings::default();
+    settings.engine.health_timeout_secs = health_secs;
+    settings.engine.drain_ms = 0;
+    let engine = FakeRuntime::new();
+    let pier = Pier::new(db, SecretKey::generate(), settings, engine.clone());
+    Panel {
+        pier,
+        engine,
+        routing: Routing::new(None),
+        actor,
+        dir,
+    }
+}
+
+/// Settings of an app named `name` running `image`.
+pub fn input(name: &str, image: &str) -> (String, AppSpec) {
+    let spec = AppSpec {
+        image: Some(format!("registry.example/{image}")),
+        port: Some(8080),
+        ..AppSpec::default()
+    };
+    (name.to_owned(), spec)
+}
+
+impl Panel {
+    /// Creates the app; its first deployment.
+    pub async fn create(&self, (name, spec): (String, AppSpec)) -> Deployment {
+        self.pier
+            .create_app(&self.actor, &name, spec)
+            .await
+            .unwrap();
+        self.latest(&name).await
+    }
+
+    /// Saves new settings; the deployment that rolls them out.
+    pub async fn update(&self, (name, spec): (String, AppSpec)) -> Deployment {
+        self.pier
+            .update_app(&self.actor, &name, spec)
+            .await
+            .unwrap();
+        self.latest(&name).await
+    }
+
+    pub async fn latest(&self, name: &str) -> Deployment {
+        let list = self
+            .pier
+            .deployments(&self.actor, name, 1, 0)
+            .await
+            .unwrap();
+        list.into_iter().next().unwrap()
+    }
+
+    pub async fn deployment(&self, id: i64) -> Deployment {
+        pier_core::repo::deployments::by_id(self.pier.db(), id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    pub async fn serving(&self, name: &str) -> Option<i64> {
+        self.pier
+            .own_app(&self.actor, name)
+            .await
+            .unwrap()
+            .current_deployment_id
+    }
+
+    pub async fn rollout(&self, d: &Deployment) -> Outcome {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            rollout(&self.pier, &self.routing, d.id),
+        )
+        .await
+        .expect("the rollout ended")
+        .unwrap()
+    }
+
+    /// The engine's name of a deployment's container.
+    pub async fn container(&self, name: &str, d: &Deployment) -> String {
+        let app = self.pier.own_app(&self.actor, name).await.unwrap();
+        let instance = self.pier.instance_id().await.unwrap();
+        pier_core::apps::container_name(&instance, &app, d.id)
+    }
+}
