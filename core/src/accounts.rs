@@ -23,6 +23,11 @@ const ANONYMOUS_IDLE_SECS: i64 = 12 * 3600;
 /// The cookie holding a visitor's CSRF token before they sign in.
 pub const CSRF_COOKIE: &str = "pier_csrf";
 
+/// The link that lets an invited person set their password, on the panel at `origin`.
+pub fn invite_url(origin: &str, token: &str) -> String {
+    format!("{}/invite/{token}", origin.trim_end_matches('/'))
+}
+
 impl Pier {
     // ----- CSRF -----------------------------------------------------------------------------
 

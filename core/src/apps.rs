@@ -23,6 +23,8 @@ pub const DEFAULT_MEMORY_MB: i64 = 256;
 pub const DEFAULT_CPUS_MILLI: i64 = 500;
 /// The most log lines one request may ask for.
 pub const MAX_LOG_TAIL: usize = 5000;
+/// The log lines sent when a request does not say how many.
+pub const DEFAULT_LOG_TAIL: usize = 200;
 
 /// One environment variable as a form or the API gives it.
 #[derive(Debug, Clone, Default)]
@@ -577,13 +579,11 @@ impl Pier {
                     drop(tx);
                     return Err(self.quota_error(actor, &spec, None).await);
                 }
-                Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
-                    return Err(Error::field(
-                        "name",
-                        format!("You already have an app called {name}."),
-                    ))
+                Err(e) => {
+                    return Err(e.on_unique(|| {
+                        Error::field("name", format!("You already have an app called {name}."))
+                    }))
                 }
-                Err(e) => return Err(e),
             };
             if let Some(vols) = &spec.volumes {
                 self.apply_volumes(&mut tx, actor, id, vols, q.max_storage_mb)

@@ -298,13 +298,9 @@ impl Pier {
             }
             // Proven now, or proofs are off; otherwise later, by Verify or a first attachment.
             let verified_at = (proven || !proofs).then(now);
-            match repo::domains::insert(self.db(), actor.user_id, &name, app_id, verified_at, now())
+            repo::domains::insert(self.db(), actor.user_id, &name, app_id, verified_at, now())
                 .await
-            {
-                Ok(_) => {}
-                Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => return Err(taken()),
-                Err(e) => return Err(e),
-            }
+                .map_err(|e| e.on_unique(taken))?;
             tracing::info!(domain = %name, tenant = actor.user_id, "domain registered");
             self.wake_engine();
             self.wake_certs();

@@ -169,6 +169,17 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A write a UNIQUE constraint refused becomes the caller's own words for it (a name
+    /// taken); any other error stays as it is.
+    pub fn on_unique(self, taken: impl FnOnce() -> Error) -> Error {
+        match self {
+            Error::Database(e) if is_unique_violation(&e) => taken(),
+            other => other,
+        }
+    }
+}
+
 /// True when a database error is a UNIQUE constraint violation.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())

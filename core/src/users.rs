@@ -171,13 +171,11 @@ impl Pier {
             .await
         {
             Ok(id) => id,
-            Err(Error::Database(e)) if crate::error::is_unique_violation(&e) => {
-                return Err(Error::field(
-                    "email",
-                    "A user with this email already exists.",
-                ))
+            Err(e) => {
+                return Err(
+                    e.on_unique(|| Error::field("email", "A user with this email already exists."))
+                )
             }
-            Err(e) => return Err(e),
         };
         repo::users::assign_handle(&mut tx, id, &email).await?;
         let token = if hash.is_none() {

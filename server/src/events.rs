@@ -36,7 +36,7 @@ pub async fn app_logs(
                 &actor,
                 pier_core::logs::Credential::Session(id),
                 &name,
-                q.tail.unwrap_or(200),
+                q.tail.unwrap_or(pier_core::apps::DEFAULT_LOG_TAIL),
                 true,
             )
             .await

@@ -367,8 +367,9 @@ fn Chart(
 fn Logs(name: String) -> impl IntoView {
     let lines = RwSignal::new(Vec::<(bool, String)>::new());
     let status = RwSignal::new("Connecting…".to_string());
+    // The server's default tail (pier_core::apps::DEFAULT_LOG_TAIL).
     let url = format!(
-        "/events/apps/{}/logs?tail=200",
+        "/events/apps/{}/logs",
         crate::components::encode_component(&name)
     );
     // Bumped to connect again when the server refused the stream (no container yet: the

@@ -156,7 +156,7 @@ pub async fn create_user(
                 "Created {}. Send them this link to choose a password (valid 48 hours):",
                 user.email
             ),
-            copy: Some(format!("{}/invite/{t}", c.origin)),
+            copy: Some(pier_core::accounts::invite_url(&c.origin, &t)),
         },
         None => Done {
             message: format!("Created {} with the password you chose.", user.email),
@@ -220,7 +220,7 @@ pub async fn reset_password(
             "Send {} this link to choose a new password (valid 48 hours):{tokens}",
             u.email
         ),
-        copy: Some(format!("{}/invite/{token}", c.origin)),
+        copy: Some(pier_core::accounts::invite_url(&c.origin, &token)),
     })
 }
 

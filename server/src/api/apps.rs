@@ -15,7 +15,7 @@ use axum::{
 };
 use futures_util::StreamExt;
 use pier_core::{
-    apps::{AppSpec, AppView, EnvInput, VolumeInput, MAX_LOG_TAIL},
+    apps::{AppSpec, AppView, EnvInput, VolumeInput, DEFAULT_LOG_TAIL, MAX_LOG_TAIL},
     logs::Credential,
     model::{AppKind, CapProfile, Deployment, Scope, Volume},
     runtime::PullProgress,
@@ -37,7 +37,6 @@ use crate::http::AppState;
 use pier_core::backups::{BackupPolicy, PolicyPatch};
 
 /// How many log lines a request gets when it names no `tail`.
-const DEFAULT_LOG_TAIL: usize = 200;
 /// How many of an app's latest deployments the deployments list pages through.
 const DEPLOYMENTS_LISTED: i64 = 500;
 

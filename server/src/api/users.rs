@@ -187,7 +187,7 @@ pub async fn create(
         StatusCode::CREATED,
         Json(CreatedUser {
             user: UserView::new(user, false),
-            invite_url: token.map(|t| format!("{origin}/invite/{t}")),
+            invite_url: token.map(|t| pier_core::accounts::invite_url(&origin, &t)),
         }),
     ))
 }
