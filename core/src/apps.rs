@@ -11,7 +11,9 @@ use crate::{
         StoredEnv, Volume,
     },
     now, repo,
-    runtime::{Container, LogLine, PullProgress, RegistryAuth, RuntimeError, VolumeUsage},
+    runtime::{
+        Container, ContainerState, LogLine, PullProgress, RegistryAuth, RuntimeError, VolumeUsage,
+    },
     secret::SecretKey,
     telemetry::Point,
     validate::{self, Checks},
@@ -980,7 +982,7 @@ impl Pier {
             }
             (Some(_), None) if app.desired == Desired::Stopped => AppState::Stopped,
             (Some(_), Some(c)) if c.running() => AppState::Running,
-            (Some(_), Some(c)) if c.state == "created" => AppState::Starting,
+            (Some(_), Some(c)) if c.state == ContainerState::Created => AppState::Starting,
             (Some(_), Some(_)) => AppState::Crashed,
             (Some(_), None) if current.is_some() => AppState::Starting,
             (Some(_), None) if last_failed.is_some() => AppState::Failed,

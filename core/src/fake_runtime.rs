@@ -144,12 +144,12 @@ impl FakeRuntime {
     }
 
     /// A container's state as the engine lists it, by name.
-    pub fn state_of(&self, name: &str) -> Option<String> {
+    pub fn state_of(&self, name: &str) -> Option<ContainerState> {
         let s = self.state.lock().expect("fake state");
         s.containers
             .values()
             .find(|c| c.name == name)
-            .map(|c| c.state.clone())
+            .map(|c| c.state)
     }
 
     /// Puts a container in place as if made by an earlier panel run (or by hand).
@@ -157,7 +157,7 @@ impl FakeRuntime {
         &self,
         name: &str,
         labels: HashMap<String, String>,
-        state: &str,
+        state: ContainerState,
     ) -> String {
         let mut s = self.state.lock().expect("fake state");
         s.next += 1;
@@ -169,7 +169,7 @@ impl FakeRuntime {
                 id: id.clone(),
                 name: name.to_owned(),
                 labels,
-                state: state.to_owned(),
+                state,
                 host_port: None,
                 ip: None,
                 created: n as i64,
@@ -352,7 +352,7 @@ impl Runtime for FakeRuntime {
             .find(|(image, _, _)| spec.image.contains(image.as_str()))
             .map(|(_, b, l)| (b.clone(), l.clone()))
             .unwrap_or_default();
-        let id = self.add_container(&spec.name, labels, "created");
+        let id = self.add_container(&spec.name, labels, ContainerState::Created);
         let mut s = self.state.lock().expect("fake state");
         s.created.push(spec.name.clone());
         s.inner.insert(
@@ -403,20 +403,20 @@ impl Runtime for FakeRuntime {
             Behaviour::StartFails(msg) => Err(RuntimeError::Failed(msg)),
             Behaviour::CrashLoop(code) => {
                 // Between two restarts, as Docker lists it.
-                c.state = "restarting".into();
+                c.state = ContainerState::Restarting;
                 inner.restarts += 1;
                 inner.exit_code = code;
                 Ok(())
             }
             Behaviour::Flapping(code) => {
-                c.state = "running".into();
+                c.state = ContainerState::Running;
                 c.host_port = port;
                 inner.restarts += 1;
                 inner.exit_code = code;
                 Ok(())
             }
             Behaviour::Answers(_) | Behaviour::Silent => {
-                c.state = "running".into();
+                c.state = ContainerState::Running;
                 c.host_port = port;
                 if let Some(old) = std::mem::replace(&mut inner.server, server) {
                     old.abort();
@@ -432,7 +432,7 @@ impl Runtime for FakeRuntime {
             server.abort();
         }
         let c = s.containers.get_mut(id).ok_or(RuntimeError::NotFound)?;
-        c.state = "exited".into();
+        c.state = ContainerState::Exited;
         c.host_port = None;
         Ok(())
     }
@@ -548,11 +548,11 @@ impl Runtime for FakeRuntime {
     }
 
     async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
-        self.with(id, |c| c.state = "paused".into())
+        self.with(id, |c| c.state = ContainerState::Paused)
     }
 
     async fn unpause(&self, id: &str) -> Result<(), RuntimeError> {
-        self.with(id, |c| c.state = "running".into())
+        self.with(id, |c| c.state = ContainerState::Running)
     }
 
     /// The fake's volumes have no data: a mount is an empty directory.

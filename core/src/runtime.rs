@@ -113,14 +113,55 @@ impl std::fmt::Debug for ContainerSpec {
     }
 }
 
+/// A container's state, as the engine lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    /// Waiting to be started again by its restart policy (after a crash).
+    Restarting,
+    /// Being removed.
+    Removing,
+    Exited,
+    /// Broken: the engine could not stop or remove it cleanly.
+    Dead,
+}
+
+impl ContainerState {
+    /// Docker's word for it; anything unknown counts as dead (the reconciler replaces it).
+    pub fn from_docker(s: &str) -> ContainerState {
+        match s {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "paused" => ContainerState::Paused,
+            "restarting" => ContainerState::Restarting,
+            "removing" => ContainerState::Removing,
+            "exited" => ContainerState::Exited,
+            _ => ContainerState::Dead,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Removing => "removing",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+        }
+    }
+}
+
 /// A container as listed by the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     pub id: String,
     pub name: String,
     pub labels: HashMap<String, String>,
-    /// Docker's state: created, running, restarting, exited, paused, dead.
-    pub state: String,
+    pub state: ContainerState,
     /// The loopback port Docker chose for the app's port.
     pub host_port: Option<u16>,
     /// Its address on its network (how Pier reaches an internal app to check its health).
@@ -142,7 +183,7 @@ impl Container {
         self.label_id(LABEL_DEPLOYMENT)
     }
     pub fn running(&self) -> bool {
-        self.state == "running"
+        self.state == ContainerState::Running
     }
 }
 

@@ -206,7 +206,7 @@ async fn recover(pier: &Pier, dirs: &Dirs, restic: &Restic) -> anyhow::Result<()
     unmount_all(pier, &dirs.stage).await;
     let instance = pier.instance_id().await?;
     for c in pier.runtime().containers(&instance).await? {
-        if c.state == "paused" {
+        if c.state == pier_core::runtime::ContainerState::Paused {
             tracing::info!(container = %c.name, "unpausing a container a backup left paused");
             pier.runtime().unpause(&c.id).await?;
         }

@@ -30,10 +30,10 @@ use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
 use super::storage::Storage;
 use pier_core::{
     runtime::{
-        keep_tail, Container, ContainerSpec, EgressPolicy, EgressStatus, EngineInfo, ExecInput,
-        ExecOutcome, ExecOutput, ExitInfo, LogLine, Network, ProgressFn, PullProgress, Pulled,
-        RegistryAuth, Runtime, RuntimeError, Usage, VolumeInfo, VolumeSpec, VolumeUsage,
-        LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
+        keep_tail, Container, ContainerSpec, ContainerState, EgressPolicy, EgressStatus,
+        EngineInfo, ExecInput, ExecOutcome, ExecOutput, ExitInfo, LogLine, Network, ProgressFn,
+        PullProgress, Pulled, RegistryAuth, Runtime, RuntimeError, Usage, VolumeInfo, VolumeSpec,
+        VolumeUsage, LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
     },
     validate::ImageRef,
 };
@@ -185,7 +185,9 @@ impl Runtime for DockerRuntime {
                         .trim_start_matches('/')
                         .to_owned(),
                     labels,
-                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    state: ContainerState::from_docker(
+                        &c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    ),
                     host_port,
                     ip,
                     created: c.created.unwrap_or_default(),

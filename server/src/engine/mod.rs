@@ -462,7 +462,7 @@ async fn watch_crashes(
         let before = seen.insert(c.id.clone(), info.restarts);
         let crashed = match before {
             Some(n) => info.restarts > n,
-            None => c.state == "restarting",
+            None => c.state == pier_core::runtime::ContainerState::Restarting,
         };
         if crashed {
             let number = repo::deployments::by_id(pier.db(), current)

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pier_core::runtime::{Container, Network, VolumeInfo};
+use pier_core::runtime::{Container, ContainerState, Network, VolumeInfo};
 
 /// One app as the database wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub fn plan(
             continue;
         }
         // A dead container cannot be started again: it goes, and is recreated if still wanted.
-        if c.state == "dead" {
+        if c.state == ContainerState::Dead {
             steps.push(Step::Remove {
                 container: c.id.clone(),
                 why: "dead",
@@ -161,7 +161,9 @@ pub fn plan(
                     }),
                     // Docker's restart policy revives crashes; a container that is merely
                     // exited (stopped by hand, or the engine restarted) is started again.
-                    Some(c) if c.state == "exited" || c.state == "created" => {
+                    Some(c)
+                        if matches!(c.state, ContainerState::Exited | ContainerState::Created) =>
+                    {
                         steps.push(Step::Start {
                             app_id: w.app_id,
                             container: c.id.clone(),
@@ -171,7 +173,7 @@ pub fn plan(
                 }
             }
         } else if let Some(c) = w.current.and_then(|cur| kept.get(&(w.app_id, cur))) {
-            if c.running() || c.state == "restarting" {
+            if c.running() || c.state == ContainerState::Restarting {
                 steps.push(Step::Stop {
                     app_id: w.app_id,
                     container: c.id.clone(),
@@ -209,7 +211,7 @@ pub fn routes(apps: &[Served], containers: &[Container]) -> BTreeMap<String, u16
         .iter()
         // A paused container (a backup is reading its files) keeps its routes: requests wait
         // for it instead of failing.
-        .filter(|c| c.running() || c.state == "paused")
+        .filter(|c| c.running() || c.state == ContainerState::Paused)
         .filter_map(|c| Some(((c.app_id()?, c.deployment_id()?), c.host_port?)))
         .collect();
     let mut out = BTreeMap::new();
@@ -328,7 +330,7 @@ mod tests {
                 (LABEL_APP.to_string(), app.to_string()),
                 (LABEL_DEPLOYMENT.to_string(), dep.to_string()),
             ]),
-            state: state.into(),
+            state: ContainerState::from_docker(state),
             host_port: Some(40000),
             ip: None,
             created,

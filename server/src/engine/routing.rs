@@ -201,7 +201,7 @@ mod tests {
                 (LABEL_APP.to_string(), app.to_string()),
                 (LABEL_DEPLOYMENT.to_string(), (app * 10).to_string()),
             ]),
-            state: "running".into(),
+            state: pier_core::runtime::ContainerState::Running,
             host_port: Some(port),
             ip: None,
             created: 0,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pier_core::runtime::{Runtime, Usage};
+use pier_core::runtime::{ContainerState, Runtime, Usage};
 use tokio::task::JoinSet;
 
 use super::{
@@ -31,9 +31,9 @@ async fn converge(p: &Panel) {
 }
 
 /// The installation's containers, by name, with their states.
-async fn listed(p: &Panel) -> Vec<(String, String)> {
+async fn listed(p: &Panel) -> Vec<(String, ContainerState)> {
     let instance = p.pier.instance_id().await.unwrap();
-    let mut l: Vec<(String, String)> = p
+    let mut l: Vec<(String, ContainerState)> = p
         .engine
         .containers(&instance)
         .await
@@ -51,14 +51,14 @@ async fn passes_roll_out_replace_stop_start_and_clean_up() {
     let first = p.create(input("web", "web:1")).await;
     converge(&p).await;
     let c1 = p.container("web", &first).await;
-    assert_eq!(listed(&p).await, [(c1.clone(), "running".into())]);
+    assert_eq!(listed(&p).await, [(c1.clone(), ContainerState::Running)]);
     assert_eq!(p.serving("web").await, Some(first.id));
 
     // A new version: once it serves, the old container goes.
     let second = p.update(input("web", "web:2")).await;
     converge(&p).await;
     let c2 = p.container("web", &second).await;
-    assert_eq!(listed(&p).await, [(c2.clone(), "running".into())]);
+    assert_eq!(listed(&p).await, [(c2.clone(), ContainerState::Running)]);
     assert_eq!(p.engine.history().1, std::slice::from_ref(&c1));
 
     // Stopped and started as the owner asks; the container is kept.
@@ -67,10 +67,10 @@ async fn passes_roll_out_replace_stop_start_and_clean_up() {
         .await
         .unwrap();
     converge(&p).await;
-    assert_eq!(listed(&p).await, [(c2.clone(), "exited".into())]);
+    assert_eq!(listed(&p).await, [(c2.clone(), ContainerState::Exited)]);
     p.pier.set_app_running(&p.actor, "web", true).await.unwrap();
     converge(&p).await;
-    assert_eq!(listed(&p).await, [(c2.clone(), "running".into())]);
+    assert_eq!(listed(&p).await, [(c2.clone(), ContainerState::Running)]);
 
     // A container of this installation that no app wants (an app deleted while the panel was
     // down) goes; one of another installation is not Pier's to touch.
@@ -84,12 +84,15 @@ async fn passes_roll_out_replace_stop_start_and_clean_up() {
         ])
     };
     p.engine
-        .add_container("orphan", labels(&instance), "running");
+        .add_container("orphan", labels(&instance), ContainerState::Running);
     p.engine
-        .add_container("neighbour", labels("elsewhere"), "running");
+        .add_container("neighbour", labels("elsewhere"), ContainerState::Running);
     converge(&p).await;
-    assert_eq!(listed(&p).await, [(c2.clone(), "running".into())]);
-    assert_eq!(p.engine.state_of("neighbour").as_deref(), Some("running"));
+    assert_eq!(listed(&p).await, [(c2.clone(), ContainerState::Running)]);
+    assert_eq!(
+        p.engine.state_of("neighbour"),
+        Some(ContainerState::Running)
+    );
 
     // Deleting the app removes its container, then the tenant's network with its last app.
     assert_eq!(p.engine.networks(&instance).await.unwrap().len(), 1);
@@ -117,14 +120,14 @@ async fn a_draining_deployment_keeps_its_container_until_released() {
     assert_eq!(
         listed(&p).await,
         [
-            (c1.clone(), "running".into()),
-            (c2.clone(), "running".into())
+            (c1.clone(), ContainerState::Running),
+            (c2.clone(), ContainerState::Running)
         ]
     );
 
     drop(draining);
     converge(&p).await;
-    assert_eq!(listed(&p).await, [(c2, "running".into())]);
+    assert_eq!(listed(&p).await, [(c2, ContainerState::Running)]);
 }
 
 #[test]

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use pier_core::{
     model::{AppKind, Deployment},
-    repo, Pier,
+    repo,
+    runtime::ContainerState,
+    Pier,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -49,7 +51,10 @@ pub(super) async fn wait(
                 "The container disappeared while starting.".into(),
             ));
         };
-        if matches!(c.state.as_str(), "exited" | "dead" | "restarting") {
+        if matches!(
+            c.state,
+            ContainerState::Exited | ContainerState::Dead | ContainerState::Restarting
+        ) {
             let info = pier.runtime().exit_info(container).await?;
             if !info.running {
                 return Ok(Health::Failed(format!(

@@ -7,7 +7,7 @@ use pier_core::{
     apps::{AppSpec, VolumeInput},
     fake_runtime::Behaviour,
     model::{CapProfile, DeployStatus},
-    runtime::{Runtime, RuntimeError},
+    runtime::{ContainerState, Runtime, RuntimeError},
 };
 
 use super::{capability_hint, recreate, rollout, Outcome};
@@ -39,7 +39,7 @@ async fn a_healthy_deployment_serves_and_supersedes_the_one_before() {
     // Both containers run: the old one goes with the planner, after its requests drain.
     for d in [&first, &second] {
         let c = p.container("web", d).await;
-        assert_eq!(p.engine.state_of(&c).as_deref(), Some("running"), "{c}");
+        assert_eq!(p.engine.state_of(&c), Some(ContainerState::Running), "{c}");
     }
     // A rollout of a deployment that already serves has nothing to do.
     assert_eq!(p.rollout(&second).await, Outcome::Cancelled);
@@ -151,12 +151,12 @@ async fn a_newer_deployment_cancels_one_still_starting() {
     });
     let c2 = p.container("web", &second).await;
     for _ in 0..100 {
-        if p.engine.state_of(&c2).as_deref() == Some("running") {
+        if p.engine.state_of(&c2) == Some(ContainerState::Running) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(p.engine.state_of(&c2).as_deref(), Some("running"));
+    assert_eq!(p.engine.state_of(&c2), Some(ContainerState::Running));
     let started = std::time::Instant::now();
     let third = p.update(input("web", "web:3")).await;
     let outcome = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -188,10 +188,10 @@ async fn an_engine_that_stops_answering_is_retried_and_the_container_adopted() {
     // Nothing failed: the deployment waits for the retry, its container stays.
     assert_eq!(p.deployment(first.id).await.status, DeployStatus::Starting);
     let c = p.container("web", &first).await;
-    assert_eq!(p.engine.state_of(&c).as_deref(), Some("created"));
+    assert_eq!(p.engine.state_of(&c), Some(ContainerState::Created));
 
     assert_eq!(p.rollout(&first).await, Outcome::Live);
-    assert_eq!(p.engine.state_of(&c).as_deref(), Some("running"));
+    assert_eq!(p.engine.state_of(&c), Some(ContainerState::Running));
     let (created, removed) = p.engine.history();
     assert_eq!(created, vec![c.clone()], "made once, adopted on the retry");
     assert!(removed.is_empty());
@@ -232,14 +232,14 @@ async fn volume_apps_stop_first_and_get_the_old_container_back_on_failure() {
     let second = p.update(with_volume("db:2")).await;
     let why = failed(p.rollout(&second).await);
     assert!(why.contains("keeps serving"), "{why}");
-    assert_eq!(p.engine.state_of(&c1).as_deref(), Some("running"));
+    assert_eq!(p.engine.state_of(&c1), Some(ContainerState::Running));
     assert_eq!(p.serving("db").await, Some(first.id));
 
     // One that answers: the old container is stopped before it starts (never two on one
     // volume), and the gap is recorded.
     let third = p.update(with_volume("db:3")).await;
     assert_eq!(p.rollout(&third).await, Outcome::Live);
-    assert_eq!(p.engine.state_of(&c1).as_deref(), Some("exited"));
+    assert_eq!(p.engine.state_of(&c1), Some(ContainerState::Exited));
     assert!(p.deployment(third.id).await.gap_ms.is_some());
     assert_eq!(p.serving("db").await, Some(third.id));
 }
@@ -281,7 +281,7 @@ async fn a_recreate_brings_back_the_serving_container_or_says_why_not() {
         recreate(&p.pier, &p.routing, first.id).await.unwrap(),
         Outcome::Live
     );
-    assert_eq!(p.engine.state_of(&c).as_deref(), Some("running"));
+    assert_eq!(p.engine.state_of(&c), Some(ContainerState::Running));
     let app = p.pier.own_app(&p.actor, "web").await.unwrap();
     assert_eq!(app.last_error, None);
 }
