@@ -138,40 +138,7 @@ pub struct VolumeInput {
     pub size_mb: Option<i64>,
 }
 
-/// What an app is doing, as a person would say it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AppState {
-    /// A deployment is being rolled out.
-    Deploying,
-    Running,
-    /// The container exited or keeps restarting.
-    Crashed,
-    Stopped,
-    /// Wanted stopped, still running.
-    Stopping,
-    /// Wanted running, not running yet (the engine is on it).
-    Starting,
-    /// Never deployed successfully.
-    Failed,
-    /// The container engine does not answer.
-    Unknown,
-}
-
-impl AppState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppState::Deploying => "deploying",
-            AppState::Running => "running",
-            AppState::Crashed => "crashed",
-            AppState::Stopped => "stopped",
-            AppState::Stopping => "stopping",
-            AppState::Starting => "starting",
-            AppState::Failed => "failed",
-            AppState::Unknown => "unknown",
-        }
-    }
-}
+pub use pier_types::AppState;
 
 /// An app with what it is doing now.
 #[derive(Debug, Clone)]

@@ -33,22 +33,36 @@ where
     });
 }
 
-fn badge(state: &str) -> &'static str {
+const GOOD: &str = "bg-emerald-100 text-emerald-800 dark:bg-emerald-900 dark:text-emerald-100";
+const BUSY: &str = "bg-sky-100 text-sky-800 dark:bg-sky-900 dark:text-sky-100";
+const BAD: &str = "bg-red-100 text-red-800 dark:bg-red-900 dark:text-red-100";
+const QUIET: &str = "bg-slate-100 text-slate-700 dark:bg-slate-800 dark:text-slate-200";
+
+/// The colours of an app's state.
+fn state_colours(state: AppState) -> &'static str {
     match state {
-        "running" => "bg-emerald-100 text-emerald-800 dark:bg-emerald-900 dark:text-emerald-100",
-        "deploying" | "starting" | "stopping" => {
-            "bg-sky-100 text-sky-800 dark:bg-sky-900 dark:text-sky-100"
-        }
-        "crashed" | "failed" => "bg-red-100 text-red-800 dark:bg-red-900 dark:text-red-100",
-        _ => "bg-slate-100 text-slate-700 dark:bg-slate-800 dark:text-slate-200",
+        AppState::Running => GOOD,
+        AppState::Deploying | AppState::Starting | AppState::Stopping => BUSY,
+        AppState::Crashed | AppState::Failed => BAD,
+        AppState::Stopped | AppState::Unknown => QUIET,
+    }
+}
+
+/// The colours of a deployment's status.
+fn status_colours(status: DeployStatus) -> &'static str {
+    match status {
+        DeployStatus::Running => GOOD,
+        DeployStatus::Queued | DeployStatus::Pulling | DeployStatus::Starting => BUSY,
+        DeployStatus::Failed => BAD,
+        DeployStatus::Superseded | DeployStatus::Cancelled => QUIET,
     }
 }
 
 #[component]
-fn StateBadge(state: String) -> impl IntoView {
+fn StateBadge(state: AppState) -> impl IntoView {
     view! {
-        <span class=format!("rounded-full px-2 py-0.5 text-xs font-medium {}", badge(&state)) data-testid="app-state">
-            {state.clone()}
+        <span class=format!("rounded-full px-2 py-0.5 text-xs font-medium {}", state_colours(state)) data-testid="app-state">
+            {state.as_str()}
         </span>
     }
 }
@@ -59,19 +73,23 @@ fn PullBar(r: RolloutRow) -> impl IntoView {
         .checked_div(r.total_bytes)
         .unwrap_or(0)
         .min(100);
-    let label = match r.status.as_str() {
-        "queued" => "Queued".to_string(),
-        "pulling" if r.total_bytes > 0 => format!(
+    let label = match r.status {
+        DeployStatus::Queued => "Queued".to_string(),
+        DeployStatus::Pulling if r.total_bytes > 0 => format!(
             "Pulling the image: {:.1} of {:.1} MB, {} of {} layers",
             r.done_bytes as f64 / 1e6,
             r.total_bytes as f64 / 1e6,
             r.layers_done,
             r.layers
         ),
-        "pulling" => format!("Pulling the image… {}", r.pull_status),
+        DeployStatus::Pulling => format!("Pulling the image… {}", r.pull_status),
         _ => "Starting the container and waiting until it answers…".to_string(),
     };
-    let width = if r.status == "starting" { 100 } else { pct };
+    let width = if r.status == DeployStatus::Starting {
+        100
+    } else {
+        pct
+    };
     view! {
         <div class="mt-2" data-testid="rollout">
             <p class="text-xs text-slate-500">{format!("Deployment #{}: {label}", r.number)}</p>
@@ -122,7 +140,7 @@ pub fn AppsPage() -> impl IntoView {
                                     </div>
                                     <div class="flex items-center gap-3 text-xs text-slate-500">
                                         <span>{format!("{} MiB · {} CPU", a.memory_mb, a.cpus)}</span>
-                                        <StateBadge state=a.state.clone()/>
+                                        <StateBadge state=a.state/>
                                     </div>
                                 </div>
                                 {a.rollout.clone().map(|r| view! { <PullBar r/> })}
@@ -169,8 +187,12 @@ fn SpecFields(
         .map(|d| d.health_path.clone())
         .unwrap_or_default();
     let read_only = initial.as_ref().is_some_and(|d| d.read_only);
-    let internal = initial.as_ref().is_some_and(|d| d.kind == "internal");
-    let strict = initial.as_ref().is_some_and(|d| d.capabilities == "strict");
+    let internal = initial
+        .as_ref()
+        .is_some_and(|d| d.kind == AppKind::Internal);
+    let strict = initial
+        .as_ref()
+        .is_some_and(|d| d.capabilities == CapProfile::Strict);
     let init_vols: Vec<VolumeView> = initial
         .as_ref()
         .map(|d| d.volumes.clone())
@@ -577,19 +599,19 @@ fn AppHeader(d: AppInfo, act: ServerAction<AppAction>) -> impl IntoView {
         <div class="flex flex-wrap items-center justify-between gap-4">
             <div>
                 <h1 class="flex items-center gap-3 text-2xl font-bold tracking-tight">
-                    {n.clone()} <StateBadge state=d.row.state.clone()/>
+                    {n.clone()} <StateBadge state=d.row.state/>
                 </h1>
                 <p class="font-mono text-xs text-slate-500">{d.row.image.clone()}</p>
                 <p class="text-xs text-slate-500">
                     {d.row.current.map(|c| format!("Serving deployment #{c}")).unwrap_or_else(|| "Not deployed yet".into())}
                     {d.row.host_port.map(|p| format!(" · answering on 127.0.0.1:{p}"))}
                 </p>
-                {(d.kind == "internal").then(|| view! {
+                {(d.kind == AppKind::Internal).then(|| view! {
                     <p class="text-xs text-slate-500" data-testid="app-internal">
                         {format!("Internal app: your other apps reach it at {}:{}; it is never reachable from outside.", n, d.port)}
                     </p>
                 })}
-                <p class="text-xs text-slate-500" data-testid="app-hosts" class:hidden=d.kind == "internal">
+                <p class="text-xs text-slate-500" data-testid="app-hosts" class:hidden=d.kind == AppKind::Internal>
                     {if d.hosts.is_empty() {
                         view! { "No domain yet: "<a href="/domains" class="text-indigo-700 hover:underline dark:text-indigo-400">"attach one"</a> }.into_any()
                     } else {
@@ -632,7 +654,7 @@ fn DeploymentList(
                         <li class="flex flex-wrap items-start justify-between gap-3 py-3 text-sm">
                             <div class="min-w-0">
                                 <p class="font-medium">{format!("#{} · {}", dep.number, dep.cause)}
-                                    <span class=format!("ml-2 rounded-full px-2 py-0.5 text-xs {}", badge(if dep.status == "superseded" { "stopped" } else { &dep.status }))>{dep.status.clone()}</span>
+                                    <span class=format!("ml-2 rounded-full px-2 py-0.5 text-xs {}", status_colours(dep.status))>{dep.status.as_str()}</span>
                                     {dep.current.then(|| view! { <span class="ml-1 text-xs text-emerald-700">"serving"</span> })}
                                 </p>
                                 <p class="truncate font-mono text-xs text-slate-500">{dep.image.clone()}{dep.digest.clone().map(|d| format!(" @ {}", &d[..d.len().min(19)]))}</p>

@@ -10,11 +10,12 @@ use server_fn::codec::GetUrl;
 #[cfg(feature = "ssr")]
 use super::ssr;
 use crate::{error::AppError, rpc::Done};
+pub use pier_types::{AppKind, AppState, CapProfile, DeployStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutRow {
     pub number: i64,
-    pub status: String,
+    pub status: DeployStatus,
     pub done_bytes: u64,
     pub total_bytes: u64,
     pub layers_done: u32,
@@ -26,8 +27,7 @@ pub struct RolloutRow {
 pub struct AppRow {
     pub name: String,
     pub image: String,
-    /// deploying, running, crashed, stopped, stopping, starting, failed, unknown.
-    pub state: String,
+    pub state: AppState,
     pub host_port: Option<u16>,
     pub memory_mb: i64,
     pub cpus: String,
@@ -50,7 +50,7 @@ pub struct DeployRow {
     pub cause: String,
     pub image: String,
     pub digest: Option<String>,
-    pub status: String,
+    pub status: DeployStatus,
     pub error: Option<String>,
     pub created: String,
     pub finished: Option<String>,
@@ -84,10 +84,8 @@ pub struct AppInfo {
     pub port: u16,
     pub health_path: String,
     pub read_only: bool,
-    /// "web" or "internal".
-    pub kind: String,
-    /// "default" or "strict".
-    pub capabilities: String,
+    pub kind: AppKind,
+    pub capabilities: CapProfile,
     pub volumes: Vec<VolumeView>,
     /// How long the last stop-first redeploy left the app without a container, in ms.
     pub last_gap_ms: Option<i64>,
@@ -152,7 +150,7 @@ mod convert {
         AppRow {
             name: v.app.name.clone(),
             image: v.app.image.clone(),
-            state: v.state.as_str().into(),
+            state: v.state,
             host_port: v.host_port,
             memory_mb: v.app.memory_mb,
             cpus: format_cpus(v.app.cpus_milli),
@@ -161,7 +159,7 @@ mod convert {
                 let p = p.clone().unwrap_or_default();
                 RolloutRow {
                     number: d.number,
-                    status: d.status.as_str().into(),
+                    status: d.status,
                     done_bytes: p.done_bytes,
                     total_bytes: p.total_bytes,
                     layers_done: p.layers_done,
@@ -181,7 +179,7 @@ mod convert {
             cause: d.cause,
             image: d.image,
             digest: d.digest,
-            status: d.status.as_str().into(),
+            status: d.status,
             error: d.error,
             created: format_time(d.created_at),
             finished: d.finished_at.map(format_time),
@@ -364,8 +362,8 @@ pub async fn app_detail(name: String) -> Result<AppInfo, AppError> {
         port: v.app.port,
         health_path: v.app.health_path.clone().unwrap_or_default(),
         read_only: v.app.read_only,
-        kind: v.app.kind.as_str().into(),
-        capabilities: v.app.capabilities.as_str().into(),
+        kind: v.app.kind,
+        capabilities: v.app.capabilities,
         volumes,
         last_gap_ms: v.current.as_ref().and_then(|d| d.gap_ms),
         stopped: v.app.desired == pier_core::model::Desired::Stopped,

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use pier_core::{
     apps::{AppSpec, AppView, EnvInput, VolumeInput, DEFAULT_LOG_TAIL, MAX_LOG_TAIL},
     logs::Credential,
-    model::{AppKind, CapProfile, Deployment, Scope, Volume},
+    model::{AppKind, CapProfile, DeployStatus, Deployment, Scope, Volume},
     runtime::PullProgress,
     telemetry::Point,
     validate::format_cpus,
@@ -95,8 +95,8 @@ pub struct RolloutOut {
     /// The deployment's number.
     number: i64,
     /// queued, pulling or starting.
-    #[schema(example = "pulling")]
-    status: String,
+    #[schema(value_type = String, example = "pulling")]
+    status: DeployStatus,
     /// The image pull's progress, once the pull has begun.
     pull: Option<PullOut>,
 }
@@ -154,8 +154,8 @@ pub struct AppOut {
     desired: String,
     /// deploying, running, crashed, stopped, stopping, starting, failed or unknown (the
     /// container engine does not answer).
-    #[schema(example = "running")]
-    state: String,
+    #[schema(value_type = String, example = "running")]
+    state: pier_core::apps::AppState,
     /// The loopback port its running container answers on.
     host_port: Option<u16>,
     /// The number of the deployment that serves.
@@ -199,12 +199,12 @@ impl From<AppView> for AppOut {
             volumes: v.volumes.into_iter().map(AppVolumeOut::from).collect(),
             last_redeploy_gap_ms: v.current.as_ref().and_then(|d| d.gap_ms),
             desired: app.desired.as_str().to_owned(),
-            state: v.state.as_str().to_owned(),
+            state: v.state,
             host_port: v.host_port,
             current_deployment: v.current.as_ref().map(|d| d.number),
             rollout: v.rollout.map(|(d, pull)| RolloutOut {
                 number: d.number,
-                status: d.status.as_str().to_owned(),
+                status: d.status,
                 pull: pull.map(PullOut::from),
             }),
             last_error: problem,
@@ -230,8 +230,8 @@ pub struct DeploymentOut {
     /// The registry digest of the image it ran (`sha256:…`), once pulled.
     digest: Option<String>,
     /// queued, pulling, starting, running, superseded, failed or cancelled.
-    #[schema(example = "running")]
-    status: String,
+    #[schema(value_type = String, example = "running")]
+    status: DeployStatus,
     /// Why it failed.
     error: Option<String>,
     created_at: String,
@@ -245,7 +245,7 @@ impl From<Deployment> for DeploymentOut {
             cause: d.cause,
             image: d.image,
             digest: d.digest,
-            status: d.status.as_str().to_owned(),
+            status: d.status,
             error: d.error,
             created_at: format_time(d.created_at),
             finished_at: d.finished_at.map(format_time),
