@@ -38,6 +38,9 @@ pub(super) async fn wait(
     let timeout = pier.settings().engine.health_timeout_secs;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let mut last = String::from("no answer yet");
+    // The restart count is not in the container list: it is asked for separately, at most
+    // twice a second while the container does not answer (polls come every 40 ms at first).
+    let mut next_restart_check = tokio::time::Instant::now();
     loop {
         // A newer deployment cancels this one: stop waiting (and holding its memory) at once.
         let still = repo::deployments::by_id(pier.db(), dep.id).await?;
@@ -81,13 +84,17 @@ pub(super) async fn wait(
                     last = e;
                     // Running again after a crash (Docker restarts it): a crash loop caught
                     // between two restarts. It will not get better by waiting.
-                    let info = pier.runtime().exit_info(container).await?;
-                    if info.restarts > 0 {
-                        return Ok(Health::Failed(format!(
-                            "The container keeps crashing while starting (restarts so far: {}); the last time {}.",
-                            info.restarts,
-                            info.describe()
-                        )));
+                    if tokio::time::Instant::now() >= next_restart_check {
+                        next_restart_check =
+                            tokio::time::Instant::now() + Duration::from_millis(500);
+                        let info = pier.runtime().exit_info(container).await?;
+                        if info.restarts > 0 {
+                            return Ok(Health::Failed(format!(
+                                "The container keeps crashing while starting (restarts so far: {}); the last time {}.",
+                                info.restarts,
+                                info.describe()
+                            )));
+                        }
                     }
                 }
                 None => {}

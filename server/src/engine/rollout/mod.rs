@@ -159,7 +159,7 @@ impl Run<'_> {
     async fn steps(&mut self) -> Result<(), Halt> {
         let image = self.pull().await?;
         let spec = self.spec(image).await?;
-        self.stop_first().await?;
+        self.stop_first(&spec).await?;
         self.start(&spec).await?;
         if !self.promote {
             repo::apps::set_last_error(self.pier.db(), self.app.id, None).await?;
@@ -314,13 +314,10 @@ impl Run<'_> {
     /// Step 2b: an app with volumes is replaced stop-first: two copies of a database on one data
     /// directory corrupt it. The serving container stops before the new one starts (and starts
     /// again if the new one fails); nothing serves in between.
-    async fn stop_first(&mut self) -> Result<(), Halt> {
+    /// `spec` mounts the app's volumes, as `spec()` read them.
+    async fn stop_first(&mut self, spec: &ContainerSpec) -> Result<(), Halt> {
         let (pier, rt) = (self.pier, self.pier.runtime());
-        if !self.promote
-            || repo::volumes::for_app(pier.db(), self.app.id)
-                .await?
-                .is_empty()
-        {
+        if !self.promote || spec.mounts.is_empty() {
             return Ok(());
         }
         let serving = self.serving();
