@@ -258,26 +258,30 @@ impl Pier {
             (None, n) => c.check("name", validate::app_name(n.unwrap_or_default())),
         };
         let allowed = &self.settings().engine.allowed_registries;
-        let image = match (&spec.image, old) {
-            (None, Some(a)) => validate::image(&a.image).ok(),
-            (i, _) => c.check(
-                "image",
-                validate::image(i.as_deref().unwrap_or_default()).and_then(|i| {
-                    if allowed.contains(&i.registry) {
-                        Ok(i)
-                    } else if allowed.is_empty() {
-                        // No list: anything public, but nothing in the host's own network.
-                        validate::public_registry(&i.registry).map(|()| i)
-                    } else {
-                        Err(format!(
-                            "This Pier only pulls images from {}; {} is not one of them.",
-                            allowed.join(", "),
-                            i.registry
-                        ))
-                    }
-                }),
-            ),
-        };
+        // The app's own image when left out: checked again like a new one (the operator may
+        // have narrowed the registries since), never taken on trust.
+        let image_text = spec
+            .image
+            .as_deref()
+            .or(old.map(|a| a.image.as_str()))
+            .unwrap_or_default();
+        let image = c.check(
+            "image",
+            validate::image(image_text).and_then(|i| {
+                if allowed.contains(&i.registry) {
+                    Ok(i)
+                } else if allowed.is_empty() {
+                    // No list: anything public, but nothing in the host's own network.
+                    validate::public_registry(&i.registry).map(|()| i)
+                } else {
+                    Err(format!(
+                        "This Pier only pulls images from {}; {} is not one of them.",
+                        allowed.join(", "),
+                        i.registry
+                    ))
+                }
+            }),
+        );
         let port = field(&mut c, "port").and_then(|()| match (spec.port, old) {
             (None, Some(a)) => Some(a.port),
             (p, _) => c.check("port", validate::port_number(p.unwrap_or(0))),
