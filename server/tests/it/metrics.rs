@@ -168,22 +168,19 @@ async fn requests_passes_and_failed_deployments_are_counted(db: SqlitePool) {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
+    // The counter moves when the deployment fails; the app's state is derived per scrape from
+    // the engine's container list, which may still be refreshing then ("unknown"): wait for both.
+    let failed_state = [
+        ("tenant", ADMIN_EMAIL),
+        ("app", "broken"),
+        ("state", "failed"),
+    ];
     let s = until(&app, 60, "a failed deployment", |s| {
         value(s, "pier_deployments_total", &[("outcome", "failed")]).is_some_and(|v| v >= 1.0)
+            && value(s, "pier_app_state", &failed_state).is_some()
     })
     .await;
-    assert_eq!(
-        value(
-            &s,
-            "pier_app_state",
-            &[
-                ("tenant", ADMIN_EMAIL),
-                ("app", "broken"),
-                ("state", "failed")
-            ]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(value(&s, "pier_app_state", &failed_state), Some(1.0));
     assert!(value(&s, "pier_reconcile_passes_total", &[]).unwrap() >= 1.0);
     assert!(value(&s, "pier_reconcile_duration_seconds_count", &[]).unwrap() >= 1.0);
     assert_eq!(
