@@ -31,8 +31,9 @@ pub enum Behaviour {
     /// Exits at once with this code; the engine's restart policy restarts it again and again.
     /// Listed as restarting (waiting for its next restart).
     CrashLoop(i64),
-    /// The same, caught just after a restart: listed as running, nothing listening, the
-    /// restart count up.
+    /// The same, first caught just after a restart: listed as running (its exit code
+    /// forgotten, as Docker does), nothing listening, the restart count up; each listing
+    /// after that finds it crashed (with this code) or restarted again, in turn.
     Flapping(i64),
     /// The engine refuses to start it, with this message.
     StartFails(String),
@@ -77,6 +78,8 @@ struct Inner {
     logs: Vec<String>,
     restarts: u64,
     exit_code: i64,
+    /// Listed since it was last started.
+    listed: bool,
     /// The volumes it mounts.
     mounts: Vec<String>,
     /// The task answering HTTP for a running published container.
@@ -252,12 +255,38 @@ impl Runtime for FakeRuntime {
                 .map_err(|_| RuntimeError::Unavailable("gate closed".into()))?
                 .forget();
         }
-        let s = self.state.lock().expect("fake state");
-        Ok(s.containers
+        let mut s = self.state.lock().expect("fake state");
+        let State {
+            containers, inner, ..
+        } = &mut *s;
+        // Flapping containers crash and come back between two listings (the first listing
+        // after a start finds them running).
+        for (id, c) in containers.iter_mut() {
+            let Some(i) = inner.get_mut(id) else { continue };
+            let Behaviour::Flapping(code) = i.behaviour else {
+                continue;
+            };
+            if std::mem::replace(&mut i.listed, true) {
+                match c.state {
+                    ContainerState::Running => {
+                        c.state = ContainerState::Restarting;
+                        i.exit_code = code;
+                    }
+                    ContainerState::Restarting => {
+                        c.state = ContainerState::Running;
+                        i.restarts += 1;
+                        i.exit_code = 0;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let listed = containers
             .values()
             .filter(|c| c.labels.get(LABEL_INSTANCE).map(String::as_str) == Some(instance))
             .cloned()
-            .collect())
+            .collect();
+        Ok(listed)
     }
 
     async fn remote_digest(
@@ -363,6 +392,7 @@ impl Runtime for FakeRuntime {
                 mounts: spec.mounts.iter().map(|(v, _)| v.clone()).collect(),
                 restarts: 0,
                 exit_code: 0,
+                listed: false,
                 server: None,
             },
         );
@@ -408,11 +438,12 @@ impl Runtime for FakeRuntime {
                 inner.exit_code = code;
                 Ok(())
             }
-            Behaviour::Flapping(code) => {
+            Behaviour::Flapping(_) => {
                 c.state = ContainerState::Running;
                 c.host_port = port;
                 inner.restarts += 1;
-                inner.exit_code = code;
+                inner.exit_code = 0;
+                inner.listed = false;
                 Ok(())
             }
             Behaviour::Answers(_) | Behaviour::Silent => {

@@ -28,6 +28,9 @@ pub(super) enum Health {
 /// Polls until the container answers (its health path with 2xx/3xx, else anything), fails, or
 /// the time is up. `serving`: an older deployment serves meanwhile (the message says so). Err
 /// when the engine or the database does not answer.
+/// How long a container seen restarting is watched for the exit code of its next crash.
+const CRASH_WATCH: Duration = Duration::from_secs(5);
+
 pub(super) async fn wait(
     pier: &Pier,
     instance: &str,
@@ -41,6 +44,8 @@ pub(super) async fn wait(
     // The restart count is not in the container list: it is asked for separately, at most
     // twice a second while the container does not answer (polls come every 40 ms at first).
     let mut next_restart_check = tokio::time::Instant::now();
+    // When a restart was first seen.
+    let mut crashing: Option<tokio::time::Instant> = None;
     loop {
         // A newer deployment cancels this one: stop waiting (and holding its memory) at once.
         let still = repo::deployments::by_id(pier.db(), dep.id).await?;
@@ -60,10 +65,15 @@ pub(super) async fn wait(
         ) {
             let info = pier.runtime().exit_info(container).await?;
             if !info.running {
-                return Ok(Health::Failed(format!(
-                    "The container stopped while starting: {}.",
-                    info.describe()
-                )));
+                return Ok(Health::Failed(if info.restarts > 0 {
+                    format!(
+                        "The container keeps crashing while starting (restarts so far: {}); the last time {}.",
+                        info.restarts,
+                        info.describe()
+                    )
+                } else {
+                    format!("The container stopped while starting: {}.", info.describe())
+                }));
             }
         }
         if c.running() {
@@ -82,19 +92,24 @@ pub(super) async fn wait(
                 Some(Ok(())) => return Ok(Health::Healthy),
                 Some(Err(e)) => {
                     last = e;
-                    // Running again after a crash (Docker restarts it): a crash loop caught
-                    // between two restarts. It will not get better by waiting.
-                    if tokio::time::Instant::now() >= next_restart_check {
+                    // Running again after a crash (Docker restarted it): a crash loop caught
+                    // between two restarts. It will not get better by waiting, but Docker
+                    // forgets the exit code while the container runs: look on (quickly) to
+                    // catch it between restarts, where the code is known.
+                    if crashing.is_none() && tokio::time::Instant::now() >= next_restart_check {
                         next_restart_check =
                             tokio::time::Instant::now() + Duration::from_millis(500);
                         let info = pier.runtime().exit_info(container).await?;
                         if info.restarts > 0 {
-                            return Ok(Health::Failed(format!(
-                                "The container keeps crashing while starting (restarts so far: {}); the last time {}.",
-                                info.restarts,
-                                info.describe()
-                            )));
+                            crashing = Some(tokio::time::Instant::now());
                         }
+                    }
+                    if crashing.is_some_and(|at| at.elapsed() >= CRASH_WATCH) {
+                        let info = pier.runtime().exit_info(container).await?;
+                        return Ok(Health::Failed(format!(
+                            "The container keeps crashing while starting (restarts so far: {}).",
+                            info.restarts
+                        )));
                     }
                 }
                 None => {}
@@ -120,7 +135,7 @@ pub(super) async fn wait(
         // Quick polls at first (most apps answer within a second), then gentler ones.
         let waited =
             Duration::from_secs(timeout).saturating_sub(deadline - tokio::time::Instant::now());
-        let pause = if waited < Duration::from_secs(3) {
+        let pause = if waited < Duration::from_secs(3) || crashing.is_some() {
             40
         } else {
             250

@@ -104,7 +104,9 @@ async fn a_crash_loop_fails_at_once_with_its_last_lines() {
         started.elapsed()
     );
     assert!(
-        why.starts_with("The container stopped while starting: it exited with code 1."),
+        why.starts_with(
+            "The container keeps crashing while starting (restarts so far: 1); the last time it exited with code 1."
+        ),
         "{why}"
     );
     assert!(why.contains("the CHOWN capability"), "{why}");
