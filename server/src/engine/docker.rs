@@ -359,11 +359,26 @@ impl Runtime for DockerRuntime {
                 )])),
                 ..Default::default()
             };
-            match self.docker()?.create_network(req).await.map_err(map_err) {
-                Ok(_) | Err(RuntimeError::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
+            // A create that lost a race with an in-flight one (Docker answers "conflict", or
+            // "networks have same bridge name" as a plain error) is fine when the network now
+            // exists.
+            // The other create may still be finishing: give it a moment to show.
+            let created = self.docker()?.create_network(req).await.map_err(map_err);
             found = named().await?;
+            if let Err(e) = created {
+                let raced = matches!(&e, RuntimeError::Conflict(_))
+                    || e.to_string().contains("same bridge name");
+                let mut waits = if raced { 10 } else { 0 };
+                while found.is_empty() && waits > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    found = named().await?;
+                    waits -= 1;
+                }
+                if found.is_empty() {
+                    return Err(e);
+                }
+                tracing::info!(%name, error = %e, "network made by a concurrent create");
+            }
         }
         let Some((_, keep)) = found.first().cloned() else {
             return Err(RuntimeError::Failed(format!(
