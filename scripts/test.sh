@@ -36,11 +36,9 @@ step "cargo leptos build (server binary + wasm + CSS)"
 cargo leptos build
 
 step "cargo test (unit, integration, browser)"
-# One test at a time: every #[sqlx::test] runs its own tokio runtime, and two of them rendering
-# pages at once in one process occasionally never finish (about 1 run in 12 of the pages tests;
-# never with one at a time, and never in the server's single runtime under wrk load). The timeout
-# turns any future hang into a failure with a message instead of a silent CI stall.
-timeout --foreground 1200 cargo test --workspace -- --test-threads=1
+# Three tests at a time: most of the integration tests wait on containers, not on the two cores.
+# The timeout turns any future hang into a failure with a message instead of a silent CI stall.
+timeout --foreground 1200 cargo test --workspace -- --test-threads=3
 
 step "schemathesis against the served OpenAPI document"
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

@@ -107,6 +107,18 @@ fn check_site_files(
     }
 }
 
+/// The pages' routes, found once per process by rendering the app without data.
+///
+/// Leptos marks that rendering with a process-wide flag, and a resource whose loading starts
+/// while the flag is up (in a request another router is serving) waits forever: a second
+/// generation while a first router serves pages would hang one of them. Tests build a router
+/// each; this makes the generation happen before any router exists, never beside one.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 pub fn router(state: AppState) -> Router {
     let context = {
         let pier = state.pier.clone();
@@ -123,7 +135,7 @@ pub fn router(state: AppState) -> Router {
             }
         }
     };
-    let routes = generate_route_list(App);
+    let routes = route_list();
 
     let settings = state.pier.settings();
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.pier.db().clone()))
