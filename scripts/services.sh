@@ -48,49 +48,8 @@ DNS_MANAGEMENT="127.0.0.1:$((DNS_PORT + 1))"
 ENV_FILE="$STATE/env"
 LABEL=pier.test=1
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'services.sh: %s\n' "$*" >&2; exit 1; }
-
-# Prints the last lines of a log file to stderr (for error messages).
-log_tail() {
-  [[ -f "$1" ]] || return 0
-  printf -- '--- last lines of %s ---\n' "$1" >&2
-  tail -n 30 "$1" >&2
-}
-
-# Succeeds when pid file $1 names a live process whose command name is $2 (guards against a stale
-# pid file whose number now belongs to some other process).
-pid_alive() {
-  local pid
-  [[ -f "$1" ]] || return 1
-  pid=$(<"$1")
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == "$2" ]]
-}
-
-# Stops the process in pid file $1 (command name $2): SIGTERM, wait up to $3 seconds, then SIGKILL.
-# Removes the pid file. Does nothing (but remove a stale pid file) if it is not running.
-stop_pidfile() {
-  local file=$1 name=$2 timeout=$3 pid i
-  if pid_alive "$file" "$name"; then
-    pid=$(<"$file")
-    say "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < timeout * 10; i++)); do
-      [[ -d "/proc/$pid" ]] || break
-      sleep 0.1
-    done
-    if [[ -d "/proc/$pid" ]]; then
-      say "$name did not exit within ${timeout}s: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      while [[ -d "/proc/$pid" ]]; do sleep 0.1; done
-    fi
-  fi
-  rm -f "$file"
-}
-
-# A random password: 16 bytes from /dev/urandom as 32 hex digits.
-random_hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
+# shellcheck source=scripts/lib.sh
+source "$SCRIPTS/lib.sh"
 
 # curl against the local registry only; never through a proxy.
 rcurl() { curl --noproxy '*' -s --max-time 10 "$@"; }
