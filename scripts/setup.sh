@@ -65,6 +65,8 @@ if ((with_tests)); then
   # scripts/services.sh: a local registry with htpasswd (bcrypt) auth and busybox test images;
   # scripts/test-images.sh: Debian-based ones (nginx, postgres, redis, notes) out of debootstrap.
   need_apt docker-registry busybox-static apache2-utils curl debootstrap
+  # The multi-node tests' Swarm (scripts/swarm.sh): namespaces, veths, a bridge, vxlan.
+  need_apt iproute2 kmod
   # pebble-challtestsrv: a mock DNS server on loopback (DNS checks; pebble for certificates).
   need_apt pebble
   # Backup tests: an S3-compatible server over a directory (s3s-fs, from crates.io; 0.14.1 is the

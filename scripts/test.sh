@@ -27,10 +27,15 @@ cargo clippy -p app --lib --target wasm32-unknown-unknown --features hydrate -- 
 
 step "services: dockerd, a local registry with a login, busybox test images"
 # Stopped again on exit (dockerd only when this run started it), whatever happens.
-trap './scripts/services.sh stop || true' EXIT
+trap './scripts/swarm.sh down || true; ./scripts/services.sh stop || true' EXIT
 ./scripts/services.sh start
 # shellcheck disable=SC1090
 source "$(./scripts/services.sh env)"
+
+step "a three-engine Docker Swarm in network namespaces (the multi-node tests)"
+./scripts/swarm.sh up
+# shellcheck disable=SC1090
+source "$(./scripts/swarm.sh env)"
 
 step "cargo leptos build (server binary + wasm + CSS)"
 cargo leptos build

@@ -1365,38 +1365,21 @@ fn check_volumes(list: &[VolumeInput]) -> std::result::Result<Vec<CheckedVolume>
 mod tests {
     use std::{sync::Arc, time::Duration};
 
-    use crate::{fake_runtime::FakeRuntime, secret::SecretKey, service::Settings, Pier};
+    use crate::{fake_runtime::FakeRuntime, Pier};
 
-    /// A panel on a database of its own in a temporary file, with one member who has one app.
-    async fn panel(runtime: Arc<FakeRuntime>) -> (Pier, crate::model::Actor, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "pier-core-apps-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = crate::db::open(&dir.join("pier.db")).await.unwrap();
-        let user: i64 = sqlx::query_scalar(
-            "INSERT INTO users (email, role, max_apps, max_memory_mb, max_cpus_milli, created_at)
-             VALUES ('m@example.com', 'member', 5, 512, 1000, 0) RETURNING id",
-        )
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    /// A panel with one member who has one app.
+    async fn panel(
+        runtime: Arc<FakeRuntime>,
+    ) -> (Pier, crate::model::Actor, crate::testkit::TempDir) {
+        let (pier, actor, dir) = crate::testkit::panel_with_user(runtime, "member").await;
         sqlx::query(
             "INSERT INTO apps (user_id, name, image, port, memory_mb, cpus_milli, created_at, updated_at)
              VALUES (?, 'web', 'registry.example/web:1', 8080, 64, 100, 0, 0)",
         )
-        .bind(user)
-        .execute(&db)
+        .bind(actor.user_id)
+        .execute(pier.db())
         .await
         .unwrap();
-        let actor = crate::repo::users::by_id(&db, user)
-            .await
-            .unwrap()
-            .unwrap()
-            .into();
-        let pier = Pier::new(db, SecretKey::generate(), Settings::default(), runtime);
         (pier, actor, dir)
     }
 
@@ -1477,7 +1460,7 @@ mod tests {
             .unwrap_err();
         let fields: Vec<&str> = err.fields().iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["image", "port"]);
-        std::fs::remove_dir_all(dir).ok();
+        drop(dir);
     }
 
     #[tokio::test]
@@ -1532,6 +1515,6 @@ mod tests {
         // The refreshed list is fresh again: no further call.
         list().await;
         assert_eq!(engine.list_calls(), (2, 0));
-        std::fs::remove_dir_all(dir).ok();
+        drop(dir);
     }
 }

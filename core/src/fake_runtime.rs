@@ -55,6 +55,8 @@ pub struct FakeRuntime {
     faults: Mutex<Vec<(&'static str, RuntimeError)>>,
     /// While set, `containers` waits until the test adds a permit.
     list_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// The Swarm it pretends to manage (None: a single engine).
+    cluster: Mutex<Option<Cluster>>,
     list_calls: AtomicU64,
     list_running: AtomicU64,
 }
@@ -97,6 +99,11 @@ impl Drop for Inner {
 impl FakeRuntime {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Makes it a Swarm manager of these nodes (None: a single engine again).
+    pub fn set_cluster(&self, cluster: Option<Cluster>) {
+        *self.cluster.lock().expect("cluster lock") = cluster;
     }
 
     /// Makes `containers` wait for a permit from the returned semaphore (`add_permits(1)` lets
@@ -519,6 +526,24 @@ impl Runtime for FakeRuntime {
             online_cpus: 1,
             ..Default::default()
         })
+    }
+
+    async fn cluster(&self) -> Result<Option<Cluster>, RuntimeError> {
+        Ok(self.cluster.lock().expect("cluster lock").clone())
+    }
+
+    async fn set_node_availability(
+        &self,
+        node: &str,
+        availability: NodeAvailability,
+    ) -> Result<(), RuntimeError> {
+        let mut c = self.cluster.lock().expect("cluster lock");
+        let n = c
+            .as_mut()
+            .and_then(|c| c.nodes.iter_mut().find(|n| n.id == node))
+            .ok_or(RuntimeError::NotFound)?;
+        n.availability = availability;
+        Ok(())
     }
 
     async fn info(&self) -> Result<EngineInfo, RuntimeError> {

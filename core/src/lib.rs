@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backup_target;
 pub mod backups;
 pub mod certs;
+pub mod cluster;
 pub mod db;
 pub mod dns;
 pub mod domains;
@@ -28,6 +29,8 @@ pub mod service;
 pub mod session_store;
 pub mod tags;
 pub mod telemetry;
+#[cfg(test)]
+mod testkit;
 pub mod throttle;
 pub mod tokens;
 pub mod two_factor;

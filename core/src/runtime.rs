@@ -234,6 +234,38 @@ pub struct EngineInfo {
     pub userland_proxy: Option<bool>,
 }
 
+pub use pier_types::{NodeAvailability, NodeRole, NodeState};
+
+/// One machine of a Docker Swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The Swarm's id for it (25 lowercase letters and digits).
+    pub id: String,
+    pub hostname: String,
+    /// The address the other machines (and HAProxy) reach it at.
+    pub address: String,
+    pub role: NodeRole,
+    /// The manager that leads the Swarm (Raft).
+    pub leader: bool,
+    pub state: NodeState,
+    /// Why it is in that state, when the Swarm says.
+    pub message: String,
+    pub availability: NodeAvailability,
+    pub cpus_milli: i64,
+    pub memory_bytes: i64,
+    /// Tasks meant to be running there.
+    pub tasks: u32,
+    pub engine_version: String,
+}
+
+/// The Swarm an engine manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    /// Adds a machine as a worker: `docker swarm join --token … ADDR:2377`. Holds a secret.
+    pub join_command: String,
+}
+
 /// What tenants' containers may reach beyond their own network.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EgressPolicy {
@@ -359,6 +391,14 @@ pub trait Runtime: Send + Sync + 'static {
     async fn usage(&self, id: &str) -> Result<Usage, RuntimeError>;
     /// Isolation facts about the engine.
     async fn info(&self) -> Result<EngineInfo, RuntimeError>;
+    /// The Swarm this engine manages; None when it is not a Swarm manager.
+    async fn cluster(&self) -> Result<Option<Cluster>, RuntimeError>;
+    /// Whether a node takes tasks; `NotFound` for a node the Swarm does not know.
+    async fn set_node_availability(
+        &self,
+        node: &str,
+        availability: NodeAvailability,
+    ) -> Result<(), RuntimeError>;
     /// Every volume labelled with this installation's id.
     async fn volumes(&self, instance: &str) -> Result<Vec<VolumeInfo>, RuntimeError>;
     /// Makes the volume exist, with its size, and ready to mount (again after a reboot).

@@ -212,3 +212,76 @@ mod tests {
         }
     }
 }
+
+/// A machine's part in a Docker Swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Keeps the Swarm's state; Pier talks to one.
+    Manager,
+    /// Only runs tasks.
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+/// Whether the Swarm hears from a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Ready,
+    /// It stopped answering (switched off, cut off, its engine gone): its tasks are placed
+    /// elsewhere.
+    Down,
+    Disconnected,
+    Unknown,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "ready",
+            NodeState::Down => "down",
+            NodeState::Disconnected => "disconnected",
+            NodeState::Unknown => "unknown",
+        }
+    }
+}
+
+/// Whether a machine takes tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeAvailability {
+    /// Takes new tasks.
+    Active,
+    /// Keeps its tasks, takes no new ones.
+    Pause,
+    /// Its tasks move to the other machines (before maintenance).
+    Drain,
+}
+
+impl NodeAvailability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeAvailability::Active => "active",
+            NodeAvailability::Pause => "pause",
+            NodeAvailability::Drain => "drain",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeAvailability> {
+        match s {
+            "active" => Some(NodeAvailability::Active),
+            "pause" => Some(NodeAvailability::Pause),
+            "drain" => Some(NodeAvailability::Drain),
+            _ => None,
+        }
+    }
+}

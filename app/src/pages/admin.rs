@@ -106,6 +106,7 @@ fn UsersAdmin() -> impl IntoView {
         </div>
         <ProxyBanner/>
         <EngineBanner/>
+        <crate::pages::machines::Machines/>
         <div class="mt-6 grid gap-6 xl:grid-cols-3">
             <section class=format!("{CARD} xl:col-span-1") aria-labelledby="new-user">
                 <h2 id="new-user" class="mb-4 text-lg font-semibold">"Add a person"</h2>

@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod domains;
 pub mod invite;
 pub mod login;
+pub mod machines;
 pub mod notifications;
 pub mod tags;
 pub mod two_factor;

@@ -12,6 +12,7 @@ pub mod apps;
 pub mod audit;
 pub mod backups;
 pub mod domains;
+pub mod nodes;
 pub mod notify;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -53,10 +53,12 @@ pub enum ObjectKind {
     Registry,
     Backup,
     Settings,
+    /// A machine of the Swarm.
+    Node,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 11] = [
+    pub const ALL: [ObjectKind; 12] = [
         ObjectKind::Account,
         ObjectKind::Session,
         ObjectKind::User,
@@ -68,6 +70,7 @@ impl ObjectKind {
         ObjectKind::Registry,
         ObjectKind::Backup,
         ObjectKind::Settings,
+        ObjectKind::Node,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +86,7 @@ impl ObjectKind {
             ObjectKind::Registry => "registry",
             ObjectKind::Backup => "backup",
             ObjectKind::Settings => "settings",
+            ObjectKind::Node => "node",
         }
     }
 
@@ -169,6 +173,7 @@ actions! {
     TwoFactorPolicy => "settings.two_factor", Settings;
     SmtpSet => "settings.smtp", Settings;
     SmtpDelete => "settings.smtp_delete", Settings;
+    NodeAvailability => "node.availability", Node;
 }
 
 impl Action {

@@ -7,8 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    apps, audit, backups, domains, notify, registries, tags, tokens, users, ErrorBody, ErrorDetail,
-    FieldMessage,
+    apps, audit, backups, domains, nodes, notify, registries, tags, tokens, users, ErrorBody,
+    ErrorDetail, FieldMessage,
 };
 use crate::http::AppState;
 
@@ -36,6 +36,7 @@ use crate::http::AppState;
         backups::target, backups::set_target, backups::delete_target, backups::back_up_pier,
         registries::list, registries::set, registries::remove,
         domains::list, domains::create, domains::show, domains::update, domains::remove, domains::dns, domains::retry, domains::proof_token, domains::verify,
+        nodes::list, nodes::update,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldMessage,
@@ -50,6 +51,7 @@ use crate::http::AppState;
         backups::PolicyBody, backups::TargetOut, backups::TargetBody, backups::PierBackupOut,
         registries::RegistryOut, registries::RegistryLogin,
         domains::DomainOut, domains::NewDomain, domains::PatchDomain, domains::DnsOut, domains::CertificateOut, domains::ProofOut, domains::ProofTokenOut,
+        nodes::NodesOut, nodes::NodeOut, nodes::PatchNode,
     )),
     modifiers(&BearerToken),
     tags(
@@ -61,6 +63,7 @@ use crate::http::AppState;
         (name = "registries", description = "Your logins for private image registries"),
         (name = "domains", description = "Your domains and the apps they route to"),
         (name = "audit", description = "Who changed what, when and from where"),
+        (name = "nodes", description = "The machines of the Docker Swarm Pier runs on (admin scope)"),
         (name = "notifications", description = "Where a person's notifications go, their deliveries, the mail server"),
     )
 )]

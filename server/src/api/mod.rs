@@ -6,6 +6,7 @@ mod audit;
 mod backups;
 mod doc;
 mod domains;
+mod nodes;
 mod notify;
 mod registries;
 mod tags;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(registries::router())
         .merge(tags::router())
         .merge(domains::router())
+        .merge(nodes::router())
         .merge(doc::router())
         .fallback(|| async { ApiError::from(pier_core::Error::NotFound) })
 }

@@ -30,10 +30,10 @@ use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
 use super::storage::Storage;
 use pier_core::{
     runtime::{
-        keep_tail, Container, ContainerSpec, ContainerState, EgressPolicy, EgressStatus,
-        EngineInfo, ExecInput, ExecOutcome, ExecOutput, ExitInfo, LogLine, Network, ProgressFn,
-        PullProgress, Pulled, RegistryAuth, Runtime, RuntimeError, Usage, VolumeInfo, VolumeSpec,
-        VolumeUsage, LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
+        keep_tail, Cluster, Container, ContainerSpec, ContainerState, EgressPolicy, EgressStatus,
+        EngineInfo, ExecInput, ExecOutcome, ExecOutput, ExitInfo, LogLine, Network,
+        NodeAvailability, ProgressFn, PullProgress, Pulled, RegistryAuth, Runtime, RuntimeError,
+        Usage, VolumeInfo, VolumeSpec, VolumeUsage, LABEL_INSTANCE, LABEL_TENANT, LABEL_VOLUME,
     },
     validate::ImageRef,
 };
@@ -42,6 +42,8 @@ use pier_core::{
 const PULL_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 pub struct DockerRuntime {
+    /// The engine's socket, when not the default one.
+    socket: Option<String>,
     /// Connected on first use, and again after a failed connect: Pier starts (and shows the
     /// engine as unreachable) when dockerd is down, and recovers when it comes up.
     client: std::sync::Mutex<Option<Docker>>,
@@ -62,9 +64,16 @@ impl DockerRuntime {
     /// Nothing is sent (or even connected) until the first call. Volume file systems live in
     /// `volumes_dir`; stale device links there are removed now, before any volume is attached.
     pub fn new(volumes_dir: std::path::PathBuf) -> Self {
+        Self::at(volumes_dir, None)
+    }
+
+    /// The engine at `socket` (a Unix socket path) rather than the one `DOCKER_HOST` (or the
+    /// default socket) names.
+    pub fn at(volumes_dir: std::path::PathBuf, socket: Option<String>) -> Self {
         let storage = Storage::new(volumes_dir);
         storage.sweep();
         DockerRuntime {
+            socket,
             client: std::sync::Mutex::new(None),
             networks: tokio::sync::Mutex::new(()),
             layer_refused: std::sync::atomic::AtomicBool::new(false),
@@ -78,15 +87,18 @@ impl DockerRuntime {
         if let Some(d) = c.as_ref() {
             return Ok(d.clone());
         }
-        let d = Docker::connect_with_local_defaults()
-            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?
-            .with_timeout(std::time::Duration::from_secs(120));
+        let d = match &self.socket {
+            Some(path) => Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION),
+            None => Docker::connect_with_local_defaults(),
+        }
+        .map_err(|e| RuntimeError::Unavailable(e.to_string()))?
+        .with_timeout(std::time::Duration::from_secs(120));
         *c = Some(d.clone());
         Ok(d)
     }
 }
 
-fn map_err(e: DockerError) -> RuntimeError {
+pub(super) fn map_err(e: DockerError) -> RuntimeError {
     match e {
         DockerError::DockerResponseServerError {
             status_code: 404, ..
@@ -654,6 +666,18 @@ impl Runtime for DockerRuntime {
             memory_bytes: mem.usage.unwrap_or(0).saturating_sub(cache),
             memory_limit: mem.limit.unwrap_or(0),
         })
+    }
+
+    async fn cluster(&self) -> Result<Option<Cluster>, RuntimeError> {
+        super::swarm::cluster(&self.docker()?).await
+    }
+
+    async fn set_node_availability(
+        &self,
+        node: &str,
+        availability: NodeAvailability,
+    ) -> Result<(), RuntimeError> {
+        super::swarm::set_node_availability(&self.docker()?, node, availability).await
     }
 
     async fn info(&self) -> Result<EngineInfo, RuntimeError> {

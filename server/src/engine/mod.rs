@@ -15,6 +15,7 @@ pub mod plan;
 mod rollout;
 pub mod routing;
 mod storage;
+mod swarm;
 mod tags;
 #[cfg(test)]
 mod testkit;

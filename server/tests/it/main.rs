@@ -18,6 +18,7 @@ mod certs;
 mod disaster;
 mod engine;
 mod metrics;
+mod nodes;
 mod notify;
 mod pages;
 mod proxy;

@@ -170,6 +170,25 @@ impl TestApp {
         Self::started(db, SecretKey::generate(), settings, None, None).await
     }
 
+    /// A panel whose engine is the one at this Unix socket (a Swarm manager of
+    /// `scripts/swarm.sh`, say) instead of the host's.
+    pub async fn on_engine(db: SqlitePool, socket: &str) -> Self {
+        let runtime: Arc<dyn pier_core::runtime::Runtime> =
+            Arc::new(pier::engine::docker::DockerRuntime::at(
+                std::env::temp_dir().join("pier-test-volumes"),
+                Some(socket.to_owned()),
+            ));
+        Self::started_on(
+            db,
+            SecretKey::generate(),
+            test_settings(),
+            None,
+            None,
+            runtime,
+        )
+        .await
+    }
+
     /// A panel with its own real HAProxy on loopback ports (stopped when the test ends).
     pub async fn with_proxy(db: SqlitePool) -> Self {
         let (tp, listener) = TestProxy::bind(free_addr()).await;
@@ -227,11 +246,22 @@ impl TestApp {
         proxy: Option<Arc<Proxy>>,
         pebble: Option<Pebble>,
     ) -> TestApp {
+        Self::started_on(db, key, settings, proxy, pebble, docker()).await
+    }
+
+    async fn started_on(
+        db: SqlitePool,
+        key: SecretKey,
+        settings: Settings,
+        proxy: Option<Arc<Proxy>>,
+        pebble: Option<Pebble>,
+        runtime: Arc<dyn pier_core::runtime::Runtime>,
+    ) -> TestApp {
         let handles = launch(Parts {
             db,
             key,
             settings,
-            runtime: docker(),
+            runtime,
             resolver: None,
             proxy,
             challenges: Challenges::default(),
