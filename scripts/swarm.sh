@@ -27,6 +27,7 @@
 #   PIER_SWARM_DIR     state directory (default /tmp/pier-swarm)
 #   PIER_SWARM_DATA    the engines' data (default /var/lib/pier-swarm)
 #   PIER_SWARM_NODES   how many engines (default 3)
+# Nodes send a heartbeat every 2 s (Docker's default is 5 s), so a lost one is noticed sooner.
 #
 # Facts this rests on (Debian dockerd 20.10, measured on this machine): `ip netns exec` cannot run
 # dockerd (it remounts /sys and dockerd then finds no devices cgroup), entering only the network
@@ -178,7 +179,8 @@ cmd_up() {
 
   say "forming the Swarm: node 1 manager, the others workers"
   ndocker 1 swarm init --advertise-addr "$(node_ip 1)" --listen-addr "$(node_ip 1):2377" \
-    --default-addr-pool "$ADDR_POOL" --default-addr-pool-mask-length 24 >/dev/null
+    --default-addr-pool "$ADDR_POOL" --default-addr-pool-mask-length 24 \
+    --dispatcher-heartbeat 2s >/dev/null
   token=$(ndocker 1 swarm join-token -q worker)
   for ((i = 2; i <= NODES; i++)); do
     ndocker "$i" swarm join --token "$token" --advertise-addr "$(node_ip "$i")" \

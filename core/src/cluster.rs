@@ -1,9 +1,12 @@
 //! The machines of a Docker Swarm, as the admin sees and steers them. Pier runs on a manager;
 //! on a single engine there is no Swarm and nothing here to steer.
 
+use std::collections::HashMap;
+
 use crate::{
     audit::{Action, Change},
     model::Actor,
+    notify::Event,
     runtime::{Cluster, Node, NodeAvailability, NodeState, RuntimeError},
     Error, Pier, Result,
 };
@@ -76,6 +79,40 @@ impl Pier {
     }
 }
 
+/// What changed since the last look at the machines: those newly down (or disconnected), and
+/// those back. `down` holds the machines seen down, with since when, and is kept up to date; a
+/// machine taken out of the Swarm is forgotten without a word.
+pub fn node_events(down: &mut HashMap<String, i64>, nodes: &[Node], now: i64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for n in nodes {
+        let is_down = matches!(n.state, NodeState::Down | NodeState::Disconnected);
+        match (is_down, down.get(&n.id).copied()) {
+            (true, None) => {
+                down.insert(n.id.clone(), now);
+                events.push(Event::NodeDown {
+                    node: n.id.clone(),
+                    hostname: n.hostname.clone(),
+                    address: n.address.clone(),
+                    since: now,
+                    message: n.message.clone(),
+                });
+            }
+            (false, Some(since)) if n.state == NodeState::Ready => {
+                down.remove(&n.id);
+                events.push(Event::NodeBack {
+                    node: n.id.clone(),
+                    hostname: n.hostname.clone(),
+                    address: n.address.clone(),
+                    down_since: since,
+                });
+            }
+            _ => {}
+        }
+    }
+    down.retain(|id, _| nodes.iter().any(|n| &n.id == id));
+    events
+}
+
 fn cluster_error(e: RuntimeError) -> Error {
     match e {
         RuntimeError::Unavailable(detail) => {
@@ -116,6 +153,44 @@ mod tests {
             tasks: 0,
             engine_version: "20.10".into(),
         }
+    }
+
+    #[test]
+    fn a_machine_down_is_told_once_and_again_when_it_is_back() {
+        use std::collections::HashMap;
+
+        use super::node_events;
+        use crate::notify::Event;
+
+        let mut down = HashMap::new();
+        let up = |id, host| node(id, host, NodeState::Ready, NodeAvailability::Active);
+        let mut gone = node("bbb", "two", NodeState::Down, NodeAvailability::Active);
+        gone.message = "heartbeat failure".into();
+        assert!(node_events(&mut down, &[up("aaa", "one"), up("bbb", "two")], 10).is_empty());
+        let e = node_events(&mut down, &[up("aaa", "one"), gone.clone()], 20);
+        assert_eq!(e.len(), 1);
+        assert!(
+            matches!(&e[0], Event::NodeDown { hostname, since: 20, message, .. }
+            if hostname == "two" && message == "heartbeat failure")
+        );
+        assert!(e[0].body().contains("heartbeat failure"), "{}", e[0].body());
+        // Still down, or between states: nothing new.
+        assert!(node_events(&mut down, &[up("aaa", "one"), gone.clone()], 30).is_empty());
+        let unknown = node("bbb", "two", NodeState::Unknown, NodeAvailability::Active);
+        assert!(node_events(&mut down, &[up("aaa", "one"), unknown], 35).is_empty());
+        let e = node_events(&mut down, &[up("aaa", "one"), up("bbb", "two")], 40);
+        assert_eq!(e.len(), 1);
+        assert!(
+            matches!(&e[0], Event::NodeBack { down_since: 20, .. }),
+            "{e:?}"
+        );
+        assert_eq!(e[0].kind(), "node.back");
+        // Down again: a new occurrence (a new key).
+        let again = node_events(&mut down, &[gone.clone()], 50);
+        assert_ne!(again[0].dedupe_key(), format!("node.down:bbb:20"));
+        // Removed from the Swarm while down: forgotten, no word.
+        assert!(node_events(&mut down, &[up("aaa", "one")], 60).is_empty());
+        assert!(down.is_empty());
     }
 
     #[tokio::test]

@@ -130,6 +130,8 @@ pub struct EngineSettings {
     pub tag_check_secs: i64,
     /// How often the tag follower looks for apps that are due.
     pub tag_poll_secs: u64,
+    /// How often the Swarm's machines are looked at (for the ones that went down or came back).
+    pub node_check_secs: u64,
 }
 
 impl Default for EngineSettings {
@@ -137,6 +139,7 @@ impl Default for EngineSettings {
         EngineSettings {
             tag_check_secs: crate::tags::DEFAULT_CHECK_SECS,
             tag_poll_secs: 60,
+            node_check_secs: 5,
             resync_secs: 15,
             health_timeout_secs: 60,
             stats_every_secs: 15,

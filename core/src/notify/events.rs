@@ -63,6 +63,22 @@ pub enum Event {
         percent_free: u64,
         day: i64,
     },
+    /// Admins: a machine of the Swarm stopped answering (down or disconnected); its tasks are
+    /// placed on the others.
+    NodeDown {
+        node: String,
+        hostname: String,
+        address: String,
+        since: i64,
+        message: String,
+    },
+    /// Admins: a machine that was down answers again.
+    NodeBack {
+        node: String,
+        hostname: String,
+        address: String,
+        down_since: i64,
+    },
     /// Sent from the account page.
     Test { nonce: String },
 }
@@ -81,6 +97,8 @@ impl Event {
             Event::EngineDown { .. } => "engine.down",
             Event::ProxyDown { .. } => "proxy.down",
             Event::DiskLow { .. } => "disk.low",
+            Event::NodeDown { .. } => "node.down",
+            Event::NodeBack { .. } => "node.back",
             Event::Test { .. } => "test",
         }
     }
@@ -107,6 +125,10 @@ impl Event {
             Event::EngineDown { since, .. } => format!("engine.down:{since}"),
             Event::ProxyDown { at, .. } => format!("proxy.down:{}", at / 3600),
             Event::DiskLow { path, day, .. } => format!("disk.low:{path}:{day}"),
+            Event::NodeDown { node, since, .. } => format!("node.down:{node}:{since}"),
+            Event::NodeBack {
+                node, down_since, ..
+            } => format!("node.back:{node}:{down_since}"),
             Event::Test { nonce } => format!("test:{nonce}"),
         }
     }
@@ -128,6 +150,8 @@ impl Event {
             Event::EngineDown { .. } => "The container engine does not answer".into(),
             Event::ProxyDown { .. } => "HAProxy stopped; Pier is starting it again".into(),
             Event::DiskLow { path, .. } => format!("The disk holding {path} is nearly full"),
+            Event::NodeDown { hostname, .. } => format!("The machine {hostname} is down"),
+            Event::NodeBack { hostname, .. } => format!("The machine {hostname} is back"),
             Event::Test { .. } => "Test notification from Pier".into(),
         }
     }
@@ -205,6 +229,32 @@ impl Event {
                 "The disk holding {path} has {free_mb} MiB free ({percent_free} %). When it is \
                  full, deployments, backups and the database fail."
             ),
+            Event::NodeDown {
+                hostname,
+                address,
+                since,
+                message,
+                ..
+            } => format!(
+                "The Swarm has not heard from {hostname} ({address}) since {}{}. Its tasks are \
+                 placed on the other machines; the admin page's Machines section shows them.",
+                format_time(*since),
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({message})")
+                }
+            ),
+            Event::NodeBack {
+                hostname,
+                address,
+                down_since,
+                ..
+            } => format!(
+                "{hostname} ({address}) answers again, after being down since {}. It takes \
+                 tasks again as the Swarm places them.",
+                format_time(*down_since)
+            ),
             Event::Test { .. } => {
                 "This is a test. If you read it, Pier's notifications reach you here.".into()
             }
@@ -260,6 +310,21 @@ impl Event {
                 percent_free,
                 ..
             } => json!({ "path": path, "free_mb": free_mb, "percent_free": percent_free }),
+            Event::NodeDown {
+                node,
+                hostname,
+                address,
+                since,
+                message,
+            } => json!({ "node": node, "hostname": hostname, "address": address,
+                         "since": format_time(*since), "message": message }),
+            Event::NodeBack {
+                node,
+                hostname,
+                address,
+                down_since,
+            } => json!({ "node": node, "hostname": hostname, "address": address,
+                         "down_since": format_time(*down_since) }),
             Event::Test { .. } => json!({}),
         }
     }

@@ -11,6 +11,7 @@
 pub mod docker;
 mod firewall;
 pub mod images;
+mod nodes;
 pub mod plan;
 mod rollout;
 pub mod routing;
@@ -71,6 +72,7 @@ pub fn spawn(pier: Pier, proxy: Option<Arc<Proxy>>) -> Vec<tokio::task::JoinHand
         tokio::spawn(images::collect_forever(pier.clone())),
         tokio::spawn(tags::follow_forever(pier.clone())),
         tokio::spawn(crate::notify::deliver_forever(pier.clone())),
+        tokio::spawn(nodes::watch_forever(pier.clone())),
     ];
     let pier_for_proxy = pier.clone();
     tasks.extend(crate::backup::spawn(pier));

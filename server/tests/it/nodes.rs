@@ -12,6 +12,9 @@ use sqlx::SqlitePool;
 
 use crate::common::TestApp;
 
+/// One test at a time changes the Swarm (draining, cutting machines off).
+static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Swarm {
     manager: String,
     addrs: Vec<String>,
@@ -156,6 +159,7 @@ fn by_host<'a>(nodes: &'a Value, host: &str) -> &'a Value {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn the_admin_sees_the_machines_and_drains_one(db: SqlitePool) {
+    let _one = SWARM.lock().await;
     let s = swarm();
     // Manager socket paths come as unix://PATH.
     let socket = s.manager.trim_start_matches("unix://").to_owned();
@@ -390,4 +394,104 @@ async fn a_single_engine_has_no_machines_to_steer(db: SqlitePool) {
     let mut browser = app.admin().await;
     let page = browser.get("/admin/users").await;
     assert!(!page.body.contains("data-testid=\"machines\""));
+}
+
+/// `scripts/swarm.sh cut N` on creation, `heal N` when dropped (whatever the test did).
+struct Cut(usize);
+
+impl Cut {
+    fn new(node: usize) -> Cut {
+        swarm_sh("cut", node);
+        Cut(node)
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        swarm_sh("heal", self.0);
+    }
+}
+
+fn swarm_sh(what: &str, node: usize) {
+    let out = Command::new("../scripts/swarm.sh")
+        .args([what, &node.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "swarm.sh {what} {node}: {out:?}");
+}
+
+async fn told(app: &TestApp, kind: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT body FROM notifications WHERE kind = ? ORDER BY id")
+        .bind(kind)
+        .fetch_all(app.pier.db())
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn admins_hear_when_a_machine_is_lost_and_when_it_is_back(db: SqlitePool) {
+    let _one = SWARM.lock().await;
+    let s = swarm();
+    let socket = s.manager.trim_start_matches("unix://").to_owned();
+    reactivate_all(&socket);
+    let app = TestApp::on_engine(db, &socket).await;
+    let admin = app.token(crate::common::ADMIN_EMAIL, "admin").await;
+    let last = s.addrs.len();
+    let host = format!("pier-node{last}");
+    // All ready before the cut (an earlier test's cut may still be healing).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while nodes(&app, &admin).await["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["state"] != "ready")
+    {
+        assert!(Instant::now() < deadline, "the Swarm is not all ready");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let cut = Cut::new(last);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let body = loop {
+        if let Some(b) = told(&app, "node.down").await.pop() {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "no node.down notification");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let noticed = started.elapsed();
+    assert!(
+        body.contains(&host) && body.contains(&s.addrs[last - 1]),
+        "{body}"
+    );
+    let down = by_host(&nodes(&app, &admin).await, &host).clone();
+    assert_ne!(down["state"], "ready", "{down:#}");
+    // The admin page says so.
+    let mut browser = app.admin().await;
+    let page = browser.get("/admin/users").await.body;
+    let row = page
+        .split("data-testid=\"machine\"")
+        .find(|r| r.contains(&format!("data-hostname=\"{host}\"")))
+        .unwrap_or_else(|| panic!("no row for {host}: {page}"));
+    assert!(
+        row.contains(">down<") || row.contains(">disconnected<"),
+        "{row}"
+    );
+
+    drop(cut);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let back = loop {
+        if let Some(b) = told(&app, "node.back").await.pop() {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "no node.back notification");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(back.contains(&host), "{back}");
+    assert_eq!(by_host(&nodes(&app, &admin).await, &host)["state"], "ready");
+    // Told once each.
+    assert_eq!(told(&app, "node.down").await.len(), 1);
+    assert_eq!(told(&app, "node.back").await.len(), 1);
+    println!("a machine cut off was told as down after {noticed:?}");
 }
