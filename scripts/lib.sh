@@ -44,3 +44,50 @@ stop_pidfile() {
 
 # A random password: 16 bytes from /dev/urandom as 32 hex digits.
 random_hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
+
+rcurl() { curl --noproxy '*' -s --max-time 10 "$@"; }
+
+# Starts a docker-registry of its own (the Debian package's /etc/docker/registry/config.yml is
+# left alone) on address $1, serving directory $2, with htpasswd file $3; its configuration, log
+# and pid file are $4.yml, $4.log and $4.pid; $5 names it in its log. Returns once /v2/ asks for
+# credentials (401) while the process still runs. The random http secret only signs upload
+# state; one instance per address, so it need not persist.
+serve_registry() {
+  local addr=$1 data=$2 htpasswd=$3 base=$4 name=$5 pid i code
+  cat >"$base.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  fields:
+    service: $name
+storage:
+  filesystem:
+    rootdirectory: $data
+  delete:
+    enabled: true
+http:
+  addr: $addr
+  secret: $(random_hex)
+auth:
+  htpasswd:
+    realm: pier-test-registry
+    path: $htpasswd
+EOF
+  chmod 600 "$base.yml"
+  say "starting docker-registry on $addr (log: $base.log)"
+  setsid docker-registry serve "$base.yml" >"$base.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$base.pid"
+  for ((i = 0; i < 60; i++)); do
+    if [[ ! -d "/proc/$pid" ]]; then
+      rm -f "$base.pid"
+      log_tail "$base.log"
+      die "docker-registry exited during startup ($addr in use?)"
+    fi
+    code=$(rcurl -o /dev/null -w '%{http_code}' "http://$addr/v2/" || true)
+    [[ "$code" == 401 ]] && return
+    sleep 0.5
+  done
+  log_tail "$base.log"
+  die "registry on $addr does not answer 401 on /v2/ after 30 s (last: ${code:-none})"
+}

@@ -52,7 +52,6 @@ LABEL=pier.test=1
 source "$SCRIPTS/lib.sh"
 
 # curl against the local registry only; never through a proxy.
-rcurl() { curl --noproxy '*' -s --max-time 10 "$@"; }
 
 # --- start, step 1: dockerd -------------------------------------------------------------------
 
@@ -136,7 +135,7 @@ sys.stdout.write(sys.argv[1] + ":" + bcrypt.hashpw(os.environ["PW"].encode(), bc
 }
 
 start_registry() {
-  local password=$1 i code pid
+  local password=$1 code
   stop_pidfile "$STATE/registry.pid" docker-registry 10
   # Something else on the port would answer the 401 below in our registry's stead.
   code=$(rcurl -o /dev/null -w '%{http_code}' "http://$REGISTRY/" || true)
@@ -144,46 +143,7 @@ start_registry() {
 
   mkdir -p "$STATE/registry-data"
   (umask 077 && htpasswd_line "$password" >"$STATE/htpasswd")
-  # A registry of its own (the Debian package's /etc/docker/registry/config.yml is left alone).
-  # The random http secret only signs upload state; one instance, so it need not persist.
-  cat >"$STATE/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  fields:
-    service: pier-test-registry
-storage:
-  filesystem:
-    rootdirectory: $STATE/registry-data
-  delete:
-    enabled: true
-http:
-  addr: $REGISTRY
-  secret: $(random_hex)
-auth:
-  htpasswd:
-    realm: pier-test-registry
-    path: $STATE/htpasswd
-EOF
-  chmod 600 "$STATE/registry.yml"
-
-  say "starting docker-registry on $REGISTRY (log: $STATE/registry.log)"
-  setsid docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 </dev/null &
-  pid=$!
-  echo "$pid" >"$STATE/registry.pid"
-  # Up when /v2/ asks for credentials (401) while our process still runs.
-  for ((i = 0; i < 60; i++)); do
-    if [[ ! -d "/proc/$pid" ]]; then
-      rm -f "$STATE/registry.pid"
-      log_tail "$STATE/registry.log"
-      die "docker-registry exited during startup (port $PORT in use?)"
-    fi
-    code=$(rcurl -o /dev/null -w '%{http_code}' "http://$REGISTRY/v2/" || true)
-    [[ "$code" == 401 ]] && return
-    sleep 0.5
-  done
-  log_tail "$STATE/registry.log"
-  die "registry on $REGISTRY does not answer 401 on /v2/ after 30 s (last: ${code:-none})"
+  serve_registry "$REGISTRY" "$STATE/registry-data" "$STATE/htpasswd" "$STATE/registry" pier-test-registry
 }
 
 # --- start, step 3: the test images ------------------------------------------------------------

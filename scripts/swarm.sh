@@ -105,37 +105,9 @@ start_engine() {
 }
 
 start_registry() {
-  local i code pid
   [[ -d "$SERVICES/registry-data" && -f "$SERVICES/htpasswd" ]] \
     || die "no registry data in $SERVICES: run scripts/services.sh start first"
-  cat >"$STATE/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  fields:
-    service: pier-swarm-registry
-storage:
-  filesystem:
-    rootdirectory: $SERVICES/registry-data
-http:
-  addr: $REGISTRY
-  secret: $(random_hex)
-auth:
-  htpasswd:
-    realm: pier-test-registry
-    path: $SERVICES/htpasswd
-EOF
-  chmod 600 "$STATE/registry.yml"
-  setsid docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 </dev/null &
-  pid=$!
-  echo "$pid" >"$STATE/registry.pid"
-  for ((i = 0; i < 60; i++)); do
-    [[ -d "/proc/$pid" ]] || { log_tail "$STATE/registry.log"; die "docker-registry exited during startup"; }
-    code=$(curl --noproxy '*' -s --max-time 5 -o /dev/null -w '%{http_code}' "http://$REGISTRY/v2/" || true)
-    [[ "$code" == 401 ]] && return
-    sleep 0.5
-  done
-  die "the Swarm's registry on $REGISTRY does not answer 401 on /v2/"
+  serve_registry "$REGISTRY" "$SERVICES/registry-data" "$SERVICES/htpasswd" "$STATE/registry" pier-swarm-registry
 }
 
 cmd_up() {

@@ -1371,7 +1371,8 @@ mod tests {
     async fn panel(
         runtime: Arc<FakeRuntime>,
     ) -> (Pier, crate::model::Actor, crate::testkit::TempDir) {
-        let (pier, actor, dir) = crate::testkit::panel_with_user(runtime, "member").await;
+        let (pier, actor, dir) =
+            crate::testkit::panel_with_user(runtime, "member", Default::default()).await;
         sqlx::query(
             "INSERT INTO apps (user_id, name, image, port, memory_mb, cpus_milli, created_at, updated_at)
              VALUES (?, 'web', 'registry.example/web:1', 8080, 64, 100, 0, 0)",

@@ -196,7 +196,8 @@ mod tests {
     #[tokio::test]
     async fn only_admins_steer_machines_and_one_always_takes_tasks() {
         let engine = FakeRuntime::new();
-        let (pier, admin, _dir) = panel_with_user(engine.clone(), "admin").await;
+        let (pier, admin, _dir) =
+            panel_with_user(engine.clone(), "admin", Default::default()).await;
         // A single engine: nothing to list, no node to find.
         assert_eq!(pier.cluster(&admin).await.unwrap(), None);
         let r = pier

@@ -29,8 +29,8 @@ pub mod service;
 pub mod session_store;
 pub mod tags;
 pub mod telemetry;
-#[cfg(test)]
-mod testkit;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testkit;
 pub mod throttle;
 pub mod tokens;
 pub mod two_factor;

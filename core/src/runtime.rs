@@ -234,37 +234,7 @@ pub struct EngineInfo {
     pub userland_proxy: Option<bool>,
 }
 
-pub use pier_types::{NodeAvailability, NodeRole, NodeState};
-
-/// One machine of a Docker Swarm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    /// The Swarm's id for it (25 lowercase letters and digits).
-    pub id: String,
-    pub hostname: String,
-    /// The address the other machines (and HAProxy) reach it at.
-    pub address: String,
-    pub role: NodeRole,
-    /// The manager that leads the Swarm (Raft).
-    pub leader: bool,
-    pub state: NodeState,
-    /// Why it is in that state, when the Swarm says.
-    pub message: String,
-    pub availability: NodeAvailability,
-    pub cpus_milli: i64,
-    pub memory_bytes: i64,
-    /// Tasks meant to be running there.
-    pub tasks: u32,
-    pub engine_version: String,
-}
-
-/// The Swarm an engine manages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cluster {
-    pub nodes: Vec<Node>,
-    /// Adds a machine as a worker: `docker swarm join --token … ADDR:2377`. Holds a secret.
-    pub join_command: String,
-}
+pub use pier_types::{Cluster, Node, NodeAvailability, NodeRole, NodeState};
 
 /// What tenants' containers may reach beyond their own network.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,14 +1,16 @@
-//! A panel on the in-memory engine for core's unit tests.
+//! A panel on the in-memory engine, for unit tests here and in the server's engine.
 
 use std::sync::Arc;
 
 use crate::{fake_runtime::FakeRuntime, model::Actor, secret::SecretKey, service::Settings, Pier};
 
-/// A panel on a database of its own in a temporary file (removed with the returned guard), and
-/// one user of `role` ("member" or "admin") signed in as the actor.
-pub(crate) async fn panel_with_user(
+/// A panel with `settings` on a database of its own in a temporary file (removed with the
+/// returned guard), and one user of `role` ("member" or "admin", room for 5 apps, 2 GiB and 4
+/// CPUs) as the actor.
+pub async fn panel_with_user(
     runtime: Arc<FakeRuntime>,
     role: &str,
+    settings: Settings,
 ) -> (Pier, Actor, TempDir) {
     let dir = std::env::temp_dir().join(format!(
         "pier-core-{}-{}",
@@ -19,7 +21,7 @@ pub(crate) async fn panel_with_user(
     let db = crate::db::open(&dir.join("pier.db")).await.unwrap();
     let user: i64 = sqlx::query_scalar(
         "INSERT INTO users (email, role, max_apps, max_memory_mb, max_cpus_milli, created_at)
-         VALUES ('m@example.com', ?, 5, 512, 1000, 0) RETURNING id",
+         VALUES ('m@example.com', ?, 5, 2048, 4000, 0) RETURNING id",
     )
     .bind(role)
     .fetch_one(&db)
@@ -30,12 +32,12 @@ pub(crate) async fn panel_with_user(
         .unwrap()
         .unwrap()
         .into();
-    let pier = Pier::new(db, SecretKey::generate(), Settings::default(), runtime);
+    let pier = Pier::new(db, SecretKey::generate(), settings, runtime);
     (pier, actor, TempDir(dir))
 }
 
 /// Removes its directory when dropped.
-pub(crate) struct TempDir(pub std::path::PathBuf);
+pub struct TempDir(pub std::path::PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {

@@ -2,6 +2,8 @@
 
 use crate::{model::Quotas, Error, FieldError, Result};
 
+pub use pier_types::format_cpus;
+
 pub const PASSWORD_MIN_CHARS: usize = 12;
 pub const PASSWORD_MAX_CHARS: usize = 1024;
 const EMAIL_MAX: usize = 254;
@@ -202,16 +204,6 @@ pub fn quotas_into(
         max_storage_mb: st?,
         max_backup_mb: bk?,
     })
-}
-
-/// Formats thousandths of a CPU for display ("1.5").
-pub fn format_cpus(milli: i64) -> String {
-    if milli % 1000 == 0 {
-        (milli / 1000).to_string()
-    } else {
-        let s = format!("{}.{:03}", milli / 1000, milli % 1000);
-        s.trim_end_matches('0').to_string()
-    }
 }
 
 // ----- domains ----------------------------------------------------------------------------

@@ -285,3 +285,43 @@ impl NodeAvailability {
         }
     }
 }
+
+/// Formats thousandths of a CPU for display ("1.5").
+pub fn format_cpus(milli: i64) -> String {
+    if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        let s = format!("{}.{:03}", milli / 1000, milli % 1000);
+        s.trim_end_matches('0').to_string()
+    }
+}
+
+/// One machine of a Docker Swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// The Swarm's id for it (25 lowercase letters and digits).
+    pub id: String,
+    pub hostname: String,
+    /// The address the other machines (and HAProxy) reach it at.
+    pub address: String,
+    pub role: NodeRole,
+    /// The manager that leads the Swarm (Raft).
+    pub leader: bool,
+    pub state: NodeState,
+    /// Why it is in that state, when the Swarm says.
+    pub message: String,
+    pub availability: NodeAvailability,
+    pub cpus_milli: i64,
+    pub memory_bytes: i64,
+    /// Tasks meant to be running there.
+    pub tasks: u32,
+    pub engine_version: String,
+}
+
+/// The Swarm an engine manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    /// Adds a machine as a worker: `docker swarm join --token … ADDR:2377`. Holds a secret.
+    pub join_command: String,
+}

@@ -2,11 +2,11 @@
 //! before maintenance and lets it take tasks again. Absent on a single engine.
 
 use leptos::prelude::*;
-use pier_types::{NodeAvailability, NodeRole, NodeState};
+use pier_types::{format_cpus, Node, NodeAvailability, NodeRole, NodeState};
 
 use crate::{
     components::{CsrfField, Outcome, BUTTON_SMALL, CARD},
-    rpc::nodes::{cluster_status, NodeRow, SetNodeAvailability},
+    rpc::nodes::{cluster_status, SetNodeAvailability},
 };
 
 #[component]
@@ -61,7 +61,7 @@ pub fn Machines() -> impl IntoView {
 }
 
 #[component]
-fn MachineRow(node: NodeRow, act: ServerAction<SetNodeAvailability>) -> impl IntoView {
+fn MachineRow(node: Node, act: ServerAction<SetNodeAvailability>) -> impl IntoView {
     let role = match (node.role, node.leader) {
         (NodeRole::Manager, true) => "manager (leader)",
         (NodeRole::Manager, false) => "manager",
@@ -107,7 +107,7 @@ fn MachineRow(node: NodeRow, act: ServerAction<SetNodeAvailability>) -> impl Int
             <td class="py-2 pr-4">{role}</td>
             <td class=format!("py-2 pr-4 {state_class}") title=node.message>{node.state.as_str()}</td>
             <td class="py-2 pr-4" data-testid="availability">{takes}</td>
-            <td class="py-2 pr-4">{format!("{} / {} MiB", node.cpus, node.memory_mb)}</td>
+            <td class="py-2 pr-4">{format!("{} / {} MiB", format_cpus(node.cpus_milli), node.memory_bytes / (1024 * 1024))}</td>
             <td class="py-2 pr-4">{node.tasks}</td>
             <td class="py-2">
                 <div class="flex gap-1">

@@ -6,8 +6,8 @@ use pier_core::{
     apps::AppSpec,
     fake_runtime::FakeRuntime,
     model::{Actor, Deployment},
-    secret::SecretKey,
     service::Settings,
+    testkit::{panel_with_user, TempDir},
     Pier,
 };
 
@@ -21,48 +21,23 @@ pub struct Panel {
     pub engine: Arc<FakeRuntime>,
     pub routing: Routing,
     pub actor: Actor,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Panel {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
-    }
+    _dir: TempDir,
 }
 
 /// A panel on a database of its own, a member with room for a few apps, and health checks that
 /// give up after `health_secs`.
 pub async fn panel(health_secs: u64) -> Panel {
-    let dir = std::env::temp_dir().join(format!(
-        "pier-rollout-{}-{}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = pier_core::db::open(&dir.join("pier.db")).await.unwrap();
-    let user: i64 = sqlx::query_scalar(
-        "INSERT INTO users (email, role, max_apps, max_memory_mb, max_cpus_milli, created_at)
-         VALUES ('m@example.com', 'member', 5, 2048, 4000, 0) RETURNING id",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    let actor = pier_core::repo::users::by_id(&db, user)
-        .await
-        .unwrap()
-        .unwrap()
-        .into();
     let mut settings = Settings::default();
     settings.engine.health_timeout_secs = health_secs;
     settings.engine.drain_ms = 0;
     let engine = FakeRuntime::new();
-    let pier = Pier::new(db, SecretKey::generate(), settings, engine.clone());
+    let (pier, actor, dir) = panel_with_user(engine.clone(), "member", settings).await;
     Panel {
         pier,
         engine,
         routing: Routing::new(None),
         actor,
-        dir,
+        _dir: dir,
     }
 }
 
