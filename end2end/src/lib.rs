@@ -125,16 +125,27 @@ pub struct Acme<'a> {
 
 impl Panel {
     pub fn start(admin_email: &str, admin_password: &str) -> Panel {
-        Self::start_with(admin_email, admin_password, None)
+        Self::start_with(admin_email, admin_password, None, None)
+    }
+
+    /// A panel whose engine is the one at `docker_host` (`unix://…`, a Swarm manager of
+    /// `scripts/swarm.sh`, say).
+    pub fn start_on_engine(admin_email: &str, admin_password: &str, docker_host: &str) -> Panel {
+        Self::start_with(admin_email, admin_password, None, Some(docker_host))
     }
 
     /// A panel whose HAProxy takes plain HTTP on `acme.pebble.http_port` and which gets its
     /// certificates from that pebble.
     pub fn start_with_acme(admin_email: &str, admin_password: &str, acme: Acme<'_>) -> Panel {
-        Self::start_with(admin_email, admin_password, Some(acme))
+        Self::start_with(admin_email, admin_password, Some(acme), None)
     }
 
-    fn start_with(admin_email: &str, admin_password: &str, acme: Option<Acme<'_>>) -> Panel {
+    fn start_with(
+        admin_email: &str,
+        admin_password: &str,
+        acme: Option<Acme<'_>>,
+        docker_host: Option<&str>,
+    ) -> Panel {
         let data_dir =
             std::env::temp_dir().join(format!("pier-e2e-{}-{}", std::process::id(), free_port()));
         let bin = pier_bin();
@@ -170,6 +181,9 @@ impl Panel {
             // No CA outside this machine is ever asked for a certificate.
             None => cmd.env("PIER_NO_ACME", "true"),
         };
+        if let Some(host) = docker_host {
+            cmd.env("DOCKER_HOST", host);
+        }
         let proc = Proc::spawn(
             "pier serve",
             cmd.arg("--data-dir")
