@@ -50,6 +50,8 @@ pub fn Machines() -> impl IntoView {
                     </section>
                 }.into_any(),
                 Ok(None) => ().into_any(),
+                // An engine that does not answer: the engine banner above says so.
+                Err(e) if e.code == "unavailable" => ().into_any(),
                 Err(e) => view! {
                     <p class="mt-6 text-sm font-medium text-amber-800 dark:text-amber-300" data-testid="machines">
                         {format!("The Swarm's machines cannot be listed: {}", e.message)}
