@@ -41,7 +41,12 @@ impl Pier {
             if !known {
                 return Err(Error::NotFound);
             }
-            let cluster = self.cluster(actor).await?.ok_or(Error::NotFound)?;
+            let cluster = self
+                .runtime()
+                .cluster()
+                .await
+                .map_err(cluster_error)?
+                .ok_or(Error::NotFound)?;
             let this = cluster
                 .nodes
                 .iter()
@@ -66,10 +71,7 @@ impl Pier {
             self.runtime()
                 .set_node_availability(node, availability)
                 .await
-                .map_err(|e| match e {
-                    RuntimeError::NotFound => Error::NotFound,
-                    e => cluster_error(e),
-                })?;
+                .map_err(cluster_error)?;
             tracing::info!(node, hostname = %this.hostname, availability = availability.as_str(), "node availability set");
             let mut changed = this.clone();
             changed.availability = availability;
@@ -113,19 +115,16 @@ pub fn node_events(down: &mut HashMap<String, i64>, nodes: &[Node], now: i64) ->
     events
 }
 
+/// As the apps' engine errors (`apps::engine_error`), except that the Swarm's refusals say so and
+/// a missing object is a missing node.
 fn cluster_error(e: RuntimeError) -> Error {
     match e {
-        RuntimeError::Unavailable(detail) => {
-            tracing::error!(%detail, "container engine unreachable");
-            Error::Unavailable(
-                "The container engine is not answering; try again in a minute.".into(),
-            )
-        }
         RuntimeError::NotFound => Error::NotFound,
         RuntimeError::Conflict(m) | RuntimeError::Failed(m) => {
             tracing::warn!(error = %m, "the Swarm refused");
             Error::Conflict(format!("The Swarm refused: {m}"))
         }
+        e => crate::apps::engine_error(e),
     }
 }
 

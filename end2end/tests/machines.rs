@@ -1,75 +1,49 @@
 //! The admin drains a machine of the Swarm from the admin page and lets it take tasks again,
 //! in a real browser, against the three-engine Swarm of `scripts/swarm.sh up`.
 
-use std::process::Command;
-
 use end2end::{ui::*, Driver, Panel};
-use fantoccini::Locator;
+use fantoccini::{Client, Locator};
+use test_support::swarm::Swarm;
 
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PW: &str = "admin password 123";
 
 /// Every node back to active, now and when dropped (whatever the test did).
-struct Restore(String);
-
-impl Restore {
-    fn all(&self) {
-        let out = Command::new("docker")
-            .args(["-H", &self.0, "node", "ls", "-q"])
-            .output()
-            .unwrap();
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("docker")
-                .args([
-                    "-H",
-                    &self.0,
-                    "node",
-                    "update",
-                    "--availability",
-                    "active",
-                    id,
-                ])
-                .output();
-        }
-    }
-
-    fn availability(&self, host: &str) -> String {
-        let out = Command::new("docker")
-            .args([
-                "-H",
-                &self.0,
-                "node",
-                "inspect",
-                host,
-                "--format",
-                "{{.Spec.Availability}}",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
+struct Restore(Swarm);
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        self.all();
+        self.0.reactivate_all();
     }
+}
+
+/// Presses `button` in `host`'s row of the Machines section, then waits for the flash to say
+/// `flash` and the row to say `takes` in its "Takes tasks" column.
+async fn press(c: &Client, host: &str, button: &str, flash: &str, takes: &str) {
+    c.find(Locator::XPath(&format!(
+        "//tr[@data-hostname='{host}']//button[normalize-space()='{button}']"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for_text(c, "[data-testid=machine-outcome]", flash).await;
+    wait_for_text(
+        c,
+        &format!("tr[data-hostname='{host}'] [data-testid=availability]"),
+        takes,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn drain_a_machine_and_activate_it_again() {
-    let manager = std::env::var("PIER_SWARM_MANAGER").expect(
-        "PIER_SWARM_MANAGER is not set: run scripts/swarm.sh up and source \"$(scripts/swarm.sh env)\"",
-    );
-    let nodes = std::env::var("PIER_SWARM_ADDRS")
-        .unwrap()
-        .split_whitespace()
-        .count();
-    let restore = Restore(manager.clone());
-    restore.all();
-    let panel = Panel::start_on_engine(ADMIN, ADMIN_PW, &manager);
-    let host = format!("pier-node{nodes}");
-    let row = format!("//tr[@data-hostname='{host}']");
+    let swarm = Swarm::from_env();
+    let host = format!("pier-node{}", swarm.addrs.len());
+    swarm.reactivate_all();
+    let panel = Panel::start_on_engine(ADMIN, ADMIN_PW, &swarm.manager);
+    let swarm = Restore(swarm);
 
     let driver = Driver::start();
     let c = driver.browser().await;
@@ -87,39 +61,10 @@ async fn drain_a_machine_and_activate_it_again() {
         )
         .await;
 
-        c.find(Locator::XPath(&format!(
-            "{row}//button[normalize-space()='Drain']"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-        wait_for_text(&c, "[data-testid=machine-outcome]", "is draining").await;
-        wait_for_text(
-            &c,
-            &format!("tr[data-hostname='{host}'] [data-testid=availability]"),
-            "no (drained)",
-        )
-        .await;
-        assert_eq!(restore.availability(&host), "drain");
-
-        c.find(Locator::XPath(&format!(
-            "{row}//button[normalize-space()='Activate']"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-        wait_for_text(&c, "[data-testid=machine-outcome]", "takes tasks again").await;
-        wait_for_text(
-            &c,
-            &format!("tr[data-hostname='{host}'] [data-testid=availability]"),
-            "yes",
-        )
-        .await;
-        assert_eq!(restore.availability(&host), "active");
+        press(&c, &host, "Drain", "is draining", "no (drained)").await;
+        assert_eq!(swarm.0.availability(&host), "drain");
+        press(&c, &host, "Activate", "takes tasks again", "yes").await;
+        assert_eq!(swarm.0.availability(&host), "active");
     }
     .await;
     c.close().await.unwrap();

@@ -10,32 +10,12 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
 
+use test_support::swarm::Swarm;
+
 use crate::common::TestApp;
 
 /// One test at a time changes the Swarm (draining, cutting machines off).
 static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Swarm {
-    manager: String,
-    addrs: Vec<String>,
-    registry: String,
-}
-
-fn swarm() -> Swarm {
-    let var = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| {
-            panic!("{k} is not set: run scripts/swarm.sh up and source \"$(scripts/swarm.sh env)\"")
-        })
-    };
-    Swarm {
-        manager: var("PIER_SWARM_MANAGER"),
-        addrs: var("PIER_SWARM_ADDRS")
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-        registry: var("PIER_SWARM_REGISTRY"),
-    }
-}
 
 /// A service made straight on the Swarm (not through Pier), removed when dropped, with a
 /// Docker client configuration of its own for the registry login.
@@ -84,8 +64,7 @@ impl RawService {
     fn docker(&self, args: &[&str]) -> Command {
         let mut c = Command::new("docker");
         c.env("DOCKER_CONFIG", &self.config)
-            .arg("-H")
-            .arg(format!("unix://{}", self.manager))
+            .args(["-H", &self.manager])
             .args(args);
         c
     }
@@ -116,29 +95,7 @@ impl Drop for RawService {
     fn drop(&mut self) {
         let _ = self.docker(&["service", "rm", &self.name]).output();
         let _ = std::fs::remove_dir_all(&self.config);
-        reactivate_all(&self.manager);
-    }
-}
-
-/// Every node back to active (what a failed run of the test may have left drained).
-fn reactivate_all(manager: &str) {
-    let host = format!("unix://{manager}");
-    let out = Command::new("docker")
-        .args(["-H", &host, "node", "ls", "-q"])
-        .output()
-        .unwrap();
-    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let _ = Command::new("docker")
-            .args([
-                "-H",
-                &host,
-                "node",
-                "update",
-                "--availability",
-                "active",
-                id,
-            ])
-            .output();
+        Swarm::from_env().reactivate_all();
     }
 }
 
@@ -160,15 +117,9 @@ fn by_host<'a>(nodes: &'a Value, host: &str) -> &'a Value {
 #[sqlx::test(migrations = "../migrations")]
 async fn the_admin_sees_the_machines_and_drains_one(db: SqlitePool) {
     let _one = SWARM.lock().await;
-    let s = swarm();
-    // Manager socket paths come as unix://PATH.
-    let socket = s.manager.trim_start_matches("unix://").to_owned();
-    let s = Swarm {
-        manager: socket.clone(),
-        ..s
-    };
-    reactivate_all(&socket);
-    let app = TestApp::on_engine(db, &socket).await;
+    let s = Swarm::from_env();
+    s.reactivate_all();
+    let app = TestApp::on_engine(db, s.socket()).await;
     let admin = app.token(crate::common::ADMIN_EMAIL, "admin").await;
 
     let all = nodes(&app, &admin).await;
@@ -431,10 +382,9 @@ async fn told(app: &TestApp, kind: &str) -> Vec<String> {
 #[sqlx::test(migrations = "../migrations")]
 async fn admins_hear_when_a_machine_is_lost_and_when_it_is_back(db: SqlitePool) {
     let _one = SWARM.lock().await;
-    let s = swarm();
-    let socket = s.manager.trim_start_matches("unix://").to_owned();
-    reactivate_all(&socket);
-    let app = TestApp::on_engine(db, &socket).await;
+    let s = Swarm::from_env();
+    s.reactivate_all();
+    let app = TestApp::on_engine(db, s.socket()).await;
     let admin = app.token(crate::common::ADMIN_EMAIL, "admin").await;
     let last = s.addrs.len();
     let host = format!("pier-node{last}");

@@ -25,12 +25,12 @@ pub(super) enum Health {
     Failed(String),
 }
 
-/// Polls until the container answers (its health path with 2xx/3xx, else anything), fails, or
-/// the time is up. `serving`: an older deployment serves meanwhile (the message says so). Err
-/// when the engine or the database does not answer.
 /// How long a container seen restarting is watched for the exit code of its next crash.
 const CRASH_WATCH: Duration = Duration::from_secs(5);
 
+/// Polls until the container answers (its health path with 2xx/3xx, else anything), fails, or
+/// the time is up. `serving`: an older deployment serves meanwhile (the message says so). Err
+/// when the engine or the database does not answer.
 pub(super) async fn wait(
     pier: &Pier,
     instance: &str,
