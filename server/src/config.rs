@@ -235,8 +235,16 @@ impl ServeArgs {
 mod tests {
     use super::*;
 
+    /// Parsing reads the process's environment, which one test here changes: the tests that
+    /// parse take turns (tests run side by side).
+    fn environment() -> std::sync::MutexGuard<'static, ()> {
+        static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        ENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     #[test]
     fn parses_serve_and_rejects_bad_hosts() {
+        let _env = environment();
         let cli = Cli::try_parse_from([
             "pier",
             "--data-dir",
@@ -279,6 +287,7 @@ mod tests {
 
     #[test]
     fn boolean_settings_take_the_usual_spellings() {
+        let _env = environment();
         // Only this test sets this variable.
         for (value, expected) in [
             ("1", true),
@@ -305,6 +314,7 @@ mod tests {
 
     #[test]
     fn admin_create_needs_password_stdin() {
+        let _env = environment();
         assert!(Cli::try_parse_from(["pier", "admin", "create", "--email", "a@b.co"]).is_err());
         assert!(Cli::try_parse_from([
             "pier",
