@@ -173,6 +173,11 @@ fn reason(stderr: &str, status: std::process::ExitStatus) -> ResticError {
     })
 }
 
+/// Repositories are looked for and made one at a time: two `restic init` at once on the same
+/// new repository interleave (one's key, the other's config) and leave it unreadable to one of
+/// them. Rare (once per repository), so one lock for all.
+static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Restic {
     /// `repository`: a local directory or any restic location (`s3:…`).
     pub fn new(repository: impl Into<String>, cache: PathBuf, password: String) -> Self {
@@ -256,6 +261,7 @@ impl Restic {
     /// Makes the repository unless it exists, and removes locks left by a restic that died
     /// (Pier is the only one using it).
     pub async fn prepare(&self) -> Result<()> {
+        let _one = CREATING.lock().await;
         if let Err(e) = self.output(&["cat", "config"]).await {
             if !e.0.contains("Is there a repository") {
                 return Err(e);
@@ -271,6 +277,7 @@ impl Restic {
     /// Makes this repository (unless it exists) as a copy target of `from`: the same chunking,
     /// so what one stores is deduplicated in the other.
     pub async fn prepare_copy_of(&self, from: &Restic) -> Result<()> {
+        let _one = CREATING.lock().await;
         if let Err(e) = self.output(&["cat", "config"]).await {
             if !e.0.contains("Is there a repository") {
                 return Err(e);
@@ -736,6 +743,24 @@ impl Throttled {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn two_backups_asked_for_at_once_both_find_the_repository_made() {
+        let dir = std::env::temp_dir().join(format!(
+            "pier-restic-race-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let repo = dir.join("repo").display().to_string();
+        let restic =
+            |n: u32| super::Restic::new(repo.clone(), dir.join(format!("cache{n}")), "pw".into());
+        let (a, b) = (restic(1), restic(2));
+        let (ra, rb) = tokio::join!(a.prepare(), b.prepare());
+        std::fs::remove_dir_all(&dir).ok();
+        ra.unwrap();
+        rb.unwrap();
+    }
+
     use super::*;
 
     #[test]
