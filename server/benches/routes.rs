@@ -1,20 +1,23 @@
 //! HAProxy route changes at scale, on a real haproxy on loopback ports (run by `bench/run.sh`,
-//! or `cargo bench -p pier --bench routes`). For 10, 1,000 and 10,000 routes it prints:
+//! or `cargo bench -p pier --bench routes`). For 10, 1,000 and 10,000 host names (ten per app:
+//! 1, 100 and 1,000 apps, each with its backend) it prints:
 //!
-//! * one route change as Pier makes it — the map file rewritten (write + fsync + rename) and the
-//!   running HAProxy told through its runtime API — median and worst of 50 changes;
+//! * a host moved to another app as Pier does it — the map file rewritten (write + fsync +
+//!   rename) and the running HAProxy told through its runtime API — median and worst of 50;
+//! * a deployment switch: an app's address replaced (server added, old one drained and deleted
+//!   through the runtime API, `haproxy.cfg` rewritten so a reload keeps it) — median of 50;
 //! * a full reload — render, `haproxy -c`, write, reload through the master socket, until the new
 //!   worker is up — median of 5.
 //!
-//! Nothing is served to anyone: the routes point at a closed loopback port.
+//! Nothing is served to anyone: the addresses are closed loopback ports.
 
 use std::{
-    collections::BTreeMap,
+    collections::BTreeSet,
     net::{SocketAddr, TcpListener},
     time::{Duration, Instant},
 };
 
-use pier::proxy::{Files, Proxy};
+use pier::proxy::{Files, Proxy, RouteTable};
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -23,15 +26,18 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
-fn routes(n: usize) -> BTreeMap<String, u16> {
-    (0..n)
-        .map(|i| {
-            (
-                format!("site-{i}.bench.pier.test"),
-                40000 + (i % 20000) as u16,
-            )
-        })
-        .collect()
+/// `n` host names, ten per app, each app on one closed loopback port.
+fn routes(n: usize) -> RouteTable {
+    let apps = (n / 10).max(1);
+    let at = |app: usize| SocketAddr::from(([127, 0, 0, 1], 40000 + (app % 20000) as u16));
+    RouteTable {
+        hosts: (0..n)
+            .map(|i| (format!("site-{i}.bench.pier.test"), (i % apps) as i64 + 1))
+            .collect(),
+        backends: (0..apps)
+            .map(|a| (a as i64 + 1, BTreeSet::from([at(a)])))
+            .collect(),
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -47,8 +53,13 @@ fn ms(d: Duration) -> String {
 async fn main() -> anyhow::Result<()> {
     println!("HAProxy route changes (haproxy {}):", haproxy_version());
     println!(
-        "{:>8}  {:>22}  {:>14}  {:>18}",
-        "routes", "one change (median)", "(worst of 50)", "full reload (med.)"
+        "{:>8}  {:>6}  {:>20}  {:>14}  {:>22}  {:>18}",
+        "hosts",
+        "apps",
+        "host moved (median)",
+        "(worst of 50)",
+        "deploy switch (median)",
+        "full reload (med.)"
     );
     for n in [10usize, 1_000, 10_000] {
         let dir =
@@ -59,18 +70,31 @@ async fn main() -> anyhow::Result<()> {
         let proxy = Proxy::start(files.clone(), cfg).await?;
         let result = async {
             let mut want = routes(n);
-            // Loaded once (more than the runtime API takes in one go: a reload from the file).
+            let apps = want.backends.len();
+            // Loaded once (new backends: a reload from the files).
             proxy.set_routes(want.clone()).await?;
-            assert_eq!(proxy.routes().await.len(), n);
-            let mut changes = Vec::new();
-            for i in 0..50u16 {
-                let host = format!("site-{}.bench.pier.test", (i as usize * 7919) % n);
-                want.insert(host, 30000 + i);
+            assert_eq!(proxy.routes().await, want);
+            let mut moves = Vec::new();
+            for i in 0..50usize {
+                let host = format!("site-{}.bench.pier.test", (i * 7919) % n);
+                let to = (want.hosts[&host] % apps as i64) + 1;
+                want.hosts.insert(host, to);
                 let t = Instant::now();
                 proxy.set_routes(want.clone()).await?;
-                changes.push(t.elapsed());
+                moves.push(t.elapsed());
             }
-            let worst = *changes.iter().max().unwrap();
+            let worst = *moves.iter().max().unwrap();
+            let mut switches = Vec::new();
+            for i in 0..50u16 {
+                let app = (i as usize * 31) % apps + 1;
+                want.backends.insert(
+                    app as i64,
+                    BTreeSet::from([SocketAddr::from(([127, 0, 0, 1], 30000 + i))]),
+                );
+                let t = Instant::now();
+                proxy.set_routes(want.clone()).await?;
+                switches.push(t.elapsed());
+            }
             let mut reloads = Vec::new();
             for _ in 0..5 {
                 let t = Instant::now();
@@ -78,9 +102,10 @@ async fn main() -> anyhow::Result<()> {
                 reloads.push(t.elapsed());
             }
             println!(
-                "{n:>8}  {:>22}  {:>14}  {:>18}",
-                ms(median(changes)),
+                "{n:>8}  {apps:>6}  {:>20}  {:>14}  {:>22}  {:>18}",
+                ms(median(moves)),
                 ms(worst),
+                ms(median(switches)),
                 ms(median(reloads))
             );
             anyhow::Ok(())

@@ -1,9 +1,14 @@
 //! The pure half of the reconciler: given what the database wants and what the engine has,
 //! the list of steps that make them match. No I/O, so every rule has a unit test.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    net::SocketAddr,
+};
 
 use pier_core::runtime::{Container, ContainerState, Network, VolumeInfo};
+
+use crate::proxy::RouteTable;
 
 /// One app as the database wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,25 +208,38 @@ pub struct Served {
     pub hosts: Vec<String>,
 }
 
-/// Host → loopback port: every host of a running app goes to its serving deployment's running
-/// container. A host whose app is stopped, still deploying its first version or whose container
-/// is down is left out (HAProxy answers it with its "no site" page).
-pub fn routes(apps: &[Served], containers: &[Container]) -> BTreeMap<String, u16> {
-    let ports: HashMap<(i64, i64), u16> = containers
+/// What HAProxy should route: every web app gets a backend (adding one needs a reload, so it
+/// stays while the app is stopped), with the loopback ports of its serving deployment's running
+/// containers. A host goes to its app only while the app has an address: one whose app is
+/// stopped, still deploying its first version or whose container is down is left out (HAProxy
+/// answers it with its "no site" page).
+pub fn routes(apps: &[Served], containers: &[Container]) -> RouteTable {
+    let mut ports: HashMap<(i64, i64), BTreeSet<SocketAddr>> = HashMap::new();
+    for c in containers
         .iter()
         // A paused container (a backup is reading its files) keeps its routes: requests wait
         // for it instead of failing.
         .filter(|c| c.running() || c.state == ContainerState::Paused)
-        .filter_map(|c| Some(((c.app_id()?, c.deployment_id()?), c.host_port?)))
-        .collect();
-    let mut out = BTreeMap::new();
-    for a in apps.iter().filter(|a| a.running) {
-        let Some(port) = a.current.and_then(|d| ports.get(&(a.app_id, d))) else {
-            continue;
-        };
-        for h in &a.hosts {
-            out.insert(h.clone(), *port);
+    {
+        if let (Some(app), Some(d), Some(port)) = (c.app_id(), c.deployment_id(), c.host_port) {
+            ports
+                .entry((app, d))
+                .or_default()
+                .insert(SocketAddr::from(([127, 0, 0, 1], port)));
         }
+    }
+    let mut out = RouteTable::default();
+    for a in apps {
+        let addrs = match a.current.filter(|_| a.running) {
+            Some(d) => ports.remove(&(a.app_id, d)).unwrap_or_default(),
+            None => BTreeSet::new(),
+        };
+        if !addrs.is_empty() {
+            for h in &a.hosts {
+                out.hosts.insert(h.clone(), a.app_id);
+            }
+        }
+        out.backends.insert(a.app_id, addrs);
     }
     out
 }
@@ -253,6 +271,8 @@ pub fn images(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -601,20 +621,29 @@ mod tests {
             ],
             &containers,
         );
+        let at = |port: u16| BTreeSet::from([SocketAddr::from(([127, 0, 0, 1], port))]);
         assert_eq!(
-            r,
+            r.hosts,
+            BTreeMap::from([("a-x.pier.test".to_string(), 1), ("a.io".to_string(), 1)])
+        );
+        // Every app has its backend; only the serving deployment's running container is in it.
+        assert_eq!(
+            r.backends,
             BTreeMap::from([
-                ("a-x.pier.test".to_string(), 40011),
-                ("a.io".to_string(), 40011)
+                (1, at(40011)),
+                (2, BTreeSet::new()),
+                (3, BTreeSet::new()),
+                (4, BTreeSet::new())
             ])
         );
         // Before the switch, the old deployment serves.
         let r = routes(&[served(1, true, Some(10), &["a.io"])], &containers);
-        assert_eq!(r.get("a.io"), Some(&40010));
+        assert_eq!(r.backends[&1], at(40010));
         // Paused for a backup: still routed (requests wait); exited: not.
         let mut paused = c("p", 5, 50, "paused", 1);
         paused.host_port = Some(40050);
         let r = routes(&[served(5, true, Some(50), &["p.io"])], &[paused]);
-        assert_eq!(r.get("p.io"), Some(&40050));
+        assert_eq!(r.hosts.get("p.io"), Some(&5));
+        assert_eq!(r.backends[&5], at(40050));
     }
 }

@@ -224,10 +224,10 @@ mod tests {
                 .all(|w| w.starts_with("blog-ann-lee.apps.test")));
             let r = plan::routes(&s, &containers);
             assert_eq!(
-                r,
+                r.hosts,
                 BTreeMap::from([
-                    ("blog--ann-lee.apps.test".to_string(), 40001u16),
-                    ("blog-ann--lee.apps.test".to_string(), 40002),
+                    ("blog--ann-lee.apps.test".to_string(), 1),
+                    ("blog-ann--lee.apps.test".to_string(), 2),
                 ])
             );
         }
@@ -250,16 +250,16 @@ mod tests {
         let (s, left_out) = served(&apps, attached, &handles, &domains, Some("apps.test"));
         assert_eq!(left_out.len(), 2, "{left_out:?}");
         let r = plan::routes(&s, &containers);
-        assert_eq!(r.get("blog--ann.apps.test"), Some(&40001));
+        assert_eq!(r.hosts.get("blog--ann.apps.test"), Some(&1));
         assert_eq!(
-            r.get("blog-ann.apps.test"),
-            Some(&40002),
+            r.hosts.get("blog-ann.apps.test"),
+            Some(&2),
             "the domain keeps it"
         );
-        assert_eq!(r.get("site--bob.apps.test"), Some(&40002));
-        assert_eq!(r.get("site-bob.apps.test"), Some(&40002));
+        assert_eq!(r.hosts.get("site--bob.apps.test"), Some(&2));
+        assert_eq!(r.hosts.get("site-bob.apps.test"), Some(&2));
         // Without a base domain: domains only.
         let (s, _) = served(&apps, Vec::new(), &handles, &domains, None);
-        assert!(plan::routes(&s, &containers).is_empty());
+        assert!(plan::routes(&s, &containers).hosts.is_empty());
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 
-use super::{routes::is_routable, runtime, Proxy};
+use super::{runtime, table::is_routable, Proxy};
 use crate::files::{private_dir, write_atomic};
 
 impl Proxy {
@@ -83,7 +83,7 @@ impl Proxy {
                 "runtime certificate update failed; reloading HAProxy"
             );
             let _ = runtime::command(socket, &format!("abort ssl cert {file}")).await;
-            self.reload_locked().await?;
+            self.reload_locked(&routes.table).await?;
         }
         drop(routes);
         Ok(())
@@ -159,7 +159,7 @@ impl Proxy {
                 domain = name,
                 "runtime certificate removal failed; reloading HAProxy"
             );
-            self.reload_locked().await?;
+            self.reload_locked(&routes.table).await?;
         }
         match std::fs::remove_file(&path) {
             Ok(()) => {}

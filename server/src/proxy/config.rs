@@ -1,6 +1,6 @@
-//! HAProxy's configuration and host map, rendered from typed values only. Groundwork for the
-//! routing issue: host names reach these files only after `pier_core::validate::domain` (or
-//! `hostname`) accepted them, and ports are numbers, so nothing a user typed can add a line.
+//! HAProxy's configuration, rendered from typed values only (the apps' backends are added by
+//! `table`). Host names reach the files only after `pier_core::validate::domain` (or `hostname`)
+//! accepted them, and ports are numbers, so nothing a user typed can add a line.
 
 use std::{fmt::Write, net::SocketAddr, path::PathBuf};
 
@@ -15,7 +15,7 @@ pub struct ProxyConfig {
     pub panel_host: Option<String>,
     /// Runtime API socket (admin level; only root and Pier can reach it).
     pub stats_socket: PathBuf,
-    /// `host 127.0.0.1:port` lines: which loopback port serves which host.
+    /// `host app<id>` lines: which app's backend serves which host.
     pub hosts_map: PathBuf,
     /// The certificate used until a host has its own (self-signed).
     pub default_cert: PathBuf,
@@ -130,21 +130,15 @@ pub fn render(c: &ProxyConfig) -> String {
             "    use_backend panel if {{ req.hdr(host),lower,field(1,:) -m str {h} }}"
         );
     }
-    let _ = writeln!(w, "    use_backend apps if {{ var(txn.route) -m found }}");
+    // The map gives `app<id>`, the app's backend (made only from a number: see `table`).
+    let _ = writeln!(
+        w,
+        "    use_backend %[var(txn.route)] if {{ var(txn.route) -m found }}"
+    );
     let _ = writeln!(w, "    default_backend unknown_host");
     let _ = writeln!(w);
     let _ = writeln!(w, "backend panel");
     let _ = writeln!(w, "    server panel {}", c.panel_addr);
-    let _ = writeln!(w);
-    let _ = writeln!(w, "backend apps");
-    // The map gives `127.0.0.1:port`; the connection goes exactly there.
-    let _ = writeln!(w, "    http-request set-dst var(txn.route),field(1,:)");
-    let _ = writeln!(w, "    http-request set-dst-port var(txn.route),field(2,:)");
-    // A refused connection is not retried: a retry goes to the same port, a second apart, so
-    // while an app is between containers (a stop-first redeploy) every request waited 3 s for
-    // the same 503. It is answered at once instead.
-    let _ = writeln!(w, "    retries 0");
-    let _ = writeln!(w, "    server app 0.0.0.0:0");
     let _ = writeln!(w);
     let _ = writeln!(w, "backend unknown_host");
     let _ = writeln!(
@@ -163,16 +157,6 @@ fn forwarded_headers(w: &mut String, scheme: &str) {
     let _ = writeln!(w, "    http-request set-header X-Forwarded-Proto {scheme}");
     // The standard header says the same things; nothing here writes it, so nobody may.
     let _ = writeln!(w, "    http-request del-header Forwarded");
-}
-
-/// The host map: one `host 127.0.0.1:port` line per route, sorted.
-pub fn render_map(routes: &[(String, u16)]) -> String {
-    let mut lines: Vec<String> = routes
-        .iter()
-        .map(|(host, port)| format!("{host} 127.0.0.1:{port}\n"))
-        .collect();
-    lines.sort();
-    lines.concat()
 }
 
 #[cfg(test)]
@@ -222,7 +206,7 @@ mod tests {
         assert!(c.contains("-m str panel.example.com"));
         assert!(c.contains("option idle-close-on-response"));
         assert!(c.contains("return status 404"));
-        assert!(c.contains("backend apps\n    http-request set-dst var(txn.route),field(1,:)\n    http-request set-dst-port var(txn.route),field(2,:)\n    retries 0\n"));
+        assert!(c.contains("use_backend %[var(txn.route)] if { var(txn.route) -m found }\n"));
         // Both ways in replace the client's forwarding headers instead of appending to them.
         assert!(!c.contains("forwardfor"));
         for scheme in ["http", "https"] {
@@ -239,17 +223,5 @@ mod tests {
         let mut no_panel = cfg();
         no_panel.panel_host = None;
         assert!(!render(&no_panel).contains("-m str"));
-    }
-
-    #[test]
-    fn map_lines_are_sorted_and_one_per_route() {
-        let m = render_map(&[
-            ("b.example.com".into(), 32001),
-            ("a.example.com".into(), 32000),
-        ]);
-        assert_eq!(
-            m,
-            "a.example.com 127.0.0.1:32000\nb.example.com 127.0.0.1:32001\n"
-        );
     }
 }

@@ -6,17 +6,17 @@
 //! When Pier stops, HAProxy keeps serving (like the containers); the next Pier adopts it through
 //! its master socket.
 //!
-//! This file is the process: start or adopt, supervise, reload, stop. `routes` keeps the host
-//! map, `certs` the certificates, `config` renders the configuration, `runtime` speaks the
-//! runtime API.
+//! This file is the process: start or adopt, supervise, reload, stop. `routes` keeps the routes
+//! (`table` is their pure part), `certs` the certificates, `config` renders the configuration,
+//! `runtime` speaks the runtime API.
 
 mod certs;
 pub mod config;
 mod routes;
 pub mod runtime;
+pub mod table;
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex as StdMutex},
@@ -27,7 +27,8 @@ use anyhow::{bail, Context};
 use tokio::sync::Mutex;
 
 use self::config::{render, ProxyConfig};
-use self::routes::parse_map;
+pub use self::table::RouteTable;
+use self::table::{parse_backends, parse_map, render_backends};
 use crate::files::{private_dir, write_atomic};
 
 /// Where HAProxy's files live (`<data dir>/haproxy/`).
@@ -86,7 +87,7 @@ pub use pier_core::service::ProxyStatus as Status;
 pub struct Proxy {
     files: Files,
     cfg: ProxyConfig,
-    /// Host → loopback port, exactly as in the map file (and, unless `stale`, in HAProxy).
+    /// Exactly as in the files (and, unless `stale`, in HAProxy).
     routes: Mutex<Routes>,
     /// The process when this Pier started it (None when adopted).
     child: StdMutex<Option<tokio::process::Child>>,
@@ -95,7 +96,7 @@ pub struct Proxy {
 
 #[derive(Default)]
 struct Routes {
-    map: BTreeMap<String, u16>,
+    table: RouteTable,
     /// A runtime change failed: HAProxy may differ from the file until it reloads.
     stale: bool,
 }
@@ -105,27 +106,34 @@ impl Proxy {
     /// list; then adopts a running HAProxy of this directory or starts one.
     pub async fn start(files: Files, cfg: ProxyConfig) -> anyhow::Result<Arc<Proxy>> {
         prepare_dir(&files, &cfg)?;
-        let map = std::fs::read_to_string(&cfg.hosts_map)
-            .map(|t| parse_map(&t))
-            .unwrap_or_default();
+        let on_disk = std::fs::read_to_string(&files.cfg).unwrap_or_default();
+        let table = RouteTable {
+            hosts: std::fs::read_to_string(&cfg.hosts_map)
+                .map(|t| parse_map(&t))
+                .unwrap_or_default(),
+            backends: parse_backends(&on_disk),
+        }
+        .routable();
         let proxy = Arc::new(Proxy {
             files,
             cfg,
-            routes: Mutex::new(Routes { map, stale: false }),
+            routes: Mutex::new(Routes {
+                table,
+                stale: false,
+            }),
             child: StdMutex::new(None),
             status: StdMutex::new(Status::default()),
         });
-        let rendered = render(&proxy.cfg);
+        let rendered = proxy.render(&proxy.routes.lock().await.table);
         if proxy.workers().await.is_ok() {
             tracing::info!(dir = %proxy.files.dir.display(), "adopting the running HAProxy");
-            let on_disk = std::fs::read_to_string(&proxy.files.cfg).unwrap_or_default();
             if on_disk != rendered {
-                // The settings changed while Pier was down.
+                // The settings changed while Pier was down (or Pier was updated).
                 if let Err(e) = proxy.reload().await {
                     tracing::error!(error = %e, "HAProxy keeps its previous configuration");
                 }
             } else {
-                // Its routes may trail the map file (Pier stopped between file and socket).
+                // Its routes may trail the files (Pier stopped between file and socket).
                 proxy.routes.lock().await.stale = true;
             }
             proxy.resync_if_stale().await;
@@ -154,7 +162,7 @@ impl Proxy {
     }
 
     async fn refresh_status(&self) {
-        let routes = self.routes.lock().await.map.len();
+        let routes = self.routes.lock().await.table.hosts.len();
         let workers = self.workers().await;
         let mut s = self.status.lock().expect("status lock");
         s.routes = routes;
@@ -226,13 +234,20 @@ impl Proxy {
     /// Writes the configuration (after `haproxy -c` accepted it) and reloads: the master starts
     /// new workers on the same listeners and the old ones finish their requests.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let _routes = self.routes.lock().await;
-        self.reload_locked().await
+        let routes = self.routes.lock().await;
+        self.reload_locked(&routes.table).await
     }
 
-    async fn reload_locked(&self) -> anyhow::Result<()> {
+    /// The whole configuration: the settings' part and every app's backend.
+    fn render(&self, table: &RouteTable) -> String {
+        let mut text = render(&self.cfg);
+        render_backends(&mut text, &table.backends);
+        text
+    }
+
+    async fn reload_locked(&self, table: &RouteTable) -> anyhow::Result<()> {
         let before = self.workers().await?;
-        if let Err(e) = write_checked(&self.files, &render(&self.cfg)) {
+        if let Err(e) = write_checked(&self.files, &self.render(table)) {
             self.set_error(Some(format!("{e:#}")));
             return Err(e);
         }
@@ -305,7 +320,7 @@ impl Proxy {
             }
             self.kill_leftover().await;
             let routes = self.routes.lock().await;
-            // The files already say everything: the map is written before every change.
+            // The files already say everything: they are written before every change.
             let r = self.spawn().await;
             drop(routes);
             match r {

@@ -1,8 +1,10 @@
-//! HAProxy's runtime API (the admin socket): route changes without a reload. Every argument is
-//! checked here again (host names against the domain grammar, numbers as numbers), so no
-//! command can carry a second one.
+//! HAProxy's runtime API (the admin socket): route and server changes without a reload. Every
+//! argument is checked here again (host names against the domain grammar; backends and servers
+//! are named from numbers and addresses), so no command can carry a second one.
 
-use std::path::Path;
+use std::{net::SocketAddr, path::Path};
+
+use super::table::{backend_name, server_name};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -87,15 +89,15 @@ fn host(h: &str) -> Result<String, RuntimeApiError> {
     Ok(checked)
 }
 
-/// Points `host` at `127.0.0.1:port` in the running HAProxy (adds or replaces the entry).
+/// Points `host` at app `app`'s backend in the running HAProxy (adds or replaces the entry).
 pub async fn set_route(
     socket: &Path,
     map: &Path,
     h: &str,
-    port: u16,
+    app: i64,
 ) -> Result<(), RuntimeApiError> {
-    let (map, h) = (map_path(map)?, host(h)?);
-    let set = format!("set map {map} {h} 127.0.0.1:{port}");
+    let (map, h, backend) = (map_path(map)?, host(h)?, backend_name(app));
+    let set = format!("set map {map} {h} {backend}");
     let answer = command(socket, &set).await?;
     if answer.is_empty() {
         return Ok(());
@@ -106,7 +108,7 @@ pub async fn set_route(
             answer,
         });
     }
-    let add = format!("add map {map} {h} 127.0.0.1:{port}");
+    let add = format!("add map {map} {h} {backend}");
     let answer = command(socket, &add).await?;
     if answer.is_empty() {
         Ok(())
@@ -116,6 +118,57 @@ pub async fn set_route(
             answer,
         })
     }
+}
+
+/// Adds `addr` to app `app`'s backend and sends it requests (a server the running HAProxy still
+/// holds in maintenance, removed earlier while it had requests, is taken back).
+pub async fn add_server(socket: &Path, app: i64, addr: SocketAddr) -> Result<(), RuntimeApiError> {
+    let server = format!("{}/{}", backend_name(app), server_name(&addr));
+    let add = format!("add server {server} {addr}");
+    let answer = command(socket, &add).await?;
+    if !answer.contains("New server registered") && !answer.contains("Already exists") {
+        return Err(RuntimeApiError::Refused {
+            command: add,
+            answer,
+        });
+    }
+    // A server added at runtime starts in maintenance.
+    let ready = format!("set server {server} state ready");
+    let answer = command(socket, &ready).await?;
+    if answer.is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeApiError::Refused {
+            command: ready,
+            answer,
+        })
+    }
+}
+
+/// Stops sending app `app`'s requests to `addr` (those under way finish) and deletes the server
+/// once it has none; until then it stays in maintenance, and a later reload drops it.
+pub async fn remove_server(
+    socket: &Path,
+    app: i64,
+    addr: SocketAddr,
+) -> Result<(), RuntimeApiError> {
+    let server = format!("{}/{}", backend_name(app), server_name(&addr));
+    let maint = format!("set server {server} state maint");
+    let answer = command(socket, &maint).await?;
+    if answer.contains("No such server") {
+        return Ok(());
+    }
+    if !answer.is_empty() {
+        return Err(RuntimeApiError::Refused {
+            command: maint,
+            answer,
+        });
+    }
+    let del = command(socket, &format!("del server {server}")).await?;
+    if !del.contains("Server deleted") {
+        tracing::debug!(%server, answer = %del, "server kept in maintenance until it is idle");
+    }
+    Ok(())
 }
 
 /// Removes `host` from the running HAProxy's map (absent is fine).

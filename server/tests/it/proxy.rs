@@ -1,9 +1,10 @@
 //! The rendered HAProxy configuration against a real `haproxy` on loopback ports: it validates,
-//! routes HTTPS by host name to the mapped loopback port, answers unknown hosts with 404,
-//! redirects plain HTTP to HTTPS, sends ACME challenges to the panel, and takes route changes
-//! through the runtime API at once.
+//! routes HTTPS by host name to the app's backend, answers unknown hosts with 404, redirects
+//! plain HTTP to HTTPS, sends ACME challenges to the panel, and takes route and server changes
+//! through the runtime API at once (an app's requests balanced over all its addresses).
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     net::{SocketAddr, TcpListener},
     path::Path,
     process::{Child, Command},
@@ -11,7 +12,10 @@ use std::{
 };
 
 use axum::{routing::get, Router};
-use pier::proxy::config::{render, render_map, ProxyConfig};
+use pier::proxy::{
+    config::{render, ProxyConfig},
+    table::{render_backends, render_map},
+};
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -130,13 +134,25 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
         run_as: None,
     };
     std::fs::write(&cfg.crt_list, "").unwrap();
+    // App 1 is served by `app_port`, app 2 by the panel's port (a stand-in), app 3 has no
+    // address yet.
+    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     std::fs::write(
         &cfg.hosts_map,
-        render_map(&[("a.example.com".into(), app_port)]),
+        render_map(&BTreeMap::from([("a.example.com".into(), 1)])),
     )
     .unwrap();
+    let mut text = render(&cfg);
+    render_backends(
+        &mut text,
+        &BTreeMap::from([
+            (1, BTreeSet::from([at(app_port)])),
+            (2, BTreeSet::from([at(panel_port)])),
+            (3, BTreeSet::new()),
+        ]),
+    );
     let file = dir.join("haproxy.cfg");
-    std::fs::write(&file, render(&cfg)).unwrap();
+    std::fs::write(&file, text).unwrap();
 
     let check = Command::new("haproxy")
         .arg("-c")
@@ -233,9 +249,9 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
     assert_eq!((r.0, r.1.as_str()), (200, "panel:tok123"));
 
     // Route changes through the runtime API, effective at once, no reload.
-    use pier::proxy::runtime::{command, remove_route, set_route};
+    use pier::proxy::runtime::{add_server, command, remove_route, remove_server, set_route};
     let sock = cfg.stats_socket.clone();
-    set_route(&sock, &cfg.hosts_map, "c.example.com", panel_port)
+    set_route(&sock, &cfg.hosts_map, "c.example.com", 2)
         .await
         .unwrap();
     let get = |host: &'static str| {
@@ -245,10 +261,54 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
     let r = get("c.example.com").await.unwrap();
     assert_eq!((r.0, r.1.as_str()), (200, "panel"));
     // Moved to another port, then removed.
-    set_route(&sock, &cfg.hosts_map, "c.example.com", app_port)
+    set_route(&sock, &cfg.hosts_map, "c.example.com", 1)
         .await
         .unwrap();
     assert_eq!(get("c.example.com").await.unwrap().1, "app says hi");
+
+    // Several addresses for one app: requests go to each in turn; one taken out gets no more;
+    // none left answers 503. No reload: the same workers throughout.
+    let workers = command(&sock, "show info").await.unwrap();
+    let pid = workers
+        .lines()
+        .find(|l| l.starts_with("Pid:"))
+        .unwrap()
+        .to_owned();
+    let (one, two) = (serve("replica one").await, serve("replica two").await);
+    set_route(&sock, &cfg.hosts_map, "r.example.com", 3)
+        .await
+        .unwrap();
+    assert_eq!(get("r.example.com").await.unwrap().0, 503, "no address yet");
+    add_server(&sock, 3, at(one)).await.unwrap();
+    add_server(&sock, 3, at(two)).await.unwrap();
+    // Adding again is fine (a retried sync).
+    add_server(&sock, 3, at(two)).await.unwrap();
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        let r = get("r.example.com").await.unwrap();
+        assert_eq!(r.0, 200);
+        seen.insert(r.1);
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["replica one".to_string(), "replica two".to_string()])
+    );
+    remove_server(&sock, 3, at(one)).await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(get("r.example.com").await.unwrap().1, "replica two");
+    }
+    // Removing what is gone is fine too.
+    remove_server(&sock, 3, at(one)).await.unwrap();
+    remove_server(&sock, 3, at(two)).await.unwrap();
+    assert_eq!(get("r.example.com").await.unwrap().0, 503);
+    // Back again after removal.
+    add_server(&sock, 3, at(one)).await.unwrap();
+    assert_eq!(get("r.example.com").await.unwrap().1, "replica one");
+    // A backend that does not exist is an error (the caller reloads).
+    assert!(add_server(&sock, 99, at(one)).await.is_err());
+    assert!(remove_server(&sock, 99, at(one)).await.is_err());
+    let still = command(&sock, "show info").await.unwrap();
+    assert!(still.contains(&pid), "no reload happened");
     remove_route(&sock, &cfg.hosts_map, "c.example.com")
         .await
         .unwrap();
