@@ -27,7 +27,7 @@ impl Proxy {
             .filter(|l| !l.is_empty())
             .map(|l| format!("{l}\n"))
             .collect();
-        let routes = self.routes.lock().await;
+        let mut routes = self.routes.lock().await;
         let dir = self.files.dir.join("certs");
         private_dir(&dir)?;
         let path = dir.join(format!("{name}.pem"));
@@ -83,7 +83,7 @@ impl Proxy {
                 "runtime certificate update failed; reloading HAProxy"
             );
             let _ = runtime::command(socket, &format!("abort ssl cert {file}")).await;
-            self.reload_locked(&routes.table).await?;
+            self.reload_locked(&mut routes).await?;
         }
         drop(routes);
         Ok(())
@@ -115,7 +115,7 @@ impl Proxy {
         if !is_routable(name) || name.starts_with("*.") {
             bail!("refusing a certificate file for {name:?}");
         }
-        let routes = self.routes.lock().await;
+        let mut routes = self.routes.lock().await;
         let path = self.files.dir.join("certs").join(format!("{name}.pem"));
         let file = runtime::checked_path(&path)?;
         let list = std::fs::read_to_string(&self.cfg.crt_list).unwrap_or_default();
@@ -159,7 +159,7 @@ impl Proxy {
                 domain = name,
                 "runtime certificate removal failed; reloading HAProxy"
             );
-            self.reload_locked(&routes.table).await?;
+            self.reload_locked(&mut routes).await?;
         }
         match std::fs::remove_file(&path) {
             Ok(()) => {}

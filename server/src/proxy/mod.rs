@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod table;
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex as StdMutex},
@@ -99,6 +100,9 @@ struct Routes {
     table: RouteTable,
     /// A runtime change failed: HAProxy may differ from the file until it reloads.
     stale: bool,
+    /// Servers taken out while requests were under way: in maintenance in the running HAProxy
+    /// (no new requests), deleted once idle.
+    retired: BTreeSet<(i64, std::net::SocketAddr)>,
 }
 
 impl Proxy {
@@ -119,7 +123,7 @@ impl Proxy {
             cfg,
             routes: Mutex::new(Routes {
                 table,
-                stale: false,
+                ..Routes::default()
             }),
             child: StdMutex::new(None),
             status: StdMutex::new(Status::default()),
@@ -234,8 +238,8 @@ impl Proxy {
     /// Writes the configuration (after `haproxy -c` accepted it) and reloads: the master starts
     /// new workers on the same listeners and the old ones finish their requests.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let routes = self.routes.lock().await;
-        self.reload_locked(&routes.table).await
+        let mut routes = self.routes.lock().await;
+        self.reload_locked(&mut routes).await
     }
 
     /// The whole configuration: the settings' part and every app's backend.
@@ -245,9 +249,10 @@ impl Proxy {
         text
     }
 
-    async fn reload_locked(&self, table: &RouteTable) -> anyhow::Result<()> {
+    /// A reload with the routes locked; the new workers have no server in maintenance left.
+    async fn reload_locked(&self, routes: &mut Routes) -> anyhow::Result<()> {
         let before = self.workers().await?;
-        if let Err(e) = write_checked(&self.files, &self.render(table)) {
+        if let Err(e) = write_checked(&self.files, &self.render(&routes.table)) {
             self.set_error(Some(format!("{e:#}")));
             return Err(e);
         }
@@ -258,6 +263,7 @@ impl Proxy {
             let now = self.workers().await.unwrap_or_default();
             if now.iter().any(|p| !before.contains(p)) {
                 tracing::info!(workers = ?now, "HAProxy reloaded");
+                routes.retired.clear();
                 self.set_error(None);
                 return Ok(());
             }

@@ -6,7 +6,7 @@
 use super::{
     runtime,
     table::{parse_running_backends, parse_show_map, render_map, steps, RouteTable, Step},
-    Proxy,
+    Proxy, Routes,
 };
 use crate::files::write_atomic;
 
@@ -16,6 +16,7 @@ impl Proxy {
     pub async fn set_routes(&self, want: RouteTable) -> anyhow::Result<()> {
         let want = want.routable();
         let mut routes = self.routes.lock().await;
+        self.retry_retired(&mut routes, &want).await;
         if routes.table == want && !routes.stale {
             return Ok(());
         }
@@ -40,14 +41,14 @@ impl Proxy {
                         0o600,
                     )?;
                 }
-                self.apply(steps).await
+                self.apply(&mut routes, steps).await
             }
             _ => false,
         };
         if !ok {
             routes.stale = true;
             // The reload reads the files, which already say what we want.
-            self.reload_locked(&routes.table).await?;
+            self.reload_locked(&mut routes).await?;
             routes.stale = false;
         }
         tracing::debug!(
@@ -64,17 +65,26 @@ impl Proxy {
 
     /// Route changes through the runtime API; false when there are too many for that or one
     /// failed (the caller reloads instead, from the files).
-    async fn apply(&self, steps: &[Step]) -> bool {
+    async fn apply(&self, routes: &mut Routes, steps: &[Step]) -> bool {
         if steps.len() > MAX_RUNTIME_CHANGES {
             return false;
         }
         let (socket, map) = (&self.cfg.stats_socket, &self.cfg.hosts_map);
         for step in steps {
             let r = match step {
-                Step::AddServer(app, addr) => runtime::add_server(socket, *app, *addr).await,
+                Step::AddServer(app, addr) => {
+                    routes.retired.remove(&(*app, *addr));
+                    runtime::add_server(socket, *app, *addr).await
+                }
                 Step::SetHost(h, app) => runtime::set_route(socket, map, h, *app).await,
                 Step::RemoveHost(h) => runtime::remove_route(socket, map, h).await,
-                Step::RemoveServer(app, addr) => runtime::remove_server(socket, *app, *addr).await,
+                Step::RemoveServer(app, addr) => runtime::remove_server(socket, *app, *addr)
+                    .await
+                    .map(|gone| {
+                        if !gone {
+                            routes.retired.insert((*app, *addr));
+                        }
+                    }),
             };
             if let Err(e) = r {
                 tracing::warn!(error = %e, "runtime route change failed; reloading HAProxy");
@@ -82,6 +92,23 @@ impl Proxy {
             }
         }
         true
+    }
+
+    /// Servers left in maintenance because requests were still under way are deleted once they
+    /// are done (a reload drops them too); one wanted again meanwhile was taken back already.
+    async fn retry_retired(&self, routes: &mut Routes, want: &RouteTable) {
+        let retired = std::mem::take(&mut routes.retired);
+        for (app, addr) in retired {
+            if want.backends.get(&app).is_some_and(|a| a.contains(&addr)) {
+                continue;
+            }
+            match runtime::delete_server(&self.cfg.stats_socket, app, addr).await {
+                Ok(true) | Err(_) => {}
+                Ok(false) => {
+                    routes.retired.insert((app, addr));
+                }
+            }
+        }
     }
 
     /// The routes as Pier last set them.
@@ -103,11 +130,12 @@ impl Proxy {
                 return;
             }
         };
-        let applied = match steps(&have, &routes.table) {
-            Some(steps) => self.apply(&steps).await,
+        let want = routes.table.clone();
+        let applied = match steps(&have, &want) {
+            Some(steps) => self.apply(&mut routes, &steps).await,
             None => false,
         };
-        if applied || self.reload_locked(&routes.table).await.is_ok() {
+        if applied || self.reload_locked(&mut routes).await.is_ok() {
             routes.stale = false;
         }
     }

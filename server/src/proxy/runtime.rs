@@ -146,17 +146,18 @@ pub async fn add_server(socket: &Path, app: i64, addr: SocketAddr) -> Result<(),
 }
 
 /// Stops sending app `app`'s requests to `addr` (those under way finish) and deletes the server
-/// once it has none; until then it stays in maintenance, and a later reload drops it.
+/// once it has none. True when it is gone; false while requests keep it in maintenance (the
+/// caller tries [`delete_server`] again later).
 pub async fn remove_server(
     socket: &Path,
     app: i64,
     addr: SocketAddr,
-) -> Result<(), RuntimeApiError> {
+) -> Result<bool, RuntimeApiError> {
     let server = format!("{}/{}", backend_name(app), server_name(&addr));
     let maint = format!("set server {server} state maint");
     let answer = command(socket, &maint).await?;
     if answer.contains("No such server") {
-        return Ok(());
+        return Ok(true);
     }
     if !answer.is_empty() {
         return Err(RuntimeApiError::Refused {
@@ -164,11 +165,28 @@ pub async fn remove_server(
             answer,
         });
     }
-    let del = command(socket, &format!("del server {server}")).await?;
-    if !del.contains("Server deleted") {
-        tracing::debug!(%server, answer = %del, "server kept in maintenance until it is idle");
+    delete_server(socket, app, addr).await
+}
+
+/// Deletes a server in maintenance; false while it still has requests under way.
+pub async fn delete_server(
+    socket: &Path,
+    app: i64,
+    addr: SocketAddr,
+) -> Result<bool, RuntimeApiError> {
+    let server = format!("{}/{}", backend_name(app), server_name(&addr));
+    let answer = command(socket, &format!("del server {server}")).await?;
+    if answer.contains("Server deleted") || answer.contains("No such server") {
+        return Ok(true);
     }
-    Ok(())
+    if answer.contains("No such backend") {
+        return Err(RuntimeApiError::Refused {
+            command: format!("del server {server}"),
+            answer,
+        });
+    }
+    tracing::debug!(%server, %answer, "server kept in maintenance until its requests are done");
+    Ok(false)
 }
 
 /// Removes `host` from the running HAProxy's map (absent is fine).

@@ -31,6 +31,13 @@ async fn serve(body: &'static str) -> u16 {
     let app = Router::new()
         .route("/", get(move || async move { body }))
         .route(
+            "/slow",
+            get(move || async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                body
+            }),
+        )
+        .route(
             "/.well-known/acme-challenge/{token}",
             get(
                 move |axum::extract::Path(t): axum::extract::Path<String>| async move {
@@ -249,7 +256,9 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
     assert_eq!((r.0, r.1.as_str()), (200, "panel:tok123"));
 
     // Route changes through the runtime API, effective at once, no reload.
-    use pier::proxy::runtime::{add_server, command, remove_route, remove_server, set_route};
+    use pier::proxy::runtime::{
+        add_server, command, delete_server, remove_route, remove_server, set_route,
+    };
     let sock = cfg.stats_socket.clone();
     set_route(&sock, &cfg.hosts_map, "c.example.com", 2)
         .await
@@ -293,13 +302,44 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
         seen,
         BTreeSet::from(["replica one".to_string(), "replica two".to_string()])
     );
-    remove_server(&sock, 3, at(one)).await.unwrap();
+    assert!(
+        remove_server(&sock, 3, at(one)).await.unwrap(),
+        "idle: deleted"
+    );
     for _ in 0..4 {
         assert_eq!(get("r.example.com").await.unwrap().1, "replica two");
     }
     // Removing what is gone is fine too.
+    assert!(remove_server(&sock, 3, at(one)).await.unwrap());
+    // A server with a request under way stays (in maintenance) until the request is done; the
+    // request is answered, and new ones go elsewhere meanwhile.
+    add_server(&sock, 3, at(one)).await.unwrap();
     remove_server(&sock, 3, at(one)).await.unwrap();
-    remove_server(&sock, 3, at(two)).await.unwrap();
+    let slow = tokio::task::spawn_blocking({
+        let (r, u) = (
+            resolve("r.example.com"),
+            format!("https://r.example.com:{https}/slow"),
+        );
+        move || c(vec!["--resolve".into(), r, u])
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !remove_server(&sock, 3, at(two)).await.unwrap(),
+        "kept while its request runs"
+    );
+    assert_eq!(
+        get("r.example.com").await.unwrap().0,
+        503,
+        "no new requests"
+    );
+    assert_eq!(
+        slow.await.unwrap(),
+        (200, "replica two".into(), String::new())
+    );
+    assert!(
+        delete_server(&sock, 3, at(two)).await.unwrap(),
+        "deleted once idle"
+    );
     assert_eq!(get("r.example.com").await.unwrap().0, 503);
     // Back again after removal.
     add_server(&sock, 3, at(one)).await.unwrap();
