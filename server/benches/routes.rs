@@ -1,6 +1,6 @@
 //! HAProxy route changes at scale, on a real haproxy on loopback ports (run by `bench/run.sh`,
-//! or `cargo bench -p pier --bench routes`). For 10, 1,000 and 10,000 host names (ten per app:
-//! 1, 100 and 1,000 apps, each with its backend) it prints:
+//! or `cargo bench -p pier --bench routes`). For 10, 1,000 and 10,000 host names (ten per app,
+//! at least two: 2, 100 and 1,000 apps, each with its backend) it prints:
 //!
 //! * a host moved to another app as Pier does it — the map file rewritten (write + fsync +
 //!   rename) and the running HAProxy told through its runtime API — median and worst of 50;
@@ -26,9 +26,9 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
-/// `n` host names, ten per app, each app on one closed loopback port.
+/// `n` host names, ten per app (at least two apps), each app on one closed loopback port.
 fn routes(n: usize) -> RouteTable {
-    let apps = (n / 10).max(1);
+    let apps = (n / 10).max(2);
     let at = |app: usize| SocketAddr::from(([127, 0, 0, 1], 40000 + (app % 20000) as u16));
     RouteTable {
         hosts: (0..n)

@@ -16,7 +16,7 @@ pub mod plan;
 mod rollout;
 pub mod routing;
 mod storage;
-mod swarm;
+pub mod swarm;
 mod tags;
 #[cfg(test)]
 mod testkit;

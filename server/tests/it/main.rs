@@ -24,5 +24,6 @@ mod pages;
 mod proxy;
 mod real_apps;
 mod routing;
+mod swarm_services;
 mod tags;
 mod two_factor;

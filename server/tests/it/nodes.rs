@@ -12,10 +12,7 @@ use sqlx::SqlitePool;
 
 use test_support::swarm::Swarm;
 
-use crate::common::TestApp;
-
-/// One test at a time changes the Swarm (draining, cutting machines off).
-static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::common::{TestApp, SWARM};
 
 /// A service made straight on the Swarm (not through Pier), removed when dropped, with a
 /// Docker client configuration of its own for the registry login.

@@ -748,3 +748,7 @@ pub fn mock_dns_a(management: &str, host: &str, addresses: &[&str]) {
     };
     mock_dns_call(management, path, &body, host);
 }
+
+/// One test at a time uses the three-engine Swarm: some drain or cut off machines, others
+/// count on every machine taking tasks.
+pub static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

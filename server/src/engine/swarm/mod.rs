@@ -13,7 +13,9 @@ use bollard::{
 };
 use pier_core::runtime::{Cluster, Node, NodeAvailability, NodeRole, NodeState, RuntimeError};
 
-use super::docker::map_err;
+use crate::engine::docker::map_err;
+
+pub mod services;
 
 /// None when the engine is not a manager of an active Swarm.
 pub(super) async fn cluster(docker: &Docker) -> Result<Option<Cluster>, RuntimeError> {

@@ -1,0 +1,451 @@
+//! Apps as Swarm services: the engine calls the Swarm engine (issue 13) is built on. One service
+//! per app, updated in place for each deployment, with the hardened defaults single-host
+//! containers get; its tasks published on their node's own address (there is no IPVS here, so
+//! no routing mesh: HAProxy goes to each task directly), on the tenant's overlay network.
+//!
+//! Rollouts are Swarm's: one task at a time, `start-first` (a new task runs before an old one
+//! goes) or `stop-first` (apps with volumes), watched for a monitor period; a failed update
+//! rolls back by itself, and [`status`] says so, so a deployment can be shown as *failed,
+//! rolled back*, never as a success.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use bollard::{
+    auth::DockerCredentials,
+    models::{
+        EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+        EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, NetworkCreateRequest,
+        ServiceSpec as DockerServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+        ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+        ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+        ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum,
+        ServiceUpdateStatusStateEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+        TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    },
+    query_parameters::{
+        InspectNetworkOptions, InspectServiceOptions, ListNodesOptions, ListTasksOptionsBuilder,
+        UpdateServiceOptionsBuilder,
+    },
+    Docker,
+};
+use pier_core::runtime::RuntimeError;
+
+use crate::engine::docker::map_err;
+
+/// How long a new task must keep running before Swarm counts it as updated (nanoseconds in
+/// the API). A task that exits within it fails the update, and the update rolls back.
+const MONITOR_NS: i64 = 5_000_000_000;
+
+/// Which goes first when a task is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The new task runs before the old one stops: no gap (apps without volumes).
+    StartFirst,
+    /// The old task stops first: never two at once on one volume.
+    StopFirst,
+}
+
+/// An app as a service, everything already checked (names and labels are Pier's own).
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// A pinned reference (`…@sha256:…`), so every node runs the same image.
+    pub image: String,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    /// The port the app listens on; published on each task's node, on a port Docker picks.
+    pub port: u16,
+    pub replicas: u64,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    pub read_only: bool,
+    /// Added back after every capability is dropped.
+    pub cap_add: Vec<String>,
+    /// The tenant's overlay network.
+    pub network: String,
+    pub order: Order,
+    /// The node the tasks must run on (an app with a volume runs where its volume is).
+    pub node: Option<String>,
+}
+
+/// Where a service's rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// Tasks are being replaced (or started for the first time).
+    Updating,
+    /// Every wanted task runs the newest spec.
+    Done,
+    /// The update failed and Swarm went back to the previous spec: the reason Swarm gave.
+    RolledBack(String),
+    /// The update (or its rollback) stopped half way: the reason Swarm gave.
+    Stuck(String),
+}
+
+/// What [`status`] reads: the rollout and the tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub rollout: Rollout,
+    pub running: u64,
+    pub wanted: u64,
+}
+
+/// One running task and where it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub task: String,
+    pub node: String,
+    pub addr: SocketAddr,
+}
+
+/// The tenant's overlay network, made once (encrypted when asked: IPsec between nodes).
+pub async fn ensure_overlay(
+    docker: &Docker,
+    name: &str,
+    labels: &HashMap<String, String>,
+    encrypted: bool,
+) -> Result<String, RuntimeError> {
+    if let Ok(n) = docker
+        .inspect_network(name, None::<InspectNetworkOptions>)
+        .await
+    {
+        return Ok(n.id.unwrap_or_default());
+    }
+    let options = if encrypted {
+        HashMap::from([("encrypted".to_string(), String::new())])
+    } else {
+        HashMap::new()
+    };
+    let made = docker
+        .create_network(NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("overlay".into()),
+            attachable: Some(false),
+            labels: Some(labels.clone()),
+            options: Some(options),
+            ..Default::default()
+        })
+        .await
+        .map_err(map_err)?;
+    Ok(made.id)
+}
+
+/// The service as the engine API wants it.
+fn docker_spec(spec: &ServiceSpec) -> DockerServiceSpec {
+    let container = TaskSpecContainerSpec {
+        image: Some(spec.image.clone()),
+        labels: Some(spec.labels.clone()),
+        env: Some(spec.env.clone()),
+        read_only: Some(spec.read_only),
+        init: Some(true),
+        capability_drop: Some(vec!["ALL".into()]),
+        capability_add: Some(spec.cap_add.clone()),
+        ..Default::default()
+    };
+    let (update_order, rollback_order) = match spec.order {
+        Order::StartFirst => (
+            ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+            ServiceSpecRollbackConfigOrderEnum::START_FIRST,
+        ),
+        Order::StopFirst => (
+            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+            ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+        ),
+    };
+    DockerServiceSpec {
+        name: Some(spec.name.clone()),
+        labels: Some(spec.labels.clone()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources: Some(TaskSpecResources {
+                limits: Some(Limit {
+                    nano_cpus: Some(spec.nano_cpus),
+                    memory_bytes: Some(spec.memory_bytes),
+                    pids: Some(spec.pids_limit),
+                }),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+                delay: Some(1_000_000_000),
+                ..Default::default()
+            }),
+            placement: spec.node.as_ref().map(|n| TaskSpecPlacement {
+                constraints: Some(vec![format!("node.id=={n}")]),
+                ..Default::default()
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(spec.network.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(spec.replicas as i64),
+            }),
+            ..Default::default()
+        }),
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(MONITOR_NS),
+            max_failure_ratio: Some(0.0),
+            order: Some(update_order),
+            ..Default::default()
+        }),
+        rollback_config: Some(ServiceSpecRollbackConfig {
+            parallelism: Some(1),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            monitor: Some(MONITOR_NS),
+            max_failure_ratio: Some(0.0),
+            order: Some(rollback_order),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            // No virtual IP: there is no IPVS on this kernel, and HAProxy reaches tasks itself.
+            mode: Some(EndpointSpecModeEnum::DNSRR),
+            ports: Some(vec![EndpointPortConfig {
+                protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+                target_port: Some(i64::from(spec.port)),
+                publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates the service, or updates it to `spec` (a rolling update in `spec.order`).
+pub async fn deploy(
+    docker: &Docker,
+    spec: &ServiceSpec,
+    auth: Option<DockerCredentials>,
+) -> Result<(), RuntimeError> {
+    let wanted = docker_spec(spec);
+    match docker
+        .inspect_service(&spec.name, None::<InspectServiceOptions>)
+        .await
+    {
+        Ok(existing) => {
+            let version = existing
+                .version
+                .and_then(|v| v.index)
+                .ok_or_else(|| RuntimeError::Failed("the service has no version".into()))?;
+            let options = UpdateServiceOptionsBuilder::new()
+                .version(i32::try_from(version).unwrap_or(i32::MAX))
+                .build();
+            docker
+                .update_service(&spec.name, wanted, options, auth)
+                .await
+                .map_err(map_err)?;
+        }
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            docker.create_service(wanted, auth).await.map_err(map_err)?;
+        }
+        Err(e) => return Err(map_err(e)),
+    }
+    Ok(())
+}
+
+/// The service's rollout and its tasks now.
+pub async fn status(docker: &Docker, name: &str) -> Result<Status, RuntimeError> {
+    let service = docker
+        .inspect_service(name, None::<InspectServiceOptions>)
+        .await
+        .map_err(map_err)?;
+    let wanted = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.mode.as_ref())
+        .and_then(|m| m.replicated.as_ref())
+        .and_then(|r| r.replicas)
+        .unwrap_or(0)
+        .max(0) as u64;
+    let running = running_tasks(docker, name).await?.len() as u64;
+    let update = service.update_status.unwrap_or_default();
+    let message = update.message.unwrap_or_default();
+    let rollout = match update.state {
+        Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED) => Rollout::RolledBack(message),
+        Some(ServiceUpdateStatusStateEnum::PAUSED)
+        | Some(ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED) => Rollout::Stuck(message),
+        Some(ServiceUpdateStatusStateEnum::UPDATING)
+        | Some(ServiceUpdateStatusStateEnum::ROLLBACK_STARTED) => Rollout::Updating,
+        // Completed, or a first creation (no update yet): done once every task runs.
+        _ if running >= wanted => Rollout::Done,
+        _ => Rollout::Updating,
+    };
+    Ok(Status {
+        rollout,
+        running,
+        wanted,
+    })
+}
+
+/// The service's tasks meant to run and running, with their node.
+async fn running_tasks(
+    docker: &Docker,
+    name: &str,
+) -> Result<Vec<bollard::models::Task>, RuntimeError> {
+    let filters = HashMap::from([
+        ("service".to_string(), vec![name.to_string()]),
+        ("desired-state".to_string(), vec!["running".to_string()]),
+    ]);
+    let tasks = docker
+        .list_tasks(Some(
+            ListTasksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(map_err)?;
+    Ok(tasks
+        .into_iter()
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .collect())
+}
+
+/// Where each running task answers: its node's address and the port Docker published there.
+pub async fn endpoints(
+    docker: &Docker,
+    name: &str,
+    port: u16,
+) -> Result<Vec<Endpoint>, RuntimeError> {
+    let nodes: HashMap<String, std::net::IpAddr> = docker
+        .list_nodes(None::<ListNodesOptions>)
+        .await
+        .map_err(map_err)?
+        .into_iter()
+        .filter_map(|n| Some((n.id.clone()?, node_ip(&n)?)))
+        .collect();
+    let mut out = Vec::new();
+    for t in running_tasks(docker, name).await? {
+        let (Some(task), Some(node)) = (t.id.clone(), t.node_id.clone()) else {
+            continue;
+        };
+        let Some(ip) = nodes.get(&node).copied() else {
+            continue;
+        };
+        let published = t
+            .status
+            .and_then(|s| s.port_status)
+            .and_then(|p| p.ports)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.target_port == Some(i64::from(port)))
+            .and_then(|p| p.published_port)
+            .and_then(|p| u16::try_from(p).ok());
+        if let Some(published) = published {
+            out.push(Endpoint {
+                task,
+                node,
+                addr: SocketAddr::new(ip, published),
+            });
+        }
+    }
+    out.sort_by_key(|e| e.addr);
+    Ok(out)
+}
+
+/// A node's address: the one it reports, or for a manager that reports none (`0.0.0.0` when it
+/// listens everywhere) the address it manages the Swarm at.
+fn node_ip(n: &bollard::models::Node) -> Option<std::net::IpAddr> {
+    let reported = n
+        .status
+        .as_ref()
+        .and_then(|s| s.addr.as_deref())
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+        .filter(|ip| !ip.is_unspecified());
+    reported.or_else(|| {
+        let addr = n.manager_status.as_ref()?.addr.as_deref()?;
+        addr.parse::<SocketAddr>().ok().map(|a| a.ip())
+    })
+}
+
+/// Removes the service (its tasks stop); absent is fine.
+pub async fn remove(docker: &Docker, name: &str) -> Result<(), RuntimeError> {
+    match docker.delete_service(name).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn spec(order: Order, node: Option<&str>) -> ServiceSpec {
+        ServiceSpec {
+            name: "pier-x-a1".into(),
+            image: "r.example/web@sha256:abc".into(),
+            env: vec!["A=1".into()],
+            labels: labels_of(&[("pier.app", "1")]),
+            port: 8080,
+            replicas: 3,
+            memory_bytes: 64 << 20,
+            nano_cpus: 500_000_000,
+            pids_limit: 256,
+            read_only: true,
+            cap_add: vec!["NET_BIND_SERVICE".into()],
+            network: "pier-x-t1".into(),
+            order,
+            node: node.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn services_are_hardened_published_per_node_and_roll_back() {
+        let d = docker_spec(&spec(Order::StartFirst, None));
+        let task = d.task_template.unwrap();
+        let c = task.container_spec.unwrap();
+        assert_eq!(c.capability_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(c.capability_add, Some(vec!["NET_BIND_SERVICE".to_string()]));
+        assert_eq!((c.read_only, c.init), (Some(true), Some(true)));
+        let limits = task.resources.unwrap().limits.unwrap();
+        assert_eq!(
+            (limits.memory_bytes, limits.nano_cpus, limits.pids),
+            (Some(64 << 20), Some(500_000_000), Some(256))
+        );
+        assert!(task.placement.is_none());
+        let ports = d.endpoint_spec.as_ref().unwrap().ports.as_ref().unwrap();
+        assert_eq!(
+            ports[0].publish_mode,
+            Some(EndpointPortConfigPublishModeEnum::HOST)
+        );
+        assert_eq!(ports[0].published_port, None, "Docker picks the port");
+        assert_eq!(
+            d.endpoint_spec.unwrap().mode,
+            Some(EndpointSpecModeEnum::DNSRR)
+        );
+        let u = d.update_config.unwrap();
+        assert_eq!(
+            (u.parallelism, u.order, u.failure_action),
+            (
+                Some(1),
+                Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+                Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK)
+            )
+        );
+        assert_eq!(d.mode.unwrap().replicated.unwrap().replicas, Some(3));
+        // A volume app: stop-first, pinned to its node.
+        let d = docker_spec(&spec(Order::StopFirst, Some("n1")));
+        assert_eq!(
+            d.update_config.unwrap().order,
+            Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST)
+        );
+        assert_eq!(
+            d.task_template.unwrap().placement.unwrap().constraints,
+            Some(vec!["node.id==n1".to_string()])
+        );
+    }
+}
