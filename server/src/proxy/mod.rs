@@ -29,7 +29,7 @@ use tokio::sync::Mutex;
 
 use self::config::{render, ProxyConfig};
 pub use self::table::RouteTable;
-use self::table::{parse_backends, parse_map, render_backends};
+use self::table::{parse_backends, parse_map, render_backends, render_map};
 use crate::files::{private_dir, write_atomic};
 
 /// Where HAProxy's files live (`<data dir>/haproxy/`).
@@ -111,13 +111,22 @@ impl Proxy {
     pub async fn start(files: Files, cfg: ProxyConfig) -> anyhow::Result<Arc<Proxy>> {
         prepare_dir(&files, &cfg)?;
         let on_disk = std::fs::read_to_string(&files.cfg).unwrap_or_default();
+        let map_text = std::fs::read_to_string(&cfg.hosts_map).unwrap_or_default();
         let table = RouteTable {
-            hosts: std::fs::read_to_string(&cfg.hosts_map)
-                .map(|t| parse_map(&t))
-                .unwrap_or_default(),
+            hosts: parse_map(&map_text),
             backends: parse_backends(&on_disk),
         }
         .routable();
+        // Lines the table left out (an older format, a host without a backend) must not come
+        // back with the next reload.
+        let map_now = render_map(&table.hosts);
+        if map_now != map_text {
+            write_atomic(&cfg.hosts_map, map_now.as_bytes(), 0o600)?;
+        }
+        // A HAProxy started by a Pier before apps had backends of their own: it keeps serving
+        // from its own (old) configuration until the first route sync reloads it with every
+        // app's backend; reloading now, with none, would answer every site 404 until then.
+        let before_backends = on_disk.contains("\nbackend apps\n");
         let proxy = Arc::new(Proxy {
             files,
             cfg,
@@ -131,16 +140,20 @@ impl Proxy {
         let rendered = proxy.render(&proxy.routes.lock().await.table);
         if proxy.workers().await.is_ok() {
             tracing::info!(dir = %proxy.files.dir.display(), "adopting the running HAProxy");
-            if on_disk != rendered {
-                // The settings changed while Pier was down (or Pier was updated).
-                if let Err(e) = proxy.reload().await {
-                    tracing::error!(error = %e, "HAProxy keeps its previous configuration");
-                }
-            } else {
-                // Its routes may trail the files (Pier stopped between file and socket).
+            if before_backends {
                 proxy.routes.lock().await.stale = true;
+            } else {
+                if on_disk != rendered {
+                    // The settings changed while Pier was down (or Pier was updated).
+                    if let Err(e) = proxy.reload().await {
+                        tracing::error!(error = %e, "HAProxy keeps its previous configuration");
+                    }
+                }
+                // Its routes may trail the files (Pier stopped between file and socket, or the
+                // reload above failed): read back and corrected.
+                proxy.routes.lock().await.stale = true;
+                proxy.resync_if_stale().await;
             }
-            proxy.resync_if_stale().await;
         } else {
             write_checked(&proxy.files, &rendered)?;
             proxy.spawn().await?;

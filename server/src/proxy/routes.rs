@@ -21,6 +21,9 @@ impl Proxy {
             return Ok(());
         }
         let plan = steps(&routes.table, &want);
+        // Stale until this change is through: a write or a reload that fails part way leaves
+        // the next sync to reload from the files, instead of taking them for applied.
+        let was_stale = std::mem::replace(&mut routes.stale, true);
         if routes.table.hosts != want.hosts {
             write_atomic(
                 &self.cfg.hosts_map,
@@ -31,7 +34,7 @@ impl Proxy {
         let servers_changed = routes.table.backends != want.backends;
         let old = std::mem::replace(&mut routes.table, want);
         let ok = match &plan {
-            Some(steps) if !routes.stale => {
+            Some(steps) if !was_stale => {
                 if servers_changed {
                     // The addresses only: the rest of the file is as `haproxy -c` accepted it
                     // at the last reload, and the next reload checks it again.
@@ -46,11 +49,10 @@ impl Proxy {
             _ => false,
         };
         if !ok {
-            routes.stale = true;
             // The reload reads the files, which already say what we want.
             self.reload_locked(&mut routes).await?;
-            routes.stale = false;
         }
+        routes.stale = false;
         tracing::debug!(
             steps = plan.as_ref().map(Vec::len),
             hosts = routes.table.hosts.len(),
@@ -159,7 +161,7 @@ const MAX_RUNTIME_CHANGES: usize = 500;
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Mutex as StdMutex;
 
     use tokio::sync::Mutex;
@@ -178,8 +180,7 @@ mod tests {
             "127.0.0.1:3".parse().unwrap(),
             None,
         );
-        // Never started: a bad name is dropped before touching HAProxy or its files (nothing
-        // else is left to route, so nothing is written).
+        // Never started: a bad name is dropped before it reaches HAProxy or its files.
         let proxy = Proxy {
             files,
             cfg: cfg.clone(),
@@ -187,11 +188,14 @@ mod tests {
             child: StdMutex::new(None),
             status: StdMutex::new(Status::default()),
         };
+        // App 1 has a backend: only the name's grammar keeps the host out.
         let want = RouteTable {
             hosts: BTreeMap::from([("ok.example.com\nbackend x".to_string(), 1)]),
-            backends: BTreeMap::new(),
+            backends: BTreeMap::from([(1, BTreeSet::new())]),
         };
-        assert!(proxy.set_routes(want).await.is_ok());
+        // Not started: the new backend's reload fails, but the map file was never written.
+        assert!(proxy.set_routes(want).await.is_err());
         assert!(!cfg.hosts_map.exists());
+        assert!(proxy.routes.lock().await.stale, "the next sync reloads");
     }
 }

@@ -23,16 +23,37 @@ pub enum RuntimeApiError {
     BadPath(String),
 }
 
+/// How long one command may take: callers hold the routes while they talk to HAProxy, and a
+/// process that takes the connection but never answers must not stall every route change and
+/// the supervisor behind them.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One command, one connection (the socket answers and closes); the answer's text.
 pub async fn command(socket: &Path, line: &str) -> Result<String, RuntimeApiError> {
     debug_assert!(!line.contains('\n'), "one command per call");
-    let mut s = UnixStream::connect(socket).await?;
-    s.write_all(format!("{line}\n").as_bytes()).await?;
-    // The master socket answers and then waits for more unless our side is closed.
-    s.shutdown().await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out.trim().to_owned())
+    within(async {
+        let mut s = UnixStream::connect(socket).await?;
+        s.write_all(format!("{line}\n").as_bytes()).await?;
+        // The master socket answers and then waits for more unless our side is closed.
+        s.shutdown().await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out.trim().to_owned())
+    })
+    .await
+}
+
+async fn within(
+    talk: impl std::future::Future<Output = Result<String, RuntimeApiError>>,
+) -> Result<String, RuntimeApiError> {
+    tokio::time::timeout(ANSWER_WITHIN, talk)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RuntimeApiError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer within 5 s",
+            )))
+        })
 }
 
 /// A command with a multi-line payload (`<<`, ended by an empty line): a PEM bundle here, which
@@ -55,13 +76,16 @@ pub async fn command_with_pem(
     if !ok {
         return Err(RuntimeApiError::BadPath("not a PEM bundle".into()));
     }
-    let mut s = UnixStream::connect(socket).await?;
-    s.write_all(format!("{line} <<\n{pem}\n\n").as_bytes())
-        .await?;
-    s.shutdown().await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out.trim().to_owned())
+    within(async {
+        let mut s = UnixStream::connect(socket).await?;
+        s.write_all(format!("{line} <<\n{pem}\n\n").as_bytes())
+            .await?;
+        s.shutdown().await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out.trim().to_owned())
+    })
+    .await
 }
 
 /// A file path as HAProxy commands take it (no spaces, no separators).

@@ -1,7 +1,8 @@
 //! The rendered HAProxy configuration against a real `haproxy` on loopback ports: it validates,
 //! routes HTTPS by host name to the app's backend, answers unknown hosts with 404, redirects
 //! plain HTTP to HTTPS, sends ACME challenges to the panel, and takes route and server changes
-//! through the runtime API at once (an app's requests balanced over all its addresses).
+//! through the runtime API at once (an app's requests balanced over all its addresses); a
+//! HAProxy an older Pier left running keeps serving until the new one moves it over.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -369,5 +370,89 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
         .unwrap()
         .contains("hosts.map"));
     assert_eq!(get("a.example.com").await.unwrap().1, "app says hi");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A HAProxy a Pier of the one-map era left running (host → `127.0.0.1:port`, one shared
+/// backend): the new Pier adopts it without a reload, so its sites keep answering, and the
+/// first route sync moves it to a backend per app.
+#[tokio::test]
+async fn a_haproxy_from_before_app_backends_keeps_serving_until_the_first_sync() {
+    use pier::proxy::{runtime::command, Files, Proxy, RouteTable};
+    let dir = std::env::temp_dir().join(format!("pier-proxy-legacy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = Files::in_dir(&dir);
+    let cfg = files.config(free_addr(), free_addr(), free_addr(), None);
+    let app_port = serve("old era").await;
+    // Whatever happens, the HAProxy this test starts is stopped by its pid file.
+    struct Stop(std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            pier::proxy::kill_pidfile(&self.0);
+        }
+    }
+    let _stop = Stop(files.pidfile.clone());
+    let https = cfg.https_addr.port();
+    let get = move |host: &'static str| {
+        let (r, u) = (
+            format!("{host}:{https}:127.0.0.1"),
+            format!("https://{host}:{https}/"),
+        );
+        tokio::task::spawn_blocking(move || curl(&["--resolve", &r, &u]))
+    };
+
+    // Today's Pier starts HAProxy; then its files are turned into the old era's, as that Pier
+    // wrote them, and HAProxy is reloaded on them by hand.
+    let proxy = Proxy::start(files.clone(), cfg.clone()).await.unwrap();
+    let text = std::fs::read_to_string(&files.cfg).unwrap().replace(
+        "    use_backend %[var(txn.route)] if { var(txn.route) -m found }\n",
+        "    use_backend apps if { var(txn.route) -m found }\n",
+    );
+    let text = format!(
+        "{text}\nbackend apps\n    http-request set-dst var(txn.route),field(1,:)\n    http-request set-dst-port var(txn.route),field(2,:)\n    retries 0\n    server app 0.0.0.0:0\n"
+    );
+    std::fs::write(&files.cfg, text).unwrap();
+    std::fs::write(
+        &cfg.hosts_map,
+        format!("a.example.com 127.0.0.1:{app_port}\n"),
+    )
+    .unwrap();
+    let before = proxy.workers().await.unwrap();
+    command(&files.master_socket, "reload").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let now = proxy.workers().await.unwrap_or_default();
+        if !now.is_empty() && now.iter().all(|p| !before.contains(p)) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old-era reload never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop(proxy);
+    assert_eq!(get("a.example.com").await.unwrap().1, "old era");
+
+    // The new Pier adopts it: no reload, the site still answers.
+    let proxy = Proxy::start(files.clone(), cfg.clone()).await.unwrap();
+    assert_eq!(proxy.workers().await.unwrap(), workers, "adopted as it is");
+    assert_eq!(get("a.example.com").await.unwrap().1, "old era");
+    // The first sync gives the app its backend.
+    let at = SocketAddr::from(([127, 0, 0, 1], app_port));
+    proxy
+        .set_routes(RouteTable {
+            hosts: BTreeMap::from([("a.example.com".to_string(), 7)]),
+            backends: BTreeMap::from([(7, BTreeSet::from([at]))]),
+        })
+        .await
+        .unwrap();
+    assert_ne!(proxy.workers().await.unwrap(), workers, "reloaded");
+    assert_eq!(get("a.example.com").await.unwrap().1, "old era");
+    assert!(std::fs::read_to_string(&files.cfg)
+        .unwrap()
+        .contains("backend app7\n"));
+    proxy.stop().await;
+    drop(_stop);
     let _ = std::fs::remove_dir_all(&dir);
 }
