@@ -160,6 +160,10 @@ async fn replicas_spread_roll_forward_and_roll_back() {
     spec.env = vec!["GREETING=second".into()];
     let t = Instant::now();
     deploy(&docker, &spec, auth()).await.unwrap();
+    // Swarm clears the update status when it takes the update: the three old tasks must not
+    // pass for a finished rollout.
+    let at_once = status(&docker, &spec.name).await.unwrap();
+    assert_eq!(at_once.rollout, Rollout::Updating, "{at_once:?}");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let s = status(&docker, &spec.name).await.unwrap();

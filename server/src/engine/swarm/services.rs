@@ -14,13 +14,15 @@ use bollard::{
     auth::DockerCredentials,
     models::{
         EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-        EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, NetworkCreateRequest,
-        ServiceSpec as DockerServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-        ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
-        ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
-        ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum,
-        ServiceUpdateStatusStateEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
-        TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+        EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountTmpfsOptions, MountType,
+        NetworkAttachmentConfig, NetworkCreateRequest, ServiceSpec as DockerServiceSpec,
+        ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+        ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
+        ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+        ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatusStateEnum, TaskSpec,
+        TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges, TaskSpecLogDriver,
+        TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+        TaskSpecRestartPolicyConditionEnum, TaskState,
     },
     query_parameters::{
         InspectNetworkOptions, InspectServiceOptions, ListNodesOptions, ListTasksOptionsBuilder,
@@ -35,6 +37,33 @@ use crate::engine::docker::map_err;
 /// How long a new task must keep running before Swarm counts it as updated (nanoseconds in
 /// the API). A task that exits within it fails the update, and the update rolls back.
 const MONITOR_NS: i64 = 5_000_000_000;
+
+/// The label on every task's container that says which spec it runs ([`revision`]).
+pub const LABEL_REVISION: &str = "pier.revision";
+
+/// A fingerprint of everything a spec asks of its tasks. Swarm clears a service's update status
+/// when it takes an update, so right after one the old tasks look like a finished rollout;
+/// counting only the tasks that carry the service's revision tells them apart.
+fn revision(spec: &ServiceSpec) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let labels: std::collections::BTreeMap<_, _> = spec.labels.iter().collect();
+    (
+        &spec.image,
+        &spec.env,
+        labels,
+        spec.port,
+        spec.memory_bytes,
+        spec.nano_cpus,
+        spec.pids_limit,
+        spec.read_only,
+        &spec.cap_add,
+        &spec.network,
+        &spec.node,
+    )
+        .hash(&mut h);
+    format!("{:016x}", h.finish())
+}
 
 /// Which goes first when a task is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,14 +161,32 @@ pub async fn ensure_overlay(
 
 /// The service as the engine API wants it.
 fn docker_spec(spec: &ServiceSpec) -> DockerServiceSpec {
+    let mut labels = spec.labels.clone();
+    labels.insert(LABEL_REVISION.into(), revision(spec));
     let container = TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
-        labels: Some(spec.labels.clone()),
+        labels: Some(labels),
         env: Some(spec.env.clone()),
         read_only: Some(spec.read_only),
         init: Some(true),
         capability_drop: Some(vec!["ALL".into()]),
         capability_add: Some(spec.cap_add.clone()),
+        privileges: Some(TaskSpecContainerSpecPrivileges {
+            no_new_privileges: Some(true),
+            ..Default::default()
+        }),
+        // A read-only app still gets a small scratch /tmp, as a single-host container does.
+        mounts: spec.read_only.then(|| {
+            vec![Mount {
+                target: Some("/tmp".into()),
+                typ: Some(MountType::TMPFS),
+                tmpfs_options: Some(MountTmpfsOptions {
+                    size_bytes: Some(64 << 20),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]
+        }),
         ..Default::default()
     };
     let (update_order, rollback_order) = match spec.order {
@@ -178,6 +225,13 @@ fn docker_spec(spec: &ServiceSpec) -> DockerServiceSpec {
                 target: Some(spec.network.clone()),
                 ..Default::default()
             }]),
+            log_driver: Some(TaskSpecLogDriver {
+                name: Some("json-file".into()),
+                options: Some(HashMap::from([
+                    ("max-size".to_string(), "10m".to_string()),
+                    ("max-file".to_string(), "3".to_string()),
+                ])),
+            }),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
@@ -250,21 +304,28 @@ pub async fn deploy(
     Ok(())
 }
 
-/// The service's rollout and its tasks now.
+/// The service's rollout and its tasks now: done only once as many tasks as wanted run the
+/// service's current spec (its revision), whatever Swarm's update status says meanwhile.
 pub async fn status(docker: &Docker, name: &str) -> Result<Status, RuntimeError> {
     let service = docker
         .inspect_service(name, None::<InspectServiceOptions>)
         .await
         .map_err(map_err)?;
-    let wanted = service
-        .spec
+    let spec = service.spec.unwrap_or_default();
+    let wanted = spec
+        .mode
         .as_ref()
-        .and_then(|s| s.mode.as_ref())
         .and_then(|m| m.replicated.as_ref())
         .and_then(|r| r.replicas)
         .unwrap_or(0)
         .max(0) as u64;
-    let running = running_tasks(docker, name).await?.len() as u64;
+    let current = revision_of(spec.task_template.as_ref());
+    let tasks = running_tasks(docker, name).await?;
+    let running = tasks.len() as u64;
+    let running_current = tasks
+        .iter()
+        .filter(|t| current.is_some() && revision_of(t.spec.as_ref()) == current)
+        .count() as u64;
     let update = service.update_status.unwrap_or_default();
     let message = update.message.unwrap_or_default();
     let rollout = match update.state {
@@ -273,8 +334,8 @@ pub async fn status(docker: &Docker, name: &str) -> Result<Status, RuntimeError>
         | Some(ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED) => Rollout::Stuck(message),
         Some(ServiceUpdateStatusStateEnum::UPDATING)
         | Some(ServiceUpdateStatusStateEnum::ROLLBACK_STARTED) => Rollout::Updating,
-        // Completed, or a first creation (no update yet): done once every task runs.
-        _ if running >= wanted => Rollout::Done,
+        // Completed, a first creation, or an update Swarm has taken but not started yet.
+        _ if running_current >= wanted => Rollout::Done,
         _ => Rollout::Updating,
     };
     Ok(Status {
@@ -282,6 +343,17 @@ pub async fn status(docker: &Docker, name: &str) -> Result<Status, RuntimeError>
         running,
         wanted,
     })
+}
+
+/// The revision label of a task spec's container.
+fn revision_of(task: Option<&TaskSpec>) -> Option<String> {
+    task?
+        .container_spec
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(LABEL_REVISION)
+        .cloned()
 }
 
 /// The service's tasks meant to run and running, with their node.
@@ -411,6 +483,19 @@ mod tests {
         assert_eq!(c.capability_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(c.capability_add, Some(vec!["NET_BIND_SERVICE".to_string()]));
         assert_eq!((c.read_only, c.init), (Some(true), Some(true)));
+        assert_eq!(c.privileges.unwrap().no_new_privileges, Some(true));
+        let tmp = &c.mounts.unwrap()[0];
+        assert_eq!(
+            (tmp.target.as_deref(), tmp.typ),
+            (Some("/tmp"), Some(MountType::TMPFS))
+        );
+        assert_eq!(task.log_driver.unwrap().options.unwrap()["max-size"], "10m");
+        // Every task says which spec it runs; another spec, another revision.
+        let rev = c.labels.unwrap()[LABEL_REVISION].clone();
+        assert_eq!(rev, revision(&spec(Order::StartFirst, None)));
+        let mut other = spec(Order::StartFirst, None);
+        other.env.push("B=2".into());
+        assert_ne!(rev, revision(&other));
         let limits = task.resources.unwrap().limits.unwrap();
         assert_eq!(
             (limits.memory_bytes, limits.nano_cpus, limits.pids),
