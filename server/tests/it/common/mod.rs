@@ -651,10 +651,35 @@ impl Drop for TestApp {
         self.kill();
         sweep(&self.instance);
         if let Some(p) = &self.proxy {
-            pier::proxy::kill_pidfile(&p.files().pidfile);
+            // A supervisor aborted while it was starting HAProxy again leaves a process that
+            // writes its pid file a moment later: look again until the file names no live one.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                pier::proxy::kill_pidfile(&p.files().pidfile);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if !haproxy_alive(&p.files().pidfile) || std::time::Instant::now() > deadline {
+                    break;
+                }
+            }
             let _ = std::fs::remove_dir_all(&p.files().dir);
         }
     }
+}
+
+/// Whether the pid file names a running (not zombie) haproxy.
+fn haproxy_alive(pidfile: &std::path::Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    comm.trim() == "haproxy" && !zombie
 }
 
 /// Removes everything labelled with this instance from Docker, then its volumes' file systems
