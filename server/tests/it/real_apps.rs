@@ -346,7 +346,11 @@ async fn postgres_keeps_its_rows_and_apps_reach_each_other_by_name(db: SqlitePoo
     // A redeploy of the database replaces it stop-first and keeps the row.
     let r = app.api("POST", "/apps/db/redeploy", Some(&t), None).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let a = until(&app, &t, "db", 120, serving(2)).await;
+    // The gap is written once the routes have switched, a moment after the promotion.
+    let a = until(&app, &t, "db", 120, |a| {
+        serving(2)(a) && a["last_redeploy_gap_ms"].is_i64()
+    })
+    .await;
     let gap = a["last_redeploy_gap_ms"]
         .as_i64()
         .expect("the gap is recorded");
