@@ -381,9 +381,7 @@ impl Collector for SnapshotCollector {
     }
 }
 
-/// Reads HAProxy's `show stat` CSV into one sample per backend; the apps' backends (`app<id>`,
-/// one per app) add up to one sample named `apps`, so the series stay few however many apps
-/// there are.
+/// Reads HAProxy's `show stat` CSV into one sample per backend.
 pub fn parse_haproxy_stats(csv: &str) -> Vec<BackendSample> {
     let mut lines = csv.lines();
     let Some(header) = lines.next().and_then(|h| h.strip_prefix("# ")) else {
@@ -395,39 +393,26 @@ pub fn parse_haproxy_stats(csv: &str) -> Vec<BackendSample> {
         return Vec::new();
     };
     let (req, h5, econ, eresp) = (at("req_tot"), at("hrsp_5xx"), at("econ"), at("eresp"));
-    let mut out: Vec<BackendSample> = Vec::new();
-    for line in lines {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.get(sv) != Some(&"BACKEND") {
-            continue;
-        }
-        let Some(name) = f.get(px) else { continue };
-        let n = |i: Option<usize>| {
-            i.and_then(|i| f.get(i))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        let is_app = name
-            .strip_prefix("app")
-            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
-        let backend = if is_app { "apps" } else { name };
-        let i = match out.iter().position(|b| b.backend == backend) {
-            Some(i) => i,
-            None => {
-                out.push(BackendSample {
-                    backend: backend.to_owned(),
-                    ..Default::default()
-                });
-                out.len() - 1
+    lines
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.get(sv) != Some(&"BACKEND") {
+                return None;
             }
-        };
-        let b = &mut out[i];
-        b.requests += n(req);
-        b.responses_5xx += n(h5);
-        b.connection_errors += n(econ);
-        b.response_errors += n(eresp);
-    }
-    out
+            let n = |i: Option<usize>| {
+                i.and_then(|i| f.get(i))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            Some(BackendSample {
+                backend: f.get(px)?.to_string(),
+                requests: n(req),
+                responses_5xx: n(h5),
+                connection_errors: n(econ),
+                response_errors: n(eresp),
+            })
+        })
+        .collect()
 }
 
 impl Pier {
@@ -507,13 +492,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn haproxy_stats_give_one_sample_per_backend_and_one_for_all_apps() {
+    fn haproxy_stats_give_one_sample_per_backend() {
         let csv = "# pxname,svname,qcur,req_tot,hrsp_5xx,econ,eresp,\n\
                    https,FRONTEND,0,120,0,,,\n\
-                   app1,BACKEND,0,60,3,0,1,\n\
-                   app1,e127-0-0-1-40001,0,60,3,0,1,\n\
+                   apps,BACKEND,0,100,3,2,1,\n\
                    panel,BACKEND,0,20,0,0,0,\n\
-                   app12,BACKEND,0,40,0,2,0,\n\
                    panel,srv1,0,,0,0,0,\n";
         let b = parse_haproxy_stats(csv);
         assert_eq!(

@@ -31,21 +31,20 @@ const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// One command, one connection (the socket answers and closes); the answer's text.
 pub async fn command(socket: &Path, line: &str) -> Result<String, RuntimeApiError> {
     debug_assert!(!line.contains('\n'), "one command per call");
-    within(async {
+    exchange(socket, format!("{line}\n")).await
+}
+
+/// Sends `text` on a connection of its own and reads the answer, within [`ANSWER_WITHIN`].
+async fn exchange(socket: &Path, text: String) -> Result<String, RuntimeApiError> {
+    let talk = async {
         let mut s = UnixStream::connect(socket).await?;
-        s.write_all(format!("{line}\n").as_bytes()).await?;
+        s.write_all(text.as_bytes()).await?;
         // The master socket answers and then waits for more unless our side is closed.
         s.shutdown().await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;
         Ok(out.trim().to_owned())
-    })
-    .await
-}
-
-async fn within(
-    talk: impl std::future::Future<Output = Result<String, RuntimeApiError>>,
-) -> Result<String, RuntimeApiError> {
+    };
     tokio::time::timeout(ANSWER_WITHIN, talk)
         .await
         .unwrap_or_else(|_| {
@@ -54,6 +53,20 @@ async fn within(
                 "no answer within 5 s",
             )))
         })
+}
+
+/// `Ok` when HAProxy's `answer` means it did it; otherwise its refusal of `command`.
+fn accepted(ok: bool, command: String, answer: String) -> Result<(), RuntimeApiError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeApiError::Refused { command, answer })
+    }
+}
+
+/// `app<id>/e<address>`: the server of `addr` in app `app`'s backend.
+fn server_path(app: i64, addr: &SocketAddr) -> String {
+    format!("{}/{}", backend_name(app), server_name(addr))
 }
 
 /// A command with a multi-line payload (`<<`, ended by an empty line): a PEM bundle here, which
@@ -76,16 +89,7 @@ pub async fn command_with_pem(
     if !ok {
         return Err(RuntimeApiError::BadPath("not a PEM bundle".into()));
     }
-    within(async {
-        let mut s = UnixStream::connect(socket).await?;
-        s.write_all(format!("{line} <<\n{pem}\n\n").as_bytes())
-            .await?;
-        s.shutdown().await?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await?;
-        Ok(out.trim().to_owned())
-    })
-    .await
+    exchange(socket, format!("{line} <<\n{pem}\n\n")).await
 }
 
 /// A file path as HAProxy commands take it (no spaces, no separators).
@@ -126,47 +130,24 @@ pub async fn set_route(
     if answer.is_empty() {
         return Ok(());
     }
-    if !answer.contains("not found") {
-        return Err(RuntimeApiError::Refused {
-            command: set,
-            answer,
-        });
-    }
+    accepted(answer.contains("not found"), set, answer)?;
     let add = format!("add map {map} {h} {backend}");
     let answer = command(socket, &add).await?;
-    if answer.is_empty() {
-        Ok(())
-    } else {
-        Err(RuntimeApiError::Refused {
-            command: add,
-            answer,
-        })
-    }
+    accepted(answer.is_empty(), add, answer)
 }
 
 /// Adds `addr` to app `app`'s backend and sends it requests (a server the running HAProxy still
 /// holds in maintenance, removed earlier while it had requests, is taken back).
 pub async fn add_server(socket: &Path, app: i64, addr: SocketAddr) -> Result<(), RuntimeApiError> {
-    let server = format!("{}/{}", backend_name(app), server_name(&addr));
+    let server = server_path(app, &addr);
     let add = format!("add server {server} {addr}");
     let answer = command(socket, &add).await?;
-    if !answer.contains("New server registered") && !answer.contains("Already exists") {
-        return Err(RuntimeApiError::Refused {
-            command: add,
-            answer,
-        });
-    }
+    let added = answer.contains("New server registered") || answer.contains("Already exists");
+    accepted(added, add, answer)?;
     // A server added at runtime starts in maintenance.
     let ready = format!("set server {server} state ready");
     let answer = command(socket, &ready).await?;
-    if answer.is_empty() {
-        Ok(())
-    } else {
-        Err(RuntimeApiError::Refused {
-            command: ready,
-            answer,
-        })
-    }
+    accepted(answer.is_empty(), ready, answer)
 }
 
 /// Stops sending app `app`'s requests to `addr` (those under way finish) and deletes the server
@@ -177,18 +158,12 @@ pub async fn remove_server(
     app: i64,
     addr: SocketAddr,
 ) -> Result<bool, RuntimeApiError> {
-    let server = format!("{}/{}", backend_name(app), server_name(&addr));
-    let maint = format!("set server {server} state maint");
+    let maint = format!("set server {} state maint", server_path(app, &addr));
     let answer = command(socket, &maint).await?;
     if answer.contains("No such server") {
         return Ok(true);
     }
-    if !answer.is_empty() {
-        return Err(RuntimeApiError::Refused {
-            command: maint,
-            answer,
-        });
-    }
+    accepted(answer.is_empty(), maint, answer)?;
     delete_server(socket, app, addr).await
 }
 
@@ -198,18 +173,18 @@ pub async fn delete_server(
     app: i64,
     addr: SocketAddr,
 ) -> Result<bool, RuntimeApiError> {
-    let server = format!("{}/{}", backend_name(app), server_name(&addr));
-    let answer = command(socket, &format!("del server {server}")).await?;
+    let del = format!("del server {}", server_path(app, &addr));
+    let answer = command(socket, &del).await?;
     if answer.contains("Server deleted") || answer.contains("No such server") {
         return Ok(true);
     }
     if answer.contains("No such backend") {
         return Err(RuntimeApiError::Refused {
-            command: format!("del server {server}"),
+            command: del,
             answer,
         });
     }
-    tracing::debug!(%server, %answer, "server kept in maintenance until its requests are done");
+    tracing::debug!(command = %del, %answer, "server kept in maintenance until its requests are done");
     Ok(false)
 }
 
@@ -218,12 +193,9 @@ pub async fn remove_route(socket: &Path, map: &Path, h: &str) -> Result<(), Runt
     let (map, h) = (map_path(map)?, host(h)?);
     let del = format!("del map {map} {h}");
     let answer = command(socket, &del).await?;
-    if answer.is_empty() || answer.contains("not found") {
-        Ok(())
-    } else {
-        Err(RuntimeApiError::Refused {
-            command: del,
-            answer,
-        })
-    }
+    accepted(
+        answer.is_empty() || answer.contains("not found"),
+        del,
+        answer,
+    )
 }
