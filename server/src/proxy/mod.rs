@@ -140,18 +140,16 @@ impl Proxy {
         let rendered = proxy.render(&proxy.routes.lock().await.table);
         if proxy.workers().await.is_ok() {
             tracing::info!(dir = %proxy.files.dir.display(), "adopting the running HAProxy");
-            if before_backends {
-                proxy.routes.lock().await.stale = true;
-            } else {
+            // Its routes may trail the files (Pier stopped between file and socket, or the
+            // reload below fails): read back and corrected, or reloaded by the first sync.
+            proxy.routes.lock().await.stale = true;
+            if !before_backends {
                 if on_disk != rendered {
                     // The settings changed while Pier was down (or Pier was updated).
                     if let Err(e) = proxy.reload().await {
                         tracing::error!(error = %e, "HAProxy keeps its previous configuration");
                     }
                 }
-                // Its routes may trail the files (Pier stopped between file and socket, or the
-                // reload above failed): read back and corrected.
-                proxy.routes.lock().await.stale = true;
                 proxy.resync_if_stale().await;
             }
         } else {
