@@ -140,7 +140,19 @@ async fn hosts_reach_their_tenants_apps_and_routes_change_without_a_reload(db: S
     until_serves(&app, "ann.pier.test", (200, "ann's site"), 15).await;
     until_serves(&app, "bob.pier.test", (200, "bob's site"), 3).await;
     assert_eq!(https(&app, "site-ann.apps.pier.test").await.0, 200);
-    let new_workers = app.proxy().workers().await.unwrap();
+    // A route sync that failed while HAProxy was down reloads the new one from the files;
+    // its master does not answer while it re-executes itself, so look until it does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let new_workers = loop {
+        match app.proxy().workers().await {
+            Ok(w) if !w.is_empty() => break w,
+            r => assert!(
+                Instant::now() < deadline,
+                "the new HAProxy's master never answered: {r:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         new_workers.iter().all(|w| !workers.contains(w)),
         "a new HAProxy"
