@@ -6,7 +6,8 @@
 #   - test images built FROM scratch out of /usr/bin/busybox, pushed there and removed locally, so
 #     whoever uses them must really pull (with credentials) from the registry:
 #       REGISTRY/pier-test/hello:1     busybox httpd on :8080 serving "${GREETING:-hello from pier}"
-#                                      at / and "ok" at /healthz (works with --read-only --tmpfs /tmp)
+#                                      at /, "ok" at /healthz and its container's host name at /host
+#                                      (works with --read-only --tmpfs /tmp)
 #       REGISTRY/pier-test/hello:2     the same, default text "hello from pier v2"
 #       REGISTRY/pier-test/sleeper:1   `sleep 3600`, never answers HTTP
 #       REGISTRY/pier-test/gc:1,2      hello:1,2 under another name (the image collection test)
@@ -199,6 +200,7 @@ set -e
 mkdir -p /tmp/www
 printf '%s\n' "\${GREETING:-$1}" >/tmp/www/index.html
 echo ok >/tmp/www/healthz
+cat /proc/sys/kernel/hostname >/tmp/www/host
 echo "serving on port 8080"
 EOF
   # -v: one log line per request, on stderr, so the app has a log to stream.

@@ -122,7 +122,8 @@ impl FakeRuntime {
         )
     }
 
-    /// From now on, containers whose image contains `image` behave so and log `logs`.
+    /// From now on, containers whose image contains `image` (or whose name ends with it, like
+    /// "-d7-r2" for one copy of a deployment) behave so and log `logs`.
     pub fn behave(&self, image: &str, behaviour: Behaviour, logs: &[&str]) {
         self.behaviours.lock().expect("behaviours lock").insert(
             0,
@@ -385,7 +386,9 @@ impl Runtime for FakeRuntime {
             .lock()
             .expect("behaviours lock")
             .iter()
-            .find(|(image, _, _)| spec.image.contains(image.as_str()))
+            .find(|(key, _, _)| {
+                spec.image.contains(key.as_str()) || spec.name.ends_with(key.as_str())
+            })
             .map(|(_, b, l)| (b.clone(), l.clone()))
             .unwrap_or_default();
         let id = self.add_container(&spec.name, labels, ContainerState::Created);

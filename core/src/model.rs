@@ -217,6 +217,8 @@ pub struct App {
     pub env: Vec<StoredEnv>,
     pub memory_mb: i64,
     pub cpus_milli: i64,
+    /// How many copies run side by side (web apps; always 1 for an internal app).
+    pub replicas: i64,
     pub health_path: Option<String>,
     pub read_only: bool,
     pub kind: AppKind,
@@ -241,6 +243,8 @@ pub struct Deployment {
     pub port: u16,
     pub memory_mb: i64,
     pub cpus_milli: i64,
+    /// How many copies run side by side (web apps; always 1 for an internal app).
+    pub replicas: i64,
     pub health_path: Option<String>,
     pub read_only: bool,
     pub kind: AppKind,

@@ -13,6 +13,9 @@ pub const LABEL_INSTANCE: &str = "pier.instance";
 pub const LABEL_TENANT: &str = "pier.tenant";
 pub const LABEL_APP: &str = "pier.app";
 pub const LABEL_DEPLOYMENT: &str = "pier.deployment";
+/// Which copy of its deployment a container is (0, 1, …); none on containers from before
+/// replicas, which are copy 0.
+pub const LABEL_REPLICA: &str = "pier.replica";
 /// On volumes: the volume's id in the database.
 pub const LABEL_VOLUME: &str = "pier.volume";
 
@@ -181,6 +184,10 @@ impl Container {
     }
     pub fn deployment_id(&self) -> Option<i64> {
         self.label_id(LABEL_DEPLOYMENT)
+    }
+    /// Which copy of its deployment it is.
+    pub fn replica(&self) -> i64 {
+        self.label_id(LABEL_REPLICA).unwrap_or(0)
     }
     pub fn running(&self) -> bool {
         self.state == ContainerState::Running

@@ -594,6 +594,18 @@ pub fn app_memory(n: i64) -> Result<i64, String> {
 
 const MAX_APP_MEMORY_MB: i64 = 1_048_576;
 
+/// The most copies of one app that run side by side.
+pub const MAX_REPLICAS: i64 = 20;
+
+/// How many copies of an app run side by side.
+pub fn replicas(n: i64) -> Result<i64, String> {
+    if (1..=MAX_REPLICAS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("Run between 1 and {MAX_REPLICAS} replicas."))
+    }
+}
+
 /// An app's CPU limit (decimal CPUs, as typed) in thousandths.
 pub fn app_cpus_milli(input: &str) -> Result<i64, String> {
     app_cpus(cpus_milli(input)?)

@@ -37,6 +37,7 @@ fn routes(n: usize) -> RouteTable {
         backends: (0..apps)
             .map(|a| (a as i64 + 1, BTreeSet::from([at(a)])))
             .collect(),
+        spread: BTreeSet::new(),
     }
 }
 

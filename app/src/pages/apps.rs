@@ -139,7 +139,7 @@ pub fn AppsPage() -> impl IntoView {
                                         <p class="truncate font-mono text-xs text-slate-500">{a.image.clone()}</p>
                                     </div>
                                     <div class="flex items-center gap-3 text-xs text-slate-500">
-                                        <span>{format!("{} MiB · {} CPU", a.memory_mb, a.cpus)}</span>
+                                        <span>{replicas_line(a.replicas, a.replicas_running, a.memory_mb, &a.cpus)}</span>
                                         <StateBadge state=a.state/>
                                     </div>
                                 </div>
@@ -152,6 +152,21 @@ pub fn AppsPage() -> impl IntoView {
                 Err(e) => view! { <div class="mt-6"><ErrorFlash error=e/></div> }.into_any(),
             })}
         </Transition>
+    }
+}
+
+/// An app's size: "256 MiB · 0.5 CPU", or with replicas "3 replicas (2 running) × 256 MiB ·
+/// 0.5 CPU".
+fn replicas_line(replicas: i64, running: Option<usize>, memory_mb: i64, cpus: &str) -> String {
+    let each = format!("{memory_mb} MiB · {cpus} CPU");
+    if replicas <= 1 {
+        return each;
+    }
+    match running {
+        Some(r) if i64::try_from(r).unwrap_or(0) != replicas => {
+            format!("{replicas} replicas ({r} running) × {each}")
+        }
+        _ => format!("{replicas} replicas × {each}"),
     }
 }
 
@@ -182,6 +197,10 @@ fn SpecFields(
         .as_ref()
         .map(|d| d.row.cpus.clone())
         .unwrap_or_default();
+    let replicas = initial
+        .as_ref()
+        .map(|d| d.row.replicas.to_string())
+        .unwrap_or_default();
     let health = initial
         .as_ref()
         .map(|d| d.health_path.clone())
@@ -204,11 +223,13 @@ fn SpecFields(
         <Field label="Image" name="image" value=image placeholder="ghcr.io/you/app:1.0" required=true
             hint="Any image reference Docker understands; private registries need a login (Registry logins)."
             error=field_error(value, "image")/>
-        <div class="grid gap-4 sm:grid-cols-3">
+        <div class="grid gap-4 sm:grid-cols-4">
             <Field label="Container port" name="port" value=port placeholder="8080" required=true
                 hint="The port your app listens on inside the container." error=field_error(value, "port")/>
-            <Field label="Memory (MiB)" name="memory_mb" value=memory placeholder="256" error=field_error(value, "memory_mb")/>
-            <Field label="CPUs" name="cpus" value=cpus placeholder="0.5" error=field_error(value, "cpus")/>
+            <Field label="Memory (MiB)" name="memory_mb" value=memory placeholder="256" hint="Per replica." error=field_error(value, "memory_mb")/>
+            <Field label="CPUs" name="cpus" value=cpus placeholder="0.5" hint="Per replica." error=field_error(value, "cpus")/>
+            <Field label="Replicas" name="replicas" value=replicas placeholder="1"
+                hint="Copies side by side, balanced (web apps without volumes)." error=field_error(value, "replicas")/>
         </div>
         <Field label="Health-check path" name="health_path" value=health placeholder="/healthz"
             hint="Optional. A new deployment gets traffic once this path answers 2xx/3xx; without it, once the app answers HTTP at all."
@@ -547,7 +568,7 @@ pub fn AppPage() -> impl IntoView {
                     let n = d.row.name.clone();
                     let cpu: Vec<(i64, f64)> = d.metrics.iter().map(|p| (p.at, p.cpu_percent)).collect();
                     let mem: Vec<(i64, f64)> = d.metrics.iter().map(|p| (p.at, p.memory_mb)).collect();
-                    let limit = d.row.memory_mb as f64;
+                    let limit = (d.row.memory_mb * d.row.replicas.max(1)) as f64;
                     view! {
                         <AppHeader d=d.clone() act/>
                         {d.row.rollout.clone().map(|r| view! { <PullBar r/> })}
@@ -606,6 +627,11 @@ fn AppHeader(d: AppInfo, act: ServerAction<AppAction>) -> impl IntoView {
                     {d.row.current.map(|c| format!("Serving deployment #{c}")).unwrap_or_else(|| "Not deployed yet".into())}
                     {d.row.host_port.map(|p| format!(" · answering on 127.0.0.1:{p}"))}
                 </p>
+                {(d.row.replicas > 1).then(|| view! {
+                    <p class="text-xs text-slate-500" data-testid="app-replicas">
+                        {replicas_line(d.row.replicas, d.row.replicas_running, d.row.memory_mb, &d.row.cpus)}
+                    </p>
+                })}
                 {(d.kind == AppKind::Internal).then(|| view! {
                     <p class="text-xs text-slate-500" data-testid="app-internal">
                         {format!("Internal app: your other apps reach it at {}:{}; it is never reachable from outside.", n, d.port)}

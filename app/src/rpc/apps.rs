@@ -31,6 +31,9 @@ pub struct AppRow {
     pub host_port: Option<u16>,
     pub memory_mb: i64,
     pub cpus: String,
+    /// Copies wanted, and how many of the serving deployment run (None: engine not answering).
+    pub replicas: i64,
+    pub replicas_running: Option<usize>,
     pub current: Option<i64>,
     pub rollout: Option<RolloutRow>,
     pub problem: Option<String>,
@@ -154,6 +157,8 @@ mod convert {
             host_port: v.host_port,
             memory_mb: v.app.memory_mb,
             cpus: format_cpus(v.app.cpus_milli),
+            replicas: v.app.replicas,
+            replicas_running: v.replicas_running,
             current: v.current.as_ref().map(|d| d.number),
             rollout: v.rollout.as_ref().map(|(d, p)| {
                 let p = p.clone().unwrap_or_default();
@@ -196,6 +201,7 @@ mod convert {
         dotenv_secret: Option<String>,
         memory_mb: String,
         cpus: String,
+        replicas: String,
         health_path: String,
         read_only: Option<String>,
         kind: String,
@@ -221,6 +227,13 @@ mod convert {
         let memory_mb =
             optional(&memory_mb).and_then(|m| read("memory_mb", validate::memory_mb(&m)));
         let cpus_milli = optional(&cpus).and_then(|c| read("cpus", validate::app_cpus_milli(&c)));
+        let replicas = optional(&replicas).and_then(|r| {
+            read(
+                "replicas",
+                r.parse::<i64>()
+                    .map_err(|_| "Enter a whole number of replicas, like 2.".to_string()),
+            )
+        });
         let mut volume_problems = Vec::new();
         let volumes = volumes
             .into_iter()
@@ -290,6 +303,7 @@ mod convert {
             env: Some(env),
             memory_mb,
             cpus_milli,
+            replicas,
             health_path: Some(health_path),
             read_only: Some(read_only.is_some()),
             kind,
@@ -412,6 +426,7 @@ pub async fn create_app(
     #[server(default)] dotenv_secret: Option<String>,
     #[server(default)] memory_mb: String,
     #[server(default)] cpus: String,
+    #[server(default)] replicas: String,
     #[server(default)] health_path: String,
     #[server(default)] read_only: Option<String>,
     #[server(default)] kind: String,
@@ -433,6 +448,7 @@ pub async fn create_app(
                 dotenv_secret,
                 memory_mb,
                 cpus,
+                replicas,
                 health_path,
                 read_only,
                 kind,
@@ -457,6 +473,7 @@ pub async fn update_app(
     #[server(default)] dotenv_secret: Option<String>,
     #[server(default)] memory_mb: String,
     #[server(default)] cpus: String,
+    #[server(default)] replicas: String,
     #[server(default)] health_path: String,
     #[server(default)] read_only: Option<String>,
     #[server(default)] kind: String,
@@ -478,6 +495,7 @@ pub async fn update_app(
                 dotenv_secret,
                 memory_mb,
                 cpus,
+                replicas,
                 health_path,
                 read_only,
                 kind,

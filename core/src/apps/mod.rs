@@ -38,6 +38,8 @@ pub struct AppSpec {
     pub env: Option<Vec<EnvInput>>,
     pub memory_mb: Option<i64>,
     pub cpus_milli: Option<i64>,
+    /// How many copies run side by side (web apps only).
+    pub replicas: Option<i64>,
     /// An empty path removes the health check.
     pub health_path: Option<String>,
     pub read_only: Option<bool>,
@@ -68,6 +70,9 @@ impl AppSpec {
         }
         if let Some(c) = self.cpus_milli {
             parts.push(format!("CPUs {}", validate::format_cpus(c)));
+        }
+        if let Some(r) = self.replicas {
+            parts.push(format!("replicas {r}"));
         }
         if let Some(h) = self.health_path.as_deref().filter(|h| !h.trim().is_empty()) {
             parts.push(format!("health check {}", short(h)));
@@ -137,6 +142,9 @@ pub struct AppView {
     pub state: AppState,
     /// The loopback port its container answers on.
     pub host_port: Option<u16>,
+    /// How many copies of the serving deployment run (None when the engine's list is not
+    /// known).
+    pub replicas_running: Option<usize>,
     pub current: Option<Deployment>,
     /// The deployment being rolled out, with its pull progress.
     pub rollout: Option<(Deployment, Option<PullProgress>)>,
@@ -177,12 +185,18 @@ pub fn bridge_name(instance: &str, user_id: i64) -> String {
     }
 }
 
-/// The container of one deployment; the name makes a second create of the same one fail.
-pub fn container_name(instance: &str, app: &App, deployment_id: i64) -> String {
-    format!(
+/// The container of one copy of a deployment; the name makes a second create of the same one
+/// fail. Copy 0 keeps the name containers had before replicas.
+pub fn container_name(instance: &str, app: &App, deployment_id: i64, replica: i64) -> String {
+    let base = format!(
         "pier-{instance}-t{}-{}-d{deployment_id}",
         app.user_id, app.name
-    )
+    );
+    if replica == 0 {
+        base
+    } else {
+        format!("{base}-r{replica}")
+    }
 }
 
 pub(super) fn env_context(user_id: i64, app: &str, var: &str) -> String {
@@ -302,6 +316,9 @@ impl Pier {
         self.audited(actor, what, async {
             let old = self.own_app(actor, name).await?;
             let (_, spec) = self.check_app_spec(actor, None, &input, Some(&old))?;
+            if spec.replicas > 1 && spec.volumes.is_none() {
+                self.one_copy_if_volumes(old.id, spec.replicas).await?;
+            }
             if spec.kind == AppKind::Internal && old.kind != AppKind::Internal {
                 let domains = repo::domains::names_for_app(self.db(), old.id).await?;
                 if !domains.is_empty() {
@@ -411,13 +428,19 @@ impl Pier {
                     "The app is stopped; start it instead.".into(),
                 ));
             }
-            let container = self.current_container(&app).await?.ok_or_else(|| {
-                Error::Conflict("The app has no container to restart yet.".into())
-            })?;
-            self.runtime()
-                .restart(&container.id, self.settings().engine.stop_timeout_secs)
-                .await
-                .map_err(engine_error)?;
+            let containers = self.current_containers(&app).await?;
+            if containers.is_empty() {
+                return Err(Error::Conflict(
+                    "The app has no container to restart yet.".into(),
+                ));
+            }
+            // One copy at a time: with replicas, the others serve meanwhile.
+            for c in containers {
+                self.runtime()
+                    .restart(&c.id, self.settings().engine.stop_timeout_secs)
+                    .await
+                    .map_err(engine_error)?;
+            }
             Ok(())
         })
         .await
@@ -474,12 +497,16 @@ impl Pier {
                 .await?
                 .ok_or(Error::Unauthenticated)?
                 .quotas;
+            if target.replicas > 1 {
+                self.one_copy_if_volumes(app.id, target.replicas).await?;
+            }
             let spec = CheckedSpec {
                 image: target.image.clone(),
                 port: target.port,
                 env: target.env.clone(),
                 memory_mb: target.memory_mb,
                 cpus_milli: target.cpus_milli,
+                replicas: target.replicas,
                 health_path: target.health_path.clone(),
                 read_only: target.read_only,
                 kind: target.kind,
@@ -518,6 +545,20 @@ impl Pier {
                 .ok_or(Error::NotFound)
         })
         .await
+    }
+}
+
+impl Pier {
+    /// Refuses several replicas of an app that mounts volumes.
+    async fn one_copy_if_volumes(&self, app_id: i64, replicas: i64) -> Result<()> {
+        if repo::volumes::for_app(self.db(), app_id).await?.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::field(
+                "replicas",
+                spec::one_copy_with_volumes(replicas),
+            ))
+        }
     }
 }
 
@@ -637,6 +678,70 @@ mod tests {
             .unwrap_err();
         let fields: Vec<&str> = err.fields().iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["image", "port"]);
+        drop(dir);
+    }
+
+    #[tokio::test]
+    async fn replicas_count_against_quotas_once_each_and_only_for_web_apps_without_volumes() {
+        use super::{AppSpec, VolumeInput};
+        use crate::model::AppKind;
+        let (pier, actor, dir) = panel(FakeRuntime::new()).await;
+        sqlx::query("UPDATE users SET max_memory_mb = 1024, max_cpus_milli = 2000 WHERE id = ?")
+            .bind(actor.user_id)
+            .execute(pier.db())
+            .await
+            .unwrap();
+        let spec = |replicas: i64| AppSpec {
+            image: Some("registry.example/api:1".into()),
+            port: Some(8080),
+            memory_mb: Some(256),
+            cpus_milli: Some(500),
+            replicas: Some(replicas),
+            ..AppSpec::default()
+        };
+        let app = pier.create_app(&actor, "api", spec(3)).await.unwrap();
+        assert_eq!(app.replicas, 3);
+        // 3 × 256 MiB and 3 × 0.5 CPU, beside the 64 MiB and 0.1 CPU of `web`.
+        assert_eq!(pier.quota_usage(&actor).await.unwrap(), (2, 832, 1600));
+        let queued = pier.deployments(&actor, "api", 1, 0).await.unwrap();
+        assert_eq!(
+            queued[0].replicas, 3,
+            "the deployment runs what the app asks"
+        );
+
+        // A fourth copy would pass the memory quota: refused, saying so per copy.
+        let err = pier.update_app(&actor, "api", spec(4)).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "This app needs 4 × 256 MiB of memory, but only 960 MiB of your 1024 MiB memory quota is free. Lower it, make room, or ask an admin to raise your quota."
+        );
+        assert_eq!(pier.own_app(&actor, "api").await.unwrap().replicas, 3);
+
+        // Out of range, or on an internal app: the field says why.
+        for (replicas, kind) in [(0, None), (21, None), (2, Some(AppKind::Internal))] {
+            let mut s = spec(replicas);
+            s.kind = kind;
+            let err = pier.update_app(&actor, "api", s).await.unwrap_err();
+            assert_eq!(err.fields()[0].field, "replicas", "{replicas} {kind:?}");
+        }
+        // With volumes, given now or already there: one copy.
+        let vol = VolumeInput {
+            name: "data".into(),
+            path: "/data".into(),
+            size_mb: Some(64),
+        };
+        let mut s = spec(2);
+        s.volumes = Some(vec![vol.clone()]);
+        let err = pier.update_app(&actor, "api", s).await.unwrap_err();
+        assert!(err.fields()[0]
+            .message
+            .starts_with("An app with volumes runs as one copy"));
+        let mut s = spec(1);
+        s.volumes = Some(vec![vol]);
+        pier.update_app(&actor, "api", s).await.unwrap();
+        let err = pier.update_app(&actor, "api", spec(2)).await.unwrap_err();
+        assert_eq!(err.fields()[0].field, "replicas");
+        assert_eq!(pier.own_app(&actor, "api").await.unwrap().replicas, 1);
         drop(dir);
     }
 

@@ -75,6 +75,11 @@ impl Pier {
             (None, None) => Some(DEFAULT_CPUS_MILLI),
             (Some(m), _) => c.check("cpus", validate::app_cpus(m)),
         });
+        let replicas = field(&mut c, "replicas").and_then(|()| match (spec.replicas, old) {
+            (None, Some(a)) => Some(a.replicas),
+            (None, None) => Some(1),
+            (Some(r), _) => c.check("replicas", validate::replicas(r)),
+        });
         let health_path = match (&spec.health_path, old) {
             (None, Some(a)) => a.health_path.clone(),
             (p, _) => c
@@ -87,10 +92,11 @@ impl Pier {
         field(&mut c, "kind");
         field(&mut c, "capabilities");
         // Anything else the caller could not read, after the fields the service knows.
-        const KNOWN: [&str; 7] = [
+        const KNOWN: [&str; 8] = [
             "port",
             "memory_mb",
             "cpus",
+            "replicas",
             "kind",
             "capabilities",
             "volumes",
@@ -116,6 +122,19 @@ impl Pier {
             Some(list) => c.check("volumes", check_volumes(list)).map(Some),
             None => Some(None),
         });
+        if let Some(r) = replicas.filter(|r| *r > 1) {
+            if kind == AppKind::Internal {
+                c.check::<()>(
+                    "replicas",
+                    Err("An internal app runs as one copy: replicas are for web apps.".into()),
+                );
+            } else if volumes
+                .as_ref()
+                .is_some_and(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+            {
+                c.check::<()>("replicas", Err(one_copy_with_volumes(r)));
+            }
+        }
         let read_only = spec
             .read_only
             .unwrap_or_else(|| old.is_some_and(|a| a.read_only));
@@ -248,6 +267,7 @@ impl Pier {
                 env,
                 memory_mb: memory_mb.expect("checked"),
                 cpus_milli: cpus_milli.expect("checked"),
+                replicas: replicas.expect("checked"),
                 health_path,
                 read_only,
                 kind,
@@ -279,17 +299,17 @@ impl Pier {
                 "You have {apps} of the {} apps your quota allows. Delete one or ask an admin to raise it.",
                 q.max_apps
             ))
-        } else if mem + spec.memory_mb > q.max_memory_mb {
+        } else if mem + spec.memory_mb * spec.replicas > q.max_memory_mb {
             over(
                 "memory",
-                format!("{} MiB", spec.memory_mb),
+                times(format!("{} MiB", spec.memory_mb), spec.replicas),
                 format!("{} MiB", (q.max_memory_mb - mem).max(0)),
                 format!("{} MiB", q.max_memory_mb),
             )
-        } else if cpus + spec.cpus_milli > q.max_cpus_milli {
+        } else if cpus + spec.cpus_milli * spec.replicas > q.max_cpus_milli {
             over(
                 "CPU",
-                cpu(spec.cpus_milli),
+                times(cpu(spec.cpus_milli), spec.replicas),
                 cpu((q.max_cpus_milli - cpus).max(0)),
                 cpu(q.max_cpus_milli),
             )
@@ -297,6 +317,22 @@ impl Pier {
             Error::Conflict("Your quota changed meanwhile; try again.".into())
         }
     }
+}
+
+/// A per-copy amount, times the replicas when there are several ("3 × 256 MiB").
+fn times(each: String, replicas: i64) -> String {
+    if replicas > 1 {
+        format!("{replicas} × {each}")
+    } else {
+        each
+    }
+}
+
+/// Why an app with volumes runs one copy.
+pub(super) fn one_copy_with_volumes(replicas: i64) -> String {
+    format!(
+        "An app with volumes runs as one copy ({replicas} would share one data directory and corrupt it): remove its volumes or set replicas to 1."
+    )
 }
 
 /// A checked spec, ready to store.
@@ -307,6 +343,7 @@ pub(super) struct CheckedSpec {
     pub(super) env: Vec<StoredEnv>,
     pub(super) memory_mb: i64,
     pub(super) cpus_milli: i64,
+    pub(super) replicas: i64,
     pub(super) health_path: Option<String>,
     pub(super) read_only: bool,
     pub(super) kind: AppKind,
@@ -323,6 +360,7 @@ impl CheckedSpec {
             env: &self.env,
             memory_mb: self.memory_mb,
             cpus_milli: self.cpus_milli,
+            replicas: self.replicas,
             health_path: self.health_path.as_deref(),
             read_only: self.read_only,
             kind: self.kind,

@@ -53,11 +53,16 @@ impl Pier {
             .iter()
             .filter_map(|(a, _, _)| a.current_deployment_id)
             .collect();
-        let by_deployment: Option<HashMap<i64, &Container>> = containers.as_deref().map(|cs| {
-            cs.iter()
-                .filter_map(|c| Some((c.deployment_id().filter(|d| serving.contains(d))?, c)))
-                .collect()
-        });
+        let by_deployment: Option<HashMap<i64, Vec<&Container>>> =
+            containers.as_deref().map(|cs| {
+                let mut m: HashMap<i64, Vec<&Container>> = HashMap::new();
+                for c in cs {
+                    if let Some(d) = c.deployment_id().filter(|d| serving.contains(d)) {
+                        m.entry(d).or_default().push(c);
+                    }
+                }
+                m
+            });
         let views = rows
             .into_iter()
             .map(|(app, current, latest)| {
@@ -66,8 +71,13 @@ impl Pier {
                 let container = by_deployment.as_ref().map(|m| {
                     app.current_deployment_id
                         .and_then(|d| m.get(&d))
-                        .filter(|c| c.app_id() == Some(app.id))
-                        .map(|c| (*c).clone())
+                        .map(|cs| {
+                            cs.iter()
+                                .filter(|c| c.app_id() == Some(app.id))
+                                .map(|c| (*c).clone())
+                                .collect()
+                        })
+                        .unwrap_or_default()
                 });
                 self.view(app, current, latest, container, vols)
             })
@@ -89,12 +99,13 @@ impl Pier {
         let volumes = repo::volumes::for_app(self.db(), app.id).await?;
         let container = containers.as_deref().map(|cs| {
             cs.iter()
-                .find(|c| {
+                .filter(|c| {
                     c.app_id() == Some(app.id)
                         && c.deployment_id().is_some()
                         && c.deployment_id() == app.current_deployment_id
                 })
                 .cloned()
+                .collect()
         });
         Ok(self.view(app, current, latest, container, volumes))
     }
@@ -146,10 +157,19 @@ impl Pier {
         app: App,
         current: Option<Deployment>,
         latest: Option<Deployment>,
-        // The serving deployment's container; None when the engine's list is not known.
-        container: Option<Option<Container>>,
+        // The serving deployment's containers (one per replica); None when the engine's list
+        // is not known.
+        containers: Option<Vec<Container>>,
         volumes: Vec<Volume>,
     ) -> AppView {
+        let replicas_running = containers
+            .as_ref()
+            .map(|cs| cs.iter().filter(|c| c.running()).count());
+        // The one that speaks for the app: a running copy if there is one.
+        let container = containers.map(|mut cs| {
+            cs.sort_by_key(|c| (!c.running(), c.replica()));
+            cs.into_iter().next()
+        });
         let rollout = latest.clone().filter(|d| d.status.in_progress()).map(|d| {
             let p = self.telemetry().pull(d.id);
             (d, p)
@@ -180,6 +200,7 @@ impl Pier {
                 .as_ref()
                 .filter(|c| c.running())
                 .and_then(|c| c.host_port),
+            replicas_running,
             state,
             current,
             rollout,
@@ -189,19 +210,25 @@ impl Pier {
         }
     }
 
-    /// The container of the deployment that serves, if there is one.
-    pub(crate) async fn current_container(&self, app: &App) -> Result<Option<Container>> {
+    /// The containers of the deployment that serves, one per replica: running ones first,
+    /// then by replica.
+    pub(crate) async fn current_containers(&self, app: &App) -> Result<Vec<Container>> {
         let instance = self.instance_id().await?;
         let all = self
             .runtime()
             .containers(&instance)
             .await
             .map_err(engine_error)?;
-        Ok(all.into_iter().find(|c| {
-            c.app_id() == Some(app.id)
-                && c.deployment_id().is_some()
-                && c.deployment_id() == app.current_deployment_id
-        }))
+        let mut mine: Vec<Container> = all
+            .into_iter()
+            .filter(|c| {
+                c.app_id() == Some(app.id)
+                    && c.deployment_id().is_some()
+                    && c.deployment_id() == app.current_deployment_id
+            })
+            .collect();
+        mine.sort_by_key(|c| (!c.running(), c.replica()));
+        Ok(mine)
     }
 
     /// The app's log: the last `tail` lines, then new ones when `follow`.
@@ -213,9 +240,15 @@ impl Pier {
         follow: bool,
     ) -> Result<BoxStream<'static, Result<LogLine, RuntimeError>>> {
         let app = self.own_app(actor, name).await?;
-        let container = self.current_container(&app).await?.ok_or_else(|| {
-            Error::Conflict("The app has no container yet, so there are no logs.".into())
-        })?;
+        // With replicas: the first running copy's (each copy logs the same way).
+        let container = self
+            .current_containers(&app)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Error::Conflict("The app has no container yet, so there are no logs.".into())
+            })?;
         Ok(self
             .runtime()
             .logs(&container.id, tail.min(MAX_LOG_TAIL), follow))

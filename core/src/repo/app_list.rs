@@ -14,6 +14,7 @@ struct DeploymentJson {
     port: i64,
     memory_mb: i64,
     cpus_milli: i64,
+    replicas: i64,
     health_path: Option<String>,
     read_only: i64,
     kind: String,
@@ -38,6 +39,7 @@ impl From<DeploymentJson> for Deployment {
             port: u16::try_from(d.port).unwrap_or(0),
             memory_mb: d.memory_mb,
             cpus_milli: d.cpus_milli,
+            replicas: d.replicas,
             health_path: d.health_path,
             read_only: d.read_only != 0,
             kind: AppKind::parse(&d.kind).unwrap_or_default(),
@@ -61,6 +63,7 @@ struct AppJson {
     env: Vec<StoredEnv>,
     memory_mb: i64,
     cpus_milli: i64,
+    replicas: i64,
     health_path: Option<String>,
     read_only: i64,
     kind: String,
@@ -89,6 +92,7 @@ pub async fn page(
         r#"SELECT json_group_array(json_object(
                'id', a.id, 'user_id', a.user_id, 'name', a.name, 'image', a.image, 'port', a.port,
                'env', json(a.env), 'memory_mb', a.memory_mb, 'cpus_milli', a.cpus_milli,
+               'replicas', a.replicas,
                'health_path', a.health_path, 'read_only', a.read_only, 'kind', a.kind,
                'capabilities', a.capabilities, 'desired', a.desired,
                'current_deployment_id', a.current_deployment_id, 'last_error', a.last_error,
@@ -96,7 +100,7 @@ pub async fn page(
                'current', json((SELECT json_object(
                     'id', d.id, 'app_id', d.app_id, 'number', d.number, 'cause', d.cause,
                     'image', d.image, 'digest', d.digest, 'env', json(d.env), 'port', d.port,
-                    'memory_mb', d.memory_mb, 'cpus_milli', d.cpus_milli,
+                    'memory_mb', d.memory_mb, 'cpus_milli', d.cpus_milli, 'replicas', d.replicas,
                     'health_path', d.health_path, 'read_only', d.read_only, 'kind', d.kind,
                     'capabilities', d.capabilities, 'gap_ms', d.gap_ms, 'status', d.status,
                     'error', d.error, 'created_at', d.created_at, 'finished_at', d.finished_at)
@@ -104,7 +108,7 @@ pub async fn page(
                'latest', json((SELECT json_object(
                     'id', d.id, 'app_id', d.app_id, 'number', d.number, 'cause', d.cause,
                     'image', d.image, 'digest', d.digest, 'env', json(d.env), 'port', d.port,
-                    'memory_mb', d.memory_mb, 'cpus_milli', d.cpus_milli,
+                    'memory_mb', d.memory_mb, 'cpus_milli', d.cpus_milli, 'replicas', d.replicas,
                     'health_path', d.health_path, 'read_only', d.read_only, 'kind', d.kind,
                     'capabilities', d.capabilities, 'gap_ms', d.gap_ms, 'status', d.status,
                     'error', d.error, 'created_at', d.created_at, 'finished_at', d.finished_at)
@@ -132,6 +136,7 @@ pub async fn page(
                 env: a.env,
                 memory_mb: a.memory_mb,
                 cpus_milli: a.cpus_milli,
+                replicas: a.replicas,
                 health_path: a.health_path,
                 read_only: a.read_only != 0,
                 kind: AppKind::parse(&a.kind).unwrap_or_default(),

@@ -9,6 +9,7 @@ pub(crate) struct AppRow {
     env: String,
     memory_mb: i64,
     cpus_milli: i64,
+    replicas: i64,
     health_path: Option<String>,
     read_only: bool,
     kind: String,
@@ -31,6 +32,7 @@ impl AppRow {
             env: env_from_json(&self.env)?,
             memory_mb: self.memory_mb,
             cpus_milli: self.cpus_milli,
+            replicas: self.replicas,
             health_path: self.health_path,
             read_only: self.read_only,
             kind: AppKind::parse(&self.kind).unwrap_or_default(),
@@ -59,6 +61,7 @@ pub struct Spec<'a> {
     pub env: &'a [StoredEnv],
     pub memory_mb: i64,
     pub cpus_milli: i64,
+    pub replicas: i64,
     pub health_path: Option<&'a str>,
     pub read_only: bool,
     pub kind: AppKind,
@@ -80,11 +83,11 @@ pub async fn insert_within_quota(
     let (kind, caps) = (spec.kind.as_str(), spec.capabilities.as_str());
     Ok(sqlx::query_scalar!(
         r#"INSERT INTO apps (user_id, name, image, port, env, memory_mb, cpus_milli, health_path, read_only,
-                             kind, capabilities, created_at, updated_at)
-           SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?15, ?10, ?10
+                             kind, capabilities, replicas, created_at, updated_at)
+           SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?15, ?16, ?10, ?10
            WHERE (SELECT COUNT(*) FROM apps WHERE user_id = ?1) < ?11
-             AND (SELECT COALESCE(SUM(memory_mb), 0) FROM apps WHERE user_id = ?1) + ?6 <= ?12
-             AND (SELECT COALESCE(SUM(cpus_milli), 0) FROM apps WHERE user_id = ?1) + ?7 <= ?13
+             AND (SELECT COALESCE(SUM(memory_mb * replicas), 0) FROM apps WHERE user_id = ?1) + ?6 * ?16 <= ?12
+             AND (SELECT COALESCE(SUM(cpus_milli * replicas), 0) FROM apps WHERE user_id = ?1) + ?7 * ?16 <= ?13
            RETURNING id AS "id!: i64""#,
         user_id,
         name,
@@ -100,7 +103,8 @@ pub async fn insert_within_quota(
         q.max_memory_mb,
         q.max_cpus_milli,
         kind,
-        caps
+        caps,
+        spec.replicas
     )
     .fetch_optional(db)
     .await?)
@@ -120,10 +124,11 @@ pub async fn update_within_quota(
     let (kind, caps) = (spec.kind.as_str(), spec.capabilities.as_str());
     let done = sqlx::query!(
         r#"UPDATE apps SET image = ?3, port = ?4, env = ?5, memory_mb = ?6, cpus_milli = ?7,
-               health_path = ?8, read_only = ?9, updated_at = ?10, kind = ?13, capabilities = ?14
+               health_path = ?8, read_only = ?9, updated_at = ?10, kind = ?13, capabilities = ?14,
+               replicas = ?15
            WHERE id = ?1 AND user_id = ?2
-             AND (SELECT COALESCE(SUM(memory_mb), 0) FROM apps WHERE user_id = ?2 AND id != ?1) + ?6 <= ?11
-             AND (SELECT COALESCE(SUM(cpus_milli), 0) FROM apps WHERE user_id = ?2 AND id != ?1) + ?7 <= ?12"#,
+             AND (SELECT COALESCE(SUM(memory_mb * replicas), 0) FROM apps WHERE user_id = ?2 AND id != ?1) + ?6 * ?15 <= ?11
+             AND (SELECT COALESCE(SUM(cpus_milli * replicas), 0) FROM apps WHERE user_id = ?2 AND id != ?1) + ?7 * ?15 <= ?12"#,
         id,
         user_id,
         spec.image,
@@ -137,7 +142,8 @@ pub async fn update_within_quota(
         q.max_memory_mb,
         q.max_cpus_milli,
         kind,
-        caps
+        caps,
+        spec.replicas
     )
     .execute(db)
     .await?;
@@ -152,8 +158,8 @@ pub async fn usage(
 ) -> Result<(i64, i64, i64)> {
     let except = except.unwrap_or(0);
     let r = sqlx::query!(
-        r#"SELECT COUNT(*) AS "apps!: i64", COALESCE(SUM(memory_mb), 0) AS "memory!: i64",
-                  COALESCE(SUM(cpus_milli), 0) AS "cpus!: i64"
+        r#"SELECT COUNT(*) AS "apps!: i64", COALESCE(SUM(memory_mb * replicas), 0) AS "memory!: i64",
+                  COALESCE(SUM(cpus_milli * replicas), 0) AS "cpus!: i64"
            FROM apps WHERE user_id = ? AND id != ?"#,
         user_id,
         except
@@ -166,7 +172,7 @@ pub async fn usage(
 pub async fn by_name(db: impl SqliteExecutor<'_>, user_id: i64, name: &str) -> Result<Option<App>> {
     sqlx::query_as!(
         AppRow,
-        r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+        r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, replicas, health_path,
                   read_only, kind, capabilities, desired, current_deployment_id, last_error, created_at, updated_at
            FROM apps WHERE user_id = ? AND name = ?"#,
         user_id,
@@ -181,7 +187,7 @@ pub async fn by_name(db: impl SqliteExecutor<'_>, user_id: i64, name: &str) -> R
 pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<App>> {
     sqlx::query_as!(
         AppRow,
-        r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+        r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, replicas, health_path,
                   read_only, kind, capabilities, desired, current_deployment_id, last_error, created_at, updated_at
            FROM apps WHERE id = ?"#,
         id
@@ -195,7 +201,7 @@ pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<App>> 
 pub async fn list_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<Vec<App>> {
     all(sqlx::query_as!(
         AppRow,
-        r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+        r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, replicas, health_path,
                   read_only, kind, capabilities, desired, current_deployment_id, last_error, created_at, updated_at
            FROM apps WHERE user_id = ? ORDER BY name"#,
         user_id
@@ -208,7 +214,7 @@ pub async fn list_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> Result<
 pub async fn list_all(db: impl SqliteExecutor<'_>) -> Result<Vec<App>> {
     all(sqlx::query_as!(
         AppRow,
-        r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, health_path,
+        r#"SELECT id AS "id!", user_id, name, image, port, env, memory_mb, cpus_milli, replicas, health_path,
                   read_only, kind, capabilities, desired, current_deployment_id, last_error, created_at, updated_at
            FROM apps ORDER BY id"#
     )

@@ -11,6 +11,7 @@ pub(crate) struct DeploymentRow {
     port: i64,
     memory_mb: i64,
     cpus_milli: i64,
+    replicas: i64,
     health_path: Option<String>,
     read_only: bool,
     kind: String,
@@ -35,6 +36,7 @@ impl DeploymentRow {
             port: u16::try_from(self.port).unwrap_or(0),
             memory_mb: self.memory_mb,
             cpus_milli: self.cpus_milli,
+            replicas: self.replicas,
             health_path: self.health_path,
             read_only: self.read_only,
             kind: AppKind::parse(&self.kind).unwrap_or_default(),
@@ -70,9 +72,9 @@ pub async fn queue(
     let (kind, caps) = (app.kind.as_str(), app.capabilities.as_str());
     let id = sqlx::query_scalar!(
         r#"INSERT INTO deployments (app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
-                                    health_path, read_only, kind, capabilities, status, created_at)
+                                    health_path, read_only, kind, capabilities, replicas, status, created_at)
            VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM deployments WHERE app_id = ?1),
-                   ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, 'queued', ?11)
+                   ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, ?14, 'queued', ?11)
            RETURNING id AS "id!: i64""#,
         app.id,
         cause,
@@ -86,7 +88,8 @@ pub async fn queue(
         app.read_only,
         now,
         kind,
-        caps
+        caps,
+        app.replicas
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -116,7 +119,7 @@ pub const KEEP_DEPLOYMENTS: i64 = 50;
 pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<Deployment>> {
     sqlx::query_as!(
         DeploymentRow,
-        r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+        r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli, replicas,
                   health_path, read_only, kind, capabilities, status, gap_ms, error, created_at, finished_at
            FROM deployments WHERE id = ?"#,
         id
@@ -134,7 +137,7 @@ pub async fn by_number(
 ) -> Result<Option<Deployment>> {
     sqlx::query_as!(
         DeploymentRow,
-        r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+        r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli, replicas,
                   health_path, read_only, kind, capabilities, status, gap_ms, error, created_at, finished_at
            FROM deployments WHERE app_id = ? AND number = ?"#,
         app_id,
@@ -155,7 +158,7 @@ pub async fn list_for_app(
 ) -> Result<Vec<Deployment>> {
     sqlx::query_as!(
         DeploymentRow,
-        r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+        r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli, replicas,
                   health_path, read_only, kind, capabilities, status, gap_ms, error, created_at, finished_at
            FROM deployments WHERE app_id = ? ORDER BY number DESC LIMIT ? OFFSET ?"#,
         app_id,
@@ -173,7 +176,7 @@ pub async fn list_for_app(
 pub async fn in_progress(db: impl SqliteExecutor<'_>) -> Result<Vec<Deployment>> {
     sqlx::query_as!(
         DeploymentRow,
-        r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli,
+        r#"SELECT id AS "id!", app_id, number, cause, image, digest, env, port, memory_mb, cpus_milli, replicas,
                   health_path, read_only, kind, capabilities, status, gap_ms, error, created_at, finished_at
            FROM deployments WHERE status IN ('queued', 'pulling', 'starting') ORDER BY id"#
     )
@@ -182,6 +185,21 @@ pub async fn in_progress(db: impl SqliteExecutor<'_>) -> Result<Vec<Deployment>>
     .into_iter()
     .map(DeploymentRow::into_deployment)
     .collect()
+}
+
+/// How many copies each serving deployment runs, by deployment id.
+pub async fn serving_replicas(
+    db: impl SqliteExecutor<'_>,
+) -> Result<std::collections::HashMap<i64, i64>> {
+    Ok(sqlx::query!(
+        r#"SELECT d.id AS "id!: i64", d.replicas AS "replicas!: i64"
+           FROM deployments d JOIN apps a ON a.current_deployment_id = d.id"#
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.replicas))
+    .collect())
 }
 
 /// Moves an in-progress deployment on; false when it is no longer in progress (cancelled).

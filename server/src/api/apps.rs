@@ -136,6 +136,11 @@ pub struct AppOut {
     /// CPUs as a decimal string ("0.5").
     #[schema(example = "0.5")]
     cpus: String,
+    /// How many copies are to run side by side; memory and CPU are per copy.
+    replicas: i64,
+    /// How many copies of the serving deployment run now (null when the container engine
+    /// does not answer).
+    replicas_running: Option<usize>,
     health_path: Option<String>,
     read_only: bool,
     /// web (HTTP, routes and domains) or internal (reached by the owner's other apps by name,
@@ -193,6 +198,8 @@ impl From<AppView> for AppOut {
             port: app.port,
             memory_mb: app.memory_mb,
             cpus: format_cpus(app.cpus_milli),
+            replicas: app.replicas,
+            replicas_running: v.replicas_running,
             read_only: app.read_only,
             kind: app.kind,
             capabilities: app.capabilities,
@@ -294,6 +301,9 @@ pub struct NewApp {
     memory_mb: Option<i64>,
     /// Decimal CPUs, as a number (0.5) or a string ("0.5").
     cpus: Option<Cpus>,
+    /// How many copies run side by side, balanced by the proxy (web apps without volumes;
+    /// 1–20, default 1). Quotas count memory and CPU once per replica.
+    replicas: Option<i64>,
     /// A path answering 2xx/3xx once the app is ready, like /healthz.
     health_path: Option<String>,
     /// Run with a read-only root file system.
@@ -353,6 +363,8 @@ pub struct PatchApp {
     memory_mb: Option<i64>,
     /// Decimal CPUs, as a number (0.5) or a string ("0.5").
     cpus: Option<Cpus>,
+    /// How many copies run side by side (web apps without volumes; 1–20).
+    replicas: Option<i64>,
     /// "" removes the health check.
     health_path: Option<String>,
     read_only: Option<bool>,
@@ -513,6 +525,7 @@ pub async fn create(
         port: Some(b.port),
         env: Some(env_input(env, Some(&secret))),
         memory_mb: b.memory_mb,
+        replicas: b.replicas,
         health_path: b.health_path,
         read_only: b.read_only,
         kind: b.kind,
@@ -571,6 +584,7 @@ pub async fn update(
         && p.secret_env.is_none()
         && p.memory_mb.is_none()
         && p.cpus.is_none()
+        && p.replicas.is_none()
         && p.health_path.is_none()
         && p.read_only.is_none()
         && p.kind.is_none()
@@ -607,6 +621,7 @@ pub async fn update(
         port: p.port,
         env,
         memory_mb: p.memory_mb,
+        replicas: p.replicas,
         health_path: p.health_path,
         read_only: p.read_only,
         kind: p.kind,

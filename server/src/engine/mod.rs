@@ -168,14 +168,15 @@ async fn pass(
     pier.record_egress(egress);
     let listed_volumes = listed_volumes?;
     let stored_volumes = rt.stored_volumes();
-    let (apps, in_progress, volume_rows, restoring) = {
+    let (apps, in_progress, volume_rows, restoring, serving_replicas) = {
         let mut tx = pier.db().begin().await?;
         let apps = repo::apps::list_all(&mut *tx).await?;
         let in_progress = repo::deployments::in_progress(&mut *tx).await?;
         let volume_rows = repo::volumes::list_all(&mut *tx).await?;
         let restoring = repo::backups::restoring_apps(&mut *tx).await?;
+        let serving_replicas = repo::deployments::serving_replicas(&mut *tx).await?;
         tx.rollback().await?;
-        (apps, in_progress, volume_rows, restoring)
+        (apps, in_progress, volume_rows, restoring, serving_replicas)
     };
     let mut targets: HashMap<i64, i64> = HashMap::new();
     for d in in_progress {
@@ -197,6 +198,10 @@ async fn pass(
             tenant: a.user_id,
             running: a.desired == Desired::Running,
             current: a.current_deployment_id,
+            replicas: a
+                .current_deployment_id
+                .and_then(|d| serving_replicas.get(&d).copied())
+                .unwrap_or(1),
             target: targets.get(&a.id).copied(),
             held: held.contains(&a.id),
         })
@@ -420,6 +425,9 @@ async fn sample_forever(pier: Pier) {
             .collect();
         watch_crashes(&pier, &apps, &containers, &mut restarts).await;
         let mut seen = HashSet::new();
+        // An app with replicas: the sum of its copies, one point per sample.
+        let mut sums: HashMap<i64, Point> = HashMap::new();
+        let at = now();
         for c in containers.iter().filter(|c| c.running()) {
             let Some(app_id) = c.deployment_id().and_then(|d| serving.get(&d)) else {
                 continue;
@@ -429,8 +437,20 @@ async fn sample_forever(pier: Pier) {
             };
             seen.insert(c.id.clone());
             if let Some(prev) = last.insert(c.id.clone(), u) {
-                pier.telemetry().record(*app_id, point(&prev, &u, now()));
+                let p = point(&prev, &u, at);
+                let sum = sums.entry(*app_id).or_insert(Point {
+                    at,
+                    cpu_percent: 0.0,
+                    memory_bytes: 0,
+                    memory_limit: 0,
+                });
+                sum.cpu_percent += p.cpu_percent;
+                sum.memory_bytes += p.memory_bytes;
+                sum.memory_limit += p.memory_limit;
             }
+        }
+        for (app_id, p) in sums {
+            pier.telemetry().record(app_id, p);
         }
         last.retain(|id, _| seen.contains(id));
     }

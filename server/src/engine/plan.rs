@@ -18,6 +18,8 @@ pub struct Want {
     pub running: bool,
     /// The deployment that serves.
     pub current: Option<i64>,
+    /// How many copies of it run (1 for apps from before replicas).
+    pub replicas: i64,
     /// The deployment being rolled out.
     pub target: Option<i64>,
     /// A backup or restore has the app's container: nothing is started, stopped, replaced or
@@ -32,7 +34,8 @@ pub enum Step {
         app_id: i64,
         deployment_id: i64,
     },
-    /// The serving deployment has no container: create and start it again.
+    /// The serving deployment lacks a container (or, with replicas, some): create and start
+    /// the missing ones again.
     Recreate {
         app_id: i64,
         deployment_id: i64,
@@ -97,8 +100,8 @@ pub fn plan(
     let mut steps = Vec::new();
     let by_app: HashMap<i64, &Want> = wants.iter().map(|w| (w.app_id, w)).collect();
 
-    // Containers of each (app, deployment) we keep; everything else goes.
-    let mut kept: HashMap<(i64, i64), &Container> = HashMap::new();
+    // Containers of each (app, deployment, replica) we keep; everything else goes.
+    let mut kept: HashMap<(i64, i64, i64), &Container> = HashMap::new();
     let mut sorted: Vec<&Container> = containers.iter().collect();
     // Running first, then newest: when there are duplicates, that is the one kept.
     sorted.sort_by_key(|c| (!c.running(), -c.created));
@@ -137,8 +140,13 @@ pub fn plan(
                 container: c.id.clone(),
                 why: "old deployment",
             });
+        } else if Some(dep) == w.current && c.replica() >= w.replicas.max(1) {
+            steps.push(Step::Remove {
+                container: c.id.clone(),
+                why: "replica beyond the deployment's count",
+            });
         } else {
-            match kept.entry((app_id, dep)) {
+            match kept.entry((app_id, dep, c.replica())) {
                 std::collections::hash_map::Entry::Occupied(_) => steps.push(Step::Remove {
                     container: c.id.clone(),
                     why: "duplicate",
@@ -159,30 +167,44 @@ pub fn plan(
                 });
             }
             if let Some(cur) = w.current.filter(|c| !busy.contains(c)) {
-                match kept.get(&(w.app_id, cur)) {
-                    None => steps.push(Step::Recreate {
+                let mut missing = false;
+                for r in 0..w.replicas.max(1) {
+                    match kept.get(&(w.app_id, cur, r)) {
+                        None => missing = true,
+                        // Docker's restart policy revives crashes; a container that is merely
+                        // exited (stopped by hand, or the engine restarted) is started again.
+                        Some(c)
+                            if matches!(
+                                c.state,
+                                ContainerState::Exited | ContainerState::Created
+                            ) =>
+                        {
+                            steps.push(Step::Start {
+                                app_id: w.app_id,
+                                container: c.id.clone(),
+                            })
+                        }
+                        Some(_) => {}
+                    }
+                }
+                // One run makes every missing copy.
+                if missing {
+                    steps.push(Step::Recreate {
                         app_id: w.app_id,
                         deployment_id: cur,
-                    }),
-                    // Docker's restart policy revives crashes; a container that is merely
-                    // exited (stopped by hand, or the engine restarted) is started again.
-                    Some(c)
-                        if matches!(c.state, ContainerState::Exited | ContainerState::Created) =>
-                    {
-                        steps.push(Step::Start {
-                            app_id: w.app_id,
-                            container: c.id.clone(),
-                        })
-                    }
-                    Some(_) => {}
+                    });
                 }
             }
-        } else if let Some(c) = w.current.and_then(|cur| kept.get(&(w.app_id, cur))) {
-            if c.running() || c.state == ContainerState::Restarting {
-                steps.push(Step::Stop {
-                    app_id: w.app_id,
-                    container: c.id.clone(),
-                });
+        } else if let Some(cur) = w.current {
+            for r in 0..w.replicas.max(1) {
+                if let Some(c) = kept.get(&(w.app_id, cur, r)) {
+                    if c.running() || c.state == ContainerState::Restarting {
+                        steps.push(Step::Stop {
+                            app_id: w.app_id,
+                            container: c.id.clone(),
+                        });
+                    }
+                }
             }
         }
     }
@@ -205,6 +227,8 @@ pub struct Served {
     pub app_id: i64,
     pub running: bool,
     pub current: Option<i64>,
+    /// How many copies the app runs (wanted): several are balanced with retries.
+    pub replicas: i64,
     pub hosts: Vec<String>,
 }
 
@@ -240,6 +264,9 @@ pub fn routes(apps: &[Served], containers: &[Container]) -> RouteTable {
             }
         }
         out.backends.insert(a.app_id, addrs);
+        if a.replicas > 1 {
+            out.spread.insert(a.app_id);
+        }
     }
     out
 }
@@ -363,9 +390,107 @@ mod tests {
             tenant: 1,
             running,
             current,
+            replicas: 1,
             target,
             held: false,
         }
+    }
+
+    fn replica(mut c: Container, r: i64) -> Container {
+        c.labels
+            .insert(pier_core::runtime::LABEL_REPLICA.into(), r.to_string());
+        c
+    }
+
+    #[test]
+    fn every_replica_runs_and_one_run_makes_the_missing_ones() {
+        let mut w = want(1, true, Some(10), None);
+        w.replicas = 3;
+        // Copy 0 runs (no label, as before replicas), copy 1 exited, copy 2 missing.
+        let actual = [
+            c("r0", 1, 10, "running", 1),
+            replica(c("r1", 1, 10, "exited", 1), 1),
+        ];
+        let steps = plan(std::slice::from_ref(&w), &actual, &[], &none());
+        assert_eq!(
+            steps,
+            vec![
+                Step::Start {
+                    app_id: 1,
+                    container: "r1".into()
+                },
+                Step::Recreate {
+                    app_id: 1,
+                    deployment_id: 10
+                }
+            ]
+        );
+        // All three: nothing to do. A fourth copy (from a larger count) goes.
+        let mut all = vec![
+            c("r0", 1, 10, "running", 1),
+            replica(c("r1", 1, 10, "running", 1), 1),
+            replica(c("r2", 1, 10, "running", 1), 2),
+        ];
+        assert!(plan(std::slice::from_ref(&w), &all, &[], &none()).is_empty());
+        all.push(replica(c("r3", 1, 10, "running", 1), 3));
+        assert_eq!(
+            plan(std::slice::from_ref(&w), &all, &[], &none()),
+            vec![Step::Remove {
+                container: "r3".into(),
+                why: "replica beyond the deployment's count"
+            }]
+        );
+        // Two containers of one copy: the running one stays.
+        let dup = [
+            c("r0", 1, 10, "running", 1),
+            c("r0b", 1, 10, "exited", 2),
+            replica(c("r1", 1, 10, "running", 1), 1),
+            replica(c("r2", 1, 10, "running", 1), 2),
+        ];
+        assert_eq!(
+            plan(std::slice::from_ref(&w), &dup, &[], &none()),
+            vec![Step::Remove {
+                container: "r0b".into(),
+                why: "duplicate"
+            }]
+        );
+        // Stopped: every running copy is stopped.
+        w.running = false;
+        let steps = plan(std::slice::from_ref(&w), &all[..3], &[], &none());
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| matches!(s, Step::Stop { .. }))
+                .count(),
+            3,
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn every_running_replica_is_routed() {
+        let mut a = c("a", 1, 10, "running", 1);
+        a.host_port = Some(40001);
+        let mut b = replica(c("b", 1, 10, "running", 1), 1);
+        b.host_port = Some(40002);
+        let mut down = replica(c("x", 1, 10, "exited", 1), 2);
+        down.host_port = Some(40003);
+        let served = Served {
+            app_id: 1,
+            running: true,
+            current: Some(10),
+            replicas: 3,
+            hosts: vec!["a.io".into()],
+        };
+        let r = routes(&[served], &[a, b, down]);
+        assert_eq!(r.spread, BTreeSet::from([1]));
+        assert_eq!(
+            r.backends[&1],
+            BTreeSet::from([
+                SocketAddr::from(([127, 0, 0, 1], 40001)),
+                SocketAddr::from(([127, 0, 0, 1], 40002))
+            ])
+        );
     }
 
     fn none() -> HashSet<i64> {
@@ -603,6 +728,7 @@ mod tests {
             app_id: app,
             running,
             current,
+            replicas: 1,
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
         };
         let mut old = c("old", 1, 10, "running", 1);

@@ -154,6 +154,7 @@ fn served(
                 app_id: a.id,
                 running: a.desired == Desired::Running,
                 current: a.current_deployment_id,
+                replicas: a.replicas,
                 hosts: h,
             }
         })
@@ -180,6 +181,7 @@ mod tests {
             env: Vec::new(),
             memory_mb: 64,
             cpus_milli: 100,
+            replicas: 1,
             health_path: None,
             read_only: false,
             kind: AppKind::Web,

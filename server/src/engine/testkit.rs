@@ -106,8 +106,13 @@ impl Panel {
 
     /// The engine's name of a deployment's container.
     pub async fn container(&self, name: &str, d: &Deployment) -> String {
+        self.replica(name, d, 0).await
+    }
+
+    /// The engine's name of one copy of a deployment.
+    pub async fn replica(&self, name: &str, d: &Deployment, replica: i64) -> String {
         let app = self.pier.own_app(&self.actor, name).await.unwrap();
         let instance = self.pier.instance_id().await.unwrap();
-        pier_core::apps::container_name(&instance, &app, d.id)
+        pier_core::apps::container_name(&instance, &app, d.id, replica)
     }
 }

@@ -112,9 +112,11 @@ impl Proxy {
         prepare_dir(&files, &cfg)?;
         let on_disk = std::fs::read_to_string(&files.cfg).unwrap_or_default();
         let map_text = std::fs::read_to_string(&cfg.hosts_map).unwrap_or_default();
+        let (backends, spread) = parse_backends(&on_disk);
         let table = RouteTable {
             hosts: parse_map(&map_text),
-            backends: parse_backends(&on_disk),
+            backends,
+            spread,
         }
         .routable();
         // Lines the table left out (an older format, a host without a backend) must not come
@@ -256,7 +258,7 @@ impl Proxy {
     /// The whole configuration: the settings' part and every app's backend.
     fn render(&self, table: &RouteTable) -> String {
         let mut text = render(&self.cfg);
-        render_backends(&mut text, &table.backends);
+        render_backends(&mut text, table);
         text
     }
 

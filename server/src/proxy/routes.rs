@@ -133,6 +133,11 @@ impl Proxy {
             }
         };
         let want = routes.table.clone();
+        // How a backend retries is not shown by the runtime API: as the files say it.
+        let have = RouteTable {
+            spread: want.spread.clone(),
+            ..have
+        };
         let applied = match steps(&have, &want) {
             Some(steps) => self.apply(&mut routes, &steps).await,
             None => false,
@@ -152,6 +157,7 @@ impl Proxy {
         Ok(RouteTable {
             hosts,
             backends: parse_running_backends(&backends, &servers),
+            spread: Default::default(),
         })
     }
 }
@@ -192,6 +198,7 @@ mod tests {
         let want = RouteTable {
             hosts: BTreeMap::from([("ok.example.com\nbackend x".to_string(), 1)]),
             backends: BTreeMap::from([(1, BTreeSet::new())]),
+            spread: Default::default(),
         };
         // Not started: the new backend's reload fails, but the map file was never written.
         assert!(proxy.set_routes(want).await.is_err());

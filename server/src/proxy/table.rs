@@ -20,6 +20,10 @@ pub struct RouteTable {
     /// Every routed app has a backend, even with no address for now (a stopped app, or one
     /// between containers): adding or removing a backend needs a reload, addresses do not.
     pub backends: BTreeMap<i64, BTreeSet<SocketAddr>>,
+    /// Apps that run as several copies: a refused connection is tried again at once on another
+    /// copy. (An app of one copy answers 503 at once instead: a retry would go to the same
+    /// address after a second.) It is a backend setting, so a change needs a reload.
+    pub spread: BTreeSet<i64>,
 }
 
 impl RouteTable {
@@ -27,6 +31,7 @@ impl RouteTable {
     /// must not stop every other route from changing) and hosts without a backend dropped.
     pub fn routable(mut self) -> RouteTable {
         let backends = &self.backends;
+        self.spread.retain(|app| backends.contains_key(app));
         self.hosts.retain(|h, app| {
             let ok = is_routable(h);
             if !ok {
@@ -111,23 +116,33 @@ pub fn parse_show_map(text: &str) -> BTreeMap<String, i64> {
 }
 
 /// The apps' backends, for the end of `haproxy.cfg`.
-pub fn render_backends(out: &mut String, backends: &BTreeMap<i64, BTreeSet<SocketAddr>>) {
-    for (id, addrs) in backends {
+pub fn render_backends(out: &mut String, table: &RouteTable) {
+    for (id, addrs) in &table.backends {
         let _ = writeln!(out);
         let _ = writeln!(out, "backend {}", backend_name(*id));
-        // A refused connection is not retried: a retry goes to the same address a second later,
-        // so while an app is between containers (a stop-first redeploy) every request waited
-        // 3 s for the same 503. It is answered at once instead.
-        let _ = writeln!(out, "    retries 0");
+        if table.spread.contains(id) {
+            // Several copies: a refused connection (a copy restarting or just gone) is tried
+            // again at once on another one; redispatching skips the one-second pause HAProxy
+            // takes before trying the same address again.
+            let _ = writeln!(out, "    retries 2");
+            let _ = writeln!(out, "    option redispatch 1");
+        } else {
+            // One copy: a refused connection is not retried, since a retry goes to the same
+            // address a second later, so while an app is between containers (a stop-first
+            // redeploy) every request waited 3 s for the same 503. It is answered at once.
+            let _ = writeln!(out, "    retries 0");
+        }
         for a in addrs {
             let _ = writeln!(out, "    server {} {a}", server_name(a));
         }
     }
 }
 
-/// The backends back from a configuration `render_backends` wrote (other lines are skipped).
-pub fn parse_backends(text: &str) -> BTreeMap<i64, BTreeSet<SocketAddr>> {
+/// The backends back from a configuration `render_backends` wrote (other lines are skipped),
+/// and which of them are spread over several copies.
+pub fn parse_backends(text: &str) -> (BTreeMap<i64, BTreeSet<SocketAddr>>, BTreeSet<i64>) {
     let mut out: BTreeMap<i64, BTreeSet<SocketAddr>> = BTreeMap::new();
+    let mut spread = BTreeSet::new();
     let mut current = None;
     for line in text.lines() {
         if let Some(name) = line.strip_prefix("backend ") {
@@ -142,6 +157,10 @@ pub fn parse_backends(text: &str) -> BTreeMap<i64, BTreeSet<SocketAddr>> {
             continue;
         }
         let Some(id) = current else { continue };
+        if line.trim() == "option redispatch 1" {
+            spread.insert(id);
+            continue;
+        }
         let mut words = line.split_whitespace();
         if words.next() != Some("server") {
             continue;
@@ -155,7 +174,7 @@ pub fn parse_backends(text: &str) -> BTreeMap<i64, BTreeSet<SocketAddr>> {
             }
         }
     }
-    out
+    (out, spread)
 }
 
 /// The running HAProxy's backends and servers, from `show backend` (names, one per line) and
@@ -205,7 +224,7 @@ pub enum Step {
 /// without the addresses it had: new addresses first, then the hosts, then the old addresses.
 /// None when the backends themselves differ (a reload is needed).
 pub fn steps(have: &RouteTable, want: &RouteTable) -> Option<Vec<Step>> {
-    if !have.backends.keys().eq(want.backends.keys()) {
+    if !have.backends.keys().eq(want.backends.keys()) || have.spread != want.spread {
         return None;
     }
     let mut out = Vec::new();
@@ -245,6 +264,7 @@ mod tests {
                 .iter()
                 .map(|(id, addrs)| (*id, addrs.iter().map(|a| addr(a)).collect()))
                 .collect(),
+            spread: BTreeSet::new(),
         }
     }
 
@@ -286,11 +306,23 @@ mod tests {
         let mut cfg = String::from(
             "global\n    maxconn 10\n\nbackend panel\n    server panel 127.0.0.1:3000\n",
         );
-        render_backends(&mut cfg, &t.backends);
-        assert_eq!(parse_backends(&cfg), t.backends);
+        render_backends(&mut cfg, &t);
+        assert_eq!(parse_backends(&cfg), (t.backends.clone(), BTreeSet::new()));
         assert!(cfg.contains(
             "backend app2\n    retries 0\n    server e10-213-0-11-30001 10.213.0.11:30001\n"
         ));
+        // Spread over copies: retried at once on another one; read back as such.
+        let mut spread = t.clone();
+        spread.spread.insert(2);
+        let mut cfg = String::new();
+        render_backends(&mut cfg, &spread);
+        assert!(cfg.contains("backend app2\n    retries 2\n    option redispatch 1\n    server "));
+        assert_eq!(
+            parse_backends(&cfg),
+            (spread.backends.clone(), spread.spread.clone())
+        );
+        // Changing it is a backend setting: a reload.
+        assert_eq!(steps(&t, &spread), None);
         let shown = "0x5581 a.io app1\n0x5582 *.b.io app2\n";
         assert_eq!(parse_show_map(shown), t.hosts);
         // An older map (`host 127.0.0.1:port`) and junk read as nothing.

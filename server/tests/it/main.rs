@@ -23,6 +23,7 @@ mod notify;
 mod pages;
 mod proxy;
 mod real_apps;
+mod replicas;
 mod routing;
 mod swarm_services;
 mod tags;

@@ -16,6 +16,7 @@ use axum::{routing::get, Router};
 use pier::proxy::{
     config::{render, ProxyConfig},
     table::{render_backends, render_map},
+    RouteTable,
 };
 
 fn free_addr() -> SocketAddr {
@@ -153,11 +154,14 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
     let mut text = render(&cfg);
     render_backends(
         &mut text,
-        &BTreeMap::from([
-            (1, BTreeSet::from([at(app_port)])),
-            (2, BTreeSet::from([at(panel_port)])),
-            (3, BTreeSet::new()),
-        ]),
+        &RouteTable {
+            backends: BTreeMap::from([
+                (1, BTreeSet::from([at(app_port)])),
+                (2, BTreeSet::from([at(panel_port)])),
+                (3, BTreeSet::new()),
+            ]),
+            ..Default::default()
+        },
     );
     let file = dir.join("haproxy.cfg");
     std::fs::write(&file, text).unwrap();
@@ -444,6 +448,7 @@ async fn a_haproxy_from_before_app_backends_keeps_serving_until_the_first_sync()
         .set_routes(RouteTable {
             hosts: BTreeMap::from([("a.example.com".to_string(), 7)]),
             backends: BTreeMap::from([(7, BTreeSet::from([at]))]),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -5,10 +5,7 @@
 use crate::common;
 
 use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -296,58 +293,14 @@ async fn twenty_redeploys_under_load_fail_no_request(db: SqlitePool) {
     until_serves(&app, "load.pier.test", (200, "v0"), 10).await;
     let workers = app.proxy().workers().await.unwrap();
 
-    // A bounded load: curl batches of 40 requests, 4 at a time, until told to stop (and at
-    // most 3 minutes).
-    let port = app.proxy().config().https_addr.port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let url = format!("https://load.pier.test:{port}/");
-            let config: String = (0..40)
-                .map(|_| format!("url = \"{url}\"\noutput = \"/dev/null\"\n"))
-                .collect();
-            let file = std::env::temp_dir().join(format!("pier-load-{}.cfg", std::process::id()));
-            std::fs::write(&file, config).unwrap();
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            let t0 = Instant::now();
-            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(180) {
-                let out = std::process::Command::new("curl")
-                    .args([
-                        "-sk",
-                        "--parallel",
-                        "--parallel-max",
-                        "4",
-                        "--max-time",
-                        "10",
-                    ])
-                    .arg("--resolve")
-                    .arg(format!("load.pier.test:{port}:127.0.0.1"))
-                    .args(["-w", "%{http_code}\n", "-K"])
-                    .arg(&file)
-                    .output()
-                    .unwrap();
-                for code in String::from_utf8_lossy(&out.stdout).lines() {
-                    if code == "200" {
-                        ok += 1;
-                    } else {
-                        failed.push(code.to_owned());
-                    }
-                }
-            }
-            let _ = std::fs::remove_file(&file);
-            (ok, failed)
-        })
-    };
-
+    let load = Load::start(&app, "load.pier.test", "/");
     for n in 1..=20 {
         let greeting = format!("v{n}");
         set_greeting(&mut ann, "site", &greeting).await;
         until_running(&mut ann, "site", n + 1).await;
         until_serves(&app, "load.pier.test", (200, &greeting), 10).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = load.join().unwrap();
+    let (ok, failed) = load.stop();
     println!(
         "20 redeploys under load: {ok} requests answered 200, {} failed",
         failed.len()

@@ -15,8 +15,8 @@ use pier_core::{
     notify::Event,
     now, repo,
     runtime::{
-        volume_name, Container, ContainerSpec, RuntimeError, VolumeSpec, LABEL_APP,
-        LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_TENANT,
+        volume_name, Container, ContainerSpec, ContainerState, RuntimeError, VolumeSpec, LABEL_APP,
+        LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REPLICA, LABEL_TENANT,
     },
     tags::TAG_CAUSE,
     validate, Pier,
@@ -46,8 +46,9 @@ pub async fn rollout(pier: &Pier, routing: &Routing, id: i64) -> anyhow::Result<
     drive(pier, routing, id, true).await
 }
 
-/// Recreates the container of the serving deployment `id` (it was removed, or its settings
-/// need a new container); a failure is shown on the app, the deployment keeps its state.
+/// Recreates the containers the serving deployment `id` lacks (removed, or its settings need a
+/// new one; with replicas, the missing copies); a failure is shown on the app, the deployment
+/// keeps its state.
 pub async fn recreate(pier: &Pier, routing: &Routing, id: i64) -> anyhow::Result<Outcome> {
     drive(pier, routing, id, false).await
 }
@@ -100,8 +101,10 @@ struct Run<'a> {
     /// A rollout (promotes) rather than a recreate.
     promote: bool,
     started: Instant,
-    /// The container this run created or adopted.
-    container: Option<String>,
+    /// The copies this run makes: all of them for a rollout, the missing ones for a recreate.
+    replicas: Vec<i64>,
+    /// The containers this run created or adopted, as (replica, id).
+    containers: Vec<(i64, String)>,
     /// The serving container stopped for a stop-first replacement, and when.
     stopped: Option<(Container, Instant)>,
     /// Keeps the serving deployment's container from the planner while it is stopped.
@@ -120,15 +123,34 @@ async fn drive(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyhow
     if promote && !dep.status.in_progress() {
         return Ok(Outcome::Cancelled);
     }
+    let instance = pier.instance_id().await?;
+    let all: Vec<i64> = (0..dep.replicas.max(1)).collect();
+    let replicas = if promote {
+        all
+    } else {
+        // Only the copies that have no container left (a dead one is removed by the planner).
+        let listed = pier.runtime().containers(&instance).await?;
+        let present: std::collections::HashSet<i64> = listed
+            .iter()
+            .filter(|c| c.deployment_id() == Some(dep.id) && c.state != ContainerState::Dead)
+            .map(Container::replica)
+            .collect();
+        let missing: Vec<i64> = all.into_iter().filter(|r| !present.contains(r)).collect();
+        if missing.is_empty() {
+            return Ok(Outcome::Live);
+        }
+        missing
+    };
     let mut run = Run {
-        instance: pier.instance_id().await?,
+        instance,
         pier,
         routing,
         dep,
         app,
         promote,
         started: Instant::now(),
-        container: None,
+        replicas,
+        containers: Vec::new(),
         stopped: None,
         _stop_first: None,
         marks: [0; 3],
@@ -284,7 +306,8 @@ impl Run<'_> {
         })?;
         Ok(ContainerSpec {
             writable_layer_mb,
-            name: container_name(&self.instance, app, dep.id),
+            // Each copy's own name and label are set when it is made (`start`).
+            name: container_name(&self.instance, app, dep.id, 0),
             image,
             env,
             port: dep.port,
@@ -339,10 +362,24 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Step 2c: creates the container (adopts it when an earlier attempt made it) and starts it.
+    /// Step 2c: creates the containers, one per copy (adopting those an earlier attempt made),
+    /// and starts them.
     async fn start(&mut self, spec: &ContainerSpec) -> Result<(), Halt> {
-        let rt = self.pier.runtime();
         self.marks[1] = self.started.elapsed().as_millis();
+        for r in self.replicas.clone() {
+            let mut one = spec.clone();
+            one.name = container_name(&self.instance, &self.app, self.dep.id, r);
+            if r > 0 {
+                one.labels.insert(LABEL_REPLICA.into(), r.to_string());
+            }
+            self.start_one(r, &one).await?;
+        }
+        self.marks[2] = self.started.elapsed().as_millis();
+        Ok(())
+    }
+
+    async fn start_one(&mut self, replica: i64, spec: &ContainerSpec) -> Result<(), Halt> {
+        let rt = self.pier.runtime();
         let id = match rt.create(spec).await {
             Ok(id) => id,
             Err(RuntimeError::Conflict(_)) => {
@@ -363,32 +400,54 @@ impl Run<'_> {
             }
             Err(e) => return Err(Halt::engine(e, "Docker refused to create the container")),
         };
-        self.container = Some(id.clone());
+        self.containers.push((replica, id.clone()));
         rt.start(&id)
             .await
             .map_err(|e| Halt::engine(e, "The container did not start"))?;
-        self.marks[2] = self.started.elapsed().as_millis();
         Ok(())
     }
 
-    /// Step 3: waits until the new container answers; a failure carries its last log lines.
+    /// Step 3: waits until every new container answers (side by side); a failure carries the
+    /// failing copy's last log lines.
     async fn await_healthy(&mut self) -> Result<(), Halt> {
-        let container = self.container.clone().unwrap_or_default();
         let serving = self.serving().is_some();
-        match health::wait(self.pier, &self.instance, &container, &self.dep, serving).await? {
-            Health::Healthy => Ok(()),
-            Health::Cancelled => Err(Halt::Cancelled),
-            Health::Failed(mut reason) => {
-                let tail = last_lines(self.pier, &container).await;
-                if let Some(hint) = capability_hint(self.dep.capabilities, &tail) {
-                    reason = format!("{reason} {hint}");
+        let (pier, instance, dep) = (self.pier, &self.instance, &self.dep);
+        let waits = self.containers.iter().map(|(r, id)| async move {
+            let h = health::wait(pier, instance, id, dep, serving).await;
+            (*r, id.clone(), h)
+        });
+        let results = futures_util::future::join_all(waits).await;
+        let several = self.containers.len() > 1;
+        let mut cancelled = false;
+        for (replica, container, health) in results {
+            match health? {
+                Health::Healthy => {}
+                Health::Cancelled => cancelled = true,
+                Health::Failed(mut reason) => {
+                    if several {
+                        reason = format!("Replica {}: {reason}", replica + 1);
+                    }
+                    return Err(self.failed_with_log(reason, &container).await);
                 }
-                if !tail.is_empty() {
-                    reason = format!("{reason}\nLast log lines:\n{tail}");
-                }
-                Err(Halt::Failed(reason))
             }
         }
+        if cancelled {
+            return Err(Halt::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// A failure of `container`, with its last log lines and a hint when they show a missing
+    /// capability.
+    async fn failed_with_log(&self, mut reason: String, container: &str) -> Halt {
+        let tail = last_lines(self.pier, container).await;
+        if let Some(hint) = capability_hint(self.dep.capabilities, &tail) {
+            reason = format!("{reason} {hint}");
+        }
+        if !tail.is_empty() {
+            reason = format!("{reason}\nLast log lines:\n{tail}");
+        }
+        Halt::Failed(reason)
     }
 
     /// Step 4: makes the deployment the one that serves and moves the routes to it. The deployment
@@ -453,7 +512,7 @@ impl Run<'_> {
 
     /// Removes what the run made and puts back what it stopped.
     async fn undo(&mut self) {
-        if let Some(id) = self.container.take() {
+        for (_, id) in std::mem::take(&mut self.containers) {
             if let Err(e) = self.pier.runtime().remove(&id).await {
                 tracing::warn!(container = %id, error = %e, "removing the new container failed; the planner retries");
             }

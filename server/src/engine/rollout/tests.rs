@@ -46,6 +46,77 @@ async fn a_healthy_deployment_serves_and_supersedes_the_one_before() {
 }
 
 #[tokio::test]
+async fn every_replica_answers_before_a_deployment_serves() {
+    let p = panel(1).await;
+    let mut three = input("web", "web:1");
+    three.1.replicas = Some(3);
+    let first = p.create(three).await;
+    assert_eq!(first.replicas, 3);
+    assert_eq!(p.rollout(&first).await, Outcome::Live);
+    let mut names = Vec::new();
+    for r in 0..3 {
+        let c = p.replica("web", &first, r).await;
+        assert_eq!(p.engine.state_of(&c), Some(ContainerState::Running), "{c}");
+        names.push(c);
+    }
+    assert!(
+        names[1].ends_with(&format!("-d{}-r1", first.id)),
+        "{names:?}"
+    );
+
+    // The next deployment's third copy never answers: the deployment fails as a whole, its
+    // copies go, and the three of the first one go on serving.
+    let second = p.update(input("web", "web:2")).await;
+    assert_eq!(second.replicas, 3, "kept from the app");
+    p.engine.behave(
+        &format!("-d{}-r2", second.id),
+        Behaviour::Silent,
+        &["stuck on copy three"],
+    );
+    let why = failed(p.rollout(&second).await);
+    assert!(
+        why.starts_with("Replica 3: The new container never became healthy"),
+        "{why}"
+    );
+    assert!(
+        why.ends_with("Last log lines:\nstuck on copy three"),
+        "{why}"
+    );
+    for r in 0..3 {
+        let c = p.replica("web", &second, r).await;
+        assert_eq!(p.engine.state_of(&c), None, "{c} is gone");
+    }
+    assert_eq!(p.serving("web").await, Some(first.id));
+    for c in &names {
+        assert_eq!(p.engine.state_of(c), Some(ContainerState::Running), "{c}");
+    }
+
+    // A copy removed by hand: a recreate makes that one only.
+    let gone = p
+        .engine
+        .containers(&p.pier.instance_id().await.unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == names[1])
+        .unwrap();
+    p.engine.remove(&gone.id).await.unwrap();
+    let before = p.engine.history().0.len();
+    assert_eq!(
+        recreate(&p.pier, &p.routing, first.id).await.unwrap(),
+        Outcome::Live
+    );
+    let created = p.engine.history().0;
+    assert_eq!(&created[before..], std::slice::from_ref(&names[1]));
+    // Nothing missing: nothing made.
+    assert_eq!(
+        recreate(&p.pier, &p.routing, first.id).await.unwrap(),
+        Outcome::Live
+    );
+    assert_eq!(p.engine.history().0.len(), before + 1);
+}
+
+#[tokio::test]
 async fn a_container_that_never_answers_fails_and_is_removed() {
     let p = panel(1).await;
     p.engine

@@ -2,7 +2,13 @@
 //! its loopback ports (curl with `--resolve`), and tenants with apps and domains.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -105,21 +111,111 @@ pub async fn set_greeting(b: &mut Browser, name: &str, greeting: &str) {
 
 /// Creates or updates (`endpoint`) an app running the hello image with `GREETING`.
 async fn save_hello(b: &mut Browser, endpoint: &str, app: (&str, &str), greeting: &str) {
+    save_hello_with(b, endpoint, app, greeting, &[]).await;
+}
+
+/// Creates an app running the hello image as `replicas` copies.
+pub async fn create_replicas(b: &mut Browser, name: &str, greeting: &str, replicas: &str) {
+    save_hello_with(
+        b,
+        "create_app",
+        ("name", name),
+        greeting,
+        &[("replicas", replicas)],
+    )
+    .await;
+}
+
+/// Sets the replicas of an app running the hello image (a new deployment).
+pub async fn set_replicas(b: &mut Browser, name: &str, greeting: &str, replicas: &str) {
+    save_hello_with(
+        b,
+        "update_app",
+        ("app", name),
+        greeting,
+        &[("replicas", replicas)],
+    )
+    .await;
+}
+
+async fn save_hello_with(
+    b: &mut Browser,
+    endpoint: &str,
+    app: (&str, &str),
+    greeting: &str,
+    extra: &[(&str, &str)],
+) {
     let image = format!("{}/pier-test/hello:1", registry().0);
-    let r = b
-        .call(
-            endpoint,
-            &[
-                app,
-                ("image", &image),
-                ("port", "8080"),
-                ("env[0][name]", "GREETING"),
-                ("env[0][value]", greeting),
-                ("health_path", "/healthz"),
-            ],
-        )
-        .await;
+    let mut fields = vec![
+        app,
+        ("image", image.as_str()),
+        ("port", "8080"),
+        ("env[0][name]", "GREETING"),
+        ("env[0][value]", greeting),
+        ("health_path", "/healthz"),
+    ];
+    fields.extend_from_slice(extra);
+    let r = b.call(endpoint, &fields).await;
     assert_eq!(r.status, StatusCode::OK, "{endpoint}: {}", r.body);
+}
+
+/// A bounded load on `path` of `host` through HAProxy's HTTPS port: curl batches of 40
+/// requests, 4 at a time, until stopped (and for at most 3 minutes).
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u32, Vec<String>)>,
+}
+
+impl Load {
+    pub fn start(app: &TestApp, host: &str, path: &str) -> Load {
+        let port = app.proxy().config().https_addr.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, host, path) = (stop.clone(), host.to_owned(), path.to_owned());
+        let thread = std::thread::spawn(move || {
+            let url = format!("https://{host}:{port}{path}");
+            let config: String = (0..40)
+                .map(|_| format!("url = \"{url}\"\noutput = \"/dev/null\"\n"))
+                .collect();
+            let file =
+                std::env::temp_dir().join(format!("pier-load-{}-{host}.cfg", std::process::id()));
+            std::fs::write(&file, config).unwrap();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let t0 = Instant::now();
+            while !flag.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(180) {
+                let out = std::process::Command::new("curl")
+                    .args([
+                        "-sk",
+                        "--parallel",
+                        "--parallel-max",
+                        "4",
+                        "--max-time",
+                        "10",
+                    ])
+                    .arg("--resolve")
+                    .arg(format!("{host}:{port}:127.0.0.1"))
+                    .args(["-w", "%{http_code}\n", "-K"])
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                for code in String::from_utf8_lossy(&out.stdout).lines() {
+                    if code == "200" {
+                        ok += 1;
+                    } else {
+                        failed.push(code.to_owned());
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(&file);
+            (ok, failed)
+        });
+        Load { stop, thread }
+    }
+
+    /// Stops the load: (requests answered 200, the codes of the others).
+    pub fn stop(self) -> (u32, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 pub async fn domain(b: &mut Browser, f: &str, domain: &str, app: &str) {
