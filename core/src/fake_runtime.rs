@@ -182,6 +182,7 @@ impl FakeRuntime {
                 labels,
                 state,
                 host_port: None,
+                host: None,
                 ip: None,
                 created: n as i64,
             },

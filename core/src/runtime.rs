@@ -75,7 +75,13 @@ pub struct Pulled {
 #[derive(Clone)]
 pub struct ContainerSpec {
     pub name: String,
+    /// The local image (its id, as pulled here).
     pub image: String,
+    /// The image as another machine pulls it: the reference, pinned to the digest pulled here
+    /// when there is one (a Swarm's nodes run exactly what this machine checked).
+    pub reference: String,
+    /// The registry login other machines pull `reference` with.
+    pub registry_auth: Option<RegistryAuth>,
     pub env: Vec<(String, String)>,
     pub port: u16,
     pub memory_bytes: i64,
@@ -165,8 +171,11 @@ pub struct Container {
     pub name: String,
     pub labels: HashMap<String, String>,
     pub state: ContainerState,
-    /// The loopback port Docker chose for the app's port.
+    /// The port Docker chose for the app's port, published on `host`.
     pub host_port: Option<u16>,
+    /// The machine the port is published on; None: this machine's loopback (a container of
+    /// this engine). A Swarm task runs on a node and answers at that node's address.
+    pub host: Option<std::net::IpAddr>,
     /// Its address on its network (how Pier reaches an internal app to check its health).
     pub ip: Option<std::net::IpAddr>,
     pub created: i64,
@@ -185,6 +194,14 @@ impl Container {
     pub fn deployment_id(&self) -> Option<i64> {
         self.label_id(LABEL_DEPLOYMENT)
     }
+    /// Where it answers HTTP from the outside: HAProxy's server and the health check's address.
+    pub fn endpoint(&self) -> Option<std::net::SocketAddr> {
+        let ip = self
+            .host
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        self.host_port.map(|p| std::net::SocketAddr::new(ip, p))
+    }
+
     /// Which copy of its deployment it is.
     pub fn replica(&self) -> i64 {
         self.label_id(LABEL_REPLICA).unwrap_or(0)

@@ -38,6 +38,48 @@ pub async fn open_parts(
     Ok((db, key, std::sync::Arc::new(runtime)))
 }
 
+/// The engine `pier serve` runs apps on: this machine's containers, or Swarm services when
+/// asked (or, with `auto`, when the engine manages a Swarm at start).
+async fn engine_for(
+    data_dir: &Path,
+    mode: crate::config::EngineMode,
+    encrypt: bool,
+) -> anyhow::Result<std::sync::Arc<dyn pier_core::runtime::Runtime>> {
+    use crate::{config::EngineMode, engine::docker::DockerRuntime};
+    use pier_core::runtime::Runtime;
+    let local = DockerRuntime::new(data_dir.join("volumes"));
+    let swarm = match mode {
+        EngineMode::Docker => false,
+        EngineMode::Swarm => true,
+        EngineMode::Auto => {
+            let probe = tokio::time::timeout(std::time::Duration::from_secs(10), local.cluster());
+            match probe.await {
+                Ok(Ok(cluster)) => cluster.is_some(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the container engine did not answer at start; running apps as containers (PIER_ENGINE=swarm forces Swarm services)");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!("the container engine did not answer within 10 s at start; running apps as containers (PIER_ENGINE=swarm forces Swarm services)");
+                    false
+                }
+            }
+        }
+    };
+    if swarm {
+        tracing::info!(
+            encrypted_networks = encrypt,
+            "running apps as Swarm services"
+        );
+        Ok(std::sync::Arc::new(
+            crate::engine::swarm::runtime::SwarmRuntime::new(local, encrypt),
+        ))
+    } else {
+        tracing::info!("running apps as containers on this machine");
+        Ok(std::sync::Arc::new(local))
+    }
+}
+
 /// The service alone, for the command line's tasks.
 pub async fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<Pier> {
     let (db, key, runtime) = open_parts(data_dir).await?;
@@ -225,7 +267,8 @@ async fn serve(settings: Settings, args: ServeArgs, data_dir: &Path) -> anyhow::
             );
         }
     }
-    let (db, key, runtime) = open_parts(data_dir).await?;
+    let (db, key, _) = open_parts(data_dir).await?;
+    let runtime = engine_for(data_dir, args.engine, args.swarm_encrypt).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -104,6 +104,14 @@ pub enum AdminCommand {
     },
 }
 
+/// Which engine runs the apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineMode {
+    Auto,
+    Docker,
+    Swarm,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// The panel's own HTTP address.
@@ -187,6 +195,16 @@ pub struct ServeArgs {
     /// The built site (wasm, JS, CSS) from `cargo leptos build`.
     #[arg(long, env = "PIER_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+
+    /// Which engine runs the apps: `docker` (containers on this machine), `swarm` (Swarm
+    /// services over every machine of the Swarm this engine manages) or `auto` (swarm when the
+    /// engine is a Swarm manager at start, else docker).
+    #[arg(long, env = "PIER_ENGINE", value_enum, default_value = "auto")]
+    pub engine: EngineMode,
+
+    /// On a Swarm: encrypt tenants' overlay networks between machines (IPsec; costs CPU).
+    #[arg(long, env = "PIER_SWARM_ENCRYPT", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub swarm_encrypt: bool,
 
     /// Tenants' containers may not reach private address ranges either (only their own
     /// network, and the internet).

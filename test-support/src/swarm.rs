@@ -69,3 +69,28 @@ impl Swarm {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
+
+/// `scripts/swarm.sh cut N` (node N's link down: it is lost to the others) on creation,
+/// `heal N` when dropped, whatever the test did. Runs from the `server` package's directory.
+pub struct Cut(usize);
+
+impl Cut {
+    pub fn new(node: usize) -> Cut {
+        swarm_sh("cut", node);
+        Cut(node)
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        swarm_sh("heal", self.0);
+    }
+}
+
+fn swarm_sh(what: &str, node: usize) {
+    let out = Command::new("../scripts/swarm.sh")
+        .args([what, &node.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "swarm.sh {what} {node}: {out:?}");
+}

@@ -245,11 +245,8 @@ pub fn routes(apps: &[Served], containers: &[Container]) -> RouteTable {
         // for it instead of failing.
         .filter(|c| c.running() || c.state == ContainerState::Paused)
     {
-        if let (Some(app), Some(d), Some(port)) = (c.app_id(), c.deployment_id(), c.host_port) {
-            ports
-                .entry((app, d))
-                .or_default()
-                .insert(SocketAddr::from(([127, 0, 0, 1], port)));
+        if let (Some(app), Some(d), Some(addr)) = (c.app_id(), c.deployment_id(), c.endpoint()) {
+            ports.entry((app, d)).or_default().insert(addr);
         }
     }
     let mut out = RouteTable::default();
@@ -379,6 +376,7 @@ mod tests {
             ]),
             state: ContainerState::from_docker(state),
             host_port: Some(40000),
+            host: None,
             ip: None,
             created,
         }

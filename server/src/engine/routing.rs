@@ -205,6 +205,7 @@ mod tests {
             ]),
             state: pier_core::runtime::ContainerState::Running,
             host_port: Some(port),
+            host: None,
             ip: None,
             created: 0,
         }

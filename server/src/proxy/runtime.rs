@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::Path};
 
-use super::table::{backend_name, server_name};
+use super::table::{backend_name, server_name, server_options};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -140,10 +140,17 @@ pub async fn set_route(
 /// holds in maintenance, removed earlier while it had requests, is taken back).
 pub async fn add_server(socket: &Path, app: i64, addr: SocketAddr) -> Result<(), RuntimeApiError> {
     let server = server_path(app, &addr);
-    let add = format!("add server {server} {addr}");
+    let options = server_options(&addr);
+    let add = format!("add server {server} {addr}{options}");
     let answer = command(socket, &add).await?;
     let added = answer.contains("New server registered") || answer.contains("Already exists");
     accepted(added, add, answer)?;
+    if !options.is_empty() {
+        // Checks of a server added at runtime are off until enabled.
+        let health = format!("enable health {server}");
+        let answer = command(socket, &health).await?;
+        accepted(answer.is_empty(), health, answer)?;
+    }
     // A server added at runtime starts in maintenance.
     let ready = format!("set server {server} state ready");
     let answer = command(socket, &ready).await?;

@@ -70,6 +70,18 @@ pub fn backend_id(name: &str) -> Option<i64> {
 /// The server name of an address: `e` and its characters, with everything but digits and
 /// letters as `-` (`127.0.0.1:32768` → `e127-0-0-1-32768`). The same address always gets the
 /// same name, so a table's difference is a difference of names.
+/// How a server is watched: an address on another machine (a Swarm task) is health-checked
+/// every second and out of the rotation after two failed checks, so a lost machine stops
+/// getting requests within seconds; a container on this machine's loopback is not (its engine
+/// knows first, and the planner takes it out).
+pub fn server_options(addr: &SocketAddr) -> &'static str {
+    if addr.ip().is_loopback() {
+        ""
+    } else {
+        " check inter 1s fall 2 rise 1"
+    }
+}
+
 pub fn server_name(addr: &SocketAddr) -> String {
     let text = match addr {
         SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
@@ -126,6 +138,9 @@ pub fn render_backends(out: &mut String, table: &RouteTable) {
             // takes before trying the same address again.
             let _ = writeln!(out, "    retries 2");
             let _ = writeln!(out, "    option redispatch 1");
+            // A copy on a machine that stopped answering: another one after a second, not
+            // five (its health check takes it out of the rotation soon after).
+            let _ = writeln!(out, "    timeout connect 1s");
         } else {
             // One copy: a refused connection is not retried, since a retry goes to the same
             // address a second later, so while an app is between containers (a stop-first
@@ -133,7 +148,12 @@ pub fn render_backends(out: &mut String, table: &RouteTable) {
             let _ = writeln!(out, "    retries 0");
         }
         for a in addrs {
-            let _ = writeln!(out, "    server {} {a}", server_name(a));
+            let _ = writeln!(
+                out,
+                "    server {} {a}{}",
+                server_name(a),
+                server_options(a)
+            );
         }
     }
 }
@@ -309,14 +329,23 @@ mod tests {
         render_backends(&mut cfg, &t);
         assert_eq!(parse_backends(&cfg), (t.backends.clone(), BTreeSet::new()));
         assert!(cfg.contains(
-            "backend app2\n    retries 0\n    server e10-213-0-11-30001 10.213.0.11:30001\n"
+            "backend app1\n    retries 0\n    server e127-0-0-1-40001 127.0.0.1:40001\n"
+        ));
+        assert!(cfg.contains(
+            "backend app2\n    retries 0\n    server e10-213-0-11-30001 10.213.0.11:30001 check"
         ));
         // Spread over copies: retried at once on another one; read back as such.
         let mut spread = t.clone();
         spread.spread.insert(2);
         let mut cfg = String::new();
         render_backends(&mut cfg, &spread);
-        assert!(cfg.contains("backend app2\n    retries 2\n    option redispatch 1\n    server "));
+        assert!(cfg.contains(
+            "backend app2\n    retries 2\n    option redispatch 1\n    timeout connect 1s\n    server "
+        ));
+        // Addresses on other machines are health-checked; loopback ones are not.
+        assert!(cfg.contains(
+            "    server e10-213-0-11-30001 10.213.0.11:30001 check inter 1s fall 2 rise 1\n"
+        ));
         assert_eq!(
             parse_backends(&cfg),
             (spread.backends.clone(), spread.spread.clone())

@@ -25,6 +25,7 @@ mod proxy;
 mod real_apps;
 mod replicas;
 mod routing;
+mod swarm_apps;
 mod swarm_services;
 mod tags;
 mod two_factor;

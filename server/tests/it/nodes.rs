@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
 
-use test_support::swarm::Swarm;
+use test_support::swarm::{Cut, Swarm};
 
 use crate::common::{TestApp, SWARM};
 
@@ -342,30 +342,6 @@ async fn a_single_engine_has_no_machines_to_steer(db: SqlitePool) {
     let mut browser = app.admin().await;
     let page = browser.get("/admin/users").await;
     assert!(!page.body.contains("data-testid=\"machines\""));
-}
-
-/// `scripts/swarm.sh cut N` on creation, `heal N` when dropped (whatever the test did).
-struct Cut(usize);
-
-impl Cut {
-    fn new(node: usize) -> Cut {
-        swarm_sh("cut", node);
-        Cut(node)
-    }
-}
-
-impl Drop for Cut {
-    fn drop(&mut self) {
-        swarm_sh("heal", self.0);
-    }
-}
-
-fn swarm_sh(what: &str, node: usize) {
-    let out = Command::new("../scripts/swarm.sh")
-        .args([what, &node.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "swarm.sh {what} {node}: {out:?}");
 }
 
 async fn told(app: &TestApp, kind: &str) -> Vec<String> {

@@ -129,8 +129,10 @@ async fn replicas_spread_roll_forward_and_roll_back() {
         read_only: false,
         cap_add: Vec::new(),
         network: made.network.clone(),
+        alias: None,
         order: Order::StartFirst,
         node: None,
+        mounts: Vec::new(),
     };
 
     // Three replicas, one on each machine, each answering on its machine's address.

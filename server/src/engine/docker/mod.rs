@@ -80,6 +80,11 @@ impl DockerRuntime {
         }
     }
 
+    /// The engine's client (the Swarm runtime drives the same engine).
+    pub(crate) fn client(&self) -> Result<Docker, RuntimeError> {
+        self.docker()
+    }
+
     fn docker(&self) -> Result<Docker, RuntimeError> {
         let mut c = self.client.lock().expect("docker client lock");
         if let Some(d) = c.as_ref() {
@@ -111,7 +116,33 @@ pub(super) fn map_err(e: DockerError) -> RuntimeError {
     }
 }
 
-fn label_filter(instance: &str) -> HashMap<String, Vec<String>> {
+/// The engine's log output as lines (a chunk may hold several).
+pub(crate) fn log_lines(
+    out: impl futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send + 'static,
+) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+    out.map_err(map_err)
+        .map_ok(|out| {
+            let stream = match out {
+                LogOutput::StdErr { .. } => "stderr",
+                _ => "stdout",
+            };
+            let text = String::from_utf8_lossy(out.as_ref());
+            let lines: Vec<Result<LogLine, RuntimeError>> = text
+                .split_terminator('\n')
+                .map(|l| {
+                    Ok(LogLine {
+                        stream: stream.into(),
+                        text: l.trim_end_matches('\r').to_owned(),
+                    })
+                })
+                .collect();
+            futures_util::stream::iter(lines)
+        })
+        .try_flatten()
+        .boxed()
+}
+
+pub(crate) fn label_filter(instance: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([(
         "label".to_string(),
         vec![format!("{LABEL_INSTANCE}={instance}")],
@@ -158,6 +189,7 @@ impl Runtime for DockerRuntime {
                         &c.state.map(|s| s.to_string()).unwrap_or_default(),
                     ),
                     host_port,
+                    host: None,
                     ip,
                     created: c.created.unwrap_or_default(),
                 }
@@ -322,28 +354,7 @@ impl Runtime for DockerRuntime {
             Ok(d) => d,
             Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
         };
-        docker
-            .logs(id, Some(opts))
-            .map_err(map_err)
-            .map_ok(|out| {
-                let stream = match out {
-                    LogOutput::StdErr { .. } => "stderr",
-                    _ => "stdout",
-                };
-                let text = String::from_utf8_lossy(out.as_ref());
-                let lines: Vec<Result<LogLine, RuntimeError>> = text
-                    .split_terminator('\n')
-                    .map(|l| {
-                        Ok(LogLine {
-                            stream: stream.into(),
-                            text: l.trim_end_matches('\r').to_owned(),
-                        })
-                    })
-                    .collect();
-                futures_util::stream::iter(lines)
-            })
-            .try_flatten()
-            .boxed()
+        log_lines(docker.logs(id, Some(opts)))
     }
 
     async fn usage(&self, id: &str) -> Result<Usage, RuntimeError> {

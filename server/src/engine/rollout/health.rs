@@ -78,14 +78,17 @@ pub(super) async fn wait(
         }
         if c.running() {
             let answer = match dep.kind {
-                AppKind::Web => match c.host_port {
-                    Some(port) => Some(probe(port, dep.health_path.as_deref()).await),
+                AppKind::Web => match c.endpoint() {
+                    Some(addr) => Some(probe(addr, dep.health_path.as_deref()).await),
                     None => None,
                 },
                 // From the host, on the tenant's network: the port takes a connection.
-                AppKind::Internal => match c.ip {
-                    Some(ip) => Some(probe_tcp(ip, dep.port).await),
-                    None => None,
+                AppKind::Internal => match (c.ip, c.host) {
+                    (Some(ip), _) => Some(probe_tcp(ip, dep.port).await),
+                    // A Swarm task on the tenant's overlay network, which this machine cannot
+                    // enter: running (its container started) is as far as it can be seen.
+                    (None, Some(_)) => Some(Ok(())),
+                    (None, None) => None,
                 },
             };
             match answer {
@@ -145,9 +148,9 @@ pub(super) async fn wait(
 }
 
 /// One HTTP request to the container's loopback port.
-pub(super) async fn probe(port: u16, path: Option<&str>) -> Result<(), String> {
+pub(super) async fn probe(addr: std::net::SocketAddr, path: Option<&str>) -> Result<(), String> {
     let attempt = async {
-        let mut s = TcpStream::connect(("127.0.0.1", port))
+        let mut s = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connection failed: {e}"))?;
         let req = format!(

@@ -15,8 +15,8 @@ use pier_core::{
     notify::Event,
     now, repo,
     runtime::{
-        volume_name, Container, ContainerSpec, ContainerState, RuntimeError, VolumeSpec, LABEL_APP,
-        LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REPLICA, LABEL_TENANT,
+        volume_name, Container, ContainerSpec, ContainerState, RegistryAuth, RuntimeError,
+        VolumeSpec, LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REPLICA, LABEL_TENANT,
     },
     tags::TAG_CAUSE,
     validate, Pier,
@@ -179,8 +179,8 @@ async fn drive(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyhow
 
 impl Run<'_> {
     async fn steps(&mut self) -> Result<(), Halt> {
-        let image = self.pull().await?;
-        let spec = self.spec(image).await?;
+        let pulled = self.pull().await?;
+        let spec = self.spec(pulled).await?;
         self.stop_first(&spec).await?;
         self.start(&spec).await?;
         if !self.promote {
@@ -199,8 +199,9 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Step 1: pulls the image (by digest when the deployment pins one): its local id.
-    async fn pull(&mut self) -> Result<String, Halt> {
+    /// Step 1: pulls the image (by digest when the deployment pins one): its local id, and how
+    /// other machines pull it (the reference pinned to what was pulled, with the login).
+    async fn pull(&mut self) -> Result<(String, String, Option<RegistryAuth>), Halt> {
         let (pier, id) = (self.pier, self.dep.id);
         self.advance(DeployStatus::Pulling).await?;
         let Ok(mut image) = validate::image(&self.dep.image) else {
@@ -235,6 +236,7 @@ impl Run<'_> {
                 Halt::Failed("The saved registry login could not be read; save it again.".into())
             })?;
         let had_auth = auth.is_some();
+        let login = auth.clone();
         // Recorded before the pull: a pull cut short still leaves layers to collect later.
         repo::images::record(pier.db(), &image.local(), now()).await?;
         self.marks[0] = self.started.elapsed().as_millis();
@@ -261,18 +263,23 @@ impl Run<'_> {
             Ok(Err(e)) => return Err(Halt::Failed(pull_failure(&image.whole(), had_auth, &e))),
             Ok(Ok(p)) => p,
         };
+        let mut reference = image.whole();
         if let Some(d) = &pulled.digest {
             // The digest reference too: when the tag moves on, the old image is only known by it.
             repo::images::record(pier.db(), &image.pinned(d).local(), now()).await?;
             if self.dep.digest.is_none() {
                 repo::deployments::set_digest(pier.db(), id, d).await?;
             }
+            reference = image.pinned(d).whole();
         }
-        Ok(pulled.image_id)
+        Ok((pulled.image_id, reference, login))
     }
 
     /// Step 2a: makes the network and volumes, and says what the container is to be.
-    async fn spec(&mut self, image: String) -> Result<ContainerSpec, Halt> {
+    async fn spec(
+        &mut self,
+        (image, reference, registry_auth): (String, String, Option<RegistryAuth>),
+    ) -> Result<ContainerSpec, Halt> {
         let (pier, app, dep) = (self.pier, &self.app, &self.dep);
         self.advance(DeployStatus::Starting).await?;
         let rt = pier.runtime();
@@ -309,6 +316,8 @@ impl Run<'_> {
             // Each copy's own name and label are set when it is made (`start`).
             name: container_name(&self.instance, app, dep.id, 0),
             image,
+            reference,
+            registry_auth,
             env,
             port: dep.port,
             memory_bytes: dep.memory_mb * 1024 * 1024,

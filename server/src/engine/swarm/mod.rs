@@ -15,6 +15,7 @@ use pier_core::runtime::{Cluster, Node, NodeAvailability, NodeRole, NodeState, R
 
 use crate::engine::docker::map_err;
 
+pub mod runtime;
 pub mod services;
 
 /// None when the engine is not a manager of an active Swarm.

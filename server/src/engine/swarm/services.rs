@@ -59,9 +59,9 @@ fn revision(spec: &ServiceSpec) -> String {
         spec.read_only,
         &spec.cap_add,
         &spec.network,
-        &spec.node,
     )
         .hash(&mut h);
+    (&spec.alias, &spec.node, &spec.mounts).hash(&mut h);
     format!("{:016x}", h.finish())
 }
 
@@ -93,9 +93,13 @@ pub struct ServiceSpec {
     pub cap_add: Vec<String>,
     /// The tenant's overlay network.
     pub network: String,
+    /// The name the tenant's other apps reach it by there (the app's name), if any.
+    pub alias: Option<String>,
     pub order: Order,
     /// The node the tasks must run on (an app with a volume runs where its volume is).
     pub node: Option<String>,
+    /// Volumes of that node: (engine volume name, path in the container).
+    pub mounts: Vec<(String, String)>,
 }
 
 /// Where a service's rollout stands.
@@ -159,8 +163,34 @@ pub async fn ensure_overlay(
     Ok(made.id)
 }
 
+/// The volumes, and for a read-only app a small scratch /tmp, as a single-host container has.
+fn mounts(spec: &ServiceSpec) -> Vec<Mount> {
+    let mut out: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|(source, target)| Mount {
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        })
+        .collect();
+    if spec.read_only {
+        out.push(Mount {
+            target: Some("/tmp".into()),
+            typ: Some(MountType::TMPFS),
+            tmpfs_options: Some(MountTmpfsOptions {
+                size_bytes: Some(64 << 20),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    out
+}
+
 /// The service as the engine API wants it.
-fn docker_spec(spec: &ServiceSpec) -> DockerServiceSpec {
+pub(super) fn docker_spec(spec: &ServiceSpec) -> DockerServiceSpec {
     let mut labels = spec.labels.clone();
     labels.insert(LABEL_REVISION.into(), revision(spec));
     let container = TaskSpecContainerSpec {
@@ -175,18 +205,7 @@ fn docker_spec(spec: &ServiceSpec) -> DockerServiceSpec {
             no_new_privileges: Some(true),
             ..Default::default()
         }),
-        // A read-only app still gets a small scratch /tmp, as a single-host container does.
-        mounts: spec.read_only.then(|| {
-            vec![Mount {
-                target: Some("/tmp".into()),
-                typ: Some(MountType::TMPFS),
-                tmpfs_options: Some(MountTmpfsOptions {
-                    size_bytes: Some(64 << 20),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]
-        }),
+        mounts: Some(mounts(spec)),
         ..Default::default()
     };
     let (update_order, rollback_order) = match spec.order {
@@ -223,6 +242,7 @@ fn docker_spec(spec: &ServiceSpec) -> DockerServiceSpec {
             }),
             networks: Some(vec![NetworkAttachmentConfig {
                 target: Some(spec.network.clone()),
+                aliases: spec.alias.clone().map(|a| vec![a]),
                 ..Default::default()
             }]),
             log_driver: Some(TaskSpecLogDriver {
@@ -421,7 +441,7 @@ pub async fn endpoints(
 
 /// A node's address: the one it reports, or for a manager that reports none (`0.0.0.0` when it
 /// listens everywhere) the address it manages the Swarm at.
-fn node_ip(n: &bollard::models::Node) -> Option<std::net::IpAddr> {
+pub(super) fn node_ip(n: &bollard::models::Node) -> Option<std::net::IpAddr> {
     let reported = n
         .status
         .as_ref()
@@ -470,8 +490,10 @@ mod tests {
             read_only: true,
             cap_add: vec!["NET_BIND_SERVICE".into()],
             network: "pier-x-t1".into(),
+            alias: Some("web".into()),
             order,
             node: node.map(str::to_owned),
+            mounts: Vec::new(),
         }
     }
 

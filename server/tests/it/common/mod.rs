@@ -158,6 +158,8 @@ pub fn serve_args() -> ServeArgs {
         acme_ca_file: None,
         no_acme: true,
         egress_block_private: false,
+        engine: pier::config::EngineMode::Docker,
+        swarm_encrypt: false,
     }
 }
 
@@ -187,6 +189,37 @@ impl TestApp {
             runtime,
         )
         .await
+    }
+
+    /// A panel running apps as Swarm services on the manager at `socket` (`scripts/swarm.sh`),
+    /// pulling from `registry`, with its own HAProxy on loopback ports.
+    pub async fn on_swarm(db: SqlitePool, socket: &str, registry: &str) -> Self {
+        let local = pier::engine::docker::DockerRuntime::at(
+            std::env::temp_dir().join("pier-test-volumes"),
+            Some(socket.to_owned()),
+        );
+        let runtime: Arc<dyn pier_core::runtime::Runtime> = Arc::new(
+            pier::engine::swarm::runtime::SwarmRuntime::new(local, false),
+        );
+        let mut settings = test_settings();
+        settings.engine.allowed_registries = vec![registry.to_owned()];
+        // A task is placed, its image pulled on its machine, then started (seconds here).
+        settings.engine.health_timeout_secs = 30;
+        let (tp, listener) = TestProxy::bind(free_addr()).await;
+        let proxy = Proxy::start(tp.files, tp.config)
+            .await
+            .expect("haproxy starts");
+        let app = Self::started_on(
+            db,
+            SecretKey::generate(),
+            settings,
+            Some(proxy),
+            None,
+            runtime,
+        )
+        .await;
+        serve_panel(listener, app.router.clone());
+        app
     }
 
     /// A panel with its own real HAProxy on loopback ports (stopped when the test ends).
