@@ -25,4 +25,10 @@ python3 bench/volumes.py --bin "$target_dir/release/pier" --site "$PWD/target/si
 # Routing: through HAProxy versus straight to the container; then route changes and reloads at
 # 10, 1,000 and 10,000 routes on a bare haproxy.
 python3 bench/routing.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
+# Swarm: apps as services over the three-engine Swarm of scripts/swarm.sh (down again on exit).
+trap './scripts/swarm.sh down; ./scripts/services.sh stop' EXIT
+./scripts/swarm.sh up
+# shellcheck disable=SC1090
+source "$(./scripts/swarm.sh env)"
+python3 bench/swarm.py --bin "$target_dir/release/pier" --site "$PWD/target/site"
 SQLX_OFFLINE=true cargo bench -p pier --bench routes

@@ -632,6 +632,13 @@ fn AppHeader(d: AppInfo, act: ServerAction<AppAction>) -> impl IntoView {
                         {replicas_line(d.row.replicas, d.row.replicas_running, d.row.memory_mb, &d.row.cpus)}
                     </p>
                 })}
+                {(d.copies.len() > 1 || d.copies.iter().any(|c| c.2.as_deref().is_some_and(|a| !a.starts_with("127.")))).then(|| view! {
+                    <ul class="text-xs text-slate-500" data-testid="app-copies">
+                        {d.copies.iter().map(|(n, state, at)| view! {
+                            <li>{format!("Copy {n}: {state}{}", at.as_ref().map(|a| format!(" at {a}")).unwrap_or_default())}</li>
+                        }).collect_view()}
+                    </ul>
+                })}
                 {(d.kind == AppKind::Internal).then(|| view! {
                     <p class="text-xs text-slate-500" data-testid="app-internal">
                         {format!("Internal app: your other apps reach it at {}:{}; it is never reachable from outside.", n, d.port)}

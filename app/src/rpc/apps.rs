@@ -98,6 +98,8 @@ pub struct AppInfo {
     pub metrics: Vec<MetricPoint>,
     /// Where it answers over HTTPS: its domains and the platform host names that route to it.
     pub hosts: Vec<String>,
+    /// The serving deployment's copies: (number from 1, state, address while running).
+    pub copies: Vec<(i64, String, Option<String>)>,
 }
 
 /// What is left of the caller's quota (for the create form).
@@ -380,6 +382,17 @@ pub async fn app_detail(name: String) -> Result<AppInfo, AppError> {
         capabilities: v.app.capabilities,
         volumes,
         last_gap_ms: v.current.as_ref().and_then(|d| d.gap_ms),
+        copies: v
+            .copies
+            .iter()
+            .map(|c| {
+                (
+                    c.replica + 1,
+                    c.state.as_str().to_owned(),
+                    c.address.map(|a| a.to_string()),
+                )
+            })
+            .collect(),
         stopped: v.app.desired == pier_core::model::Desired::Stopped,
         env: v
             .app

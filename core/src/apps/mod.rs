@@ -145,6 +145,9 @@ pub struct AppView {
     /// How many copies of the serving deployment run (None when the engine's list is not
     /// known).
     pub replicas_running: Option<usize>,
+    /// The serving deployment's copies, by replica: their state and where each answers (this
+    /// machine's loopback, or a Swarm machine's address). Empty when the engine is not known.
+    pub copies: Vec<ReplicaView>,
     pub current: Option<Deployment>,
     /// The deployment being rolled out, with its pull progress.
     pub rollout: Option<(Deployment, Option<PullProgress>)>,
@@ -152,6 +155,15 @@ pub struct AppView {
     pub last_failed: Option<Deployment>,
     /// The volumes it mounts, by path.
     pub volumes: Vec<Volume>,
+}
+
+/// One copy of an app as its page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// 0, 1, … (shown from 1).
+    pub replica: i64,
+    pub state: crate::runtime::ContainerState,
+    pub address: Option<std::net::SocketAddr>,
 }
 
 impl AppView {

@@ -165,6 +165,16 @@ impl Pier {
         let replicas_running = containers
             .as_ref()
             .map(|cs| cs.iter().filter(|c| c.running()).count());
+        let mut copies: Vec<super::ReplicaView> = containers
+            .iter()
+            .flatten()
+            .map(|c| super::ReplicaView {
+                replica: c.replica(),
+                state: c.state,
+                address: c.endpoint().filter(|_| c.running()),
+            })
+            .collect();
+        copies.sort_by_key(|c| c.replica);
         // The one that speaks for the app: a running copy if there is one.
         let container = containers.map(|mut cs| {
             cs.sort_by_key(|c| (!c.running(), c.replica()));
@@ -201,6 +211,7 @@ impl Pier {
                 .filter(|c| c.running())
                 .and_then(|c| c.host_port),
             replicas_running,
+            copies,
             state,
             current,
             rollout,

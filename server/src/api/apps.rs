@@ -121,6 +121,29 @@ impl From<Volume> for AppVolumeOut {
     }
 }
 
+/// One copy of an app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CopyOut {
+    /// 1, 2, …
+    replica: i64,
+    /// created, running, paused, restarting, removing, exited or dead.
+    #[schema(example = "running")]
+    state: String,
+    /// Where it answers (`ip:port`), while it runs.
+    #[schema(example = "10.0.0.12:30001")]
+    address: Option<String>,
+}
+
+impl From<&pier_core::apps::ReplicaView> for CopyOut {
+    fn from(c: &pier_core::apps::ReplicaView) -> Self {
+        CopyOut {
+            replica: c.replica + 1,
+            state: c.state.as_str().to_owned(),
+            address: c.address.map(|a| a.to_string()),
+        }
+    }
+}
+
 /// An app: its settings and what it is doing now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AppOut {
@@ -141,6 +164,9 @@ pub struct AppOut {
     /// How many copies of the serving deployment run now (null when the container engine
     /// does not answer).
     replicas_running: Option<usize>,
+    /// The serving deployment's copies: where each runs and answers (on a Swarm, a machine's
+    /// address).
+    copies: Vec<CopyOut>,
     health_path: Option<String>,
     read_only: bool,
     /// web (HTTP, routes and domains) or internal (reached by the owner's other apps by name,
@@ -200,6 +226,7 @@ impl From<AppView> for AppOut {
             cpus: format_cpus(app.cpus_milli),
             replicas: app.replicas,
             replicas_running: v.replicas_running,
+            copies: v.copies.iter().map(CopyOut::from).collect(),
             read_only: app.read_only,
             kind: app.kind,
             capabilities: app.capabilities,

@@ -71,14 +71,14 @@ pub fn backend_id(name: &str) -> Option<i64> {
 /// letters as `-` (`127.0.0.1:32768` → `e127-0-0-1-32768`). The same address always gets the
 /// same name, so a table's difference is a difference of names.
 /// How a server is watched: an address on another machine (a Swarm task) is health-checked
-/// every second and out of the rotation after two failed checks, so a lost machine stops
-/// getting requests within seconds; a container on this machine's loopback is not (its engine
+/// every second (every quarter second once one failed) and out of the rotation after two failed
+/// checks, so a lost machine stops getting requests within seconds; a container on this machine's loopback is not (its engine
 /// knows first, and the planner takes it out).
 pub fn server_options(addr: &SocketAddr) -> &'static str {
     if addr.ip().is_loopback() {
         ""
     } else {
-        " check inter 1s fall 2 rise 1"
+        " check inter 1s fastinter 250ms fall 2 rise 1"
     }
 }
 
@@ -344,7 +344,7 @@ mod tests {
         ));
         // Addresses on other machines are health-checked; loopback ones are not.
         assert!(cfg.contains(
-            "    server e10-213-0-11-30001 10.213.0.11:30001 check inter 1s fall 2 rise 1\n"
+            "    server e10-213-0-11-30001 10.213.0.11:30001 check inter 1s fastinter 250ms fall 2 rise 1\n"
         ));
         assert_eq!(
             parse_backends(&cfg),

@@ -38,7 +38,16 @@ async fn replicas_are_balanced_and_a_lost_copy_is_routed_around(db: SqlitePool) 
     until_running(&mut ann, "site", 1).await;
     until_serves(&app, "many.pier.test", (200, "three"), 10).await;
     until_copies_run(&mut ann, "site", 3, 10).await;
-    assert_eq!(detail(&mut ann, "site").await["row"]["replicas"], 3);
+    let d = detail(&mut ann, "site").await;
+    assert_eq!(d["row"]["replicas"], 3);
+    // The page lists each copy, where it answers.
+    let copies = d["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    for (i, c) in copies.iter().enumerate() {
+        assert_eq!(c[0], i as i64 + 1);
+        assert_eq!(c[1], "running");
+        assert!(c[2].as_str().unwrap().starts_with("127.0.0.1:"), "{c}");
+    }
 
     // Balanced: each copy answers /host with its own container's name.
     let mut names = BTreeSet::new();

@@ -60,7 +60,11 @@ impl Drop for Tidy {
 
 /// A member whose registry login is for the Swarm's registry.
 async fn member(app: &TestApp, swarm: &Swarm) -> Browser {
-    let mut b = app.member("ann@example.com").await;
+    member_as(app, swarm, "ann@example.com").await
+}
+
+async fn member_as(app: &TestApp, swarm: &Swarm, email: &str) -> Browser {
+    let mut b = app.member(email).await;
     let (_, user, password) = registry();
     let r = b
         .call(
@@ -151,11 +155,23 @@ async fn copies_spread_roll_and_survive_a_lost_machine(db: SqlitePool) {
     let spread = machines(&app).await;
     assert_eq!(spread.len(), 3, "one copy per machine: {spread:?}");
     assert_eq!(answering(&app, 30).await.len(), 3, "every copy answers");
+    // The app page says where each copy runs: a machine's address each.
+    let d = detail(&mut ann, "site").await;
+    let at: BTreeSet<String> = d["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[2].as_str().unwrap().split(':').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(at, swarm.addrs.iter().cloned().collect(), "{d:#}");
     let cfg = std::fs::read_to_string(&app.proxy().files().cfg).unwrap();
     for addr in &swarm.addrs {
         assert!(cfg.contains(&format!(" {addr}:")), "{addr} in {cfg}");
     }
-    assert!(cfg.contains("check inter 1s fall 2"), "{cfg}");
+    assert!(
+        cfg.contains("check inter 1s fastinter 250ms fall 2"),
+        "{cfg}"
+    );
 
     // A new deployment under load: three new copies answer before the old ones go.
     let load = Load::start(&app, "swarm.pier.test", "/");
@@ -371,4 +387,186 @@ async fn a_failed_deployment_keeps_the_copies_and_a_drain_moves_one(db: SqlitePo
     assert!(ok >= 20, "the load ran ({ok} requests)");
     assert!(failed.len() <= 4, "failed requests: {failed:?}");
     assert_eq!(https(&app, "swarm.pier.test").await, (200, "v1".into()));
+}
+
+/// A task of the service named `service`: (its container, the engine socket of its machine, its
+/// address on its overlay network).
+fn task_of(swarm: &Swarm, service: &str) -> (String, String, String) {
+    let out = swarm
+        .docker(&[
+            "service",
+            "ps",
+            service,
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "desired-state=running",
+        ])
+        .output()
+        .unwrap();
+    let task = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("no task of {service}"))
+        .to_owned();
+    let out = swarm
+        .docker(&[
+            "inspect",
+            &task,
+            "--format",
+            "{{.Status.ContainerStatus.ContainerID}} {{range .NetworksAttachments}}{{range .Addresses}}{{.}} {{end}}{{end}}",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    let container = words.next().unwrap().to_owned();
+    let ip = words
+        .next()
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no overlay address: {text}"))
+        .to_owned();
+    let sockets = std::env::var("PIER_SWARM_SOCKETS").expect("swarm env");
+    let socket = sockets
+        .split_whitespace()
+        .find(|s| {
+            std::process::Command::new("docker")
+                .args(["-H", s, "inspect", "--format", "{{.Id}}", &container])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| panic!("no machine runs {container}"))
+        .to_owned();
+    (container, socket, ip)
+}
+
+/// An HTTP GET of `/` on `ip:8080` from inside a task's container (busybox `nc`: the static
+/// busybox's own name lookups do not work in a container): the body, or None when nothing came.
+fn fetch_from(container: &(String, String, String), ip: &str) -> Option<String> {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080");
+    let out = std::process::Command::new("docker")
+        .args([
+            "-H",
+            &container.1,
+            "exec",
+            &container.0,
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("\r\n\r\n")
+        .nth(1)
+        .map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty())
+}
+
+/// Whether `name` resolves on the task's networks (Swarm's DNS, asked with `nslookup`).
+fn resolves_from(container: &(String, String, String), name: &str) -> bool {
+    let out = std::process::Command::new("docker")
+        .args(["-H", &container.1, "exec", &container.0, "nslookup", name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("Name:")
+        .nth(1)
+        .is_some_and(|a| a.contains("Address"))
+}
+
+/// The Swarm's name of an app's service: its copy `replica` of its serving deployment.
+async fn service_of(app: &TestApp, name: &str, replica: i64) -> String {
+    app.containers()
+        .await
+        .into_iter()
+        .filter(|c| c.running() && c.replica() == replica)
+        .find(|c| c.name.contains(&format!("-{name}-d")))
+        .unwrap_or_else(|| panic!("no copy {replica} of {name}"))
+        .name
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn tenants_stay_apart_on_overlays_and_volumes_keep_an_app_on_the_manager(db: SqlitePool) {
+    let _one = SWARM.lock().await;
+    let swarm = Swarm::from_env();
+    swarm.reactivate_all();
+    let app = TestApp::on_swarm(db, swarm.socket(), &swarm.registry).await;
+    let _tidy = Tidy {
+        swarm: Swarm::from_env(),
+        instance: app.instance.clone(),
+    };
+    let mut ann = member_as(&app, &swarm, "ann@example.com").await;
+    let mut bob = member_as(&app, &swarm, "bob@example.com").await;
+    save_image(
+        &mut ann,
+        &swarm,
+        "create_app",
+        ("name", "site"),
+        "ann",
+        "hello:1",
+        "2",
+    )
+    .await;
+    save_image(
+        &mut bob,
+        &swarm,
+        "create_app",
+        ("name", "other"),
+        "bob",
+        "hello:1",
+        "1",
+    )
+    .await;
+    until_running(&mut ann, "site", 1).await;
+    until_running(&mut bob, "other", 1).await;
+
+    // Ann's copies reach each other on her overlay network; Bob's task cannot reach them.
+    let ann0 = task_of(&swarm, &service_of(&app, "site", 0).await);
+    let ann1 = task_of(&swarm, &service_of(&app, "site", 1).await);
+    let bob0 = task_of(&swarm, &service_of(&app, "other", 0).await);
+    assert_eq!(
+        fetch_from(&ann0, &ann1.2).as_deref(),
+        Some("ann"),
+        "a tenant's copies reach each other"
+    );
+    // By the app's name too (Swarm's DNS on her overlay); Bob's network does not know it.
+    assert!(resolves_from(&ann1, "site"));
+    assert!(!resolves_from(&bob0, "site"));
+    for target in [&ann0.2, &ann1.2] {
+        assert_eq!(
+            fetch_from(&bob0, target),
+            None,
+            "bob reached ann's task at {target}"
+        );
+    }
+
+    // An app with a volume runs on the manager, where its volume is.
+    let r = ann
+        .call(
+            "create_app",
+            &[
+                ("name", "db"),
+                ("image", &format!("{}/pier-test/hello:1", swarm.registry)),
+                ("port", "8080"),
+                ("health_path", "/healthz"),
+                ("volumes[0][name]", "data"),
+                ("volumes[0][path]", "/data"),
+                ("volumes[0][size_mb]", "32"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    until_running(&mut ann, "db", 1).await;
+    let db = app
+        .containers()
+        .await
+        .into_iter()
+        .find(|c| c.running() && c.name.contains("-db-d"))
+        .unwrap();
+    assert_eq!(
+        db.host.map(|h| h.to_string()).as_deref(),
+        Some(swarm.addrs[0].as_str()),
+        "pinned to the manager"
+    );
 }

@@ -407,6 +407,14 @@ impl Run<'_> {
                     }
                 }
             }
+            // The tenant's network went between making sure of it and now (the planner removed
+            // it with the tenant's last app, just before this one was made): the retry makes it
+            // again.
+            Err(RuntimeError::Failed(m)) if m.contains("network") && m.contains("not found") => {
+                return Err(Halt::Transient(anyhow::anyhow!(
+                    "the tenant's network went meanwhile: {m}"
+                )))
+            }
             Err(e) => return Err(Halt::engine(e, "Docker refused to create the container")),
         };
         self.containers.push((replica, id.clone()));

@@ -117,6 +117,23 @@ async fn every_replica_answers_before_a_deployment_serves() {
 }
 
 #[tokio::test]
+async fn a_network_removed_under_a_rollout_is_made_again_by_the_retry() {
+    // The planner removed the tenant's network with their last app just as this one was made.
+    let p = panel(5).await;
+    let first = p.create(input("web", "web:1")).await;
+    p.engine.fail_next(
+        "create",
+        RuntimeError::Failed("network pier-x-t1 not found".into()),
+    );
+    assert!(
+        rollout(&p.pier, &p.routing, first.id).await.is_err(),
+        "retried, not failed"
+    );
+    assert!(p.deployment(first.id).await.status.in_progress());
+    assert_eq!(p.rollout(&first).await, Outcome::Live);
+}
+
+#[tokio::test]
 async fn a_container_that_never_answers_fails_and_is_removed() {
     let p = panel(1).await;
     p.engine

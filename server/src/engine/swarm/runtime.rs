@@ -27,7 +27,7 @@ use pier_core::{
         Cluster, Container, ContainerSpec, ContainerState, EgressPolicy, EgressStatus, EngineInfo,
         ExecInput, ExecOutcome, ExecOutput, ExitInfo, LogLine, Network, NodeAvailability,
         ProgressFn, Pulled, RegistryAuth, Runtime, RuntimeError, Usage, VolumeInfo, VolumeSpec,
-        VolumeUsage,
+        VolumeUsage, LABEL_APP, LABEL_DEPLOYMENT, LABEL_REPLICA,
     },
     validate::ImageRef,
 };
@@ -355,11 +355,35 @@ impl Runtime for SwarmRuntime {
             node,
             mounts: spec.mounts.clone(),
         };
-        let made = docker
-            .create_service(docker_spec(&service), credentials(&spec.registry_auth))
-            .await
-            .map_err(map_err)?;
-        Ok(made.id.unwrap_or_default())
+        let mut tries = 0;
+        loop {
+            match docker
+                .create_service(docker_spec(&service), credentials(&spec.registry_auth))
+                .await
+                .map_err(map_err)
+            {
+                Ok(made) => return Ok(made.id.unwrap_or_default()),
+                // The tenant's overlay was being removed (their last app went just before):
+                // once it is gone, it is made again.
+                Err(RuntimeError::Failed(m))
+                    if m.contains("network") && m.contains("not found") && tries < 20 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    let labels: HashMap<String, String> = spec
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| {
+                            ![LABEL_APP, LABEL_DEPLOYMENT, LABEL_REPLICA].contains(&k.as_str())
+                        })
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    services::ensure_overlay(&docker, &spec.network, &labels, self.encrypted)
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
