@@ -569,4 +569,23 @@ async fn tenants_stay_apart_on_overlays_and_volumes_keep_an_app_on_the_manager(d
         Some(swarm.addrs[0].as_str()),
         "pinned to the manager"
     );
+    // Its data outlives a redeploy (stop-first: the old task stops before the new one starts).
+    let exec = |task: &(String, String, String), script: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["-H", &task.1, "exec", &task.0, "sh", "-c", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let first = task_of(&swarm, &db.name);
+    exec(&first, "echo kept > /data/note");
+    let r = ann
+        .call("app_action", &[("app", "db"), ("action", "redeploy")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    until_running(&mut ann, "db", 2).await;
+    let second = task_of(&swarm, &service_of(&app, "db", 0).await);
+    assert_ne!(second.0, first.0, "a new task");
+    assert_eq!(exec(&second, "cat /data/note"), "kept");
 }

@@ -390,8 +390,30 @@ impl Runtime for SwarmRuntime {
         self.update(id, Some(1), false).await
     }
 
-    async fn stop(&self, id: &str, _timeout_secs: i64) -> Result<(), RuntimeError> {
-        self.update(id, Some(0), false).await
+    async fn stop(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
+        self.update(id, Some(0), false).await?;
+        // Stopped when its task is: an app with volumes starts its next copy right after, and
+        // two must never run on one data directory.
+        let docker = self.docker()?;
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(u64::try_from(timeout_secs.max(0)).unwrap_or(0) + 30);
+        loop {
+            let tasks = self.tasks(&docker, id).await?;
+            if !tasks.iter().any(|t| {
+                matches!(
+                    t.status.as_ref().and_then(|s| s.state),
+                    Some(TaskState::RUNNING | TaskState::STARTING)
+                )
+            }) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(RuntimeError::Failed(
+                    "the app's task did not stop in time".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 
     async fn restart(&self, id: &str, _timeout_secs: i64) -> Result<(), RuntimeError> {
