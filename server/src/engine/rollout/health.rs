@@ -59,10 +59,15 @@ pub(super) async fn wait(
                 "The container disappeared while starting.".into(),
             ));
         };
-        if matches!(
-            c.state,
-            ContainerState::Exited | ContainerState::Dead | ContainerState::Restarting
-        ) {
+        // Between two restarts of a crash loop the list may show it running every time it is
+        // read (a busy machine lists slowly); once crashing, the engine is asked directly, which
+        // catches the moment it is down and its exit code.
+        if crashing.is_some()
+            || matches!(
+                c.state,
+                ContainerState::Exited | ContainerState::Dead | ContainerState::Restarting
+            )
+        {
             let info = pier.runtime().exit_info(container).await?;
             if !info.running {
                 return Ok(Health::Failed(if info.restarts > 0 {
