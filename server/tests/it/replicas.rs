@@ -123,15 +123,7 @@ async fn replicas_are_balanced_and_a_lost_copy_is_routed_around(db: SqlitePool) 
     set_replicas(&mut ann, "site", "one", "1").await;
     until_running(&mut ann, "site", 2).await;
     until_serves(&app, "many.pier.test", (200, "one"), 10).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = app.containers().await;
-        if left.len() == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{left:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_containers_left(&app, 1, 15).await;
     let d = detail(&mut ann, "site").await;
     assert_eq!(d["row"]["replicas"], 1);
     assert_eq!(d["row"]["replicas_running"], 1);

@@ -309,15 +309,7 @@ async fn twenty_redeploys_under_load_fail_no_request(db: SqlitePool) {
     assert!(ok >= 200, "the load ran ({ok} requests)");
     assert_eq!(app.proxy().workers().await.unwrap(), workers, "no reload");
     // The old containers go once drained: one is left.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = app.containers().await;
-        if left.len() == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{left:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_containers_left(&app, 1, 15).await;
 }
 
 /// HAProxy replaces `X-Forwarded-For` and `X-Forwarded-Proto` with what it saw, on both ways

@@ -483,12 +483,20 @@ impl Run<'_> {
             // Cancelled while starting (a newer deployment was asked for).
             return Err(Halt::Cancelled);
         }
-        // Switch: HAProxy sends new requests to the new container from here on.
-        if let Err(e) = self.routing.sync(pier).await {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "routes not switched yet; the next pass retries"
-            );
+        // Switch: HAProxy sends new requests to the new container from here on. Tried a few
+        // times before the old one is let go: it must not go while routes still lead to it.
+        for attempt in 1..=3 {
+            match self.routing.sync(pier).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(
+                        attempt,
+                        error = format!("{e:#}"),
+                        "routes not switched yet; trying again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                }
+            }
         }
         if let Some((_, at)) = &self.stopped {
             let gap = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);

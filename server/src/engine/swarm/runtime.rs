@@ -16,7 +16,7 @@ use bollard::{
     auth::DockerCredentials,
     models::{Service, Task, TaskState},
     query_parameters::{
-        InspectServiceOptions, ListNodesOptions, ListServicesOptionsBuilder, ListTasksOptions,
+        InspectServiceOptions, ListServicesOptionsBuilder, ListTasksOptions,
         ListTasksOptionsBuilder, LogsOptionsBuilder, UpdateServiceOptionsBuilder,
     },
     Docker,
@@ -32,7 +32,7 @@ use pier_core::{
     validate::ImageRef,
 };
 
-use super::services::{self, docker_spec, node_ip, Order, ServiceSpec};
+use super::services::{self, docker_spec, Order, ServiceSpec};
 use crate::engine::docker::{label_filter, log_lines, map_err, DockerRuntime};
 
 pub struct SwarmRuntime {
@@ -253,13 +253,7 @@ impl Runtime for SwarmRuntime {
         if services.is_empty() {
             return Ok(Vec::new());
         }
-        let nodes: HashMap<String, IpAddr> = docker
-            .list_nodes(None::<ListNodesOptions>)
-            .await
-            .map_err(map_err)?
-            .into_iter()
-            .filter_map(|n| Some((n.id.clone()?, node_ip(&n)?)))
-            .collect();
+        let nodes = services::node_addresses(&docker).await?;
         let mut tasks = docker
             .list_tasks(None::<ListTasksOptions>)
             .await

@@ -403,13 +403,7 @@ pub async fn endpoints(
     name: &str,
     port: u16,
 ) -> Result<Vec<Endpoint>, RuntimeError> {
-    let nodes: HashMap<String, std::net::IpAddr> = docker
-        .list_nodes(None::<ListNodesOptions>)
-        .await
-        .map_err(map_err)?
-        .into_iter()
-        .filter_map(|n| Some((n.id.clone()?, node_ip(&n)?)))
-        .collect();
+    let nodes = node_addresses(docker).await?;
     let mut out = Vec::new();
     for t in running_tasks(docker, name).await? {
         let (Some(task), Some(node)) = (t.id.clone(), t.node_id.clone()) else {
@@ -439,9 +433,22 @@ pub async fn endpoints(
     Ok(out)
 }
 
+/// Every node's address, by node id.
+pub(super) async fn node_addresses(
+    docker: &Docker,
+) -> Result<HashMap<String, std::net::IpAddr>, RuntimeError> {
+    Ok(docker
+        .list_nodes(None::<ListNodesOptions>)
+        .await
+        .map_err(map_err)?
+        .into_iter()
+        .filter_map(|n| Some((n.id.clone()?, node_ip(&n)?)))
+        .collect())
+}
+
 /// A node's address: the one it reports, or for a manager that reports none (`0.0.0.0` when it
 /// listens everywhere) the address it manages the Swarm at.
-pub(super) fn node_ip(n: &bollard::models::Node) -> Option<std::net::IpAddr> {
+fn node_ip(n: &bollard::models::Node) -> Option<std::net::IpAddr> {
     let reported = n
         .status
         .as_ref()

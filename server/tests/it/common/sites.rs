@@ -114,6 +114,20 @@ async fn save_hello(b: &mut Browser, endpoint: &str, app: (&str, &str), greeting
     save_hello_with(b, endpoint, app, greeting, &[]).await;
 }
 
+/// Waits (up to `secs`) until the panel's engine has `n` containers left (old deployments go
+/// once drained).
+pub async fn until_containers_left(app: &TestApp, n: usize, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = app.containers().await;
+        if left.len() == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Creates an app running the hello image as `replicas` copies.
 pub async fn create_replicas(b: &mut Browser, name: &str, greeting: &str, replicas: &str) {
     save_hello_with(
