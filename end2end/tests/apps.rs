@@ -134,6 +134,10 @@ async fn create_an_app_see_it_run_and_read_its_logs() {
             .await
             .unwrap();
         assert_eq!(kept.as_deref(), Some("changed in the browser"));
+        // And two copies instead of one.
+        let replicas = wait_for(&c, "#f-replicas").await;
+        replicas.clear().await.unwrap();
+        replicas.send_keys("2").await.unwrap();
         click(&c, "[data-testid=save-settings]").await;
         wait_for_text_within(
             &c,
@@ -147,6 +151,21 @@ async fn create_an_app_see_it_run_and_read_its_logs() {
             "h1 + p + p",
             "Serving deployment #2",
             Duration::from_secs(60),
+        )
+        .await;
+        // The page says so, and where each copy answers.
+        wait_for_text_within(
+            &c,
+            "[data-testid=app-replicas]",
+            "2 replicas",
+            Duration::from_secs(15),
+        )
+        .await;
+        wait_for_text_within(
+            &c,
+            "[data-testid=app-copies]",
+            "Copy 2: running at 127.0.0.1:",
+            Duration::from_secs(15),
         )
         .await;
 
