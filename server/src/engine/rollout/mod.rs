@@ -282,10 +282,9 @@ impl Run<'_> {
     ) -> Result<ContainerSpec, Halt> {
         let (pier, app, dep) = (self.pier, &self.app, &self.dep);
         self.advance(DeployStatus::Starting).await?;
-        let rt = pier.runtime();
         let mut labels = tenant_labels(pier, &self.instance, app.user_id);
-        let network = network_name(&self.instance, app.user_id);
-        rt.ensure_network(&network, &bridge_name(&self.instance, app.user_id), &labels)
+        let network = self
+            .ensure_network()
             .await
             .map_err(|e| Halt::engine(e, "The app's network could not be made"))?;
         // Volumes: made (once) and attached (again after a reboot) before the container needs
@@ -301,7 +300,7 @@ impl Run<'_> {
         labels.insert(LABEL_DEPLOYMENT.into(), dep.id.to_string());
         // Bounded where the storage driver can; elsewhere the admin page says it is not.
         let layer_mb = pier.settings().engine.writable_layer_mb;
-        let writable_layer_mb = match rt.info().await {
+        let writable_layer_mb = match pier.runtime().info().await {
             Ok(i) if i.layer_limit && layer_mb > 0 => Some(layer_mb),
             _ => None,
         };
@@ -387,9 +386,39 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Makes sure of the tenant's network: its name.
+    async fn ensure_network(&self) -> Result<String, RuntimeError> {
+        let (instance, tenant) = (&self.instance, self.app.user_id);
+        let network = network_name(instance, tenant);
+        let labels = tenant_labels(self.pier, instance, tenant);
+        self.pier
+            .runtime()
+            .ensure_network(&network, &bridge_name(instance, tenant), &labels)
+            .await?;
+        Ok(network)
+    }
+
+    /// Creates one container. The tenant's network may go between making sure of it and now
+    /// (the planner removed it with the tenant's last app just before this one was made; a
+    /// Swarm removes an overlay a moment after it is asked to): it is made again once gone and
+    /// the create tried again, for up to five seconds.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let mut tries = 0;
+        loop {
+            match self.pier.runtime().create(spec).await {
+                Err(RuntimeError::Failed(m)) if network_gone(&m) && tries < NETWORK_RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    self.ensure_network().await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn start_one(&mut self, replica: i64, spec: &ContainerSpec) -> Result<(), Halt> {
         let rt = self.pier.runtime();
-        let id = match rt.create(spec).await {
+        let id = match self.create(spec).await {
             Ok(id) => id,
             Err(RuntimeError::Conflict(_)) => {
                 // Created before a crash: adopt it.
@@ -407,10 +436,8 @@ impl Run<'_> {
                     }
                 }
             }
-            // The tenant's network went between making sure of it and now (the planner removed
-            // it with the tenant's last app, just before this one was made): the retry makes it
-            // again.
-            Err(RuntimeError::Failed(m)) if m.contains("network") && m.contains("not found") => {
+            // Still gone after the retries above: the run is tried again later.
+            Err(RuntimeError::Failed(m)) if network_gone(&m) => {
                 return Err(Halt::Transient(anyhow::anyhow!(
                     "the tenant's network went meanwhile: {m}"
                 )))
@@ -660,6 +687,14 @@ fn capability_hint(profile: CapProfile, log: &str) -> Option<String> {
     Some(format!(
         "It was refused an operation that needs {which}, which the strict profile drops: choose the default capability profile for this image."
     ))
+}
+
+/// How often a create that found the tenant's network gone makes it again and tries again.
+const NETWORK_RETRIES: u32 = 20;
+
+/// The engine's refusal of a container whose network does not exist (any more).
+fn network_gone(message: &str) -> bool {
+    message.contains("network") && message.contains("not found")
 }
 
 /// The longest a pull may take.

@@ -120,17 +120,22 @@ async fn every_replica_answers_before_a_deployment_serves() {
 async fn a_network_removed_under_a_rollout_is_made_again_by_the_retry() {
     // The planner removed the tenant's network with their last app just as this one was made.
     let p = panel(5).await;
+    let gone = || RuntimeError::Failed("network pier-x-t1 not found".into());
+    // Gone once: made again, and the run goes on.
     let first = p.create(input("web", "web:1")).await;
-    p.engine.fail_next(
-        "create",
-        RuntimeError::Failed("network pier-x-t1 not found".into()),
-    );
+    p.engine.fail_next("create", gone());
+    assert_eq!(p.rollout(&first).await, Outcome::Live);
+    // Gone for longer than the run waits: retried later, not failed.
+    let second = p.update(input("web", "web:2")).await;
+    for _ in 0..=super::NETWORK_RETRIES {
+        p.engine.fail_next("create", gone());
+    }
     assert!(
-        rollout(&p.pier, &p.routing, first.id).await.is_err(),
+        rollout(&p.pier, &p.routing, second.id).await.is_err(),
         "retried, not failed"
     );
-    assert!(p.deployment(first.id).await.status.in_progress());
-    assert_eq!(p.rollout(&first).await, Outcome::Live);
+    assert!(p.deployment(second.id).await.status.in_progress());
+    assert_eq!(p.rollout(&second).await, Outcome::Live);
 }
 
 #[tokio::test]

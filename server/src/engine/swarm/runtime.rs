@@ -27,7 +27,7 @@ use pier_core::{
         Cluster, Container, ContainerSpec, ContainerState, EgressPolicy, EgressStatus, EngineInfo,
         ExecInput, ExecOutcome, ExecOutput, ExitInfo, LogLine, Network, NodeAvailability,
         ProgressFn, Pulled, RegistryAuth, Runtime, RuntimeError, Usage, VolumeInfo, VolumeSpec,
-        VolumeUsage, LABEL_APP, LABEL_DEPLOYMENT, LABEL_REPLICA,
+        VolumeUsage,
     },
     validate::ImageRef,
 };
@@ -69,13 +69,7 @@ impl SwarmRuntime {
     /// statistics and commands reach only this engine's containers).
     async fn local_container(&self, service: &str) -> Result<String, RuntimeError> {
         let docker = self.docker()?;
-        let me = docker
-            .info()
-            .await
-            .map_err(map_err)?
-            .swarm
-            .and_then(|s| s.node_id)
-            .unwrap_or_default();
+        let me = this_node(&docker).await?.unwrap_or_default();
         self.tasks(&docker, service)
             .await?
             .into_iter()
@@ -144,6 +138,16 @@ impl SwarmRuntime {
             .map_err(map_err)?;
         Ok(())
     }
+}
+
+/// The Swarm's id of the machine this engine runs on.
+async fn this_node(docker: &Docker) -> Result<Option<String>, RuntimeError> {
+    Ok(docker
+        .info()
+        .await
+        .map_err(map_err)?
+        .swarm
+        .and_then(|s| s.node_id))
 }
 
 /// The task's place in the Swarm's history (later is newer).
@@ -320,12 +324,7 @@ impl Runtime for SwarmRuntime {
         let node = if spec.mounts.is_empty() {
             None
         } else {
-            docker
-                .info()
-                .await
-                .map_err(map_err)?
-                .swarm
-                .and_then(|s| s.node_id)
+            this_node(&docker).await?
         };
         let service = ServiceSpec {
             name: spec.name.clone(),
@@ -349,35 +348,11 @@ impl Runtime for SwarmRuntime {
             node,
             mounts: spec.mounts.clone(),
         };
-        let mut tries = 0;
-        loop {
-            match docker
-                .create_service(docker_spec(&service), credentials(&spec.registry_auth))
-                .await
-                .map_err(map_err)
-            {
-                Ok(made) => return Ok(made.id.unwrap_or_default()),
-                // The tenant's overlay was being removed (their last app went just before):
-                // once it is gone, it is made again.
-                Err(RuntimeError::Failed(m))
-                    if m.contains("network") && m.contains("not found") && tries < 20 =>
-                {
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                    let labels: HashMap<String, String> = spec
-                        .labels
-                        .iter()
-                        .filter(|(k, _)| {
-                            ![LABEL_APP, LABEL_DEPLOYMENT, LABEL_REPLICA].contains(&k.as_str())
-                        })
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    services::ensure_overlay(&docker, &spec.network, &labels, self.encrypted)
-                        .await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let made = docker
+            .create_service(docker_spec(&service), credentials(&spec.registry_auth))
+            .await
+            .map_err(map_err)?;
+        Ok(made.id.unwrap_or_default())
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
