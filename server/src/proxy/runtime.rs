@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::Path};
 
-use super::table::{backend_name, server_name, server_options};
+use super::table::{backend_name, server_name, server_options, RUNTIME_POOL};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -141,7 +141,7 @@ pub async fn set_route(
 pub async fn add_server(socket: &Path, app: i64, addr: SocketAddr) -> Result<(), RuntimeApiError> {
     let server = server_path(app, &addr);
     let options = server_options(&addr);
-    let add = format!("add server {server} {addr}{options}");
+    let add = format!("add server {server} {addr}{options}{RUNTIME_POOL}");
     let answer = command(socket, &add).await?;
     let added = answer.contains("New server registered") || answer.contains("Already exists");
     accepted(added, add, answer)?;
@@ -180,8 +180,24 @@ pub async fn delete_server(
     app: i64,
     addr: SocketAddr,
 ) -> Result<bool, RuntimeApiError> {
-    let del = format!("del server {}", server_path(app, &addr));
-    let answer = command(socket, &del).await?;
+    let server = server_path(app, &addr);
+    let del = format!("del server {server}");
+    let mut answer = command(socket, &del).await?;
+    if answer.contains("still has connections") {
+        // Idle keep-alive connections count too, and HAProxy only closes a server's idle
+        // connections as it enters maintenance: one that went idle after that (its request
+        // finished since) stays. Leaving maintenance for `drain` (no new requests either) and
+        // entering it again closes them; requests still under way are untouched.
+        for state in ["drain", "maint"] {
+            let set = format!("set server {server} state {state}");
+            let a = command(socket, &set).await?;
+            if a.contains("No such server") {
+                return Ok(true);
+            }
+            accepted(a.is_empty(), set, a)?;
+        }
+        answer = command(socket, &del).await?;
+    }
     if answer.contains("Server deleted") || answer.contains("No such server") {
         return Ok(true);
     }

@@ -635,3 +635,70 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
     let (ok, _, _) = exec(&id, &format!("wget -q -O- -T 3 http://{gateway}:{port}/"));
     assert!(!ok);
 }
+
+/// HAProxy keeps its connections to an app open and reuses them (nginx keeps them alive): a
+/// client's twenty requests open one connection to the app, not twenty. The app's server is
+/// added through HAProxy's runtime API, which gives it no pool of idle connections unless asked.
+#[sqlx::test(migrations = "../migrations")]
+async fn haproxy_reuses_its_connections_to_an_app(db: SqlitePool) {
+    let app = TestApp::with_proxy(db).await;
+    let t = tenant(&app, "ann@example.com").await;
+    create(
+        &app,
+        &t,
+        json!({"name": "site", "image": image("nginx:1"), "port": 80}),
+    )
+    .await;
+    until(&app, &t, "site", 90, serving(1)).await;
+    let host = "site-ann.apps.pier.test";
+    common::sites::until_serves(&app, host, (200, "hello from nginx"), 20).await;
+
+    let counters = || async {
+        let stat = pier::proxy::runtime::command(&app.proxy().config().stats_socket, "show stat")
+            .await
+            .expect("show stat");
+        let mut lines = stat.lines();
+        let head: Vec<&str> = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+        let (connect, reuse, sent) = (col("connect"), col("reuse"), col("stot"));
+        let row: Vec<String> = lines
+            .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>())
+            .find(|f| f[0].starts_with("app") && f[1].starts_with('e'))
+            .expect("the app's server in show stat");
+        let n = |i: usize| row[i].parse::<u64>().unwrap_or(0);
+        (n(connect), n(reuse), n(sent))
+    };
+    let (c0, _, s0) = counters().await;
+    let port = app.proxy().config().https_addr.port();
+    let url = format!("https://{host}:{port}/");
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\n",
+        ])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(std::iter::repeat_n(&url, 20))
+        .output()
+        .await
+        .expect("curl");
+    let codes = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(codes.lines().filter(|c| *c == "200").count(), 20, "{codes}");
+    let (c1, reused, s1) = counters().await;
+    assert_eq!(s1 - s0, 20, "twenty requests reached the app");
+    assert!(
+        c1 - c0 <= 2,
+        "{} connections opened to the app for 20 requests (reused {reused})",
+        c1 - c0
+    );
+}
