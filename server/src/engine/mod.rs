@@ -29,6 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::StreamExt;
 use pier_core::{
     model::Desired,
     now, repo,
@@ -222,6 +223,8 @@ async fn pass(
     let ids: HashSet<i64> = apps.iter().map(|a| a.id).collect();
     pier.telemetry().retain_apps(&|id| ids.contains(&id));
 
+    // A pass that changes nothing routes from the containers it listed (see sync_listed).
+    let idle = busy_now.is_empty() && steps.is_empty();
     for step in steps {
         match step {
             Step::Rollout {
@@ -273,7 +276,12 @@ async fn pass(
         }
     }
     // Domains attached or moved, apps stopped or started, containers replaced: HAProxy follows.
-    if let Err(e) = routing.sync(pier).await {
+    let synced = if idle {
+        routing.sync_listed(pier, &containers).await
+    } else {
+        routing.sync(pier).await
+    };
+    if let Err(e) = synced {
         tracing::warn!(
             error = format!("{e:#}"),
             "routes not applied; next pass retries"
@@ -413,8 +421,14 @@ async fn sample_forever(pier: Pier) {
         let Ok(instance) = pier.instance_id().await else {
             continue;
         };
-        let Ok(containers) = pier.runtime().containers(&instance).await else {
-            continue;
+        // The reconciler's last look when it is recent (it looks every 15 s): listing a
+        // thousand containers costs the engine tens of milliseconds each time.
+        let containers = match pier.observed_containers(every) {
+            Some(c) => c,
+            None => match pier.runtime().containers(&instance).await {
+                Ok(c) => pier.observe_containers(c),
+                Err(_) => continue,
+            },
         };
         let Ok(apps) = repo::apps::list_all(pier.db()).await else {
             continue;
@@ -428,17 +442,34 @@ async fn sample_forever(pier: Pier) {
         // An app with replicas: the sum of its copies, one point per sample.
         let mut sums: HashMap<i64, Point> = HashMap::new();
         let at = now();
-        for c in containers.iter().filter(|c| c.running()) {
-            let Some(app_id) = c.deployment_id().and_then(|d| serving.get(&d)) else {
-                continue;
-            };
-            let Ok(u) = pier.runtime().usage(&c.id).await else {
-                continue;
-            };
-            seen.insert(c.id.clone());
-            if let Some(prev) = last.insert(c.id.clone(), u) {
+        // Read side by side: an engine that must be asked (no control group files here)
+        // takes up to a second per container.
+        let todo: Vec<(String, i64)> = containers
+            .iter()
+            .filter(|c| c.running())
+            .filter_map(|c| {
+                let app_id = c.deployment_id().and_then(|d| serving.get(&d))?;
+                Some((c.id.clone(), *app_id))
+            })
+            .collect();
+        let runtime = pier.runtime();
+        let readings: Vec<(String, i64, Usage)> = futures_util::stream::iter(todo)
+            .map(|(id, app_id)| {
+                let runtime = runtime.clone();
+                async move {
+                    let u = runtime.usage(&id).await.ok()?;
+                    Some((id, app_id, u))
+                }
+            })
+            .buffer_unordered(16)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        for (id, app_id, u) in readings {
+            seen.insert(id.clone());
+            if let Some(prev) = last.insert(id, u) {
                 let p = point(&prev, &u, at);
-                let sum = sums.entry(*app_id).or_insert(Point {
+                let sum = sums.entry(app_id).or_insert(Point {
                     at,
                     cpu_percent: 0.0,
                     memory_bytes: 0,

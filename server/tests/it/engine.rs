@@ -340,6 +340,23 @@ async fn an_app_runs_hardened_redeploys_stops_rolls_back_and_goes(db: SqlitePool
         assert!(Instant::now() < deadline, "no memory sampled: {points:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Those figures are read from the container's control group, not asked of Docker (whose
+    // stats call waits for its next one-second tick): the app's limit, and memory in use.
+    let running = app.containers().await;
+    let rt =
+        pier::engine::docker::DockerRuntime::new(std::env::temp_dir().join("pier-test-volumes"));
+    let u = rt
+        .usage_from_files(&running[0].id)
+        .await
+        .expect("the container's control group is readable");
+    assert_eq!(
+        Some(u.memory_limit),
+        inspect(&running[0].id)["HostConfig"]["Memory"].as_u64()
+    );
+    assert!(
+        u.memory_bytes > 0 && u.cpu_ns > 0 && u.system_ns > 0,
+        "{u:?}"
+    );
 
     // Delete: container and the tenant's network go.
     action(&mut b, "hello", "delete").await;

@@ -22,6 +22,7 @@ use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
 
 use crate::engine::storage::Storage;
 
+mod cgroup;
 mod create;
 mod exec;
 mod info;
@@ -56,6 +57,9 @@ pub struct DockerRuntime {
     /// The engine refused `--storage-opt size` although its driver should take it (xfs without
     /// `pquota`, btrfs without quotas): writable layers stay unbounded from then on.
     layer_refused: std::sync::atomic::AtomicBool,
+    /// Each running container's control group, found once (None: its files are not readable
+    /// from here, and the engine is asked).
+    groups: std::sync::Mutex<HashMap<String, Option<cgroup::Group>>>,
 }
 
 impl DockerRuntime {
@@ -63,6 +67,48 @@ impl DockerRuntime {
     /// `volumes_dir`; stale device links there are removed now, before any volume is attached.
     pub fn new(volumes_dir: std::path::PathBuf) -> Self {
         Self::at(volumes_dir, None)
+    }
+
+    /// A running container's CPU and memory from its control group's files (see `cgroup`);
+    /// None when they cannot be read here, and the engine must be asked.
+    pub async fn usage_from_files(&self, id: &str) -> Option<Usage> {
+        let known = self.groups.lock().expect("groups lock").get(id).cloned();
+        let group = match known {
+            Some(g) => g?,
+            None => {
+                let c = self
+                    .docker()
+                    .ok()?
+                    .inspect_container(
+                        id,
+                        None::<bollard::query_parameters::InspectContainerOptions>,
+                    )
+                    .await
+                    .ok()?;
+                let full = c.id.unwrap_or_default();
+                // Not running: no process, no group yet (asked again at the next sample).
+                let pid = c.state.and_then(|s| s.pid).filter(|p| *p > 0)?;
+                // Another pid namespace (Pier in a container) names other processes: a group
+                // that does not carry the container's id is not its own.
+                let g = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                    .ok()
+                    .and_then(|t| cgroup::group(&t, std::path::Path::new("/sys/fs/cgroup")))
+                    .filter(|g| !full.is_empty() && g.names(&full));
+                self.groups
+                    .lock()
+                    .expect("groups lock")
+                    .insert(id.to_owned(), g.clone());
+                g?
+            }
+        };
+        match cgroup::usage(&group) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::debug!(container = id, error = %e, "control group unreadable; asking the engine");
+                self.groups.lock().expect("groups lock").remove(id);
+                None
+            }
+        }
     }
 
     /// The engine at `socket` (a Unix socket path) rather than the one `DOCKER_HOST` (or the
@@ -77,6 +123,7 @@ impl DockerRuntime {
             layer_refused: std::sync::atomic::AtomicBool::new(false),
             storage,
             info: std::sync::Mutex::new(None),
+            groups: Default::default(),
         }
     }
 
@@ -295,6 +342,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.groups.lock().expect("groups lock").remove(id);
         // `v`: anonymous volumes the image declared (`VOLUME` in its Dockerfile) go with the
         // container instead of piling up on the host.
         let opts = RemoveContainerOptionsBuilder::new()
@@ -358,6 +406,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn usage(&self, id: &str) -> Result<Usage, RuntimeError> {
+        if let Some(u) = self.usage_from_files(id).await {
+            return Ok(u);
+        }
         let opts = StatsOptionsBuilder::new()
             .stream(false)
             .one_shot(true)
