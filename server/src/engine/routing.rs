@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use pier_core::{domains::platform_names_of, model::Desired, repo, Pier};
+use pier_core::{domains::platform_names_of, model::Desired, repo, runtime::Container, Pier};
 
 use super::plan::{self, Served};
 use crate::proxy::Proxy;
@@ -72,10 +72,24 @@ impl Routing {
 
     /// Reads apps, domains and containers now and makes HAProxy route accordingly.
     pub async fn sync(&self, pier: &Pier) -> anyhow::Result<()> {
+        self.apply(pier, None).await
+    }
+
+    /// As [`Routing::sync`], with the container list a reconcile pass that changed nothing has
+    /// just read (listing a thousand containers again costs the engine tens of milliseconds).
+    /// Only while no deployment is rolling out or draining: a rollout may promote between that
+    /// list and this sync, and its new container must not be routed from a list without it.
+    /// Otherwise the containers are listed afresh.
+    pub async fn sync_listed(&self, pier: &Pier, listed: &[Container]) -> anyhow::Result<()> {
+        self.apply(pier, Some(listed)).await
+    }
+
+    async fn apply(&self, pier: &Pier, listed: Option<&[Container]>) -> anyhow::Result<()> {
         let Some(proxy) = &self.proxy else {
             return Ok(());
         };
         let _one_at_a_time = self.lock.lock().await;
+        let listed = listed.filter(|_| self.busy.lock().expect("busy lock").is_empty());
         let instance = pier.instance_id().await?;
         let (apps, attached, handles, domains) = {
             let mut tx = pier.db().begin().await?;
@@ -86,7 +100,14 @@ impl Routing {
             tx.rollback().await?;
             (apps, attached, handles, domains)
         };
-        let containers = pier.runtime().containers(&instance).await?;
+        let fresh;
+        let containers = match listed {
+            Some(c) => c,
+            None => {
+                fresh = pier.runtime().containers(&instance).await?;
+                &fresh[..]
+            }
+        };
         let handles: HashMap<i64, String> = handles.into_iter().collect();
         let base = pier.settings().routing.base_domain.clone();
         let (served, left_out) = served(&apps, attached, &handles, &domains, base.as_deref());
@@ -99,7 +120,7 @@ impl Routing {
                 *last = left_out;
             }
         }
-        proxy.set_routes(plan::routes(&served, &containers)).await
+        proxy.set_routes(plan::routes(&served, containers)).await
     }
 }
 

@@ -81,10 +81,15 @@ pub(super) async fn wait(
                 }));
             }
         }
+        // Where the quick probes between two full looks go (see the end of the loop).
+        let mut quick = None;
         if c.running() {
             let answer = match dep.kind {
                 AppKind::Web => match c.endpoint() {
-                    Some(addr) => Some(probe(addr, dep.health_path.as_deref()).await),
+                    Some(addr) => {
+                        quick = Some(addr);
+                        Some(probe(addr, dep.health_path.as_deref()).await)
+                    }
                     None => None,
                 },
                 // From the host, on the tenant's network: the port takes a connection.
@@ -148,7 +153,21 @@ pub(super) async fn wait(
         } else {
             250
         };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+        match quick.filter(|_| pause == 40 && crashing.is_none()) {
+            // Between two full looks (the deployment, the engine's list), only the port is
+            // tried, every 10 ms: most apps answer within milliseconds of listening, and a
+            // deploy should not wait out a whole pause for it.
+            Some(addr) => {
+                let until = tokio::time::Instant::now() + Duration::from_millis(pause);
+                while tokio::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    if probe(addr, dep.health_path.as_deref()).await.is_ok() {
+                        return Ok(Health::Healthy);
+                    }
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(pause)).await,
+        }
     }
 }
 
