@@ -18,7 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Browser, add_build_options, free_port, rss_kib, wrk_latency  # noqa: E402
+from benchlib import PASSWORD, Browser, add_build_options, free_port, rss_kib, wrk_latency  # noqa: E402
 
 EMAIL = "bench@example.com"
 

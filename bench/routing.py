@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Routing benchmark, against a real `pier serve` with its HAProxy and dockerd (127.0.0.1 only):
 
-requests/s and p99 latency of one app, through HAProxy over HTTPS (by host name, with the
+requests/s and p99 latency of an app, through HAProxy over HTTPS (by host name, with the
 self-signed certificate) and straight to the container's loopback port over plain HTTP, in the
-same run, alternating, with the same bounded `wrk` load (-t2 -c4 unless BENCH_CONNS says otherwise, 5 s each, each run after the previous run's
-TIME_WAIT sockets drained); the ratio of the
-medians (goal: >= 0.9). Route-change and reload times are `cargo bench -p pier --bench routes`.
+same run, alternating, with the same bounded `wrk` load (-t2 -c4 unless BENCH_CONNS says
+otherwise, 5 s each, each run after the previous run's TIME_WAIT sockets drained); the ratio of
+the medians and the p99 difference (goal: >= 0.95, within 1 ms). Two apps, one after the other:
+busybox httpd (a new connection per request) and nginx (keep-alive) at half a CPU (an app's
+default limit) and at a whole one. Route-change and reload times are `cargo bench -p pier --bench routes`.
 
 Needs what bench/apps.py needs (the local registry, its test images) and `wrk`.
-Usage: bench/routing.py [--bin target/release/pier] [--site target/site] [--rounds 3]
+Usage: bench/routing.py [--bin target/release/pier] [--site target/site] [--rounds 3] [--app nginx]
 """
 import argparse
 import os
@@ -57,10 +59,77 @@ def wrk(url, host=None, seconds=5):
     return rps, float(p99.group(1)) * scale
 
 
+# The apps measured: busybox httpd forks a process per connection and closes it after each
+# answer (nothing can be reused, the worst case for a proxy), and nginx keeps connections open
+# (as most servers do; HAProxy then reuses its connections to the app).
+# nginx runs twice: with an app's default CPU limit (half a CPU) and with a whole one. On two
+# cores, wrk, HAProxy and the app share the machine: HAProxy's own CPU comes out of what wrk
+# and the app could use. Each app is asked for its health path when it has one.
+APPS = [
+    ("busybox", "busybox httpd (a connection per request), 1 CPU", "hello:1", 8080, "/healthz", "1"),
+    ("nginx", "nginx (keep-alive), the default 0.5 CPU", "nginx:1", 80, None, "0.5"),
+    ("nginx-1cpu", "nginx (keep-alive), 1 CPU", "nginx:1", 80, None, "1"),
+]
+
+
+def wait_running(b, name):
+    deadline = time.monotonic() + 120
+    while True:
+        app = b.api.expect("GET", f"/apps/{name}")
+        if app.get("state") == "running" and app.get("host_port"):
+            return app
+        if time.monotonic() > deadline:
+            raise BenchError(f"the app {name} never ran: {app}")
+        time.sleep(0.2)
+
+
+def measure(b, https_port, name, label, image, port, health, cpus, rounds):
+    host = f"{name}.{HOST}"
+    body = {"name": name, "image": f"{b.registry}/pier-test/{image}", "port": port,
+            "memory_mb": 128, "cpus": cpus}
+    if health:
+        body["health_path"] = health
+    b.api.expect("POST", "/apps", body, status=(201,))
+    b.api.expect("POST", "/domains", {"domain": host, "app": name}, status=(201,))
+    app = wait_running(b, name)
+    path = health or "/"
+    direct = f"http://127.0.0.1:{app['host_port']}{path}"
+    proxied = f"https://127.0.0.1:{https_port}{path}"
+    if not http_200(app["host_port"], path=path):
+        raise BenchError(f"{name} does not answer on its port")
+    deadline = time.monotonic() + 30
+    while True:
+        out = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {host}",
+                              proxied], capture_output=True, text=True, timeout=10).stdout
+        if out == "200":
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"HAProxy answered {out} for {host}")
+        time.sleep(0.2)
+    say(f"routing, {label}: wrk -t2 -c{CONNS} 5 s (each after TIME_WAITs drained), {rounds} rounds alternating")
+    d, p = [], []
+    for i in range(rounds):
+        d.append(wrk(direct))
+        p.append(wrk(proxied, host))
+        say(f"  round {i + 1}: straight {d[-1][0]:.0f} req/s (p99 {d[-1][1]:.2f} ms), "
+            f"through HAProxy {p[-1][0]:.0f} req/s (p99 {p[-1][1]:.2f} ms)")
+    dr, dp = statistics.median(x[0] for x in d), statistics.median(x[1] for x in d)
+    pr, pp = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)
+    say(f"  straight to the container (HTTP):   {dr:8.0f} req/s  p99 {dp:6.2f} ms")
+    say(f"  through HAProxy (HTTPS, by host):   {pr:8.0f} req/s  p99 {pp:6.2f} ms")
+    ok = pr / dr >= 0.95 and pp - dp <= 1.0
+    say(f"  ratio through/straight: {pr / dr:.2f}, p99 {pp - dp:+.2f} ms"
+        f"   (goal >= 0.95 and p99 within 1 ms: {'met' if ok else 'NOT met'})")
+    b.api.expect("DELETE", f"/apps/{name}", status=(204,))
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_build_options(ap)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--app", choices=[a[0] for a in APPS], action="append",
+                    help="measure only this app (repeatable; default: all)")
     args = ap.parse_args()
     args.apps, args.runs, args.step_timeout, args.all_timeout = 1, 1, 120, 300
     if shutil.which("wrk") is None:
@@ -73,38 +142,9 @@ def main():
         b.start_panel(("--http-addr", f"127.0.0.1:{http_port}", "--https-addr", f"127.0.0.1:{https_port}",
                        "--no-acme"))
         b.set_up_account()
-        b.api.expect("POST", "/apps", {"name": "bench", "image": b.image, "port": 8080,
-                                        "memory_mb": 128, "cpus": 1, "health_path": "/healthz"},
-                     status=(201,))
-        b.api.expect("POST", "/domains", {"domain": HOST, "app": "bench"}, status=(201,))
-        deadline = time.monotonic() + 120
-        while True:
-            app = b.api.expect("GET", "/apps/bench")
-            if app.get("state") == "running" and app.get("host_port"):
-                break
-            if time.monotonic() > deadline:
-                raise BenchError(f"the app never ran: {app}")
-            time.sleep(0.2)
-        direct = f"http://127.0.0.1:{app['host_port']}/"
-        proxied = f"https://127.0.0.1:{https_port}/"
-        if not http_200(app["host_port"]):
-            raise BenchError("the app does not answer on its port")
-        out = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {HOST}",
-                              proxied], capture_output=True, text=True, timeout=10).stdout
-        if out != "200":
-            raise BenchError(f"HAProxy answered {out} for {HOST}")
-        say(f"routing: one busybox httpd app, wrk -t2 -c{CONNS} 5 s (each after TIME_WAITs drained), {args.rounds} rounds alternating")
-        d, p = [], []
-        for i in range(args.rounds):
-            d.append(wrk(direct))
-            p.append(wrk(proxied, HOST))
-            say(f"  round {i + 1}: straight {d[-1][0]:.0f} req/s (p99 {d[-1][1]:.2f} ms), "
-                f"through HAProxy {p[-1][0]:.0f} req/s (p99 {p[-1][1]:.2f} ms)")
-        dr, dp = statistics.median(x[0] for x in d), statistics.median(x[1] for x in d)
-        pr, pp = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)
-        say(f"  straight to the container (HTTP):   {dr:8.0f} req/s  p99 {dp:6.2f} ms")
-        say(f"  through HAProxy (HTTPS, by host):   {pr:8.0f} req/s  p99 {pp:6.2f} ms")
-        say(f"  ratio through/straight:              {pr / dr:.2f} (goal >= 0.9)")
+        for name, label, image, port, health, cpus in APPS:
+            if not args.app or name in args.app:
+                measure(b, https_port, name, label, image, port, health, cpus, args.rounds)
         failed = False
     finally:
         b.cleanup(failed)
