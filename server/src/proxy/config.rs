@@ -78,9 +78,8 @@ pub fn render(c: &ProxyConfig) -> String {
     let _ = writeln!(w, "defaults");
     let _ = writeln!(w, "    mode http");
     // Connections to apps stay open and are reused by later requests (HAProxy's keep-alive
-    // mode; `safe`: a client's first request never rides another client's idle connection). A
-    // server set to maintenance drops its idle connections, so a route switch still deletes it
-    // at once.
+    // mode; `safe`: a client's first request never rides another client's idle connection).
+    // Idle connections hold a server back from deletion: `runtime::delete_server` closes them.
     let _ = writeln!(w, "    option http-keep-alive");
     let _ = writeln!(w, "    http-reuse safe");
     // Without it, reloads under load dropped requests (seen here: 3–20 of 20 reloads).

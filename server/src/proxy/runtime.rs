@@ -165,13 +165,21 @@ pub async fn remove_server(
     app: i64,
     addr: SocketAddr,
 ) -> Result<bool, RuntimeApiError> {
-    let maint = format!("set server {} state maint", server_path(app, &addr));
-    let answer = command(socket, &maint).await?;
-    if answer.contains("No such server") {
+    if !set_state(socket, &server_path(app, &addr), "maint").await? {
         return Ok(true);
     }
-    accepted(answer.is_empty(), maint, answer)?;
     delete_server(socket, app, addr).await
+}
+
+/// Puts a server in `state`; false when HAProxy has no such server (gone already).
+async fn set_state(socket: &Path, server: &str, state: &str) -> Result<bool, RuntimeApiError> {
+    let set = format!("set server {server} state {state}");
+    let answer = command(socket, &set).await?;
+    if answer.contains("No such server") {
+        return Ok(false);
+    }
+    accepted(answer.is_empty(), set, answer)?;
+    Ok(true)
 }
 
 /// Deletes a server in maintenance; false while it still has requests under way.
@@ -189,12 +197,9 @@ pub async fn delete_server(
         // finished since) stays. Leaving maintenance for `drain` (no new requests either) and
         // entering it again closes them; requests still under way are untouched.
         for state in ["drain", "maint"] {
-            let set = format!("set server {server} state {state}");
-            let a = command(socket, &set).await?;
-            if a.contains("No such server") {
+            if !set_state(socket, &server, state).await? {
                 return Ok(true);
             }
-            accepted(a.is_empty(), set, a)?;
         }
         answer = command(socket, &del).await?;
     }

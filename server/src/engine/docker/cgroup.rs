@@ -104,42 +104,34 @@ fn read(p: PathBuf) -> std::io::Result<String> {
     std::fs::read_to_string(p)
 }
 
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// A file that holds one number (`memory.current`, `cpuacct.usage`, …).
+fn number(dir: &Path, file: &str) -> std::io::Result<u64> {
+    read(dir.join(file))?.trim().parse().map_err(|_| bad(file))
+}
+
 /// The group's figures now (blocking file reads, each a few microseconds).
 pub fn usage(g: &Group) -> std::io::Result<Usage> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let (system_ns, online_cpus) =
         system_cpu(&read("/proc/stat".into())?).ok_or_else(|| bad("/proc/stat"))?;
     let (cpu_ns, used, cache, memory_limit) = match g {
-        Group::V1 { memory, cpuacct } => {
-            let cpu = read(cpuacct.join("cpuacct.usage"))?;
-            let stat = read(memory.join("memory.stat"))?;
-            (
-                cpu.trim()
-                    .parse::<u64>()
-                    .map_err(|_| bad("cpuacct.usage"))?,
-                read(memory.join("memory.usage_in_bytes"))?
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| bad("memory.usage_in_bytes"))?,
-                stat_value(&stat, "total_inactive_file").unwrap_or(0),
-                limit(&read(memory.join("memory.limit_in_bytes"))?),
-            )
-        }
-        Group::V2(dir) => {
-            let cpu = read(dir.join("cpu.stat"))?;
-            let stat = read(dir.join("memory.stat"))?;
-            (
-                stat_value(&cpu, "usage_usec")
-                    .ok_or_else(|| bad("cpu.stat"))?
-                    .saturating_mul(1000),
-                read(dir.join("memory.current"))?
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| bad("memory.current"))?,
-                stat_value(&stat, "inactive_file").unwrap_or(0),
-                limit(&read(dir.join("memory.max"))?),
-            )
-        }
+        Group::V1 { memory, cpuacct } => (
+            number(cpuacct, "cpuacct.usage")?,
+            number(memory, "memory.usage_in_bytes")?,
+            stat_value(&read(memory.join("memory.stat"))?, "total_inactive_file").unwrap_or(0),
+            limit(&read(memory.join("memory.limit_in_bytes"))?),
+        ),
+        Group::V2(dir) => (
+            stat_value(&read(dir.join("cpu.stat"))?, "usage_usec")
+                .ok_or_else(|| bad("cpu.stat"))?
+                .saturating_mul(1000),
+            number(dir, "memory.current")?,
+            stat_value(&read(dir.join("memory.stat"))?, "inactive_file").unwrap_or(0),
+            limit(&read(dir.join("memory.max"))?),
+        ),
     };
     Ok(Usage {
         cpu_ns,
