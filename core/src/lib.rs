@@ -17,6 +17,7 @@ pub mod domains;
 pub mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake_runtime;
+pub mod image_ref;
 pub mod logs;
 pub mod metrics;
 pub mod model;

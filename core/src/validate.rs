@@ -2,6 +2,7 @@
 
 use crate::{model::Quotas, Error, FieldError, Result};
 
+pub use crate::image_ref::ImageRef;
 pub use pier_types::format_cpus;
 
 pub const PASSWORD_MIN_CHARS: usize = 12;
@@ -392,60 +393,8 @@ pub fn volume_size(n: i64) -> Result<i64, String> {
     in_range(n, MIN_VOLUME_MB, MAX_VOLUME_MB, "MiB")
 }
 
-/// A parsed, normalised image reference (`registry/repository[:tag][@digest]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
-    pub registry: String,
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-}
-
-impl ImageRef {
-    /// `registry/repository`, what Docker's pull API calls `fromImage`.
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
-    }
-
-    /// The full normalised reference.
-    pub fn whole(&self) -> String {
-        let mut s = self.name();
-        if let Some(t) = &self.tag {
-            s.push(':');
-            s.push_str(t);
-        }
-        if let Some(d) = &self.digest {
-            s.push('@');
-            s.push_str(d);
-        }
-        s
-    }
-
-    /// The reference the engine keeps the pulled image under: `name@digest` when pinned, else
-    /// `name:tag` (`latest` without one).
-    pub fn local(&self) -> String {
-        match &self.digest {
-            Some(d) => format!("{}@{d}", self.name()),
-            None => format!(
-                "{}:{}",
-                self.name(),
-                self.tag.as_deref().unwrap_or("latest")
-            ),
-        }
-    }
-
-    /// The same image pinned to a digest (tag dropped), for reproducible rollbacks.
-    pub fn pinned(&self, digest: &str) -> ImageRef {
-        ImageRef {
-            tag: None,
-            digest: Some(digest.to_owned()),
-            ..self.clone()
-        }
-    }
-}
-
-/// An image reference, checked against the Docker/OCI distribution grammar (`oci-spec`'s
-/// parser) and normalised (`nginx` → `docker.io/library/nginx:latest`).
+/// An image reference, checked against the Docker/OCI distribution grammar and normalised
+/// (`nginx` → `docker.io/library/nginx:latest`); see [`crate::image_ref`].
 pub fn image(input: &str) -> Result<ImageRef, String> {
     let s = input.trim();
     if s.is_empty() {
@@ -456,17 +405,8 @@ pub fn image(input: &str) -> Result<ImageRef, String> {
             "{s:?} is not an image reference. Write it as registry/repository:tag, without https://."
         ));
     }
-    let r: oci_spec::distribution::Reference =
-        s.parse().map_err(|e: oci_spec::distribution::ParseError| {
-            format!("{s:?} is not a valid image reference: {e}.")
-        })?;
-    Ok(ImageRef {
-        // Host names are case-insensitive; saved registry logins are kept in lower case.
-        registry: r.registry().to_ascii_lowercase(),
-        repository: r.repository().to_owned(),
-        tag: r.tag().map(str::to_owned),
-        digest: r.digest().map(str::to_owned),
-    })
+    s.parse()
+        .map_err(|e| format!("{s:?} is not a valid image reference: {e}."))
 }
 
 /// A registry host as written in image references: `host[:port]`.
