@@ -76,9 +76,9 @@ impl AppState {
             leptos,
             panel: PanelInfo {
                 public_origin: args.public_origin(),
-                api_doc: std::sync::Arc::new(
-                    serde_json::to_value(crate::api::openapi()).unwrap_or_default(),
-                ),
+                api_doc: serde_json::to_string(&crate::api::openapi())
+                    .unwrap_or_default()
+                    .into(),
             },
             challenges: crate::certs::Challenges::default(),
             count_requests: args.metrics_listen.is_some(),

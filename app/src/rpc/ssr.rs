@@ -14,8 +14,10 @@ use crate::error::AppError;
 pub struct PanelInfo {
     /// `https://panel.example.com` when the panel has a public host name.
     pub public_origin: Option<String>,
-    /// The REST API's OpenAPI document, for the API reference page.
-    pub api_doc: std::sync::Arc<serde_json::Value>,
+    /// The REST API's OpenAPI document as JSON text, for the API reference page and
+    /// `/api/v1/openapi.json`. Kept as text: the document as a tree of values held about 2 MiB
+    /// of the panel's heap for the rare request that reads it.
+    pub api_doc: std::sync::Arc<str>,
 }
 
 pub struct Ctx {

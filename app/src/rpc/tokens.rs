@@ -105,8 +105,8 @@ pub async fn revoke_token(id: i64, csrf_token: String) -> Result<Done, AppError>
 pub async fn api_reference() -> Result<Vec<Endpoint>, AppError> {
     // Signed-in people only.
     ssr::signed_in().await?;
-    let doc = use_context::<ssr::PanelInfo>()
-        .map(|p| p.api_doc)
+    let doc: serde_json::Value = use_context::<ssr::PanelInfo>()
+        .and_then(|p| serde_json::from_str(&p.api_doc).ok())
         .unwrap_or_default();
     let mut out = Vec::new();
     if let Some(paths) = doc["paths"].as_object() {

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
 
-use axum::{extract::State, routing::get, Json, Router};
+use axum::{extract::State, http::header, routing::get, Router};
 use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     Modify, OpenApi,
@@ -84,6 +84,11 @@ impl Modify for BearerToken {
 pub fn router() -> Router<AppState> {
     Router::new().route(
         "/openapi.json",
-        get(|State(s): State<AppState>| async move { Json(s.panel.api_doc.as_ref().clone()) }),
+        get(|State(s): State<AppState>| async move {
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                s.panel.api_doc.to_string(),
+            )
+        }),
     )
 }
