@@ -22,6 +22,7 @@ pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod observed;
 pub mod password;
 pub mod repo;
 pub mod runtime;

@@ -345,6 +345,17 @@ pub struct ExecOutcome {
 pub trait Runtime: Send + Sync + 'static {
     /// Every container (running or not) labelled with this installation's id.
     async fn containers(&self, instance: &str) -> Result<Vec<Container>, RuntimeError>;
+    /// One item for each change to this installation's containers that [`Runtime::containers`]
+    /// would show (created, started, died, removed, paused, renamed) from `since` (Unix
+    /// seconds) on, as the engine reports it; the stream ends with the engine's connection.
+    /// `None` when the engine cannot tell: callers then list as often as they need.
+    fn container_events(
+        &self,
+        _instance: &str,
+        _since: i64,
+    ) -> Option<BoxStream<'static, Result<(), RuntimeError>>> {
+        None
+    }
     async fn pull(
         &self,
         image: &ImageRef,

@@ -220,6 +220,7 @@ impl Drop for ListingClaim {
     fn drop(&mut self) {
         (self.0)
             .0
+            .observed
             .listing
             .store(false, std::sync::atomic::Ordering::Release);
     }
@@ -251,11 +252,8 @@ pub(crate) struct Inner {
     /// Apps the reconciler leaves alone (a backup or restore has their container).
     pub(crate) holds: std::sync::Mutex<crate::backups::Holds>,
     instance: tokio::sync::OnceCell<String>,
-    /// The engine's last container list and when it was taken.
-    #[allow(clippy::type_complexity)]
-    observed: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::runtime::Container>>)>>,
-    /// A page's refresh of that list is under way (one at a time, shared by every page).
-    listing: std::sync::atomic::AtomicBool,
+    /// The engine's last container list, and whether it is still current.
+    observed: crate::observed::Observed,
     proxy_status: Option<ProxyStatusSource>,
     egress: std::sync::RwLock<Option<crate::runtime::EgressStatus>>,
     resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
@@ -341,29 +339,33 @@ impl Pier {
             egress: std::sync::RwLock::new(None),
             resolver: std::sync::RwLock::new(wiring.resolver),
             instance: tokio::sync::OnceCell::new(),
-            observed: std::sync::Mutex::new(None),
-            listing: std::sync::atomic::AtomicBool::new(false),
+            observed: Default::default(),
             panel_cert_until: std::sync::atomic::AtomicI64::new(0),
             log_slots: Default::default(),
         }))
     }
 
-    /// Records what the engine listed (the reconciler does after every look).
+    /// Read before asking the engine for its container list; given to
+    /// [`Pier::observe_containers`] with the answer (see [`crate::observed`]).
+    pub fn container_generation(&self) -> u64 {
+        self.0.observed.generation()
+    }
+
+    /// Records what the engine listed when asked at `generation` (the reconciler does after
+    /// every look).
     pub fn observe_containers(
         &self,
+        generation: u64,
         list: Vec<crate::runtime::Container>,
     ) -> Arc<Vec<crate::runtime::Container>> {
-        let list = Arc::new(list);
-        *self.0.observed.lock().expect("observed lock") =
-            Some((std::time::Instant::now(), list.clone()));
-        list
+        self.0.observed.record(generation, list)
     }
 
     /// Claims the one background refresh of the container list; `None` while one runs. The
     /// claim ends when dropped, however the refresh ends.
     pub(crate) fn claim_listing(&self) -> Option<ListingClaim> {
         use std::sync::atomic::Ordering;
-        (!self.0.listing.swap(true, Ordering::AcqRel)).then(|| ListingClaim(self.clone()))
+        (!self.0.observed.listing.swap(true, Ordering::AcqRel)).then(|| ListingClaim(self.clone()))
     }
 
     /// The last container list, if taken within `max_age`.
@@ -371,13 +373,22 @@ impl Pier {
         &self,
         max_age: std::time::Duration,
     ) -> Option<Arc<Vec<crate::runtime::Container>>> {
-        self.0
-            .observed
-            .lock()
-            .expect("observed lock")
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() <= max_age)
-            .map(|(_, list)| list.clone())
+        self.0.observed.within(max_age)
+    }
+
+    /// The last container list while the engine's events say nothing changed since.
+    pub fn unchanged_containers(&self) -> Option<Arc<Vec<crate::runtime::Container>>> {
+        self.0.observed.current()
+    }
+
+    /// The engine reported a change to one of this installation's containers.
+    pub fn container_changed(&self) {
+        self.0.observed.changed();
+    }
+
+    /// Following the engine's container events started or stopped.
+    pub fn following_container_events(&self, yes: bool) {
+        self.0.observed.set_following(yes);
     }
 
     /// Replaces the DNS resolver given at start (tests point it at their own DNS server).

@@ -811,4 +811,69 @@ mod tests {
         assert_eq!(engine.list_calls(), (2, 0));
         drop(dir);
     }
+
+    #[tokio::test]
+    async fn app_list_reuses_the_container_list_until_the_engine_reports_a_change() {
+        let engine = FakeRuntime::new();
+        let (pier, actor, dir) = panel(engine.clone()).await;
+        let list = || async { pier.list_apps_page(&actor, 50, 0).await.unwrap() };
+        // The engine calls so far, once the refresh a page may have started is done.
+        let settled = || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for _ in 0..100 {
+                if engine.list_calls().1 == 0 {
+                    return engine.list_calls().0;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("a refresh never finished");
+        };
+        pier.following_container_events(true);
+        list().await;
+        assert_eq!(settled().await, 1);
+
+        // Older than a second, and no change reported: still no engine call.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for _ in 0..5 {
+            assert_eq!(list().await.0.len(), 1);
+        }
+        assert_eq!(settled().await, 1, "nothing changed, nothing listed");
+
+        // A change: the next page lists again, once, and that list is reused in turn.
+        pier.container_changed();
+        list().await;
+        list().await;
+        assert_eq!(settled().await, 2);
+
+        // A change while a list is being taken: that list is not reused once it is over a
+        // second old (until then every page takes it, as without events).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let gate = engine.gate_listing(true).unwrap();
+        pier.container_changed();
+        list().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            engine.list_calls(),
+            (3, 1),
+            "one refresh, waiting on the engine"
+        );
+        pier.container_changed();
+        gate.add_permits(1);
+        engine.gate_listing(false);
+        assert_eq!(settled().await, 3);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        list().await;
+        assert_eq!(
+            settled().await,
+            4,
+            "the list taken across a change was reused"
+        );
+
+        // Events no longer followed: back to lists at most a second old.
+        pier.following_container_events(false);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        list().await;
+        assert_eq!(settled().await, 5);
+        drop(dir);
+    }
 }

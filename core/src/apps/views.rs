@@ -120,6 +120,10 @@ impl Pier {
         if !needed {
             return Some(Default::default());
         }
+        // Nothing changed since the last list, as the engine's events tell.
+        if let Some(current) = self.unchanged_containers() {
+            return Some(current);
+        }
         // Pages poll; one engine call a second serves them all.
         if let Some(fresh) = self.observed_containers(Duration::from_secs(1)) {
             return Some(fresh);
@@ -143,8 +147,9 @@ impl Pier {
     /// Asks the engine for the instance's containers and records the answer.
     async fn list_containers(&self) -> Option<std::sync::Arc<Vec<Container>>> {
         let instance = self.instance_id().await.ok()?;
+        let generation = self.container_generation();
         match self.runtime().containers(&instance).await {
-            Ok(c) => Some(self.observe_containers(c)),
+            Ok(c) => Some(self.observe_containers(generation, c)),
             Err(e) => {
                 tracing::warn!(error = %e, "listing containers failed");
                 None

@@ -9,6 +9,7 @@
 //! already exists for the deployment is adopted, its name is unique).
 
 pub mod docker;
+pub mod events;
 mod firewall;
 pub mod images;
 mod nodes;
@@ -74,6 +75,7 @@ pub fn spawn(pier: Pier, proxy: Option<Arc<Proxy>>) -> Vec<tokio::task::JoinHand
         tokio::spawn(tags::follow_forever(pier.clone())),
         tokio::spawn(crate::notify::deliver_forever(pier.clone())),
         tokio::spawn(nodes::watch_forever(pier.clone())),
+        tokio::spawn(events::follow_forever(pier.clone())),
     ];
     let pier_for_proxy = pier.clone();
     tasks.extend(crate::backup::spawn(pier));
@@ -184,8 +186,9 @@ async fn pass(
         let t = targets.entry(d.app_id).or_insert(d.id);
         *t = (*t).max(d.id);
     }
+    let generation = pier.container_generation();
     let (containers, networks) = tokio::join!(rt.containers(&instance), rt.networks(&instance));
-    let containers = pier.observe_containers(containers?);
+    let containers = pier.observe_containers(generation, containers?);
     let networks = networks?;
     // Apps a backup or restore has now, and those with a restore waiting: left alone. One held
     // after this read cannot meet a rollout this pass starts: holds and rollouts are taken
@@ -423,10 +426,11 @@ async fn sample_forever(pier: Pier) {
         };
         // The reconciler's last look when it is recent (it looks every 15 s): listing a
         // thousand containers costs the engine tens of milliseconds each time.
+        let generation = pier.container_generation();
         let containers = match pier.observed_containers(every) {
             Some(c) => c,
             None => match pier.runtime().containers(&instance).await {
-                Ok(c) => pier.observe_containers(c),
+                Ok(c) => pier.observe_containers(generation, c),
                 Err(_) => continue,
             },
         };

@@ -370,6 +370,70 @@ async fn an_app_runs_hardened_redeploys_stops_rolls_back_and_goes(db: SqlitePool
     }
 }
 
+/// `docker create`s a stopped container of the test image labelled for `instance` (and as a
+/// test's, for the clean-up by label); its name.
+fn create_labelled(instance: &str, tag: &str) -> String {
+    let name = format!("pier-events-{tag}-{}", std::process::id());
+    let out = std::process::Command::new("docker")
+        .args(["create", "--name", &name, "--label"])
+        .arg(format!("{}={instance}", pier_core::runtime::LABEL_INSTANCE))
+        .args(["--label", "pier.test=1", &image("hello:1")])
+        .output()
+        .expect("docker create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    name
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn pages_reuse_the_container_list_until_the_engine_reports_a_change(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut b = app.member("eve@example.com").await;
+    login_to_registry(&mut b, None).await;
+    create(&mut b, "ev", &image("hello:1"), "hi", &[]).await;
+    until(&mut b, "ev", 60, serving(1)).await;
+
+    // Pier follows dockerd's events: once the rollout is over, the list pages read stays
+    // current, with nothing listed again, for as long as nothing changes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.pier.unchanged_containers().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the container list never became current"
+        );
+        detail(&mut b, "ev").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Another installation's container changes nothing here.
+    let other = create_labelled("another-installation", "other");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        app.pier.unchanged_containers().is_some(),
+        "nothing of ours changed, yet the list went stale"
+    );
+
+    // A container of this installation appears behind Pier's back: the engine's event makes
+    // the list stale at once.
+    let instance = app.pier.instance_id().await.unwrap();
+    let ours = create_labelled(&instance, "ours");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.pier.unchanged_containers().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "no event for a new container of this installation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for name in [other, ours] {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &name])
+            .output();
+    }
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn failed_deployments_keep_the_previous_one_serving(db: SqlitePool) {
     let mut settings = common::test_settings();

@@ -12,9 +12,10 @@ use bollard::{
     errors::Error as DockerError,
     models::VolumeCreateRequest,
     query_parameters::{
-        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-        LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-        RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+        EventsOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+        ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        RemoveImageOptionsBuilder, RestartContainerOptionsBuilder, StatsOptionsBuilder,
+        StopContainerOptionsBuilder,
     },
     Docker,
 };
@@ -189,6 +190,12 @@ pub(crate) fn log_lines(
         .boxed()
 }
 
+/// The container events that change what a container list shows: one appears or goes, its
+/// state or name changes, or it gets its addresses (at start).
+const LIST_CHANGES: [&str; 8] = [
+    "create", "start", "restart", "die", "pause", "unpause", "rename", "destroy",
+];
+
 pub(crate) fn label_filter(instance: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([(
         "label".to_string(),
@@ -242,6 +249,34 @@ impl Runtime for DockerRuntime {
                 }
             })
             .collect())
+    }
+
+    fn container_events(
+        &self,
+        instance: &str,
+        since: i64,
+    ) -> Option<BoxStream<'static, Result<(), RuntimeError>>> {
+        let docker = match self.docker() {
+            Ok(d) => d,
+            Err(e) => return Some(futures_util::stream::once(async { Err(e) }).boxed()),
+        };
+        let mut filters = label_filter(instance);
+        filters.insert("type".into(), vec!["container".into()]);
+        filters.insert(
+            "event".into(),
+            LIST_CHANGES.iter().map(|e| (*e).to_owned()).collect(),
+        );
+        let options = EventsOptions {
+            since: Some(since.to_string()),
+            until: None,
+            filters: Some(filters),
+        };
+        Some(
+            docker
+                .events(Some(options))
+                .map(|r| r.map(drop).map_err(map_err))
+                .boxed(),
+        )
     }
 
     async fn pull(
