@@ -59,6 +59,7 @@ pub struct FakeRuntime {
     cluster: Mutex<Option<Cluster>>,
     list_calls: AtomicU64,
     list_running: AtomicU64,
+    exit_info_calls: AtomicU64,
 }
 
 #[derive(Default)]
@@ -112,6 +113,11 @@ impl FakeRuntime {
         let gate = on.then(|| Arc::new(tokio::sync::Semaphore::new(0)));
         *self.list_gate.lock().expect("gate lock") = gate.clone();
         gate
+    }
+
+    /// `exit_info` calls so far.
+    pub fn exit_info_calls(&self) -> u64 {
+        self.exit_info_calls.load(Ordering::SeqCst)
     }
 
     /// `containers` calls begun so far, and of those, the ones not finished.
@@ -495,6 +501,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn exit_info(&self, id: &str) -> Result<ExitInfo, RuntimeError> {
+        self.exit_info_calls.fetch_add(1, Ordering::SeqCst);
         let s = self.state.lock().expect("fake state");
         let c = s.containers.get(id).ok_or(RuntimeError::NotFound)?;
         let inner = s.inner.get(id).ok_or(RuntimeError::NotFound)?;

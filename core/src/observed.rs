@@ -78,6 +78,11 @@ impl Observed {
             .map(|s| s.list.clone())
     }
 
+    /// Whether events are followed and none arrived since `generation` was read.
+    pub fn unchanged_since(&self, generation: u64) -> bool {
+        self.following.load(Ordering::Acquire) && self.generation() == generation
+    }
+
     /// The engine reported a change to one of the installation's containers.
     pub fn changed(&self) {
         self.changes.fetch_add(1, Ordering::AcqRel);
@@ -108,8 +113,10 @@ mod tests {
         let g = o.generation();
         o.record(g, Vec::new());
         assert!(o.current().is_some());
+        assert!(o.unchanged_since(g));
         o.changed();
         assert!(o.current().is_none(), "a change makes it stale");
+        assert!(!o.unchanged_since(g));
 
         // A change while a list is being taken: that list is stale when it arrives.
         let g = o.generation();
@@ -120,11 +127,17 @@ mod tests {
         o.record(g, Vec::new());
         assert!(o.current().is_some());
 
+        let g = o.generation();
         o.set_following(false);
         assert!(
             o.current().is_none(),
             "stopped following: events may be missed"
         );
+        assert!(
+            !o.unchanged_since(o.generation()),
+            "not following: nothing known"
+        );
+        assert_ne!(g, o.generation());
         assert!(o.within(Duration::from_secs(1)).is_some());
     }
 }

@@ -381,6 +381,12 @@ impl Pier {
         self.0.observed.current()
     }
 
+    /// Whether the engine's events are followed and reported no change to this installation's
+    /// containers since `generation` was read.
+    pub fn containers_unchanged_since(&self, generation: u64) -> bool {
+        self.0.observed.unchanged_since(generation)
+    }
+
     /// The engine reported a change to one of this installation's containers.
     pub fn container_changed(&self) {
         self.0.observed.changed();

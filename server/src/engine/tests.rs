@@ -7,7 +7,9 @@ use pier_core::runtime::{ContainerState, Runtime, Usage};
 use tokio::task::JoinSet;
 
 use super::{
-    pass, point, settle,
+    pass,
+    sampler::{point, Sampler},
+    settle,
     testkit::{input, panel, Panel},
     Backoff, Tasks,
 };
@@ -162,4 +164,34 @@ fn backoff_doubles_and_resets() {
         b.failed(2);
     }
     assert_eq!(b.failed(2), Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn crash_looks_wait_for_the_engine_to_report_a_change() {
+    let p = panel(5).await;
+    p.create(input("web", "web:1")).await;
+    converge(&p).await;
+    let every = Duration::from_secs(15);
+    let mut sampler = Sampler::default();
+    // Without the engine's events, every round inspects the serving container.
+    sampler.round(&p.pier, every).await;
+    sampler.round(&p.pier, every).await;
+    assert_eq!(p.engine.exit_info_calls(), 2);
+    // Events followed and none arriving: after one look at a current list (the reconciler
+    // takes one every pass), the next ones are skipped.
+    p.pier.following_container_events(true);
+    converge(&p).await;
+    sampler.round(&p.pier, every).await;
+    sampler.round(&p.pier, every).await;
+    sampler.round(&p.pier, every).await;
+    assert_eq!(p.engine.exit_info_calls(), 3);
+    // A change (a container died or started): the next round looks again.
+    p.pier.container_changed();
+    sampler.round(&p.pier, every).await;
+    assert_eq!(p.engine.exit_info_calls(), 4);
+    // Events no longer followed: every round looks.
+    p.pier.following_container_events(false);
+    sampler.round(&p.pier, every).await;
+    sampler.round(&p.pier, every).await;
+    assert_eq!(p.engine.exit_info_calls(), 6);
 }

@@ -61,6 +61,7 @@ pub struct DockerRuntime {
     /// Each running container's control group, found once (None: its files are not readable
     /// from here, and the engine is asked).
     groups: std::sync::Mutex<HashMap<String, Option<cgroup::Group>>>,
+    host_cpu: std::sync::Arc<cgroup::HostCpu>,
 }
 
 impl DockerRuntime {
@@ -102,7 +103,11 @@ impl DockerRuntime {
                 g?
             }
         };
-        match cgroup::usage(&group) {
+        // Off the async workers: at 1,000 containers a round's reads add up to tens of
+        // milliseconds, which stalled the requests queued behind them (bench/scale.py).
+        let host = self.host_cpu.clone();
+        let read = tokio::task::spawn_blocking(move || cgroup::usage(&group, &host)).await;
+        match read.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
             Ok(u) => Some(u),
             Err(e) => {
                 tracing::debug!(container = id, error = %e, "control group unreadable; asking the engine");
@@ -125,6 +130,7 @@ impl DockerRuntime {
             storage,
             info: std::sync::Mutex::new(None),
             groups: Default::default(),
+            host_cpu: Default::default(),
         }
     }
 
