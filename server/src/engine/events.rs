@@ -10,6 +10,8 @@ use pier_core::Pier;
 
 /// Waits between attempts to follow again, doubling up to this after quick failures.
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How far back a subscription asks for events (dockerd replays what it still holds).
+const SINCE_BACK_SECS: i64 = 60;
 
 pub async fn follow_forever(pier: Pier) {
     let mut wait = Duration::from_secs(1);
@@ -18,9 +20,10 @@ pub async fn follow_forever(pier: Pier) {
             tokio::time::sleep(wait).await;
             continue;
         };
-        // From a second back: an event between now and the engine taking the subscription is
-        // sent all the same (a repeat only costs one more list).
-        let since = pier_core::now() - 1;
+        // From a minute back, by this machine's clock: an event between now and the engine
+        // taking the subscription is sent all the same, even from an engine whose clock runs
+        // up to a minute behind (a repeat only costs one more list).
+        let since = pier_core::now() - SINCE_BACK_SECS;
         let Some(mut events) = pier.runtime().container_events(&instance, since) else {
             return;
         };
