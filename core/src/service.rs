@@ -345,20 +345,21 @@ impl Pier {
         }))
     }
 
-    /// Read before asking the engine for its container list; given to
-    /// [`Pier::observe_containers`] with the answer (see [`crate::observed`]).
+    /// The count of container changes the engine reported so far (see [`crate::observed`]).
     pub fn container_generation(&self) -> u64 {
         self.0.observed.generation()
     }
 
-    /// Records what the engine listed when asked at `generation` (the reconciler does after
-    /// every look).
-    pub fn observe_containers(
+    /// Asks the engine for the installation's containers and records the answer for pages.
+    /// The generation is read first, so a change while the engine lists leaves the list stale.
+    pub async fn list_containers(
         &self,
-        generation: u64,
-        list: Vec<crate::runtime::Container>,
-    ) -> Arc<Vec<crate::runtime::Container>> {
-        self.0.observed.record(generation, list)
+        instance: &str,
+    ) -> std::result::Result<Arc<Vec<crate::runtime::Container>>, crate::runtime::RuntimeError>
+    {
+        let generation = self.0.observed.generation();
+        let list = self.runtime().containers(instance).await?;
+        Ok(self.0.observed.record(generation, list))
     }
 
     /// Claims the one background refresh of the container list; `None` while one runs. The

@@ -136,20 +136,20 @@ impl Pier {
                 let pier = self.clone();
                 tokio::spawn(async move {
                     let _claim = claim;
-                    pier.list_containers().await;
+                    pier.refresh_containers().await;
                 });
             }
             return Some(recent);
         }
-        self.list_containers().await
+        self.refresh_containers().await
     }
 
-    /// Asks the engine for the instance's containers and records the answer.
-    async fn list_containers(&self) -> Option<std::sync::Arc<Vec<Container>>> {
+    /// Asks the engine for the instance's containers and records the answer; None (logged)
+    /// when it does not answer.
+    async fn refresh_containers(&self) -> Option<std::sync::Arc<Vec<Container>>> {
         let instance = self.instance_id().await.ok()?;
-        let generation = self.container_generation();
-        match self.runtime().containers(&instance).await {
-            Ok(c) => Some(self.observe_containers(generation, c)),
+        match self.list_containers(&instance).await {
+            Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(error = %e, "listing containers failed");
                 None

@@ -180,9 +180,9 @@ async fn pass(
         let t = targets.entry(d.app_id).or_insert(d.id);
         *t = (*t).max(d.id);
     }
-    let generation = pier.container_generation();
-    let (containers, networks) = tokio::join!(rt.containers(&instance), rt.networks(&instance));
-    let containers = pier.observe_containers(generation, containers?);
+    let (containers, networks) =
+        tokio::join!(pier.list_containers(&instance), rt.networks(&instance));
+    let containers = containers?;
     let networks = networks?;
     // Apps a backup or restore has now, and those with a restore waiting: left alone. One held
     // after this read cannot meet a rollout this pass starts: holds and rollouts are taken

@@ -43,8 +43,8 @@ impl Sampler {
         let current = pier.unchanged_containers();
         let containers = match current.clone().or_else(|| pier.observed_containers(every)) {
             Some(c) => c,
-            None => match pier.runtime().containers(&instance).await {
-                Ok(c) => pier.observe_containers(generation, c),
+            None => match pier.list_containers(&instance).await {
+                Ok(c) => c,
                 Err(_) => return,
             },
         };

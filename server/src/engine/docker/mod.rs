@@ -61,10 +61,9 @@ pub struct DockerRuntime {
     /// Each running container's control group, found once (None: its files are not readable
     /// from here, and the engine is asked).
     groups: std::sync::Mutex<HashMap<String, Option<cgroup::Group>>>,
-    host_cpu: std::sync::Arc<cgroup::HostCpu>,
-    /// Group reads run one at a time, so one blocking thread serves a whole sampling round
-    /// (side by side, each round started a thread per concurrent read).
-    group_reads: tokio::sync::Mutex<()>,
+    /// Group reads run one at a time, holding this, so one blocking thread serves a whole
+    /// sampling round (side by side, each round started a thread per concurrent read).
+    host_cpu: std::sync::Arc<tokio::sync::Mutex<cgroup::HostCpu>>,
 }
 
 impl DockerRuntime {
@@ -108,10 +107,8 @@ impl DockerRuntime {
         };
         // Off the async workers: at 1,000 containers a round's reads add up to tens of
         // milliseconds, which stalled the requests queued behind them (bench/scale.py).
-        let host = self.host_cpu.clone();
-        let one_at_a_time = self.group_reads.lock().await;
-        let read = tokio::task::spawn_blocking(move || cgroup::usage(&group, &host)).await;
-        drop(one_at_a_time);
+        let mut host = self.host_cpu.clone().lock_owned().await;
+        let read = tokio::task::spawn_blocking(move || cgroup::usage(&group, &mut host)).await;
         match read.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
             Ok(u) => Some(u),
             Err(e) => {
@@ -136,7 +133,6 @@ impl DockerRuntime {
             info: std::sync::Mutex::new(None),
             groups: Default::default(),
             host_cpu: Default::default(),
-            group_reads: Default::default(),
         }
     }
 

@@ -53,9 +53,7 @@ pub(super) async fn wait(
             return Ok(Health::Cancelled);
         }
         // Pages read this list too: keep it fresh, so the new container shows the moment it serves.
-        let generation = pier.container_generation();
-        let listed =
-            pier.observe_containers(generation, pier.runtime().containers(instance).await?);
+        let listed = pier.list_containers(instance).await?;
         let Some(c) = listed.iter().find(|c| c.id == container).cloned() else {
             return Ok(Health::Failed(
                 "The container disappeared while starting.".into(),
