@@ -28,9 +28,9 @@ RUN wbg=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print
  && npm install --no-audit --no-fund
 COPY . .
 ENV SQLX_OFFLINE=true
-# --precompress: brotli and gzip copies of the browser files; hash.txt names their hashed
-# names and goes with them into the site directory.
-RUN cargo leptos build --release --precompress && cp target/release/hash.txt target/site/hash.txt
+# scripts/release.sh: the profile-guided release build, with brotli and gzip copies of the
+# browser files; hash.txt names their hashed names and goes with them into the site directory.
+RUN ./scripts/release.sh && cp target/release/hash.txt target/site/hash.txt
 
 # --- run: the binary, the site files, and HAProxy (Pier manages it) ----------------------------
 FROM debian:bookworm-slim

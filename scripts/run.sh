@@ -17,9 +17,8 @@ export SQLX_OFFLINE=true
 # Pier runs apps on the local Docker engine: start it when it is not running.
 ./scripts/services.sh dockerd
 
-printf '\033[1m==> %s\033[0m\n' "cargo leptos build --release --precompress"
-# --precompress: brotli and gzip copies of the browser files, served as they are.
-cargo leptos build --release --precompress
+# The release build, profile-guided (--precompress: brotli and gzip copies of the browser files).
+./scripts/release.sh
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 pier="$target_dir/release/pier"
 

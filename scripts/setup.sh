@@ -51,6 +51,8 @@ need_apt() {
 
 # Build tools: a C compiler for -sys crates, Node.js/npm for the Tailwind CLI and wasm-opt.
 need_apt ca-certificates gcc pkg-config sqlite3
+# The release build's profile (pgo/pier.profdata.xz) is kept compressed.
+need_apt xz-utils
 # The container engine Pier drives, and HAProxy, which Pier runs in front of everything.
 need_apt docker.io haproxy
 # Docker's networking (iptables); size-limited volumes: an ext4 file system (e2fsprogs) in a sparse

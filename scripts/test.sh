@@ -19,6 +19,15 @@ export LEPTOS_OUTPUT_NAME=pier
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "the release build's profile (pgo/) is readable by this toolchain"
+# scripts/release.sh builds without a profile from another LLVM (it cannot read it): a toolchain
+# bump must come with a new profile from scripts/pgo.sh, or the release panel silently loses it.
+llvm=$(rustc -vV | sed -n 's/^LLVM version: //p')
+if [[ "$(cat pgo/llvm-version)" != "$llvm" ]]; then
+  echo "pgo/pier.profdata is from LLVM $(cat pgo/llvm-version), rustc has $llvm: run scripts/pgo.sh" >&2
+  exit 1
+fi
+
 step "cargo clippy (server side)"
 cargo clippy --workspace --all-targets -- -D warnings
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the release panel: the server binary, the wasm bundle and the CSS, with brotli and gzip
+# copies of the browser files (`--precompress`). Used by scripts/run.sh, bench/run.sh and the
+# Dockerfile, so the panel that runs is the panel that is measured.
+#
+# Profile-guided: when pgo/pier.profdata.xz (scripts/pgo.sh writes it from a run of the benches)
+# was made by the LLVM of this toolchain, the server binary is optimised with it. LLVM then
+# places the functions the training run never called together, apart from those it did, so a
+# running panel touches (and keeps resident) far fewer pages of its own code; see the README's
+# Memory paragraph. Functions changed since the profile was taken are optimised as without it.
+# PIER_PGO=off builds without the profile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile="$PWD/pgo/pier.profdata.xz"
+want_llvm=$(cat pgo/llvm-version 2>/dev/null || true)
+have_llvm=$(rustc -vV | sed -n 's/^LLVM version: //p')
+# The server's own flags: the build's (.cargo/config.toml) plus the profile. Set for the host
+# target only, so the wasm build (and cargo-leptos's other host tools) are untouched.
+flags="--cfg erase_components"
+if [[ "${PIER_PGO:-on}" == off ]]; then
+  echo "release.sh: PIER_PGO=off: building without the profile"
+elif [[ ! -f "$profile" ]]; then
+  echo "release.sh: no pgo/pier.profdata.xz: building without a profile (scripts/pgo.sh makes one)"
+elif [[ "$want_llvm" != "$have_llvm" ]]; then
+  echo "release.sh: pgo/pier.profdata.xz is from LLVM ${want_llvm:-?}, this rustc has LLVM $have_llvm:" \
+       "building without it (scripts/pgo.sh makes a new one)"
+else
+  # Cargo does not look into files named in flags: the profile goes in under a name of its
+  # contents, so a new profile rebuilds the server and the same one does not.
+  target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  used="$target_dir/pgo/pier-$(sha256sum "$profile" | cut -c1-16).profdata"
+  mkdir -p "$target_dir/pgo"
+  [[ -f "$used" ]] || { xz -dc "$profile" > "$used.part" && mv "$used.part" "$used"; }
+  # Functions edited since the profile was taken are built as without one; LLVM would warn
+  # about each, which is expected, not a problem.
+  flags="$flags -Cprofile-use=$used -Cllvm-args=-no-pgo-warn-mismatch"
+  echo "release.sh: optimising with pgo/pier.profdata.xz"
+fi
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$flags"
+export SQLX_OFFLINE=true
+printf '\033[1m==> %s\033[0m\n' "cargo leptos build --release --precompress"
+cargo leptos build --release --precompress
