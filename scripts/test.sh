@@ -24,7 +24,7 @@ step "the release build's profile (pgo/) is readable by this toolchain"
 # bump must come with a new profile from scripts/pgo.sh, or the release panel silently loses it.
 llvm=$(rustc -vV | sed -n 's/^LLVM version: //p')
 if [[ "$(cat pgo/llvm-version)" != "$llvm" ]]; then
-  echo "pgo/pier.profdata is from LLVM $(cat pgo/llvm-version), rustc has $llvm: run scripts/pgo.sh" >&2
+  echo "pgo/pier.profdata.xz is from LLVM $(cat pgo/llvm-version), rustc has $llvm: run scripts/pgo.sh" >&2
   exit 1
 fi
 
