@@ -11,7 +11,7 @@ use axum::{
     body::Body,
     http::{header, Request, StatusCode},
 };
-use common::{registry, TestApp};
+use common::{docker_cli, registry, TestApp};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
@@ -72,17 +72,11 @@ async fn container(app: &TestApp, name: &str) -> String {
         .unwrap_or_else(|| panic!("no running container for {name}: {all:#?}"))
 }
 
+/// `docker exec … sh -c SCRIPT`, which must succeed: its output.
 fn exec(id: &str, script: &str) -> String {
-    let out = std::process::Command::new("docker")
-        .args(["exec", id, "sh", "-c", script])
-        .output()
-        .expect("docker exec");
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (ok, out, err) = docker_cli::exec(id, script);
+    assert!(ok, "{script}: {err}");
+    out
 }
 
 /// Backs up now and waits until the snapshot has ended, done or failed; the snapshot.
@@ -606,13 +600,9 @@ async fn postgres_paused_under_writes_comes_back_with_the_snapshots_rows(db: Sql
     let c = container(&app, "db").await;
     let mut rows = String::new();
     for _ in 0..60 {
-        match std::process::Command::new("docker")
-            .args(["exec", &c, "sh", "-c"])
-            .arg("PGPASSWORD=pg-pass-123 psql -h 127.0.0.1 -U postgres -tAq -c \"SELECT count(*), coalesce(max(id), 0), count(*) FILTER (WHERE v = 'later') FROM t\"")
-            .output()
-        {
-            Ok(o) if o.status.success() => {
-                rows = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        match docker_cli::exec(&c, "PGPASSWORD=pg-pass-123 psql -h 127.0.0.1 -U postgres -tAq -c \"SELECT count(*), coalesce(max(id), 0), count(*) FILTER (WHERE v = 'later') FROM t\"") {
+            (true, out, _) => {
+                rows = out.trim().to_owned();
                 break;
             }
             _ => tokio::time::sleep(Duration::from_millis(500)).await,

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{registry, s3};
+use common::{docker_cli, registry, s3};
 use serde_json::{json, Value};
 
 const PIER: &str = env!("CARGO_BIN_EXE_pier");
@@ -154,8 +154,7 @@ impl Drop for Served {
 }
 
 fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&docker_cli::docker(args).stdout).into_owned()
 }
 
 /// The running container of the app (by Pier's label).

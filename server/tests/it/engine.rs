@@ -7,6 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use common::docker_cli::{docker, inspect};
 use common::{registry, Browser, TestApp};
 use serde_json::Value;
 use sqlx::SqlitePool;
@@ -122,19 +123,8 @@ async fn action(b: &mut Browser, name: &str, action: &str) {
     assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
 }
 
-fn inspect(id: &str) -> Value {
-    let out = std::process::Command::new("docker")
-        .args(["inspect", id])
-        .output()
-        .expect("docker inspect");
-    serde_json::from_slice::<Value>(&out.stdout).expect("inspect JSON")[0].clone()
-}
-
 fn network_exists(name: &str) -> bool {
-    std::process::Command::new("docker")
-        .args(["network", "inspect", name])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    docker(&["network", "inspect", name]).status.success()
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -374,12 +364,17 @@ async fn an_app_runs_hardened_redeploys_stops_rolls_back_and_goes(db: SqlitePool
 /// test's, for the clean-up by label); its name.
 fn create_labelled(instance: &str, tag: &str) -> String {
     let name = format!("pier-events-{tag}-{}", std::process::id());
-    let out = std::process::Command::new("docker")
-        .args(["create", "--name", &name, "--label"])
-        .arg(format!("{}={instance}", pier_core::runtime::LABEL_INSTANCE))
-        .args(["--label", "pier.test=1", &image("hello:1")])
-        .output()
-        .expect("docker create");
+    let label = format!("{}={instance}", pier_core::runtime::LABEL_INSTANCE);
+    let out = docker(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &label,
+        "--label",
+        "pier.test=1",
+        &image("hello:1"),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -428,9 +423,7 @@ async fn pages_reuse_the_container_list_until_the_engine_reports_a_change(db: Sq
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for name in [other, ours] {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f", &name])
-            .output();
+        docker(&["rm", "-f", &name]);
     }
 }
 
@@ -703,16 +696,13 @@ async fn parallel_rollouts_of_one_tenant_share_one_network(db: SqlitePool) {
         .unwrap()
         .id;
     assert_eq!(inspect(id)["HostConfig"]["ReadonlyRootfs"], false);
-    let out = std::process::Command::new("docker")
-        .args([
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=pier.instance={}", app.instance),
-        ])
-        .output()
-        .unwrap();
+    let out = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=pier.instance={}", app.instance),
+    ]);
     let nets = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .count();

@@ -10,6 +10,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use common::docker_cli::{docker, exec, inspect};
 use common::{registry, TestApp};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
@@ -87,27 +88,6 @@ async fn container(app: &TestApp, t: &str, name: &str) -> String {
         .max_by_key(|c| c.created)
         .map(|c| c.id.clone())
         .unwrap_or_else(|| panic!("no running container for {name}: {all:#?}"))
-}
-
-/// `docker exec` in a container: (success, stdout, stderr).
-fn exec(id: &str, script: &str) -> (bool, String, String) {
-    let out = std::process::Command::new("docker")
-        .args(["exec", id, "sh", "-c", script])
-        .output()
-        .expect("docker exec");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn inspect(id: &str) -> Value {
-    let out = std::process::Command::new("docker")
-        .args(["inspect", id])
-        .output()
-        .expect("docker inspect");
-    serde_json::from_slice::<Value>(&out.stdout).expect("inspect JSON")[0].clone()
 }
 
 /// One HTTP/1.0 request to a loopback port: (status, body).
@@ -281,14 +261,7 @@ async fn official_style_images_need_the_default_profile(db: SqlitePool) {
     loop {
         let left: Vec<&String> = anonymous
             .iter()
-            .filter(|v| {
-                std::process::Command::new("docker")
-                    .args(["volume", "inspect", v.as_str()])
-                    .output()
-                    .unwrap()
-                    .status
-                    .success()
-            })
+            .filter(|v| docker(&["volume", "inspect", v.as_str()]).status.success())
             .collect();
         if left.is_empty() {
             break;
@@ -520,12 +493,7 @@ async fn a_volume_has_a_hard_size_and_outlives_its_app(db: SqlitePool) {
     let name = volume;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let listed = std::process::Command::new("docker")
-            .args(["volume", "inspect", &name])
-            .output()
-            .unwrap()
-            .status
-            .success();
+        let listed = docker(&["volume", "inspect", &name]).status.success();
         if !listed && !image_file.exists() {
             break;
         }

@@ -6,11 +6,10 @@ use crate::common;
 
 use std::{
     collections::BTreeSet,
-    process::Command,
     time::{Duration, Instant},
 };
 
-use common::{sites::*, TestApp};
+use common::{docker_cli::docker, sites::*, TestApp};
 use sqlx::SqlitePool;
 
 /// Waits until the app's page says `n` copies run; how long that took.
@@ -75,23 +74,17 @@ async fn replicas_are_balanced_and_a_lost_copy_is_routed_around(db: SqlitePool) 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let victim = &running[1].id;
     let started = || {
-        let out = Command::new("docker")
-            .args([
-                "inspect",
-                "-f",
-                "{{.State.Running}} {{.State.StartedAt}}",
-                victim,
-            ])
-            .output()
-            .unwrap();
+        let out = docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.StartedAt}}",
+            victim,
+        ]);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     let before = started();
     let t0 = Instant::now();
-    let killed = Command::new("docker")
-        .args(["kill", victim])
-        .output()
-        .unwrap();
+    let killed = docker(&["kill", victim]);
     assert!(killed.status.success(), "{killed:?}");
     // Back when it runs again, started after the kill.
     loop {

@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::SqlitePool;
 use test_support::swarm::{Cut, Swarm};
 
-use crate::common::{registry, sites::*, Browser, TestApp, SWARM};
+use crate::common::{docker_cli::docker, registry, sites::*, Browser, TestApp, SWARM};
 
 /// Removes what the test's panel made on the Swarm (its services, then its networks), also
 /// when the test fails.
@@ -41,10 +41,7 @@ impl Drop for Tidy {
         let deadline = Instant::now() + Duration::from_secs(30);
         for socket in sockets.split_whitespace() {
             while Instant::now() < deadline {
-                let out = std::process::Command::new("docker")
-                    .args(["-H", socket, "ps", "-aq", "--filter", &label])
-                    .output()
-                    .unwrap();
+                let out = docker(&["-H", socket, "ps", "-aq", "--filter", &label]);
                 if out.stdout.iter().all(u8::is_ascii_whitespace) {
                     break;
                 }
@@ -459,10 +456,9 @@ fn task_of(swarm: &Swarm, service: &str) -> (String, String, String) {
     let socket = sockets
         .split_whitespace()
         .find(|s| {
-            std::process::Command::new("docker")
-                .args(["-H", s, "inspect", "--format", "{{.Id}}", &container])
-                .output()
-                .is_ok_and(|o| o.status.success())
+            docker(&["-H", s, "inspect", "--format", "{{.Id}}", &container])
+                .status
+                .success()
         })
         .unwrap_or_else(|| panic!("no machine runs {container}"))
         .to_owned();
@@ -473,18 +469,15 @@ fn task_of(swarm: &Swarm, service: &str) -> (String, String, String) {
 /// busybox's own name lookups do not work in a container): the body, or None when nothing came.
 fn fetch_from(container: &(String, String, String), ip: &str) -> Option<String> {
     let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080");
-    let out = std::process::Command::new("docker")
-        .args([
-            "-H",
-            &container.1,
-            "exec",
-            &container.0,
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
+    let out = docker(&[
+        "-H",
+        &container.1,
+        "exec",
+        &container.0,
+        "sh",
+        "-c",
+        &script,
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.split("\r\n\r\n")
         .nth(1)
@@ -494,10 +487,7 @@ fn fetch_from(container: &(String, String, String), ip: &str) -> Option<String> 
 
 /// Whether `name` resolves on the task's networks (Swarm's DNS, asked with `nslookup`).
 fn resolves_from(container: &(String, String, String), name: &str) -> bool {
-    let out = std::process::Command::new("docker")
-        .args(["-H", &container.1, "exec", &container.0, "nslookup", name])
-        .output()
-        .unwrap();
+    let out = docker(&["-H", &container.1, "exec", &container.0, "nslookup", name]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.split("Name:")
         .nth(1)
@@ -593,10 +583,7 @@ async fn tenants_stay_apart_on_overlays_and_volumes_keep_an_app_on_the_manager(d
     );
     // Its data outlives a redeploy (stop-first: the old task stops before the new one starts).
     let exec = |task: &(String, String, String), script: &str| {
-        let out = std::process::Command::new("docker")
-            .args(["-H", &task.1, "exec", &task.0, "sh", "-c", script])
-            .output()
-            .unwrap();
+        let out = docker(&["-H", &task.1, "exec", &task.0, "sh", "-c", script]);
         assert!(out.status.success(), "{script}: {out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };

@@ -2,6 +2,7 @@
 //! and form posts to server functions.
 #![allow(dead_code)]
 
+pub mod docker_cli;
 pub mod s3;
 pub mod sites;
 
