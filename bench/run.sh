@@ -2,10 +2,12 @@
 # Builds the release panel and runs the benchmarks, printing their figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 ./scripts/setup.sh
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 ./scripts/release.sh
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+target_dir=$(cargo_target_dir)
 python3 bench/panel.py --bin "$target_dir/release/pier" --site "$PWD/target/site" "$@"
 # What the audit log and the request metrics cost the REST throughput.
 python3 bench/observability.py --bin "$target_dir/release/pier" --site "$PWD/target/site"

@@ -5,10 +5,12 @@
 #   scripts/api-fuzz.sh [path/to/pier]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 pier=${1:-}
 if [[ -z "$pier" ]]; then
-  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  target_dir=$(cargo_target_dir)
   pier="$target_dir/debug/pier"
 fi
 command -v schemathesis >/dev/null || python3 -m pip install -q --disable-pip-version-check schemathesis

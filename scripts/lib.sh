@@ -47,6 +47,13 @@ random_hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
 
 rcurl() { curl --noproxy '*' -s --max-time 10 "$@"; }
 
+# The cargo target directory as cargo resolves it (CARGO_TARGET_DIR, a config file, or the
+# workspace's target/).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 # Starts a docker-registry of its own (the Debian package's /etc/docker/registry/config.yml is
 # left alone) on address $1, serving directory $2, with htpasswd file $3; its configuration, log
 # and pid file are $4.yml, $4.log and $4.pid; $5 names it in its log. Returns once /v2/ asks for

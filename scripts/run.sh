@@ -6,6 +6,8 @@
 # On the first run, with no user yet, it asks for the first admin's email and password.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 ./scripts/setup.sh
 
@@ -19,7 +21,7 @@ export SQLX_OFFLINE=true
 
 # The release build, profile-guided (--precompress: brotli and gzip copies of the browser files).
 ./scripts/release.sh
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+target_dir=$(cargo_target_dir)
 pier="$target_dir/release/pier"
 
 # No default credentials: the first admin is created here, by the operator.

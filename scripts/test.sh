@@ -4,6 +4,8 @@
 # real `pier serve` in headless chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 ./scripts/setup.sh --test
 
@@ -55,7 +57,7 @@ step "cargo test (unit, integration, browser)"
 timeout --foreground 1200 cargo test --workspace -- --test-threads=3
 
 step "schemathesis against the served OpenAPI document"
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+target_dir=$(cargo_target_dir)
 ./scripts/api-fuzz.sh "$target_dir/debug/pier"
 
 echo
