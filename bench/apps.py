@@ -32,7 +32,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (POLL, BenchError, Panel, add_build_options, docker, http_200,  # noqa: E402
-                      ids, preflight, remove_labelled, rss_kib, run, say, stats_row, wrk_latency)
+                      ids, panel_log, preflight, remove_labelled, rss_kib, run, say, stats_row,
+                      wrk_latency)
 
 EMAIL = "bench-apps@example.com"
 BENCH_LABEL = "pier.bench=1"
@@ -56,7 +57,7 @@ class Bench(Panel):
                          token_scope="admin", health_timeout=30,
                          env={"PIER_ALLOWED_REGISTRIES": os.environ["PIER_TEST_REGISTRY"],
                               # The reconciler logs each pass's duration at debug.
-                              "PIER_LOG": "warn,pier::engine=debug"})
+                              "PIER_LOG": panel_log("warn,pier::engine=debug")})
         self.docker_config = None
         self.first_app = set()  # the containers of the app the deploy runs go beside
 

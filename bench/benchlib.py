@@ -39,6 +39,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+def panel_log(default):
+    """The log filter a bench's panel runs with: `default`, or PIER_BENCH_LOG when set
+    (scripts/pgo.sh records the code layout with `info`, the level a panel runs at by default)."""
+    return os.environ.get("PIER_BENCH_LOG", default)
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -290,7 +296,7 @@ class Panel:
         self.email = email
         self.label = label
         # Bench domains are names on a mock DNS: no ownership proof.
-        self.env = dict(os.environ, PIER_LOG="warn", PIER_NO_DOMAIN_PROOF="true")
+        self.env = dict(os.environ, PIER_LOG=panel_log("warn"), PIER_NO_DOMAIN_PROOF="true")
         self.env.update(env or {})
         self.docker_env = docker_env
         self.data_prefix = data_prefix

@@ -25,7 +25,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import add_build_options, free_port, http_200, stop_process  # noqa: E402
+from benchlib import add_build_options, free_port, http_200, panel_log, stop_process  # noqa: E402
 
 EMAIL = "bench@example.com"
 PASSWORD = "bench password 1234"
@@ -34,7 +34,7 @@ BODY = '{"username":"robot","password":"bench-registry-password"}'
 
 def start(binary, site, extra):
     data_dir = tempfile.mkdtemp(prefix="pier-bench-audit-")
-    env = dict(os.environ, PIER_LOG="warn")
+    env = dict(os.environ, PIER_LOG=panel_log("warn"))
     subprocess.run([binary, "--data-dir", data_dir, "admin", "create", "--email", EMAIL, "--password-stdin"],
                    input=PASSWORD + "\n", text=True, check=True, env=env, stdout=subprocess.DEVNULL)
     token = subprocess.run([binary, "--data-dir", data_dir, "token", "create", "--email", EMAIL,

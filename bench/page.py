@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import PASSWORD, add_build_options, free_port, http_200  # noqa: E402
+from benchlib import PASSWORD, add_build_options, free_port, http_200, panel_log  # noqa: E402
 
 EMAIL = "page@example.com"
 BUDGET = 400_000  # bytes a first visit may download (wasm + JS + CSS, compressed)
@@ -142,7 +142,7 @@ def main():
 
     data_dir = tempfile.mkdtemp(prefix="pier-bench-page-")
     profile = tempfile.mkdtemp(prefix="pier-bench-chromium-")
-    env = dict(os.environ, PIER_LOG="warn")
+    env = dict(os.environ, PIER_LOG=panel_log("warn"))
     subprocess.run([args.bin, "--data-dir", data_dir, "admin", "create", "--email", EMAIL,
                     "--password-stdin"], input=PASSWORD + "\n", text=True, check=True, env=env,
                    stdout=subprocess.DEVNULL, timeout=60)

@@ -18,7 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import PASSWORD, Browser, add_build_options, free_port, rss_kib, wrk_latency  # noqa: E402
+from benchlib import PASSWORD, Browser, add_build_options, free_port, panel_log, rss_kib, wrk_latency  # noqa: E402
 
 EMAIL = "bench@example.com"
 
@@ -34,7 +34,7 @@ def main():
 
     data_dir = tempfile.mkdtemp(prefix="pier-bench-")
     port = free_port()
-    env = dict(os.environ, PIER_LOG="warn")
+    env = dict(os.environ, PIER_LOG=panel_log("warn"))
     subprocess.run([args.bin, "--data-dir", data_dir, "admin", "create", "--email", EMAIL, "--password-stdin"],
                    input=PASSWORD + "\n", text=True, check=True, env=env, stdout=subprocess.DEVNULL)
     token = subprocess.run([args.bin, "--data-dir", data_dir, "token", "create", "--email", EMAIL,

@@ -34,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (PASSWORD, Api, BenchError, Browser, Panel, add_build_options,  # noqa: E402
-                      docker, preflight, remove_labelled, rss_kib, run, say, wrk_latency)
+                      docker, panel_log, preflight, remove_labelled, rss_kib, run, say, wrk_latency)
 
 ADMIN = "bench-scale@example.com"
 BIG = 100  # apps of the big tenant
@@ -54,7 +54,7 @@ class Scale(Panel):
         super().__init__(args, ADMIN, data_prefix="pier-bench-scale-", token_name="bench-scale",
                          token_scope="admin", health_timeout=30,
                          env={"PIER_ALLOWED_REGISTRIES": os.environ["PIER_TEST_REGISTRY"],
-                              "PIER_LOG": "warn,pier::engine=debug"})
+                              "PIER_LOG": panel_log("warn,pier::engine=debug")})
         self.tenants = []  # Api per tenant; [0] is the big tenant
         self.apps = []  # (tenant index, name), in creation order
         self.rows = {}  # stage -> {figure: text}

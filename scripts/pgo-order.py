@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Lays out the server's code by use: which functions a run of the panel really executes.
+
+A running program keeps resident every page of its code it has touched, and the kernel maps
+the cached pages around each touch with it (fault-around, 64 KiB). Code the panel runs that is
+spread thinly across the 24 MB of `.text` therefore costs far more memory than its size. This
+tool writes a symbol ordering file for the linker (rust-lld `--symbol-ordering-file`), which
+puts the listed functions first, together; everything else follows in its usual order.
+
+Two subcommands, used by scripts/pgo.sh:
+
+  watch --bin BIN --out PAGES
+      Until SIGTERM/SIGINT, records which pages of BIN's code are mapped in any running
+      process of BIN (read from /proc/PID/pagemap, every 0.2 s) and writes their file page
+      numbers to PAGES. For the pages to be those touched, and not their neighbours, BIN must
+      live on a file system whose read-ahead is off, and start with none of it cached (pgo.sh
+      runs it from a loop-mounted image with read_ahead_kb 0): fault-around then only finds
+      pages some process really touched.
+
+  order --bin BIN --pages PAGES --profdata PROFDATA --llvm-profdata TOOL --out ORDER
+      Writes ORDER: first the functions the profile counted (hottest first), then every other
+      function on a touched page (code the profile does not see: the standard library, SQLite's
+      and jemalloc's C, and paths the instrumented run did not take).
+"""
+import argparse
+import bisect
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+PAGE = 4096
+
+
+def text_segment(binary):
+    """(file offset, virtual address, size) of the executable LOAD segment."""
+    out = subprocess.run(["readelf", "-lW", binary], check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "LOAD" and "E" in f[6:-1]:
+            return int(f[1], 16), int(f[2], 16), int(f[5], 16)
+    sys.exit(f"pgo-order: no executable segment in {binary}")
+
+
+def functions(binary):
+    """[(address, size, name)] of the binary's code symbols, by address."""
+    out = subprocess.run(["nm", "-S", "--defined-only", binary], check=True, capture_output=True,
+                         text=True).stdout
+    syms = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 4 and f[2] in "tTwW" and int(f[1], 16) > 0:
+            syms.append((int(f[0], 16), int(f[1], 16), f[3]))
+    syms.sort()
+    return syms
+
+
+def watch(args):
+    binary = os.path.realpath(args.bin)
+    pages = set()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    while not stop:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/exe") != binary:
+                    continue
+                with open(f"/proc/{pid}/maps") as maps:
+                    spans = [line.split() for line in maps]
+                with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+                    for f in spans:
+                        if len(f) < 6 or f[1] != "r-xp" or f[5] != binary:
+                            continue
+                        lo, hi = (int(x, 16) for x in f[0].split("-"))
+                        first = int(f[2], 16) // PAGE
+                        pagemap.seek(lo // PAGE * 8)
+                        data = pagemap.read((hi - lo) // PAGE * 8)
+                        for i in range(len(data) // 8):
+                            if struct.unpack_from("<Q", data, i * 8)[0] >> 63:
+                                pages.add(first + i)
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue  # the process ended meanwhile
+        time.sleep(0.2)
+    with open(args.out, "w") as out:
+        out.write("".join(f"{p}\n" for p in sorted(pages)))
+    print(f"pgo-order: {len(pages)} pages ({len(pages) * PAGE / 2**20:.1f} MiB) of code touched",
+          file=sys.stderr)
+
+
+def profile_counts(tool, profdata):
+    """{symbol: max count} for every function the profile has a record of."""
+    out = subprocess.run([tool, "show", "--all-functions", "--counts", profdata], check=True,
+                         capture_output=True, text=True).stdout
+    counts, name = {}, None
+    for line in out.splitlines():
+        if line.startswith("  ") and not line.startswith("    ") and line.endswith(":"):
+            # Local functions are recorded as "<file or unit>;<symbol>".
+            name = line.strip()[:-1].rsplit(";", 1)[-1]
+            counts.setdefault(name, 0)
+        elif name and line.startswith("    Block counts: ["):
+            values = [int(v) for v in re.findall(r"\d+", line)]
+            counts[name] = max(counts[name], max(values, default=0))
+        elif name and line.startswith("    Function count: "):
+            counts[name] = max(counts[name], int(line.split(":")[1]))
+    return counts
+
+
+def order(args):
+    counts = profile_counts(args.llvm_profdata, args.profdata)
+    seg_off, seg_vaddr, seg_size = text_segment(args.bin)
+    syms = functions(args.bin)
+    present = {name for _, _, name in syms}
+    starts = [a for a, _, _ in syms]
+    with open(args.pages) as f:
+        pages = sorted(int(line) for line in f if line.strip())
+
+    counted = sorted((n for n, c in counts.items() if c > 0 and n in present),
+                     key=lambda n: (-counts[n], n))
+    listed = set(counted)
+    touched = []
+    for page in pages:
+        lo = page * PAGE - seg_off + seg_vaddr
+        if not seg_vaddr <= lo < seg_vaddr + seg_size:
+            continue
+        i = max(bisect.bisect_right(starts, lo) - 1, 0)
+        on_page = []
+        while i < len(syms) and syms[i][0] < lo + PAGE:
+            if syms[i][0] + syms[i][1] > lo:
+                on_page.append(syms[i][2])
+            i += 1
+        # Every function on a touched page: which of them ran is not known, and the profile's
+        # zeros do not tell (a path the profiled run never took may be the one this run did;
+        # leaving it out costs a 64 KiB window of its own later, listing a neighbour too only
+        # its size).
+        for n in on_page:
+            if n not in listed:
+                listed.add(n)
+                touched.append(n)
+    size = {n: s for _, s, n in syms}
+    with open(args.out, "w") as out:
+        out.write("".join(f"{n}\n" for n in counted + touched))
+    mib = lambda names: sum(size[n] for n in names) / 2**20  # noqa: E731
+    print(f"pgo-order: {len(counted)} counted functions ({mib(counted):.1f} MiB), then "
+          f"{len(touched)} more on touched pages ({mib(touched):.1f} MiB), of "
+          f"{sum(size.values()) / 2**20:.1f} MiB of code", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("watch")
+    w.add_argument("--bin", required=True)
+    w.add_argument("--out", required=True)
+    o = sub.add_parser("order")
+    for a in ("--bin", "--pages", "--profdata", "--llvm-profdata", "--out"):
+        o.add_argument(a, required=True)
+    args = ap.parse_args()
+    (watch if args.cmd == "watch" else order)(args)
+
+
+if __name__ == "__main__":
+    main()
