@@ -19,8 +19,9 @@
 # the page, and it also covers code the profile cannot see (the standard library, SQLite's C).
 #
 # Run it again after larger changes to the server: code changed since is optimised as without a
-# profile and placed among the rest. About 45 minutes. `scripts/pgo.sh --layout` redoes only the
-# layout, with the profile there is.
+# profile and placed among the rest. About an hour (three release builds). `scripts/pgo.sh
+# --layout` redoes only the layout, with the profile there is (about 6 minutes when the release
+# build is current).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -84,12 +85,16 @@ if ! $layout_only; then
   rustc -vV | sed -n 's/^LLVM version: //p' > pgo/llvm-version
   echo "pgo.sh: wrote pgo/pier.profdata.xz ($(du -h pgo/pier.profdata.xz | cut -f1)) from" \
        "$(find "$raw" -name '*.profraw' | wc -l) processes, for LLVM $(cat pgo/llvm-version)"
+  # Built again with the new profile: the numbers LTO gives some local functions (`name.2783`)
+  # changed between builds with other flags, so the layout is taken from a binary built as the
+  # next release build will be.
+  ./scripts/release.sh
 else
   xz -dc pgo/pier.profdata.xz > "$raw/pier.profdata"
 fi
 
-# The release binary built above has the symbol names the next release build will have (they do
-# not depend on the profile or the layout), so its touched pages name the functions to list.
+# The release binary, built with the profile there is, has the symbol names the next release
+# build will have (the layout does not change them), so its touched pages name the functions.
 printf '\033[1m==> %s\033[0m\n' "training run, for the layout (release build, no read-ahead)"
 truncate -s 256M "$raw/code.img"
 mkfs.ext4 -q -F "$raw/code.img"
