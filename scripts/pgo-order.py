@@ -113,12 +113,12 @@ def order(args):
     counts = profile_counts(args.llvm_profdata, args.profdata)
     seg_off, seg_vaddr, seg_size = text_segment(args.bin)
     syms = functions(args.bin)
-    present = {name for _, _, name in syms}
+    size = {n: s for _, s, n in syms}
     starts = [a for a, _, _ in syms]
     with open(args.pages) as f:
         pages = sorted(int(line) for line in f if line.strip())
 
-    counted = sorted((n for n, c in counts.items() if c > 0 and n in present),
+    counted = sorted((n for n, c in counts.items() if c > 0 and n in size),
                      key=lambda n: (-counts[n], n))
     listed = set(counted)
     touched = []
@@ -140,7 +140,6 @@ def order(args):
             if n not in listed:
                 listed.add(n)
                 touched.append(n)
-    size = {n: s for _, s, n in syms}
     with open(args.out, "w") as out:
         out.write("".join(f"{n}\n" for n in counted + touched))
     mib = lambda names: sum(size[n] for n in names) / 2**20  # noqa: E731

@@ -68,13 +68,13 @@ source "$(./scripts/services.sh env)"
 
 if ! $layout_only; then
   gen_dir="$target_dir/pgo-generate"
-  printf '\033[1m==> %s\033[0m\n' "the server, instrumented ($gen_dir)"
+  say "the server, instrumented ($gen_dir)"
   CARGO_TARGET_DIR="$gen_dir" SQLX_OFFLINE=true LEPTOS_OUTPUT_NAME=pier \
     CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--cfg erase_components -Cprofile-generate=$raw" \
     cargo build --release -p pier --bin pier --no-default-features --features ssr
   cp "$target_dir/release/hash.txt" "$gen_dir/release/hash.txt"
   # One file per process (%p): the panels, and the CLI calls that set them up.
-  printf '\033[1m==> %s\033[0m\n' "training run, for the profile"
+  say "training run, for the profile"
   LLVM_PROFILE_FILE="$raw/pier-%p.profraw" train "$gen_dir/release/pier"
 
   # Not sparse: a function the run never called keeps its record of zeros, which is what tells
@@ -95,7 +95,7 @@ fi
 
 # The release binary, built with the profile there is, has the symbol names the next release
 # build will have (the layout does not change them), so its touched pages name the functions.
-printf '\033[1m==> %s\033[0m\n' "training run, for the layout (release build, no read-ahead)"
+say "training run, for the layout (release build, no read-ahead)"
 truncate -s 256M "$raw/code.img"
 mkfs.ext4 -q -F "$raw/code.img"
 loop=$(losetup --find --show "$raw/code.img")

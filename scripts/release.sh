@@ -31,12 +31,18 @@ elif [[ "$want_llvm" != "$have_llvm" ]]; then
   echo "release.sh: pgo/pier.profdata.xz is from LLVM ${want_llvm:-?}, this rustc has LLVM $have_llvm:" \
        "building without it (scripts/pgo.sh makes a new one)"
 else
-  # Cargo does not look into files named in flags: the profile goes in under a name of its
-  # contents, so a new profile rebuilds the server and the same one does not.
+  # Cargo does not look into files named in flags: the profile and the layout go in unpacked
+  # under a name of their contents, so a new one rebuilds the server and the same one does not.
   target_dir=$(cargo_target_dir)
-  used="$target_dir/pgo/pier-$(sha256sum "$profile" | cut -c1-16).profdata"
   mkdir -p "$target_dir/pgo"
-  [[ -f "$used" ]] || { xz -dc "$profile" > "$used.part" && mv "$used.part" "$used"; }
+  # unpacked FILE.xz EXT: the path of FILE's contents in the target directory.
+  unpacked() {
+    local path
+    path="$target_dir/pgo/pier-$(sha256sum "$1" | cut -c1-16).$2"
+    [[ -f "$path" ]] || { xz -dc "$1" > "$path.part" && mv "$path.part" "$path"; } || return 1
+    echo "$path"
+  }
+  used=$(unpacked "$profile" profdata)
   # Functions edited since the profile was taken are built as without one; LLVM would warn
   # about each, which is expected, not a problem.
   flags="$flags -Cprofile-use=$used -Cllvm-args=-no-pgo-warn-mismatch"
@@ -45,13 +51,12 @@ else
   # Symbols that are gone since are skipped (quietly: after a change some always are).
   order="$PWD/pgo/pier.order.xz"
   if [[ -f "$order" ]]; then
-    placed="$target_dir/pgo/pier-$(sha256sum "$order" | cut -c1-16).order"
-    [[ -f "$placed" ]] || { xz -dc "$order" > "$placed.part" && mv "$placed.part" "$placed"; }
+    placed=$(unpacked "$order" order)
     flags="$flags -Clink-arg=-Wl,--symbol-ordering-file=$placed -Clink-arg=-Wl,--no-warn-symbol-ordering"
     echo "release.sh: laying out the code with pgo/pier.order.xz"
   fi
 fi
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$flags"
 export SQLX_OFFLINE=true
-printf '\033[1m==> %s\033[0m\n' "cargo leptos build --release --precompress"
+say "cargo leptos build --release --precompress"
 cargo leptos build --release --precompress
