@@ -583,7 +583,7 @@ pub fn AppPage() -> impl IntoView {
                                     {d.last_gap_ms.map(|g| format!(" The last one left the app without a container for {:.1} s.", g as f64 / 1000.0))}
                                 </p>
                                 <ul class="mt-2 space-y-2" data-testid="app-volumes">
-                                    {d.volumes.iter().map(|v| view! { <VolumeLine v=v.clone()/> }).collect_view()}
+                                    {d.volumes.iter().map(|v| view! { <li><VolumeLine v=v.clone()/></li> }).collect_view()}
                                 </ul>
                             </section>
                         })}
@@ -757,7 +757,8 @@ fn AppSettings(
     }
 }
 
-/// One volume with a bar of how full it is.
+/// One volume with a bar of how full it is (inside the caller's `<li>`: a list item in a list
+/// item is not HTML, and the browser's parser would move it out, which breaks hydration).
 #[component]
 fn VolumeLine(v: VolumeView) -> impl IntoView {
     let mib = |b: u64| b as f64 / 1048576.0;
@@ -769,7 +770,7 @@ fn VolumeLine(v: VolumeView) -> impl IntoView {
         _ => (format!("{} MiB, not created yet", v.size_mb), 0.0),
     };
     view! {
-        <li class="text-sm" data-volume=v.name.clone()>
+        <div class="text-sm" data-volume=v.name.clone()>
             <div class="flex flex-wrap justify-between gap-2">
                 <span><span class="font-mono font-medium">{v.name.clone()}</span>" at "<span class="font-mono">{v.path.clone()}</span></span>
                 <span class="text-xs text-slate-500" data-testid="volume-usage">{text}</span>
@@ -778,7 +779,7 @@ fn VolumeLine(v: VolumeView) -> impl IntoView {
                 aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{pct:.0}")>
                 <div class="h-2 rounded bg-indigo-600" style=format!("width: {pct:.1}%")></div>
             </div>
-        </li>
+        </div>
     }
 }
 
