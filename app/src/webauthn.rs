@@ -1,7 +1,10 @@
 //! The browser's half of passkeys: `navigator.credentials.create()` and `.get()` with the
 //! options the server made, the answer back as JSON. Browsers with WebAuthn's JSON helpers
-//! (`parseCreationOptionsFromJSON`, `toJSON`) use them; others get the same conversion by hand.
-//! The script ships as a module file under `/pkg` (allowed by the panel's CSP), never `eval`.
+//! (`PublicKeyCredential.parseCreationOptionsFromJSON`, `.parseRequestOptionsFromJSON` and the
+//! credential's `toJSON`) use them; others get the same conversion here: the base64url fields
+//! the server sends become bytes, the bytes the authenticator answers become base64url.
+//! Written in Rust rather than as a script of its own, so the page loads no extra file (and none
+//! whose name does not change with its content).
 
 /// A passkey ceremony that did not finish in the browser, as a person should read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,78 +12,160 @@ pub struct BrowserRefused(pub String);
 
 #[cfg(feature = "hydrate")]
 mod js {
-    use wasm_bindgen::prelude::*;
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    use js_sys::{Array, ArrayBuffer, Function, Object, Reflect, Uint8Array, JSON};
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
 
-    #[wasm_bindgen(inline_js = r#"
-const toBytes = (s) => {
-  const b = s.replace(/-/g, "+").replace(/_/g, "/");
-  const padded = b + "=".repeat((4 - (b.length % 4)) % 4);
-  return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
-};
-const toB64u = (buf) =>
-  btoa(String.fromCharCode(...new Uint8Array(buf)))
-    .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-const ids = (list) => (list || []).map((c) => ({ ...c, id: toBytes(c.id) }));
-function creationOptions(o) {
-  if (PublicKeyCredential.parseCreationOptionsFromJSON) {
-    return PublicKeyCredential.parseCreationOptionsFromJSON(o);
-  }
-  return { ...o, challenge: toBytes(o.challenge), user: { ...o.user, id: toBytes(o.user.id) },
-           excludeCredentials: ids(o.excludeCredentials) };
-}
-function requestOptions(o) {
-  if (PublicKeyCredential.parseRequestOptionsFromJSON) {
-    return PublicKeyCredential.parseRequestOptionsFromJSON(o);
-  }
-  return { ...o, challenge: toBytes(o.challenge), allowCredentials: ids(o.allowCredentials) };
-}
-function answer(c) {
-  if (typeof c.toJSON === "function") return c.toJSON();
-  const r = c.response;
-  const out = { id: c.id, rawId: toB64u(c.rawId), type: c.type,
-                clientExtensionResults: c.getClientExtensionResults(),
-                response: { clientDataJSON: toB64u(r.clientDataJSON) } };
-  if (r.attestationObject) {
-    out.response.attestationObject = toB64u(r.attestationObject);
-    out.response.transports = r.getTransports ? r.getTransports() : [];
-  } else {
-    out.response.authenticatorData = toB64u(r.authenticatorData);
-    out.response.signature = toB64u(r.signature);
-    out.response.userHandle = r.userHandle ? toB64u(r.userHandle) : null;
-  }
-  return out;
-}
-export function pierPasskeysSupported() {
-  return typeof window.PublicKeyCredential === "function" && !!navigator.credentials;
-}
-export async function pierCreatePasskey(json) {
-  const o = JSON.parse(json);
-  const c = await navigator.credentials.create({ publicKey: creationOptions(o.publicKey) });
-  return JSON.stringify(answer(c));
-}
-export async function pierGetPasskey(json) {
-  const o = JSON.parse(json);
-  const c = await navigator.credentials.get({ publicKey: requestOptions(o.publicKey) });
-  return JSON.stringify(answer(c));
-}
-"#)]
-    extern "C" {
-        #[wasm_bindgen(js_name = pierPasskeysSupported)]
-        pub fn supported() -> bool;
-        #[wasm_bindgen(catch, js_name = pierCreatePasskey)]
-        pub async fn create(options: String) -> Result<JsValue, JsValue>;
-        #[wasm_bindgen(catch, js_name = pierGetPasskey)]
-        pub async fn get(options: String) -> Result<JsValue, JsValue>;
+    fn get(o: &JsValue, key: &str) -> JsValue {
+        Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
     }
-}
 
-/// The browser's answer as JSON text, or why it gave none.
-#[cfg(feature = "hydrate")]
-fn answered(
-    r: Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>,
-) -> Result<String, BrowserRefused> {
-    r.map(|v| v.as_string().unwrap_or_default())
-        .map_err(refused)
+    fn set(o: &JsValue, key: &str, value: &JsValue) -> Result<(), JsValue> {
+        Reflect::set(o, &JsValue::from_str(key), value).map(|_| ())
+    }
+
+    /// `o.method(args…)` when `o` has such a method; `None` when it has not.
+    fn call(o: &JsValue, method: &str, args: &Array) -> Option<Result<JsValue, JsValue>> {
+        let f = get(o, method).dyn_into::<Function>().ok()?;
+        Some(f.apply(o, args))
+    }
+
+    fn static_helper(name: &str) -> Option<Function> {
+        get(&get(&js_sys::global(), "PublicKeyCredential"), name)
+            .dyn_into::<Function>()
+            .ok()
+    }
+
+    /// base64url text (as the server writes it) to bytes.
+    fn bytes(v: &JsValue) -> Result<JsValue, JsValue> {
+        let text = v.as_string().ok_or("not base64url text")?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .map_err(|_| "not base64url text")?;
+        Ok(Uint8Array::from(raw.as_slice()).into())
+    }
+
+    /// An ArrayBuffer to base64url text.
+    fn text(v: &JsValue) -> JsValue {
+        match v.dyn_ref::<ArrayBuffer>() {
+            Some(buf) => URL_SAFE_NO_PAD.encode(Uint8Array::new(buf).to_vec()).into(),
+            None => JsValue::NULL,
+        }
+    }
+
+    /// Each `{id}` of a credential list with its id as bytes.
+    fn credential_ids(o: &JsValue, key: &str) -> Result<(), JsValue> {
+        if let Some(list) = get(o, key).dyn_ref::<Array>() {
+            for c in list.iter() {
+                set(&c, "id", &bytes(&get(&c, "id"))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's `{"publicKey": …}` as the browser's credential options: by the browser's
+    /// own `helper` when it has it, else by `by_hand`.
+    fn options(
+        json: &str,
+        helper: &str,
+        by_hand: fn(&JsValue) -> Result<(), JsValue>,
+    ) -> Result<JsValue, JsValue> {
+        let public_key = get(&JSON::parse(json)?, "publicKey");
+        let public_key = match static_helper(helper) {
+            Some(parse) => parse.call1(&JsValue::NULL, &public_key)?,
+            None => {
+                set(
+                    &public_key,
+                    "challenge",
+                    &bytes(&get(&public_key, "challenge"))?,
+                )?;
+                by_hand(&public_key)?;
+                public_key
+            }
+        };
+        let options = Object::new();
+        set(&options, "publicKey", &public_key)?;
+        Ok(options.into())
+    }
+
+    /// What `parseCreationOptionsFromJSON` turns into bytes, besides the challenge.
+    fn creation_by_hand(public_key: &JsValue) -> Result<(), JsValue> {
+        let user = get(public_key, "user");
+        set(&user, "id", &bytes(&get(&user, "id"))?)?;
+        credential_ids(public_key, "excludeCredentials")
+    }
+
+    /// What `parseRequestOptionsFromJSON` turns into bytes, besides the challenge.
+    fn request_by_hand(public_key: &JsValue) -> Result<(), JsValue> {
+        credential_ids(public_key, "allowCredentials")
+    }
+
+    /// The credential as the JSON text the server reads.
+    fn answer(c: &JsValue) -> Result<String, JsValue> {
+        let json = match call(c, "toJSON", &Array::new()) {
+            Some(json) => json?,
+            None => {
+                let r = get(c, "response");
+                let response = Object::new();
+                set(
+                    &response,
+                    "clientDataJSON",
+                    &text(&get(&r, "clientDataJSON")),
+                )?;
+                let attestation = get(&r, "attestationObject");
+                if attestation.is_undefined() {
+                    for key in ["authenticatorData", "signature", "userHandle"] {
+                        set(&response, key, &text(&get(&r, key)))?;
+                    }
+                } else {
+                    set(&response, "attestationObject", &text(&attestation))?;
+                    let transports = call(&r, "getTransports", &Array::new())
+                        .transpose()?
+                        .unwrap_or_else(|| Array::new().into());
+                    set(&response, "transports", &transports)?;
+                }
+                let out = Object::new();
+                set(&out, "id", &get(c, "id"))?;
+                set(&out, "rawId", &text(&get(c, "rawId")))?;
+                set(&out, "type", &get(c, "type"))?;
+                let extensions = call(c, "getClientExtensionResults", &Array::new())
+                    .transpose()?
+                    .unwrap_or_else(|| Object::new().into());
+                set(&out, "clientExtensionResults", &extensions)?;
+                set(&out, "response", &response)?;
+                out.into()
+            }
+        };
+        JSON::stringify(&json)?
+            .as_string()
+            .ok_or_else(|| "the credential has no JSON form".into())
+    }
+
+    fn credentials() -> Result<web_sys::CredentialsContainer, JsValue> {
+        Ok(web_sys::window()
+            .ok_or("no window")?
+            .navigator()
+            .credentials())
+    }
+
+    pub fn supported() -> bool {
+        let global = js_sys::global();
+        get(&global, "PublicKeyCredential").is_function()
+            && !get(&get(&global, "navigator"), "credentials").is_undefined()
+    }
+
+    pub async fn create(json: String) -> Result<String, JsValue> {
+        let options = options(&json, "parseCreationOptionsFromJSON", creation_by_hand)?;
+        let promise = credentials()?.create_with_options(options.unchecked_ref())?;
+        answer(&JsFuture::from(promise).await?)
+    }
+
+    pub async fn get_assertion(json: String) -> Result<String, JsValue> {
+        let options = options(&json, "parseRequestOptionsFromJSON", request_by_hand)?;
+        let promise = credentials()?.get_with_options(options.unchecked_ref())?;
+        answer(&JsFuture::from(promise).await?)
+    }
 }
 
 #[cfg(feature = "hydrate")]
@@ -111,7 +196,7 @@ pub fn supported() -> bool {
 /// Makes a passkey with the server's creation options; the answer as JSON.
 pub async fn create(options: String) -> Result<String, BrowserRefused> {
     #[cfg(feature = "hydrate")]
-    return answered(js::create(options).await);
+    return js::create(options).await.map_err(refused);
     #[cfg(not(feature = "hydrate"))]
     {
         let _ = options;
@@ -122,7 +207,7 @@ pub async fn create(options: String) -> Result<String, BrowserRefused> {
 /// Signs the server's challenge with a passkey; the answer as JSON.
 pub async fn get(options: String) -> Result<String, BrowserRefused> {
     #[cfg(feature = "hydrate")]
-    return answered(js::get(options).await);
+    return js::get_assertion(options).await.map_err(refused);
     #[cfg(not(feature = "hydrate"))]
     {
         let _ = options;

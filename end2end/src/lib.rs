@@ -390,6 +390,33 @@ impl Driver {
     }
 }
 
+/// A Chrome DevTools command, through chromedriver.
+#[derive(Debug)]
+struct Cdp(&'static str, serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.expect("a WebDriver session");
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({"cmd": self.0, "params": self.1});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Runs a Chrome DevTools Protocol command in the browser (`Network.setBlockedURLs`, …).
+pub async fn cdp(c: &fantoccini::Client, cmd: &'static str, params: serde_json::Value) {
+    c.issue_cmd(Cdp(cmd, params))
+        .await
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+}
+
 /// Authenticator codes, computed apart from Pier's own code.
 pub use test_support::totp;
 
@@ -420,6 +447,21 @@ pub mod webauthn {
             });
             (http::Method::POST, Some(body.to_string()))
         }
+    }
+
+    /// Makes every page this browser loads from now on look like a browser without WebAuthn's
+    /// JSON helpers (`parseCreationOptionsFromJSON`, `parseRequestOptionsFromJSON`, `toJSON`),
+    /// as Safari before 18.4 and Firefox before 119 are: Pier's own conversion is used.
+    pub async fn hide_json_helpers(c: &fantoccini::Client) {
+        let source = "delete PublicKeyCredential.parseCreationOptionsFromJSON;\n\
+                      delete PublicKeyCredential.parseRequestOptionsFromJSON;\n\
+                      delete PublicKeyCredential.prototype.toJSON;";
+        crate::cdp(
+            c,
+            "Page.addScriptToEvaluateOnNewDocument",
+            serde_json::json!({ "source": source }),
+        )
+        .await;
     }
 
     /// Gives the browser a virtual authenticator; its id.

@@ -324,10 +324,21 @@ async fn admin_invites_member_then_disables_them() {
 /// Passkeys in chromium with WebDriver's virtual authenticator: the admin adds one (their first
 /// second factor, so the recovery codes come with it), then signs in with it instead of the
 /// password, and with it as the second step after the password.
-async fn passkey_story(panel_url: impl Fn(&str) -> String, c: Client) {
+async fn passkey_story(panel_url: impl Fn(&str) -> String, c: Client, json_helpers: bool) {
     let c = &c;
     end2end::webauthn::add_authenticator(c).await;
+    if !json_helpers {
+        end2end::webauthn::hide_json_helpers(c).await;
+    }
     open(c, &panel_url("/login")).await;
+    let has_helpers = c
+        .execute(
+            "return typeof PublicKeyCredential.parseRequestOptionsFromJSON === 'function'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(has_helpers, serde_json::Value::Bool(json_helpers));
     type_into(c, "#f-email", ADMIN).await;
     type_into(c, "#f-password", ADMIN_PW).await;
     click(c, "form button[type=submit]").await;
@@ -378,11 +389,27 @@ async fn passkey_story(panel_url: impl Fn(&str) -> String, c: Client) {
 
 #[tokio::test]
 async fn passkeys_sign_in_with_and_without_the_password() {
+    passkeys_in_a_browser(true).await;
+}
+
+/// The same in a browser without WebAuthn's JSON helpers: the options and the answer are
+/// converted by Pier's own code (`app/src/webauthn.rs`).
+#[tokio::test]
+async fn passkeys_work_without_the_browsers_json_helpers() {
+    passkeys_in_a_browser(false).await;
+}
+
+async fn passkeys_in_a_browser(json_helpers: bool) {
     let panel = Panel::start(ADMIN, ADMIN_PW);
     let driver = Driver::start();
     let c = driver.browser().await;
     let base = panel.localhost_url("");
-    let outcome = tokio::spawn(passkey_story(move |p| format!("{base}{p}"), c.clone())).await;
+    let outcome = tokio::spawn(passkey_story(
+        move |p| format!("{base}{p}"),
+        c.clone(),
+        json_helpers,
+    ))
+    .await;
     if outcome.is_err() {
         let path = std::env::temp_dir().join("pier-e2e-passkeys.png");
         if let Ok(png) = c.screenshot().await {
