@@ -58,5 +58,8 @@ else
 fi
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$flags"
 export SQLX_OFFLINE=true
-say "cargo leptos build --release --precompress"
-cargo leptos build --release --precompress
+# --split: the pages are lazy routes (app/src/routes.rs), their code in five wasm chunks that the
+# browser fetches as it shows them. A site built without it cannot load them (the panel's log
+# says so at start).
+say "cargo leptos build --release --precompress --split"
+cargo leptos build --release --precompress --split

@@ -49,7 +49,10 @@ step "a three-engine Docker Swarm in network namespaces (the multi-node tests)"
 source "$(./scripts/swarm.sh env)"
 
 step "cargo leptos build (server binary + wasm + CSS)"
-cargo leptos build
+# --split: the pages are lazy routes (app/src/routes.rs), their code in five wasm chunks that the
+# browser fetches as it shows them. A site built without it cannot load them (the panel's log
+# says so at start).
+cargo leptos build --split
 
 step "cargo test (unit, integration, browser)"
 # Three tests at a time: most of the integration tests wait on containers, not on the two cores.

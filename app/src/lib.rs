@@ -10,6 +10,7 @@ compile_error!(
 pub mod components;
 pub mod error;
 pub mod pages;
+pub mod routes;
 pub mod rpc;
 pub mod webauthn;
 
@@ -18,7 +19,7 @@ use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
     hooks::use_location,
-    path, SsrMode,
+    path, Lazy, SsrMode,
 };
 
 use crate::{
@@ -57,34 +58,28 @@ pub struct SessionCtx(pub Resource<Result<SessionInfo, AppError>>);
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Effects run only in the browser, once the wasm has hydrated the page: mark it, so tests
-    // (and anyone curious) can tell a hydrated page from server-rendered HTML.
-    Effect::new(|_| {
-        #[cfg(feature = "hydrate")]
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
+    #[cfg(feature = "ssr")]
+    provide_context(routes::PreloadedChunks::default());
     view! {
         <Title formatter=|t: String| if t.is_empty() { "Pier".to_string() } else { format!("{t} · Pier") }/>
         <Router>
             <SessionProvider>
                 <Routes fallback=pages::NotFound>
-                    <Route path=path!("/login") view=pages::login::LoginPage ssr=SsrMode::Async/>
-                    <Route path=path!("/invite/:token") view=pages::invite::InvitePage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view={Lazy::<routes::Login>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/invite/:token") view={Lazy::<routes::Invite>::new()} ssr=SsrMode::Async/>
                     <ParentRoute path=path!("") view=pages::Authed ssr=SsrMode::Async>
-                        <Route path=path!("") view=pages::apps::AppsPage ssr=SsrMode::Async/>
-                        <Route path=path!("apps/new") view=pages::apps::NewAppPage ssr=SsrMode::Async/>
-                        <Route path=path!("apps/:name") view=pages::apps::AppPage ssr=SsrMode::Async/>
-                        <Route path=path!("registries") view=pages::apps::RegistriesPage ssr=SsrMode::Async/>
-                        <Route path=path!("volumes") view=pages::apps::VolumesPage ssr=SsrMode::Async/>
-                        <Route path=path!("domains") view=pages::domains::DomainsPage ssr=SsrMode::Async/>
-                        <Route path=path!("account") view=pages::account::AccountPage ssr=SsrMode::Async/>
-                        <Route path=path!("account/two-factor") view=pages::two_factor::TwoFactorPage ssr=SsrMode::Async/>
-                        <Route path=path!("admin/users") view=pages::admin::UsersPage ssr=SsrMode::Async/>
-                        <Route path=path!("admin/certificates") view=pages::certificates::CertificatesPage ssr=SsrMode::Async/>
-                        <Route path=path!("admin/audit") view=pages::audit::AuditPage ssr=SsrMode::Async/>
-                        <Route path=path!("api-docs") view=pages::api_docs::ApiDocsPage ssr=SsrMode::Async/>
+                        <Route path=path!("") view={Lazy::<routes::Apps>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("apps/new") view={Lazy::<routes::NewApp>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("apps/:name") view={Lazy::<routes::App>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("registries") view={Lazy::<routes::Registries>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("volumes") view={Lazy::<routes::Volumes>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("domains") view={Lazy::<routes::Domains>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("account") view={Lazy::<routes::Account>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("account/two-factor") view={Lazy::<routes::TwoFactor>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("admin/users") view={Lazy::<routes::Users>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("admin/certificates") view={Lazy::<routes::Certificates>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("admin/audit") view={Lazy::<routes::Audit>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("api-docs") view={Lazy::<routes::ApiDocs>::new()} ssr=SsrMode::Async/>
                     </ParentRoute>
                 </Routes>
             </SessionProvider>
@@ -100,9 +95,28 @@ fn SessionProvider(children: Children) -> impl IntoView {
     children()
 }
 
+/// Whether this page's hydration (the chunk of the page the server rendered included) is done:
+/// from then on the browser renders pages itself.
+#[cfg(feature = "hydrate")]
+static HYDRATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(feature = "hydrate")]
+pub(crate) fn hydrated() -> bool {
+    HYDRATED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // As `leptos::mount::hydrate_lazy`: hydration waits for the chunk of the page the server
+    // rendered (lazy routes, `routes.rs`). Then the body is marked, so tests (and anyone curious)
+    // can tell a page that works from server-rendered HTML.
+    wasm_bindgen_futures::spawn_local(async {
+        let body = document().body().expect("a page has a body");
+        let owner = leptos::mount::hydrate_from_async(body.clone(), App).await;
+        owner.forget();
+        HYDRATED.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = body.set_attribute("data-hydrated", "true");
+    });
 }

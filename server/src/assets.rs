@@ -39,17 +39,46 @@ pub fn hash_file(site_root: &Path) -> Option<PathBuf> {
         .and_then(|p| std::path::absolute(p).ok())
 }
 
-/// The names of the files a page loads, as `hash.txt` gives them (`pier.<hash>.js`, …).
-/// `None` when it names no script, which means the site was built without hashes.
+/// The names of the files a page loads, as `hash.txt` gives them (`pier.<hash>.js`, …), with
+/// the loader of the pages' wasm chunks and its manifest (`__wasm_split.<hash>.js`,
+/// `__wasm_split_manifest.<hash>.json`: `cargo leptos build --split`). `None` when it names no
+/// script of the app, which means the site was built without hashes.
 pub fn hashed_names(hash_file_text: &str, output_name: &str) -> Option<Vec<String>> {
     let names: Vec<String> = hash_file_text
         .lines()
         .filter_map(|line| line.split_once(':'))
         .map(|(kind, hash)| (kind.trim(), hash.trim()))
-        .filter(|(kind, hash)| ["js", "wasm", "css"].contains(kind) && !hash.is_empty())
-        .map(|(kind, hash)| format!("{output_name}.{hash}.{kind}"))
+        .filter(|(_, hash)| !hash.is_empty())
+        .filter_map(|(kind, hash)| match kind {
+            "js" | "wasm" | "css" => Some(format!("{output_name}.{hash}.{kind}")),
+            "split" => Some(format!("{SPLIT_LOADER}.{hash}.js")),
+            "manifest" => Some(format!("{SPLIT_MANIFEST}.{hash}.json")),
+            _ => None,
+        })
         .collect();
-    names.iter().any(|n| n.ends_with(".js")).then_some(names)
+    let script = format!("{output_name}.");
+    names
+        .iter()
+        .any(|n| n.starts_with(&script) && n.ends_with(".js"))
+        .then_some(names)
+}
+
+/// The script that loads the pages' wasm chunks (`cargo leptos build --split`), without its
+/// hash and extension.
+pub const SPLIT_LOADER: &str = "__wasm_split";
+/// Which chunks each lazy part of the app needs, read by the server for the preload links.
+pub const SPLIT_MANIFEST: &str = "__wasm_split_manifest";
+
+/// The files a site built without hashed names has (`cargo leptos build --split` without
+/// `hash-files`).
+pub fn plain_names(output_name: &str) -> Vec<String> {
+    vec![
+        format!("{output_name}.js"),
+        format!("{output_name}.wasm"),
+        format!("{output_name}.css"),
+        format!("{SPLIT_LOADER}.______________________.js"),
+        format!("{SPLIT_MANIFEST}.json"),
+    ]
 }
 
 /// Whether a file's name carries its content's hash as cargo-leptos writes it:
@@ -124,10 +153,21 @@ mod tests {
 
     #[test]
     fn hashed_names_come_from_the_hash_file() {
-        let text = "js: AbC-1_x\nwasm: ZZ9\ncss: q_Q\n";
+        let text = "js: AbC-1_x\nwasm: ZZ9\ncss: q_Q\nmanifest: m-M\nsplit: s_S\n";
         assert_eq!(
             hashed_names(text, "pier").unwrap(),
-            ["pier.AbC-1_x.js", "pier.ZZ9.wasm", "pier.q_Q.css"]
+            [
+                "pier.AbC-1_x.js",
+                "pier.ZZ9.wasm",
+                "pier.q_Q.css",
+                "__wasm_split_manifest.m-M.json",
+                "__wasm_split.s_S.js"
+            ]
+        );
+        assert_eq!(
+            hashed_names("split: s_S\nwasm: w\n", "pier"),
+            None,
+            "the chunk loader is not the app's script"
         );
         assert_eq!(hashed_names("", "pier"), None);
         assert_eq!(

@@ -65,11 +65,7 @@ impl AppState {
                     .map_or("hash.txt".into(), |p| p.display().to_string().into()),
             )
             .build();
-        let page_files = hashed_names.unwrap_or_else(|| {
-            ["pier.js", "pier.wasm", "pier.css"]
-                .map(String::from)
-                .to_vec()
-        });
+        let page_files = hashed_names.unwrap_or_else(|| crate::assets::plain_names("pier"));
         check_site_files(&args.site_root, &page_files, hash_file.as_deref());
         AppState {
             pier,
@@ -96,7 +92,17 @@ fn check_site_files(
 ) {
     let pkg = site_root.join("pkg");
     let missing: Vec<&String> = names.iter().filter(|n| !pkg.join(n).is_file()).collect();
-    if !missing.is_empty() {
+    let split = names
+        .iter()
+        .any(|n| n.starts_with(&format!("{}.", crate::assets::SPLIT_LOADER)));
+    if !split {
+        tracing::warn!(
+            site = %pkg.display(),
+            hash_file = ?hash_file,
+            "the site was built without `--split`: pages will not load their code \
+             (build with `cargo leptos build --split`, as scripts/release.sh does)"
+        );
+    } else if !missing.is_empty() {
         tracing::warn!(
             site = %pkg.display(),
             ?missing,

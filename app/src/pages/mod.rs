@@ -68,6 +68,9 @@ pub fn Authed() -> impl IntoView {
                         </main>
                     }
                     .into_any(),
+                    // Already on the way to the sign-in page: the location changes before the
+                    // page's code has arrived (lazy routes), and the session is asked again.
+                    Ok(_) if location.pathname.get_untracked() == "/login" => ().into_any(),
                     Ok(_) => {
                         let path = location.pathname.get_untracked();
                         let to = if path == "/" {
