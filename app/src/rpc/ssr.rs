@@ -99,12 +99,16 @@ fn internal(what: &str) -> AppError {
 }
 
 pub async fn ctx() -> Result<Ctx, AppError> {
+    // Every context is read before the first await: the server may render a page twice on its
+    // way and drop the first rendering, whose calls then run on without their context (see
+    // `tokens::api_reference`).
     let pier = use_context::<Pier>().ok_or_else(|| internal("no Pier in context"))?;
+    let parts = use_context::<http::request::Parts>()
+        .ok_or_else(|| internal("no request parts in context"))?;
+    let info = use_context::<PanelInfo>();
     let session = leptos_axum::extract::<Session>()
         .await
         .map_err(|e| internal(&format!("session layer missing: {e}")))?;
-    let parts = use_context::<http::request::Parts>()
-        .ok_or_else(|| internal("no request parts in context"))?;
     let header = |name: &str| {
         parts
             .headers
@@ -118,7 +122,6 @@ pub async fn ctx() -> Result<Ctx, AppError> {
         .get::<tower_cookies::Cookies>()
         .cloned()
         .ok_or_else(|| internal("cookie layer missing"))?;
-    let info = use_context::<PanelInfo>();
     let origin = info
         .and_then(|i| i.public_origin)
         .or_else(|| header("host").map(|h| format!("http://{h}")))

@@ -103,9 +103,13 @@ pub async fn revoke_token(id: i64, csrf_token: String) -> Result<Done, AppError>
 /// The REST endpoints, read from the OpenAPI document the server generates.
 #[server(prefix = "/rpc", endpoint = "api_reference", input = GetUrl)]
 pub async fn api_reference() -> Result<Vec<Endpoint>, AppError> {
+    // Read before the first await: the server may render a page twice on its way and drop the
+    // first rendering, whose call then runs on without its context. Its answer is still the
+    // one the browser hydrates with (the first resource of that page), so it must be the same.
+    let panel = use_context::<ssr::PanelInfo>();
     // Signed-in people only.
     ssr::signed_in().await?;
-    let doc: serde_json::Value = use_context::<ssr::PanelInfo>()
+    let doc: serde_json::Value = panel
         .and_then(|p| serde_json::from_str(&p.api_doc).ok())
         .unwrap_or_default();
     let mut out = Vec::new();
