@@ -57,6 +57,41 @@ fn shown(page: Result<AnyView, ChunkFailed>) -> AnyView {
     })
 }
 
+/// Runs `load` (a fetch of a chunk) again, after 0.2 s then 1 s, while it fails: browsers abort
+/// the requests in flight when the machine's network changes (`ERR_NETWORK_CHANGED`: a phone
+/// moving between networks, or a container starting on a developer's machine), and a second try
+/// gets through.
+async fn retried<T, E, Fut>(load: impl Fn() -> Fut) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let result = load().await;
+    #[cfg(feature = "hydrate")]
+    let result = {
+        let mut result = result;
+        for ms in [200, 1000] {
+            if result.is_ok() {
+                break;
+            }
+            pause(ms).await;
+            result = load().await;
+        }
+        result
+    };
+    result
+}
+
+/// Waits `ms` milliseconds (the browser's timer).
+#[cfg(feature = "hydrate")]
+async fn pause(ms: i32) {
+    let timer = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(timer).await;
+}
+
 /// The chunks whose preload links this page's `<head>` has, on the server (`App` provides one
 /// per request).
 #[cfg(feature = "ssr")]
@@ -141,12 +176,13 @@ macro_rules! chunk {
                 }
 
                 async fn view(_this: Self) -> AnyView {
-                    shown($chunk($which::$route).await)
+                    shown(retried(|| $chunk($which::$route)).await)
                 }
 
+                // The router loads the chunk here before it renders the page, and hydration
+                // needs it loaded by then. A failure shows when the page is rendered (`shown`).
                 async fn preload() {
-                    // A failure shows when the page is rendered (`shown`).
-                    let _ = $preload().await;
+                    let _ = retried(|| $preload()).await;
                 }
             }
         )+

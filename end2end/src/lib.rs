@@ -417,6 +417,36 @@ pub async fn cdp(c: &fantoccini::Client, cmd: &'static str, params: serde_json::
         .unwrap_or_else(|e| panic!("{cmd}: {e}"));
 }
 
+/// The browser's console and network messages since the last call (chromedriver's log).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.expect("a WebDriver session");
+        base_url.join(&format!("session/{session}/se/log"))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// The messages the browser logged since the last call (errors of failed requests among them).
+pub async fn browser_log(c: &fantoccini::Client) -> Vec<String> {
+    let entries = c.issue_cmd(BrowserLog).await.expect("the browser's log");
+    entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Authenticator codes, computed apart from Pier's own code.
 pub use test_support::totp;
 
