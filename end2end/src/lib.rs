@@ -244,6 +244,20 @@ impl Panel {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Saves the login of the test registry (`scripts/services.sh`) for the token's user, over
+    /// the REST API.
+    pub fn log_in_to_test_registry(&self, token: &str) {
+        let (registry, user, password) = test_registry();
+        let body = serde_json::json!({"username": user, "password": password}).to_string();
+        let (status, answer) = self.api(
+            token,
+            "PUT",
+            &format!("/registries/{registry}"),
+            Some(&body),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+
     /// A REST call with curl on loopback: (status, body).
     pub fn api(&self, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let mut cmd = Command::new("curl");
@@ -390,55 +404,49 @@ impl Driver {
     }
 }
 
-/// A Chrome DevTools command, through chromedriver.
+/// A POST to one of chromedriver's own endpoints for a session (`goog/cdp/execute`,
+/// `se/log`, `webauthn/authenticator`), which fantoccini has no call for.
 #[derive(Debug)]
-struct Cdp(&'static str, serde_json::Value);
+struct SessionPost(&'static str, serde_json::Value);
 
-impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+impl fantoccini::wd::WebDriverCompatibleCommand for SessionPost {
     fn endpoint(
         &self,
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
         let session = session_id.expect("a WebDriver session");
-        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+        base_url.join(&format!("session/{session}/{}", self.0))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        let body = serde_json::json!({"cmd": self.0, "params": self.1});
-        (http::Method::POST, Some(body.to_string()))
+        (http::Method::POST, Some(self.1.to_string()))
     }
+}
+
+async fn session_post(
+    c: &fantoccini::Client,
+    endpoint: &'static str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    c.issue_cmd(SessionPost(endpoint, body))
+        .await
+        .unwrap_or_else(|e| panic!("{endpoint}: {e}"))
 }
 
 /// Runs a Chrome DevTools Protocol command in the browser (`Network.setBlockedURLs`, …).
 pub async fn cdp(c: &fantoccini::Client, cmd: &'static str, params: serde_json::Value) {
-    c.issue_cmd(Cdp(cmd, params))
-        .await
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-}
-
-/// The browser's console and network messages since the last call (chromedriver's log).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        let session = session_id.expect("a WebDriver session");
-        base_url.join(&format!("session/{session}/se/log"))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
+    session_post(
+        c,
+        "goog/cdp/execute",
+        serde_json::json!({"cmd": cmd, "params": params}),
+    )
+    .await;
 }
 
 /// The messages the browser logged since the last call (errors of failed requests among them).
 pub async fn browser_log(c: &fantoccini::Client) -> Vec<String> {
-    let entries = c.issue_cmd(BrowserLog).await.expect("the browser's log");
+    let entries = session_post(c, "se/log", serde_json::json!({"type": "browser"})).await;
     entries
         .as_array()
         .into_iter()
@@ -453,32 +461,6 @@ pub use test_support::totp;
 /// WebDriver's WebAuthn extension: a virtual authenticator in the browser, with a user who is
 /// present and verified (as a phone's fingerprint would say), holding resident keys.
 pub mod webauthn {
-    #[derive(Debug)]
-    struct AddVirtualAuthenticator;
-
-    impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
-        fn endpoint(
-            &self,
-            base_url: &url::Url,
-            session_id: Option<&str>,
-        ) -> Result<url::Url, url::ParseError> {
-            let session = session_id.expect("a WebDriver session");
-            base_url.join(&format!("session/{session}/webauthn/authenticator"))
-        }
-
-        fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-            let body = serde_json::json!({
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": true,
-                "hasUserVerification": true,
-                "isUserConsenting": true,
-                "isUserVerified": true,
-            });
-            (http::Method::POST, Some(body.to_string()))
-        }
-    }
-
     /// Makes every page this browser loads from now on look like a browser without WebAuthn's
     /// JSON helpers (`parseCreationOptionsFromJSON`, `parseRequestOptionsFromJSON`, `toJSON`),
     /// as Safari before 18.4 and Firefox before 119 are: Pier's own conversion is used.
@@ -496,11 +478,16 @@ pub mod webauthn {
 
     /// Gives the browser a virtual authenticator; its id.
     pub async fn add_authenticator(c: &fantoccini::Client) -> String {
-        let r = c
-            .issue_cmd(AddVirtualAuthenticator)
-            .await
-            .expect("a virtual authenticator");
-        r.as_str().unwrap_or_default().to_owned()
+        let body = serde_json::json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        let id = crate::session_post(c, "webauthn/authenticator", body).await;
+        id.as_str().unwrap_or_default().to_owned()
     }
 }
 

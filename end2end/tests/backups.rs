@@ -37,18 +37,10 @@ fn exec(id: &str, script: &str) -> String {
 
 #[tokio::test]
 async fn schedule_back_up_now_and_restore_after_confirming() {
-    let (registry, user, password) = test_registry();
+    let (registry, _, _) = test_registry();
     let panel = Panel::start(ADMIN, ADMIN_PW);
     let token = panel.token(ADMIN, "write");
-    let (code, body) = panel.api(
-        &token,
-        "PUT",
-        &format!("/registries/{registry}"),
-        Some(&format!(
-            r#"{{"username":"{user}","password":"{password}"}}"#
-        )),
-    );
-    assert_eq!(code, 200, "{body}");
+    panel.log_in_to_test_registry(&token);
     let (code, body) = panel.api(
         &token,
         "POST",

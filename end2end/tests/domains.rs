@@ -11,20 +11,12 @@ const ADMIN_PW: &str = "admin password 123";
 
 #[tokio::test]
 async fn add_a_domain_attach_it_and_open_the_app_over_https() {
-    let (registry, user, password) = test_registry();
+    let (registry, _, _) = test_registry();
     let pebble = Pebble::start(end2end::free_port(), test_dns());
     let panel = Panel::start_with_acme(ADMIN, ADMIN_PW, Acme { pebble: &pebble });
     // The app and the registry login through the REST API; the domain through the browser.
     let token = panel.token(ADMIN, "write");
-    let (s, body) = panel.api(
-        &token,
-        "PUT",
-        &format!("/registries/{registry}"),
-        Some(&format!(
-            r#"{{"username":"{user}","password":"{password}"}}"#
-        )),
-    );
-    assert_eq!(s, 200, "{body}");
+    panel.log_in_to_test_registry(&token);
     let (s, body) = panel.api(
         &token,
         "POST",
@@ -86,26 +78,26 @@ async fn add_a_domain_attach_it_and_open_the_app_over_https() {
         // Open the domain over HTTPS, through HAProxy.
         // Another browser for the sites themselves: it accepts the self-signed certificate.
         let sites = driver.browser_for_test_domains().await;
-        sites
-            .goto(&format!("https://shop.pier.test:{}/", panel.https_port))
-            .await
-            .unwrap();
-        wait_for_text(&sites, "body", "welcome to the shop").await;
+        site_shows(
+            &sites,
+            &format!("https://shop.pier.test:{}/", panel.https_port),
+            "welcome to the shop",
+        )
+        .await;
         // The platform name answers too.
-        sites
-            .goto(&format!(
-                "https://shop-admin.apps.pier.test:{}/",
-                panel.https_port
-            ))
-            .await
-            .unwrap();
-        wait_for_text(&sites, "body", "welcome to the shop").await;
+        site_shows(
+            &sites,
+            &format!("https://shop-admin.apps.pier.test:{}/", panel.https_port),
+            "welcome to the shop",
+        )
+        .await;
         // An unknown name gets HAProxy's page.
-        sites
-            .goto(&format!("https://nothing.pier.test:{}/", panel.https_port))
-            .await
-            .unwrap();
-        wait_for_text(&sites, "body", "No site is served at this address.").await;
+        site_shows(
+            &sites,
+            &format!("https://nothing.pier.test:{}/", panel.https_port),
+            "No site is served at this address.",
+        )
+        .await;
 
         // Detach in the browser: the domain stops serving.
         open(&c, &format!("{base}/domains")).await;
@@ -120,14 +112,37 @@ async fn add_a_domain_attach_it_and_open_the_app_over_https() {
         .unwrap();
         click(&c, "[data-testid=attach-domain]").await;
         wait_for_text(&c, "main", "is detached").await;
-        sites
-            .goto(&format!("https://shop.pier.test:{}/", panel.https_port))
-            .await
-            .unwrap();
-        wait_for_text(&sites, "body", "No site is served at this address.").await;
+        site_shows(
+            &sites,
+            &format!("https://shop.pier.test:{}/", panel.https_port),
+            "No site is served at this address.",
+        )
+        .await;
         sites.close().await.unwrap();
     }
     .await;
     c.close().await.unwrap();
     result
+}
+
+/// Opens `url` in the sites' browser until its page shows `text` (up to 20 s). Loaded again
+/// each time: a load the browser gave up on (HAProxy reloading, or chromium's
+/// `ERR_NETWORK_CHANGED` when a container starts beside it) does not end the test.
+async fn site_shows(sites: &fantoccini::Client, url: &str, text: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        sites.goto(url).await.unwrap();
+        let body = match sites.find(fantoccini::Locator::Css("body")).await {
+            Ok(b) => b.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if body.contains(text) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} never showed {text:?}; it shows:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

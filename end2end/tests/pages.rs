@@ -27,19 +27,11 @@ const PAGES: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn every_page_hydrates_loaded_first_or_reached_by_a_click() {
-    let (registry, user, password) = test_registry();
+    let (registry, _, _) = test_registry();
     let panel = Panel::start(ADMIN, ADMIN_PW);
     // Something on the pages: a registry login and an app with a volume.
     let token = panel.token(ADMIN, "write");
-    let (s, body) = panel.api(
-        &token,
-        "PUT",
-        &format!("/registries/{registry}"),
-        Some(&format!(
-            r#"{{"username":"{user}","password":"{password}"}}"#
-        )),
-    );
-    assert_eq!(s, 200, "{body}");
+    panel.log_in_to_test_registry(&token);
     let (s, body) = panel.api(
         &token,
         "POST",

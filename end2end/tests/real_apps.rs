@@ -39,19 +39,11 @@ fn post_note(port: u16, text: &str) -> u16 {
 
 #[tokio::test]
 async fn postgres_with_a_volume_serves_a_web_app_across_a_redeploy() {
-    let (registry, user, password) = test_registry();
+    let (registry, _, _) = test_registry();
     let panel = Panel::start(ADMIN, ADMIN_PW);
     // Redis for the web app's visit counter, over the API (the browser part is Postgres).
     let token = panel.token(ADMIN, "write");
-    let (code, body) = panel.api(
-        &token,
-        "PUT",
-        &format!("/registries/{registry}"),
-        Some(&format!(
-            r#"{{"username":"{user}","password":"{password}"}}"#
-        )),
-    );
-    assert_eq!(code, 200, "{body}");
+    panel.log_in_to_test_registry(&token);
     let (code, body) = panel.api(
         &token,
         "POST",
