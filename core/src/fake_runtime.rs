@@ -85,6 +85,8 @@ struct Inner {
     listed: bool,
     /// The volumes it mounts.
     mounts: Vec<String>,
+    /// Its CPU limit was put in its steady form (`settle_cpu`), with this share.
+    cpu_settled: Option<i64>,
     /// The task answering HTTP for a running published container.
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -167,6 +169,13 @@ impl FakeRuntime {
             .values()
             .find(|c| c.name == name)
             .map(|c| c.state)
+    }
+
+    /// The CPU share (nano CPUs) the container of that name was settled to, if it was.
+    pub fn cpu_settled(&self, name: &str) -> Option<i64> {
+        let s = self.state.lock().expect("fake state");
+        let (id, _) = s.containers.iter().find(|(_, c)| c.name == name)?;
+        s.inner.get(id).and_then(|i| i.cpu_settled)
     }
 
     /// Puts a container in place as if made by an earlier panel run (or by hand).
@@ -411,9 +420,18 @@ impl Runtime for FakeRuntime {
                 exit_code: 0,
                 listed: false,
                 server: None,
+                cpu_settled: None,
             },
         );
         Ok(id)
+    }
+
+    async fn settle_cpu(&self, id: &str, nano_cpus: i64) -> Result<(), RuntimeError> {
+        self.fault("settle_cpu")?;
+        let mut s = self.state.lock().expect("fake state");
+        let inner = s.inner.get_mut(id).ok_or(RuntimeError::NotFound)?;
+        inner.cpu_settled = Some(nano_cpus);
+        Ok(())
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {

@@ -381,6 +381,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// Creates a container; `Conflict` when one with that name exists.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Puts a started container's CPU limit in its steady form. An engine may start a container
+    /// with the same limit counted over a longer period, so that its start (the engine's own
+    /// set-up runs inside the container's limits too) is not throttled; the average share is the
+    /// same in both forms. Nothing to do where the engine has one form only.
+    async fn settle_cpu(&self, _id: &str, _nano_cpus: i64) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     async fn stop(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError>;
     async fn restart(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError>;
     /// Removes a container, stopping it first; a missing container is not an error.

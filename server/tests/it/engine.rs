@@ -183,7 +183,9 @@ async fn an_app_runs_hardened_redeploys_stops_rolls_back_and_goes(db: SqlitePool
         .any(|o| o.as_str().unwrap().starts_with("no-new-privileges")));
     assert_eq!(h["Memory"], 256 * 1024 * 1024);
     assert_eq!(h["MemorySwap"], 256 * 1024 * 1024);
-    assert_eq!(h["NanoCpus"], 500_000_000);
+    // Half a CPU, as 50 ms per 100 ms once it answers (it started with 500 ms per second).
+    assert_eq!(h["CpuPeriod"], 100_000);
+    assert_eq!(h["CpuQuota"], 50_000);
     assert_eq!(h["PidsLimit"], 512);
     assert_eq!(h["Init"], true);
     assert_eq!(h["RestartPolicy"]["Name"], "unless-stopped");
@@ -464,6 +466,33 @@ async fn failed_deployments_keep_the_previous_one_serving(db: SqlitePool) {
     // An image that never answers: no traffic, failed with the reason, #2 still serving.
     login_to_registry(&mut b, None).await;
     update_greeting(&mut b, "web", &image("sleeper:1"), "third").await;
+    // While it starts, its half CPU is counted over 1 s periods, so that its start runs
+    // through; the serving one's settled to 100 ms periods once it answered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut periods: Vec<(u64, u64)> = app
+            .containers()
+            .await
+            .iter()
+            .map(|c| {
+                let h = &inspect(&c.id)["HostConfig"];
+                (
+                    h["CpuPeriod"].as_u64().unwrap(),
+                    h["CpuQuota"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        periods.sort_unstable();
+        if periods.len() == 2 {
+            assert_eq!(periods, [(100_000, 50_000), (1_000_000, 500_000)]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second container: {periods:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let d = until(&mut b, "web", 60, |d| {
         d["deployments"][0]["status"] == "failed"
     })

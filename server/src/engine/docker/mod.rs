@@ -361,6 +361,21 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn settle_cpu(&self, id: &str, nano_cpus: i64) -> Result<(), RuntimeError> {
+        if nano_cpus <= 0 {
+            return Ok(());
+        }
+        let body = bollard::models::ContainerUpdateBody {
+            cpu_period: Some(create::STEADY_PERIOD_US),
+            cpu_quota: Some(create::quota_us(nano_cpus, create::STEADY_PERIOD_US)),
+            ..Default::default()
+        };
+        self.docker()?
+            .update_container(id, body)
+            .await
+            .map_err(map_err)
+    }
+
     async fn stop(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
         let opts = StopContainerOptionsBuilder::new()
             .t(timeout_secs as i32)

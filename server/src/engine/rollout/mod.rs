@@ -184,11 +184,30 @@ impl Run<'_> {
         self.stop_first(&spec).await?;
         self.start(&spec).await?;
         if !self.promote {
+            self.settle_cpu(&spec).await?;
             repo::apps::set_last_error(self.pier.db(), self.app.id, None).await?;
             return Ok(());
         }
         self.await_healthy().await?;
+        self.settle_cpu(&spec).await?;
         self.go_live().await
+    }
+
+    /// Step 3b: the containers' CPU limits in their steady form, once their start is behind
+    /// them (see [`pier_core::runtime::Runtime::settle_cpu`]). An engine that did not answer
+    /// retries the run (which adopts the containers); a refusal leaves the start form, whose
+    /// average share is the same, and says so in the log.
+    async fn settle_cpu(&self, spec: &ContainerSpec) -> Result<(), Halt> {
+        for (_, id) in &self.containers {
+            match self.pier.runtime().settle_cpu(id, spec.nano_cpus).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => return Err(Halt::Transient(e.into())),
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "CPU limit left in its start form")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Moves a rollout's deployment on to `status`; Cancelled when it has ended meanwhile.

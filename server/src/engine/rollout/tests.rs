@@ -271,6 +271,56 @@ async fn a_newer_deployment_cancels_one_still_starting() {
 }
 
 #[tokio::test]
+async fn cpu_limits_settle_once_containers_answer_and_after_a_recreate() {
+    let p = panel(5).await;
+    let mut two = input("web", "web:1");
+    two.1.replicas = Some(2);
+    two.1.cpus_milli = Some(250);
+    let first = p.create(two).await;
+    let copies = [
+        p.replica("web", &first, 0).await,
+        p.replica("web", &first, 1).await,
+    ];
+    // The engine did not answer the settling: the run is retried, not failed, and the retry
+    // adopts both copies and settles them.
+    p.engine.fail_next(
+        "settle_cpu",
+        RuntimeError::Unavailable("connection reset".into()),
+    );
+    let err = rollout(&p.pier, &p.routing, first.id).await.unwrap_err();
+    assert!(err.to_string().contains("connection reset"), "{err:#}");
+    assert_eq!(p.deployment(first.id).await.status, DeployStatus::Starting);
+    assert_eq!(p.rollout(&first).await, Outcome::Live);
+    for c in &copies {
+        assert_eq!(p.engine.cpu_settled(c), Some(250_000_000), "{c}");
+    }
+    assert_eq!(
+        p.engine.history().0.len(),
+        2,
+        "made once, adopted on the retry"
+    );
+
+    // A copy made again by a recreate settles too.
+    let instance = p.pier.instance_id().await.unwrap();
+    let gone = p.engine.containers(&instance).await.unwrap();
+    let gone = gone.iter().find(|c| c.name == copies[1]).unwrap();
+    p.engine.remove(&gone.id).await.unwrap();
+    assert_eq!(p.engine.cpu_settled(&copies[1]), None);
+    assert_eq!(
+        recreate(&p.pier, &p.routing, first.id).await.unwrap(),
+        Outcome::Live
+    );
+    assert_eq!(p.engine.cpu_settled(&copies[1]), Some(250_000_000));
+
+    // A refusal leaves the start form (the same average share) and the deployment serves.
+    let second = p.update(input("web", "web:2")).await;
+    p.engine
+        .fail_next("settle_cpu", RuntimeError::Failed("no such cgroup".into()));
+    assert_eq!(p.rollout(&second).await, Outcome::Live);
+    assert_eq!(p.serving("web").await, Some(second.id));
+}
+
+#[tokio::test]
 async fn an_engine_that_stops_answering_is_retried_and_the_container_adopted() {
     let p = panel(5).await;
     let first = p.create(input("web", "web:1")).await;
