@@ -104,6 +104,30 @@ impl Panel {
         .unwrap()
     }
 
+    /// The rollout of `d` when the engine stops answering `op` once: it ends with an error to
+    /// retry (saying the engine's words), not a failure, and the deployment waits, starting.
+    pub async fn rollout_interrupted_at(&self, d: &Deployment, op: &'static str) {
+        self.engine.fail_next(
+            op,
+            pier_core::runtime::RuntimeError::Unavailable("connection reset".into()),
+        );
+        let err = rollout(&self.pier, &self.routing, d.id).await.unwrap_err();
+        assert!(err.to_string().contains("connection reset"), "{err:#}");
+        assert_eq!(
+            self.deployment(d.id).await.status,
+            pier_core::model::DeployStatus::Starting
+        );
+    }
+
+    /// Removes the container of that engine name behind the panel's back.
+    pub async fn remove_container(&self, container: &str) {
+        use pier_core::runtime::Runtime;
+        let instance = self.pier.instance_id().await.unwrap();
+        let listed = self.engine.containers(&instance).await.unwrap();
+        let c = listed.iter().find(|c| c.name == container).unwrap();
+        self.engine.remove(&c.id).await.unwrap();
+    }
+
     /// The engine's name of a deployment's container.
     pub async fn container(&self, name: &str, d: &Deployment) -> String {
         self.replica(name, d, 0).await

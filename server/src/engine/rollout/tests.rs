@@ -92,15 +92,7 @@ async fn every_replica_answers_before_a_deployment_serves() {
     }
 
     // A copy removed by hand: a recreate makes that one only.
-    let gone = p
-        .engine
-        .containers(&p.pier.instance_id().await.unwrap())
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name == names[1])
-        .unwrap();
-    p.engine.remove(&gone.id).await.unwrap();
+    p.remove_container(&names[1]).await;
     let before = p.engine.history().0.len();
     assert_eq!(
         recreate(&p.pier, &p.routing, first.id).await.unwrap(),
@@ -283,13 +275,7 @@ async fn cpu_limits_settle_once_containers_answer_and_after_a_recreate() {
     ];
     // The engine did not answer the settling: the run is retried, not failed, and the retry
     // adopts both copies and settles them.
-    p.engine.fail_next(
-        "settle_cpu",
-        RuntimeError::Unavailable("connection reset".into()),
-    );
-    let err = rollout(&p.pier, &p.routing, first.id).await.unwrap_err();
-    assert!(err.to_string().contains("connection reset"), "{err:#}");
-    assert_eq!(p.deployment(first.id).await.status, DeployStatus::Starting);
+    p.rollout_interrupted_at(&first, "settle_cpu").await;
     assert_eq!(p.rollout(&first).await, Outcome::Live);
     for c in &copies {
         assert_eq!(p.engine.cpu_settled(c), Some(250_000_000), "{c}");
@@ -301,10 +287,7 @@ async fn cpu_limits_settle_once_containers_answer_and_after_a_recreate() {
     );
 
     // A copy made again by a recreate settles too.
-    let instance = p.pier.instance_id().await.unwrap();
-    let gone = p.engine.containers(&instance).await.unwrap();
-    let gone = gone.iter().find(|c| c.name == copies[1]).unwrap();
-    p.engine.remove(&gone.id).await.unwrap();
+    p.remove_container(&copies[1]).await;
     assert_eq!(p.engine.cpu_settled(&copies[1]), None);
     assert_eq!(
         recreate(&p.pier, &p.routing, first.id).await.unwrap(),
@@ -324,14 +307,8 @@ async fn cpu_limits_settle_once_containers_answer_and_after_a_recreate() {
 async fn an_engine_that_stops_answering_is_retried_and_the_container_adopted() {
     let p = panel(5).await;
     let first = p.create(input("web", "web:1")).await;
-    p.engine.fail_next(
-        "start",
-        RuntimeError::Unavailable("connection reset".into()),
-    );
-    let err = rollout(&p.pier, &p.routing, first.id).await.unwrap_err();
-    assert!(err.to_string().contains("connection reset"), "{err:#}");
     // Nothing failed: the deployment waits for the retry, its container stays.
-    assert_eq!(p.deployment(first.id).await.status, DeployStatus::Starting);
+    p.rollout_interrupted_at(&first, "start").await;
     let c = p.container("web", &first).await;
     assert_eq!(p.engine.state_of(&c), Some(ContainerState::Created));
 
