@@ -1,26 +1,39 @@
-//! Egress rules for tenants' containers. Every tenant network's bridge is named `pb…` (see
+//! Firewall rules for tenants' containers. Every tenant network's bridge is named `pb…` (see
 //! [`pier_core::apps::bridge_name`]), so a handful of rules in chains Pier owns cover them all:
 //!
-//! - `PIER-INPUT`, jumped to from `INPUT` for packets from a `pb…` bridge: only replies to
-//!   connections the host opened (health checks, the published ports) get through, and new
-//!   connections to HAProxy's public ports (so an app can call a site served here by its
+//! - `PIER-INPUT` (filter table), jumped to from `INPUT` for packets from a `pb…` bridge: only
+//!   replies to connections the host opened (health checks, the published ports) get through,
+//!   and new connections to HAProxy's public ports (so an app can call a site served here by its
 //!   domain, as anyone on the internet can). A container reaches nothing else on the host: not
 //!   the panel, not whatever listens on the bridge gateway's address or the host's others.
-//! - `PIER-EGRESS`, jumped to from Docker's `DOCKER-USER` (in `FORWARD`) for packets from a
-//!   `pb…` bridge: link-local addresses (cloud metadata at 169.254.169.254) are dropped, and
-//!   with the operator's option every private range outside Pier's bridges too. Another
-//!   tenant's network is kept apart by Docker's own isolation chains.
+//! - `PIER-EGRESS` (mangle table), jumped to from the mangle table's `FORWARD` for packets from a
+//!   `pb…` bridge: a packet routed into another `pb…` bridge (another tenant's network) is
+//!   dropped — traffic inside one network is bridged, not routed, and passes — as are packets
+//!   to link-local addresses (cloud metadata at 169.254.169.254) and, with the operator's
+//!   option, to every private range outside Pier's bridges.
 //!
-//! Each pass of the reconciler checks the rules and puts back what is missing (after a dockerd
-//! or host restart, or someone's `iptables -F`). Nothing here comes from user input.
+//! Why the mangle table: dockerd owns the filter table's `FORWARD` chain and rewrites it. Each
+//! time it makes a network it deletes its jumps to `DOCKER-USER` and to its isolation chains and
+//! inserts them again on top, so for a few milliseconds neither its isolation of networks nor
+//! anything hung from `DOCKER-USER` applies, and one tenant's container could open a connection
+//! to another's (seen in CI while other tests made networks). The mangle table's `FORWARD` comes
+//! before the filter table's and dockerd never touches it, so tenants stay apart by Pier's rule
+//! alone, whatever dockerd does to its own.
+//!
+//! Each pass of the reconciler reads the rules (`iptables-save`, one process) and, when anything
+//! is missing or different (after a dockerd or host restart, or someone's `iptables -F`), writes
+//! both chains and their jumps in one `iptables-restore --noflush` transaction: a chain being
+//! rewritten is never seen empty. Nothing here comes from user input.
 
 use pier_core::runtime::{EgressPolicy, EgressStatus};
-use tokio::process::Command;
+use tokio::{io::AsyncWriteExt, process::Command};
 
 const INPUT_CHAIN: &str = "PIER-INPUT";
 const EGRESS_CHAIN: &str = "PIER-EGRESS";
 /// Every Pier bridge's name starts so (iptables' `+` is a prefix match).
 const BRIDGES: &str = "pb+";
+/// Where Pier hung `PIER-EGRESS` before it moved to the mangle table: taken down on upgrade.
+const RETIRED_JUMP: [&str; 5] = ["DOCKER-USER", "-i", BRIDGES, "-j", EGRESS_CHAIN];
 
 const PRIVATE: [&str; 4] = [
     "10.0.0.0/8",
@@ -29,22 +42,45 @@ const PRIVATE: [&str; 4] = [
     "100.64.0.0/10",
 ];
 
-async fn iptables(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("iptables")
-        .arg("-w")
+async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let mut child = Command::new(program)
         .args(args)
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        .output()
+        .spawn()
+        .map_err(|e| format!("{program} could not run: {e}"))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(|e| format!("{program} did not take its input: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
         .await
-        .map_err(|e| format!("iptables could not run: {e}"))?;
+        .map_err(|e| format!("{program} did not finish: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        Err(format!(
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
-/// The rules of Pier's chains as `iptables -S` prints them.
+async fn iptables(args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["-w"];
+    all.extend(args);
+    run("iptables", &all, None).await
+}
+
+/// The rules of `PIER-INPUT` as `iptables-save` prints them.
 pub fn input_rules(open_ports: &[u16]) -> Vec<String> {
     let mut rules = vec![format!(
         "-A {INPUT_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
@@ -66,8 +102,13 @@ pub fn input_rules(open_ports: &[u16]) -> Vec<String> {
     rules
 }
 
+/// The rules of `PIER-EGRESS` as `iptables-save` prints them.
 pub fn egress_rules(block_private: bool) -> Vec<String> {
-    let mut rules = vec![format!("-A {EGRESS_CHAIN} -d 169.254.0.0/16 -j DROP")];
+    let mut rules = vec![
+        // Routed (not bridged) into a Pier bridge: from one tenant's network into another's.
+        format!("-A {EGRESS_CHAIN} -o {BRIDGES} -m physdev ! --physdev-is-bridged -j DROP"),
+        format!("-A {EGRESS_CHAIN} -d 169.254.0.0/16 -j DROP"),
+    ];
     if block_private {
         for net in PRIVATE {
             rules.push(format!("-A {EGRESS_CHAIN} -d {net} ! -o {BRIDGES} -j DROP"));
@@ -76,63 +117,86 @@ pub fn egress_rules(block_private: bool) -> Vec<String> {
     rules
 }
 
-/// Whether the filter table as `iptables -S` prints it already has everything: both chains
-/// with exactly their rules, Docker's `DOCKER-USER`, and both jumps. Every pass asks this with
-/// one process instead of five; only when something is missing are the chains checked and
-/// mended one by one.
-pub fn all_in_place(dump: &str, input: &[String], egress: &[String]) -> bool {
-    let lines: Vec<&str> = dump.lines().map(str::trim).collect();
-    let has = |line: String| lines.contains(&line.as_str());
-    let rules_of = |chain: &str| -> Vec<&str> {
-        let prefix = format!("-A {chain} ");
-        lines
-            .iter()
-            .filter(|l| l.starts_with(&prefix))
-            .copied()
-            .collect()
-    };
-    has(format!("-N {INPUT_CHAIN}"))
-        && has(format!("-N {EGRESS_CHAIN}"))
-        && has("-N DOCKER-USER".to_string())
-        && rules_of(INPUT_CHAIN) == input.iter().map(String::as_str).collect::<Vec<_>>()
-        && rules_of(EGRESS_CHAIN) == egress.iter().map(String::as_str).collect::<Vec<_>>()
-        && has(format!("-A INPUT -i {BRIDGES} -j {INPUT_CHAIN}"))
-        && has(format!("-A DOCKER-USER -i {BRIDGES} -j {EGRESS_CHAIN}"))
+/// One table of an `iptables-save` dump: its chain declarations and rules, trimmed.
+fn table<'a>(dump: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("*{name}");
+    dump.lines()
+        .map(str::trim)
+        .skip_while(|l| *l != header)
+        .skip(1)
+        .take_while(|l| *l != "COMMIT")
+        .collect()
 }
 
-/// Makes `chain` hold exactly `rules` (rewritten only when it differs).
-async fn chain(chain: &str, rules: &[String]) -> Result<bool, String> {
-    let current = match iptables(&["-S", chain]).await {
-        Ok(text) => text,
-        Err(_) => {
-            iptables(&["-N", chain]).await?;
-            String::new()
+fn declares(lines: &[&str], chain: &str) -> bool {
+    let prefix = format!(":{chain} ");
+    lines.iter().any(|l| l.starts_with(&prefix))
+}
+
+fn rules_of<'a>(lines: &[&'a str], chain: &str) -> Vec<&'a str> {
+    let prefix = format!("-A {chain} ");
+    lines
+        .iter()
+        .filter(|l| l.starts_with(&prefix))
+        .copied()
+        .collect()
+}
+
+/// What an `iptables-restore --noflush` must do to put the rules in place, given the rules as
+/// `iptables-save` printed them; `None` when everything is already so (the usual pass). Each
+/// chain that differs is declared (which empties it within the transaction) and written whole;
+/// a missing jump is inserted first in its chain. The retired `DOCKER-USER` jump is left to
+/// [`retire`], as a chain cannot be removed in the transaction that removes its last jump.
+pub fn repair(dump: &str, input: &[String], egress: &[String]) -> Option<String> {
+    let filter = table(dump, "filter");
+    let mangle = table(dump, "mangle");
+    let mut script = String::new();
+    for (name, lines, chain, rules, from) in [
+        ("filter", &filter, INPUT_CHAIN, input, "INPUT"),
+        ("mangle", &mangle, EGRESS_CHAIN, egress, "FORWARD"),
+    ] {
+        let mut part = String::new();
+        let want: Vec<&str> = rules.iter().map(String::as_str).collect();
+        if !declares(lines, chain) || rules_of(lines, chain) != want {
+            part.push_str(&format!(":{chain} - [0:0]\n"));
+            for rule in rules {
+                part.push_str(rule);
+                part.push('\n');
+            }
         }
-    };
-    let have: Vec<&str> = current.lines().filter(|l| l.starts_with("-A ")).collect();
-    if have == rules.iter().map(String::as_str).collect::<Vec<_>>() {
-        return Ok(false);
+        let jump = format!("-A {from} -i {BRIDGES} -j {chain}");
+        if !lines.contains(&jump.as_str()) {
+            part.push_str(&format!("-I {from} 1 -i {BRIDGES} -j {chain}\n"));
+        }
+        if !part.is_empty() {
+            script.push_str(&format!("*{name}\n{part}COMMIT\n"));
+        }
     }
-    iptables(&["-F", chain]).await?;
-    for rule in rules {
-        let words: Vec<&str> = rule.split_whitespace().collect();
-        iptables(&words).await?;
-    }
-    Ok(true)
+    (!script.is_empty()).then_some(script)
 }
 
-/// Makes `from` send packets from Pier's bridges to `to`, first thing.
-async fn jump(from: &str, to: &str) -> Result<bool, String> {
-    let rule = ["-i", BRIDGES, "-j", to];
-    let mut check = vec!["-C", from];
-    check.extend(rule);
-    if iptables(&check).await.is_ok() {
-        return Ok(false);
+/// Whether the dump still holds what Pier hung from Docker's `DOCKER-USER` before.
+pub fn holds_retired(dump: &str) -> bool {
+    let filter = table(dump, "filter");
+    let jump = format!("-A {}", RETIRED_JUMP.join(" "));
+    filter.contains(&jump.as_str()) || declares(&filter, EGRESS_CHAIN)
+}
+
+/// Takes down the retired jump and the filter table's `PIER-EGRESS` (the mangle table's is
+/// in place by then).
+async fn retire() -> Result<(), String> {
+    let mut check = vec!["-C"];
+    check.extend(RETIRED_JUMP);
+    while iptables(&check).await.is_ok() {
+        let mut delete = vec!["-D"];
+        delete.extend(RETIRED_JUMP);
+        iptables(&delete).await?;
     }
-    let mut insert = vec!["-I", from, "1"];
-    insert.extend(rule);
-    iptables(&insert).await?;
-    Ok(true)
+    if iptables(&["-S", EGRESS_CHAIN]).await.is_ok() {
+        iptables(&["-F", EGRESS_CHAIN]).await?;
+        iptables(&["-X", EGRESS_CHAIN]).await?;
+    }
+    Ok(())
 }
 
 /// Puts the rules in place (idempotent) and says how they stand.
@@ -141,27 +205,23 @@ pub async fn enforce(policy: &EgressPolicy) -> EgressStatus {
     let input = input_rules(&policy.open_ports);
     let egress = egress_rules(block_private);
     let result = async {
-        if iptables(&["-S"])
-            .await
-            .is_ok_and(|dump| all_in_place(&dump, &input, &egress))
-        {
-            return Ok(false);
+        let dump = run("iptables-save", &[], None).await?;
+        let mut changed = false;
+        if let Some(script) = repair(&dump, &input, &egress) {
+            run("iptables-restore", &["-w", "--noflush"], Some(&script)).await?;
+            changed = true;
         }
-        let mut changed = chain(INPUT_CHAIN, &input).await?;
-        changed |= chain(EGRESS_CHAIN, &egress).await?;
-        changed |= jump("INPUT", INPUT_CHAIN).await?;
-        // DOCKER-USER is Docker's: it exists once dockerd has started.
-        iptables(&["-S", "DOCKER-USER"])
-            .await
-            .map_err(|_| "Docker's DOCKER-USER chain does not exist (is dockerd running with its iptables rules?)".to_string())?;
-        changed |= jump("DOCKER-USER", EGRESS_CHAIN).await?;
+        if holds_retired(&dump) {
+            retire().await?;
+            changed = true;
+        }
         Ok::<bool, String>(changed)
     }
     .await;
     match result {
         Ok(changed) => {
             if changed {
-                tracing::info!(block_private, "egress rules put in place");
+                tracing::info!(block_private, "firewall rules put in place");
             }
             EgressStatus {
                 enforced: true,
@@ -170,7 +230,7 @@ pub async fn enforce(policy: &EgressPolicy) -> EgressStatus {
             }
         }
         Err(problem) => {
-            tracing::warn!(%problem, "egress rules are not in place");
+            tracing::warn!(%problem, "firewall rules are not in place");
             EgressStatus {
                 enforced: false,
                 policy: policy.clone(),
@@ -184,34 +244,112 @@ pub async fn enforce(policy: &EgressPolicy) -> EgressStatus {
 mod tests {
     use super::*;
 
+    /// A dump as `iptables-save` prints one with Pier's rules in place (open port 443, private
+    /// ranges allowed), beside Docker's.
+    fn complete() -> String {
+        "# Generated by iptables-save v1.8.9 (nf_tables)\n\
+         *mangle\n:PREROUTING ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:PIER-EGRESS - [0:0]\n\
+         -A FORWARD -i pb+ -j PIER-EGRESS\n\
+         -A PIER-EGRESS -o pb+ -m physdev ! --physdev-is-bridged -j DROP\n\
+         -A PIER-EGRESS -d 169.254.0.0/16 -j DROP\nCOMMIT\n\
+         *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:DOCKER-USER - [0:0]\n\
+         :PIER-INPUT - [0:0]\n\
+         -A INPUT -i pb+ -j PIER-INPUT\n-A INPUT -j ACCEPT\n\
+         -A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\n\
+         -A PIER-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n\
+         -A PIER-INPUT -p tcp -m multiport --dports 443 -j RETURN\n\
+         -A PIER-INPUT -j DROP\nCOMMIT\n"
+            .to_string()
+    }
+
     #[test]
-    fn one_dump_tells_whether_anything_is_missing() {
-        let input = input_rules(&[443]);
-        let egress = egress_rules(false);
-        let complete = "-P INPUT ACCEPT\n-N DOCKER-USER\n-N PIER-EGRESS\n-N PIER-INPUT\n\
-            -A INPUT -i pb+ -j PIER-INPUT\n-A INPUT -j ACCEPT\n\
-            -A DOCKER-USER -i pb+ -j PIER-EGRESS\n-A DOCKER-USER -j RETURN\n\
-            -A PIER-EGRESS -d 169.254.0.0/16 -j DROP\n\
-            -A PIER-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n\
-            -A PIER-INPUT -p tcp -m multiport --dports 443 -j RETURN\n\
-            -A PIER-INPUT -j DROP\n";
-        assert!(all_in_place(complete, &input, &egress));
-        // Each missing or different piece sends the pass down the slow path.
-        for gone in [
-            "-N DOCKER-USER\n",
-            "-A INPUT -i pb+ -j PIER-INPUT\n",
-            "-A DOCKER-USER -i pb+ -j PIER-EGRESS\n",
-            "-A PIER-INPUT -j DROP\n",
-            "-A PIER-EGRESS -d 169.254.0.0/16 -j DROP\n",
-        ] {
-            assert!(
-                !all_in_place(&complete.replace(gone, ""), &input, &egress),
-                "{gone}"
+    fn a_dump_with_everything_in_place_needs_nothing() {
+        let (input, egress) = (input_rules(&[443]), egress_rules(false));
+        assert_eq!(repair(&complete(), &input, &egress), None);
+        assert!(!holds_retired(&complete()));
+    }
+
+    #[test]
+    fn a_missing_jump_is_inserted_first_and_nothing_else_is_touched() {
+        let (input, egress) = (input_rules(&[443]), egress_rules(false));
+        let dump = complete().replace("-A FORWARD -i pb+ -j PIER-EGRESS\n", "");
+        assert_eq!(
+            repair(&dump, &input, &egress).unwrap(),
+            "*mangle\n-I FORWARD 1 -i pb+ -j PIER-EGRESS\nCOMMIT\n"
+        );
+        let dump = complete().replace("-A INPUT -i pb+ -j PIER-INPUT\n", "");
+        assert_eq!(
+            repair(&dump, &input, &egress).unwrap(),
+            "*filter\n-I INPUT 1 -i pb+ -j PIER-INPUT\nCOMMIT\n"
+        );
+        // A jump of the same name in the other table does not count.
+        let dump = complete().replace("-A FORWARD -i pb+ -j PIER-EGRESS\n", "")
+            + "*filter\n-A FORWARD -i pb+ -j PIER-EGRESS\nCOMMIT\n";
+        assert!(repair(&dump, &input, &egress)
+            .unwrap()
+            .contains("-I FORWARD 1 -i pb+ -j PIER-EGRESS"));
+    }
+
+    #[test]
+    fn a_chain_that_differs_is_written_whole_in_one_transaction() {
+        let (input, egress) = (input_rules(&[443]), egress_rules(false));
+        // Someone's `iptables -t mangle -F PIER-EGRESS`: the isolation rule is gone.
+        let dump = complete().replace(
+            "-A PIER-EGRESS -o pb+ -m physdev ! --physdev-is-bridged -j DROP\n",
+            "",
+        );
+        assert_eq!(
+            repair(&dump, &input, &egress).unwrap(),
+            "*mangle\n:PIER-EGRESS - [0:0]\n\
+             -A PIER-EGRESS -o pb+ -m physdev ! --physdev-is-bridged -j DROP\n\
+             -A PIER-EGRESS -d 169.254.0.0/16 -j DROP\nCOMMIT\n"
+        );
+        // Another open port and the private ranges: both chains, each in its table.
+        let script = repair(&complete(), &input_rules(&[80, 443]), &egress_rules(true)).unwrap();
+        assert!(
+            script.starts_with("*filter\n:PIER-INPUT - [0:0]\n"),
+            "{script}"
+        );
+        assert!(script.contains("--dports 80,443 -j RETURN\n-A PIER-INPUT -j DROP\nCOMMIT\n*mangle\n:PIER-EGRESS - [0:0]\n"), "{script}");
+        assert!(script.contains("-A PIER-EGRESS -d 10.0.0.0/8 ! -o pb+ -j DROP\n"));
+        assert!(!script.contains("-I "), "{script}");
+    }
+
+    #[test]
+    fn after_a_flush_or_on_a_new_host_everything_is_written() {
+        let (input, egress) = (input_rules(&[]), egress_rules(false));
+        // iptables-nft prints no mangle table until something uses it.
+        let bare =
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+        for dump in [bare, ""] {
+            let script = repair(dump, &input, &egress).unwrap();
+            assert_eq!(
+                script,
+                "*filter\n:PIER-INPUT - [0:0]\n\
+                 -A PIER-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n\
+                 -A PIER-INPUT -j DROP\n-I INPUT 1 -i pb+ -j PIER-INPUT\nCOMMIT\n\
+                 *mangle\n:PIER-EGRESS - [0:0]\n\
+                 -A PIER-EGRESS -o pb+ -m physdev ! --physdev-is-bridged -j DROP\n\
+                 -A PIER-EGRESS -d 169.254.0.0/16 -j DROP\n\
+                 -I FORWARD 1 -i pb+ -j PIER-EGRESS\nCOMMIT\n"
             );
         }
-        assert!(!all_in_place(complete, &input_rules(&[80, 443]), &egress));
-        assert!(!all_in_place(complete, &input, &egress_rules(true)));
-        assert!(!all_in_place("", &input, &egress));
+    }
+
+    #[test]
+    fn the_hook_in_docker_user_is_retired() {
+        let old = complete().replace(
+            "-A DOCKER-USER -j RETURN\n",
+            "-A DOCKER-USER -i pb+ -j PIER-EGRESS\n-A DOCKER-USER -j RETURN\n",
+        );
+        assert!(holds_retired(&old));
+        let old_chain = complete().replace(
+            ":PIER-INPUT - [0:0]\n",
+            ":PIER-INPUT - [0:0]\n:PIER-EGRESS - [0:0]\n",
+        );
+        assert!(holds_retired(&old_chain));
+        // The mangle table's chain of that name is the one in use.
+        assert!(!holds_retired(&complete()));
     }
 
     #[test]
@@ -227,12 +365,11 @@ mod tests {
             input_rules(&[443, 80, 443])[1],
             "-A PIER-INPUT -p tcp -m multiport --dports 80,443 -j RETURN"
         );
-        assert_eq!(
-            egress_rules(false),
-            ["-A PIER-EGRESS -d 169.254.0.0/16 -j DROP"]
-        );
+        let open = egress_rules(false);
+        assert_eq!(open.len(), 2);
+        assert!(open[0].contains("-o pb+ -m physdev ! --physdev-is-bridged -j DROP"));
         let strict = egress_rules(true);
-        assert_eq!(strict.len(), 5);
+        assert_eq!(strict.len(), 6);
         assert!(strict.contains(&"-A PIER-EGRESS -d 10.0.0.0/8 ! -o pb+ -j DROP".to_string()));
     }
 }

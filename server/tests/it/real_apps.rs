@@ -402,15 +402,72 @@ async fn postgres_keeps_its_rows_and_apps_reach_each_other_by_name(db: SqlitePoo
     assert!(ok && out.contains("reached"), "{out} {err}");
     let (ok, _, err) = exec(&bob_probe, "nslookup db 2>&1 || getent hosts db");
     assert!(!ok || err.contains("can't"), "Bob resolved db: {err}");
-    let (ok, out, err) = exec(
-        &bob_probe,
-        &format!("nc -w 3 {ann_db_ip} 5432 </dev/null && echo connected"),
-    );
+    let bob_reaches_ann = || {
+        let (ok, out, err) = exec(
+            &bob_probe,
+            &format!("nc -w 3 {ann_db_ip} 5432 </dev/null && echo connected"),
+        );
+        (ok && out.contains("connected"), format!("{out} {err}"))
+    };
+    let (reached, said) = bob_reaches_ann();
+    assert!(!reached, "Bob reached Ann's database: {said}");
+    // Nor when Docker's own rules let the packets through: dockerd takes its isolation jump out
+    // of FORWARD and puts it back each time it makes a network, and a connection opened in that
+    // moment got through. Pier's rule comes first (the mangle table) and holds alone; ACCEPTs
+    // for exactly these two bridges, both ways, first in the filter table, stand for that moment.
+    let (bob_bridge, ann_bridge) = (bridge_of(&bob_probe), bridge_of(&ann_db));
+    let _removed = [(&bob_bridge, &ann_bridge), (&ann_bridge, &bob_bridge)]
+        .map(|(from, to)| Iptables::insert(&["FORWARD", "-i", from, "-o", to, "-j", "ACCEPT"]));
+    let (reached, said) = bob_reaches_ann();
     assert!(
-        !ok && !out.contains("connected"),
-        "Bob reached Ann's database: {out} {err}"
+        !reached,
+        "Bob reached Ann's database past Docker's isolation: {said}"
     );
     drop(restarted);
+}
+
+/// The name of the bridge of a container's (only) network.
+fn bridge_of(container: &str) -> String {
+    let network = inspect(container)["NetworkSettings"]["Networks"]
+        .as_object()
+        .and_then(|n| n.values().next().cloned())
+        .expect("a network");
+    let id = network["NetworkID"].as_str().unwrap().to_owned();
+    let out = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{index .Options \"com.docker.network.bridge.name\"}}",
+        &id,
+    ]);
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(name.starts_with("pb"), "bridge {name:?}");
+    name
+}
+
+/// An iptables rule put first in the filter table for one test, taken out when dropped.
+struct Iptables(Vec<String>);
+
+impl Iptables {
+    fn insert(rule: &[&str]) -> Self {
+        let ok = std::process::Command::new("iptables")
+            .args(["-w", "-I"])
+            .args(rule)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "iptables -I {rule:?}");
+        Iptables(rule.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+impl Drop for Iptables {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("iptables")
+            .args(["-w", "-D"])
+            .args(&self.0)
+            .status();
+    }
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -583,23 +640,34 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
     // The running container carries the bound exactly when the driver allows one.
     let size = inspect(&id)["HostConfig"]["StorageOpt"]["size"].clone();
     assert_eq!(size.is_string(), bounded, "{size}");
-    let rule = ["INPUT", "-i", "pb+", "-j", "PIER-INPUT"];
-    let iptables = |op: &str| {
+    let jumps = [
+        ["-t", "filter", "INPUT", "-i", "pb+", "-j", "PIER-INPUT"],
+        ["-t", "mangle", "FORWARD", "-i", "pb+", "-j", "PIER-EGRESS"],
+    ];
+    let iptables = |op: &str, rule: &[&str]| {
         std::process::Command::new("iptables")
-            .args(["-w", op])
-            .args(rule)
+            .args(["-w", rule[0], rule[1], op])
+            .args(&rule[2..])
             .output()
             .unwrap()
             .status
             .success()
     };
-    assert!(iptables("-C"));
-    assert!(iptables("-D"));
+    for rule in &jumps {
+        assert!(iptables("-C", rule), "{rule:?}");
+        assert!(iptables("-D", rule), "{rule:?}");
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !iptables("-C") {
-        assert!(Instant::now() < deadline, "the rule did not come back");
+    while !jumps.iter().all(|rule| iptables("-C", rule)) {
+        assert!(Instant::now() < deadline, "the rules did not come back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Nothing of Pier's hangs from Docker's chains.
+    let rules = std::process::Command::new("iptables-save")
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains("-A DOCKER-USER -i pb+"), "{rules}");
     let (ok, _, _) = exec(&id, &format!("wget -q -O- -T 3 http://{gateway}:{port}/"));
     assert!(!ok);
 }
