@@ -402,6 +402,7 @@ async fn postgres_keeps_its_rows_and_apps_reach_each_other_by_name(db: SqlitePoo
     assert!(ok && out.contains("reached"), "{out} {err}");
     let (ok, _, err) = exec(&bob_probe, "nslookup db 2>&1 || getent hosts db");
     assert!(!ok || err.contains("can't"), "Bob resolved db: {err}");
+    let _rules_stay = common::FIREWALL.read().await;
     let bob_reaches_ann = || {
         let (ok, out, err) = exec(
             &bob_probe,
@@ -600,6 +601,8 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
         (buf.get(9..12).unwrap_or_default().to_owned(), buf)
     };
     assert_eq!(code, "200", "{body}");
+    // This test takes the rules down below: no other test checks against them meanwhile.
+    let _rules = common::FIREWALL.write().await;
     let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
     // ...but not to the container (whose fetches work: the control).
     let (ok, said) = fetch_from(&id, "http://127.0.0.1:8080/");
@@ -757,6 +760,7 @@ async fn containers_reach_no_link_local_address(db: SqlitePool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // ...a container does not (its fetches work: the control).
+    let _rules_stay = common::FIREWALL.read().await;
     let (ok, said) = fetch_from(&id, "http://127.0.0.1:8080/");
     assert!(ok, "the container cannot fetch from itself: {said}");
     let (ok, said) = fetch_from(&id, &url);

@@ -811,3 +811,8 @@ pub fn mock_dns_a(management: &str, host: &str, addresses: &[&str]) {
 /// One test at a time uses the three-engine Swarm: some drain or cut off machines, others
 /// count on every machine taking tasks.
 pub static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Pier's firewall rules are the host's, shared by every panel the tests run at once. A test
+/// that takes them down to see them come back holds this for writing; a test whose checks rely
+/// on them (a container must not reach something) holds it for reading while it checks.
+pub static FIREWALL: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
