@@ -90,6 +90,36 @@ async fn container(app: &TestApp, t: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no running container for {name}: {all:#?}"))
 }
 
+/// An app of the busybox test image (answering on 8080), deployed and serving: its container.
+async fn hello_app(app: &TestApp, t: &str, name: &str) -> String {
+    create(
+        app,
+        t,
+        json!({"name": name, "image": image("hello:1"), "port": 8080}),
+    )
+    .await;
+    until(app, t, name, 90, serving(1)).await;
+    container(app, t, name).await
+}
+
+/// A container's (only) network, as Docker shows it in the container's settings.
+fn network_of(container: &str) -> Value {
+    inspect(container)["NetworkSettings"]["Networks"]
+        .as_object()
+        .and_then(|n| n.values().next().cloned())
+        .expect("a network")
+}
+
+/// Runs a program on the host: whether it exited with success.
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 /// One HTTP/1.0 request to a loopback port: (status, body).
 async fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -378,14 +408,7 @@ async fn postgres_keeps_its_rows_and_apps_reach_each_other_by_name(db: SqlitePoo
     // Tenant isolation: Bob's app neither resolves nor reaches Ann's database; Ann's own apps
     // reach each other by name (the positive control).
     let b = tenant(&restarted, "bob@example.com").await;
-    create(
-        &restarted,
-        &b,
-        json!({"name": "probe", "image": image("hello:1"), "port": 8080}),
-    )
-    .await;
-    until(&restarted, &b, "probe", 90, serving(1)).await;
-    let bob_probe = container(&restarted, &b, "probe").await;
+    let bob_probe = hello_app(&restarted, &b, "probe").await;
     let ann_notes = container(&restarted, &t, "notes").await;
     let ann_db = container(&restarted, &t, "db").await;
     let ann_db_ip = restarted
@@ -429,11 +452,10 @@ async fn postgres_keeps_its_rows_and_apps_reach_each_other_by_name(db: SqlitePoo
 
 /// The name of the bridge of a container's (only) network.
 fn bridge_of(container: &str) -> String {
-    let network = inspect(container)["NetworkSettings"]["Networks"]
-        .as_object()
-        .and_then(|n| n.values().next().cloned())
-        .expect("a network");
-    let id = network["NetworkID"].as_str().unwrap().to_owned();
+    let id = network_of(container)["NetworkID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = docker(&[
         "network",
         "inspect",
@@ -451,12 +473,7 @@ struct Iptables(Vec<String>);
 
 impl Iptables {
     fn insert(rule: &[&str]) -> Self {
-        let ok = std::process::Command::new("iptables")
-            .args(["-w", "-I"])
-            .args(rule)
-            .status()
-            .unwrap()
-            .success();
+        let ok = succeeds("iptables", &[&["-w", "-I"], rule].concat());
         assert!(ok, "iptables -I {rule:?}");
         Iptables(rule.iter().map(|s| s.to_string()).collect())
     }
@@ -464,10 +481,9 @@ impl Iptables {
 
 impl Drop for Iptables {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("iptables")
-            .args(["-w", "-D"])
-            .args(&self.0)
-            .status();
+        let mut delete = vec!["-w", "-D"];
+        delete.extend(self.0.iter().map(String::as_str));
+        succeeds("iptables", &delete);
     }
 }
 
@@ -572,21 +588,8 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
     // on it would never answer, so that a fetch would fail even where nothing stopped it.
     let host_service = HostService::start();
     let (port, accepted) = (host_service.port, host_service.accepted.clone());
-    create(
-        &app,
-        &t,
-        json!({"name": "box", "image": image("hello:1"), "port": 8080}),
-    )
-    .await;
-    until(&app, &t, "box", 90, serving(1)).await;
-    let id = container(&app, &t, "box").await;
-    let network = inspect(&id)["NetworkSettings"]["Networks"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .clone();
+    let id = hello_app(&app, &t, "box").await;
+    let network = network_of(&id);
     let gateway = network["Gateway"].as_str().unwrap().to_owned();
     assert!(!gateway.is_empty(), "{network}");
     // The host answers on the gateway address (from the host itself)...
@@ -640,13 +643,10 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
         ["-t", "mangle", "FORWARD", "-i", "pb+", "-j", "PIER-EGRESS"],
     ];
     let iptables = |op: &str, rule: &[&str]| {
-        std::process::Command::new("iptables")
-            .args(["-w", rule[0], rule[1], op])
-            .args(&rule[2..])
-            .output()
-            .unwrap()
-            .status
-            .success()
+        succeeds(
+            "iptables",
+            &[&["-w", rule[0], rule[1], op], &rule[2..]].concat(),
+        )
     };
     for rule in &jumps {
         assert!(iptables("-C", rule), "{rule:?}");
@@ -734,15 +734,8 @@ fn fetch_from(container: &str, url: &str) -> (bool, String) {
 async fn containers_reach_no_link_local_address(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let t = tenant(&app, "ann@example.com").await;
-    create(
-        &app,
-        &t,
-        json!({"name": "box", "image": image("hello:1"), "port": 8080}),
-    )
-    .await;
     let metadata = LinkLocal::start();
-    until(&app, &t, "box", 90, serving(1)).await;
-    let id = container(&app, &t, "box").await;
+    let id = hello_app(&app, &t, "box").await;
     let url = format!("http://{}:{}/", LinkLocal::ADDRESS, LinkLocal::PORT);
     // The host reaches it (the positive control)...
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -782,17 +775,9 @@ impl LinkLocal {
     fn start() -> Self {
         let netns = format!("pier-ll-{}", std::process::id());
         let host_end = format!("pll{}", std::process::id() % 100_000);
-        let ip = |args: &[&str]| {
-            let ok = std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "ip {args:?}");
-        };
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &netns])
-            .status();
+        let ip = |args: &[&str]| assert!(succeeds("ip", args), "ip {args:?}");
+        // A namespace left by an earlier run of this process id.
+        succeeds("ip", &["netns", "del", &netns]);
         ip(&["netns", "add", &netns]);
         ip(&[
             "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", &netns,
@@ -824,9 +809,7 @@ impl Drop for LinkLocal {
         let _ = self.listener.kill();
         let _ = self.listener.wait();
         // The veth pair goes with the namespace.
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+        succeeds("ip", &["netns", "del", &self.netns]);
     }
 }
 
