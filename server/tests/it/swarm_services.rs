@@ -45,6 +45,19 @@ impl Drop for Made {
     }
 }
 
+impl Made {
+    /// Swarm's table of the service's tasks, for a failure's message.
+    fn tasks(&self) -> String {
+        let format =
+            "{{.Name}} {{.Image}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}";
+        self.swarm
+            .docker(&["service", "ps", "--format", format, &self.service])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// One HTTP GET to a task's address (a harness namespace address): the body.
 async fn get(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -193,7 +206,7 @@ async fn replicas_spread_roll_forward_and_roll_back() {
     assert!(matches!(rollout, Rollout::RolledBack(_)), "{rollout:?}");
     println!("rolled back after {:?}: {rollout:?}", t.elapsed());
     let (rollout, running) = until(&docker, &spec.name, 60, |_, n| n == 3).await;
-    assert_eq!(running, 3, "{rollout:?}");
+    assert_eq!(running, 3, "{rollout:?}\n{}", made.tasks());
     let eps = endpoints(&docker, &spec.name, spec.port).await.unwrap();
     assert_eq!(
         answer_all(eps).await,

@@ -119,6 +119,10 @@ pub enum Rollout {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub rollout: Rollout,
+    /// Replicas running: slots with a task meant to run and running. Swarm can leave two such
+    /// tasks in one slot after a rollback (its restart supervisor and the rollback both replace
+    /// the failed task: moby/moby#41804, moby/swarmkit#2242) until the service's next update;
+    /// that is still one replica, and both answer with the same spec.
     pub running: u64,
     pub wanted: u64,
 }
@@ -341,11 +345,12 @@ pub async fn status(docker: &Docker, name: &str) -> Result<Status, RuntimeError>
         .max(0) as u64;
     let current = revision_of(spec.task_template.as_ref());
     let tasks = running_tasks(docker, name).await?;
-    let running = tasks.len() as u64;
-    let running_current = tasks
-        .iter()
-        .filter(|t| current.is_some() && revision_of(t.spec.as_ref()) == current)
-        .count() as u64;
+    let running = slots(tasks.iter());
+    let running_current = slots(
+        tasks
+            .iter()
+            .filter(|t| current.is_some() && revision_of(t.spec.as_ref()) == current),
+    );
     let update = service.update_status.unwrap_or_default();
     let message = update.message.unwrap_or_default();
     let rollout = match update.state {
@@ -363,6 +368,14 @@ pub async fn status(docker: &Docker, name: &str) -> Result<Status, RuntimeError>
         running,
         wanted,
     })
+}
+
+/// How many slots (replicas) the tasks fill; a task without a slot counts on its own.
+fn slots<'a>(tasks: impl Iterator<Item = &'a bollard::models::Task>) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    tasks
+        .filter(|t| t.slot.is_none_or(|slot| seen.insert(slot)))
+        .count() as u64
 }
 
 /// The revision label of a task spec's container.
@@ -475,6 +488,21 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_tasks_in_one_slot_are_one_replica() {
+        let task = |slot: Option<i64>| bollard::models::Task {
+            slot,
+            ..Default::default()
+        };
+        // After a rollback Swarm may run two tasks in slot 1 (moby/moby#41804).
+        let tasks = [task(Some(1)), task(Some(1)), task(Some(2)), task(Some(3))];
+        assert_eq!(slots(tasks.iter()), 3);
+        assert_eq!(slots(tasks[..2].iter()), 1);
+        // Tasks of a global service have no slot: each is one.
+        assert_eq!(slots([task(None), task(None)].iter()), 2);
+        assert_eq!(slots([].iter()), 0);
+    }
 
     fn labels_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
