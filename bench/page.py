@@ -56,6 +56,30 @@ def fetch(port, path, headers=None):
     return r.status, {k.lower(): v for k, v in r.getheaders()}, body
 
 
+def data_section_bytes(wasm):
+    """The size of a wasm module's data section (its read-only data and initialised statics)."""
+    def leb(i):
+        value = shift = 0
+        while True:
+            byte = wasm[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value, i
+    i, total = 8, 0
+    while i < len(wasm):
+        section = wasm[i]
+        size, i = leb(i + 1)
+        if section == 11:
+            total += size
+        i += size
+    return total
+
+
+CHUNK_DATA = []  # the data section bytes of every chunk (not the main wasm) a page names
+
+
 def page_files(port, page, failures, show):
     """The bytes on disk and sent (compressed, as a browser asks) of every /pkg file a page's
     HTML names; a file sent uncompressed or without an immutable lifetime is a failure."""
@@ -71,6 +95,8 @@ def page_files(port, page, failures, show):
         cache = h.get("cache-control", "-")
         total_raw += len(raw)
         total_sent += len(sent)
+        if name.endswith(".wasm") and not name.startswith("/pkg/pier."):
+            CHUNK_DATA.append(data_section_bytes(raw))
         if show:
             print(f"  {name:58} {len(raw):10,} {len(sent):10,}  {enc:8}  {cache}")
         if enc == "-":
@@ -214,6 +240,12 @@ def main():
             raw, sent = page_files(port, page, failures, show=False)
             over = "  over the budget" if sent > args.budget else ""
             print(f"    {path:14} {group:28} {raw:10,} raw {sent:10,} sent{over}")
+
+        # wasm-split gives each chunk the read-only data only it uses, unless its re-packed data
+        # comes out longer than the input's: then all of it stays in the main wasm (100+ KB).
+        if CHUNK_DATA and not any(CHUNK_DATA):
+            failures.append("no chunk holds data: wasm-split left all read-only data in the main "
+                            "wasm (see SPLIT_DATA_SLACK in app/src/routes.rs)")
 
         # 2. In chromium: first visit, sign-in, second visit.
         browser = WebDriver(driver_port, profile)
