@@ -7,6 +7,7 @@ compile_error!(
     "build with `--cfg erase_components` (.cargo/config.toml sets it; RUSTFLAGS replaces it)"
 );
 
+pub mod codec;
 pub mod components;
 pub mod error;
 pub mod pages;
@@ -53,7 +54,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// Who is signed in, and the CSRF token for forms; refetched on every navigation so that a
 /// session ended elsewhere is noticed at the next click.
 #[derive(Clone, Copy)]
-pub struct SessionCtx(pub Resource<Result<SessionInfo, AppError>>);
+pub struct SessionCtx(pub crate::codec::Loaded<Result<SessionInfo, AppError>>);
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -90,7 +91,7 @@ pub fn App() -> impl IntoView {
 #[component]
 fn SessionProvider(children: Children) -> impl IntoView {
     let location = use_location();
-    let session = Resource::new(move || location.pathname.get(), |_| session_state());
+    let session = crate::codec::resource(move || location.pathname.get(), |_| session_state());
     provide_context(SessionCtx(session));
     children()
 }

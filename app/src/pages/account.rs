@@ -17,7 +17,7 @@ pub fn AccountPage() -> impl IntoView {
     let change = ServerAction::<ChangePassword>::new();
     let end_one = ServerAction::<EndSession>::new();
     let end_others = ServerAction::<EndOtherSessions>::new();
-    let sessions = Resource::new(
+    let sessions = crate::codec::resource(
         move || {
             (
                 change.version().get(),
@@ -115,7 +115,7 @@ pub fn AccountPage() -> impl IntoView {
 fn ApiTokens() -> impl IntoView {
     let create = ServerAction::<CreateToken>::new();
     let revoke = ServerAction::<RevokeToken>::new();
-    let tokens = Resource::new(
+    let tokens = crate::codec::resource(
         move || (create.version().get(), revoke.version().get()),
         |_| my_tokens(),
     );

@@ -59,7 +59,7 @@ fn UsersAdmin() -> impl IntoView {
         delete: ServerAction::new(),
         two_factor: ServerAction::new(),
     };
-    let users = Resource::new(
+    let users = crate::codec::resource(
         move || {
             (
                 create.version().get(),
@@ -173,7 +173,7 @@ fn UsersAdmin() -> impl IntoView {
 #[component]
 fn TwoFactorPolicy() -> impl IntoView {
     let set = ServerAction::<SetTwoFactorPolicy>::new();
-    let policy = Resource::new(move || set.version().get(), |_| two_factor_policy());
+    let policy = crate::codec::resource(move || set.version().get(), |_| two_factor_policy());
     let outcome = form_outcome(set.value());
     view! {
         <section class=format!("{CARD} mt-6") aria-labelledby="tf-policy">
@@ -302,7 +302,7 @@ fn IdField(id: i64) -> impl IntoView {
 /// would not start.
 #[component]
 fn EngineBanner() -> impl IntoView {
-    let status = Resource::new(|| (), |_| engine_status());
+    let status = crate::codec::resource(|| (), |_| engine_status());
     view! {
         <Transition fallback=|| ()>
             {move || status.get().map(|r| {
@@ -350,7 +350,7 @@ fn EngineBanner() -> impl IntoView {
 
 #[component]
 fn ProxyBanner() -> impl IntoView {
-    let status = Resource::new(|| (), |_| proxy_status());
+    let status = crate::codec::resource(|| (), |_| proxy_status());
     view! {
         <Transition fallback=|| ()>
             {move || status.get().and_then(Result::ok).flatten().map(|p| {

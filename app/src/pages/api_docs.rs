@@ -10,7 +10,7 @@ use crate::{
 /// `/api/v1/openapi.json` serves.
 #[component]
 pub fn ApiDocsPage() -> impl IntoView {
-    let endpoints = Resource::new(|| (), |_| api_reference());
+    let endpoints = crate::codec::resource(|| (), |_| api_reference());
     let method_class = |m: &str| match m {
         "GET" => "bg-sky-100 text-sky-800 dark:bg-sky-900 dark:text-sky-100",
         "POST" => "bg-emerald-100 text-emerald-800 dark:bg-emerald-900 dark:text-emerald-100",

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Refetches `r` every `secs` seconds while the page is open (in the browser only).
-pub(crate) fn poll<T>(r: Resource<T>, secs: u64)
+pub(crate) fn poll<T>(r: crate::codec::Loaded<T>, secs: u64)
 where
     T: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
@@ -104,7 +104,7 @@ fn PullBar(r: RolloutRow) -> impl IntoView {
 /// The signed-in home: the tenant's apps with live status.
 #[component]
 pub fn AppsPage() -> impl IntoView {
-    let apps = Resource::new(|| (), |_| list_apps());
+    let apps = crate::codec::resource(|| (), |_| list_apps());
     poll(apps, 3);
     view! {
         <Title text="Apps"/>
@@ -331,7 +331,7 @@ fn SpecFields(
 #[component]
 pub fn NewAppPage() -> impl IntoView {
     let create = ServerAction::<CreateApp>::new();
-    let quota = Resource::new(|| (), |_| quota_left());
+    let quota = crate::codec::resource(|| (), |_| quota_left());
     let value = create.value();
     let navigate = use_navigate();
     Effect::new(move |_| {
@@ -523,7 +523,7 @@ pub fn AppPage() -> impl IntoView {
     let act = ServerAction::<AppAction>::new();
     let rollback = ServerAction::<RollbackApp>::new();
     let update = ServerAction::<UpdateApp>::new();
-    let detail = Resource::new(
+    let detail = crate::codec::resource(
         move || {
             (
                 name(),
@@ -536,7 +536,7 @@ pub fn AppPage() -> impl IntoView {
     );
     poll(detail, 2);
     // The settings form's values: read once, and again after a save or rollback.
-    let settings = Resource::new(
+    let settings = crate::codec::resource(
         move || (name(), rollback.version().get(), update.version().get()),
         |(n, ..)| app_detail(n),
     );
@@ -787,7 +787,7 @@ fn VolumeLine(v: VolumeView) -> impl IntoView {
 #[component]
 pub fn VolumesPage() -> impl IntoView {
     let remove = ServerAction::<DeleteVolume>::new();
-    let list = Resource::new(move || remove.version().get(), |_| my_volumes());
+    let list = crate::codec::resource(move || remove.version().get(), |_| my_volumes());
     view! {
         <Title text="Volumes"/>
         <h1 class="text-2xl font-bold tracking-tight">"Volumes"</h1>
@@ -837,7 +837,7 @@ pub fn VolumesPage() -> impl IntoView {
 pub fn RegistriesPage() -> impl IntoView {
     let save = ServerAction::<SaveRegistry>::new();
     let remove = ServerAction::<DeleteRegistry>::new();
-    let list = Resource::new(
+    let list = crate::codec::resource(
         move || (save.version().get(), remove.version().get()),
         |_| my_registries(),
     );

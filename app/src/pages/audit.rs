@@ -32,8 +32,8 @@ fn AuditAdmin() -> impl IntoView {
     let query = use_query_map();
     let get = move |k: &str| query.with(|m| m.get(k).unwrap_or_default());
     let retention = ServerAction::<SetAuditRetention>::new();
-    let choices = Resource::new(move || retention.version().get(), |_| audit_choices());
-    let entries = Resource::new(
+    let choices = crate::codec::resource(move || retention.version().get(), |_| audit_choices());
+    let entries = crate::codec::resource(
         move || (FILTERS.map(get), get("before")),
         |([person, action, object, name, since, until], before)| {
             audit_log(
@@ -162,7 +162,7 @@ fn AuditAdmin() -> impl IntoView {
 pub fn MyActivity() -> impl IntoView {
     // The pages seen so far: `before` of each (None for the first).
     let before = RwSignal::new(None::<i64>);
-    let entries = Resource::new(
+    let entries = crate::codec::resource(
         move || before.get(),
         |b| {
             audit_log(

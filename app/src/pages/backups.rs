@@ -223,7 +223,7 @@ pub fn AppBackups(name: String) -> impl IntoView {
     let now = ServerAction::<BackupNow>::new();
     let restore = ServerAction::<RestoreBackup>::new();
     let n = name.clone();
-    let info = Resource::new(
+    let info = crate::codec::resource(
         move || {
             (
                 n.clone(),
@@ -239,7 +239,7 @@ pub fn AppBackups(name: String) -> impl IntoView {
     // refused save resets what is typed.
     let saved = successes(save.value());
     let n = name.clone();
-    let form = Resource::new(move || (n.clone(), saved.get()), |(n, _)| app_backups(n));
+    let form = crate::codec::resource(move || (n.clone(), saved.get()), |(n, _)| app_backups(n));
     let save_value = save.value();
     let save_outcome = form_outcome(save_value);
     let form_app = name.clone();
@@ -314,8 +314,8 @@ pub fn AppBackups(name: String) -> impl IntoView {
 /// The admin page's view of every app's backups: the last success, a failure, a missed slot.
 #[component]
 pub fn BackupOverview() -> impl IntoView {
-    let rows = Resource::new(|| (), |_| backup_overview());
-    let panel = Resource::new(|| (), |_| panel_backup_status());
+    let rows = crate::codec::resource(|| (), |_| backup_overview());
+    let panel = crate::codec::resource(|| (), |_| panel_backup_status());
     view! {
         <Transition fallback=|| ()>
             {move || panel.get().and_then(Result::ok).map(|p| {
@@ -388,7 +388,7 @@ pub fn TargetForm() -> impl IntoView {
     let save = ServerAction::<SaveBackupTarget>::new();
     let remove = ServerAction::<DeleteBackupTarget>::new();
     let saved = successes(save.value());
-    let info = Resource::new(
+    let info = crate::codec::resource(
         move || (saved.get(), remove.version().get()),
         |_| backup_target_info(),
     );

@@ -22,7 +22,7 @@ pub fn CertificatesPage() -> impl IntoView {
 #[component]
 fn CertificatesAdmin() -> impl IntoView {
     let renew = ServerAction::<RenewCertificate>::new();
-    let data = Resource::new(move || renew.version().get(), |_| certificates_overview());
+    let data = crate::codec::resource(move || renew.version().get(), |_| certificates_overview());
     view! {
         <h1 class="text-2xl font-bold tracking-tight">"Certificates"</h1>
         <p class="mt-1 text-sm text-slate-500">"Every domain attached to an app gets a certificate over ACME (HTTP-01) and keeps it: renewed when the CA suggests, else when a third of its lifetime is left."</p>

@@ -36,7 +36,7 @@ pub fn DomainsPage() -> impl IntoView {
     let dns = ServerAction::<CheckDns>::new();
     let retry = ServerAction::<RetryCertificate>::new();
     let verify = ServerAction::<VerifyDomain>::new();
-    let data = Resource::new(
+    let data = crate::codec::resource(
         move || {
             (
                 verify.version().get(),

@@ -12,7 +12,7 @@ use crate::{
 pub fn InvitePage() -> impl IntoView {
     let params = use_params_map();
     let token = move || params.read().get("token").unwrap_or_default();
-    let info = Resource::new(token, invite_info);
+    let info = crate::codec::resource(token, invite_info);
     let accept = ServerAction::<AcceptInvite>::new();
     let value = accept.value();
     Effect::new(move |_| {

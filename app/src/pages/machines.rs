@@ -12,7 +12,7 @@ use crate::{
 #[component]
 pub fn Machines() -> impl IntoView {
     let act = ServerAction::<SetNodeAvailability>::new();
-    let cluster = Resource::new(move || act.version().get(), |_| cluster_status());
+    let cluster = crate::codec::resource(move || act.version().get(), |_| cluster_status());
     view! {
         <Transition fallback=|| ()>
             {move || cluster.get().map(|r| match r {

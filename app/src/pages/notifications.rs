@@ -20,7 +20,7 @@ pub fn Notifications() -> impl IntoView {
     let save = ServerAction::<SetNotifications>::new();
     let test = ServerAction::<SendTestNotification>::new();
     let refresh = RwSignal::new(0u32);
-    let state = Resource::new(
+    let state = crate::codec::resource(
         move || (save.version().get(), test.version().get(), refresh.get()),
         |_| notifications(),
     );
@@ -131,7 +131,7 @@ fn DeliveryList(v: NotifyView) -> impl IntoView {
 pub fn SmtpForm() -> impl IntoView {
     let save = ServerAction::<SetSmtp>::new();
     let remove = ServerAction::<DeleteSmtp>::new();
-    let current = Resource::new(
+    let current = crate::codec::resource(
         move || (save.version().get(), remove.version().get()),
         |_| smtp_settings(),
     );

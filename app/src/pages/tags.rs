@@ -14,7 +14,7 @@ pub fn ImageUpdates(name: String) -> impl IntoView {
     let check = ServerAction::<CheckForUpdate>::new();
     let hook = ServerAction::<NewTagWebhook>::new();
     let n = name.clone();
-    let info = Resource::new(
+    let info = crate::codec::resource(
         move || {
             (
                 n.clone(),

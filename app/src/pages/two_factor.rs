@@ -76,7 +76,7 @@ pub fn TwoFactorPage() -> impl IntoView {
             finish_passkey(answer, csrf).await.map_err(said)
         }
     });
-    let state = Resource::new(
+    let state = crate::codec::resource(
         move || {
             (
                 confirm.version().get(),
@@ -360,7 +360,7 @@ fn AuthenticatorOn(state: TwoFactorView, disable: ServerAction<DisableTwoFactor>
 /// The account page's line about two-factor sign-in, with the way to the page above.
 #[component]
 pub fn TwoFactorSummary() -> impl IntoView {
-    let state = Resource::new(|| (), |_| two_factor());
+    let state = crate::codec::resource(|| (), |_| two_factor());
     view! {
         <section class=format!("{CARD} mt-6") aria-labelledby="tf-title">
             <div class="flex flex-wrap items-center justify-between gap-3">
