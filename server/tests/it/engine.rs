@@ -840,27 +840,32 @@ async fn images_no_kept_deployment_needs_are_removed(db: SqlitePool) {
         StatusCode::OK
     );
     until(&mut b, "gc", 60, serving(2)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while present(one.clone()).await {
-        assert!(Instant::now() < deadline, "{one} is still on the engine");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert!(present(two.clone()).await, "the serving image stays");
-    // Gone from Pier's list too, under both names it was pulled as (tag and digest); the
-    // serving image's stay.
-    let rows: Vec<String> = sqlx::query_scalar("SELECT reference FROM images ORDER BY 1")
-        .fetch_all(app.pier.db())
-        .await
-        .unwrap();
+    // Gone from the engine, and from Pier's list under both names it was pulled as (tag and
+    // digest); the serving image's stay. A pass removes the references one after the other
+    // (the tag first), so this waits for the pass to end, not only for the tag to go.
     let repo_name = image("gc");
-    assert!(
-        rows.len() == 2
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let on_engine = present(one.clone()).await;
+        let rows: Vec<String> = sqlx::query_scalar("SELECT reference FROM images ORDER BY 1")
+            .fetch_all(app.pier.db())
+            .await
+            .unwrap();
+        let listed_as_expected = rows.len() == 2
             && rows.contains(&two)
             && rows
                 .iter()
-                .any(|r| r.starts_with(&format!("{repo_name}@sha256:"))),
-        "{rows:?}"
-    );
+                .any(|r| r.starts_with(&format!("{repo_name}@sha256:")));
+        if !on_engine && listed_as_expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{one} still on the engine: {on_engine}; Pier's list: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(present(two.clone()).await, "the serving image stays");
     // Rolling back pulls #1 again (by its digest) and serves it.
     let r = b
         .call("rollback_app", &[("app", "gc"), ("number", "1")])
