@@ -10,6 +10,7 @@ compile_error!(
 pub mod codec;
 pub mod components;
 pub mod error;
+pub mod form;
 pub mod pages;
 pub mod routes;
 pub mod rpc;

@@ -1,3 +1,4 @@
+use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -14,9 +15,9 @@ use crate::{
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
-    let change = ServerAction::<ChangePassword>::new();
-    let end_one = ServerAction::<EndSession>::new();
-    let end_others = ServerAction::<EndOtherSessions>::new();
+    let change = FormAction::of::<ChangePassword>();
+    let end_one = FormAction::of::<EndSession>();
+    let end_others = FormAction::of::<EndOtherSessions>();
     let sessions = crate::codec::resource(
         move || {
             (
@@ -49,7 +50,7 @@ pub fn AccountPage() -> impl IntoView {
                         _ => None,
                     }}
                 </div>
-                <ActionForm action=change node_ref=change_form attr:class="space-y-4" attr:novalidate=true>
+                <PostForm action=change node_ref=change_form attr:class="space-y-4" attr:novalidate=true>
                     <CsrfField/>
                     <Field label="Current password" name="current" kind="password"
                         autocomplete="current-password" required=true error=field_error(value, "current")/>
@@ -62,15 +63,15 @@ pub fn AccountPage() -> impl IntoView {
                         "Also revoke all my API tokens (if the old password may be known to someone)"
                     </label>
                     <button type="submit" class=BUTTON>"Change password"</button>
-                </ActionForm>
+                </PostForm>
             </section>
             <section class=CARD aria-labelledby="sessions-title">
                 <div class="mb-4 flex items-center justify-between gap-2">
                     <h2 id="sessions-title" class="text-lg font-semibold">"Where you are signed in"</h2>
-                    <ActionForm action=end_others>
+                    <PostForm action=end_others>
                         <CsrfField/>
                         <button type="submit" class=BUTTON_SMALL>"Sign out everywhere else"</button>
-                    </ActionForm>
+                    </PostForm>
                 </div>
                 <div class="mb-3"><Outcome value=outcome/></div>
                 <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading…"</p> }>
@@ -88,11 +89,11 @@ pub fn AccountPage() -> impl IntoView {
                                         view! { <span class="shrink-0 whitespace-nowrap rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-medium text-emerald-800 dark:bg-emerald-900 dark:text-emerald-100">"This browser"</span> }.into_any()
                                     } else {
                                         view! {
-                                            <ActionForm action=end_one>
+                                            <PostForm action=end_one>
                                                 <CsrfField/>
                                                 <input type="hidden" name="handle" value=s.handle.clone()/>
                                                 <button type="submit" class=BUTTON_SMALL>"Sign out"</button>
-                                            </ActionForm>
+                                            </PostForm>
                                         }.into_any()
                                     }}
                                 </li>
@@ -113,8 +114,8 @@ pub fn AccountPage() -> impl IntoView {
 /// Personal access tokens for the REST API: create (shown once), list, revoke.
 #[component]
 fn ApiTokens() -> impl IntoView {
-    let create = ServerAction::<CreateToken>::new();
-    let revoke = ServerAction::<RevokeToken>::new();
+    let create = FormAction::of::<CreateToken>();
+    let revoke = FormAction::of::<RevokeToken>();
     let tokens = crate::codec::resource(
         move || (create.version().get(), revoke.version().get()),
         |_| my_tokens(),
@@ -140,7 +141,7 @@ fn ApiTokens() -> impl IntoView {
                 ". A token is shown once, when you create it."
             </p>
             <div class="mb-4" data-testid="token-outcome"><Outcome value=create_outcome/></div>
-            <ActionForm action=create node_ref=form attr:class="grid gap-3 sm:grid-cols-4 sm:items-start" attr:novalidate=true>
+            <PostForm action=create node_ref=form attr:class="grid gap-3 sm:grid-cols-4 sm:items-start" attr:novalidate=true>
                 <CsrfField/>
                 <div class="sm:col-span-2">
                     <Field label="Name" name="name" placeholder="deploy script" required=true error=field_error(created, "name")/>
@@ -158,7 +159,7 @@ fn ApiTokens() -> impl IntoView {
                 <div class="sm:col-span-4">
                     <button type="submit" class=BUTTON>"Create token"</button>
                 </div>
-            </ActionForm>
+            </PostForm>
             <div class="mt-4"><Outcome value=revoke.value().into()/></div>
             <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading…"</p> }>
                 <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="tokens">
@@ -191,12 +192,12 @@ fn ApiTokens() -> impl IntoView {
 }
 
 #[component]
-fn RevokeButton(id: i64, action: ServerAction<RevokeToken>) -> impl IntoView {
+fn RevokeButton(id: i64, action: ActionOf<RevokeToken>) -> impl IntoView {
     view! {
-        <ActionForm action=action>
+        <PostForm action=action>
             <CsrfField/>
             <input type="hidden" name="id" value=id.to_string()/>
             <button type="submit" class=BUTTON_SMALL>"Revoke"</button>
-        </ActionForm>
+        </PostForm>
     }
 }

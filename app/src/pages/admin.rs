@@ -1,7 +1,9 @@
+use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
+    codec::Loaded,
     components::{
         field_error, form_outcome, reset_on_success, CsrfField, Field, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
@@ -9,10 +11,10 @@ use crate::{
     error::AppError,
     pages::AdminOnly,
     rpc::{
-        two_factor::{two_factor_policy, ResetTwoFactor, SetTwoFactorPolicy},
+        two_factor::SetTwoFactorPolicy,
         users::{
-            engine_status, list_users, proxy_status, CreateUser, DeleteUser, ResetPassword,
-            SetDisabled, SetQuotas, SetRole, UserRow,
+            list_users, panel_status, CreateUser, EngineRow, ProxyRow, ResetPassword, SetQuotas,
+            UserAction, UserRow, UsersView,
         },
         Done,
     },
@@ -21,12 +23,10 @@ use crate::{
 
 #[derive(Clone, Copy)]
 struct Actions {
-    role: ServerAction<SetRole>,
-    disabled: ServerAction<SetDisabled>,
-    reset: ServerAction<ResetPassword>,
-    quotas: ServerAction<SetQuotas>,
-    delete: ServerAction<DeleteUser>,
-    two_factor: ServerAction<ResetTwoFactor>,
+    /// Role, disable/enable, reset two-factor and delete: the one-button changes.
+    user: ActionOf<UserAction>,
+    reset: ActionOf<ResetPassword>,
+    quotas: ActionOf<SetQuotas>,
 }
 
 /// `/admin/users`: everyone who can sign in, and what an admin can change about them. The
@@ -50,25 +50,21 @@ fn UsersAdmin() -> impl IntoView {
         .and_then(|s| s.me)
         .map(|m| m.id)
         .unwrap_or_default();
-    let create = ServerAction::<CreateUser>::new();
+    let create = FormAction::of::<CreateUser>();
+    let policy_set = FormAction::of::<SetTwoFactorPolicy>();
     let acts = Actions {
-        role: ServerAction::new(),
-        disabled: ServerAction::new(),
-        reset: ServerAction::new(),
-        quotas: ServerAction::new(),
-        delete: ServerAction::new(),
-        two_factor: ServerAction::new(),
+        user: FormAction::of::<UserAction>(),
+        reset: FormAction::of::<ResetPassword>(),
+        quotas: FormAction::of::<SetQuotas>(),
     };
     let users = crate::codec::resource(
         move || {
             (
                 create.version().get(),
-                acts.role.version().get(),
-                acts.disabled.version().get(),
+                policy_set.version().get(),
+                acts.user.version().get(),
                 acts.quotas.version().get(),
-                acts.delete.version().get(),
                 acts.reset.version().get(),
-                acts.two_factor.version().get(),
             )
         },
         |_| list_users(),
@@ -85,12 +81,9 @@ fn UsersAdmin() -> impl IntoView {
             });
         };
     }
-    follow!(acts.role);
-    follow!(acts.disabled);
+    follow!(acts.user);
     follow!(acts.reset);
     follow!(acts.quotas);
-    follow!(acts.delete);
-    follow!(acts.two_factor);
 
     let created = create.value();
     let create_form = NodeRef::new();
@@ -104,14 +97,13 @@ fn UsersAdmin() -> impl IntoView {
                 <p class="mt-1 text-sm text-slate-500">"Everyone who can sign in to this Pier, and their limits."</p>
             </div>
         </div>
-        <ProxyBanner/>
-        <EngineBanner/>
+        <StatusBanners/>
         <crate::pages::machines::Machines/>
         <div class="mt-6 grid gap-6 xl:grid-cols-3">
             <section class=format!("{CARD} xl:col-span-1") aria-labelledby="new-user">
                 <h2 id="new-user" class="mb-4 text-lg font-semibold">"Add a person"</h2>
                 <div class="mb-4" data-testid="create-outcome"><Outcome value=create_outcome/></div>
-                <ActionForm action=create node_ref=create_form attr:class="space-y-4" attr:novalidate=true>
+                <PostForm action=create node_ref=create_form attr:class="space-y-4" attr:novalidate=true>
                     <CsrfField/>
                     <Field label="Email" name="email" kind="email" required=true error=field_error(created, "email")/>
                     <div class="space-y-1">
@@ -134,14 +126,14 @@ fn UsersAdmin() -> impl IntoView {
                         <Field label="Backups MiB" name="max_backup_mb" placeholder="10240" error=field_error(created, "max_backup_mb")/>
                     </fieldset>
                     <button type="submit" class=BUTTON disabled=move || create.pending().get()>"Add person"</button>
-                </ActionForm>
+                </PostForm>
             </section>
             <section class=format!("{CARD} overflow-x-auto xl:col-span-2") aria-labelledby="all-users">
                 <h2 id="all-users" class="mb-4 text-lg font-semibold">"People"</h2>
                 <div class="mb-4" data-testid="row-outcome"><Outcome value=last.into()/></div>
                 <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading…"</p> }>
                     {move || users.get().map(|r| match r {
-                        Ok(rows) => view! {
+                        Ok(UsersView { users: rows, .. }) => view! {
                             <table class="w-full text-left text-sm" data-testid="users">
                                 <thead class="text-xs uppercase tracking-wide text-slate-500">
                                     <tr>
@@ -162,18 +154,19 @@ fn UsersAdmin() -> impl IntoView {
                 </Transition>
             </section>
         </div>
-        <TwoFactorPolicy/>
+        <TwoFactorPolicy set=policy_set users=users/>
         <crate::pages::notifications::SmtpForm/>
         <crate::pages::backups::BackupOverview/>
         <crate::pages::backups::TargetForm/>
     }
 }
 
-/// Whether everyone must sign in with two factors.
+/// Whether everyone must sign in with two factors (loaded with the users; an error shows there).
 #[component]
-fn TwoFactorPolicy() -> impl IntoView {
-    let set = ServerAction::<SetTwoFactorPolicy>::new();
-    let policy = crate::codec::resource(move || set.version().get(), |_| two_factor_policy());
+fn TwoFactorPolicy(
+    set: ActionOf<SetTwoFactorPolicy>,
+    users: Loaded<Result<UsersView, AppError>>,
+) -> impl IntoView {
     let outcome = form_outcome(set.value());
     view! {
         <section class=format!("{CARD} mt-6") aria-labelledby="tf-policy">
@@ -184,9 +177,10 @@ fn TwoFactorPolicy() -> impl IntoView {
             </p>
             <div class="mt-3" data-testid="policy-outcome"><Outcome value=outcome/></div>
             <Transition fallback=|| ()>
-                {move || policy.get().map(|r| match r {
-                    Ok(required) => view! {
-                        <ActionForm action=set attr:class="mt-3 flex flex-wrap items-center gap-3">
+                {move || users.get().and_then(Result::ok).map(|v| {
+                    let required = v.two_factor_required;
+                    view! {
+                        <PostForm action=set attr:class="mt-3 flex flex-wrap items-center gap-3">
                             <CsrfField/>
                             <label class="flex items-center gap-2 text-sm">
                                 <input type="checkbox" name="required" value="on" checked=required
@@ -194,9 +188,8 @@ fn TwoFactorPolicy() -> impl IntoView {
                                 "Require two-factor sign-in for everyone"
                             </label>
                             <button type="submit" class=BUTTON_SMALL>"Save"</button>
-                        </ActionForm>
-                    }.into_any(),
-                    Err(e) => view! { <crate::components::ErrorFlash error=e/> }.into_any(),
+                        </PostForm>
+                    }
                 })}
             </Transition>
         </section>
@@ -225,7 +218,7 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
                 <div>{u.last_sign_in.clone().map(|t| format!("Last sign-in {t}")).unwrap_or_else(|| "Never signed in".into())}</div>
             </td>
             <td class="py-3 pr-3">
-                <ActionForm action=acts.quotas attr:class="flex flex-wrap items-center gap-1">
+                <PostForm action=acts.quotas attr:class="flex flex-wrap items-center gap-1">
                     <CsrfField/>
                     <IdField id=uid/>
                     <input name="max_apps" aria-label="Apps" title="Apps" class=small_input value=u.max_apps.to_string()/>
@@ -234,41 +227,42 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
                     <input name="max_storage_mb" aria-label="Storage MiB" title="Storage MiB" class=small_input value=u.max_storage_mb.to_string()/>
                     <input name="max_backup_mb" aria-label="Backups MiB" title="Backups MiB" class=small_input value=u.max_backup_mb.to_string()/>
                     <button type="submit" class=BUTTON_SMALL>"Save"</button>
-                </ActionForm>
+                </PostForm>
             </td>
             <td class="py-3">
                 <div class="flex flex-wrap gap-1">
-                    <ActionForm action=acts.role>
+                    <PostForm action=acts.user>
                         <CsrfField/>
                         <IdField id=uid/>
-                        <input type="hidden" name="role" value=if u.is_admin { "member" } else { "admin" }/>
+                        <input type="hidden" name="action" value=if u.is_admin { "make-member" } else { "make-admin" }/>
                         <button type="submit" class=BUTTON_SMALL>{if u.is_admin { "Make member" } else { "Make admin" }}</button>
-                    </ActionForm>
-                    <ActionForm action=acts.disabled>
+                    </PostForm>
+                    <PostForm action=acts.user>
                         <CsrfField/>
                         <IdField id=uid/>
-                        <input type="hidden" name="disabled" value=(!u.disabled).to_string()/>
+                        <input type="hidden" name="action" value=if u.disabled { "enable" } else { "disable" }/>
                         <button type="submit" class=BUTTON_SMALL data-action="toggle-disabled">{if u.disabled { "Enable" } else { "Disable" }}</button>
-                    </ActionForm>
-                    <ActionForm action=acts.reset attr:class="flex items-center gap-1">
+                    </PostForm>
+                    <PostForm action=acts.reset attr:class="flex items-center gap-1">
                         <CsrfField/>
                         <IdField id=uid/>
                         <label class="flex items-center gap-1 text-xs" title="Lock out now: end their sessions, revoke their API tokens, and the old password stops working until the link is used">
                             <input type="checkbox" name="revoke_tokens" value="on"/>"lock out"
                         </label>
                         <button type="submit" class=BUTTON_SMALL>"Reset password"</button>
-                    </ActionForm>
+                    </PostForm>
                     {u.two_factor.then(|| view! {
-                        <ActionForm action=acts.two_factor>
+                        <PostForm action=acts.user>
                             <CsrfField/>
                             <IdField id=uid/>
+                            <input type="hidden" name="action" value="reset-two-factor"/>
                             <button type="submit" class=BUTTON_SMALL
                                 title="They lost their authenticator: remove it and their recovery codes">
                                 "Reset two-factor"
                             </button>
-                        </ActionForm>
+                        </PostForm>
                     })}
-                    <DeleteButton id=u.id action=acts.delete/>
+                    <DeleteButton id=u.id action=acts.user/>
                 </div>
             </td>
         </tr>
@@ -277,18 +271,19 @@ fn UserLine(u: UserRow, acts: Actions, me: i64) -> impl IntoView {
 
 /// Delete asks once more before it sends anything.
 #[component]
-fn DeleteButton(id: i64, action: ServerAction<DeleteUser>) -> impl IntoView {
+fn DeleteButton(id: i64, action: ActionOf<UserAction>) -> impl IntoView {
     let confirm = RwSignal::new(false);
     view! {
         <Show when=move || confirm.get() fallback=move || view! {
             <button type="button" class=BUTTON_SMALL on:click=move |_| confirm.set(true)>"Delete…"</button>
         }>
-            <ActionForm action=action attr:class="flex gap-1">
+            <PostForm action=action attr:class="flex gap-1">
                 <CsrfField/>
                 <IdField id=id/>
+                <input type="hidden" name="action" value="delete"/>
                 <button type="submit" class=BUTTON_DANGER>"Really delete"</button>
                 <button type="button" class=BUTTON_SMALL on:click=move |_| confirm.set(false)>"Cancel"</button>
-            </ActionForm>
+            </PostForm>
         </Show>
     }
 }
@@ -298,74 +293,90 @@ fn IdField(id: i64) -> impl IntoView {
     view! { <input type="hidden" name="id" value=id.to_string()/> }
 }
 
-/// HAProxy's state: a line when all is well, the error when a configuration was refused or it
-/// would not start.
+/// HAProxy's and the engine's state, from one call: a line each when all is well, the
+/// problems (a refused configuration, no user namespaces, no egress rules…) when not.
 #[component]
-fn EngineBanner() -> impl IntoView {
-    let status = crate::codec::resource(|| (), |_| engine_status());
+fn StatusBanners() -> impl IntoView {
+    let status = crate::codec::resource(|| (), |_| panel_status());
     view! {
         <Transition fallback=|| ()>
-            {move || status.get().map(|r| {
-                let warn = "font-medium text-amber-800 dark:text-amber-300";
-                let (userns, egress, layers, proxy) = match r {
-                    Ok(Some(e)) => {
-                        let proxy = e.userland_proxy.map(|on| if on {
+            {move || status.get().map(|r| match r {
+                Ok(s) => view! {
+                    {s.proxy.map(proxy_banner)}
+                    {engine_banner(s.engine)}
+                }.into_any(),
+                Err(e) => view! { <crate::components::ErrorFlash error=e/> }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
+/// The engine's isolation (user namespaces, egress rules, bounded layers, how published ports
+/// are reached): a line each, the ones to act on in amber.
+fn engine_banner(e: Option<EngineRow>) -> impl IntoView {
+    let warn = "font-medium text-amber-800 dark:text-amber-300";
+    let (userns, egress, layers, proxy) = match e {
+        Some(e) => {
+            let proxy = e.userland_proxy.map(|on| if on {
                             (false, "Published ports go through docker-proxy (a userspace copy per connection and a process per port): start dockerd with --userland-proxy=false (the README says why) so HAProxy reaches apps through the kernel.".to_string())
                         } else {
                             (true, "Published ports go through the kernel's NAT, not docker-proxy.".to_string())
                         });
-                        let layers = match e.writable_layer_mb {
+            let layers = match e.writable_layer_mb {
                             Some(mb) => (true, format!("Writable layers are bounded: a container may write {mb} MiB outside its volumes ({}).", e.storage)),
                             None => (false, format!("Writable layers are not bounded: the storage driver ({}) cannot, so a container can fill Docker's disk outside its volumes. Put Docker's data root on xfs mounted with pquota to bound them.", e.storage)),
                         };
-                        let userns = if e.user_namespaces {
-                            (true, format!("Docker {}: containers run in user namespaces; container root is host uid {}, not host root.", e.version, e.root_uid))
-                        } else {
-                            (false, format!("Docker {}: containers do not run in user namespaces, so container root is host root. Start dockerd with --userns-remap=default (see the README) so that an escape from a container lands as an unprivileged user.", e.version))
-                        };
-                        let egress = match (e.egress_enforced, e.egress_problem) {
+            let userns = if e.user_namespaces {
+                (true, format!("Docker {}: containers run in user namespaces; container root is host uid {}, not host root.", e.version, e.root_uid))
+            } else {
+                (false, format!("Docker {}: containers do not run in user namespaces, so container root is host root. Start dockerd with --userns-remap=default (see the README) so that an escape from a container lands as an unprivileged user.", e.version))
+            };
+            let egress = match (e.egress_enforced, e.egress_problem) {
                             (Some(true), _) => (true, format!(
                                 "Egress rules are in place: containers reach neither this host's services nor link-local addresses{}.",
                                 if e.egress_block_private { " nor private networks" } else { "" })),
                             (_, Some(p)) => (false, format!("Egress rules are not in place: {p}")),
                             _ => (false, "Egress rules have not been checked yet.".to_string()),
                         };
-                        (userns, Some(egress), Some(layers), proxy)
-                    }
-                    Ok(None) => ((false, "The Docker engine does not answer.".to_string()), None, None, None),
-                    Err(e) => ((false, e.message), None, None, None),
-                };
-                view! {
-                    <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="engine-status">
-                        <p class=if userns.0 { "" } else { warn }>{userns.1}</p>
-                        {egress.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="egress-status">{line}</p> })}
-                        {layers.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="layer-status">{line}</p> })}
-                        {proxy.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="proxy-path">{line}</p> })}
-                    </div>
-                }
-            })}
-        </Transition>
+            (userns, Some(egress), Some(layers), proxy)
+        }
+        None => (
+            (false, "The Docker engine does not answer.".to_string()),
+            None,
+            None,
+            None,
+        ),
+    };
+    view! {
+        <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="engine-status">
+            <p class=if userns.0 { "" } else { warn }>{userns.1}</p>
+            {egress.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="egress-status">{line}</p> })}
+            {layers.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="layer-status">{line}</p> })}
+            {proxy.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="proxy-path">{line}</p> })}
+        </div>
     }
 }
 
-#[component]
-fn ProxyBanner() -> impl IntoView {
-    let status = crate::codec::resource(|| (), |_| proxy_status());
+/// HAProxy's state: a line when all is well, the error when a configuration was refused or it
+/// would not start.
+fn proxy_banner(p: ProxyRow) -> impl IntoView {
+    let line = if p.running {
+        format!(
+            "HAProxy is running (workers {}), {} routes.",
+            p.workers
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            p.routes
+        )
+    } else {
+        "HAProxy is not running; Pier keeps trying to start it.".to_string()
+    };
     view! {
-        <Transition fallback=|| ()>
-            {move || status.get().and_then(Result::ok).flatten().map(|p| {
-                let line = if p.running {
-                    format!("HAProxy is running (workers {}), {} routes.", p.workers.iter().map(u32::to_string).collect::<Vec<_>>().join(", "), p.routes)
-                } else {
-                    "HAProxy is not running; Pier keeps trying to start it.".to_string()
-                };
-                view! {
-                    <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="proxy-status">
-                        <p>{line}</p>
-                        {p.error.map(|e| view! { <p class="mt-1 font-medium text-red-700 dark:text-red-400">{e}</p> })}
-                    </div>
-                }
-            })}
-        </Transition>
+        <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="proxy-status">
+            <p>{line}</p>
+            {p.error.map(|e| view! { <p class="mt-1 font-medium text-red-700 dark:text-red-400">{e}</p> })}
+        </div>
     }
 }

@@ -1,5 +1,6 @@
 //! Apps: the list (home page), the create form, an app's page, and registry logins.
 
+use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
@@ -330,7 +331,7 @@ fn SpecFields(
 
 #[component]
 pub fn NewAppPage() -> impl IntoView {
-    let create = ServerAction::<CreateApp>::new();
+    let create = FormAction::of::<CreateApp>();
     let quota = crate::codec::resource(|| (), |_| quota_left());
     let value = create.value();
     let navigate = use_navigate();
@@ -355,14 +356,14 @@ pub fn NewAppPage() -> impl IntoView {
         </Suspense>
         <section class=format!("{CARD} mt-6")>
             <div class="mb-4"><Outcome value=outcome/></div>
-            <ActionForm action=create attr:class="space-y-4" attr:novalidate=true>
+            <PostForm action=create attr:class="space-y-4" attr:novalidate=true>
                 <CsrfField/>
                 <Field label="Name" name="name" placeholder="my-app" required=true
                     hint="Lower-case letters, digits and hyphens; it names the app in its addresses."
                     error=field_error(value, "name")/>
                 <SpecFields value=value.into()/>
                 <button type="submit" class=BUTTON data-testid="create-app">"Create and deploy"</button>
-            </ActionForm>
+            </PostForm>
         </section>
     }
 }
@@ -503,16 +504,16 @@ fn ActionButton(
     app: String,
     action: AppVerb,
     label: &'static str,
-    act: ServerAction<AppAction>,
+    act: ActionOf<AppAction>,
     #[prop(optional)] danger: bool,
 ) -> impl IntoView {
     view! {
-        <ActionForm action=act>
+        <PostForm action=act>
             <CsrfField/>
             <input type="hidden" name="app" value=app/>
             <input type="hidden" name="action" value=action.as_str()/>
             <button type="submit" class=if danger { BUTTON_DANGER } else { BUTTON_SMALL } data-testid=format!("action-{}", action.as_str())>{label}</button>
-        </ActionForm>
+        </PostForm>
     }
 }
 
@@ -520,9 +521,9 @@ fn ActionButton(
 pub fn AppPage() -> impl IntoView {
     let params = use_params_map();
     let name = move || params.read().get("name").unwrap_or_default();
-    let act = ServerAction::<AppAction>::new();
-    let rollback = ServerAction::<RollbackApp>::new();
-    let update = ServerAction::<UpdateApp>::new();
+    let act = FormAction::of::<AppAction>();
+    let rollback = FormAction::of::<RollbackApp>();
+    let update = FormAction::of::<UpdateApp>();
     let detail = crate::codec::resource(
         move || {
             (
@@ -540,24 +541,6 @@ pub fn AppPage() -> impl IntoView {
         move || (name(), rollback.version().get(), update.version().get()),
         |(n, ..)| app_detail(n),
     );
-    // After a delete the page has nothing to show: back to the list. The verb is noted when the
-    // form is sent (the action forgets its input once answered).
-    let navigate = use_navigate();
-    let act_value = act.value();
-    let act_input = act.input();
-    let removing = RwSignal::new(false);
-    Effect::new(move |_| {
-        if let Some(i) = act_input.get() {
-            removing.set(i.action.removes_the_app());
-        }
-    });
-    Effect::new(move |_| {
-        if let Some(Ok(_)) = act_value.get() {
-            if removing.get_untracked() {
-                navigate("/", Default::default());
-            }
-        }
-    });
     view! {
         <Title text=move || name()/>
         <div class="space-y-1"><Outcome value=act.value().into()/><Outcome value=rollback.value().into()/></div>
@@ -614,7 +597,7 @@ pub fn AppPage() -> impl IntoView {
 
 /// The app's name and state, where it answers, and its buttons.
 #[component]
-fn AppHeader(d: AppInfo, act: ServerAction<AppAction>) -> impl IntoView {
+fn AppHeader(d: AppInfo, act: ActionOf<AppAction>) -> impl IntoView {
     let n = d.row.name.clone();
     view! {
         <div class="flex flex-wrap items-center justify-between gap-4">
@@ -675,7 +658,7 @@ fn AppHeader(d: AppInfo, act: ServerAction<AppAction>) -> impl IntoView {
 fn DeploymentList(
     name: String,
     deployments: Vec<DeployRow>,
-    rollback: ServerAction<RollbackApp>,
+    rollback: ActionOf<RollbackApp>,
 ) -> impl IntoView {
     view! {
         <section class=format!("{CARD} mt-6") aria-labelledby="deploys-title">
@@ -695,12 +678,12 @@ fn DeploymentList(
                                 {dep.error.clone().map(|e| view! { <p class="mt-1 whitespace-pre-wrap text-xs text-red-600">{e}</p> })}
                             </div>
                             {dep.can_rollback.then(|| view! {
-                                <ActionForm action=rollback>
+                                <PostForm action=rollback>
                                     <CsrfField/>
                                     <input type="hidden" name="app" value=n.clone()/>
                                     <input type="hidden" name="number" value=dep.number.to_string()/>
                                     <button type="submit" class=BUTTON_SMALL>{format!("Roll back to #{}", dep.number)}</button>
-                                </ActionForm>
+                                </PostForm>
                             })}
                         </li>
                     }
@@ -712,11 +695,7 @@ fn DeploymentList(
 
 /// The settings form (saving deploys them) and the delete buttons.
 #[component]
-fn AppSettings(
-    d: AppInfo,
-    update: ServerAction<UpdateApp>,
-    act: ServerAction<AppAction>,
-) -> impl IntoView {
+fn AppSettings(d: AppInfo, update: ActionOf<UpdateApp>, act: ActionOf<AppAction>) -> impl IntoView {
     let update_value = update.value();
     let update_outcome = form_outcome(update_value);
     let n = d.row.name.clone();
@@ -731,12 +710,12 @@ fn AppSettings(
                 "Saving deploys the new settings. This app has volumes, so the running version stops before the new one starts: expect a short gap."
             }}</p>
             <div class="mb-4"><Outcome value=update_outcome/></div>
-            <ActionForm action=update attr:class="space-y-4" attr:novalidate=true>
+            <PostForm action=update attr:class="space-y-4" attr:novalidate=true>
                 <CsrfField/>
                 <input type="hidden" name="app" value=n.clone()/>
                 <SpecFields value=update_value.into() initial=d.clone()/>
                 <button type="submit" class=BUTTON data-testid="save-settings">"Save and deploy"</button>
-            </ActionForm>
+            </PostForm>
         </section>
         <details class=format!("{CARD} mt-6")>
             <summary class="cursor-pointer font-semibold text-red-700">"Delete this app"</summary>
@@ -786,7 +765,7 @@ fn VolumeLine(v: VolumeView) -> impl IntoView {
 /// The tenant's volumes, kept ones included.
 #[component]
 pub fn VolumesPage() -> impl IntoView {
-    let remove = ServerAction::<DeleteVolume>::new();
+    let remove = FormAction::of::<DeleteVolume>();
     let list = crate::codec::resource(move || remove.version().get(), |_| my_volumes());
     view! {
         <Title text="Volumes"/>
@@ -812,11 +791,11 @@ pub fn VolumesPage() -> impl IntoView {
                                                 <details>
                                                     <summary class="cursor-pointer text-red-700">"Delete…"</summary>
                                                     <p class="my-2">"Its data is gone for good."</p>
-                                                    <ActionForm action=remove>
+                                                    <PostForm action=remove>
                                                         <CsrfField/>
                                                         <input type="hidden" name="name" value=name/>
                                                         <button type="submit" class=BUTTON_SMALL>"Yes, delete the volume and its data"</button>
-                                                    </ActionForm>
+                                                    </PostForm>
                                                 </details>
                                             }.into_any(),
                                         }}
@@ -835,8 +814,8 @@ pub fn VolumesPage() -> impl IntoView {
 /// Registry logins for pulling private images.
 #[component]
 pub fn RegistriesPage() -> impl IntoView {
-    let save = ServerAction::<SaveRegistry>::new();
-    let remove = ServerAction::<DeleteRegistry>::new();
+    let save = FormAction::of::<SaveRegistry>();
+    let remove = FormAction::of::<DeleteRegistry>();
     let list = crate::codec::resource(
         move || (save.version().get(), remove.version().get()),
         |_| my_registries(),
@@ -851,13 +830,13 @@ pub fn RegistriesPage() -> impl IntoView {
         <p class="mt-1 text-sm text-slate-500">"Pier uses these to pull your images from registries that need a login. Passwords are stored encrypted and never shown again."</p>
         <section class=format!("{CARD} mt-6")>
             <div class="mb-4"><Outcome value=outcome/></div>
-            <ActionForm action=save node_ref=form attr:class="grid gap-3 sm:grid-cols-3 sm:items-start" attr:novalidate=true>
+            <PostForm action=save node_ref=form attr:class="grid gap-3 sm:grid-cols-3 sm:items-start" attr:novalidate=true>
                 <CsrfField/>
                 <Field label="Registry" name="registry" placeholder="ghcr.io" required=true error=field_error(value, "registry")/>
                 <Field label="User name" name="username" required=true autocomplete="off" error=field_error(value, "username")/>
                 <Field label="Password or token" name="password" kind="password" required=true autocomplete="new-password" error=field_error(value, "password")/>
                 <div class="sm:col-span-3"><button type="submit" class=BUTTON data-testid="save-registry">"Save login"</button></div>
-            </ActionForm>
+            </PostForm>
             <div class="mt-4"><Outcome value=remove.value().into()/></div>
             <Transition fallback=|| ()>
                 <ul class="mt-2 divide-y divide-slate-200 dark:divide-slate-800" data-testid="registries">
@@ -866,11 +845,11 @@ pub fn RegistriesPage() -> impl IntoView {
                         Ok(rows) => rows.into_iter().map(|r| view! {
                             <li class="flex items-center justify-between py-3 text-sm">
                                 <span><span class="font-mono">{r.registry.clone()}</span>{format!(" as {} · saved {}", r.username, r.saved)}</span>
-                                <ActionForm action=remove>
+                                <PostForm action=remove>
                                     <CsrfField/>
                                     <input type="hidden" name="registry" value=r.registry.clone()/>
                                     <button type="submit" class=BUTTON_SMALL>"Remove"</button>
-                                </ActionForm>
+                                </PostForm>
                             </li>
                         }).collect_view().into_any(),
                         Err(e) => view! { <ErrorFlash error=e/> }.into_any(),

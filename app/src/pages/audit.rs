@@ -1,6 +1,7 @@
 //! The audit log: everyone's entries with filters for admins (`/admin/audit`), and the table
 //! the account page shows a person their own with.
 
+use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{
@@ -31,7 +32,7 @@ pub fn AuditPage() -> impl IntoView {
 fn AuditAdmin() -> impl IntoView {
     let query = use_query_map();
     let get = move |k: &str| query.with(|m| m.get(k).unwrap_or_default());
-    let retention = ServerAction::<SetAuditRetention>::new();
+    let retention = FormAction::of::<SetAuditRetention>();
     let choices = crate::codec::resource(move || retention.version().get(), |_| audit_choices());
     let entries = crate::codec::resource(
         move || (FILTERS.map(get), get("before")),
@@ -125,14 +126,14 @@ fn AuditAdmin() -> impl IntoView {
                     <section class=format!("{CARD} mt-6")>
                         <h2 class="text-lg font-semibold">"Retention"</h2>
                         <div class="mt-2"><Outcome value=value.into()/></div>
-                        <ActionForm action=retention attr:class="mt-2 flex flex-wrap items-end gap-3">
+                        <PostForm action=retention attr:class="mt-2 flex flex-wrap items-end gap-3">
                             <crate::components::CsrfField/>
                             <label class="text-sm">"Keep entries for (days)"
                                 <input name="days" type="number" min="7" max="3650" class=INPUT
                                     value=c.retention_days.to_string() data-testid="retention-days"/>
                             </label>
                             <button type="submit" class=BUTTON_SMALL>"Save"</button>
-                        </ActionForm>
+                        </PostForm>
                         {move || field_error(value, "days").get().map(|e| view! { <p class="mt-1 text-sm text-red-600">{e}</p> })}
                     </section>
                 }.into_any(),

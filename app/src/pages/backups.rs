@@ -2,6 +2,7 @@
 //! progress, the snapshots with Download and Restore (after a confirmation naming what is
 //! replaced), and the latest restore.
 
+use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 
 use crate::{
@@ -39,7 +40,7 @@ fn state_class(state: &str) -> &'static str {
 fn SnapshotLine(
     app: String,
     s: SnapshotRow,
-    restore: ServerAction<RestoreBackup>,
+    restore: ActionOf<RestoreBackup>,
     volumes: Vec<String>,
     restore_command: String,
 ) -> impl IntoView {
@@ -116,12 +117,12 @@ fn SnapshotLine(
                             } else {
                                 format!("{app} stops, the contents of its volumes are replaced by backup #{} of {}, and it starts again. What changed since is lost.", s.id, s.created)
                             }}</p>
-                            <ActionForm action=restore attr:class="mt-2">
+                            <PostForm action=restore attr:class="mt-2">
                                 <CsrfField/>
                                 <input type="hidden" name="app" value=app.clone()/>
                                 <input type="hidden" name="id" value=s.id.to_string()/>
                                 <button type="submit" class=BUTTON_DANGER data-testid="confirm-restore">{format!("Replace {app}'s data")}</button>
-                            </ActionForm>
+                            </PostForm>
                         </div>
                     </details>
                     {(!dump && !volumes.is_empty()).then(|| view! {
@@ -129,7 +130,7 @@ fn SnapshotLine(
                             <summary class=format!("{BUTTON_SMALL} cursor-pointer list-none")>"Into a new volume…"</summary>
                             <div class="mt-2 max-w-xs rounded border border-slate-200 p-3 dark:border-slate-800">
                                 <p>{format!("A volume of backup #{} goes into a new volume beside {beside}'s own; {beside} is not touched. Attach the new volume to an app to look at it.", s.id, beside = beside)}</p>
-                                <ActionForm action=restore attr:class="mt-2 space-y-2">
+                                <PostForm action=restore attr:class="mt-2 space-y-2">
                                     <CsrfField/>
                                     <input type="hidden" name="app" value=beside.clone()/>
                                     <input type="hidden" name="id" value=s.id.to_string()/>
@@ -143,7 +144,7 @@ fn SnapshotLine(
                                             value=format!("{}-{}", volumes[0].chars().take(30).collect::<String>(), s.id) data-testid="restore-into-volume"/>
                                     </label>
                                     <button type="submit" class=BUTTON_SMALL data-testid="confirm-restore-beside">"Restore into it"</button>
-                                </ActionForm>
+                                </PostForm>
                             </div>
                         </details>
                     })}
@@ -154,7 +155,7 @@ fn SnapshotLine(
 }
 
 #[component]
-fn PolicyForm(app: String, b: BackupsInfo, save: ServerAction<SaveBackupPolicy>) -> impl IntoView {
+fn PolicyForm(app: String, b: BackupsInfo, save: ActionOf<SaveBackupPolicy>) -> impl IntoView {
     let v = save.value();
     let opt = |value: &'static str, label: &'static str, current: &str| {
         let selected = value == current;
@@ -163,7 +164,7 @@ fn PolicyForm(app: String, b: BackupsInfo, save: ServerAction<SaveBackupPolicy>)
     let err = move |f: &'static str| field_error(v, f);
     let select = format!("{INPUT} mt-1");
     view! {
-        <ActionForm action=save attr:class="mt-4 grid gap-3 sm:grid-cols-4" attr:novalidate=true>
+        <PostForm action=save attr:class="mt-4 grid gap-3 sm:grid-cols-4" attr:novalidate=true>
             <CsrfField/>
             <input type="hidden" name="app" value=app/>
             <label class="text-sm">"Schedule"
@@ -212,16 +213,16 @@ fn PolicyForm(app: String, b: BackupsInfo, save: ServerAction<SaveBackupPolicy>)
                 <span class="text-xs text-red-600">{move || err("restore_command").get()}</span>
             </label>
             <div class="flex items-end"><button type="submit" class=BUTTON data-testid="save-backup-policy">"Save"</button></div>
-        </ActionForm>
+        </PostForm>
     }
 }
 
 /// The backups section of an app's page (apps with volumes).
 #[component]
 pub fn AppBackups(name: String) -> impl IntoView {
-    let save = ServerAction::<SaveBackupPolicy>::new();
-    let now = ServerAction::<BackupNow>::new();
-    let restore = ServerAction::<RestoreBackup>::new();
+    let save = FormAction::of::<SaveBackupPolicy>();
+    let now = FormAction::of::<BackupNow>();
+    let restore = FormAction::of::<RestoreBackup>();
     let n = name.clone();
     let info = crate::codec::resource(
         move || {
@@ -256,11 +257,11 @@ pub fn AppBackups(name: String) -> impl IntoView {
                             <div class="flex flex-wrap items-center justify-between gap-3">
                                 <h2 id="backups-title" class="text-lg font-semibold">"Backups"</h2>
                                 {b.enabled.then(|| view! {
-                                    <ActionForm action=now>
+                                    <PostForm action=now>
                                         <CsrfField/>
                                         <input type="hidden" name="app" value=now_app.clone()/>
                                         <button type="submit" class=BUTTON_SMALL data-testid="backup-now">"Back up now"</button>
-                                    </ActionForm>
+                                    </PostForm>
                                 })}
                             </div>
                             {(!b.enabled).then(|| view! { <p class="text-sm text-slate-500">"Backups are not set up on this server."</p> })}
@@ -314,79 +315,88 @@ pub fn AppBackups(name: String) -> impl IntoView {
 /// The admin page's view of every app's backups: the last success, a failure, a missed slot.
 #[component]
 pub fn BackupOverview() -> impl IntoView {
-    let rows = crate::codec::resource(|| (), |_| backup_overview());
-    let panel = crate::codec::resource(|| (), |_| panel_backup_status());
+    let overview = crate::codec::resource(|| (), |_| backup_overview());
     view! {
         <Transition fallback=|| ()>
-            {move || panel.get().and_then(Result::ok).map(|p| {
-                let bad = p.overdue || p.last_failure.is_some() || !p.passphrase_set;
-                view! {
-                    <div class=format!("mt-4 rounded-md border px-4 py-3 text-sm {}", if bad { "border-red-200 bg-red-50 text-red-900 dark:border-red-900 dark:bg-red-950 dark:text-red-200" } else { "border-slate-200 bg-white dark:border-slate-800 dark:bg-slate-900" }) data-testid="panel-backup">
-                        <p>{p.last_success.map(|t| format!("Pier's own backup (database and key): last good {t}.")).unwrap_or_else(|| "Pier itself has not been backed up yet (daily at 02:30 UTC, or `pier backup`).".into())}</p>
-                        {p.overdue.then(|| view! { <p class="mt-1 font-medium">"Its daily backup was missed."</p> })}
-                        {p.last_failure.map(|f| view! { <p class="mt-1 font-medium">{format!("The last one failed: {f}")}</p> })}
-                        {(!p.passphrase_set).then(|| view! { <p class="mt-1 font-medium">"No recovery passphrase: without this machine's secret key the backups cannot be opened. Set one with `pier backup passphrase --passphrase-stdin`."</p> })}
-                    </div>
-                }
-            })}
-        </Transition>
-        <Transition fallback=|| ()>
-            {move || rows.get().map(|r| match r {
+            {move || overview.get().map(|r| match r {
                 Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
-                Ok(rows) => {
-                    let problems = rows.iter().filter(|r| r.overdue || r.last_failure.is_some()).count();
-                    let summary_class = if problems > 0 { "text-sm font-medium text-red-700" } else { "text-sm text-slate-500" };
-                    view! {
-                        <section class=format!("{CARD} mt-6 overflow-x-auto") aria-labelledby="backups-overview" data-testid="backup-overview">
-                            <h2 id="backups-overview" class="text-lg font-semibold">"Backups"</h2>
-                            <p class=summary_class>
-                                {if rows.is_empty() {
-                                    "No app is backed up yet.".to_string()
-                                } else if problems > 0 {
-                                    format!("{problems} of {} apps need attention.", rows.len())
-                                } else {
-                                    format!("All {} apps' backups are current.", rows.len())
-                                }}
-                            </p>
-                            {(!rows.is_empty()).then(|| view! {
-                                <table class="mt-3 w-full text-left text-sm">
-                                    <thead class="text-xs uppercase text-slate-500">
-                                        <tr><th class="py-1 pr-3">"Owner"</th><th class="pr-3">"App"</th><th class="pr-3">"Schedule"</th><th class="pr-3">"Last good backup"</th><th>"Problem"</th></tr>
-                                    </thead>
-                                    <tbody>
-                                        {rows.into_iter().map(|r| {
-                                            let problem = match (r.overdue, r.last_failure) {
-                                                (_, Some(f)) => f,
-                                                (true, None) => "A scheduled backup was missed.".into(),
-                                                (false, None) => String::new(),
-                                            };
-                                            let app_attr = r.app.clone();
-                                            view! {
-                                                <tr class="border-t border-slate-200 dark:border-slate-800" data-app=app_attr>
-                                                    <td class="py-1 pr-3">{r.owner}</td>
-                                                    <td class="pr-3 font-mono">{r.app}</td>
-                                                    <td class="pr-3">{r.schedule}</td>
-                                                    <td class="pr-3">{r.last_success.unwrap_or_else(|| "never".into())}</td>
-                                                    <td class="text-red-700">{problem}</td>
-                                                </tr>
-                                            }
-                                        }).collect_view()}
-                                    </tbody>
-                                </table>
-                            })}
-                        </section>
-                    }.into_any()
-                }
+                Ok(o) => view! { {panel_backup(o.panel)} {app_backups_table(o.apps)} }.into_any(),
             })}
         </Transition>
+    }
+}
+
+/// Pier's own backup: when it last succeeded, and what needs doing.
+fn panel_backup(p: PanelBackupRow) -> impl IntoView {
+    let bad = p.overdue || p.last_failure.is_some() || !p.passphrase_set;
+    view! {
+        <div class=format!("mt-4 rounded-md border px-4 py-3 text-sm {}", if bad { "border-red-200 bg-red-50 text-red-900 dark:border-red-900 dark:bg-red-950 dark:text-red-200" } else { "border-slate-200 bg-white dark:border-slate-800 dark:bg-slate-900" }) data-testid="panel-backup">
+            <p>{p.last_success.map(|t| format!("Pier's own backup (database and key): last good {t}.")).unwrap_or_else(|| "Pier itself has not been backed up yet (daily at 02:30 UTC, or `pier backup`).".into())}</p>
+            {p.overdue.then(|| view! { <p class="mt-1 font-medium">"Its daily backup was missed."</p> })}
+            {p.last_failure.map(|f| view! { <p class="mt-1 font-medium">{format!("The last one failed: {f}")}</p> })}
+            {(!p.passphrase_set).then(|| view! { <p class="mt-1 font-medium">"No recovery passphrase: without this machine's secret key the backups cannot be opened. Set one with `pier backup passphrase --passphrase-stdin`."</p> })}
+        </div>
+    }
+}
+
+/// Every app's backups: the last success, a failure, a missed slot.
+fn app_backups_table(rows: Vec<BackupOverviewRow>) -> impl IntoView {
+    let problems = rows
+        .iter()
+        .filter(|r| r.overdue || r.last_failure.is_some())
+        .count();
+    let summary_class = if problems > 0 {
+        "text-sm font-medium text-red-700"
+    } else {
+        "text-sm text-slate-500"
+    };
+    view! {
+        <section class=format!("{CARD} mt-6 overflow-x-auto") aria-labelledby="backups-overview" data-testid="backup-overview">
+            <h2 id="backups-overview" class="text-lg font-semibold">"Backups"</h2>
+            <p class=summary_class>
+                {if rows.is_empty() {
+                    "No app is backed up yet.".to_string()
+                } else if problems > 0 {
+                    format!("{problems} of {} apps need attention.", rows.len())
+                } else {
+                    format!("All {} apps' backups are current.", rows.len())
+                }}
+            </p>
+            {(!rows.is_empty()).then(|| view! {
+                <table class="mt-3 w-full text-left text-sm">
+                    <thead class="text-xs uppercase text-slate-500">
+                        <tr><th class="py-1 pr-3">"Owner"</th><th class="pr-3">"App"</th><th class="pr-3">"Schedule"</th><th class="pr-3">"Last good backup"</th><th>"Problem"</th></tr>
+                    </thead>
+                    <tbody>
+                        {rows.into_iter().map(|r| {
+                            let problem = match (r.overdue, r.last_failure) {
+                                (_, Some(f)) => f,
+                                (true, None) => "A scheduled backup was missed.".into(),
+                                (false, None) => String::new(),
+                            };
+                            let app_attr = r.app.clone();
+                            view! {
+                                <tr class="border-t border-slate-200 dark:border-slate-800" data-app=app_attr>
+                                    <td class="py-1 pr-3">{r.owner}</td>
+                                    <td class="pr-3 font-mono">{r.app}</td>
+                                    <td class="pr-3">{r.schedule}</td>
+                                    <td class="pr-3">{r.last_success.unwrap_or_else(|| "never".into())}</td>
+                                    <td class="text-red-700">{problem}</td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
+        </section>
     }
 }
 
 /// The admin's offsite target: an S3-compatible bucket every snapshot is copied to.
 #[component]
 pub fn TargetForm() -> impl IntoView {
-    let save = ServerAction::<SaveBackupTarget>::new();
-    let remove = ServerAction::<DeleteBackupTarget>::new();
+    let save = FormAction::of::<SaveBackupTarget>();
+    let remove = FormAction::of::<DeleteBackupTarget>();
     let saved = successes(save.value());
     let info = crate::codec::resource(
         move || (saved.get(), remove.version().get()),
@@ -418,7 +428,7 @@ pub fn TargetForm() -> impl IntoView {
                                 </p>
                             }
                         })}
-                        <ActionForm action=save attr:class="mt-3 grid gap-3 sm:grid-cols-3" attr:novalidate=true>
+                        <PostForm action=save attr:class="mt-3 grid gap-3 sm:grid-cols-3" attr:novalidate=true>
                             <CsrfField/>
                             {[("endpoint", "Endpoint", endpoint, "https://s3.example.com"), ("region", "Region", region, "us-east-1"), ("bucket", "Bucket", bucket, "pier-backups"), ("access_key", "Access key", key, "")].into_iter().map(|(name, label, value, ph)| view! {
                                 <label class="text-sm">{label}
@@ -433,12 +443,12 @@ pub fn TargetForm() -> impl IntoView {
                                 <span class="text-xs text-red-600">{move || err("secret").get()}</span>
                             </label>
                             <div class="flex items-end"><button type="submit" class=BUTTON data-testid="save-target">"Save"</button></div>
-                        </ActionForm>
+                        </PostForm>
                         {has.then(|| view! {
-                            <ActionForm action=remove attr:class="mt-3">
+                            <PostForm action=remove attr:class="mt-3">
                                 <CsrfField/>
                                 <button type="submit" class=BUTTON_DANGER>"Stop copying offsite"</button>
-                            </ActionForm>
+                            </PostForm>
                         })}
                     }
                 })}

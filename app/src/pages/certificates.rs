@@ -1,5 +1,6 @@
 //! Admins: every certificate, the ACME account, and how much of the CA's weekly limit is used.
 
+use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -21,7 +22,7 @@ pub fn CertificatesPage() -> impl IntoView {
 
 #[component]
 fn CertificatesAdmin() -> impl IntoView {
-    let renew = ServerAction::<RenewCertificate>::new();
+    let renew = FormAction::of::<RenewCertificate>();
     let data = crate::codec::resource(move || renew.version().get(), |_| certificates_overview());
     view! {
         <h1 class="text-2xl font-bold tracking-tight">"Certificates"</h1>
@@ -77,11 +78,11 @@ fn CertificatesAdmin() -> impl IntoView {
                                         <li class="flex flex-wrap items-center justify-between gap-3 py-3">
                                             <div><span class="font-mono">{c.domain.clone()}</span><p class="text-xs text-slate-500">{c.note.clone()}</p></div>
                                             {valid.then(|| view! {
-                                                <ActionForm action=renew>
+                                                <PostForm action=renew>
                                                     <CsrfField/>
                                                     <input type="hidden" name="domain" value=domain.clone()/>
                                                     <button type="submit" class=BUTTON_SMALL>"Renew now"</button>
-                                                </ActionForm>
+                                                </PostForm>
                                             })}
                                         </li>
                                     }

@@ -1,5 +1,6 @@
 //! Domains: register a name, attach it to an app, move or detach it, delete it.
 
+use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -30,12 +31,12 @@ fn app_select(apps: &[String], current: Option<&str>, label: &'static str) -> im
 
 #[component]
 pub fn DomainsPage() -> impl IntoView {
-    let add = ServerAction::<AddDomain>::new();
-    let attach = ServerAction::<AttachDomain>::new();
-    let remove = ServerAction::<RemoveDomain>::new();
-    let dns = ServerAction::<CheckDns>::new();
-    let retry = ServerAction::<RetryCertificate>::new();
-    let verify = ServerAction::<VerifyDomain>::new();
+    let add = FormAction::of::<AddDomain>();
+    let attach = FormAction::of::<AttachDomain>();
+    let remove = FormAction::of::<RemoveDomain>();
+    let dns = FormAction::of::<CheckDns>();
+    let retry = FormAction::of::<RetryCertificate>();
+    let verify = FormAction::of::<VerifyDomain>();
     let data = crate::codec::resource(
         move || {
             (
@@ -75,7 +76,7 @@ pub fn DomainsPage() -> impl IntoView {
                                 " at your DNS provider (for *.example.com, at _pier-challenge.example.com)."
                             </p>
                         })}
-                        <ActionForm action=add node_ref=form attr:class="grid gap-3 sm:grid-cols-3 sm:items-end" attr:novalidate=true>
+                        <PostForm action=add node_ref=form attr:class="grid gap-3 sm:grid-cols-3 sm:items-end" attr:novalidate=true>
                             <CsrfField/>
                             <Field label="Domain" name="domain" placeholder="blog.example.com" required=true autocomplete="off" error=field_error(value, "domain")/>
                             <label class="block text-sm">
@@ -84,7 +85,7 @@ pub fn DomainsPage() -> impl IntoView {
                                 {move || field_error(value, "app").get().map(|e| view! { <p class="mt-1 text-sm text-red-600">{e}</p> })}
                             </label>
                             <div><button type="submit" class=BUTTON data-testid="add-domain">"Add domain"</button></div>
-                        </ActionForm>
+                        </PostForm>
                     }.into_any(),
                     Err(e) => view! { <ErrorFlash error=e/> }.into_any(),
                 })}
@@ -131,39 +132,39 @@ pub fn DomainsPage() -> impl IntoView {
                                     </div>
                                     <div class="flex items-center gap-2">
                                         {proof.is_some().then(|| view! {
-                                            <ActionForm action=verify>
+                                            <PostForm action=verify>
                                                 <CsrfField/>
                                                 <input type="hidden" name="domain" value=n7.clone()/>
                                                 <button type="submit" class=BUTTON_SMALL data-testid="verify-domain">"Verify"</button>
-                                            </ActionForm>
+                                            </PostForm>
                                         })}
                                         {can_retry.then(|| view! {
-                                            <ActionForm action=retry>
+                                            <PostForm action=retry>
                                                 <CsrfField/>
                                                 <input type="hidden" name="domain" value=n6.clone()/>
                                                 <button type="submit" class=BUTTON_SMALL data-testid="retry-certificate">"Retry certificate"</button>
-                                            </ActionForm>
+                                            </PostForm>
                                         })}
-                                        <ActionForm action=dns>
+                                        <PostForm action=dns>
                                             <CsrfField/>
                                             <input type="hidden" name="domain" value=n5/>
                                             <button type="submit" class=BUTTON_SMALL data-testid="check-dns">"Check DNS"</button>
-                                        </ActionForm>
-                                        <ActionForm action=attach attr:class="flex items-center gap-2">
+                                        </PostForm>
+                                        <PostForm action=attach attr:class="flex items-center gap-2">
                                             <CsrfField/>
                                             <input type="hidden" name="domain" value=n3/>
                                             {app_select(&apps, row.app.as_deref(), "Attached to")}
                                             <button type="submit" class=BUTTON_SMALL data-testid="attach-domain">"Save"</button>
-                                        </ActionForm>
+                                        </PostForm>
                                         <details class="relative">
                                             <summary class=format!("{BUTTON_SMALL} cursor-pointer list-none")>"Delete"</summary>
                                             <div class="absolute right-0 z-10 mt-2 w-64 rounded-md border border-slate-200 bg-white p-3 shadow dark:border-slate-700 dark:bg-slate-900">
                                                 <p class="text-xs">"Its traffic stops at once and someone else may register it."</p>
-                                                <ActionForm action=remove attr:class="mt-2">
+                                                <PostForm action=remove attr:class="mt-2">
                                                     <CsrfField/>
                                                     <input type="hidden" name="domain" value=n4/>
                                                     <button type="submit" class=BUTTON_DANGER data-testid="delete-domain">"Delete domain"</button>
-                                                </ActionForm>
+                                                </PostForm>
                                             </div>
                                         </details>
                                     </div>

@@ -1,3 +1,4 @@
+use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -13,7 +14,7 @@ pub fn InvitePage() -> impl IntoView {
     let params = use_params_map();
     let token = move || params.read().get("token").unwrap_or_default();
     let info = crate::codec::resource(token, invite_info);
-    let accept = ServerAction::<AcceptInvite>::new();
+    let accept = FormAction::of::<AcceptInvite>();
     let value = accept.value();
     Effect::new(move |_| {
         if let Some(Ok(())) = value.get() {
@@ -36,7 +37,7 @@ pub fn InvitePage() -> impl IntoView {
                                         _ => None,
                                     }}
                                 </div>
-                                <ActionForm action=accept attr:class="space-y-4" attr:novalidate=true>
+                                <PostForm action=accept attr:class="space-y-4" attr:novalidate=true>
                                     <CsrfField/>
                                     <input type="hidden" name="token" value=token()/>
                                     <Field label="Password" name="password" kind="password" autocomplete="new-password"
@@ -44,7 +45,7 @@ pub fn InvitePage() -> impl IntoView {
                                     <Field label="Repeat password" name="confirm" kind="password" autocomplete="new-password"
                                         required=true error=field_error(value, "confirm")/>
                                     <button type="submit" class=format!("{BUTTON} w-full")>"Set password"</button>
-                                </ActionForm>
+                                </PostForm>
                             }.into_any(),
                             // The server already set the status (410 for a used or expired link).
                             Err(e) => view! {

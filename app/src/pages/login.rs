@@ -1,3 +1,4 @@
+use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{components::Redirect, hooks::use_query_map};
@@ -43,7 +44,7 @@ pub fn LoginPage() -> impl IntoView {
 #[component]
 fn LoginForm(next: String) -> impl IntoView {
     let query = use_query_map();
-    let login = ServerAction::<Login>::new();
+    let login = FormAction::of::<Login>();
     let value = login.value();
     let (show, set_show) = signal(false);
     let target = next.clone();
@@ -77,7 +78,7 @@ fn LoginForm(next: String) -> impl IntoView {
             <div class=CARD>
                 <h1 class="mb-6 text-xl font-semibold">"Sign in"</h1>
                 <div class="mb-4 space-y-3">{info}{general}</div>
-                <ActionForm action=login attr:class="space-y-4" attr:novalidate=true>
+                <PostForm action=login attr:class="space-y-4" attr:novalidate=true>
                     <CsrfField/>
                     <div class="space-y-1">
                         <label for="f-email" class="block text-sm font-medium">"Email"</label>
@@ -112,7 +113,7 @@ fn LoginForm(next: String) -> impl IntoView {
                     <button type="submit" class=format!("{BUTTON} w-full") disabled=move || login.pending().get()>
                         {move || if login.pending().get() { "Signing in…" } else { "Sign in" }}
                     </button>
-                </ActionForm>
+                </PostForm>
                 <div class="mt-4 border-t border-slate-200 pt-4 dark:border-slate-800">
                     <button type="button" class=format!("{BUTTON_SMALL} w-full") data-testid="passkey-sign-in"
                         disabled=move || passkey.pending().get()
@@ -174,9 +175,9 @@ fn passkey_sign_in(next: String) -> Action<String, Result<(), String>> {
 #[component]
 fn CodeForm(next: String, factors: SecondFactors) -> impl IntoView {
     let passkey = passkey_sign_in(next.clone());
-    let send = ServerAction::<LoginCode>::new();
+    let send = FormAction::of::<LoginCode>();
     let value = send.value();
-    let restart = ServerAction::<Logout>::new();
+    let restart = FormAction::of::<Logout>();
     Effect::new(move |_| {
         if let Some(Ok(())) = value.get() {
             hard_navigate(&next);
@@ -214,7 +215,7 @@ fn CodeForm(next: String, factors: SecondFactors) -> impl IntoView {
                     })}</div>
                 })}
                 <div class="mb-4">{general}</div>
-                <ActionForm action=send attr:class="space-y-4" attr:novalidate=true>
+                <PostForm action=send attr:class="space-y-4" attr:novalidate=true>
                     <CsrfField/>
                     <Field label=if factors.authenticator { "Code" } else { "Recovery code" } name="code"
                         autocomplete="one-time-code" required=true
@@ -222,13 +223,13 @@ fn CodeForm(next: String, factors: SecondFactors) -> impl IntoView {
                     <button type="submit" class=format!("{BUTTON} w-full") disabled=move || send.pending().get()>
                         {move || if send.pending().get() { "Checking…" } else { "Continue" }}
                     </button>
-                </ActionForm>
-                <ActionForm action=restart attr:class="mt-4 text-center">
+                </PostForm>
+                <PostForm action=restart attr:class="mt-4 text-center">
                     <CsrfField/>
                     <button type="submit" class="text-xs font-medium text-indigo-600 hover:underline">
                         "Start over with another account"
                     </button>
-                </ActionForm>
+                </PostForm>
             </div>
         </main>
     }

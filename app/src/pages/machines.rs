@@ -1,6 +1,7 @@
 //! The admin page's "Machines" section: the Swarm's nodes, where an admin drains a machine
 //! before maintenance and lets it take tasks again. Absent on a single engine.
 
+use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use pier_types::{format_cpus, Node, NodeAvailability, NodeRole, NodeState};
 
@@ -11,7 +12,7 @@ use crate::{
 
 #[component]
 pub fn Machines() -> impl IntoView {
-    let act = ServerAction::<SetNodeAvailability>::new();
+    let act = FormAction::of::<SetNodeAvailability>();
     let cluster = crate::codec::resource(move || act.version().get(), |_| cluster_status());
     view! {
         <Transition fallback=|| ()>
@@ -63,7 +64,7 @@ pub fn Machines() -> impl IntoView {
 }
 
 #[component]
-fn MachineRow(node: Node, act: ServerAction<SetNodeAvailability>) -> impl IntoView {
+fn MachineRow(node: Node, act: ActionOf<SetNodeAvailability>) -> impl IntoView {
     let role = match (node.role, node.leader) {
         (NodeRole::Manager, true) => "manager (leader)",
         (NodeRole::Manager, false) => "manager",
@@ -93,12 +94,12 @@ fn MachineRow(node: Node, act: ServerAction<SetNodeAvailability>) -> impl IntoVi
         .map(|(to, label)| {
             let id = id.clone();
             view! {
-                <ActionForm action=act>
+                <PostForm action=act>
                     <CsrfField/>
                     <input type="hidden" name="id" value=id/>
                     <input type="hidden" name="availability" value=to.as_str()/>
                     <button type="submit" class=BUTTON_SMALL>{label}</button>
-                </ActionForm>
+                </PostForm>
             }
         })
         .collect_view();

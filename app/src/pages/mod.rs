@@ -15,6 +15,7 @@ pub mod notifications;
 pub mod tags;
 pub mod two_factor;
 
+use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{
@@ -92,7 +93,7 @@ pub fn Authed() -> impl IntoView {
 
 #[component]
 fn Nav(me: Me) -> impl IntoView {
-    let logout = ServerAction::<Logout>::new();
+    let logout = FormAction::of::<Logout>();
     Effect::new(move |_| {
         if let Some(Ok(())) = logout.value().get() {
             hard_navigate("/login?notice=signed-out");
@@ -120,12 +121,12 @@ fn Nav(me: Me) -> impl IntoView {
                     {me.is_admin.then(|| view! { <A href="/admin/audit" attr:class=link>"Audit log"</A> })}
                 </nav>
                 <span class="hidden text-sm text-slate-500 sm:inline" data-testid="me">{me.email.clone()}</span>
-                <ActionForm action=logout>
+                <PostForm action=logout>
                     <CsrfField/>
                     <button type="submit" class="rounded-md px-3 py-2 text-sm font-medium text-slate-600 hover:bg-slate-100 dark:text-slate-300 dark:hover:bg-slate-800">
                         "Sign out"
                     </button>
-                </ActionForm>
+                </PostForm>
             </div>
         </header>
     }

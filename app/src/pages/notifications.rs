@@ -1,6 +1,7 @@
 //! Notifications: on the account page, where a person's go (e-mail, a signed webhook), the last
 //! deliveries and *Send a test*; on the admin page, the operator's mail server.
 
+use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 
 use crate::{
@@ -17,8 +18,8 @@ use crate::{
 /// Account → Notifications.
 #[component]
 pub fn Notifications() -> impl IntoView {
-    let save = ServerAction::<SetNotifications>::new();
-    let test = ServerAction::<SendTestNotification>::new();
+    let save = FormAction::of::<SetNotifications>();
+    let test = FormAction::of::<SendTestNotification>();
     let refresh = RwSignal::new(0u32);
     let state = crate::codec::resource(
         move || (save.version().get(), test.version().get(), refresh.get()),
@@ -33,10 +34,10 @@ pub fn Notifications() -> impl IntoView {
                 <div class="flex gap-2">
                     <button type="button" class=BUTTON_SMALL data-testid="deliveries-refresh"
                         on:click=move |_| refresh.update(|n| *n += 1)>"Refresh"</button>
-                    <ActionForm action=test>
+                    <PostForm action=test>
                         <CsrfField/>
                         <button type="submit" class=BUTTON_SMALL data-testid="send-test">"Send a test"</button>
-                    </ActionForm>
+                    </PostForm>
                 </div>
             </div>
             <p class="mt-1 text-sm text-slate-500">
@@ -56,10 +57,10 @@ pub fn Notifications() -> impl IntoView {
 }
 
 #[component]
-fn ChannelsForm(v: NotifyView, save: ServerAction<SetNotifications>) -> impl IntoView {
+fn ChannelsForm(v: NotifyView, save: ActionOf<SetNotifications>) -> impl IntoView {
     let value = save.value();
     view! {
-        <ActionForm action=save attr:class="mt-4 space-y-4" attr:novalidate=true>
+        <PostForm action=save attr:class="mt-4 space-y-4" attr:novalidate=true>
             <CsrfField/>
             <label class="flex items-center gap-2 text-sm">
                 <input type="checkbox" name="email" value="on" checked=v.email data-testid="notify-email"/>
@@ -83,7 +84,7 @@ fn ChannelsForm(v: NotifyView, save: ServerAction<SetNotifications>) -> impl Int
                 </div>
             })}
             <button type="submit" class=BUTTON>"Save"</button>
-        </ActionForm>
+        </PostForm>
     }
 }
 
@@ -129,8 +130,8 @@ fn DeliveryList(v: NotifyView) -> impl IntoView {
 /// Admin → the mail server notifications go out through.
 #[component]
 pub fn SmtpForm() -> impl IntoView {
-    let save = ServerAction::<SetSmtp>::new();
-    let remove = ServerAction::<DeleteSmtp>::new();
+    let save = FormAction::of::<SetSmtp>();
+    let remove = FormAction::of::<DeleteSmtp>();
     let current = crate::codec::resource(
         move || (save.version().get(), remove.version().get()),
         |_| smtp_settings(),
@@ -151,7 +152,7 @@ pub fn SmtpForm() -> impl IntoView {
                     Ok(s) => {
                         let s2 = s.clone();
                         view! {
-                            <ActionForm action=save attr:class="mt-3 grid gap-3 sm:grid-cols-2" attr:novalidate=true>
+                            <PostForm action=save attr:class="mt-3 grid gap-3 sm:grid-cols-2" attr:novalidate=true>
                                 <CsrfField/>
                                 <Field label="Host" name="host" value=s.as_ref().map(|s| s.host.clone()).unwrap_or_default()
                                     placeholder="smtp.example.com" error=field_error(value, "host")/>
@@ -178,12 +179,12 @@ pub fn SmtpForm() -> impl IntoView {
                                     hint=if s.as_ref().is_some_and(|s| s.has_password) { "Saved; empty keeps it." } else { "" }
                                     error=field_error(value, "password")/>
                                 <div class="sm:col-span-2"><button type="submit" class=BUTTON>"Save mail server"</button></div>
-                            </ActionForm>
+                            </PostForm>
                             {s2.map(|_| view! {
-                                <ActionForm action=remove attr:class="mt-3">
+                                <PostForm action=remove attr:class="mt-3">
                                     <CsrfField/>
                                     <button type="submit" class=BUTTON_SMALL>"Remove the mail server"</button>
-                                </ActionForm>
+                                </PostForm>
                             })}
                         }.into_any()
                     }

@@ -1,6 +1,7 @@
 //! The app page's "Image updates" section: follow the image tag, check for an update, and the
 //! webhook URL a registry calls when the tag is pushed.
 
+use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 
 use crate::{
@@ -10,9 +11,9 @@ use crate::{
 
 #[component]
 pub fn ImageUpdates(name: String) -> impl IntoView {
-    let follow = ServerAction::<FollowTag>::new();
-    let check = ServerAction::<CheckForUpdate>::new();
-    let hook = ServerAction::<NewTagWebhook>::new();
+    let follow = FormAction::of::<FollowTag>();
+    let check = FormAction::of::<CheckForUpdate>();
+    let hook = FormAction::of::<NewTagWebhook>();
     let n = name.clone();
     let info = crate::codec::resource(
         move || {
@@ -56,19 +57,19 @@ pub fn ImageUpdates(name: String) -> impl IntoView {
                                     </dl>
                                     {u.error.clone().map(|e| view! { <p class="mt-1 text-sm text-red-700" data-testid="tag-error">{format!("The last check failed: {e}")}</p> })}
                                     <div class="mt-3 flex flex-wrap items-center gap-3">
-                                        <ActionForm action=follow attr:class="flex items-center gap-2">
+                                        <PostForm action=follow attr:class="flex items-center gap-2">
                                             <CsrfField/>
                                             <input type="hidden" name="app" value=a1/>
                                             {(!u.follow).then(|| view! { <input type="hidden" name="follow" value="on"/> })}
                                             <button type="submit" class=BUTTON_SMALL data-testid="follow-tag">
                                                 {if u.follow { "Stop following the tag" } else { "Redeploy when the tag moves" }}
                                             </button>
-                                        </ActionForm>
-                                        <ActionForm action=check>
+                                        </PostForm>
+                                        <PostForm action=check>
                                             <CsrfField/>
                                             <input type="hidden" name="app" value=a2/>
                                             <button type="submit" class=BUTTON_SMALL data-testid="check-update">"Check for update"</button>
-                                        </ActionForm>
+                                        </PostForm>
                                     </div>
                                     <p class="mt-3 text-xs text-slate-500">{if u.follow {
                                         "Following: the registry is asked every few hours, and at once when it calls the webhook below; a new digest is deployed like any other (healthy first, the old one kept if it fails)."
@@ -78,11 +79,11 @@ pub fn ImageUpdates(name: String) -> impl IntoView {
                                     <label class="mt-3 block text-xs text-slate-500">"Webhook (POST, no token: the URL is the secret)"
                                         <input readonly class=format!("{INPUT} mt-1 font-mono text-xs") value=u.webhook_url.clone() data-testid="tag-webhook"/>
                                     </label>
-                                    <ActionForm action=hook attr:class="mt-2">
+                                    <PostForm action=hook attr:class="mt-2">
                                         <CsrfField/>
                                         <input type="hidden" name="app" value=a3/>
                                         <button type="submit" class=BUTTON_SMALL>"New webhook URL"</button>
-                                    </ActionForm>
+                                    </PostForm>
                                 }.into_any(),
                             }}
                         </section>

@@ -2,6 +2,7 @@
 //! hand, then a code from it), see and renew the recovery codes, turn it off. Where an admin
 //! requires two factors, people without one are sent here and may do nothing else first.
 
+use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -63,10 +64,10 @@ type AddPasskey = Action<String, Result<Option<Vec<String>>, String>>;
 
 #[component]
 pub fn TwoFactorPage() -> impl IntoView {
-    let confirm = ServerAction::<ConfirmTwoFactor>::new();
-    let renew = ServerAction::<NewRecoveryCodes>::new();
-    let disable = ServerAction::<DisableTwoFactor>::new();
-    let remove = ServerAction::<RemovePasskey>::new();
+    let confirm = FormAction::of::<ConfirmTwoFactor>();
+    let renew = FormAction::of::<NewRecoveryCodes>();
+    let disable = FormAction::of::<DisableTwoFactor>();
+    let remove = FormAction::of::<RemovePasskey>();
     let add: AddPasskey = Action::new_local(|name: &String| {
         let name = name.clone();
         async move {
@@ -169,7 +170,7 @@ fn StateLine(state: TwoFactorView) -> impl IntoView {
 fn Passkeys(
     state: TwoFactorView,
     add: AddPasskey,
-    remove: ServerAction<RemovePasskey>,
+    remove: ActionOf<RemovePasskey>,
 ) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let removed = form_outcome(remove.value());
@@ -193,11 +194,11 @@ fn Passkeys(
                                     p.last_used.map(|t| format!("last used {t}")).unwrap_or_else(|| "not used yet".into()))}
                             </p>
                         </div>
-                        <ActionForm action=remove>
+                        <PostForm action=remove>
                             <CsrfField/>
                             <input type="hidden" name="id" value=p.id.to_string()/>
                             <button type="submit" class=BUTTON_SMALL>"Remove"</button>
-                        </ActionForm>
+                        </PostForm>
                     </li>
                 }).collect_view()}
             </ul>
@@ -233,13 +234,13 @@ fn Passkeys(
 
 /// Ten new recovery codes in place of the old ones.
 #[component]
-fn NewCodes(state: TwoFactorView, renew: ServerAction<NewRecoveryCodes>) -> impl IntoView {
+fn NewCodes(state: TwoFactorView, renew: ActionOf<NewRecoveryCodes>) -> impl IntoView {
     let renewed = renew.value();
     view! {
         <section class=CARD aria-labelledby="renew-title">
             <h2 id="renew-title" class="text-lg font-semibold">"New recovery codes"</h2>
             <p class="mt-1 text-sm text-slate-500">"Ten new codes; the old ones stop working."</p>
-            <ActionForm action=renew attr:class="mt-4 space-y-3" attr:novalidate=true>
+            <PostForm action=renew attr:class="mt-4 space-y-3" attr:novalidate=true>
                 <CsrfField/>
                 {if state.authenticator {
                     view! { <CodeField id="f-renew-code" error=field_error(renewed, "code")/> }.into_any()
@@ -248,7 +249,7 @@ fn NewCodes(state: TwoFactorView, renew: ServerAction<NewRecoveryCodes>) -> impl
                 }}
                 <div>{general_error(renewed)}</div>
                 <button type="submit" class=BUTTON_SMALL>"Make new recovery codes"</button>
-            </ActionForm>
+            </PostForm>
         </section>
     }
 }
@@ -280,8 +281,8 @@ fn RecoveryCodes(codes: Vec<String>) -> impl IntoView {
 }
 
 #[component]
-fn SetUp(confirm: ServerAction<ConfirmTwoFactor>) -> impl IntoView {
-    let begin = ServerAction::<BeginTwoFactor>::new();
+fn SetUp(confirm: ActionOf<ConfirmTwoFactor>) -> impl IntoView {
+    let begin = FormAction::of::<BeginTwoFactor>();
     let setup = begin.value();
     let value = confirm.value();
     view! {
@@ -301,24 +302,24 @@ fn SetUp(confirm: ServerAction<ConfirmTwoFactor>) -> impl IntoView {
                         </li>
                         <li>
                             "Enter the code the app shows."
-                            <ActionForm action=confirm attr:class="mt-2 space-y-3" attr:novalidate=true>
+                            <PostForm action=confirm attr:class="mt-2 space-y-3" attr:novalidate=true>
                                 <CsrfField/>
                                 <CodeField id="f-confirm-code" error=field_error(value, "code")/>
                                 <div>{general_error(value)}</div>
                                 <button type="submit" class=BUTTON disabled=move || confirm.pending().get()>
                                     "Turn on two-factor sign-in"
                                 </button>
-                            </ActionForm>
+                            </PostForm>
                         </li>
                     </ol>
                 }.into_any(),
                 _ => view! {
-                    <ActionForm action=begin attr:class="mt-2">
+                    <PostForm action=begin attr:class="mt-2">
                         <CsrfField/>
                         <button type="submit" class=BUTTON data-testid="begin-two-factor">
                             "Set up an authenticator app"
                         </button>
-                    </ActionForm>
+                    </PostForm>
                 }.into_any(),
             }}
         </section>
@@ -326,7 +327,7 @@ fn SetUp(confirm: ServerAction<ConfirmTwoFactor>) -> impl IntoView {
 }
 
 #[component]
-fn AuthenticatorOn(state: TwoFactorView, disable: ServerAction<DisableTwoFactor>) -> impl IntoView {
+fn AuthenticatorOn(state: TwoFactorView, disable: ActionOf<DisableTwoFactor>) -> impl IntoView {
     let disabled = form_outcome(disable.value());
     let last_factor = state.passkeys.is_empty();
     view! {
@@ -345,12 +346,12 @@ fn AuthenticatorOn(state: TwoFactorView, disable: ServerAction<DisableTwoFactor>
             } else {
                 view! {
                     <div class="mt-3"><Outcome value=disabled/></div>
-                    <ActionForm action=disable attr:class="mt-3 space-y-3" attr:novalidate=true>
+                    <PostForm action=disable attr:class="mt-3 space-y-3" attr:novalidate=true>
                         <CsrfField/>
                         <CodeField id="f-off-code" label="Code from your authenticator app, or a recovery code"
                             error=field_error(disable.value(), "code")/>
                         <button type="submit" class=BUTTON_DANGER>"Remove the authenticator app"</button>
-                    </ActionForm>
+                    </PostForm>
                 }.into_any()
             }}
         </section>

@@ -589,6 +589,11 @@ pub async fn app_action(
             format!("Deleted {app} and its volumes; its container and data are being removed.")
         }
     };
+    // After a delete the app's page has nothing to show: the browser goes to the list (the
+    // page's script follows the header; a form posted before hydration, the 302).
+    if action.removes_the_app() {
+        leptos_axum::redirect("/");
+    }
     Ok(Done {
         message,
         copy: None,

@@ -281,23 +281,26 @@ pub struct PanelBackupRow {
     pub overdue: bool,
 }
 
-#[server(prefix = "/rpc", endpoint = "panel_backup_status", input = GetUrl)]
-pub async fn panel_backup_status() -> Result<PanelBackupRow, AppError> {
+/// The admin page's backup section: Pier's own, and every app's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminBackups {
+    pub panel: PanelBackupRow,
+    pub apps: Vec<BackupOverviewRow>,
+}
+
+/// Pier's own backups, and every app with a schedule or a snapshot (admins only).
+#[server(prefix = "/rpc", endpoint = "backup_overview", input = GetUrl)]
+pub async fn backup_overview() -> Result<AdminBackups, AppError> {
     let (c, actor) = ssr::signed_in().await?;
     let s = c.pier.panel_backup_status(&actor).await?;
-    Ok(PanelBackupRow {
+    let panel = PanelBackupRow {
         last_success: s.last_done_at.map(pier_core::format_time),
         last_failure: s.last_failure.map(|(why, _)| why),
         passphrase_set: s.passphrase_at.is_some(),
         overdue: s.overdue,
-    })
-}
-
-/// Every app with a schedule or a snapshot (admins only).
-#[server(prefix = "/rpc", endpoint = "backup_overview", input = GetUrl)]
-pub async fn backup_overview() -> Result<Vec<BackupOverviewRow>, AppError> {
-    let (c, actor) = ssr::signed_in().await?;
-    Ok(c.pier
+    };
+    let apps = c
+        .pier
         .backup_overview(&actor)
         .await?
         .into_iter()
@@ -309,7 +312,8 @@ pub async fn backup_overview() -> Result<Vec<BackupOverviewRow>, AppError> {
             last_failure: r.summary.last_failure.map(|(why, _)| why),
             overdue: r.summary.overdue,
         })
-        .collect())
+        .collect();
+    Ok(AdminBackups { panel, apps })
 }
 
 /// The offsite target on the admin page (never its secret).

@@ -104,31 +104,6 @@ pub async fn disable_two_factor(code: String, csrf_token: String) -> Result<Done
     })
 }
 
-#[server(prefix = "/rpc", endpoint = "reset_two_factor")]
-pub async fn reset_two_factor(id: i64, csrf_token: String) -> Result<Done, AppError> {
-    let (c, actor) = ssr::form(csrf_token).await?;
-    c.pier.reset_two_factor(&actor, id).await?;
-    let u = c.pier.user(&actor, id).await?;
-    let then = if c.pier.two_factor_required().await? {
-        "they set it up again at their next sign-in"
-    } else {
-        "their password alone signs them in until they set it up again"
-    };
-    Ok(Done {
-        message: format!(
-            "Removed {}'s authenticator, passkeys and recovery codes; {then}.",
-            u.email
-        ),
-        copy: None,
-    })
-}
-
-#[server(prefix = "/rpc", endpoint = "two_factor_policy", input = GetUrl)]
-pub async fn two_factor_policy() -> Result<bool, AppError> {
-    let (c, actor) = ssr::signed_in().await?;
-    Ok(c.pier.two_factor_policy(&actor).await?)
-}
-
 #[server(prefix = "/rpc", endpoint = "set_two_factor_policy")]
 pub async fn set_two_factor_policy(
     /// A checked box ("on"): required for everyone.

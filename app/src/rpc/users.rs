@@ -61,18 +61,6 @@ pub struct ProxyRow {
     pub error: Option<String>,
 }
 
-/// None when this Pier runs without HAProxy.
-#[server(prefix = "/rpc", endpoint = "proxy_status", input = GetUrl)]
-pub async fn proxy_status() -> Result<Option<ProxyRow>, AppError> {
-    let (c, actor) = ssr::signed_in().await?;
-    Ok(c.pier.proxy_status(&actor)?.map(|s| ProxyRow {
-        running: s.running,
-        workers: s.workers,
-        routes: s.routes,
-        error: s.error,
-    }))
-}
-
 /// The container engine's isolation, as the admin sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineRow {
@@ -90,12 +78,27 @@ pub struct EngineRow {
     pub userland_proxy: Option<bool>,
 }
 
-/// None when the engine does not answer.
-#[server(prefix = "/rpc", endpoint = "engine_status", input = GetUrl)]
-pub async fn engine_status() -> Result<Option<EngineRow>, AppError> {
+/// HAProxy's and the engine's state, the banners at the top of the admin page (one call, one
+/// resource for both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminStatus {
+    /// None when this Pier runs without HAProxy.
+    pub proxy: Option<ProxyRow>,
+    /// None when the engine does not answer.
+    pub engine: Option<EngineRow>,
+}
+
+#[server(prefix = "/rpc", endpoint = "panel_status", input = GetUrl)]
+pub async fn panel_status() -> Result<AdminStatus, AppError> {
     let (c, actor) = ssr::signed_in().await?;
+    let proxy = c.pier.proxy_status(&actor)?.map(|s| ProxyRow {
+        running: s.running,
+        workers: s.workers,
+        routes: s.routes,
+        error: s.error,
+    });
     let egress = c.pier.egress_status(&actor)?;
-    Ok(c.pier.engine_info(&actor).await?.map(|i| EngineRow {
+    let engine = c.pier.engine_info(&actor).await?.map(|i| EngineRow {
         version: i.version,
         user_namespaces: i.user_namespaces,
         root_uid: i.root_uid,
@@ -106,19 +109,33 @@ pub async fn engine_status() -> Result<Option<EngineRow>, AppError> {
         writable_layer_mb: (i.layer_limit && c.pier.settings().engine.writable_layer_mb > 0)
             .then_some(c.pier.settings().engine.writable_layer_mb),
         userland_proxy: i.userland_proxy,
-    }))
+    });
+    Ok(AdminStatus { proxy, engine })
+}
+
+/// The users page's table, and the rule everyone signs in under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsersView {
+    pub users: Vec<UserRow>,
+    /// Everyone must sign in with two factors.
+    pub two_factor_required: bool,
 }
 
 #[server(prefix = "/rpc", endpoint = "list_users", input = GetUrl)]
-pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
+pub async fn list_users() -> Result<UsersView, AppError> {
     let (c, actor) = ssr::signed_in().await?;
     let two_factor = c.pier.two_factor_users(&actor).await?;
-    Ok(c.pier
+    let users = c
+        .pier
         .list_users(&actor)
         .await?
         .into_iter()
         .map(|u| user_row(u, &two_factor))
-        .collect())
+        .collect();
+    Ok(UsersView {
+        users,
+        two_factor_required: c.pier.two_factor_policy(&actor).await?,
+    })
 }
 
 #[server(prefix = "/rpc", endpoint = "create_user")]
@@ -165,34 +182,57 @@ pub async fn create_user(
     })
 }
 
-#[server(prefix = "/rpc", endpoint = "set_role")]
-pub async fn set_role(id: i64, role: String, csrf_token: String) -> Result<Done, AppError> {
+/// The one-button changes to a person (one server function, so the admin page carries one
+/// action's code for them rather than four): `action` is `make-admin`, `make-member`,
+/// `disable`, `enable`, `reset-two-factor` (they lost their authenticator) or `delete`.
+#[server(prefix = "/rpc", endpoint = "user_action")]
+pub async fn user_action(id: i64, action: String, csrf_token: String) -> Result<Done, AppError> {
     let (c, actor) = ssr::form(csrf_token).await?;
-    let u = c.pier.set_role(&actor, id, &role).await?;
-    Ok(Done {
-        message: format!(
-            "{} is now {}.",
-            u.email,
-            if role == "admin" {
-                "an admin"
-            } else {
-                "a member"
-            }
-        ),
-        copy: None,
-    })
-}
-
-#[server(prefix = "/rpc", endpoint = "set_disabled")]
-pub async fn set_disabled(id: i64, disabled: bool, csrf_token: String) -> Result<Done, AppError> {
-    let (c, actor) = ssr::form(csrf_token).await?;
-    let u = c.pier.set_disabled(&actor, id, disabled).await?;
-    Ok(Done {
-        message: if disabled {
+    let p = &c.pier;
+    let message = match action.as_str() {
+        "make-admin" | "make-member" => {
+            let admin = action == "make-admin";
+            let u = p
+                .set_role(&actor, id, if admin { "admin" } else { "member" })
+                .await?;
+            let role = if admin { "an admin" } else { "a member" };
+            format!("{} is now {role}.", u.email)
+        }
+        "disable" => {
+            let u = p.set_disabled(&actor, id, true).await?;
             format!("Disabled {}; their sessions have ended.", u.email)
-        } else {
-            format!("Enabled {}.", u.email)
-        },
+        }
+        "enable" => format!(
+            "Enabled {}.",
+            p.set_disabled(&actor, id, false).await?.email
+        ),
+        "reset-two-factor" => {
+            p.reset_two_factor(&actor, id).await?;
+            let u = p.user(&actor, id).await?;
+            let then = if p.two_factor_required().await? {
+                "they set it up again at their next sign-in"
+            } else {
+                "their password alone signs them in until they set it up again"
+            };
+            format!(
+                "Removed {}'s authenticator, passkeys and recovery codes; {then}.",
+                u.email
+            )
+        }
+        "delete" => {
+            p.delete_user(&actor, id).await?;
+            "User deleted.".into()
+        }
+        _ => {
+            return Err(pier_core::Error::field(
+                "action",
+                "Choose make-admin, make-member, disable, enable, reset-two-factor or delete.",
+            )
+            .into())
+        }
+    };
+    Ok(Done {
+        message,
         copy: None,
     })
 }
@@ -251,16 +291,6 @@ pub async fn set_quotas(
         .await?;
     Ok(Done {
         message: format!("Saved the quotas of {}.", u.email),
-        copy: None,
-    })
-}
-
-#[server(prefix = "/rpc", endpoint = "delete_user")]
-pub async fn delete_user(id: i64, csrf_token: String) -> Result<Done, AppError> {
-    let (c, actor) = ssr::form(csrf_token).await?;
-    c.pier.delete_user(&actor, id).await?;
-    Ok(Done {
-        message: "User deleted.".into(),
         copy: None,
     })
 }

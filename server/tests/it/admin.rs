@@ -29,8 +29,8 @@ async fn every_admin_function_refuses_members_and_strangers(db: SqlitePool) {
     let id = admin_id.as_str();
     let calls: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("create_user", NEW_USER.to_vec()),
-        ("set_role", vec![("id", id), ("role", "member")]),
-        ("set_disabled", vec![("id", id), ("disabled", "true")]),
+        ("user_action", vec![("id", id), ("action", "make-member")]),
+        ("user_action", vec![("id", id), ("action", "disable")]),
         ("reset_password", vec![("id", id)]),
         (
             "set_quotas",
@@ -41,7 +41,7 @@ async fn every_admin_function_refuses_members_and_strangers(db: SqlitePool) {
                 ("max_cpus", "0"),
             ],
         ),
-        ("delete_user", vec![("id", id)]),
+        ("user_action", vec![("id", id), ("action", "delete")]),
     ];
     for (endpoint, fields) in &calls {
         let r = member.call(endpoint, fields).await;
@@ -91,7 +91,8 @@ async fn invite_link_sets_a_password_once(db: SqlitePool) {
     let token = token_of(&link);
 
     let users = admin.read("list_users").await.json();
-    let friend = users
+    assert_eq!(users["two_factor_required"], false, "{users}");
+    let friend = users["users"]
         .as_array()
         .unwrap()
         .iter()
@@ -316,7 +317,7 @@ async fn disabling_a_user_ends_their_sessions_at_once(db: SqlitePool) {
 
     let mut admin = app.admin().await;
     let r = admin
-        .call("set_disabled", &[("id", &id), ("disabled", "true")])
+        .call("user_action", &[("id", &id), ("action", "disable")])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(member.me().await, None);
@@ -329,7 +330,7 @@ async fn disabling_a_user_ends_their_sessions_at_once(db: SqlitePool) {
     assert!(r.json()["message"].as_str().unwrap().contains("disabled"));
 
     let r = admin
-        .call("set_disabled", &[("id", &id), ("disabled", "false")])
+        .call("user_action", &[("id", &id), ("action", "enable")])
         .await;
     assert_eq!(r.status, StatusCode::OK);
     member
@@ -343,15 +344,11 @@ async fn the_last_admin_cannot_be_removed(db: SqlitePool) {
     let app = TestApp::new(db).await;
     let mut admin = app.admin().await;
     let id = app.user_id(ADMIN_EMAIL).await.to_string();
-    for (endpoint, fields) in [
-        ("set_role", vec![("id", id.as_str()), ("role", "member")]),
-        (
-            "set_disabled",
-            vec![("id", id.as_str()), ("disabled", "true")],
-        ),
-    ] {
-        let r = admin.call(endpoint, &fields).await;
-        assert_eq!(r.status, StatusCode::CONFLICT, "{endpoint}: {}", r.body);
+    for action in ["make-member", "disable"] {
+        let r = admin
+            .call("user_action", &[("id", id.as_str()), ("action", action)])
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{action}: {}", r.body);
         assert!(r.json()["message"]
             .as_str()
             .unwrap()
@@ -366,14 +363,16 @@ async fn the_last_admin_cannot_be_removed(db: SqlitePool) {
         .await
         .unwrap();
     let r = admin
-        .call("set_role", &[("id", &id), ("role", "member")])
+        .call("user_action", &[("id", &id), ("action", "make-member")])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = second_b
-        .call("set_disabled", &[("id", &second), ("disabled", "true")])
+        .call("user_action", &[("id", &second), ("action", "disable")])
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let r = second_b.call("delete_user", &[("id", &second)]).await;
+    let r = second_b
+        .call("user_action", &[("id", &second), ("action", "delete")])
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     // The demoted first admin is now a member: admin pages refuse them.
     assert_eq!(admin.read("list_users").await.status, StatusCode::FORBIDDEN);
@@ -425,7 +424,7 @@ async fn role_quota_reset_and_delete(db: SqlitePool) {
     assert!(r.field_error("max_apps").is_some() && r.field_error("max_memory_mb").is_some());
 
     let r = admin
-        .call("set_role", &[("id", &id), ("role", "admin")])
+        .call("user_action", &[("id", &id), ("action", "make-admin")])
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
@@ -434,9 +433,10 @@ async fn role_quota_reset_and_delete(db: SqlitePool) {
         "promoted at once"
     );
     let r = admin
-        .call("set_role", &[("id", &id), ("role", "root")])
+        .call("user_action", &[("id", &id), ("action", "make-root")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.field_error("action").is_some(), "{}", r.body);
 
     // Reset: a new link; the old password keeps working until the link is used.
     let r = admin.call("reset_password", &[("id", &id)]).await;
@@ -463,12 +463,18 @@ async fn role_quota_reset_and_delete(db: SqlitePool) {
         .await
         .unwrap();
 
-    let r = admin.call("delete_user", &[("id", "999999")]).await;
+    let r = admin
+        .call("user_action", &[("id", "999999"), ("action", "delete")])
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let own = app.user_id(ADMIN_EMAIL).await.to_string();
-    let r = admin.call("delete_user", &[("id", &own)]).await;
+    let r = admin
+        .call("user_action", &[("id", &own), ("action", "delete")])
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let r = admin.call("delete_user", &[("id", &id)]).await;
+    let r = admin
+        .call("user_action", &[("id", &id), ("action", "delete")])
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(member.me().await, None);
     assert!(

@@ -97,7 +97,7 @@ async fn every_kind_of_bad_token_is_401(db: SqlitePool) {
     let member_token = app.token("m@example.com", "write").await;
     let mid = app.user_id("m@example.com").await.to_string();
     admin
-        .call("set_disabled", &[("id", &mid), ("disabled", "true")])
+        .call("user_action", &[("id", &mid), ("action", "disable")])
         .await;
     assert_error(
         &app.api("GET", "/tokens", Some(&member_token), None).await,
@@ -446,7 +446,7 @@ async fn a_demoted_admins_token_loses_admin_power(db: SqlitePool) {
     );
     let id = app.user_id("second@example.com").await.to_string();
     admin
-        .call("set_role", &[("id", &id), ("role", "member")])
+        .call("user_action", &[("id", &id), ("action", "make-member")])
         .await;
     assert_error(
         &app.api("GET", "/users", Some(&token), None).await,

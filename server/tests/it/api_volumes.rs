@@ -498,5 +498,12 @@ async fn the_browser_forms_take_kind_profile_and_volumes(db: SqlitePool) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The app's page has nothing left to show: the answer sends the browser to the list.
+    assert!(
+        r.headers.contains_key("serverfnredirect"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.headers["location"], "/");
     assert_eq!(b.read("my_volumes").await.json(), json!([]));
 }

@@ -673,7 +673,9 @@ async fn tenants_cannot_reach_each_others_apps_and_quotas_hold(db: SqlitePool) {
     // An admin cannot delete a user who still has apps.
     let mut admin = app.admin().await;
     let id = app.user_id("ada@example.com").await.to_string();
-    let r = admin.call("delete_user", &[("id", &id)]).await;
+    let r = admin
+        .call("user_action", &[("id", &id), ("action", "delete")])
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     assert!(r.json()["message"]
         .as_str()

@@ -619,22 +619,26 @@ async fn containers_reach_nothing_on_the_host(db: SqlitePool) {
 
     // The admin page says the rules are in place; they come back when someone flushes them.
     let mut admin = app.admin().await;
-    let r = admin.read("engine_status").await;
+    let r = admin.read("panel_status").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.json()["egress_enforced"], true, "{}", r.body);
+    assert_eq!(r.json()["engine"]["egress_enforced"], true, "{}", r.body);
     // And whether writable layers are bounded: here Docker's root is on ext4, which cannot.
-    let storage = r.json()["storage"].as_str().unwrap().to_owned();
+    let storage = r.json()["engine"]["storage"].as_str().unwrap().to_owned();
     let bounded = ["overlay2 on xfs", "btrfs", "zfs"]
         .iter()
         .any(|s| storage.starts_with(s));
     assert_eq!(
-        r.json()["writable_layer_mb"].is_number(),
+        r.json()["engine"]["writable_layer_mb"].is_number(),
         bounded,
         "{}",
         r.body
     );
     // The engine runs on this host: the page says how published ports are reached.
-    assert!(r.json()["userland_proxy"].is_boolean(), "{}", r.body);
+    assert!(
+        r.json()["engine"]["userland_proxy"].is_boolean(),
+        "{}",
+        r.body
+    );
     // The running container carries the bound exactly when the driver allows one.
     let size = inspect(&id)["HostConfig"]["StorageOpt"]["size"].clone();
     assert_eq!(size.is_string(), bounded, "{size}");

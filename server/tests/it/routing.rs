@@ -272,14 +272,14 @@ async fn a_configuration_haproxy_refuses_is_never_applied(db: SqlitePool) {
     app.kill();
     let app = app.restarted_with(Some(adopted.clone())).await;
     let mut admin = app.admin().await;
-    let r = admin.read("proxy_status").await;
+    let r = admin.read("panel_status").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(
         r.body.contains("refused the new configuration"),
         "{}",
         r.body
     );
-    let r = ann.read("proxy_status").await;
+    let r = ann.read("panel_status").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 }
 

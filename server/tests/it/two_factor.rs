@@ -378,7 +378,10 @@ async fn an_admin_resets_a_lost_authenticator(db: SqlitePool) {
     let r = app.api("DELETE", &path, Some(&member_token), None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     let r = member
-        .call("reset_two_factor", &[("id", &ada.to_string())])
+        .call(
+            "user_action",
+            &[("id", &ada.to_string()), ("action", "reset-two-factor")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 
