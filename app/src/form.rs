@@ -24,7 +24,10 @@ pub struct FormAction<O: Send + Sync + 'static> {
     path: &'static str,
     value: RwSignal<Option<Result<O, AppError>>>,
     version: RwSignal<usize>,
+    /// Submissions awaiting their answer (counted in the browser only).
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     in_flight: RwSignal<usize>,
+    pending: Signal<bool>,
 }
 
 /// The [`FormAction`] of server function `S`, named by the function (`ActionOf<SetQuotas>`).
@@ -41,11 +44,13 @@ impl<O: Send + Sync + 'static> Copy for FormAction<O> {}
 impl<O: DeserializeOwned + Send + Sync + 'static> FormAction<O> {
     /// The action of server function `S` (its path; its answer's type is `O`).
     pub fn of<S: ServerFn<Output = O, Error = AppError>>() -> Self {
+        let in_flight = RwSignal::new(0);
         FormAction {
             path: S::PATH,
             value: RwSignal::new(None),
             version: RwSignal::new(0),
-            in_flight: RwSignal::new(0),
+            in_flight,
+            pending: Signal::derive(move || in_flight.get() > 0),
         }
     }
 
@@ -61,8 +66,7 @@ impl<O: DeserializeOwned + Send + Sync + 'static> FormAction<O> {
 
     /// A submission is awaiting its answer.
     pub fn pending(&self) -> Signal<bool> {
-        let n = self.in_flight;
-        Signal::derive(move || n.get() > 0)
+        self.pending
     }
 
     /// Sends the form of `ev` (the browser's own submission is prevented) and records the answer.

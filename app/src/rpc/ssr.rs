@@ -146,8 +146,8 @@ pub async fn signed_in() -> Result<(Ctx, Actor), AppError> {
 }
 
 /// The context and the signed-in person, for a form. Its CSRF token has been checked by the
-/// server's CSRF layer before any server function runs: it is a parameter of each form's
-/// function only so that `ActionForm` sends it, and is taken (and dropped) here.
+/// server's CSRF layer before any server function runs; as a parameter of each form's function
+/// it also makes the function's own parsing refuse a form without one. Taken (and dropped) here.
 pub async fn form(csrf_token: String) -> Result<(Ctx, Actor), AppError> {
     drop(csrf_token);
     signed_in().await

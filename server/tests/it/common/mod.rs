@@ -612,7 +612,7 @@ impl Browser {
         self.session().await["csrf"].as_str().unwrap().to_owned()
     }
 
-    /// Posts a form to a server function with the session's CSRF token, as `ActionForm` does.
+    /// Posts a form to a server function with the session's CSRF token, as `PostForm` does.
     pub async fn call(&mut self, endpoint: &str, fields: &[(&str, &str)]) -> Reply {
         let token = self.csrf().await;
         let mut all: Vec<(&str, &str)> = fields.to_vec();
