@@ -80,11 +80,18 @@ impl<O: DeserializeOwned + Send + Sync + 'static> FormAction<O> {
             let body = browser::form_body(&ev);
             self.in_flight.update(|n| *n += 1);
             leptos::task::spawn_local(async move {
+                use server_fn::error::{IntoAppError, ServerFnErrorErr};
+                // Errors as Leptos's own client names them (`AppError`'s mapping of them).
                 let answer = match body {
                     Some(body) => browser::post(self.path, body).await.and_then(|bytes| {
-                        serde_json::from_slice::<O>(&bytes).map_err(|_| unreadable())
+                        serde_json::from_slice::<O>(&bytes).map_err(|e| {
+                            ServerFnErrorErr::Deserialization(e.to_string()).into_app_error()
+                        })
                     }),
-                    None => Err(unreadable()),
+                    None => Err(ServerFnErrorErr::Serialization(
+                        "the form's fields could not be read".into(),
+                    )
+                    .into_app_error()),
                 };
                 // The page may be gone by now (its signals with it): then nobody is told.
                 _ = self.value.try_set(Some(answer));
@@ -93,14 +100,6 @@ impl<O: DeserializeOwned + Send + Sync + 'static> FormAction<O> {
             });
         }
     }
-}
-
-#[cfg(feature = "hydrate")]
-fn unreadable() -> AppError {
-    AppError::new(
-        "request",
-        "Something went wrong. Reload the page and try again.",
-    )
 }
 
 /// A `<form>` that posts to `action`'s server function: natively before the page hydrates (the
@@ -132,8 +131,10 @@ mod browser {
     use leptos::ev::SubmitEvent;
     use server_fn::{
         client::{browser::BrowserClient, Client},
+        error::FromServerFnError,
         request::{browser::BrowserRequest, ClientReq},
         response::ClientRes,
+        Bytes,
     };
     use wasm_bindgen::JsCast;
     use web_sys::{
@@ -167,8 +168,9 @@ mod browser {
     }
 
     /// POSTs `body` to the server function at `path` and returns its answer's bytes, or the
-    /// error it answered with; follows the redirect a server function asks for.
-    pub async fn post(path: &str, body: String) -> Result<Vec<u8>, AppError> {
+    /// error it answered with; follows the redirect a server function asks for (as Leptos's
+    /// client does for a `ServerAction`).
+    pub async fn post(path: &str, body: String) -> Result<Bytes, AppError> {
         let req = <BrowserRequest as ClientReq<AppError>>::try_new_post(
             path,
             "application/x-www-form-urlencoded",
@@ -181,13 +183,11 @@ mod browser {
         let redirect = ClientRes::<AppError>::has_redirect(&res);
         let bytes = ClientRes::<AppError>::try_into_bytes(res).await?;
         if (400..=599).contains(&status) {
-            return Err(
-                serde_json::from_slice::<AppError>(&bytes).unwrap_or_else(|_| super::unreadable())
-            );
+            return Err(AppError::de(bytes));
         }
         if (300..=399).contains(&status) || redirect {
             server_fn::redirect::call_redirect_hook(&location);
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 }

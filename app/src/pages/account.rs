@@ -1,4 +1,3 @@
-use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -7,6 +6,7 @@ use crate::{
         field_error, form_outcome, reset_on_success, CsrfField, ErrorFlash, Field, Flash, Outcome,
         Tone, BUTTON, BUTTON_SMALL, CARD, INPUT,
     },
+    form::{ActionOf, FormAction, PostForm},
     rpc::{
         account::{my_sessions, ChangePassword, EndOtherSessions, EndSession},
         tokens::{my_tokens, CreateToken, RevokeToken},

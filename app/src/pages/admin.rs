@@ -1,4 +1,3 @@
-use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -9,6 +8,7 @@ use crate::{
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
+    form::{ActionOf, FormAction, PostForm},
     pages::AdminOnly,
     rpc::{
         two_factor::SetTwoFactorPolicy,
@@ -314,30 +314,31 @@ fn StatusBanners() -> impl IntoView {
 /// The engine's isolation (user namespaces, egress rules, bounded layers, how published ports
 /// are reached): a line each, the ones to act on in amber.
 fn engine_banner(e: Option<EngineRow>) -> impl IntoView {
-    let warn = "font-medium text-amber-800 dark:text-amber-300";
     let (userns, egress, layers, proxy) = match e {
         Some(e) => {
-            let proxy = e.userland_proxy.map(|on| if on {
-                            (false, "Published ports go through docker-proxy (a userspace copy per connection and a process per port): start dockerd with --userland-proxy=false (the README says why) so HAProxy reaches apps through the kernel.".to_string())
-                        } else {
-                            (true, "Published ports go through the kernel's NAT, not docker-proxy.".to_string())
-                        });
+            let proxy = e.userland_proxy.map(|on| {
+                if on {
+                    (false, "Published ports go through docker-proxy (a userspace copy per connection and a process per port): start dockerd with --userland-proxy=false (the README says why) so HAProxy reaches apps through the kernel.".to_string())
+                } else {
+                    (true, "Published ports go through the kernel's NAT, not docker-proxy.".to_string())
+                }
+            });
             let layers = match e.writable_layer_mb {
-                            Some(mb) => (true, format!("Writable layers are bounded: a container may write {mb} MiB outside its volumes ({}).", e.storage)),
-                            None => (false, format!("Writable layers are not bounded: the storage driver ({}) cannot, so a container can fill Docker's disk outside its volumes. Put Docker's data root on xfs mounted with pquota to bound them.", e.storage)),
-                        };
+                Some(mb) => (true, format!("Writable layers are bounded: a container may write {mb} MiB outside its volumes ({}).", e.storage)),
+                None => (false, format!("Writable layers are not bounded: the storage driver ({}) cannot, so a container can fill Docker's disk outside its volumes. Put Docker's data root on xfs mounted with pquota to bound them.", e.storage)),
+            };
             let userns = if e.user_namespaces {
                 (true, format!("Docker {}: containers run in user namespaces; container root is host uid {}, not host root.", e.version, e.root_uid))
             } else {
                 (false, format!("Docker {}: containers do not run in user namespaces, so container root is host root. Start dockerd with --userns-remap=default (see the README) so that an escape from a container lands as an unprivileged user.", e.version))
             };
             let egress = match (e.egress_enforced, e.egress_problem) {
-                            (Some(true), _) => (true, format!(
-                                "Egress rules are in place: containers reach neither this host's services nor link-local addresses{}.",
-                                if e.egress_block_private { " nor private networks" } else { "" })),
-                            (_, Some(p)) => (false, format!("Egress rules are not in place: {p}")),
-                            _ => (false, "Egress rules have not been checked yet.".to_string()),
-                        };
+                (Some(true), _) => (true, format!(
+                    "Egress rules are in place: containers reach neither this host's services nor link-local addresses{}.",
+                    if e.egress_block_private { " nor private networks" } else { "" })),
+                (_, Some(p)) => (false, format!("Egress rules are not in place: {p}")),
+                _ => (false, "Egress rules have not been checked yet.".to_string()),
+            };
             (userns, Some(egress), Some(layers), proxy)
         }
         None => (
@@ -347,12 +348,21 @@ fn engine_banner(e: Option<EngineRow>) -> impl IntoView {
             None,
         ),
     };
+    // A line after the first: amber when it is something to act on.
+    let more = |testid: &'static str, (ok, line): (bool, String)| {
+        let class = if ok {
+            "mt-1"
+        } else {
+            "mt-1 font-medium text-amber-800 dark:text-amber-300"
+        };
+        view! { <p class=class data-testid=testid>{line}</p> }
+    };
     view! {
         <div class="mt-4 rounded-md border border-slate-200 bg-white px-4 py-3 text-sm dark:border-slate-800 dark:bg-slate-900" data-testid="engine-status">
-            <p class=if userns.0 { "" } else { warn }>{userns.1}</p>
-            {egress.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="egress-status">{line}</p> })}
-            {layers.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="layer-status">{line}</p> })}
-            {proxy.map(|(ok, line)| view! { <p class=if ok { "mt-1" } else { "mt-1 font-medium text-amber-800 dark:text-amber-300" } data-testid="proxy-path">{line}</p> })}
+            <p class=if userns.0 { "" } else { "font-medium text-amber-800 dark:text-amber-300" }>{userns.1}</p>
+            {egress.map(|l| more("egress-status", l))}
+            {layers.map(|l| more("layer-status", l))}
+            {proxy.map(|l| more("proxy-path", l))}
         </div>
     }
 }

@@ -1,6 +1,5 @@
 //! Apps: the list (home page), the create form, an app's page, and registry logins.
 
-use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
@@ -11,6 +10,7 @@ use crate::{
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
+    form::{ActionOf, FormAction, PostForm},
     rpc::apps::*,
     rpc::Done,
 };

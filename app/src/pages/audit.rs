@@ -1,7 +1,6 @@
 //! The audit log: everyone's entries with filters for admins (`/admin/audit`), and the table
 //! the account page shows a person their own with.
 
-use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{
@@ -11,6 +10,7 @@ use leptos_router::{
 
 use crate::{
     components::{encode_component, field_error, ErrorFlash, Outcome, BUTTON_SMALL, CARD, INPUT},
+    form::{FormAction, PostForm},
     pages::AdminOnly,
     rpc::audit::{audit_choices, audit_log, AuditView, SetAuditRetention},
 };

@@ -2,7 +2,6 @@
 //! progress, the snapshots with Download and Restore (after a confirmation naming what is
 //! replaced), and the latest restore.
 
-use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 
 use crate::{
@@ -10,6 +9,7 @@ use crate::{
         field_error, form_outcome, successes, CsrfField, ErrorFlash, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
+    form::{ActionOf, FormAction, PostForm},
     pages::apps::poll,
     rpc::backups::*,
 };

@@ -1,11 +1,11 @@
 //! Admins: every certificate, the ACME account, and how much of the CA's weekly limit is used.
 
-use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::{
     components::{CsrfField, ErrorFlash, Outcome, BUTTON_SMALL, CARD},
+    form::{FormAction, PostForm},
     pages::AdminOnly,
     rpc::domains::*,
 };

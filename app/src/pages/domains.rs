@@ -1,6 +1,5 @@
 //! Domains: register a name, attach it to an app, move or detach it, delete it.
 
-use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -9,6 +8,7 @@ use crate::{
         field_error, reset_on_success, CsrfField, ErrorFlash, Field, Outcome, BUTTON,
         BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
+    form::{FormAction, PostForm},
     rpc::domains::*,
 };
 

@@ -1,10 +1,10 @@
-use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::{
     components::{field_error, hard_navigate, CsrfField, ErrorFlash, Field, BUTTON, CARD},
+    form::{FormAction, PostForm},
     rpc::account::{invite_info, AcceptInvite},
 };
 

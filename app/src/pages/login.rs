@@ -1,4 +1,3 @@
-use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{components::Redirect, hooks::use_query_map};
@@ -8,6 +7,7 @@ use crate::{
         csrf_now, field_error, hard_navigate, safe_next, said, CsrfField, ErrorFlash, Field, Flash,
         Tone, BUTTON, BUTTON_SMALL, CARD, INPUT,
     },
+    form::{FormAction, PostForm},
     rpc::account::{Login, LoginCode, LoginStep, Logout, SecondFactors, SessionInfo},
     rpc::two_factor::{begin_passkey_login, finish_passkey_login},
     SessionCtx,

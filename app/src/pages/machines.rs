@@ -1,12 +1,12 @@
 //! The admin page's "Machines" section: the Swarm's nodes, where an admin drains a machine
 //! before maintenance and lets it take tasks again. Absent on a single engine.
 
-use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use pier_types::{format_cpus, Node, NodeAvailability, NodeRole, NodeState};
 
 use crate::{
     components::{CsrfField, Outcome, BUTTON_SMALL, CARD},
+    form::{ActionOf, FormAction, PostForm},
     rpc::nodes::{cluster_status, SetNodeAvailability},
 };
 

@@ -15,7 +15,6 @@ pub mod notifications;
 pub mod tags;
 pub mod two_factor;
 
-use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{
@@ -25,6 +24,7 @@ use leptos_router::{
 
 use crate::{
     components::{encode_component, hard_navigate, CsrfField, ErrorFlash, CARD},
+    form::{FormAction, PostForm},
     rpc::account::{Logout, Me, SessionInfo},
     SessionCtx,
 };

@@ -1,7 +1,6 @@
 //! Notifications: on the account page, where a person's go (e-mail, a signed webhook), the last
 //! deliveries and *Send a test*; on the admin page, the operator's mail server.
 
-use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 
 use crate::{
@@ -9,6 +8,7 @@ use crate::{
         field_error, form_outcome, CsrfField, ErrorFlash, Field, Outcome, BUTTON, BUTTON_SMALL,
         CARD, INPUT,
     },
+    form::{ActionOf, FormAction, PostForm},
     rpc::notify::{
         notifications, smtp_settings, DeleteSmtp, NotifyView, SendTestNotification,
         SetNotifications, SetSmtp,

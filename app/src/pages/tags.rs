@@ -1,11 +1,11 @@
 //! The app page's "Image updates" section: follow the image tag, check for an update, and the
 //! webhook URL a registry calls when the tag is pushed.
 
-use crate::form::{FormAction, PostForm};
 use leptos::prelude::*;
 
 use crate::{
     components::{CsrfField, ErrorFlash, Outcome, BUTTON_SMALL, CARD, INPUT},
+    form::{FormAction, PostForm},
     rpc::tags::{image_updates, CheckForUpdate, FollowTag, NewTagWebhook},
 };
 

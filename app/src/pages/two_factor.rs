@@ -2,7 +2,6 @@
 //! hand, then a code from it), see and renew the recovery codes, turn it off. Where an admin
 //! requires two factors, people without one are sent here and may do nothing else first.
 
-use crate::form::{ActionOf, FormAction, PostForm};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -12,6 +11,7 @@ use crate::{
         Outcome, Tone, BUTTON, BUTTON_DANGER, BUTTON_SMALL, CARD, INPUT,
     },
     error::AppError,
+    form::{ActionOf, FormAction, PostForm},
     rpc::two_factor::{
         begin_passkey, finish_passkey, two_factor, BeginTwoFactor, ConfirmTwoFactor,
         DisableTwoFactor, NewRecoveryCodes, RemovePasskey, TwoFactorView,
