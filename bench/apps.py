@@ -31,9 +31,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (POLL, BenchError, Panel, add_build_options, docker, http_200,  # noqa: E402
-                      ids, panel_log, preflight, remove_labelled, rss_kib, run, say, stats_row,
-                      wrk_latency)
+from benchlib import (POLL, BenchError, Panel, add_build_options, breakdown_text,  # noqa: E402
+                      docker, http_200, ids, panel_log, preflight, remove_labelled,
+                      rss_breakdown, rss_kib, run, say, stats_row, wrk_latency)
 
 EMAIL = "bench-apps@example.com"
 BENCH_LABEL = "pier.bench=1"
@@ -260,6 +260,7 @@ class Bench(Panel):
         # its own passes and samples (the goal's figure: <= 25 MiB).
         time.sleep(max(0.0, t0 + all_running + 60 - time.monotonic()))
         idle_rss = rss_kib(self.proc.pid)
+        idle_parts = rss_breakdown(self.proc.pid)
 
         lat = []
         path = "/apps?per_page=100"
@@ -299,6 +300,7 @@ class Bench(Panel):
         row(f"resident memory with {n} apps, idle:",
             f"{mib(idle_rss)}  (a minute after the last came up; goal <= 25 MiB:"
             f" {'met' if idle_rss <= 25 * 1024 else 'NOT met'})")
+        row("  of which:", breakdown_text(idle_parts))
         row(f"reconcile pass, nothing to do, {n} apps:",
             (f"median {statistics.median(idle_passes):.1f} ms   max {max(idle_passes):.1f} ms"
              f"   ({len(idle_passes)} passes; goal <= 100 ms)") if idle_passes else "no pass logged")

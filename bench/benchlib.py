@@ -53,6 +53,39 @@ def rss_kib(pid):
     raise BenchError("no VmRSS in /proc/%d/status" % pid)
 
 
+def rss_breakdown(pid):
+    """Where a process's resident memory is, in KiB, from /proc/PID/smaps: the executable's
+    own pages (code and read-only data, touched so far), shared libraries, the heap and other
+    anonymous memory, thread stacks, and the rest."""
+    exe = os.path.realpath(f"/proc/{pid}/exe")
+    parts = {"executable": 0, "libraries": 0, "anonymous": 0, "stacks": 0, "other": 0}
+    name = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if not head:
+                continue
+            if "-" in head[0] and not head[0].endswith(":"):
+                path = head[5] if len(head) > 5 else ""
+                if path == exe or path.startswith(exe + " "):
+                    name = "executable"
+                elif path.startswith("/"):
+                    name = "libraries"
+                elif path.startswith("[stack"):
+                    name = "stacks"
+                elif path in ("", "[heap]"):
+                    name = "anonymous"
+                else:
+                    name = "other"
+            elif head[0] == "Rss:" and name:
+                parts[name] += int(head[1])
+    return parts
+
+
+def breakdown_text(parts):
+    return ", ".join(f"{k} {v / 1024:.1f}" for k, v in parts.items() if v) + " MiB"
+
+
 def stats_row(label, values, unit="ms", scale=1000.0, width=50):
     if not values:
         return f"  {label:<{width}} (no runs)"
