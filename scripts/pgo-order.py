@@ -9,21 +9,35 @@ puts the listed functions first, together; everything else follows in its usual 
 
 Two subcommands, used by scripts/pgo.sh:
 
-  watch --bin BIN --out PAGES
+  watch --bin BIN --out PAGES [--first-out FIRST]
       Until SIGTERM/SIGINT, records which pages of BIN's code are mapped in any running
       process of BIN (read from /proc/PID/pagemap, every 0.2 s) and writes their file page
-      numbers to PAGES. For the pages to be those touched, and not their neighbours, BIN must
-      live on a file system whose read-ahead is off, and start with none of it cached (pgo.sh
-      runs it from a loop-mounted image with read_ahead_kb 0): fault-around then only finds
-      pages some process really touched.
+      numbers to PAGES. On SIGUSR1 it also writes the pages recorded so far to FIRST: the first
+      phase of the training load (pgo.sh: the panel no one browses). For the pages to be those
+      touched, and not their neighbours, BIN must live on a file system whose read-ahead is
+      off, and start with none of it cached (pgo.sh runs it from a loop-mounted image with
+      read_ahead_kb 0): fault-around then only finds pages some process really touched.
 
-  order --bin BIN --pages PAGES --profdata PROFDATA --llvm-profdata TOOL --out ORDER
-      Writes ORDER: first the functions the profile counted (hottest first), then every other
-      function on a touched page (code the profile does not see: the standard library, SQLite's
-      and jemalloc's C, and paths the instrumented run did not take).
+  counts --profdata PROFDATA --llvm-profdata TOOL
+      Prints "COUNT NAME" for every function the profile has a record of, 0 for those that
+      never ran (pgo.sh keeps the first phase's as pgo/pier.first.xz).
+
+  order --bin BIN --pages PAGES --first FIRST --first-counts COUNTS --profdata PROFDATA
+        --llvm-profdata TOOL --out ORDER
+      Writes ORDER: first the code a panel runs when no one browses it (start-up, the
+      reconciler, the sampler, the API, HAProxy's configuration): the functions COUNTS counted,
+      hottest first, then the functions on a page of FIRST that COUNTS has no record of (the
+      standard library, SQLite's and jemalloc's C); then the other functions the profile counted (hottest first);
+      then every other function on a touched page (code the profile does not see, and paths
+      the instrumented run did not take).
+      Why the first phase goes first: the kernel reads a binary in with read-ahead, in large folios, and
+      maps a whole folio when any page of it is touched. Code a panel runs all the time, spread
+      among the pages' rendering code, kept about twice its size resident (bench/apps.py: 13 of
+      the 18 MiB of counted code resident right after start, 6.5 MiB with read-ahead off).
 """
 import argparse
 import bisect
+import lzma
 import os
 import re
 import signal
@@ -64,7 +78,14 @@ def watch(args):
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    marks = []
+    signal.signal(signal.SIGUSR1, lambda *_: marks.append(1))
     while not stop:
+        if marks:
+            if not args.first_out:
+                sys.exit("pgo-order: SIGUSR1 without --first-out")
+            marks.clear()
+            write_pages(args.first_out, pages, "in the first phase")
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 if os.readlink(f"/proc/{pid}/exe") != binary:
@@ -85,10 +106,19 @@ def watch(args):
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue  # the process ended meanwhile
         time.sleep(0.2)
-    with open(args.out, "w") as out:
+    write_pages(args.out, pages, "in all")
+
+
+def write_pages(path, pages, what):
+    with open(path, "w") as out:
         out.write("".join(f"{p}\n" for p in sorted(pages)))
-    print(f"pgo-order: {len(pages)} pages ({len(pages) * PAGE / 2**20:.1f} MiB) of code touched",
-          file=sys.stderr)
+    print(f"pgo-order: {len(pages)} pages ({len(pages) * PAGE / 2**20:.1f} MiB) of code touched"
+          f" {what}", file=sys.stderr)
+
+
+def read_pages(path):
+    with open(path) as f:
+        return sorted(int(line) for line in f if line.strip())
 
 
 def profile_counts(tool, profdata):
@@ -115,37 +145,59 @@ def order(args):
     syms = functions(args.bin)
     size = {n: s for _, s, n in syms}
     starts = [a for a, _, _ in syms]
-    with open(args.pages) as f:
-        pages = sorted(int(line) for line in f if line.strip())
 
-    counted = sorted((n for n, c in counts.items() if c > 0 and n in size),
-                     key=lambda n: (-counts[n], n))
-    listed = set(counted)
-    touched = []
-    for page in pages:
-        lo = page * PAGE - seg_off + seg_vaddr
-        if not seg_vaddr <= lo < seg_vaddr + seg_size:
-            continue
-        i = max(bisect.bisect_right(starts, lo) - 1, 0)
-        on_page = []
-        while i < len(syms) and syms[i][0] < lo + PAGE:
-            if syms[i][0] + syms[i][1] > lo:
-                on_page.append(syms[i][2])
-            i += 1
-        # Every function on a touched page: which of them ran is not known, and the profile's
-        # zeros do not tell (a path the profiled run never took may be the one this run did;
-        # leaving it out costs a 64 KiB window of its own later, listing a neighbour too only
-        # its size).
-        for n in on_page:
-            if n not in listed:
-                listed.add(n)
-                touched.append(n)
+    def on_pages(pages):
+        """Every function on the pages, in page order, each once."""
+        seen, names = set(), []
+        for page in pages:
+            lo = page * PAGE - seg_off + seg_vaddr
+            if not seg_vaddr <= lo < seg_vaddr + seg_size:
+                continue
+            i = max(bisect.bisect_right(starts, lo) - 1, 0)
+            while i < len(syms) and syms[i][0] < lo + PAGE:
+                n = syms[i][2]
+                if syms[i][0] + syms[i][1] > lo and n not in seen:
+                    seen.add(n)
+                    names.append(n)
+                i += 1
+        return names
+
+    # The first phase's functions: exact for the code the profile sees (a page also holds
+    # neighbours the phase never ran, and the code laid out now mixes both phases); by page for
+    # the rest, which no profile counts.
+    with open_text(args.first_counts) as f:
+        first_counts = {n: int(c) for c, n in (line.split() for line in f if line.strip())}
+    first = sorted((n for n, c in first_counts.items() if c > 0 and n in size),
+                   key=lambda n: (-first_counts[n], n))
+    listed = set(first)
+    first += [n for n in on_pages(read_pages(args.first))
+              if n not in first_counts and n not in listed]
+    hotness = lambda n: (-counts[n], n)  # noqa: E731
+    listed.update(first)
+    counted = sorted((n for n, c in counts.items() if c > 0 and n in size and n not in listed),
+                     key=hotness)
+    listed.update(counted)
+    # Every function on a touched page: which of them ran is not known, and the profile's zeros
+    # do not tell (a path the profiled run never took may be the one this run did; leaving it
+    # out costs a 64 KiB window of its own later, listing a neighbour too only its size).
+    touched = [n for n in on_pages(read_pages(args.pages)) if n not in listed]
     with open(args.out, "w") as out:
-        out.write("".join(f"{n}\n" for n in counted + touched))
+        out.write("".join(f"{n}\n" for n in first + counted + touched))
     mib = lambda names: sum(size[n] for n in names) / 2**20  # noqa: E731
-    print(f"pgo-order: {len(counted)} counted functions ({mib(counted):.1f} MiB), then "
-          f"{len(touched)} more on touched pages ({mib(touched):.1f} MiB), of "
-          f"{sum(size.values()) / 2**20:.1f} MiB of code", file=sys.stderr)
+    print(f"pgo-order: {len(first)} functions of the first phase ({mib(first):.1f} MiB), then "
+          f"{len(counted)} more counted ({mib(counted):.1f} MiB), then {len(touched)} more on "
+          f"touched pages ({mib(touched):.1f} MiB), of {sum(size.values()) / 2**20:.1f} MiB of "
+          "code", file=sys.stderr)
+
+
+def open_text(path):
+    return lzma.open(path, "rt") if path.endswith(".xz") else open(path)
+
+
+def print_counts(args):
+    counts = profile_counts(args.llvm_profdata, args.profdata)
+    for n, c in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        print(c, n)
 
 
 def main():
@@ -154,11 +206,16 @@ def main():
     w = sub.add_parser("watch")
     w.add_argument("--bin", required=True)
     w.add_argument("--out", required=True)
+    w.add_argument("--first-out")
+    c = sub.add_parser("counts")
+    for a in ("--profdata", "--llvm-profdata"):
+        c.add_argument(a, required=True)
     o = sub.add_parser("order")
-    for a in ("--bin", "--pages", "--profdata", "--llvm-profdata", "--out"):
+    for a in ("--bin", "--pages", "--first", "--first-counts", "--profdata", "--llvm-profdata",
+              "--out"):
         o.add_argument(a, required=True)
     args = ap.parse_args()
-    (watch if args.cmd == "watch" else order)(args)
+    {"watch": watch, "counts": print_counts, "order": order}[args.cmd](args)
 
 
 if __name__ == "__main__":
