@@ -151,14 +151,15 @@ async fn every_page_hydrates_loaded_first_or_reached_by_a_click() {
 }
 
 /// The pages' wasm chunks this page has fetched so far, in order (`split_pier_<group>`, without
-/// the content hash), from the browser's resource timing.
+/// the content hash), from the browser's resource timing; each once: a chunk whose load failed
+/// is fetched again (`retried` in app/src/routes.rs), which CI once saw on the sign-in page.
 async fn chunks(c: &fantoccini::Client) -> Vec<String> {
     let names = c
         .execute(
-            "return performance.getEntriesByType('resource')
+            "return [...new Set(performance.getEntriesByType('resource')
                 .map(e => new URL(e.name).pathname.split('/').pop())
                 .filter(n => n.startsWith('split_pier_'))
-                .map(n => n.split('.')[0]);",
+                .map(n => n.split('.')[0]))];",
             vec![],
         )
         .await
