@@ -55,8 +55,8 @@ def rss_kib(pid):
 
 def rss_breakdown(pid):
     """Where a process's resident memory is, in KiB, from /proc/PID/smaps: the executable's
-    own pages (code and read-only data, touched so far), shared libraries, the heap and other
-    anonymous memory, thread stacks, and the rest."""
+    own pages (its code, read-only and initialised data, as far as touched), shared libraries,
+    the heap and other anonymous memory, thread stacks, and the rest."""
     exe = os.path.realpath(f"/proc/{pid}/exe")
     parts = {"executable": 0, "libraries": 0, "anonymous": 0, "stacks": 0, "other": 0}
     name = None

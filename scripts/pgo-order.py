@@ -7,7 +7,7 @@ spread thinly across the 24 MB of `.text` therefore costs far more memory than i
 tool writes a symbol ordering file for the linker (rust-lld `--symbol-ordering-file`), which
 puts the listed functions first, together; everything else follows in its usual order.
 
-Two subcommands, used by scripts/pgo.sh:
+Three subcommands, used by scripts/pgo.sh:
 
   watch --bin BIN --out PAGES [--first-out FIRST]
       Until SIGTERM/SIGINT, records which pages of BIN's code are mapped in any running
@@ -27,13 +27,14 @@ Two subcommands, used by scripts/pgo.sh:
       Writes ORDER: first the code a panel runs when no one browses it (start-up, the
       reconciler, the sampler, the API, HAProxy's configuration): the functions COUNTS counted,
       hottest first, then the functions on a page of FIRST that COUNTS has no record of (the
-      standard library, SQLite's and jemalloc's C); then the other functions the profile counted (hottest first);
-      then every other function on a touched page (code the profile does not see, and paths
-      the instrumented run did not take).
-      Why the first phase goes first: the kernel reads a binary in with read-ahead, in large folios, and
-      maps a whole folio when any page of it is touched. Code a panel runs all the time, spread
-      among the pages' rendering code, kept about twice its size resident (bench/apps.py: 13 of
-      the 18 MiB of counted code resident right after start, 6.5 MiB with read-ahead off).
+      standard library, SQLite's and jemalloc's C); then the other functions the profile
+      counted (hottest first); then every other function on a touched page (code the profile
+      does not see, and paths the instrumented run did not take).
+      Why the first phase goes first: the kernel reads a binary in with read-ahead, in large
+      folios, and maps a whole folio when any page of it is touched. Code a panel runs all the
+      time, spread among the pages' rendering code, kept about twice its size resident
+      (bench/apps.py: 13 of the 18 MiB of counted code resident right after start, 6.5 MiB
+      with read-ahead off).
 """
 import argparse
 import bisect
@@ -169,13 +170,11 @@ def order(args):
         first_counts = {n: int(c) for c, n in (line.split() for line in f if line.strip())}
     first = sorted((n for n, c in first_counts.items() if c > 0 and n in size),
                    key=lambda n: (-first_counts[n], n))
+    # (A function COUNTS has no record of is not among those just listed.)
+    first += [n for n in on_pages(read_pages(args.first)) if n not in first_counts]
     listed = set(first)
-    first += [n for n in on_pages(read_pages(args.first))
-              if n not in first_counts and n not in listed]
-    hotness = lambda n: (-counts[n], n)  # noqa: E731
-    listed.update(first)
     counted = sorted((n for n, c in counts.items() if c > 0 and n in size and n not in listed),
-                     key=hotness)
+                     key=lambda n: (-counts[n], n))
     listed.update(counted)
     # Every function on a touched page: which of them ran is not known, and the profile's zeros
     # do not tell (a path the profiled run never took may be the one this run did; leaving it

@@ -124,7 +124,8 @@ if [[ "$mode" == full ]]; then
   # next release build will be.
   ./scripts/release.sh
 fi
-xz -dc pgo/pier.profdata.xz > "$raw/pier.profdata"
+# The profile the release build was optimised with (the full run has just written it).
+[[ -f "$raw/pier.profdata" ]] || xz -dc pgo/pier.profdata.xz > "$raw/pier.profdata"
 
 # The release binary, built with the profile there is, has the symbol names the next release
 # build will have (the layout does not change them), so its touched pages name the functions.
