@@ -27,7 +27,8 @@ Three subcommands, used by scripts/pgo.sh:
       Writes ORDER: first the code a panel runs when no one browses it (start-up, the
       reconciler, the sampler, the API, HAProxy's configuration): the functions COUNTS counted,
       hottest first, then the functions on a page of FIRST that COUNTS has no record of (the
-      standard library, SQLite's and jemalloc's C); then the other functions the profile
+      standard library, SQLite's and jemalloc's C), and every function on a page of FIRST with
+      none of the counted ones on it (code the profile counted under another name); then the other functions the profile
       counted (hottest first); then every other function on a touched page (code the profile
       does not see, and paths the instrumented run did not take).
       Why the first phase goes first: the kernel reads a binary in with read-ahead, in large
@@ -147,20 +148,26 @@ def order(args):
     size = {n: s for _, s, n in syms}
     starts = [a for a, _, _ in syms]
 
-    def on_pages(pages):
-        """Every function on the pages, in page order, each once."""
-        seen, names = set(), []
+    def by_page(pages):
+        """The functions on each page, in page order."""
         for page in pages:
             lo = page * PAGE - seg_off + seg_vaddr
             if not seg_vaddr <= lo < seg_vaddr + seg_size:
                 continue
             i = max(bisect.bisect_right(starts, lo) - 1, 0)
+            names = []
             while i < len(syms) and syms[i][0] < lo + PAGE:
-                n = syms[i][2]
-                if syms[i][0] + syms[i][1] > lo and n not in seen:
-                    seen.add(n)
-                    names.append(n)
+                if syms[i][0] + syms[i][1] > lo:
+                    names.append(syms[i][2])
                 i += 1
+            yield names
+
+    def each_once(lists):
+        seen, names = set(), []
+        for n in (n for names in lists for n in names):
+            if n not in seen:
+                seen.add(n)
+                names.append(n)
         return names
 
     # The first phase's functions: exact for the code the profile sees (a page also holds
@@ -170,8 +177,15 @@ def order(args):
         first_counts = {n: int(c) for c, n in (line.split() for line in f if line.strip())}
     first = sorted((n for n, c in first_counts.items() if c > 0 and n in size),
                    key=lambda n: (-first_counts[n], n))
-    # (A function COUNTS has no record of is not among those just listed.)
-    first += [n for n in on_pages(read_pages(args.first)) if n not in first_counts]
+    counted_first = set(first)
+    # (A function COUNTS has no record of is not among those just listed.) A page the phase
+    # touched with none of its counted functions on it ran code the profile knows under another
+    # name (another instance of a generic, a part LLVM split off): all of it goes first. Read
+    # from a binary laid out by phase, these are the few pages past the first group it touched.
+    first += each_once(
+        [n for n in names if n not in first_counts]
+        if any(n in counted_first for n in names) else [n for n in names if n not in counted_first]
+        for names in by_page(read_pages(args.first)))
     listed = set(first)
     counted = sorted((n for n, c in counts.items() if c > 0 and n in size and n not in listed),
                      key=lambda n: (-counts[n], n))
@@ -179,7 +193,7 @@ def order(args):
     # Every function on a touched page: which of them ran is not known, and the profile's zeros
     # do not tell (a path the profiled run never took may be the one this run did; leaving it
     # out costs a 64 KiB window of its own later, listing a neighbour too only its size).
-    touched = [n for n in on_pages(read_pages(args.pages)) if n not in listed]
+    touched = [n for n in each_once(by_page(read_pages(args.pages))) if n not in listed]
     with open(args.out, "w") as out:
         out.write("".join(f"{n}\n" for n in first + counted + touched))
     mib = lambda names: sum(size[n] for n in names) / 2**20  # noqa: E731
