@@ -24,6 +24,16 @@ pub struct ProxyConfig {
     /// The user (and group of the same name) HAProxy's workers run as once the ports are bound;
     /// None: as whoever started it.
     pub run_as: Option<String>,
+    /// HAProxy's worker threads (`threads_for`).
+    pub threads: usize,
+}
+
+/// How many threads HAProxy gets on a machine with `cpus` CPUs: half of them, rounded up. Its
+/// default, one per CPU, lets it take every core from the apps it serves, and its threads then
+/// wake each other across cores for the same requests: on two cores one thread passed 13 % more
+/// requests/s through to nginx than two (bench/routing.py), and the apps keep a core.
+pub fn threads_for(cpus: usize) -> usize {
+    cpus.div_ceil(2).max(1)
 }
 
 /// A system account name HAProxy may switch to: the Debian package's `haproxy`, when Pier runs
@@ -72,6 +82,7 @@ pub fn render(c: &ProxyConfig) -> String {
         let _ = writeln!(w, "    user {user}");
         let _ = writeln!(w, "    group {user}");
     }
+    let _ = writeln!(w, "    nbthread {}", c.threads.max(1));
     let _ = writeln!(w, "    hard-stop-after 30s");
     let _ = writeln!(w, "    ssl-default-bind-options ssl-min-ver TLSv1.2");
     let _ = writeln!(w);
@@ -178,7 +189,21 @@ mod tests {
             default_cert: "/var/lib/pier/haproxy/default.pem".into(),
             crt_list: "/var/lib/pier/haproxy/certs.list".into(),
             run_as: Some("haproxy".into()),
+            threads: 2,
         }
+    }
+
+    #[test]
+    fn haproxy_takes_half_the_cpus() {
+        assert_eq!(threads_for(0), 1);
+        assert_eq!(threads_for(1), 1);
+        assert_eq!(threads_for(2), 1);
+        assert_eq!(threads_for(3), 2);
+        assert_eq!(threads_for(16), 8);
+        assert!(render(&cfg()).contains("\n    nbthread 2\n"));
+        let mut none = cfg();
+        none.threads = 0;
+        assert!(render(&none).contains("\n    nbthread 1\n"));
     }
 
     #[test]

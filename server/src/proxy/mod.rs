@@ -76,6 +76,9 @@ impl Files {
             default_cert: self.dir.join("default.pem"),
             crt_list: self.dir.join("certs.list"),
             run_as: config::unprivileged_account(),
+            threads: config::threads_for(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
         }
     }
 }

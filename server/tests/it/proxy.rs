@@ -141,6 +141,7 @@ async fn rendered_config_routes_by_host_on_a_real_haproxy() {
         default_cert: self_signed(&dir),
         crt_list: dir.join("certs.list"),
         run_as: None,
+        threads: 1,
     };
     std::fs::write(&cfg.crt_list, "").unwrap();
     // App 1 is served by `app_port`, app 2 by the panel's port (a stand-in), app 3 has no
