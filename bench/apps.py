@@ -207,6 +207,7 @@ class Bench(Panel):
             f"{statistics.median(pier) / statistics.median(net):.2f}")
         ratio_iso = statistics.median(pier) / statistics.median(iso)
         say(f"  ratio median(pier) / median(docker run with the same isolation): {ratio_iso:.2f}")
+        self.deploy_steps(pier)
         say(row("pier: DELETE /apps/{name} -> container gone", gone))
         say("  note: Pier's runs deploy a tenant's next app (its network exists, as for the docker runs"
             " on one).")
@@ -215,9 +216,39 @@ class Bench(Panel):
             " does not.\n        The plain docker run has none of Pier's isolation; the second one has"
             " the same\n        (its own bridge network, init, limits, no capabilities).")
 
+    # What the panel logs when a deployment is live: milliseconds from the start of its run.
+    MARKS = ("pull_from_ms", "pulled_at_ms", "create_from_ms", "started_at_ms", "answered_at_ms",
+             "settled_at_ms", "live_at_ms")
+    STEPS = ("before the pull (state, checks, the login)", "pull (the registry's manifest)",
+             "network, volumes, the container's spec", "create and start",
+             "first answer (the health probe)", "CPU limit to its steady form",
+             "promote (database, routes)")
+
+    def deploy_steps(self, totals):
+        """Where Pier's deploy runs' time went, from the panel's log (median of each step)."""
+        with open(self.log_path, "rb") as f:
+            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read().decode(errors="replace"))
+        runs = []
+        for i, total in enumerate(totals):
+            line = re.search(rf"deployment is live app=bench-deploy-{i + 1} .*", text)
+            if not line:
+                say(f"  (the panel logged no 'deployment is live' line for bench-deploy-{i + 1})")
+                return
+            at = dict(re.findall(r"(\w+_ms)=(\d+)", line.group(0)))
+            if any(k not in at for k in self.MARKS):
+                say(f"  (this panel's log line lacks the step marks: {line.group(0)[:120]})")
+                return
+            marks = [int(at[k]) for k in self.MARKS]
+            steps = [marks[0]] + [b - a for a, b in zip(marks, marks[1:])]
+            runs.append(steps + [total * 1000 - marks[-1]])
+        say("  where a Pier deploy's time goes (median of the runs; from the panel's log):")
+        for j, label in enumerate(self.STEPS + ("outside the run (the POST, the reconciler's pass,"
+                                                 " the 200 seen)",)):
+            say(f"    {label:<60} {statistics.median(r[j] for r in runs):6.0f} ms")
+
     # ----- 2. memory with many apps ----------------------------------------------------------
 
-    def many_apps(self, idle_start):
+    def many_apps(self, idle_start, start_parts):
         n = self.args.apps
         say(f"2. Panel memory with {n} apps (16 MiB, 0.05 CPU each)")
         time.sleep(2)
@@ -294,6 +325,7 @@ class Bench(Panel):
         row(f"all {n} apps running after:", f"{all_running:8.1f} s    (from the first POST; the POSTs"
                                              f" took {created:.1f} s)")
         row("resident memory right after start:", mib(idle_start))
+        row("  of which:", breakdown_text(start_parts))
         row("resident memory idle, before the apps:", f"{mib(idle)}  (after the deploy runs)")
         row(f"resident memory with {n} apps running:",
             f"{mib(running_rss)}  (+{(running_rss - idle) / n:.0f} KiB per app; 2 s after the last came up)")
@@ -357,10 +389,10 @@ def main():
         bench.pull_image()
         bench.start_panel()
         time.sleep(1)
-        idle_start = rss_kib(bench.proc.pid)
+        idle_start = rss_kib(bench.proc.pid), rss_breakdown(bench.proc.pid)
         bench.set_up_account()
         bench.deploy_latency()
-        bench.many_apps(idle_start)
+        bench.many_apps(*idle_start)
 
     return run("apps.py", f"Pier apps benchmark (127.0.0.1; binary {args.bin})", steps, bench.cleanup)
 

@@ -109,8 +109,26 @@ struct Run<'a> {
     stopped: Option<(Container, Instant)>,
     /// Keeps the serving deployment's container from the planner while it is stopped.
     _stop_first: Option<Hold>,
-    /// Milliseconds from the start to each step, for the log.
-    marks: [u128; 3],
+    /// When each step began or ended, for the log.
+    marks: Marks,
+}
+
+/// Milliseconds from the start of a run to each step, for the line that says a deployment is
+/// live (bench/apps.py reads them to say where a deploy's time goes).
+#[derive(Default)]
+struct Marks {
+    /// The pull asked of the engine (checks, the login and the image's record are before it).
+    pull: u128,
+    /// The engine had the image (a present image still asks its registry for the manifest).
+    pulled: u128,
+    /// The network and volumes made sure of: the containers' creation begins.
+    create: u128,
+    /// Every container created and started.
+    started: u128,
+    /// Every container answers.
+    answered: u128,
+    /// Their CPU limits in the steady form: the switch to them begins.
+    settled: u128,
 }
 
 async fn drive(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyhow::Result<Outcome> {
@@ -153,7 +171,7 @@ async fn drive(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyhow
         containers: Vec::new(),
         stopped: None,
         _stop_first: None,
-        marks: [0; 3],
+        marks: Marks::default(),
     };
     match run.steps().await {
         Ok(()) => Ok(Outcome::Live),
@@ -180,6 +198,7 @@ async fn drive(pier: &Pier, routing: &Routing, id: i64, promote: bool) -> anyhow
 impl Run<'_> {
     async fn steps(&mut self) -> Result<(), Halt> {
         let pulled = self.pull().await?;
+        self.marks.pulled = self.started.elapsed().as_millis();
         let spec = self.spec(pulled).await?;
         self.stop_first(&spec).await?;
         self.start(&spec).await?;
@@ -189,7 +208,9 @@ impl Run<'_> {
             return Ok(());
         }
         self.await_healthy().await?;
+        self.marks.answered = self.started.elapsed().as_millis();
         self.settle_cpu(&spec).await?;
+        self.marks.settled = self.started.elapsed().as_millis();
         self.go_live().await
     }
 
@@ -258,7 +279,7 @@ impl Run<'_> {
         let login = auth.clone();
         // Recorded before the pull: a pull cut short still leaves layers to collect later.
         repo::images::record(pier.db(), &image.local(), now()).await?;
-        self.marks[0] = self.started.elapsed().as_millis();
+        self.marks.pull = self.started.elapsed().as_millis();
         let telemetry = pier.clone();
         let pulled = tokio::time::timeout(
             PULL_LIMIT,
@@ -392,7 +413,7 @@ impl Run<'_> {
     /// Step 2c: creates the containers, one per copy (adopting those an earlier attempt made),
     /// and starts them.
     async fn start(&mut self, spec: &ContainerSpec) -> Result<(), Halt> {
-        self.marks[1] = self.started.elapsed().as_millis();
+        self.marks.create = self.started.elapsed().as_millis();
         for r in self.replicas.clone() {
             let mut one = spec.clone();
             one.name = container_name(&self.instance, &self.app, self.dep.id, r);
@@ -401,7 +422,7 @@ impl Run<'_> {
             }
             self.start_one(r, &one).await?;
         }
-        self.marks[2] = self.started.elapsed().as_millis();
+        self.marks.started = self.started.elapsed().as_millis();
         Ok(())
     }
 
@@ -550,13 +571,16 @@ impl Run<'_> {
         } else if serving.is_some() {
             tokio::time::sleep(self.routing.drain(pier)).await;
         }
-        let [pull, create, start] = self.marks;
+        let m = &self.marks;
         tracing::info!(
             app = %app.name,
             deployment = dep.number,
-            pull_from_ms = pull as u64,
-            create_from_ms = create as u64,
-            started_at_ms = start as u64,
+            pull_from_ms = m.pull as u64,
+            pulled_at_ms = m.pulled as u64,
+            create_from_ms = m.create as u64,
+            started_at_ms = m.started as u64,
+            answered_at_ms = m.answered as u64,
+            settled_at_ms = m.settled as u64,
             live_at_ms = self.started.elapsed().as_millis() as u64,
             "deployment is live"
         );
