@@ -28,9 +28,9 @@ Three subcommands, used by scripts/pgo.sh:
       reconciler, the sampler, the API, HAProxy's configuration): the functions COUNTS counted,
       hottest first, then the functions on a page of FIRST that COUNTS has no record of (the
       standard library, SQLite's and jemalloc's C), and every function on a page of FIRST with
-      none of the counted ones on it (code the profile counted under another name); then the other functions the profile
-      counted (hottest first); then every other function on a touched page (code the profile
-      does not see, and paths the instrumented run did not take).
+      none of the counted ones on it (code the profile counted under another name); then the
+      other functions the profile counted (hottest first); then every other function on a
+      touched page (code the profile does not see, and paths the instrumented run did not take).
       Why the first phase goes first: the kernel reads a binary in with read-ahead, in large
       folios, and maps a whole folio when any page of it is touched. Code a panel runs all the
       time, spread among the pages' rendering code, kept about twice its size resident
@@ -178,14 +178,18 @@ def order(args):
     first = sorted((n for n, c in first_counts.items() if c > 0 and n in size),
                    key=lambda n: (-first_counts[n], n))
     counted_first = set(first)
-    # (A function COUNTS has no record of is not among those just listed.) A page the phase
-    # touched with none of its counted functions on it ran code the profile knows under another
-    # name (another instance of a generic, a part LLVM split off): all of it goes first. Read
-    # from a binary laid out by phase, these are the few pages past the first group it touched.
-    first += each_once(
-        [n for n in names if n not in first_counts]
-        if any(n in counted_first for n in names) else [n for n in names if n not in counted_first]
-        for names in by_page(read_pages(args.first)))
+
+    def uncounted(names):
+        """What else of a page the phase touched goes first. With one of its counted functions
+        on it, the functions COUNTS has no record of (none of those is listed above). With none,
+        the page ran code the profile knows under another name (another instance of a generic,
+        a part LLVM split off): all of it. Read from a binary laid out by phase, these are the
+        few pages past the first group the phase touched."""
+        if any(n in counted_first for n in names):
+            return [n for n in names if n not in first_counts]
+        return names
+
+    first += each_once(map(uncounted, by_page(read_pages(args.first))))
     listed = set(first)
     counted = sorted((n for n, c in counts.items() if c > 0 and n in size and n not in listed),
                      key=lambda n: (-counts[n], n))
