@@ -226,8 +226,7 @@ class Bench(Panel):
 
     def deploy_steps(self, totals):
         """Where Pier's deploy runs' time went, from the panel's log (median of each step)."""
-        with open(self.log_path, "rb") as f:
-            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read().decode(errors="replace"))
+        text = self.log_text()
         runs = []
         for i, total in enumerate(totals):
             line = re.search(rf"deployment is live app=bench-deploy-{i + 1} .*", text)
@@ -342,16 +341,6 @@ class Bench(Panel):
         row(f"GET /api/v1/apps (default 50 per page, {n} apps), wrk -t2 -c8 10s:", wrk_line)
         row(f"all {n} apps deleted, containers gone in:", f"{gone:8.1f} s")
         row("resident memory after deleting them:", mib(after))
-
-    def log_size(self):
-        return os.path.getsize(self.log_path)
-
-    def reconcile_passes(self, since):
-        """Milliseconds of each reconcile pass the panel logged after byte `since` of its log."""
-        with open(self.log_path, "rb") as f:
-            f.seek(since)
-            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read().decode(errors="replace"))
-        return [int(m) / 1000 for m in re.findall(r"reconcile pass elapsed_us=(\d+)", text)]
 
     # ----- clean-up --------------------------------------------------------------------------
 

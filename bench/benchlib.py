@@ -451,6 +451,21 @@ class Panel:
             return ""
         return ("\n--- last lines of the panel's log ---\n" + "".join(tail)) if tail else ""
 
+    def log_size(self):
+        return os.path.getsize(self.log_path)
+
+    def log_text(self, since=0):
+        """The panel's log from byte `since` on, without its colours."""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            return re.sub(r"\x1b\[[0-9;]*m", "", f.read().decode(errors="replace"))
+
+    def reconcile_passes(self, since):
+        """Milliseconds of each reconcile pass the panel logged after byte `since` of its log
+        (at `pier::engine=debug`)."""
+        return [int(m) / 1000
+                for m in re.findall(r"reconcile pass elapsed_us=(\d+)", self.log_text(since))]
+
     def stop(self, failed):
         """Stops the panel and the HAProxy it started; after a failure prints the end of its
         log on stderr; reads the instance id if the start did not get to it (for the clean-up

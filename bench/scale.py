@@ -24,7 +24,6 @@ containers and networks labelled with the panel's `pier.instance` id.
 import argparse
 import math
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -150,11 +149,11 @@ class Scale(Panel):
         row = self.rows.setdefault(target, {})
         row["settle"] = f"{settle_secs:.0f} s" if settle_secs is not None else "-"
         # Two periodic passes with nothing to do (15 s apart).
-        since = os.path.getsize(self.log_path)
+        since = self.log_size()
         deadline = time.monotonic() + 45
-        while len(self.passes(since)) < 2 and time.monotonic() < deadline:
+        while len(self.reconcile_passes(since)) < 2 and time.monotonic() < deadline:
             time.sleep(1)
-        passes = self.passes(since)
+        passes = self.reconcile_passes(since)
         row["pass"] = (f"{statistics.median(passes):.1f} ms" if passes else "none logged")
         row["pass_max"] = f"{max(passes):.1f} ms" if passes else "-"
 
@@ -197,12 +196,6 @@ class Scale(Panel):
         running = min(target, a.running)
         say(f"  {target} apps ({running} running): pass {row['pass']} (max {row['pass_max']}),"
             f" API p99 {row['api_p99']}, page p99 {row['ssr_p99']}, memory {row['rss']}")
-
-    def passes(self, since):
-        with open(self.log_path, "rb") as f:
-            f.seek(since)
-            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read().decode(errors="replace"))
-        return [int(m) / 1000 for m in re.findall(r"reconcile pass elapsed_us=(\d+)", text)]
 
     def table(self):
         stages = sorted(self.rows)
