@@ -249,6 +249,8 @@ pub(crate) struct Inner {
     pub(crate) wake_backups: tokio::sync::Notify,
     /// A notification was queued (see `notify`).
     pub(crate) wake_notify: tokio::sync::Notify,
+    /// Counts rollouts that ended, for callers waiting on one (see `apps::wait`).
+    pub(crate) rollouts_ended: tokio::sync::watch::Sender<u64>,
     /// Apps the reconciler leaves alone (a backup or restore has their container).
     pub(crate) holds: std::sync::Mutex<crate::backups::Holds>,
     instance: tokio::sync::OnceCell<String>,
@@ -334,6 +336,7 @@ impl Pier {
             wake_certs: tokio::sync::Notify::new(),
             wake_backups: tokio::sync::Notify::new(),
             wake_notify: tokio::sync::Notify::new(),
+            rollouts_ended: tokio::sync::watch::Sender::new(0),
             holds: Default::default(),
             proxy_status: wiring.proxy_status,
             egress: std::sync::RwLock::new(None),

@@ -255,6 +255,9 @@ mod registry;
 mod spec;
 mod views;
 mod volumes;
+mod wait;
+
+pub use wait::MAX_WAIT;
 
 use spec::CheckedSpec;
 pub(crate) use volumes::add_volume;

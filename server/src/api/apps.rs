@@ -437,6 +437,16 @@ pub struct RollbackBody {
     deployment: i64,
 }
 
+/// `?wait=` on one app.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ShowQuery {
+    /// Seconds to wait for the app's newest deployment to end (0, the default: answer at once;
+    /// at most 60).
+    #[param(minimum = 0, maximum = 60)]
+    wait: Option<u64>,
+}
+
 /// `?tail=&follow=` on the logs route.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -489,7 +499,10 @@ fn env_input(env: BTreeMap<String, String>, secret: Option<&HashSet<String>>) ->
 }
 
 async fn app_out(s: &AppState, caller: &Caller, name: &str) -> ApiResult<Json<AppOut>> {
-    let view = s.pier.app_view(&caller.actor, name).await?;
+    view_out(s, s.pier.app_view(&caller.actor, name).await?).await
+}
+
+async fn view_out(s: &AppState, view: AppView) -> ApiResult<Json<AppOut>> {
     let summary = s.pier.backup_summary(view.app.id).await?;
     let mut out = AppOut::from(view);
     out.backup = Some(summary.into());
@@ -568,19 +581,39 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// One app.
+/// One app. With `wait`, the answer comes once the app's newest deployment has ended (it is
+/// live, or failed: see `state` and `last_error`) or after that many seconds, whichever is
+/// first: a script deploys, then asks once.
 #[utoipa::path(get, path = "/api/v1/apps/{name}", tag = "apps", operation_id = "show_app",
-    params(("name" = String, Path, description = "The app's name")),
+    params(("name" = String, Path, description = "The app's name"), ShowQuery),
     security(("token" = [])),
-    responses((status = 200, body = AppOut), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AppOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    Q(q): Q<ShowQuery>,
 ) -> ApiResult<Json<AppOut>> {
     caller.require(Scope::Read)?;
-    app_out(&s, &caller, &name).await
+    let wait = q.wait.unwrap_or(0);
+    let max = pier_core::apps::MAX_WAIT.as_secs();
+    if wait > max {
+        return Err(pier_core::Error::field(
+            "wait",
+            format!("Wait at most {max} seconds; ask again to wait longer."),
+        )
+        .into());
+    }
+    if wait == 0 {
+        return app_out(&s, &caller, &name).await;
+    }
+    let view = s
+        .pier
+        .app_view_when_deployed(&caller.actor, &name, std::time::Duration::from_secs(wait))
+        .await?;
+    view_out(&s, view).await
 }
 
 /// Changes an app's settings (what is left out is kept) and rolls them out.

@@ -402,6 +402,7 @@ fn spawn_rollout(
         };
         busy.lock().expect("busy lock").remove(&deployment_id);
         pier.wake_engine();
+        pier.rollout_ended();
         (app_id, ok)
     });
 }

@@ -877,3 +877,84 @@ async fn images_no_kept_deployment_needs_are_removed(db: SqlitePool) {
     let port = d["row"]["host_port"].as_u64().unwrap() as u16;
     assert_eq!(http_get(port, "/").await.as_deref(), Some("first\n"));
 }
+
+/// `GET /api/v1/apps/{name}?wait=N` answers once the app's newest deployment has ended (live,
+/// with the port it answers on; or failed, with why), or after N seconds while it has not.
+/// A wait past the limit or unreadable is named; another tenant's app is a 404 at once, and an
+/// app deleted while its deployment is waited for is a 404 too.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_deployment_is_waited_for_in_one_request(db: SqlitePool) {
+    let app = TestApp::new(db).await;
+    let mut ada = app.member("ada@example.com").await;
+    login_to_registry(&mut ada, None).await;
+    let token = app.token("ada@example.com", "write").await;
+    let other = {
+        app.member("bob@example.com").await;
+        app.token("bob@example.com", "read").await
+    };
+    let post = |name: &'static str, image: String, health: Option<&'static str>| {
+        let mut body = serde_json::json!({"name": name, "image": image, "port": 8080});
+        if let Some(h) = health {
+            body["health_path"] = h.into();
+        }
+        app.api("POST", "/apps", Some(&token), Some(body))
+    };
+
+    // Live: one request, answered with the port that answers.
+    let r = post("waited", image("hello:1"), None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["state"], "deploying", "{}", r.body);
+    let r = app
+        .api("GET", "/apps/waited?wait=30", Some(&token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let live = r.json();
+    assert_eq!(live["state"], "running", "{live:#}");
+    let port = live["host_port"].as_u64().expect("a host port") as u16;
+    assert!(http_get(port, "/").await.is_some(), "{live:#}");
+
+    // Failed: the answer says why.
+    let r = post("broken", image("hello:no-such-tag"), None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .api("GET", "/apps/broken?wait=30", Some(&token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["state"], "failed", "{}", r.body);
+    assert!(r.json()["last_error"].is_string(), "{}", r.body);
+
+    // Bad waits are named and change nothing.
+    let r = app
+        .api("GET", "/apps/waited?wait=61", Some(&token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.api_field("wait").contains("at most 60"), "{}", r.body);
+    let r = app
+        .api("GET", "/apps/waited?wait=soon", Some(&token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    // Someone else's app does not exist, waited for or not.
+    let r = app
+        .api("GET", "/apps/waited?wait=30", Some(&other), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
+    // A deployment that does not end (its health path never answers 200) is answered when the
+    // wait is over, as it is then.
+    let r = post("slow", image("hello:1"), Some("/never-200")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .api("GET", "/apps/slow?wait=1", Some(&token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["state"], "deploying", "{}", r.body);
+    // Deleted while waited for: a 404, not the last view of it.
+    let waiter = app.api("GET", "/apps/slow?wait=30", Some(&token), None);
+    let delete = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.api("DELETE", "/apps/slow", Some(&token), None).await
+    };
+    let (waited, deleted) = tokio::join!(waiter, delete);
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    assert_eq!(waited.status, StatusCode::NOT_FOUND, "{}", waited.body);
+}
