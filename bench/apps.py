@@ -33,7 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (POLL, BenchError, Panel, add_build_options, breakdown_text,  # noqa: E402
                       docker, http_200, ids, panel_log, preflight, remove_labelled,
-                      rss_breakdown, rss_kib, run, say, stats_row, wrk_latency)
+                      rss_breakdown, rss_kib, run, say, settled_rss, stats_row, wrk_latency)
 
 EMAIL = "bench-apps@example.com"
 BENCH_LABEL = "pier.bench=1"
@@ -357,23 +357,6 @@ class Bench(Panel):
             if d:
                 shutil.rmtree(d, ignore_errors=True)
         say(f"  clean-up: panel stopped, {'; '.join(notes)}")
-
-
-def settled_rss(pid, timeout=15.0):
-    """Resident KiB once start-up is behind the panel. Start-up's freed memory goes back to the
-    system a second or two after it is freed (jemalloc's decay): read from /healthz on, a panel
-    alone had 25.9, 21.2 and then 18.1 MiB a second apart. So: two seconds, then a reading every
-    second until two in a row are within 256 KiB."""
-    time.sleep(2)
-    last = rss_kib(pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        now = rss_kib(pid)
-        if abs(now - last) <= 256:
-            return now
-        last = now
-    return last
 
 
 def main():
