@@ -9,6 +9,11 @@ the medians and the p99 difference (goal: >= 0.95, within 1 ms). Two apps, one a
 busybox httpd (a new connection per request) and nginx (keep-alive) at half a CPU (an app's
 default limit) and at a whole one. Route-change and reload times are `cargo bench -p pier --bench routes`.
 
+A third figure in each round is the floor any proxy has on this machine: the same app through a
+bare HAProxy the bench starts itself (plain HTTP, one backend, the same thread count and
+connection reuse, no TLS, no routing by host, no logs) and stops by pid. Pier's HAProxy beside
+it is what Pier's own frontend (TLS, routing by host, its headers) adds to a proxy hop.
+
 Needs what bench/apps.py needs (the local registry, its test images) and `wrk`.
 Usage: bench/routing.py [--bin target/release/pier] [--site target/site] [--rounds 3] [--app nginx]
 """
@@ -20,6 +25,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +78,63 @@ APPS = [
 ]
 
 
+BARE_CFG = """global
+    nbthread {threads}
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend bare
+    bind 127.0.0.1:{port}
+    default_backend app
+backend app
+    server app 127.0.0.1:{app_port}
+"""
+
+
+class BareProxy:
+    """A bare HAProxy in front of one loopback port (see the module's docstring)."""
+
+    def __init__(self, app_port, threads):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="pier-bench-bare-")
+        cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(BARE_CFG.format(threads=threads, port=self.port, app_port=app_port))
+        self.proc = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not http_200(self.port, path="/"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise BenchError("the bare HAProxy did not start")
+            time.sleep(0.1)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pier_threads(b):
+    """The nbthread of the panel's own haproxy.cfg (the bare proxy runs as many)."""
+    for root, _, files in os.walk(b.data_dir):
+        if "haproxy.cfg" in files:
+            with open(os.path.join(root, "haproxy.cfg")) as f:
+                m = re.search(r"^\s*nbthread\s+(\d+)", f.read(), re.M)
+            if m:
+                return int(m.group(1))
+    raise BenchError("the panel's haproxy.cfg names no nbthread")
+
+
 def wait_running(b, name):
     deadline = time.monotonic() + 120
     while True:
@@ -107,19 +170,28 @@ def measure(b, https_port, name, label, image, port, health, cpus, rounds):
             raise BenchError(f"HAProxy answered {out} for {host}")
         time.sleep(0.2)
     say(f"routing, {label}: wrk -t2 -c{CONNS} 5 s (each after TIME_WAITs drained), {rounds} rounds alternating")
-    d, p = [], []
-    for i in range(rounds):
-        d.append(wrk(direct))
-        p.append(wrk(proxied, host))
-        say(f"  round {i + 1}: straight {d[-1][0]:.0f} req/s (p99 {d[-1][1]:.2f} ms), "
-            f"through HAProxy {p[-1][0]:.0f} req/s (p99 {p[-1][1]:.2f} ms)")
+    bare = BareProxy(app["host_port"], pier_threads(b))
+    d, p, h = [], [], []
+    try:
+        for i in range(rounds):
+            d.append(wrk(direct))
+            p.append(wrk(proxied, host))
+            h.append(wrk(f"http://127.0.0.1:{bare.port}{path}"))
+            say(f"  round {i + 1}: straight {d[-1][0]:.0f} req/s (p99 {d[-1][1]:.2f} ms), "
+                f"through HAProxy {p[-1][0]:.0f} req/s (p99 {p[-1][1]:.2f} ms), "
+                f"bare hop {h[-1][0]:.0f} req/s (p99 {h[-1][1]:.2f} ms)")
+    finally:
+        bare.stop()
     dr, dp = statistics.median(x[0] for x in d), statistics.median(x[1] for x in d)
     pr, pp = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)
+    hr, hp = statistics.median(x[0] for x in h), statistics.median(x[1] for x in h)
     say(f"  straight to the container (HTTP):   {dr:8.0f} req/s  p99 {dp:6.2f} ms")
     say(f"  through HAProxy (HTTPS, by host):   {pr:8.0f} req/s  p99 {pp:6.2f} ms")
+    say(f"  through a bare HAProxy (HTTP):      {hr:8.0f} req/s  p99 {hp:6.2f} ms   (the floor of a hop)")
     ok = pr / dr >= 0.95 and pp - dp <= 1.0
     say(f"  ratio through/straight: {pr / dr:.2f}, p99 {pp - dp:+.2f} ms"
         f"   (goal >= 0.95 and p99 within 1 ms: {'met' if ok else 'NOT met'})")
+    say(f"  ratio bare hop/straight: {hr / dr:.2f}; Pier's HAProxy/bare hop: {pr / hr:.2f}")
     b.api.expect("DELETE", f"/apps/{name}", status=(204,))
     return ok
 
