@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod secret;
 pub mod service;
 pub mod session_store;
+pub mod slots;
 pub mod tags;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]

@@ -3,11 +3,7 @@
 //! person may hold only a few at once, and a stream ends by itself soon after what let it start
 //! stops being valid: the token revoked or expired, the session ended, the account disabled.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use futures_util::{stream::BoxStream, StreamExt};
 
@@ -15,14 +11,14 @@ use crate::{
     model::Actor,
     now, repo,
     runtime::{LogLine, RuntimeError},
-    Error, Pier, Result,
+    Pier, Result,
 };
 
 /// Followed logs one person may hold open at once.
 pub const MAX_FOLLOWS_PER_USER: usize = 4;
 
 /// How often an open stream checks that its reader may still read.
-const RECHECK: Duration = Duration::from_secs(5);
+pub(crate) const RECHECK: Duration = Duration::from_secs(5);
 
 /// What the reader authenticated with; checked again while the stream is open.
 #[derive(Debug, Clone)]
@@ -31,57 +27,6 @@ pub enum Credential {
     Token(i64),
     /// A browser session (by id).
     Session(String),
-}
-
-/// Open followed streams per user.
-#[derive(Default, Clone)]
-pub struct LogSlots(Arc<Mutex<HashMap<i64, usize>>>);
-
-/// One open followed stream; gives its slot back when dropped (the stream ended or the client
-/// went away).
-pub struct LogSlot {
-    slots: LogSlots,
-    user_id: i64,
-}
-
-impl LogSlots {
-    fn take(&self, user_id: i64) -> Result<LogSlot> {
-        let mut open = self.0.lock().expect("log slots lock");
-        let n = open.entry(user_id).or_default();
-        if *n >= MAX_FOLLOWS_PER_USER {
-            return Err(Error::RateLimited {
-                what: "open log streams",
-                retry_after_secs: RECHECK.as_secs(),
-            });
-        }
-        *n += 1;
-        Ok(LogSlot {
-            slots: self.clone(),
-            user_id,
-        })
-    }
-
-    /// Followed streams `user_id` holds now.
-    pub fn open(&self, user_id: i64) -> usize {
-        self.0
-            .lock()
-            .expect("log slots lock")
-            .get(&user_id)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for LogSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.0.lock().expect("log slots lock");
-        if let Some(n) = open.get_mut(&self.user_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.user_id);
-            }
-        }
-    }
 }
 
 impl Pier {

@@ -260,7 +260,9 @@ pub(crate) struct Inner {
     egress: std::sync::RwLock<Option<crate::runtime::EgressStatus>>,
     resolver: std::sync::RwLock<Option<Arc<dyn crate::dns::Resolve>>>,
     /// Followed log streams open per user.
-    log_slots: crate::logs::LogSlots,
+    log_slots: crate::slots::Slots,
+    /// Waits for a deployment open per user (see `apps::wait`).
+    wait_slots: crate::slots::Slots,
     /// See [`Pier::panel_certificate_name`].
     panel_cert_name: Option<String>,
     /// Until when the panel host's CA certificate is valid (0: it has none), for HSTS.
@@ -344,7 +346,16 @@ impl Pier {
             instance: tokio::sync::OnceCell::new(),
             observed: Default::default(),
             panel_cert_until: std::sync::atomic::AtomicI64::new(0),
-            log_slots: Default::default(),
+            log_slots: crate::slots::Slots::new(
+                crate::logs::MAX_FOLLOWS_PER_USER,
+                "open log streams",
+                crate::logs::RECHECK.as_secs(),
+            ),
+            wait_slots: crate::slots::Slots::new(
+                crate::apps::MAX_WAITS_PER_USER,
+                "waits for a deployment",
+                1,
+            ),
         }))
     }
 
@@ -464,8 +475,13 @@ impl Pier {
     }
 
     /// Followed log streams open per user.
-    pub fn log_slots(&self) -> &crate::logs::LogSlots {
+    pub fn log_slots(&self) -> &crate::slots::Slots {
         &self.0.log_slots
+    }
+
+    /// Waits for a deployment each person holds open (see `apps::wait`).
+    pub fn wait_slots(&self) -> &crate::slots::Slots {
+        &self.0.wait_slots
     }
 
     /// Asks the certificate issuer to look for work now.

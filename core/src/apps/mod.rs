@@ -257,7 +257,7 @@ mod views;
 mod volumes;
 mod wait;
 
-pub use wait::MAX_WAIT;
+pub use wait::{MAX_WAIT, MAX_WAITS_PER_USER};
 
 use spec::CheckedSpec;
 pub(crate) use volumes::add_volume;

@@ -10,6 +10,10 @@ use super::AppView;
 /// The longest one request may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// Waits one person may hold open at once (more are a 429): each is a connection and a task
+/// that looks at the database every second.
+pub const MAX_WAITS_PER_USER: usize = 16;
+
 /// How often a waiter looks again without being told: a deployment also ends where no rollout
 /// runs (the app deleted, a newer deployment queued), and those do not tell.
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
@@ -25,7 +29,8 @@ impl Pier {
 
     /// The app (as [`Pier::app_view`]) once its newest deployment is no longer queued, pulling
     /// or starting, or when `limit` (at most [`MAX_WAIT`]) has passed, whichever comes first.
-    /// Another tenant's app, or one deleted meanwhile, is `NotFound`.
+    /// Another tenant's app, or one deleted meanwhile, is `NotFound`; a person already holding
+    /// [`MAX_WAITS_PER_USER`] waits is `RateLimited`.
     pub async fn app_view_when_deployed(
         &self,
         actor: &Actor,
@@ -33,6 +38,7 @@ impl Pier {
         limit: Duration,
     ) -> Result<AppView> {
         let deadline = Instant::now() + limit.min(MAX_WAIT);
+        let _slot = self.wait_slots().take(actor.user_id)?;
         // Subscribed before the first look: a rollout that ends after it is never missed.
         let mut ended = self.0.rollouts_ended.subscribe();
         loop {

@@ -583,13 +583,14 @@ pub async fn create(
 
 /// One app. With `wait`, the answer comes once the app's newest deployment has ended (it is
 /// live, or failed: see `state` and `last_error`) or after that many seconds, whichever is
-/// first: a script deploys, then asks once.
+/// first: a script deploys, then asks once. Each person may hold 16 waits open at once.
 #[utoipa::path(get, path = "/api/v1/apps/{name}", tag = "apps", operation_id = "show_app",
     params(("name" = String, Path, description = "The app's name"), ShowQuery),
     security(("token" = [])),
     responses((status = 200, body = AppOut), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 pub async fn show(
     State(s): State<AppState>,
     caller: Caller,

@@ -948,6 +948,34 @@ async fn a_deployment_is_waited_for_in_one_request(db: SqlitePool) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["state"], "deploying", "{}", r.body);
+    // A person holds a bounded number of waits at once; one more is a 429 that says why, and
+    // the slots come back when the waits end.
+    let max = pier_core::apps::MAX_WAITS_PER_USER;
+    let held = futures_util::future::join_all(
+        (0..max).map(|_| app.api("GET", "/apps/slow?wait=3", Some(&token), None)),
+    );
+    let extra = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.api("GET", "/apps/slow?wait=3", Some(&token), None)
+            .await
+    };
+    let (held, extra) = tokio::join!(held, extra);
+    assert_eq!(
+        extra.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        extra.body
+    );
+    assert!(
+        extra.body.contains("waits for a deployment"),
+        "{}",
+        extra.body
+    );
+    for r in held {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let ada_id = app.user_id("ada@example.com").await;
+    assert_eq!(app.pier.wait_slots().open(ada_id), 0);
     // Deleted while waited for: a 404, not the last view of it.
     let waiter = app.api("GET", "/apps/slow?wait=30", Some(&token), None);
     let delete = async {
