@@ -524,9 +524,28 @@ pub mod ui {
     }
 
     /// Loads a page and waits until the wasm has hydrated it (a browser-only effect marks the body).
+    /// When it never is, the failure says what the page had loaded (and how each load ended).
     pub async fn open(c: &Client, url: &str) {
         c.goto(url).await.unwrap();
-        wait_for(c, "body[data-hydrated]").await;
+        let hydrated = c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("body[data-hydrated]"))
+            .await;
+        if let Err(e) = hydrated {
+            let state = c
+                .execute(
+                    "return JSON.stringify({ready: document.readyState, url: location.href, \
+                     resources: performance.getEntriesByType('resource').map(r => \
+                       [r.name.split('/').pop(), r.responseStatus, Math.round(r.duration)]), \
+                     body: document.body ? document.body.outerHTML.slice(0, 400) : null})",
+                    vec![],
+                )
+                .await
+                .map(|v| v.to_string())
+                .unwrap_or_else(|e| format!("(the page could not be read: {e})"));
+            panic!("{url} never hydrated ({e}); the page then: {state}");
+        }
     }
 
     pub async fn wait_for_path(c: &Client, path: &str) {
