@@ -1,5 +1,6 @@
-//! Waiting for an app's deployment to end: a script that deploys (or the browser) asks once and
-//! is answered when the app is live or its deployment failed, instead of asking again and again.
+//! Waiting for an app's deployment to end: a script that deploys asks once (`GET
+//! /api/v1/apps/{name}?wait=N`) and is answered when the app is live or its deployment failed,
+//! instead of asking again and again.
 
 use std::time::{Duration, Instant};
 
