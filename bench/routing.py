@@ -126,13 +126,11 @@ class BareProxy:
 
 def pier_threads(b):
     """The nbthread of the panel's own haproxy.cfg (the bare proxy runs as many)."""
-    for root, _, files in os.walk(b.data_dir):
-        if "haproxy.cfg" in files:
-            with open(os.path.join(root, "haproxy.cfg")) as f:
-                m = re.search(r"^\s*nbthread\s+(\d+)", f.read(), re.M)
-            if m:
-                return int(m.group(1))
-    raise BenchError("the panel's haproxy.cfg names no nbthread")
+    with open(os.path.join(b.data_dir, "haproxy", "haproxy.cfg")) as f:
+        m = re.search(r"^\s*nbthread\s+(\d+)", f.read(), re.M)
+    if not m:
+        raise BenchError("the panel's haproxy.cfg names no nbthread")
+    return int(m.group(1))
 
 
 def wait_running(b, name):
