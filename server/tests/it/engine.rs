@@ -899,14 +899,14 @@ async fn a_deployment_is_waited_for_in_one_request(db: SqlitePool) {
         }
         app.api("POST", "/apps", Some(&token), Some(body))
     };
+    // Ada's GET of `path`.
+    let get = |path: &'static str| app.api("GET", path, Some(&token), None);
 
     // Live: one request, answered with the port that answers.
     let r = post("waited", image("hello:1"), None).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.json()["state"], "deploying", "{}", r.body);
-    let r = app
-        .api("GET", "/apps/waited?wait=30", Some(&token), None)
-        .await;
+    let r = get("/apps/waited?wait=30").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let live = r.json();
     assert_eq!(live["state"], "running", "{live:#}");
@@ -916,22 +916,16 @@ async fn a_deployment_is_waited_for_in_one_request(db: SqlitePool) {
     // Failed: the answer says why.
     let r = post("broken", image("hello:no-such-tag"), None).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = app
-        .api("GET", "/apps/broken?wait=30", Some(&token), None)
-        .await;
+    let r = get("/apps/broken?wait=30").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["state"], "failed", "{}", r.body);
     assert!(r.json()["last_error"].is_string(), "{}", r.body);
 
     // Bad waits are named and change nothing.
-    let r = app
-        .api("GET", "/apps/waited?wait=61", Some(&token), None)
-        .await;
+    let r = get("/apps/waited?wait=61").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(r.api_field("wait").contains("at most 60"), "{}", r.body);
-    let r = app
-        .api("GET", "/apps/waited?wait=soon", Some(&token), None)
-        .await;
+    let r = get("/apps/waited?wait=soon").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     // Someone else's app does not exist, waited for or not.
     let r = app
@@ -943,21 +937,16 @@ async fn a_deployment_is_waited_for_in_one_request(db: SqlitePool) {
     // wait is over, as it is then.
     let r = post("slow", image("hello:1"), Some("/never-200")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = app
-        .api("GET", "/apps/slow?wait=1", Some(&token), None)
-        .await;
+    let r = get("/apps/slow?wait=1").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["state"], "deploying", "{}", r.body);
     // A person holds a bounded number of waits at once; one more is a 429 that says why, and
     // the slots come back when the waits end.
     let max = pier_core::apps::MAX_WAITS_PER_USER;
-    let held = futures_util::future::join_all(
-        (0..max).map(|_| app.api("GET", "/apps/slow?wait=3", Some(&token), None)),
-    );
+    let held = futures_util::future::join_all((0..max).map(|_| get("/apps/slow?wait=3")));
     let extra = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        app.api("GET", "/apps/slow?wait=3", Some(&token), None)
-            .await
+        get("/apps/slow?wait=3").await
     };
     let (held, extra) = tokio::join!(held, extra);
     assert_eq!(
@@ -977,7 +966,7 @@ async fn a_deployment_is_waited_for_in_one_request(db: SqlitePool) {
     let ada_id = app.user_id("ada@example.com").await;
     assert_eq!(app.pier.wait_slots().open(ada_id), 0);
     // Deleted while waited for: a 404, not the last view of it.
-    let waiter = app.api("GET", "/apps/slow?wait=30", Some(&token), None);
+    let waiter = get("/apps/slow?wait=30");
     let delete = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.api("DELETE", "/apps/slow", Some(&token), None).await
