@@ -33,10 +33,35 @@ def say(msg):
     print(msg, flush=True)
 
 
+_PORT_SPAN = 12000
+_next_port = [None]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, below the kernel's ephemeral range: a port bound at 0
+    comes from that range, where wrk's and the panel's outgoing connections take their source
+    ports, and one can take it before the server binds it ("Address already in use"). As
+    test-support's `ports::free_port` does for the tests."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            top = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        top = 32768
+    if top <= _PORT_SPAN + 1024:
+        top = 32768
+    if _next_port[0] is None:
+        _next_port[0] = os.getpid() * 7919 % _PORT_SPAN
+    for _ in range(_PORT_SPAN):
+        port = top - _PORT_SPAN + _next_port[0] % _PORT_SPAN
+        _next_port[0] += 1
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BenchError(f"no free loopback port below {top}")
 
 
 def panel_log(default):

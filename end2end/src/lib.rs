@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -35,13 +35,7 @@ pub fn site_root() -> PathBuf {
         .unwrap_or_else(|_| workspace().join("target").join("site"))
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use test_support::ports::free_port;
 
 /// A child process in its own process group; dropping it kills the whole group (chromedriver
 /// takes its chromium children with it).

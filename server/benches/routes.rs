@@ -13,18 +13,12 @@
 
 use std::{
     collections::BTreeSet,
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
 use pier::proxy::{Files, Proxy, RouteTable};
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use test_support::ports::free_addr;
 
 /// `n` host names, ten per app (at least two apps), each app on one closed loopback port.
 fn routes(n: usize) -> RouteTable {

@@ -1,16 +1,11 @@
 //! pebble, the ACME test CA, for tests: its own listener certificate, free loopback ports, the
 //! mock DNS server for every name.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
+
+use crate::ports::free_addr;
 
 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// pebble, the ACME test CA, on free loopback ports, asking the mock DNS server
 /// (`scripts/services.sh start`) for every name; stopped (by its pid) when dropped.

@@ -91,12 +91,7 @@ pub fn serve_panel(listener: tokio::net::TcpListener, router: Router) {
 
 static NEXT_DIR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+pub use test_support::ports::free_addr;
 
 /// Settings for tests: short engine waits, and every container and network marked
 /// `pier.test=1` so `scripts/services.sh stop` can sweep up after a crashed test.
